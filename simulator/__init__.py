@@ -1,0 +1,12 @@
+"""painpath: a simulator of the pharmacological treatment pathway for neuropathic pain.
+
+For policy analysis and teaching; not for clinical use. The public API mirrors the CLI.
+"""
+
+from __future__ import annotations
+
+from .errors import InputError
+from .runner import RunResult, simulate
+from .scenario import Scenario, load_scenario
+
+__all__ = ["InputError", "RunResult", "Scenario", "load_scenario", "simulate"]

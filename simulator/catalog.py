@@ -1,0 +1,142 @@
+"""The drug catalogue: doses, titration, adjustments, contraindications, trial lengths.
+
+The numbers live in ``simulator/data/drugs.yaml``; this module only describes and validates them.
+Every drug names the source of each of its numbers (a seed id S000-S004, a citation from the
+evidence file, or an explicit ``assumption:``). A number without a source is a load error.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .errors import InputError
+from .schema import Strict, load_model
+
+DrugClass = Literal["gabapentinoid", "snri", "tca", "weak_opioid", "strong_opioid", "topical"]
+FIRST_LINE_CLASSES: tuple[str, ...] = ("gabapentinoid", "snri", "tca")
+ALL_CLASSES: tuple[str, ...] = ("gabapentinoid", "snri", "tca", "weak_opioid", "strong_opioid", "topical")
+
+# Patient attributes a contraindication or caution may name (columns of the cohort table).
+PATIENT_FLAGS: tuple[str, ...] = (
+    "hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
+    "orthostatic_hypotension", "ssri_use", "depression", "hiv_neuropathy", "high_misuse_risk",
+)
+SafetyCheck = Literal["ecg_over_40", "serotonin_check", "misuse_screen", "treatment_agreement"]
+
+
+class TitrationStep(Strict):
+    day: int = Field(ge=0, description="days after the drug is started")
+    dose: float = Field(gt=0, description="total daily dose from that day on")
+
+
+class OlderAdult(Strict):
+    min_age: float = Field(65, ge=0)
+    titration_stretch: float = Field(1.0, ge=1.0, description="older adults' titration days are multiplied by this")
+    max_dose: float | None = Field(None, gt=0)
+
+
+class RenalCap(Strict):
+    crcl_below: float = Field(gt=0, description="applies when creatinine clearance (mL/min) is below this")
+    max_dose: float = Field(ge=0, description="0 means the drug is not given at all")
+
+
+class Caution(Strict):
+    flag: str
+    max_dose: float = Field(gt=0)
+
+    @field_validator("flag")
+    @classmethod
+    def _known_flag(cls, v: str) -> str:
+        if v not in PATIENT_FLAGS:
+            raise ValueError(f"unknown patient flag '{v}'; known flags: {', '.join(PATIENT_FLAGS)}")
+        return v
+
+
+class Drug(Strict):
+    label: str
+    drug_class: DrugClass = Field(alias="class")
+    unit: str
+    titration: list[TitrationStep] = Field(min_length=1)
+    target_dose: float = Field(gt=0)
+    max_dose: float = Field(gt=0)
+    adequate_trial_days: int = Field(ge=1, description="days at target dose before response is judged (P3)")
+    min_trial_days: int = Field(0, ge=0, description="least days from start before judging, whatever the dose")
+    older_adult: OlderAdult = OlderAdult()
+    renal_caps: list[RenalCap] = []
+    contraindications: list[str] = []
+    cautions: list[Caution] = []
+    safety_checks: list[SafetyCheck] = []
+    serotonergic: bool = False
+    sedating: bool = False
+    sources: dict[str, str]
+
+    @field_validator("contraindications")
+    @classmethod
+    def _known_flags(cls, v: list[str]) -> list[str]:
+        for flag in v:
+            if flag not in PATIENT_FLAGS:
+                raise ValueError(f"unknown patient flag '{flag}'; known flags: {', '.join(PATIENT_FLAGS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Drug:
+        days = [s.day for s in self.titration]
+        if days[0] != 0:
+            raise ValueError("titration must start on day 0")
+        if days != sorted(days) or len(set(days)) != len(days):
+            raise ValueError("titration days must be strictly increasing")
+        doses = [s.dose for s in self.titration]
+        if doses != sorted(doses):
+            raise ValueError("titration doses must not decrease")
+        if self.target_dose > self.max_dose:
+            raise ValueError(f"target dose {self.target_dose} is above the maximum {self.max_dose}")
+        if max(doses) > self.max_dose:
+            raise ValueError(f"a titration dose ({max(doses)}) is above the maximum {self.max_dose}")
+        if abs(doses[-1] - self.target_dose) > 1e-9:
+            raise ValueError("the last titration step must reach the target dose")
+        needed = {"titration", "target_dose", "max_dose", "adequate_trial_days"}
+        if self.renal_caps:
+            needed.add("renal_caps")
+        if self.contraindications:
+            needed.add("contraindications")
+        if self.cautions:
+            needed.add("cautions")
+        if self.older_adult != OlderAdult():
+            needed.add("older_adult")
+        missing = sorted(needed - set(self.sources))
+        if missing:
+            raise ValueError(f"no source given for {', '.join(missing)}: add them under 'sources'")
+        return self
+
+    @property
+    def first_line(self) -> bool:
+        return self.drug_class in FIRST_LINE_CLASSES
+
+
+class Catalog(Strict):
+    drugs: dict[str, Drug]
+
+    def get(self, name: str) -> Drug:
+        try:
+            return self.drugs[name]
+        except KeyError:
+            raise InputError(f"unknown drug '{name}'", field="drug",
+                             fix=f"use one of: {', '.join(sorted(self.drugs))}") from None
+
+    def of_class(self, drug_class: str) -> list[str]:
+        return [n for n, d in self.drugs.items() if d.drug_class == drug_class]
+
+
+def _data_path(name: str) -> Path:
+    return Path(str(resources.files("simulator") / "data" / name))
+
+
+@lru_cache(maxsize=4)
+def load_catalog(path: str | None = None) -> Catalog:
+    """The packaged drug catalogue, or one at ``path``."""
+    return load_model(path or _data_path("drugs.yaml"), Catalog)

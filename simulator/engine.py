@@ -1,0 +1,476 @@
+"""The discrete-event engine: synthetic patients walking the pathway in SimPy time (days).
+
+Each patient is one SimPy process. A treatment line is simulated as: start the drug(s) on their
+(patient-adjusted) titration schedule, wait for the adequate trial at target dose and the next
+scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
+pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
+follow-up happen in continuous time and may interrupt a line. Specialist referral is a shared
+``simpy.Resource`` with the scenario's capacity, so referrals queue and waits are measured.
+
+The hot loop appends plain numbers to one flat ``array('d')`` event buffer (9 columns per row; see
+:data:`COLUMNS`); the event table is built once at the end. No pydantic object, logging call or string
+formatting runs per event. Clinical numbers come only from the compiled model tables.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from . import streams
+from .clinical import (
+    MAX_VISITS,
+    RESPONSE_COLUMNS,
+    SERIOUS_TYPES,
+    ModelTables,
+    draw_latents,
+    drug_effect,
+    interp,
+    observed_pain,
+    onset_days,
+)
+from .cohort import Cohort
+from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
+from .patient import PatientModel
+from .policy import Decision, PolicyContext, first_choice, next_step
+from .rules import load_rules
+from .safety import PatientFacts, required_checks, schedule
+
+# Event codes (column ``event``).
+EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
+                           "adverse_event", "safety_check", "excluded", "referral_queued", "consult",
+                           "dropout")
+(E_ASSESS, E_TRANSITION, E_START, E_DOSE, E_STOP, E_EVAL, E_AE, E_CHECK, E_EXCLUDE, E_QUEUE, E_CONSULT,
+ E_DROPOUT) = range(len(EVENTS))
+CHECKS: tuple[str, ...] = ("ecg", "serotonin_check", "misuse_screen", "treatment_agreement")
+CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_failed", "conservative_relief",
+                                     "conservative_no_relief")
+COLUMNS: tuple[str, ...] = ("patient", "day", "event", "state", "drug", "dose", "pain", "detail", "rule")
+NCOL = len(COLUMNS)
+STATE_CODE = {s: i for i, s in enumerate(STATES)}
+TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
+OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
+N_SERIOUS = len(SERIOUS_TYPES)
+FOLLOWUP_COLUMNS = 16
+SPECIALIST_COLUMNS = 4
+
+
+def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
+    ids = tuple(load_rules().ids())
+    return ids, {r: i for i, r in enumerate(ids)}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Plain settings of one run of the engine (from the scenario)."""
+
+    horizon_days: float
+    specialist_slots_per_week: int
+    seed: int
+
+
+class _Line:
+    """One drug being taken: its schedule and pending adverse events."""
+
+    __slots__ = ("drug", "start", "steps", "target", "next_step", "aes", "target_day")
+
+    def __init__(self, drug: int, start: float, steps: tuple[tuple[float, float], ...], target: float) -> None:
+        self.drug = drug
+        self.start = start
+        self.steps = steps
+        self.target = target
+        self.next_step = 1
+        self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
+        self.target_day = start + next((off for off, d in steps if d >= target), steps[-1][0])
+
+    def dose_at(self, day: float) -> float:
+        dose = self.steps[0][1]
+        for off, d in self.steps:
+            if self.start + off <= day + 1e-9:
+                dose = d
+            else:
+                break
+        return dose
+
+
+class Simulation:
+    """Runs one replication of one scenario over a cohort."""
+
+    def __init__(self, ctx: PolicyContext, cohort: Cohort, config: EngineConfig, replication: int) -> None:
+        self.ctx = ctx
+        self.tables: ModelTables = ctx.tables
+        self.cohort = cohort
+        self.config = config
+        self.rep = replication
+        self.table: Table = compile_table(PatientModel)
+        self.rule_ids, self.rule_code = rule_codes()
+        n = cohort.n
+        seed = config.seed
+        resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
+        self.latents = draw_latents(self.tables, cohort.etiology, resp)
+        n_adv = 2 * self.tables.n_ae_slots + N_SERIOUS * len(self.tables.drugs)
+        self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv)
+        self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
+        self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
+        self.buf = array("d")
+        self.env = simpy.Environment()
+        slots = max(int(config.specialist_slots_per_week), 0)
+        self.specialist = simpy.Resource(self.env, capacity=slots) if slots > 0 else None
+        ltfu = ctx.policy.loss_to_follow_up_per_year
+        self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
+        self.flags = _flag_sets(cohort)
+
+    # ---------------------------------------------------------------------------------------------
+    def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
+        """Simulate every patient to the horizon; return the event table (rows x 9).
+
+        With ``progress``, the simulated time is run in ``steps`` slices and ``progress(fraction)`` is
+        called after each (results are identical either way).
+        """
+        env = self.env
+        for i in range(self.cohort.n):
+            env.process(self._patient(i))
+        horizon = self.config.horizon_days
+        if progress is None:
+            env.run(until=horizon)
+        else:
+            for k in range(1, steps + 1):
+                env.run(until=horizon * k / steps)
+                progress(k / steps)
+        return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL).copy()
+
+    def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
+             pain: float = -1.0, detail: int = -1, rule: str | None = None) -> None:
+        self.buf.extend((i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
+                         self.rule_code[rule] if rule else -1))
+
+    # ---------------------------------------------------------------------------------------------
+    def _patient(self, i: int):
+        env = self.env
+        c = self.cohort
+        t = self.tables
+        ctx = self.ctx
+        facts = PatientFacts(age=float(c.age[i]), etiology=int(c.etiology[i]), localized=bool(c.localized[i]),
+                             crcl=float(c.crcl[i]), flags=self.flags[i])
+        p = PatientModel(i, facts, float(c.baseline_nrs[i]), bool(c.misuse_risk[i] == 2), ctx)
+        lat = self.latents
+        ns = float(lat.ns_reduction[i])
+        class_u = lat.class_u[i].tolist()
+        class_z = lat.class_z[i].tolist()
+        noise = lat.noise[i].tolist()
+        adv = self.adverse[i].tolist()
+        fu = self.followup[i].tolist()
+        horizon = self.config.horizon_days
+        rate = self.ltfu_rate
+        ltfu_day = -math.log1p(-fu[0]) / rate * 365.0 if rate > 0 else math.inf
+        log = self._log
+        policy = ctx.policy
+        resp = policy.response
+        visit = float(policy.visit_interval_days)
+        lines: list[_Line] = []
+        n_visits = 0
+
+        log(i, 0.0, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
+        for j, why in p.excluded:
+            log(i, 0.0, E_EXCLUDE, "assessment", drug=j, rule=why)
+        decision = first_choice(p, ctx)
+
+        while True:
+            # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
+            now = env.now
+            if decision.stop_all and lines:
+                self._stop_all(p, lines, now, decision.rule)
+            prev = p.state
+            if decision.trigger == "stay":
+                return
+            if not fire(self.table, p, decision.trigger):
+                # The pathway refused the policy's proposal: refer instead (P9) and record why.
+                if lines:
+                    self._stop_all(p, lines, now, "P9.refractory_referral")
+                if not fire(self.table, p, "refer"):
+                    return
+                decision = Decision("refer", rule="P9.refractory_referral")
+            log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+            if p.state == "relieved":
+                yield from self._maintenance(p, lines)
+                return
+            if p.state == "specialist_referral":
+                outcome = yield from self._specialist(p, ltfu_day)
+                if outcome == "dropout":
+                    fire(self.table, p, "drop_out")
+                    log(i, env.now, E_DROPOUT, p.state, rule="X.dropout")
+                    return
+                if outcome == "relief":
+                    fire(self.table, p, "relief")
+                    log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
+                return
+            for j in decision.start:
+                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines))
+                p.active = [ln.drug for ln in lines]
+            del prev
+
+            # ---- run the trial up to its evaluation, or an interruption ----------------------------
+            newest = lines[-1]
+            drug = t.drugs[newest.drug]
+            trial = ctx.trial_days[drug.name]
+            if drug.drug_class == "strong_opioid":
+                trial = min(trial, policy.strong_opioid.max_trial_days)
+            due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
+            k = math.ceil((due - newest.start) / visit - 1e-9)
+            eval_day = newest.start + max(k, 1) * visit
+            outcome = None
+            pain = -1.0
+            while outcome is None:
+                nxt, kind, line, ae = self._next_event(lines, eval_day, ltfu_day)
+                if nxt >= horizon:
+                    yield env.timeout(horizon - env.now)
+                    return
+                if nxt > env.now:
+                    yield env.timeout(nxt - env.now)
+                now = env.now
+                self._log_doses(i, p, lines, now)
+                if kind == "dropout":
+                    self._stop_all(p, lines, now, "X.dropout")
+                    fire(self.table, p, "drop_out")
+                    log(i, now, E_DROPOUT, p.state, rule="X.dropout")
+                    return
+                if kind == "ae":
+                    if self._adverse_event(p, line, ae, now):
+                        lines.remove(line)
+                        p.active = [ln.drug for ln in lines]
+                        outcome = "intolerable"
+                        pain = -1.0
+                    continue
+                # evaluation visit (P3 adequate trial reached)
+                effects = []
+                for n_line, ln in enumerate(lines):
+                    d = t.drugs[ln.drug]
+                    e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology, class_u[d.class_index],
+                                    class_z[d.class_index], facts.localized)
+                    effects.append(e * t.combination_factor if n_line > 0 else e)
+                pain = observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd,
+                                     noise[n_visits % MAX_VISITS])
+                n_visits += 1
+                red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
+                if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
+                    outcome = "relief"
+                elif red >= resp.partial_min_reduction:
+                    outcome = "partial"
+                else:
+                    outcome = "none"
+                log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
+                    detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
+
+            now = env.now
+            if outcome != "relief":
+                p.n_failed += 1
+                # P4: a failed line may end care (named assumption: dropout_after_failed_line).
+                u = fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)]
+                if u < t.follow_up["dropout_after_failed_line"]:
+                    self._stop_all(p, lines, now, "X.dropout")
+                    fire(self.table, p, "drop_out")
+                    log(i, now, E_DROPOUT, p.state, rule="X.dropout")
+                    return
+                if outcome == "intolerable" and p.state == "add_on":
+                    p.combination_failed = True
+            decision = next_step(p, ctx, outcome, now, pain)
+
+    # ---------------------------------------------------------------------------------------------
+    def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: list[float],
+                    lines: list[_Line]) -> _Line:
+        t = self.tables
+        d = t.drugs[j]
+        i = p.idx
+        serotonergic_with = "ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
+        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
+            p.checks.add(check)
+            self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
+        steps, target = schedule(d, p.facts, self.ctx.policy.titration_speed)
+        line = _Line(j, now, steps, target)
+        p.tried.add(j)
+        if d.drug_class in ("gabapentinoid", "snri", "tca"):
+            p.n_first_line += 1
+        elif d.drug_class == "weak_opioid":
+            p.tramadol_tried = True
+        elif d.drug_class == "strong_opioid":
+            p.strong_tried = True
+        self._log(i, now, E_START, p.state, drug=j, dose=steps[0][1], rule=rule)
+        # Potential adverse events of this exposure, from the patient's fixed draws for this drug.
+        for k, slot in enumerate(d.ae_slots):
+            u_inc = adv[2 * slot]
+            day = now + onset_days(d.ae_onset_median, adv[2 * slot + 1])
+            if u_inc < interp(d.ae_incidence[k], line.dose_at(day)):
+                line.aes.append((day, d.ae_types[k], u_inc, -1))
+        self._serious_events(p, d, line, adv, serotonergic_with)
+        line.aes.sort()
+        return line
+
+    def _serious_events(self, p: PatientModel, d, line: _Line, adv: list[float], serotonergic_with: bool) -> None:
+        t = self.tables
+        s = t.serious
+        base = 2 * t.n_ae_slots + N_SERIOUS * d.index
+        rates = [0.0] * N_SERIOUS  # per year
+        if d.sedating and p.facts.age >= s["falls_min_age"]:
+            rates[0] = s["falls_per_year"]
+        if d.drug_class == "strong_opioid":
+            mult = s["misuse_high_mult"] if p.misuse_high else 1.0
+            rates[2] = t.misuse_per_year[p.etiology] * mult
+            rates[3] = s["resp_depression_per_year"]
+        if d.drug_class == "tca" and "cardiovascular_disease" in p.facts.flags:
+            rates[4] = s["tca_cardiac_per_year"]
+        for k, rate in enumerate(rates):
+            if rate > 0:
+                day = line.start - math.log1p(-adv[base + k]) / rate * 365.0
+                line.aes.append((day, self._ae_code(SERIOUS_TYPES[k]), 0.0, k))
+        if d.serotonergic and serotonergic_with and d.drug_class == "weak_opioid":
+            if adv[base + 1] < s["serotonin_per_exposure"]:
+                line.aes.append((line.start + 3.0, self._ae_code("serotonin_syndrome"), 0.0, 1))
+
+    def _ae_code(self, name: str) -> int:
+        return self.tables.ae_types.index(name)
+
+    def _next_event(self, lines: list[_Line], eval_day: float, ltfu_day: float):
+        best = (eval_day, "eval", None, None)
+        if ltfu_day < best[0]:
+            best = (ltfu_day, "dropout", None, None)
+        for ln in lines:
+            if ln.aes and ln.aes[0][0] < best[0]:
+                best = (ln.aes[0][0], "ae", ln, ln.aes[0])
+        return best
+
+    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
+        """Record titration steps reached up to ``now`` (P2)."""
+        for ln in lines:
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= now + 1e-9:
+                off, dose = ln.steps[ln.next_step]
+                rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
+                self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
+                ln.next_step += 1
+
+    def _adverse_event(self, p: PatientModel, line: _Line, ae: tuple, now: float) -> bool:
+        """Log an adverse event; return True when it ends the drug."""
+        t = self.tables
+        line.aes.pop(0)
+        d = t.drugs[line.drug]
+        _, code, u_inc, serious = ae
+        dose = line.dose_at(now)
+        self._log(p.idx, now, E_AE, p.state, drug=line.drug, dose=dose, detail=code,
+                  rule="X.serious_event" if serious >= 0 else "X.adverse_event")
+        if serious >= 0:
+            stop = True
+        else:
+            total = sum(interp(c, dose) for c in d.ae_incidence)
+            wd = interp(d.ae_withdrawal, dose)
+            stop = total > 0 and u_inc < interp(d.ae_incidence[d.ae_types.index(code)], dose) * min(1.0, wd / total)
+        if stop:
+            self._log(p.idx, now, E_STOP, p.state, drug=line.drug, dose=dose, detail=code,
+                      rule="P4.intolerance_switch")
+            self._mark_stopped(p, line)
+        return stop
+
+    def _mark_stopped(self, p: PatientModel, line: _Line) -> None:
+        cls = self.tables.drugs[line.drug].drug_class
+        if cls in ("gabapentinoid", "snri", "tca", "topical"):
+            p.failed_classes.add(cls)
+
+    def _stop_all(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
+        if p.state == "add_on" and len(lines) > 1:
+            p.combination_failed = True
+        for ln in lines:
+            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
+            self._mark_stopped(p, ln)
+        lines.clear()
+        p.active = []
+
+    def _maintenance(self, p: PatientModel, lines: list[_Line]):
+        """After relief: the regimen continues; its remaining adverse events are still recorded."""
+        env = self.env
+        horizon = self.config.horizon_days
+        while True:
+            nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
+            if kind != "ae" or nxt >= horizon:
+                return
+            if nxt > env.now:
+                yield env.timeout(nxt - env.now)
+            self._log_doses(p.idx, p, lines, env.now)
+            if self._adverse_event(p, line, ae, env.now):
+                lines.remove(line)
+
+    def _specialist(self, p: PatientModel, ltfu_day: float):
+        """Queue for a specialist slot (P9), hold it for the consult, draw its outcome."""
+        env = self.env
+        t = self.tables
+        i = p.idx
+        queued = env.now
+        self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
+        if self.specialist is None:
+            if ltfu_day < self.config.horizon_days:
+                yield env.timeout(max(ltfu_day - env.now, 0.0))
+                return "dropout"
+            yield env.timeout(self.config.horizon_days - env.now)
+            return "waiting"
+        req = self.specialist.request()
+        wait_until = ltfu_day - env.now
+        if math.isfinite(wait_until):
+            res = yield req | env.timeout(max(wait_until, 0.0))
+            if req not in res:
+                req.cancel()
+                return "dropout"
+        else:
+            yield req
+        self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
+                  rule="P9.specialist_consult")
+        yield env.timeout(t.specialist["consult_days"])
+        self.specialist.release(req)
+        fire(self.table, p, "consult")
+        u = self.special[i]
+        if u[0] < t.specialist["intervention_prob"]:
+            ok = u[1] < t.intervention_success[p.etiology]
+            code = 0 if ok else 1
+        else:
+            ok = u[2] < t.specialist["conservative_relief_prob"]
+            code = 2 if ok else 3
+        self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
+        self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
+        if not ok:
+            return "no_relief"
+        relief_day = env.now + t.specialist["days_to_relief"]
+        if ltfu_day < relief_day:
+            if ltfu_day < self.config.horizon_days:
+                yield env.timeout(max(ltfu_day - env.now, 0.0))
+                return "dropout"
+            return "no_relief"
+        yield env.timeout(relief_day - env.now)
+        return "relief"
+
+
+def _flag_sets(c: Cohort) -> list[frozenset[str]]:
+    """Per patient, the set of true flags the safety rules read."""
+    names = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
+             "orthostatic_hypotension", "ssri_use", "depression")
+    cols = [np.asarray(getattr(c, n), dtype=bool) for n in names]
+    hiv = np.asarray(c.etiology) == 5
+    high = np.asarray(c.misuse_risk) == 2
+    cols += [hiv, high]
+    names = names + ("hiv_neuropathy", "high_misuse_risk")
+    packed = np.stack(cols, axis=1)
+    cache: dict[bytes, frozenset[str]] = {}
+    out: list[frozenset[str]] = []
+    for row in packed:
+        key = row.tobytes()
+        fs = cache.get(key)
+        if fs is None:
+            fs = frozenset(n for n, v in zip(names, row, strict=True) if v)
+            cache[key] = fs
+        out.append(fs)
+    return out
+
+
+def simulate_replication(ctx: PolicyContext, cohort: Cohort, config: EngineConfig, replication: int) -> np.ndarray:
+    """Run one replication and return its event table."""
+    return Simulation(ctx, cohort, config, replication).run()

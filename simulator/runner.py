@@ -1,0 +1,170 @@
+"""Running a scenario: replications (in parallel processes if asked), outcomes and summary.
+
+Each replication is an independent unit keyed by (seed, replication): its cohort and every random
+stream derive from that key alone, so results are identical whatever the number of workers, and two
+scenarios run with the same seed share patients and luck (common random numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .clinical import ETIOLOGY_NAMES, compile_model
+from .cohort import generate_cohort
+from .engine import EngineConfig, Simulation
+from .outcomes import events_frame, flat_metrics, patient_outcomes, summarize
+from .pathway import definition_fingerprint
+from .policy import PolicyContext
+from .scenario import Scenario
+
+Progress = Callable[[float], None]
+"""Called with the fraction of the run done, 0..1."""
+
+
+@dataclass
+class RunResult:
+    """A finished run: the scenario as run, its tables and its summary."""
+
+    scenario: Scenario
+    events: pd.DataFrame
+    patients: pd.DataFrame
+    summary: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("painpath")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+source"
+
+
+def model_hash() -> str:
+    """Hash of the pathway definition and the packaged data (catalogue, clinical model, rules)."""
+    h = hashlib.sha256(definition_fingerprint().encode())
+    for name in ("drugs.yaml", "clinical.yaml", "rules.yaml"):
+        h.update((resources.files("simulator") / "data" / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _replication(scenario: Scenario, rep: int, progress: Progress | None = None, steps: int = 40) -> np.ndarray:
+    tables = compile_model()
+    ctx = PolicyContext.build(scenario.policy, tables)
+    cohort = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=rep)
+    config = EngineConfig(horizon_days=float(scenario.horizon_days),
+                          specialist_slots_per_week=scenario.specialist.slots(scenario.patients), seed=scenario.seed)
+    sim = Simulation(ctx, cohort, config, rep)
+    if progress is None:
+        return sim.run()
+    return sim.run(progress=progress, steps=steps)
+
+
+def _replication_worker(args: tuple[Scenario, int]) -> np.ndarray:
+    scenario, rep = args
+    return _replication(scenario, rep)
+
+
+def simulate(scenario: Scenario, *, patients: int | None = None, seed: int | None = None,
+             replications: int | None = None, workers: int = 1, progress: Progress | None = None,
+             command: str = "") -> RunResult:
+    """Run ``scenario`` (with optional overrides) and return its events, patients and summary."""
+    scenario = scenario.with_overrides(patients=patients, seed=seed, replications=replications)
+    reps = scenario.replications
+    raw: list[np.ndarray]
+    if workers > 1 and reps > 1:
+        jobs = [(scenario, r) for r in range(reps)]
+        raw = []
+        with ProcessPoolExecutor(max_workers=min(workers, reps)) as pool:
+            for r, arr in enumerate(pool.map(_replication_worker, jobs)):
+                raw.append(arr)
+                if progress:
+                    progress((r + 1) / reps)
+    else:
+        raw = []
+        for r in range(reps):
+            sub = (lambda f, r=r: progress((r + f) / reps)) if progress else None
+            raw.append(_replication(scenario, r, sub))
+    return assemble(scenario, raw, command=command)
+
+
+def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> RunResult:
+    """Build tables, outcomes and the summary from the replications' raw event arrays."""
+    tables = compile_model()
+    events = events_frame(raw, tables)
+    reps = len(raw)
+    outcomes = patient_outcomes(events, scenario.patients, reps, float(scenario.horizon_days))
+    cohorts = []
+    for r in range(reps):
+        c = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=r).to_frame()
+        c.insert(0, "replication", r)
+        cohorts.append(c)
+    cohort_df = pd.concat(cohorts, ignore_index=True)
+    if "etiology" in cohort_df and not isinstance(cohort_df["etiology"].iloc[0], str):
+        cohort_df["etiology"] = [ETIOLOGY_NAMES[int(e)] for e in cohort_df["etiology"]]
+    patients = cohort_df.merge(outcomes, on=["replication", "patient"], how="left")
+    summary = {
+        "schema_version": 1,
+        "scenario": scenario.name,
+        "n_patients": scenario.patients,
+        "replications": reps,
+        "seed": scenario.seed,
+        "horizon_days": scenario.horizon_days,
+        **summarize(events, outcomes),
+    }
+    if reps > 1:
+        per = []
+        for r in range(reps):
+            ev_r = events[events["replication"] == r]
+            out_r = outcomes[outcomes["replication"] == r]
+            per.append(flat_metrics(summarize(ev_r, out_r)))
+        summary["per_replication"] = per
+    manifest = {
+        "painpath_version": package_version(),
+        "scenario": scenario.name,
+        "scenario_file": scenario.source_path,
+        "scenario_hash": scenario.hash(),
+        "policy_hash": scenario.policy_hash(),
+        "cohort_hash": scenario.cohort_hash(),
+        "model_hash": model_hash(),
+        "seed": scenario.seed,
+        "patients": scenario.patients,
+        "replications": reps,
+        "horizon_days": scenario.horizon_days,
+        "command": command,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+        "libraries": {n: _version(n) for n in ("numpy", "simpy", "transitions", "pydantic", "pandas", "lifelines")},
+        "scenario_resolved": json.loads(scenario.model_dump_json(exclude={"source_path", "cohort_spec"})),
+        "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients.",
+    }
+    return RunResult(scenario=scenario, events=events, patients=patients, summary=summary, manifest=manifest)
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return fn(), time.perf_counter() - t0
+
+
+def default_run_dir(scenario: Scenario, root: str | Path = "results") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{scenario.name}-{stamp}"
