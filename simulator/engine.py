@@ -74,6 +74,9 @@ class EngineConfig:
     seed: int
 
 
+Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision]
+
+
 class _Line:
     """One drug being taken: its schedule and pending adverse events."""
 
@@ -101,7 +104,14 @@ class _Line:
 class Simulation:
     """Runs one replication of one scenario over a cohort."""
 
-    def __init__(self, ctx: PolicyContext, cohort: Cohort, config: EngineConfig, replication: int) -> None:
+    def __init__(self, ctx: PolicyContext, cohort: Cohort, config: EngineConfig, replication: int,
+                 only: list[int] | None = None, decide: Decide | None = None) -> None:
+        """``only``: simulate just these patient indices (each with its own draws, as in the full cohort).
+        ``decide``: replaces the policy's decisions (teaching: a trainee's choices); it is called as
+        ``decide(patient, outcome, day, pain, proposed)`` with ``outcome`` None at the assessment visit,
+        and returns the Decision to apply."""
+        self.only = only
+        self.decide = decide
         self.ctx = ctx
         self.tables: ModelTables = ctx.tables
         self.cohort = cohort
@@ -133,7 +143,7 @@ class Simulation:
         called after each (results are identical either way).
         """
         env = self.env
-        for i in range(self.cohort.n):
+        for i in (range(self.cohort.n) if self.only is None else self.only):
             env.process(self._patient(i))
         horizon = self.config.horizon_days
         if progress is None:
@@ -179,6 +189,8 @@ class Simulation:
         for j, why in p.excluded:
             log(i, 0.0, E_EXCLUDE, "assessment", drug=j, rule=why)
         decision = first_choice(p, ctx)
+        if self.decide is not None:
+            decision = self.decide(p, None, 0.0, p.baseline, decision)
 
         while True:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
@@ -279,6 +291,8 @@ class Simulation:
                 if outcome == "intolerable" and p.state == "add_on":
                     p.combination_failed = True
             decision = next_step(p, ctx, outcome, now, pain)
+            if self.decide is not None:
+                decision = self.decide(p, outcome, now, pain, decision)
 
     # ---------------------------------------------------------------------------------------------
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: list[float],
