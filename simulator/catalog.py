@@ -108,6 +108,9 @@ class Drug(Strict):
             needed.add("cautions")
         if self.older_adult != OlderAdult():
             needed.add("older_adult")
+        for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating"):
+            if getattr(self, flag):
+                needed.add(flag)
         missing = sorted(needed - set(self.sources))
         if missing:
             raise ValueError(f"no source given for {', '.join(missing)}: add them under 'sources'")

@@ -254,6 +254,7 @@ class DrugTable:
     ae_types: tuple[int, ...]  # global AE type codes
     ae_slots: tuple[int, ...]  # column of the patient's adverse-event block
     ae_incidence: tuple[tuple[tuple[float, float], ...], ...]
+    ae_max_incidence: tuple[float, ...]
     ae_serious: tuple[bool, ...]
     ae_withdrawal: tuple[tuple[float, float], ...]
     ae_onset_median: float
@@ -323,6 +324,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
             etiology_modifier=tuple(r.etiology_modifier.of(e) for e in ETIOLOGY_NAMES),
             ae_types=types, ae_slots=slots,
             ae_incidence=tuple(tuple(a.incidence.value) for a in r.adverse_events.values()),
+            ae_max_incidence=tuple(max(p for _, p in a.incidence.value) for a in r.adverse_events.values()),
             ae_serious=tuple(a.serious for a in r.adverse_events.values()),
             ae_withdrawal=tuple(r.ae_withdrawal.value), ae_onset_median=r.ae_onset_median_days.value,
             wd_slot=wd_slot,
@@ -429,3 +431,51 @@ def observed_pain(baseline: float, ns_reduction: float, ns_onset: float, day: fl
 def onset_days(median: float, u: float) -> float:
     """Exponential onset time with the given median, from a uniform."""
     return -median * math.log1p(-u) / math.log(2.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Vectorised twins of drug_effect / observed_pain / onset_days (virtual trials, simulator/trial.py).
+# Same formulas and same parameters; tests/test_trial.py checks them against the scalar functions.
+# --------------------------------------------------------------------------------------------------
+
+
+def interp_array(points: tuple[tuple[float, float], ...], x: float | np.ndarray) -> np.ndarray:
+    """:func:`interp` on arrays (flat outside the points)."""
+    xs = np.array([p[0] for p in points], dtype=float)
+    ys = np.array([p[1] for p in points], dtype=float)
+    return np.interp(np.asarray(x, dtype=float), xs, ys)
+
+
+def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float, days_on: float | np.ndarray,
+                      etiology: np.ndarray, class_u: np.ndarray, class_z: np.ndarray,
+                      localized: np.ndarray) -> np.ndarray:
+    """:func:`drug_effect` for many patients at one dose (arrays over patients, or days broadcast)."""
+    days = np.asarray(days_on, dtype=float)
+    shape = np.broadcast(days, class_u).shape
+    if dose <= 0:
+        return np.zeros(shape)
+    mod = np.asarray(drug.etiology_modifier)[etiology]
+    p = float(interp(drug.responder_prob, dose)) * mod
+    responder = class_u < p
+    if drug.localized_only:
+        responder = responder & np.asarray(localized, dtype=bool)
+    e = np.clip(drug.effect_mean + drug.effect_sd * class_z, 0.0, 0.95)
+    build = np.where(days > 0, 1.0 - np.exp(-np.maximum(days, 0.0) / drug.onset_days), 0.0)
+    return np.where(responder & (days > 0), e * build, 0.0)
+
+
+def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float,
+                        day: float | np.ndarray, effects: list[np.ndarray], noise_sd: float,
+                        noise_z: np.ndarray | float) -> np.ndarray:
+    """:func:`observed_pain` on arrays: baseline scaled by the combined reduction, plus noise, in [0, 10]."""
+    d = np.asarray(day, dtype=float)
+    remaining = np.where(d > 0, 1.0 - ns_reduction * (1.0 - np.exp(-np.maximum(d, 0.0) / ns_onset)), 1.0)
+    for e in effects:
+        remaining = remaining * (1.0 - e)
+    pain = baseline * remaining + noise_sd * np.asarray(noise_z, dtype=float)
+    return np.round(np.clip(pain, 0.0, 10.0), 1)
+
+
+def onset_days_array(median: float, u: np.ndarray) -> np.ndarray:
+    """:func:`onset_days` on arrays."""
+    return -median * np.log1p(-u) / math.log(2.0)

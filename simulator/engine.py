@@ -124,7 +124,7 @@ class Simulation:
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
         self.latents = draw_latents(self.tables, cohort.etiology, resp)
         n_adv = 2 * self.tables.n_ae_slots + N_SERIOUS * len(self.tables.drugs)
-        self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv)
+        self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)
         self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
         self.buf = array("d")
@@ -170,14 +170,15 @@ class Simulation:
         p = PatientModel(i, facts, float(c.baseline_nrs[i]), bool(c.misuse_risk[i] == 2), ctx)
         lat = self.latents
         ns = float(lat.ns_reduction[i])
-        class_u = lat.class_u[i].tolist()
-        class_z = lat.class_z[i].tolist()
-        noise = lat.noise[i].tolist()
-        adv = self.adverse[i].tolist()
-        fu = self.followup[i].tolist()
+        # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
+        class_u = lat.class_u[i]
+        class_z = lat.class_z[i]
+        noise = lat.noise[i]
+        adv = self.adverse[i]
+        fu = self.followup[i]
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
-        ltfu_day = -math.log1p(-fu[0]) / rate * 365.0 if rate > 0 else math.inf
+        ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
         log = self._log
         policy = ctx.policy
         resp = policy.response
@@ -262,11 +263,11 @@ class Simulation:
                 effects = []
                 for n_line, ln in enumerate(lines):
                     d = t.drugs[ln.drug]
-                    e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology, class_u[d.class_index],
-                                    class_z[d.class_index], facts.localized)
+                    e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
+                                    float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
                 pain = observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd,
-                                     noise[n_visits % MAX_VISITS])
+                                     float(noise[n_visits % MAX_VISITS]))
                 n_visits += 1
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
                 if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
@@ -282,7 +283,7 @@ class Simulation:
             if outcome != "relief":
                 p.n_failed += 1
                 # P4: a failed line may end care (named assumption: dropout_after_failed_line).
-                u = fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)]
+                u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
                 if u < t.follow_up["dropout_after_failed_line"]:
                     self._stop_all(p, lines, now, "X.dropout")
                     fire(self.table, p, "drop_out")
@@ -295,7 +296,7 @@ class Simulation:
                 decision = self.decide(p, outcome, now, pain, decision)
 
     # ---------------------------------------------------------------------------------------------
-    def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: list[float],
+    def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
                     lines: list[_Line]) -> _Line:
         t = self.tables
         d = t.drugs[j]
@@ -304,7 +305,7 @@ class Simulation:
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
-        steps, target = schedule(d, p.facts, self.ctx.policy.titration_speed)
+        steps, target = schedule(d, p.facts, self.ctx.policy.titration_speed, self.ctx.target_doses.get(j))
         line = _Line(j, now, steps, target)
         p.tried.add(j)
         if d.drug_class in ("gabapentinoid", "snri", "tca"):
@@ -316,15 +317,17 @@ class Simulation:
         self._log(i, now, E_START, p.state, drug=j, dose=steps[0][1], rule=rule)
         # Potential adverse events of this exposure, from the patient's fixed draws for this drug.
         for k, slot in enumerate(d.ae_slots):
-            u_inc = adv[2 * slot]
-            day = now + onset_days(d.ae_onset_median, adv[2 * slot + 1])
+            u_inc = float(adv[2 * slot])
+            if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
+                continue
+            day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
             if u_inc < interp(d.ae_incidence[k], line.dose_at(day)):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
         return line
 
-    def _serious_events(self, p: PatientModel, d, line: _Line, adv: list[float], serotonergic_with: bool) -> None:
+    def _serious_events(self, p: PatientModel, d, line: _Line, adv: np.ndarray, serotonergic_with: bool) -> None:
         t = self.tables
         s = t.serious
         base = 2 * t.n_ae_slots + N_SERIOUS * d.index
@@ -339,10 +342,10 @@ class Simulation:
             rates[4] = s["tca_cardiac_per_year"]
         for k, rate in enumerate(rates):
             if rate > 0:
-                day = line.start - math.log1p(-adv[base + k]) / rate * 365.0
+                day = line.start - math.log1p(-float(adv[base + k])) / rate * 365.0
                 line.aes.append((day, self._ae_code(SERIOUS_TYPES[k]), 0.0, k))
         if d.serotonergic and serotonergic_with and d.drug_class == "weak_opioid":
-            if adv[base + 1] < s["serotonin_per_exposure"]:
+            if float(adv[base + 1]) < s["serotonin_per_exposure"]:
                 line.aes.append((line.start + 3.0, self._ae_code("serotonin_syndrome"), 0.0, 1))
 
     def _ae_code(self, name: str) -> int:
@@ -442,7 +445,7 @@ class Simulation:
         yield env.timeout(t.specialist["consult_days"])
         self.specialist.release(req)
         fire(self.table, p, "consult")
-        u = self.special[i]
+        u = self.special[i].tolist()
         if u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
             code = 0 if ok else 1

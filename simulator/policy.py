@@ -96,6 +96,9 @@ class Policy(Strict):
     visit_interval_days: int = Field(14, ge=1, le=180)
     titration_speed: float = Field(1.0, gt=0, le=10, description="multiplies titration intervals; >1 is slower")
     referral: Referral = Referral()
+    target_doses: dict[str, float] = Field(
+        default_factory=dict,
+        description="P2: titrate these drugs to this daily dose instead of the catalogue target (<= its maximum)")
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
     declared_departures: list[str] = []
 
@@ -119,6 +122,15 @@ class Policy(Strict):
             raise ValueError(f"topical_drug '{self.topical_drug}' is not a topical in the catalogue")
         if self.strong_opioid.drug not in cat.drugs or cat.drugs[self.strong_opioid.drug].drug_class != "strong_opioid":
             raise ValueError(f"strong_opioid.drug '{self.strong_opioid.drug}' is not a strong opioid")
+        for name, dose in self.target_doses.items():
+            if name not in cat.drugs:
+                raise ValueError(f"unknown drug '{name}' in target_doses; known: {', '.join(cat.drugs)}")
+            drug = cat.drugs[name]
+            if dose <= 0:
+                raise ValueError(f"target_doses.{name} must be a positive daily dose (got {dose})")
+            if dose > drug.max_dose:
+                raise ValueError(f"target_doses.{name} = {dose} {drug.unit} is above its maximum of "
+                                 f"{drug.max_dose} {drug.unit} (P2); use a dose <= {drug.max_dose}")
         if self.titration_speed < 1.0 and "fast_titration" not in self.declared_departures:
             raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); declare "
                              "'fast_titration' in declared_departures to simulate it on purpose")
@@ -144,6 +156,7 @@ class PolicyContext:
     tramadol: int = -1
     strong: int = -1
     by_name: dict[str, int] = field(default_factory=dict)
+    target_doses: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def build(cls, policy: Policy, tables: ModelTables) -> PolicyContext:
@@ -155,7 +168,8 @@ class PolicyContext:
         tram = next(d.index for d in tables.drugs if d.drug_class == "weak_opioid")
         return cls(policy=policy, tables=tables, order=tuple(by_name[n] for n in policy.order),
                    trial_days=trial, topical=by_name[policy.topical_drug], tramadol=tram,
-                   strong=by_name[policy.strong_opioid.drug], by_name=by_name)
+                   strong=by_name[policy.strong_opioid.drug], by_name=by_name,
+                   target_doses={by_name[n]: v for n, v in policy.target_doses.items()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,21 +63,32 @@ def titration_stretch(drug: DrugTable, facts: PatientFacts) -> float:
     return drug.older_stretch if facts.age >= drug.older_min_age else 1.0
 
 
-def schedule(drug: DrugTable, facts: PatientFacts, speed: float = 1.0) -> tuple[tuple[tuple[float, float], ...], float]:
+def schedule(drug: DrugTable, facts: PatientFacts, speed: float = 1.0,
+             target: float | None = None) -> tuple[tuple[tuple[float, float], ...], float]:
     """Titration steps ``((day_offset, dose), ...)`` capped for this patient, and the effective target.
 
-    ``speed`` multiplies the intervals (policy ``titration_speed``; above 1 is slower).
+    ``speed`` multiplies the intervals (policy ``titration_speed``; above 1 is slower). ``target``
+    (policy ``target_doses``) replaces the catalogue target: below it the schedule stops early; above it
+    the schedule continues with further steps of the schedule's own last increment and interval.
     """
     cap, _ = dose_cap(drug, facts)
     stretch = titration_stretch(drug, facts) * speed
+    goal = drug.target_dose if target is None else target
+    days = [day for day, _ in drug.titration]
+    doses = [dose for _, dose in drug.titration]
+    if goal > doses[-1] and len(doses) > 1:
+        inc, gap = doses[-1] - doses[-2], days[-1] - days[-2]
+        while doses[-1] < goal:
+            doses.append(min(doses[-1] + inc, goal))
+            days.append(days[-1] + gap)
+    goal = min(goal, cap)
     steps: list[tuple[float, float]] = []
-    for day, dose in drug.titration:
-        d = min(dose, cap)
+    for day, dose in zip(days, doses, strict=True):
+        d = min(dose, goal)
         if steps and d <= steps[-1][1]:
             continue
         steps.append((round(day * stretch, 3), d))
-    target = min(drug.target_dose, cap)
-    return tuple(steps), target
+    return tuple(steps), goal
 
 
 def required_checks(drug: DrugTable, facts: PatientFacts, serotonergic_with: bool) -> tuple[tuple[str, str], ...]:
