@@ -110,32 +110,54 @@ class Policy(Strict):
                 raise ValueError(f"unknown departure '{d}'; known: {', '.join(DEPARTURES)}")
         return v
 
-    @model_validator(mode="after")
-    def _drugs_known(self) -> Policy:
+    @field_validator("order")
+    @classmethod
+    def _order_known(cls, v: list[str]) -> list[str]:
         cat = load_catalog()
-        for name in self.order:
+        for name in v:
             if name not in cat.drugs:
-                raise ValueError(f"unknown drug '{name}' in order; known: {', '.join(cat.drugs)}")
+                raise ValueError(f"unknown drug '{name}'; use drugs of the catalogue: {', '.join(cat.drugs)}")
             if cat.drugs[name].drug_class not in FIRST_LINE_CLASSES:
-                raise ValueError(f"'{name}' is not a first-line drug and cannot be in order")
-        if self.topical_drug not in cat.drugs or cat.drugs[self.topical_drug].drug_class != "topical":
-            raise ValueError(f"topical_drug '{self.topical_drug}' is not a topical in the catalogue")
-        if self.strong_opioid.drug not in cat.drugs or cat.drugs[self.strong_opioid.drug].drug_class != "strong_opioid":
-            raise ValueError(f"strong_opioid.drug '{self.strong_opioid.drug}' is not a strong opioid")
-        for name, dose in self.target_doses.items():
+                raise ValueError(f"'{name}' is not a first-line drug; use only first-line drugs: "
+                                 f"{', '.join(n for n, d in cat.drugs.items() if d.first_line)}")
+        return v
+
+    @field_validator("topical_drug")
+    @classmethod
+    def _topical_known(cls, v: str) -> str:
+        cat = load_catalog()
+        if v not in cat.drugs or cat.drugs[v].drug_class != "topical":
+            raise ValueError(f"'{v}' is not a topical of the catalogue; use one of: "
+                             f"{', '.join(cat.of_class('topical'))}")
+        return v
+
+    @field_validator("target_doses")
+    @classmethod
+    def _doses_valid(cls, v: dict[str, float]) -> dict[str, float]:
+        cat = load_catalog()
+        for name, dose in v.items():
             if name not in cat.drugs:
-                raise ValueError(f"unknown drug '{name}' in target_doses; known: {', '.join(cat.drugs)}")
+                raise ValueError(f"unknown drug '{name}'; use drugs of the catalogue: {', '.join(cat.drugs)}")
             drug = cat.drugs[name]
             if dose <= 0:
-                raise ValueError(f"target_doses.{name} must be a positive daily dose (got {dose})")
+                raise ValueError(f"{name}: {dose} is not a positive daily dose; use a dose above 0 {drug.unit}")
             if dose > drug.max_dose:
-                raise ValueError(f"target_doses.{name} = {dose} {drug.unit} is above its maximum of "
-                                 f"{drug.max_dose} {drug.unit} (P2); use a dose <= {drug.max_dose}")
+                raise ValueError(f"{name}: {dose:g} {drug.unit} is above its maximum of {drug.max_dose:g} {drug.unit}"
+                                 f" (P2); use a dose of at most {drug.max_dose:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        cat = load_catalog()
+        if self.strong_opioid.drug not in cat.drugs or cat.drugs[self.strong_opioid.drug].drug_class != "strong_opioid":
+            raise ValueError(f"strong_opioid.drug '{self.strong_opioid.drug}' is not a strong opioid; use one of: "
+                             f"{', '.join(cat.of_class('strong_opioid'))}")
         if self.titration_speed < 1.0 and "fast_titration" not in self.declared_departures:
-            raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); declare "
-                             "'fast_titration' in declared_departures to simulate it on purpose")
+            raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); use 1 or more, "
+                             "or declare 'fast_titration' in declared_departures to simulate it on purpose")
         if self.response.partial_min_reduction > self.response.relief_min_reduction:
-            raise ValueError("response.partial_min_reduction cannot exceed relief_min_reduction")
+            raise ValueError("response.partial_min_reduction cannot exceed relief_min_reduction; use a value "
+                             "at most relief_min_reduction")
         return self
 
 

@@ -64,7 +64,10 @@ def _fix_for(err: dict[str, Any], model: type[BaseModel]) -> str:
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return "give a value of the expected type"
     if kind == "value_error":
-        return "see the message"
+        msg = str(err.get("msg", ""))
+        if "; " in msg:
+            return msg.rsplit("; ", 1)[1]
+        return "correct the value as the message says"
     return "correct the value"
 
 
@@ -77,6 +80,8 @@ def validation_to_input_error(exc: ValidationError, file: str, model: type[BaseM
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    if err.get("type") == "value_error" and "; " in msg:
+        msg = msg.rsplit("; ", 1)[0]
     value = err.get("input")
     shown = ""
     if err.get("type") != "missing" and not isinstance(value, dict | list):
