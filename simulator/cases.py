@@ -1,0 +1,122 @@
+"""Teaching cases: curated patients as data files (``simulator/data/cases/*.yaml``).
+
+A case is one patient described with the fields of :class:`simulator.cohort.Cohort`, a title, the
+teaching point, the rule ids its journey must show (``rules``), related rules the discussion touches
+(``related``), the seed sources, and the simulation ``seed`` chosen so the intended teaching path
+actually happens (``tests/test_teach.py`` checks every case's journey contains its ``rules``).
+
+    case = load_case("arrhythmia-no-tca")      # a packaged name, or a path to a YAML file
+    cohort = case.to_cohort()                  # a one-patient Cohort
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from .cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort
+from .errors import InputError
+from .policy import Policy
+from .rules import SEED_FILES, load_rules
+from .schema import Strict, load_model
+
+CASES_DIR = Path(__file__).resolve().parent / "data" / "cases"
+
+Flag = Literal["hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
+               "orthostatic_hypotension", "ssri_use", "depression"]
+FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease",
+                          "glaucoma", "orthostatic_hypotension", "ssri_use", "depression")
+
+
+class CasePatient(Strict):
+    """One patient, with the attributes of :class:`simulator.cohort.Cohort`."""
+
+    age: float = Field(ge=18, le=110)
+    sex: Literal["female", "male"]
+    etiology: str
+    baseline_nrs: float = Field(ge=4, le=10, description="average pain, NRS 0-10 (inclusion: 4 or more)")
+    localized: bool = False
+    allodynia: bool = False
+    crcl: float = Field(ge=5, le=200, description="creatinine clearance, mL/min")
+    comorbidities: list[Flag] = []
+    misuse_risk: Literal["low", "moderate", "high"] = "low"
+
+    @field_validator("etiology")
+    @classmethod
+    def _etiology(cls, v: str) -> str:
+        if v not in ETIOLOGIES:
+            raise ValueError(f"unknown etiology '{v}'; use one of: {', '.join(ETIOLOGIES)}")
+        return v
+
+
+class Case(Strict):
+    title: str = Field(min_length=1)
+    teaching_point: str = Field(min_length=1)
+    rules: list[str] = Field(min_length=1, description="rule ids the journey must show")
+    related: list[str] = Field(default_factory=list, description="rules the discussion touches (may not be events)")
+    seeds: list[str] = Field(min_length=1)
+    seed: int = Field(ge=0, description="simulation seed chosen so the teaching path happens")
+    replication: int = Field(0, ge=0)
+    horizon_days: int = Field(730, ge=1, le=3650)
+    policy: Policy = Policy()
+    patient: CasePatient
+    name: str = Field("", exclude=True)
+
+    @field_validator("rules", "related")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        book = load_rules()
+        for r in v:
+            if not book.is_resolvable(r):
+                raise ValueError(f"unknown rule id '{r}'; use ids of simulator/data/rules.yaml")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _known_seeds(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in SEED_FILES]
+        if bad:
+            raise ValueError(f"unknown seed id(s) {bad}; use {', '.join(SEED_FILES)}")
+        return v
+
+    def to_cohort(self) -> Cohort:
+        """A one-patient Cohort with the same field names and dtypes as generated cohorts."""
+        p = self.patient
+        flags = {f: np.array([f in p.comorbidities], dtype=bool) for f in FLAGS}
+        return Cohort(age=np.array([p.age], dtype=np.float64), sex=np.array([p.sex == "male"], dtype=np.int8),
+                      etiology=np.array([ETIOLOGIES.index(p.etiology)], dtype=np.int8),
+                      baseline_nrs=np.array([p.baseline_nrs], dtype=np.float64),
+                      localized=np.array([p.localized], dtype=bool),
+                      allodynia=np.array([p.allodynia and p.localized], dtype=bool),
+                      crcl=np.array([p.crcl], dtype=np.float64),
+                      misuse_risk=np.array([MISUSE_RISK_LEVELS.index(p.misuse_risk)], dtype=np.int8), **flags)
+
+
+def case_names() -> list[str]:
+    """Names of the packaged cases (file stems), sorted."""
+    return sorted(p.stem for p in CASES_DIR.glob("*.yaml"))
+
+
+def case_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    packaged = CASES_DIR / f"{name_or_path}.yaml"
+    if packaged.exists():
+        return packaged
+    raise InputError(f"no teaching case '{name_or_path}'", field="--case",
+                     fix=f"give a case YAML file or one of: {', '.join(case_names())}")
+
+
+def load_case(name_or_path: str | Path) -> Case:
+    """Load a case by packaged name or path; InputError names the file, field and fix."""
+    path = case_path(name_or_path)
+    case = load_model(path, Case)
+    return case.model_copy(update={"name": path.stem})
+
+
+def all_cases() -> list[Case]:
+    return [load_case(n) for n in case_names()]

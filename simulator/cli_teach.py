@@ -1,0 +1,107 @@
+"""Teaching commands: ``painpath diagram``, ``painpath trace``, ``painpath tutor`` (thin; logic in the library)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import console, friendly, main
+from .errors import InputError
+
+
+def _write(out: str, data: bytes) -> None:
+    path = Path(out)
+    if path.parent and not path.parent.exists():
+        raise InputError(f"the folder of '{out}' does not exist", field="--out", fix="create the folder first")
+    path.write_bytes(data)
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg", "png"]), default="mermaid", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="File to write (default: print Mermaid text; svg/png need --out).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="A run folder: label each edge with how many patients took it.")
+@friendly
+def diagram(scenario: str | None, fmt: str, out: str | None, run_dir: str | None) -> None:
+    """Draw the pathway from the state machine the engine runs (Mermaid, or SVG/PNG via Graphviz)."""
+    from .diagram import diagram as draw
+    from .scenario import load_scenario
+
+    sc = load_scenario(scenario) if scenario else None
+    if fmt != "mermaid" and out is None:
+        raise InputError(f"--format {fmt} writes an image file", field="--out", fix=f"add --out pathway.{fmt}")
+    data = draw(fmt, scenario=sc, run_dir=run_dir)
+    if out is None:
+        click.echo(data.decode(), nl=False)
+    else:
+        _write(out, data)
+        console.print(f"Wrote {out}")
+
+
+def _setup(scenario: str | None, case: str | None, patient: int | None, seed: int | None, replication: int):
+    from .cases import load_case
+    from .narrate import setup_from_case, setup_from_scenario
+    from .scenario import load_scenario
+
+    if case is not None:
+        return setup_from_case(load_case(case))
+    if scenario is None:
+        raise InputError("no patient given", field="SCENARIO", fix="give a scenario and --patient K, or --case NAME")
+    if patient is None:
+        raise InputError("which patient?", field="--patient", fix="add --patient K (0 is the first patient)")
+    return setup_from_scenario(load_scenario(scenario), patient, seed, replication)
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--patient", type=int, default=None, help="Index of the patient in the scenario's cohort.")
+@click.option("--seed", type=int, default=None, help="Seed (default: the scenario's).")
+@click.option("--replication", type=int, default=0, show_default=True)
+@click.option("--case", "case", default=None, help="A teaching case (packaged name or YAML file) instead of a scenario.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write a self-contained HTML page: timeline beside the highlighted diagram.")
+@friendly
+def trace(scenario: str | None, patient: int | None, seed: int | None, replication: int, case: str | None,
+          html_out: str | None) -> None:
+    """Tell one simulated patient's journey, with the rule and seed source of every decision."""
+    from .narrate import journey_html, print_journey
+    from .narrate import trace as run_trace
+
+    if seed is not None and seed < 0:
+        raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    j = run_trace(_setup(scenario, case, patient, seed, replication))
+    print_journey(j, console)
+    if html_out:
+        _write(html_out, journey_html(j).encode())
+        console.print(f"Wrote {html_out}")
+
+
+@main.command()
+@click.option("--case", "case", default=None, help="A teaching case: packaged name (see --list) or a YAML file.")
+@click.option("--cohort", "cohort", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Draw the patient from a cohort file instead (with --seed and --patient).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--patient", type=int, default=0, show_default=True)
+@click.option("--answers", default=None, help="Scripted answers, e.g. 1,3,2 (no keyboard needed).")
+@click.option("--list", "list_cases", is_flag=True, help="List the packaged teaching cases.")
+@friendly
+def tutor(case: str | None, cohort: str | None, seed: int, patient: int, answers: str | None, list_cases: bool) -> None:
+    """An interactive case: choose each step, see whether it follows the guideline and what it leads to."""
+    from .cases import case_names, load_case
+    from .narrate import setup_from_case, setup_from_cohort
+    from .tutor import Tutor, parse_answers
+
+    if list_cases:
+        for name in case_names():
+            click.echo(f"{name}: {load_case(name).title}")
+        return
+    if (case is None) == (cohort is None):
+        raise InputError("give either --case or --cohort", field="--case",
+                         fix=f"e.g. --case arrhythmia-no-tca (cases: {', '.join(case_names())})")
+    if seed < 0:
+        raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    setup = setup_from_case(load_case(case)) if case else setup_from_cohort(str(cohort), patient, seed)
+    Tutor(setup).run(answers=parse_answers(answers), echo=click.echo, ask=input)

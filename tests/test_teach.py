@@ -1,0 +1,183 @@
+"""Teaching: the diagram is drawn from the engine's machine, journeys cite rules and seeds, cases teach."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from simulator import diagram, pathway
+from simulator.cases import all_cases, load_case
+from simulator.cli import main
+from simulator.clinical import compile_model
+from simulator.cohort import generate_cohort
+from simulator.engine import EngineConfig, Simulation
+from simulator.errors import InputError
+from simulator.narrate import journey_html, setup_from_case, setup_from_scenario, simulate, trace
+from simulator.outcomes import events_frame
+from simulator.policy import PolicyContext
+from simulator.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDELINE = ROOT / "scenarios" / "guideline.yaml"
+
+
+def _engine_edges() -> set[tuple[str, str, str]]:
+    return {(s, e.trigger, e.dest) for e in pathway.TRANSITIONS for s in e.source}
+
+
+def test_mermaid_names_every_state_and_edge_of_the_engine() -> None:
+    """Protects: the diagram shows every state and (source, trigger, dest) edge the engine can fire."""
+    text = diagram.to_mermaid()
+    for s in pathway.STATES:
+        assert f"s_{s}([" in text, s
+    for src, trig, dst in _engine_edges():
+        rule = next(e.rule for e in pathway.TRANSITIONS if e.trigger == trig and src in e.source and e.dest == dst)
+        assert f's_{src} -->|"{trig} [{rule}]"| s_{dst}' in text, (src, trig, dst)
+    dot = diagram.to_dot()
+    for src, _trig, dst in _engine_edges():
+        assert f'"{src}" -> "{dst}"' in dot
+
+
+def test_diagram_follows_a_new_state_added_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Protects: the diagram is computed from pathway's definition, so a new state or edge appears in it."""
+    new = pathway.Edge("escalate_ketamine", ("tramadol",), "ketamine_trial", (), "P9")
+    monkeypatch.setattr(pathway, "STATES", pathway.STATES + ("ketamine_trial",))
+    monkeypatch.setattr(pathway, "TRANSITIONS", pathway.TRANSITIONS + (new,))
+    text = diagram.to_mermaid()
+    assert 's_tramadol -->|"escalate_ketamine [P9]"| s_ketamine_trial' in text
+    assert "s_ketamine_trial([" in text  # drawn although no STATE_GROUP lists it
+
+
+def test_mermaid_is_a_plausible_flowchart() -> None:
+    """Protects: the Mermaid text starts like a flowchart and its subgraphs are closed (renders in Mermaid)."""
+    out = CliRunner().invoke(main, ["diagram", "--format", "mermaid"])
+    assert out.exit_code == 0, out.output
+    body = out.output.split("---\n")[-1]  # after the title front matter
+    assert body.startswith("flowchart LR")
+    assert body.count("subgraph ") == len(pathway.STATE_GROUPS) == body.count("\n  end")
+    assert not re.search(r"\bs_end\b", body)
+
+
+def test_edge_counts_of_a_run_are_pathway_edges_and_label_the_diagram(tmp_path: Path) -> None:
+    """Protects: --run counts only edges the pathway has; every patient leaves assessment once."""
+    from simulator.results import write_run
+    from simulator.runner import simulate as run_scenario
+
+    res = run_scenario(load_scenario(GUIDELINE), patients=60, seed=3)
+    counts = diagram.edge_counts(res.events)
+    assert set(counts) <= _engine_edges()
+    leaving = sum(n for (src, _t, _d), n in counts.items() if src == "assessment")
+    started = res.events[res.events["event"].isin(["transition", "dropout"])]["patient"].nunique()
+    assert leaving == started > 0
+    folder = write_run(res, tmp_path / "run")
+    out = CliRunner().invoke(main, ["diagram", "--run", str(folder)])
+    assert out.exit_code == 0, out.output
+    n_first = counts[("assessment", "start_first_line", "first_line")]
+    assert f'"start_first_line [P1] n={n_first}"' in out.output
+
+
+def test_svg_without_graphviz_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Protects: --format svg without `dot` is one paragraph with install help and exit code 2."""
+    monkeypatch.setattr(diagram.shutil, "which", lambda name: None)
+    out = CliRunner().invoke(main, ["diagram", "--format", "svg", "--out", str(tmp_path / "p.svg")])
+    assert out.exit_code == 2
+    assert "apt-get install graphviz" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
+def test_svg_with_graphviz(tmp_path: Path) -> None:
+    """Protects: the Graphviz rendering names the states (SVG text)."""
+    out = CliRunner().invoke(main, ["diagram", "--format", "svg", "--out", str(tmp_path / "p.svg")])
+    assert out.exit_code == 0, out.output
+    svg = (tmp_path / "p.svg").read_text()
+    assert "<svg" in svg and "strong opioid" in svg
+
+
+def test_trace_cites_rule_and_seed_on_every_decision() -> None:
+    """Protects: the done-when example: every decision of patient 3 (seed 1) has a rule id and a seed."""
+    out = CliRunner().invoke(main, ["trace", str(GUIDELINE), "--patient", "3", "--seed", "1"])
+    assert out.exit_code == 0, out.output
+    j = trace(setup_from_scenario(load_scenario(GUIDELINE), 3, seed=1))
+    assert j.decisions
+    for d in j.decisions:
+        assert d.rule and d.seeds, d
+        assert re.fullmatch(r"P\d+(\.\w+)?", d.rule)
+        assert d.line() in out.output.replace("\n", " ") or d.line()[:60] in out.output
+    assert "baseline pain" in out.output and "queues" in out.output  # profile and the queue caveat
+
+
+def test_single_patient_equals_its_journey_in_the_full_cohort() -> None:
+    """Protects: simulating only patient K reproduces K's journey in a full run (when not referred)."""
+    sc = load_scenario(GUIDELINE).with_overrides(patients=40, seed=5)
+    ctx = PolicyContext.build(sc.policy, compile_model())
+    cohort = generate_cohort(sc.cohort_spec, 40, 5)
+    cfg = EngineConfig(float(sc.horizon_days), sc.specialist.slots(40), 5)
+    full = events_frame([Simulation(ctx, cohort, cfg, 0).run()], ctx.tables)
+    checked = 0
+    for k in range(12):
+        mine = full[full["patient"] == k].reset_index(drop=True)
+        if (mine["event"] == "referral_queued").any():
+            continue
+        alone = simulate(setup_from_scenario(sc, k))
+        assert np.allclose(alone["day"], mine["day"]) and list(alone["rule"]) == list(mine["rule"])
+        checked += 1
+    assert checked >= 5
+
+
+def test_html_trace_has_timeline_and_highlighted_path(tmp_path: Path) -> None:
+    """Protects: the HTML page holds the timeline, the highlighted path and the highlighted diagram source."""
+    page = tmp_path / "j.html"
+    out = CliRunner().invoke(main, ["trace", str(GUIDELINE), "--patient", "3", "--seed", "1", "--html", str(page)])
+    assert out.exit_code == 0, out.output
+    html = page.read_text()
+    assert '<ol class="timeline" id="timeline">' in html
+    assert re.search(r'<li class="decision"[^>]*>Day 0: .*\[P\d', html)
+    assert '<ol class="path" id="path"><li>assessment</li>' in html
+    assert "classDef visited" in html and "linkStyle" in html
+    assert not re.search(r'(src|href)="https?:', html) and "<script" not in html  # opens without a network
+    if shutil.which("dot"):
+        assert 'id="diagram-svg"><svg' in html and "#c05600" in html
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Chromium not installed (apt-get install chromium)")
+def test_html_trace_renders_in_headless_chromium(tmp_path: Path) -> None:
+    """Protects: the page opens in headless Chromium with the timeline and the diagram in the DOM."""
+    page = tmp_path / "j.html"
+    j = trace(setup_from_scenario(load_scenario(GUIDELINE), 3, seed=1))
+    page.write_text(journey_html(j))
+    dom = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'id="timeline"' in dom and 'id="path"' in dom
+    if shutil.which("dot"):
+        assert "<svg" in dom
+
+
+def test_cases_are_valid_and_their_journeys_teach_their_rules() -> None:
+    """Protects: each curated case's recorded seed really produces the rules it claims to teach."""
+    cases = all_cases()
+    assert len(cases) >= 6
+    for case in cases:
+        j = trace(setup_from_case(case))
+        missing = set(case.rules) - j.rule_ids()
+        assert not missing, f"case {case.name} (seed {case.seed}) does not show {missing}"
+        c = case.to_cohort()
+        ref = generate_cohort(load_scenario(GUIDELINE).cohort_spec, 1, 0)
+        for f in ref.__dataclass_fields__:
+            assert getattr(c, f).dtype == getattr(ref, f).dtype, f
+
+
+def test_bad_case_file_is_one_paragraph(tmp_path: Path) -> None:
+    """Protects: a case with an unknown etiology is an InputError naming the field."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "simulator/data/cases/cipn-platinum.yaml").read_text().replace("cipn_platinum", "cipn_x"))
+    with pytest.raises(InputError, match="etiology"):
+        load_case(bad)
+    out = CliRunner().invoke(main, ["trace", "--case", str(bad)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
