@@ -15,7 +15,7 @@ from .safety import PatientFacts, contraindication
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "active", "tried", "failed_classes", "combination_failed", "n_failed", "n_first_line",
-                 "tramadol_tried", "strong_tried", "checks")
+                 "tramadol_tried", "strong_tried", "checks", "_topical_ok")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -44,6 +44,8 @@ class PatientModel:
         self.tramadol_tried = False
         self.strong_tried = False
         self.checks: set[str] = set()
+        self._topical_ok = (ctx.policy.topicals != "never"
+                            and contraindication(drugs[ctx.topical], facts) is None)
 
     # ---- guards (conditions of the pathway's transitions) ---------------------------------------
     def localized_pain(self) -> bool:
@@ -51,8 +53,8 @@ class PatientModel:
         return self.facts.localized
 
     def topical_allowed(self) -> bool:
-        ctx = self.ctx
-        return ctx.policy.topicals != "never" and contraindication(ctx.tables.drugs[ctx.topical], self.facts) is None
+        """P6: the policy uses topicals and the topical is not excluded for this patient."""
+        return self._topical_ok
 
     def first_line_available(self) -> bool:
         """P1/P5: an eligible, untried first-line drug of a class that has not failed."""
