@@ -26,6 +26,7 @@ from .clinical import ETIOLOGY_NAMES, compile_model
 from .cohort import generate_cohort
 from .engine import EngineConfig, Simulation
 from .outcomes import events_frame, flat_metrics, patient_outcomes, summarize
+from .overrides import model_tables
 from .pathway import definition_fingerprint
 from .policy import PolicyContext
 from .scenario import Scenario
@@ -61,7 +62,7 @@ def model_hash() -> str:
 
 
 def _replication(scenario: Scenario, rep: int, progress: Progress | None = None, steps: int = 40) -> np.ndarray:
-    tables = compile_model()
+    tables = model_tables(scenario.clinical_overrides)  # with the scenario's clinical_overrides, if any
     ctx = PolicyContext.build(scenario.policy, tables)
     cohort = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=rep)
     config = EngineConfig(horizon_days=float(scenario.horizon_days),

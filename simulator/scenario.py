@@ -6,10 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .cohort import CohortSpec, load_cohort_spec
 from .errors import InputError
+from .overrides import validate_overrides
 from .policy import Policy
 from .schema import Strict, parse_model, read_yaml
 
@@ -38,9 +39,16 @@ class Scenario(Strict):
     horizon_days: int = Field(730, ge=1, le=36500)
     specialist: SpecialistCapacity = SpecialistCapacity()
     policy: Policy = Policy()
+    clinical_overrides: dict[str, float] = Field(
+        default_factory=dict, description="dotted path into clinical.yaml -> value (see simulator/overrides.py)")
     # Set by the loader, not by the user:
     source_path: str = Field("", exclude=True)
     cohort_spec: CohortSpec | None = Field(None, exclude=True)
+
+    @field_validator("clinical_overrides")
+    @classmethod
+    def _overrides_valid(cls, v: dict[str, float]) -> dict[str, float]:
+        return validate_overrides(v)
 
     def with_overrides(self, **kw: object) -> Scenario:
         """A copy with run-time overrides (``patients``, ``seed``, ``replications``...), re-validated."""

@@ -1,0 +1,196 @@
+"""Policy what-if commands: ``painpath compare``, ``sweep``, ``tornado`` and ``report`` (thin; logic in
+:mod:`simulator.compare`, :mod:`simulator.sweep` and :mod:`simulator.report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .cli import NOT_FOR_CLINICAL_USE, LazyProgress, command_line, console, friendly, main, positive
+from .errors import InputError
+
+_common = [
+    click.option("--patients", type=int, default=None, help="Patients per replication (default: the first scenario's)."),
+    click.option("--replications", type=int, default=4, show_default=True, help="Replications (at least 2)."),
+    click.option("--seed", type=int, default=None, help="Root seed, the same for every scenario (default: the first's)."),
+    click.option("--workers", type=int, default=1, show_default=True, help="Parallel processes for replications."),
+    click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None, help="Output folder."),
+    click.option("--quiet", is_flag=True, help="No progress bar."),
+]
+
+
+def common(fn):  # type: ignore[no-untyped-def]
+    for opt in reversed(_common):
+        fn = opt(fn)
+    return fn
+
+
+def _check(patients: int | None, replications: int, seed: int | None, workers: int) -> None:
+    positive("patients", patients)
+    positive("replications", replications, 2)
+    positive("workers", workers)
+    if seed is not None and seed < 0:
+        raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+
+
+def short_label(metric: str) -> str:
+    """A readable row label for a dotted metric in a narrow terminal."""
+    last = metric.rsplit(".", 1)[-1]
+    if metric.startswith("time_to_relief.relieved_by_day."):
+        return f"relieved by day {last} (%)"
+    if metric.startswith("pathway.reached."):
+        return f"reached {last.replace('_', ' ')} (%)"
+    if metric.startswith("pain.mean_nrs_by_day."):
+        return f"mean NRS day {last}"
+    return {"time_to_relief.median_days": "median days to relief", "specialist.referred": "referred (%)",
+            "specialist.wait_days_median": "median wait (days)", "adverse_events.per_patient_year": "AEs per patient-year",
+            "adverse_events.serious_per_100_patients": "serious AEs /100",
+            "adverse_events.discontinuations_per_100_patients": "discontinuations /100"}.get(metric, metric)
+
+
+def _ci(mean: float | None, lo: float | None, hi: float | None, pct: bool) -> str:
+    if mean is None:
+        return "-"
+    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3g}")
+    if lo is None or hi is None:
+        return f(mean)
+    return f"{f(mean)} [{f(lo)}, {f(hi)}]"
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@common
+@friendly
+def compare(scenarios: tuple[str, ...], patients: int | None, replications: int, seed: int | None, workers: int,
+            out: str | None, quiet: bool) -> None:
+    """Compare SCENARIOS (the first is the baseline) with common random numbers: means with 95% CIs and
+    paired differences; writes comparison.json, comparison.csv and report.html."""
+    from .compare import KEY_METRICS, comparison_dict, default_compare_dir, write_comparison
+    from .compare import compare as run_compare
+    from .scenario import load_scenario
+
+    _check(patients, replications, seed, workers)
+    scs = [load_scenario(s) for s in scenarios]
+    dest = Path(out) if out else default_compare_dir()
+    if dest.exists():
+        raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
+    bar = LazyProgress("comparing", enabled=not quiet)
+    try:
+        c = run_compare(scs, patients=patients, replications=replications, seed=seed, workers=workers,
+                        progress=bar, command=command_line())
+    finally:
+        bar.close()
+    folder = write_comparison(c, dest)
+    d = comparison_dict(c)
+    names = c.names
+    t = Table(title=f"{' vs '.join(names)}: {d['patients']} patients x {d['replications']} replications, seed "
+              f"{d['seed']} (mean [95% CI]; % for shares)", show_header=True, header_style="bold")
+    t.add_column("metric", no_wrap=True)
+    for n in names:
+        t.add_column(n, justify="right")
+    for n in names[1:]:
+        t.add_column(f"{n} - {names[0]} (paired CI)", justify="right")
+    for m in KEY_METRICS:
+        pct = m.startswith(("time_to_relief.relieved", "pathway.", "specialist.referred"))
+        cells = []
+        for n in names:
+            v = d["metrics"][n].get(m)
+            cells.append(_ci(v["mean"], *v["ci95"], pct) if v else "-")
+        for n in names[1:]:
+            v = d["differences_vs_baseline"][n].get(m)
+            cells.append(_ci(v["diff"], *v["paired_ci95"], pct) if v else "-")
+        t.add_row(short_label(m), *cells)
+    console.print(t)
+    console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
+    console.print(f"Comparison folder: {folder}")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--param", required=True, help="Dotted path: policy.visit_interval_days, specialist.slots_per_week_per_1000, "
+              "clinical.drugs.duloxetine.responder_prob, ...")
+@click.option("--values", required=True, help="Comma-separated values, e.g. 7,14,28.")
+@click.option("--metric", default=None, help="Metric to plot (default time_to_relief.relieved_by_day.182).")
+@common
+@friendly
+def sweep(scenario: str, param: str, values: str, metric: str | None, patients: int | None, replications: int,
+          seed: int | None, workers: int, out: str | None, quiet: bool) -> None:
+    """Run SCENARIO at several values of one policy or clinical parameter (common random numbers)."""
+    from .scenario import load_scenario
+    from .sweep import DEFAULT_METRIC, default_dir, parse_value, write_sweep
+    from .sweep import sweep as run_sweep
+
+    _check(patients, replications, seed, workers)
+    sc = load_scenario(scenario)
+    vals = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    dest = Path(out) if out else default_dir("sweep", sc)
+    if dest.exists():
+        raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
+    bar = LazyProgress(f"sweeping {param}", enabled=not quiet)
+    try:
+        data, runs = run_sweep(sc, param, vals, metric=metric or DEFAULT_METRIC, patients=patients,
+                               replications=replications, seed=seed, workers=workers, progress=bar,
+                               command=command_line())
+    finally:
+        bar.close()
+    folder = write_sweep(data, runs, dest)
+    t = Table(title=f"{sc.name}: sweep of {param} ({data['semantics']})", header_style="bold")
+    for h in ("value", "metric", "mean [95% CI]", "vs first value (paired 95% CI)"):
+        t.add_column(h)
+    for r in data["rows"]:
+        t.add_row(str(r["value"]), r["metric"], _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], False),
+                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], False))
+    console.print(t)
+    console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
+    console.print(f"Sweep folder: {folder}")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--params", "params_file", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="YAML list of {path, low, high, label}.")
+@click.option("--metric", default=None, help="Metric (default time_to_relief.relieved_by_day.182).")
+@common
+@friendly
+def tornado(scenario: str, params_file: str, metric: str | None, patients: int | None, replications: int,
+            seed: int | None, workers: int, out: str | None, quiet: bool) -> None:
+    """One-way sensitivity of SCENARIO over the parameters in PARAMS (low and high values): table and tornado plot."""
+    from .scenario import load_scenario
+    from .sweep import DEFAULT_METRIC, default_dir, load_tornado_params, write_tornado
+    from .sweep import tornado as run_tornado
+
+    _check(patients, replications, seed, workers)
+    sc = load_scenario(scenario)
+    params = load_tornado_params(params_file)
+    dest = Path(out) if out else default_dir("tornado", sc)
+    if dest.exists():
+        raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
+    bar = LazyProgress("one-way sensitivity", enabled=not quiet)
+    try:
+        data, base = run_tornado(sc, params, metric=metric or DEFAULT_METRIC, patients=patients, replications=replications,
+                           seed=seed, workers=workers, progress=bar, command=command_line())
+    finally:
+        bar.close()
+    folder = write_tornado(data, base, dest)
+    t = Table(title=f"{sc.name}: one-way sensitivity of {data['metric']} (base {data['base']:.3g})", header_style="bold")
+    for h in ("parameter", "low", "high", "at low", "at high", "swing"):
+        t.add_column(h)
+    for r in data["rows"]:
+        t.add_row(r["label"], str(r["low"]), str(r["high"]), _ci(r["at_low"], None, None, False),
+                  _ci(r["at_high"], None, None, False), _ci(r["swing"], None, None, False))
+    console.print(t)
+    console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
+    console.print(f"Tornado folder: {folder}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=str))
+@friendly
+def report(folder: str) -> None:
+    """(Re)render report.html for a run, comparison, sweep or tornado FOLDER."""
+    from .report import render_folder
+
+    path = render_folder(folder)
+    console.print(f"Report: {path}")

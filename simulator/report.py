@@ -1,0 +1,605 @@
+"""Self-contained HTML reports for run, comparison, sweep and tornado folders.
+
+One HTML file, no external resources: figures are matplotlib PNGs (Agg backend) embedded as base64,
+tables are HTML. A report has the sections a reader needs to judge a result: scenario description and
+rationale, summary tables, Kaplan-Meier curves of time-to-relief with 95% CIs (drawn as the share
+relieved by each day, 1 - S(t)), adverse-event burden by type, the share of patients at each pathway
+step over time, the specialist queue and waits over time, the parameters with their sources (policy
+fields with their rules, clinical parameters with source and evidence tag), a reproducibility block
+(versions, hashes, seed, command) and the not-for-clinical-use statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+NOT_FOR_CLINICAL_USE = ("Not for clinical use. painpath is for health-policy analysis and teaching. It is not a "
+                        "clinical decision tool and must not be used to treat a patient.")
+STATE_LABELS = {
+    "assessment": "assessment", "topical": "topical", "first_line": "first-line drug", "add_on": "add-on combination",
+    "switch": "switched drug", "tramadol": "tramadol", "strong_opioid": "strong opioid",
+    "specialist_referral": "waiting for specialist", "specialist_care": "specialist care", "relieved": "relieved",
+    "dropped_out": "dropped out",
+}
+SECTIONS = ("statement", "scenarios", "summary", "time-to-relief", "adverse-events", "pathway-occupancy",
+            "specialist-queue", "parameters", "reproducibility")
+
+
+@dataclass
+class RunData:
+    """What a report needs of one run (from a RunResult or a run folder)."""
+
+    name: str
+    description: str
+    rationale: str
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    patients: pd.DataFrame
+    events: pd.DataFrame
+
+    @property
+    def horizon(self) -> float:
+        return float(self.summary.get("horizon_days") or self.manifest.get("horizon_days") or 730)
+
+    @property
+    def n(self) -> int:
+        return max(1, len(self.patients))
+
+
+def run_data_from_result(result: Any) -> RunData:
+    sc = result.scenario
+    return RunData(sc.name, sc.description, sc.rationale, result.summary, result.manifest, result.patients,
+                   result.events)
+
+
+def run_data_from_folder(folder: str | Path) -> RunData:
+    from .results import read_run
+
+    d = read_run(folder)
+    resolved = d["manifest"].get("scenario_resolved", {})
+    return RunData(d["summary"].get("scenario", Path(folder).name), resolved.get("description", ""),
+                   resolved.get("rationale", ""), d["summary"], d["manifest"], d["patients"], d["events"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures
+# ------------------------------------------------------------------------------------------------
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+                         "xtick.labelsize": 10, "ytick.labelsize": 10})
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def km_figure(runs: Sequence[RunData]) -> str:
+    """Share relieved by each day (1 - Kaplan-Meier survival) with its 95% CI band, one curve per run."""
+    from .outcomes import kaplan_meier
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    for r in runs:
+        kmf = kaplan_meier(r.patients["time_days"].to_numpy(float), r.patients["relieved"].to_numpy(bool))
+        sf = kmf.survival_function_.iloc[:, 0]
+        ci = kmf.confidence_interval_
+        t = sf.index.to_numpy()
+        line, = ax.step(t, 100 * (1 - sf.to_numpy()), where="post", label=r.name, lw=1.8)
+        ax.fill_between(t, 100 * (1 - ci.iloc[:, 1].to_numpy()), 100 * (1 - ci.iloc[:, 0].to_numpy()), step="post",
+                        alpha=0.2, color=line.get_color())
+    ax.set_xlabel("days since assessment")
+    ax.set_ylabel("patients relieved (%)")
+    ax.set_title("Time to relief: share relieved by each day (Kaplan-Meier, 95% CI)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(0, max(r.horizon for r in runs))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def ae_figure(runs: Sequence[RunData]) -> str:
+    """Adverse events per 100 patients by type, grouped bars per run."""
+    plt = _plt()
+    by = [r.summary["adverse_events"]["by_type"] for r in runs]
+    types = sorted({t for b in by for t in b}, key=lambda t: -max(b.get(t, 0.0) for b in by))
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.32 * len(types) * max(1, len(runs)) ** 0.5 + 1.2)))
+    y = np.arange(len(types))
+    h = 0.8 / max(1, len(runs))
+    for i, (r, b) in enumerate(zip(runs, by, strict=True)):
+        ax.barh(y + i * h - 0.4 + h / 2, [b.get(t, 0.0) for t in types], height=h, label=r.name)
+    ax.set_yticks(y, [t.replace("_", " ") for t in types])
+    ax.invert_yaxis()
+    ax.set_xlabel("events per 100 patients over the horizon")
+    ax.set_title("Adverse-event burden by type")
+    ax.grid(axis="x", alpha=0.3)
+    if len(runs) > 1:
+        ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def occupancy(events: pd.DataFrame, n_patients: int, horizon: float, step: float = 7.0) -> pd.DataFrame:
+    """Share of patients in each pathway state on days 0, step, 2*step, ... (rows: day, columns: state)."""
+    from .pathway import STATES
+
+    key = ["replication", "patient"]
+    tr = events.loc[events["event"] == "transition", [*key, "day", "state"]].copy()
+    tr["state"] = tr["state"].astype(str)
+    start = events.loc[events["event"] == "assessment", [*key, "day"]].assign(state="assessment")
+    drop = events.loc[events["event"] == "dropout", [*key, "day"]].assign(state="dropped_out")
+    seq = pd.concat([start, tr, drop], ignore_index=True)
+    seq["order"] = seq["state"].map({"assessment": 0}).fillna(1)
+    seq = seq.sort_values([*key, "day", "order"], kind="stable")
+    end = seq.groupby(key)["day"].shift(-1).fillna(np.inf)
+    grid = np.arange(0.0, horizon + step / 2, step)
+    out = {}
+    for s in STATES:
+        m = (seq["state"] == s).to_numpy()
+        st = np.searchsorted(grid, seq["day"].to_numpy()[m], side="left")
+        en = np.searchsorted(grid, end.to_numpy()[m], side="left")
+        diff = np.zeros(len(grid) + 1)
+        np.add.at(diff, st, 1)
+        np.add.at(diff, en, -1)
+        out[s] = np.cumsum(diff)[:-1] / max(1, n_patients)
+    return pd.DataFrame(out, index=pd.Index(grid, name="day"))
+
+
+def occupancy_figure(runs: Sequence[RunData]) -> str:
+    """Stacked areas of the share of patients at each pathway step over time, one panel per run."""
+    plt = _plt()
+    k = len(runs)
+    cols = 1 if k == 1 else 2
+    rows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(8 if cols == 1 else 11, 4.2 * rows), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    color = {s: cmap(i % 20) for i, s in enumerate(STATE_LABELS)}
+    shown: list[str] = []
+    for i, r in enumerate(runs):
+        ax = axes[i // cols][i % cols]
+        occ = occupancy(r.events, r.n, r.horizon)
+        occ = occ.loc[:, occ.max() > 0]
+        shown.extend(c for c in occ.columns if c not in shown)
+        ax.stackplot(occ.index, *(100 * occ[c] for c in occ.columns), colors=[color[c] for c in occ.columns],
+                     alpha=0.9)
+        ax.set_xlim(0, r.horizon)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("days since assessment")
+        ax.set_ylabel("patients (%)")
+        ax.set_title(f"Pathway step over time: {r.name}")
+    from matplotlib.patches import Patch
+
+    order = [s for s in STATE_LABELS if s in shown]
+    fig.legend([Patch(color=color[s]) for s in order], [STATE_LABELS[s] for s in order], loc="center left",
+               bbox_to_anchor=(1.0, 0.5), frameon=False, title="pathway step")
+    fig.tight_layout(h_pad=2.0)
+    for j in range(k, rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    return _png(fig)
+
+
+def queue_series(events: pd.DataFrame, horizon: float, step: float = 7.0) -> pd.DataFrame:
+    """Patients waiting for a specialist consult on each grid day, and the median wait of consults started
+    in the preceding interval (days)."""
+    grid = np.arange(0.0, horizon + step / 2, step)
+    q = np.sort(events.loc[events["event"] == "referral_queued", "day"].to_numpy(float))
+    started = events.loc[events["wait_days"].notna(), ["day", "wait_days"]]
+    s = np.sort(started["day"].to_numpy(float))
+    length = np.searchsorted(q, grid, side="right") - np.searchsorted(s, grid, side="right")
+    bins = np.searchsorted(grid, started["day"].to_numpy(float), side="left")
+    med = pd.Series(started["wait_days"].to_numpy(float)).groupby(bins).median()
+    waits = med.reindex(range(len(grid))).to_numpy()
+    return pd.DataFrame({"waiting": length, "median_wait_days": waits}, index=pd.Index(grid, name="day"))
+
+
+def queue_figure(runs: Sequence[RunData]) -> str:
+    """Specialist queue length per 1,000 patients, and waits of consults started, over time."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in runs:
+        qs = queue_series(r.events, r.horizon)
+        a1.plot(qs.index, 1000 * qs["waiting"] / r.n, label=r.name, lw=1.8)
+        a2.plot(qs.index, qs["median_wait_days"], marker="o", ms=2.5, lw=1.0, label=r.name)
+    a1.set_xlabel("days since assessment")
+    a1.set_ylabel("waiting per 1,000 patients")
+    a1.set_title("Specialist queue length")
+    a2.set_xlabel("day the consult started")
+    a2.set_ylabel("median wait (days)")
+    a2.set_title("Waits for a consult (weekly median)")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.set_xlim(0, max(r.horizon for r in runs))
+    a1.legend(loc="upper left")
+    return _png(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables and blocks
+# ------------------------------------------------------------------------------------------------
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
+    return html.escape(str(v))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _fmt(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    from .outcomes import flat_metrics
+
+    flat = flat_metrics({k: summary[k] for k in ("time_to_relief", "pain", "adverse_events", "pathway", "specialist")
+                         if k in summary})
+    ci = summary.get("time_to_relief", {}).get("median_ci95", [None, None])
+    rows: list[list[Any]] = []
+    for k, v in flat.items():
+        rows.append([html.escape(k), v if k != "time_to_relief.median_days" else
+                     f"{_fmt(v)} (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})"])
+    return rows
+
+
+def _flatten_policy(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.extend(_flatten_policy(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}"))
+            if isinstance(v, dict) and not v:
+                out.append((f"{prefix}{k}", "{}"))
+    else:
+        out.append((prefix, d))
+    return out
+
+
+def policy_rows(resolved: dict[str, Any]) -> list[list[Any]]:
+    """Policy, capacity and override settings with the rule each parameterises and whether it departs from
+    the guideline default."""
+    from .policy import Policy
+
+    default = dict(_flatten_policy(Policy().model_dump(mode="json"), "policy."))
+    rows = []
+    for k, v in _flatten_policy({kk: resolved.get(kk) for kk in ("policy", "specialist", "clinical_overrides",
+                                                                 "horizon_days") if kk in resolved}):
+        rule = _field_rule(k)
+        changed = k in default and default[k] != v
+        rows.append([html.escape(k), html.escape(json.dumps(v)), rule,
+                     "<b>changed</b>" if changed or k.startswith("clinical_overrides") else ""])
+    return rows
+
+
+def _field_rule(path: str) -> str:
+    from .policy import Policy
+
+    parts = path.split(".")
+    if parts[0] != "policy" or len(parts) < 2:
+        return {"specialist": "P9 (capacity)", "clinical_overrides": "sensitivity override (simulator/overrides.py)",
+                "horizon_days": ""}.get(parts[0], "")
+    model: Any = Policy
+    desc = ""
+    for p in parts[1:]:
+        f = getattr(model, "model_fields", {}).get(p)
+        if f is None:
+            break
+        desc = f.description or desc
+        model = f.annotation
+    return html.escape(desc or "")
+
+
+def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
+    """Every clinical parameter (as run, with overrides applied) with unit, evidence tag and source."""
+    from .overrides import apply_overrides
+
+    model = apply_overrides(overrides or {})
+    rows: list[list[Any]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict) and "source" in node and "value" in node:
+            v = node["value"]
+            if isinstance(v, list):
+                val = "; ".join(f"{d:g}: {p:.3g}" for d, p in v)
+            elif isinstance(v, dict):
+                val = ", ".join(f"{e}: {p:.3g}" for e, p in v.items()) + f"; default {node.get('default', 0):.3g}"
+            else:
+                val = f"{v:.4g}"
+            rows.append([html.escape(path), html.escape(val), html.escape(node.get("unit", "")),
+                         html.escape(node.get("tag", "")), html.escape(node.get("source", ""))])
+            return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}".strip("."))
+
+    walk(model.model_dump(mode="python"), "")
+    return rows
+
+
+def reproducibility_block(manifests: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+    keys = ("scenario", "painpath_version", "scenario_hash", "policy_hash", "cohort_hash", "model_hash", "seed",
+            "patients", "replications", "horizon_days", "python", "platform")
+    rows = [[html.escape(m.get("scenario", "")), *[_fmt(m.get(k)) for k in keys[1:]]] for m in manifests]
+    out = table(keys, rows)
+    libs = manifests[0].get("libraries", {}) if manifests else {}
+    out += "<p>Libraries: " + html.escape(", ".join(f"{k} {v}" for k, v in libs.items())) + "</p>"
+    cmds = {m.get("command", "") for m in manifests if m.get("command")}
+    if extra and extra.get("command"):
+        cmds = {extra["command"]}
+    for c in sorted(cmds):
+        out += f"<p>Command:</p><pre>{html.escape(c)}</pre>"
+    if extra:
+        out += "<pre>" + html.escape(json.dumps({k: v for k, v in extra.items() if k != "command"}, indent=1)) + "</pre>"
+    return out
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;
+color:#1a1a1a;line-height:1.4}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.statement{background:#fff3cd;border:2px solid #c69500;padding:.8em 1em;font-weight:600}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;
+text-align:left;vertical-align:top}th{background:#f2f2f2}img.fig{max-width:100%;display:block;margin:.6em 0}
+pre{background:#f6f6f6;padding:.5em;overflow-x:auto;font-size:.85em}details{margin:.6em 0}
+.scen{border-left:4px solid #4a78b5;padding:.2em .8em;margin:.6em 0}
+"""
+
+
+def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
+    """The HTML document: ``sections`` are (id, heading, inner HTML); the statement comes first and last."""
+    nav = " · ".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{html.escape(h)}</h2>{inner}</section>' for sid, h, inner in sections)
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            f'<section id="statement"><p class="statement">{NOT_FOR_CLINICAL_USE}</p></section>'
+            f"<nav>{nav}</nav>{body}<footer><p class=\"statement\">{NOT_FOR_CLINICAL_USE}</p></footer>"
+            "</body></html>")
+
+
+def write_html(text: str, path: str | Path) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _scenario_block(runs: Sequence[RunData]) -> str:
+    out = ""
+    for r in runs:
+        out += (f'<div class="scen"><h3>{html.escape(r.name)}</h3><p><b>Description.</b> '
+                f"{html.escape(r.description or '(none given)')}</p><p><b>Rationale.</b> "
+                f"{html.escape(r.rationale or '(none given)')}</p></div>")
+    return out
+
+
+def _parameters_block(runs: Sequence[RunData]) -> str:
+    out = ""
+    for r in runs:
+        resolved = r.manifest.get("scenario_resolved", {})
+        out += f"<h3>Policy and capacity: {html.escape(r.name)}</h3>"
+        out += table(["setting", "value", "rule / meaning", "vs guideline default"], policy_rows(resolved))
+    overrides = (runs[0].manifest.get("scenario_resolved", {}) or {}).get("clinical_overrides") or {}
+    out += ("<details><summary>Clinical model parameters (simulator/data/clinical.yaml"
+            + (", with this run's overrides" if overrides else "") + "): value, unit, evidence tag, source</summary>")
+    out += table(["parameter", "value", "unit", "tag", "source"], clinical_rows(overrides)) + "</details>"
+    return out
+
+
+def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, str]]:
+    return [
+        ("time-to-relief", "Time to relief",
+         _img(km_figure(runs), "Kaplan-Meier share relieved by day") +
+         "<p>Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
+         "replications, censored at drop-out and at the horizon; shaded: 95% CI.</p>"),
+        ("adverse-events", "Adverse-event burden", _img(ae_figure(runs), "adverse events by type per 100 patients")),
+        ("pathway-occupancy", "Share of patients at each pathway step over time",
+         _img(occupancy_figure(runs), "pathway state occupancy over time")),
+        ("specialist-queue", "Specialist queue and waits over time",
+         _img(queue_figure(runs), "specialist queue length and waits") +
+         table(["scenario", "referred", "median wait (days)", "seen", "still waiting at horizon"],
+               [[html.escape(r.name), r.summary["specialist"]["referred"], r.summary["specialist"]["wait_days_median"],
+                 r.summary["specialist"]["seen"], r.summary["specialist"]["still_waiting_at_horizon"]] for r in runs])),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports
+# ------------------------------------------------------------------------------------------------
+
+
+def run_report_html(run: RunData) -> str:
+    s = run.summary
+    title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
+            f"seed {s.get('seed')})"
+    sections = [("scenarios", "Scenario", _scenario_block([run])),
+                ("summary", "Summary", table(["metric", "value"], summary_rows(s))),
+                *_figure_sections([run]),
+                ("parameters", "Parameters and their sources", _parameters_block([run])),
+                ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
+    return page(title, sections)
+
+
+def write_run_report(result: Any, path: str | Path) -> Path:
+    """Render the report of a :class:`~simulator.runner.RunResult` (used by ``painpath run``)."""
+    return write_html(run_report_html(run_data_from_result(result)), path)
+
+
+def _comparison_tables(comp: dict[str, Any]) -> str:
+    from .compare import KEY_METRICS
+
+    names = comp["scenarios"]
+    metrics = comp["metrics"]
+    allm = [m for m in metrics[names[0]]]
+    keys = [m for m in KEY_METRICS if m in allm] + [m for m in allm if m not in KEY_METRICS]
+
+    def cell(d: dict[str, Any] | None) -> str:
+        if not d:
+            return "-"
+        lo, hi = d["ci95"]
+        return f"{_fmt(d['mean'])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+    rows = [[html.escape(m), *[cell(metrics[n].get(m)) for n in names]] for m in keys]
+    out = ("<h3>Each scenario: mean across replications [95% CI]</h3>" +
+           table(["metric", *names], rows[:len(KEY_METRICS)]) +
+           "<details><summary>All metrics</summary>" + table(["metric", *names], rows) + "</details>")
+    diffs = comp["differences_vs_baseline"]
+    out += f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired</h3>"
+    drows = []
+    for n in names[1:]:
+        for m in keys:
+            d = diffs[n].get(m)
+            if not d or d["diff"] is None:
+                continue
+            pw = _width(d["paired_ci95"])
+            uw = _width(d["unpaired_ci95"])
+            drows.append([html.escape(n), html.escape(m), d["diff"], f"[{_fmt(d['paired_ci95'][0])}, {_fmt(d['paired_ci95'][1])}]",
+                          f"[{_fmt(d['unpaired_ci95'][0])}, {_fmt(d['unpaired_ci95'][1])}]",
+                          "-" if pw is None or not uw else f"{pw / uw:.2f}"])
+    key_rows = [r for r in drows if any(f">{m}<" in f">{r[1]}<" for m in KEY_METRICS)]
+    hdr = ["scenario", "metric", "difference", "paired 95% CI", "unpaired 95% CI", "paired/unpaired width"]
+    out += table(hdr, key_rows) + "<details><summary>All differences</summary>" + table(hdr, drows) + "</details>"
+    return out
+
+
+def _width(ci: list[float | None]) -> float | None:
+    return None if ci[0] is None or ci[1] is None else float(ci[1]) - float(ci[0])
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return v
+
+
+def _load_runs(folder: Path) -> list[RunData]:
+    runs_dir = folder / "runs"
+    if not runs_dir.is_dir():
+        return []
+    return [run_data_from_folder(p) for p in sorted(runs_dir.iterdir()) if p.is_dir()]
+
+
+def comparison_report_html(folder: str | Path) -> str:
+    folder = Path(folder)
+    comp = json.loads((folder / "comparison.json").read_text())
+    runs = _load_runs(folder)
+    title = (f"painpath comparison: {' vs '.join(comp['scenarios'])} ({comp['patients']} patients x "
+             f"{comp['replications']} replications, seed {comp['seed']})")
+    sections = [("scenarios", "Scenarios", _scenario_block(runs)),
+                ("summary", "Summary tables", _comparison_tables(comp)),
+                *_figure_sections(runs),
+                ("parameters", "Parameters and their sources", _parameters_block(runs)),
+                ("reproducibility", "Reproducibility",
+                 reproducibility_block([r.manifest for r in runs], {"command": comp.get("command", "")}))]
+    return page(title, sections)
+
+
+def write_comparison_report(folder: str | Path, path: str | Path | None = None) -> Path:
+    folder = Path(folder)
+    return write_html(comparison_report_html(folder), path or folder / "report.html")
+
+
+def _sens_figure(data: dict[str, Any]) -> str:
+    from .sweep import sweep_figure, tornado_figure
+
+    return tornado_figure(data) if data["kind"] == "tornado" else sweep_figure(data)
+
+
+def sensitivity_report_html(folder: str | Path) -> str:
+    folder = Path(folder)
+    name = "sweep.json" if (folder / "sweep.json").exists() else "tornado.json"
+    data = json.loads((folder / name).read_text())
+    runs = _load_runs(folder)
+    kind = data["kind"]
+    rows = data["rows"]
+    header = list(rows[0].keys()) if rows else []
+    title = (f"painpath {kind}: {data['scenario']} — "
+             + (data["param"] if kind == "sweep" else f"{len(rows)} parameters, metric {data['metric']}"))
+    base = data.get("base_manifest", {})
+    sc_block = (f'<div class="scen"><h3>{html.escape(data["scenario"])}</h3><p><b>Description.</b> '
+                f"{html.escape(data.get('description') or '(none given)')}</p><p><b>Rationale.</b> "
+                f"{html.escape(data.get('rationale') or '(none given)')}</p><p>{html.escape(data.get('semantics', ''))}"
+                "</p></div>")
+    sections = [("scenarios", "Scenario", sc_block),
+                ("summary", "Results table", table(header, [[_cell(r[h]) for h in header] for r in rows]) +
+                 _img(_sens_figure(data), f"{kind} plot")),
+                *(_figure_sections(runs) if runs else []),
+                ("parameters", "Parameters and their sources",
+                 table(["parameter", "values"], [[html.escape(p["path"]), html.escape(json.dumps(p["values"]))]
+                                                 for p in data["params"]]) +
+                 ("<p>" + html.escape(data.get("semantics", "")) + "</p>") +
+                 (_parameters_block([RunData(data["scenario"], "", "", {}, base, pd.DataFrame(), pd.DataFrame())])
+                  if base else "")),
+                ("reproducibility", "Reproducibility",
+                 reproducibility_block([base] if base else [], {"command": data.get("command", ""),
+                                                               "seed": data.get("seed"),
+                                                               "patients": data.get("patients"),
+                                                               "replications": data.get("replications")}))]
+    return page(title, sections)
+
+
+def write_sensitivity_report(folder: str | Path, path: str | Path | None = None) -> Path:
+    folder = Path(folder)
+    return write_html(sensitivity_report_html(folder), path or folder / "report.html")
+
+
+def folder_kind(folder: str | Path) -> str:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("the folder does not exist", file=str(folder),
+                         fix="name a run, comparison, sweep or tornado folder (e.g. under results/)")
+    for f, k in (("comparison.json", "comparison"), ("sweep.json", "sweep"), ("tornado.json", "tornado"),
+                 ("summary.json", "run")):
+        if (folder / f).exists():
+            return k
+    raise InputError("this is not a painpath results folder (no summary.json, comparison.json, sweep.json or "
+                     "tornado.json)", file=str(folder), fix="name a folder written by painpath run, compare, "
+                     "sweep or tornado")
+
+
+def render_folder(folder: str | Path) -> Path:
+    """(Re)render ``report.html`` for any run, comparison, sweep or tornado folder."""
+    folder = Path(folder)
+    kind = folder_kind(folder)
+    if kind == "run":
+        return write_html(run_report_html(run_data_from_folder(folder)), folder / "report.html")
+    if kind == "comparison":
+        return write_comparison_report(folder)
+    return write_sensitivity_report(folder)

@@ -1,0 +1,291 @@
+"""Sensitivity analysis: a sweep over one parameter, and one-way (tornado) sensitivity over several.
+
+A parameter is a dotted path into the scenario (``policy.visit_interval_days``,
+``specialist.slots_per_week_per_1000``, ``policy.on_partial``) or, prefixed with ``clinical.``, into the
+clinical model (``clinical.combination_factor``, ``clinical.drugs.duloxetine.responder_prob``), which is
+applied through the scenario's ``clinical_overrides`` (see :mod:`simulator.overrides` for what the
+number means: a scalar is replaced, a dose curve or per-etiology parameter is multiplied).
+
+Every setting is simulated with the same patients, seed and replications (common random numbers), so
+differences between settings are estimated from paired replications.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .compare import _write_run_files, analyse, replication_metrics
+from .errors import InputError
+from .overrides import describe
+from .results import atomic_folder, write_json
+from .runner import RunResult, simulate
+from .scenario import Scenario
+from .schema import Strict, parse_model, read_yaml
+from .stats import mean_ci, paired_diff_ci
+
+DEFAULT_METRIC = "time_to_relief.relieved_by_day.182"
+SWEEP_METRICS = ("time_to_relief.relieved_by_day.84", "time_to_relief.relieved_by_day.182",
+                 "time_to_relief.relieved_by_day.365", "adverse_events.per_patient_year",
+                 "pathway.reached.strong_opioid", "specialist.wait_days_median")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML would read it ('42' -> 42, '0.5' -> 0.5, 'switch' -> 'switch')."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def semantics(path: str) -> str:
+    """What a value given for ``path`` means (replace or scale)."""
+    if path.startswith("clinical."):
+        kind, meaning = describe(path[len("clinical."):])
+        return f"{path} is a {kind.replace('_', ' ')} parameter: the value given {meaning}."
+    return f"{path} is a scenario setting: the value given replaces it."
+
+
+def with_param(scenario: Scenario, path: str, value: Any) -> Scenario:
+    """A copy of ``scenario`` with the parameter at ``path`` set to ``value``, validated."""
+    data = scenario.model_dump(mode="json", exclude={"source_path", "cohort_spec"})
+    where = scenario.source_path or "command line"
+    if path.startswith("clinical."):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise InputError(f"the value {value!r} for '{path}' is not a number", field="--values",
+                             fix="give numbers for clinical parameters")
+        data["clinical_overrides"] = {**data.get("clinical_overrides", {}), path[len("clinical."):]: float(value)}
+    else:
+        parts = path.split(".")
+        node = data
+        for i, p in enumerate(parts):
+            if not isinstance(node, dict) or p not in node:
+                known = ", ".join(sorted(node)) if isinstance(node, dict) else "(none)"
+                raise InputError(f"the scenario has no parameter '{path}' ('{p}' is unknown)", field="--param",
+                                 fix=f"use a dotted path into the scenario; at '{'.'.join(parts[:i]) or 'top'}' the "
+                                 f"keys are: {known}; prefix clinical parameters with 'clinical.'")
+            if i == len(parts) - 1:
+                if isinstance(node[p], dict):
+                    raise InputError(f"'{path}' is a group of settings, not one setting", field="--param",
+                                     fix=f"name one of: {', '.join(sorted(node[p]))}")
+                node[p] = value
+            else:
+                node = node[p]
+    new = parse_model(data, Scenario, where)
+    return new.model_copy(update={"source_path": scenario.source_path, "cohort_spec": scenario.cohort_spec})
+
+
+def _check_common(patients: int | None, replications: int) -> None:
+    if replications < 2:
+        raise InputError(f"sensitivity analysis needs at least 2 replications for confidence intervals "
+                         f"(got {replications})", field="--replications", fix="use --replications 2 or more")
+    if patients is not None and patients < 1:
+        raise InputError(f"patients must be at least 1 (got {patients})", field="--patients", fix="use a whole number >= 1")
+
+
+def _run_all(scenarios: Sequence[Scenario], patients: int | None, replications: int, seed: int | None,
+             workers: int, progress: Callable[[float], None] | None, command: str) -> list[RunResult]:
+    out = []
+    n = len(scenarios)
+    for i, sc in enumerate(scenarios):
+        sub = (lambda f, i=i: progress((i + f) / n)) if progress else None
+        out.append(simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers,
+                            progress=sub, command=command))
+    return out
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def sweep(scenario: Scenario, param: str, values: Sequence[Any], *, metric: str = DEFAULT_METRIC,
+          patients: int | None = None, replications: int = 4, seed: int | None = None, workers: int = 1,
+          progress: Callable[[float], None] | None = None, command: str = "") -> tuple[dict[str, Any], list[RunResult]]:
+    """Run ``scenario`` at each value of ``param``; return (sweep.json content, the runs)."""
+    _check_common(patients, replications)
+    if not values:
+        raise InputError("no values to sweep", field="--values", fix="give comma-separated values, e.g. 7,14,28")
+    variants = []
+    for v in values:
+        sc = with_param(scenario, param, v)
+        variants.append(sc.model_copy(update={"name": f"{scenario.name}[{param}={v}]"}))
+    runs = _run_all(variants, patients, replications, seed, workers, progress, command)
+    metrics_df, diffs_df = analyse(runs)
+    shown = [metric, *[m for m in SWEEP_METRICS if m != metric]]
+    rows = []
+    for v, r in zip(values, runs, strict=True):
+        sub = metrics_df[metrics_df["scenario"] == r.scenario.name].set_index("metric")
+        for m in shown:
+            if m not in sub.index:
+                continue
+            row: dict[str, Any] = {"value": v, "metric": m, "mean": _clean(sub.loc[m, "mean"]),
+                                   "ci95_lo": _clean(sub.loc[m, "lo"]), "ci95_hi": _clean(sub.loc[m, "hi"])}
+            d = diffs_df[(diffs_df["scenario"] == r.scenario.name) & (diffs_df["metric"] == m)]
+            row["diff_vs_first"] = _clean(d["diff"].iloc[0]) if len(d) else 0.0
+            row["paired_lo"] = _clean(d["paired_lo"].iloc[0]) if len(d) else 0.0
+            row["paired_hi"] = _clean(d["paired_hi"].iloc[0]) if len(d) else 0.0
+            rows.append(row)
+    data = {"schema_version": 1, "kind": "sweep", "scenario": scenario.name, "description": scenario.description,
+            "rationale": scenario.rationale, "param": param, "values": list(values), "metric": metric,
+            "semantics": semantics(param), "patients": runs[0].scenario.patients, "replications": replications,
+            "seed": runs[0].scenario.seed, "command": command,
+            "params": [{"path": param, "values": list(values)}], "rows": rows,
+            "base_manifest": runs[0].manifest,
+            "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients."}
+    return data, runs
+
+
+class TornadoParam(Strict):
+    path: str
+    low: float | int | str | bool
+    high: float | int | str | bool
+    label: str = ""
+
+
+def load_tornado_params(path: str | Path) -> list[TornadoParam]:
+    """Read a YAML list of {path, low, high, label}."""
+    raw = read_yaml(path)
+    if not isinstance(raw, list) or not raw:
+        raise InputError("expected a non-empty YAML list of {path, low, high, label}", file=str(path),
+                         fix="write one '- path: ...' entry per parameter, each with low and high")
+    return [parse_model(item, TornadoParam, str(path), prefix=f"[{i}]") for i, item in enumerate(raw)]
+
+
+def tornado(scenario: Scenario, params: Sequence[TornadoParam], *, metric: str = DEFAULT_METRIC,
+            patients: int | None = None, replications: int = 4, seed: int | None = None, workers: int = 1,
+            progress: Callable[[float], None] | None = None, command: str = "") -> tuple[dict[str, Any], RunResult]:
+    """One-way sensitivity: the base run and each parameter at its low and its high value.
+
+    Returns (tornado.json content, the base run)."""
+    _check_common(patients, replications)
+    variants = [scenario]
+    for p in params:  # validate everything before running anything
+        variants.append(with_param(scenario, p.path, p.low).model_copy(update={"name": f"{p.path}=low"}))
+        variants.append(with_param(scenario, p.path, p.high).model_copy(update={"name": f"{p.path}=high"}))
+    runs = _run_all(variants, patients, replications, seed, workers, progress, command)
+    frames = [replication_metrics(r) for r in runs]
+    base = frames[0]
+    if metric not in base.columns:
+        raise InputError(f"unknown metric '{metric}'", field="--metric",
+                         fix=f"use a flat summary metric such as {DEFAULT_METRIC}")
+    bmean = mean_ci(list(base[metric]))[0]
+    rows = []
+    for i, p in enumerate(params):
+        lo_f, hi_f = frames[1 + 2 * i], frames[2 + 2 * i]
+        lo_m = mean_ci(list(lo_f.get(metric, base[metric] * math.nan)))[0]
+        hi_m = mean_ci(list(hi_f.get(metric, base[metric] * math.nan)))[0]
+        dl = paired_diff_ci(list(lo_f[metric]), list(base[metric])) if metric in lo_f else (math.nan,) * 3
+        dh = paired_diff_ci(list(hi_f[metric]), list(base[metric])) if metric in hi_f else (math.nan,) * 3
+        rows.append({"label": p.label or p.path, "path": p.path, "low": p.low, "high": p.high,
+                     "base": _clean(bmean), "at_low": _clean(lo_m), "at_high": _clean(hi_m),
+                     "diff_low": _clean(dl[0]), "diff_low_ci95": [_clean(dl[1]), _clean(dl[2])],
+                     "diff_high": _clean(dh[0]), "diff_high_ci95": [_clean(dh[1]), _clean(dh[2])],
+                     "swing": _clean(abs((hi_m if math.isfinite(hi_m) else bmean) - (lo_m if math.isfinite(lo_m) else bmean)))})
+    rows.sort(key=lambda r: -(r["swing"] or 0.0))
+    data = {"schema_version": 1, "kind": "tornado", "scenario": scenario.name, "description": scenario.description,
+            "rationale": scenario.rationale, "metric": metric, "base": _clean(bmean),
+            "semantics": " ".join(semantics(p.path) for p in params),
+            "patients": runs[0].scenario.patients, "replications": replications, "seed": runs[0].scenario.seed,
+            "command": command, "params": [{"path": p.path, "values": [p.low, p.high]} for p in params],
+            "rows": rows, "base_manifest": runs[0].manifest,
+            "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients."}
+    return data, runs[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Output folders and plots
+# ------------------------------------------------------------------------------------------------
+
+
+def _rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame([{k: (str(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]).to_csv(path, index=False)
+
+
+def write_sweep(data: dict[str, Any], runs: Sequence[RunResult], dest: str | Path, report: bool = True) -> Path:
+    def fill(tmp: Path) -> None:
+        write_json(tmp / "sweep.json", data)
+        _rows_csv(data["rows"], tmp / "sweep.csv")
+        for i, r in enumerate(runs):
+            _write_run_files(r, tmp / "runs" / f"{i:02d}-value")
+        if report:
+            from .report import write_sensitivity_report
+
+            write_sensitivity_report(tmp)
+
+    return atomic_folder(dest, fill)
+
+
+def write_tornado(data: dict[str, Any], base: RunResult, dest: str | Path, report: bool = True) -> Path:
+    def fill(tmp: Path) -> None:
+        write_json(tmp / "tornado.json", data)
+        _rows_csv(data["rows"], tmp / "tornado.csv")
+        _write_run_files(base, tmp / "runs" / "00-base")
+        if report:
+            from .report import write_sensitivity_report
+
+            write_sensitivity_report(tmp)
+
+    return atomic_folder(dest, fill)
+
+
+def default_dir(kind: str, scenario: Scenario, root: str | Path = "results") -> Path:
+    return Path(root) / f"{kind}-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _label(metric: str) -> str:
+    if metric.startswith("time_to_relief.relieved_by_day."):
+        return f"share relieved by day {metric.rsplit('.', 1)[1]}"
+    return metric
+
+
+def sweep_figure(data: dict[str, Any]) -> str:
+    """The chosen metric (mean and 95% CI across replications) against the swept values."""
+    from .report import _plt, _png
+
+    plt = _plt()
+    rows = [r for r in data["rows"] if r["metric"] == data["metric"]]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    xs = list(range(len(rows)))
+    means = [r["mean"] if r["mean"] is not None else math.nan for r in rows]
+    lo = [m - (r["ci95_lo"] if r["ci95_lo"] is not None else m) for m, r in zip(means, rows, strict=True)]
+    hi = [(r["ci95_hi"] if r["ci95_hi"] is not None else m) - m for m, r in zip(means, rows, strict=True)]
+    ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=4, lw=1.8)
+    ax.set_xticks(xs, [str(r["value"]) for r in rows])
+    ax.set_xlabel(data["param"])
+    ax.set_ylabel(_label(data["metric"]))
+    ax.set_title(f"Sweep of {data['param']} (mean, 95% CI over {data['replications']} replications)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def tornado_figure(data: dict[str, Any]) -> str:
+    """Tornado chart: the chosen metric at each parameter's low and high value, around the base value."""
+    from .report import _plt, _png
+
+    plt = _plt()
+    rows = data["rows"]
+    base = data["base"] or 0.0
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.6 * len(rows)))
+    for i, r in enumerate(rows):
+        for key, color, name in (("at_low", "#4a78b5", "low"), ("at_high", "#d9822b", "high")):
+            v = r[key]
+            if v is None:
+                continue
+            ax.barh(i, v - base, left=base, color=color, height=0.6, label=name if i == 0 else None)
+            ax.text(v, i, f" {r[key.replace('at_', '')]}", va="center",
+                    ha="left" if v >= base else "right", fontsize=10)
+    ax.axvline(base, color="k", lw=1)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(_label(data["metric"]) + f" (base {base:.3g})")
+    ax.set_title("One-way sensitivity (tornado)")
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)

@@ -1,0 +1,84 @@
+"""HTML reports: every section, embedded figures, statement; occupancy and queue series; Chromium render."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from simulator import load_scenario, simulate
+from simulator.cli import main
+from simulator.report import SECTIONS, occupancy, queue_series, run_data_from_result, run_report_html
+from simulator.results import write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def result():
+    return simulate(load_scenario(ROOT / "scenarios" / "guideline.yaml"), patients=300, seed=4, replications=2)
+
+
+def test_run_report_has_every_section(result) -> None:
+    """Protects: the report a reader opens has each section, embedded PNG figures, no external resource,
+    the not-for-clinical-use statement, the scenario's rationale and the reproducibility facts."""
+    text = run_report_html(run_data_from_result(result))
+    for sid in SECTIONS:
+        assert f'id="{sid}"' in text, sid
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', text)) >= 4
+    assert not re.search(r'(src|href)="https?:', text)
+    assert "Not for clinical use" in text
+    assert result.scenario.rationale[:40] in text
+    assert result.manifest["model_hash"] in text and result.manifest["scenario_hash"] in text
+    assert "calibrated" in text and "Straube" in text  # clinical parameters with tag and source
+
+
+def test_occupancy_shares_sum_to_one(result) -> None:
+    """Protects: each patient is in exactly one pathway state on every day of the occupancy plot."""
+    occ = occupancy(result.events, len(result.patients), 730.0)
+    assert np.allclose(occ.sum(axis=1), 1.0)
+    assert occ.loc[0.0, "relieved"] == 0 and occ["relieved"].iloc[-1] > 0.5
+
+
+def test_queue_series_counts_patients_waiting(result) -> None:
+    """Protects: queue length = referred so far - consults started so far, never negative."""
+    q = queue_series(result.events, 730.0)
+    assert (q["waiting"] >= 0).all()
+    refs = (result.events["event"] == "referral_queued").sum()
+    started = result.events["wait_days"].notna().sum()
+    assert q["waiting"].iloc[-1] == refs - started
+
+
+def test_painpath_report_rerenders_run_folder(result, tmp_path: Path) -> None:
+    """Protects: `painpath report DIR` renders report.html for a run folder; a non-results folder exits 2."""
+    folder = write_run(result, tmp_path / "run")
+    res = CliRunner().invoke(main, ["report", str(folder)])
+    assert res.exit_code == 0, res.output
+    assert 'id="time-to-relief"' in (folder / "report.html").read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(main, ["report", str(empty)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="chromium not installed")
+def test_report_renders_in_headless_chromium(result, tmp_path: Path) -> None:
+    """Protects: the report renders offline in a real browser into a non-blank page."""
+    from PIL import Image
+
+    folder = write_run(result, tmp_path / "run", extra=None)
+    from simulator.report import render_folder
+
+    html = render_folder(folder)
+    png = tmp_path / "shot.png"
+    subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--hide-scrollbars", "--window-size=1200,5000",
+                    f"--screenshot={png}", html.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+    img = np.asarray(Image.open(png).convert("L"))
+    assert img.shape[0] >= 4000
+    assert (img < 200).mean() > 0.05  # text and figures, not a blank page
