@@ -40,7 +40,7 @@ from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
-from .safety import PatientFacts, required_checks, schedule
+from .safety import PatientFacts, contraindication, required_checks, schedule
 
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
@@ -210,14 +210,16 @@ class Simulation:
             prev = p.state
             if decision.trigger == "stay":
                 return
-            if not fire(self.table, p, decision.trigger):
+            # "continue": a protocol keeps the regimen for another step (no transition).
+            if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
                 # The pathway refused the policy's proposal: refer instead (P9) and record why.
                 if lines:
                     self._stop_all(p, lines, now, "P9.refractory_referral")
                 if not fire(self.table, p, "refer"):
                     return
                 decision = Decision("refer", rule="P9.refractory_referral")
-            log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+            if decision.trigger != "continue":
+                log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
             if p.state == "relieved":
                 yield from self._maintenance(p, lines)
                 return
@@ -232,19 +234,28 @@ class Simulation:
                     log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
                 return
             for j in decision.start:
-                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines))
+                why = contraindication(t.drugs[j], facts)
+                if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
+                    log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                    continue
+                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target))
                 p.active = [ln.drug for ln in lines]
             del prev
+            if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
+                return
 
             # ---- run the trial up to its evaluation, or an interruption ----------------------------
             newest = lines[-1]
             drug = t.drugs[newest.drug]
-            trial = ctx.trial_days[drug.name]
-            if drug.drug_class == "strong_opioid":
-                trial = min(trial, policy.strong_opioid.max_trial_days)
-            due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
-            k = math.ceil((due - newest.start) / visit - 1e-9)
-            eval_day = newest.start + max(k, 1) * visit
+            if decision.eval_after > 0:  # protocols fix the step's length
+                eval_day = now + decision.eval_after
+            else:  # P3: adequate trial at target dose, at the next scheduled visit
+                trial = ctx.trial_days[drug.name]
+                if drug.drug_class == "strong_opioid":
+                    trial = min(trial, policy.strong_opioid.max_trial_days)
+                due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
+                k = math.ceil((due - newest.start) / visit - 1e-9)
+                eval_day = newest.start + max(k, 1) * visit
             outcome = None
             pain = -1.0
             while outcome is None:
@@ -306,7 +317,7 @@ class Simulation:
 
     # ---------------------------------------------------------------------------------------------
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
-                    lines: list[_Line]) -> _Line:
+                    lines: list[_Line], target: float = 0.0) -> _Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
@@ -314,7 +325,8 @@ class Simulation:
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
-        steps, target = schedule(d, p.facts, self.ctx.policy.titration_speed, self.ctx.target_doses.get(j))
+        goal = target if target > 0 else self.ctx.target_doses.get(j)
+        steps, target = schedule(d, p.facts, self.ctx.policy.titration_speed, goal)
         line = _Line(j, now, steps, target)
         p.tried.add(j)
         if d.drug_class in ("gabapentinoid", "snri", "tca"):

@@ -15,7 +15,7 @@ from .safety import PatientFacts, contraindication
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "active", "tried", "failed_classes", "combination_failed", "n_failed", "n_first_line",
-                 "tramadol_tried", "strong_tried", "checks", "_topical_ok")
+                 "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -44,6 +44,7 @@ class PatientModel:
         self.tramadol_tried = False
         self.strong_tried = False
         self.checks: set[str] = set()
+        self.protocol_step = 0
         self._topical_ok = (ctx.policy.topicals != "never"
                             and contraindication(drugs[ctx.topical], facts) is None)
 

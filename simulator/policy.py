@@ -78,6 +78,48 @@ class Referral(Strict):
         return self
 
 
+class ProtocolStep(Strict):
+    """One step of a protocol: a drug at a dose for a number of weeks, then a threshold rule."""
+
+    drug: str
+    dose: float | Literal["target", "max_tolerated"] = Field(
+        "target", description="daily dose, the catalogue target, or the patient's maximum (titrated up to it)")
+    weeks: int = Field(ge=1, le=520)
+    next_if_nrs_above: float | None = Field(
+        None, ge=0, le=10, description="at the end of the step, go to the next step's drug when NRS is above this")
+    action: Literal["add", "switch"] = Field("add", description="how the next step's drug is introduced")
+
+    @field_validator("drug")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        cat = load_catalog()
+        if v not in cat.drugs:
+            raise ValueError(f"unknown drug '{v}'; use drugs of the catalogue: {', '.join(cat.drugs)}")
+        return v
+
+    @model_validator(mode="after")
+    def _dose(self) -> ProtocolStep:
+        drug = load_catalog().drugs[self.drug]
+        if isinstance(self.dose, float | int) and not 0 < self.dose <= drug.max_dose:
+            raise ValueError(f"{self.drug}: dose {self.dose:g} {drug.unit} is outside (0, {drug.max_dose:g}] (P2); "
+                             f"use a dose of at most {drug.max_dose:g}")
+        return self
+
+
+class Protocol(Strict):
+    """A trial-style fixed sequence of drugs (no guideline choices in between); rule X.protocol_step."""
+
+    steps: list[ProtocolStep] = Field(min_length=1, max_length=12)
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Protocol:
+        for k, step in enumerate(self.steps[:-1]):
+            if step.next_if_nrs_above is None:
+                raise ValueError(f"step {k + 1} needs next_if_nrs_above (when to move to step {k + 2}); "
+                                 "give an NRS threshold")
+        return self
+
+
 class Policy(Strict):
     name: str = "guideline"
     first_line: FirstLine = Field("guideline", description="P1")
@@ -101,6 +143,7 @@ class Policy(Strict):
         description="P2: titrate these drugs to this daily dose instead of the catalogue target (<= its maximum)")
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
     declared_departures: list[str] = []
+    protocol: Protocol | None = Field(None, description="a fixed protocol replaces the guideline's choices")
 
     @field_validator("declared_departures")
     @classmethod
@@ -202,6 +245,8 @@ class Decision:
     start: tuple[int, ...] = ()
     stop_all: bool = False
     rule: str = ""
+    eval_after: float = 0.0  # > 0: evaluate this many days after the decision (protocols), not after P3's trial
+    target: float = 0.0  # > 0: titrate the started drug to this daily dose (protocols)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,6 +325,8 @@ def pick_switch(p, ctx: PolicyContext) -> int | None:
 
 def first_choice(p, ctx: PolicyContext) -> Decision:
     """The decision at the assessment visit (P1, P5, P6)."""
+    if ctx.policy.protocol is not None:
+        return _protocol_start(p, ctx, 0, "start")
     rule = _topical_first(p, ctx)
     if rule is not None:
         return Decision("start_topical", (ctx.topical,), rule=rule)
@@ -310,6 +357,8 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     """The decision after an evaluation (or an intolerable adverse event) in a treating state."""
     if outcome == "relief":
         return Decision("relief", rule="P4.relief")
+    if ctx.policy.protocol is not None:
+        return _protocol_next(p, ctx, outcome, pain)
     pol = ctx.policy
     state = p.state
     if state == "strong_opioid":
@@ -350,3 +399,47 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if pol.referral.when_exhausted:
         return Decision("refer", stop_all=True, rule="P9.refractory_referral")
     return Decision("stay", stop_all=True, rule="P9.refractory_referral")
+
+
+# ---- protocols (trial-style fixed sequences; X.protocol_step) ------------------------------------
+_TRIGGER_BY_CLASS = {"gabapentinoid": "start_first_line", "snri": "start_first_line", "tca": "start_first_line",
+                     "topical": "start_topical", "weak_opioid": "escalate_tramadol",
+                     "strong_opioid": "escalate_strong_opioid"}
+
+
+def _protocol_start(p, ctx: PolicyContext, k: int, how: str) -> Decision:
+    """Start step ``k``'s drug: at the first visit (``start``), added to the regimen, or switched to."""
+    steps = ctx.policy.protocol.steps
+    step = steps[k]
+    p.protocol_step = k
+    j = ctx.by_name[step.drug]
+    drug = ctx.tables.drugs[j]
+    if how == "add":
+        trigger = "add_on"
+    elif how == "switch":
+        trigger = "switch" if drug.drug_class in FIRST_LINE_CLASSES else _TRIGGER_BY_CLASS[drug.drug_class]
+    else:
+        trigger = _TRIGGER_BY_CLASS[drug.drug_class]
+    if step.dose == "max_tolerated":
+        target = drug.max_dose
+    elif step.dose == "target":
+        target = 0.0
+    else:
+        target = float(step.dose)
+    return Decision(trigger, (j,), stop_all=how == "switch", rule="X.protocol_step", eval_after=7.0 * step.weeks,
+                    target=target)
+
+
+def _protocol_next(p, ctx: PolicyContext, outcome: str, pain: float) -> Decision:
+    """End of a protocol step: move to the next step when NRS is above the threshold, else continue."""
+    steps = ctx.policy.protocol.steps
+    k = p.protocol_step
+    if k + 1 >= len(steps):
+        return Decision("stay", rule="X.protocol_step")
+    step = steps[k]
+    if outcome == "intolerable":
+        return _protocol_start(p, ctx, k + 1, "switch")
+    if pain > step.next_if_nrs_above:
+        return _protocol_start(p, ctx, k + 1, step.action)
+    p.protocol_step = k + 1
+    return Decision("continue", rule="X.protocol_step", eval_after=7.0 * steps[k + 1].weeks)
