@@ -25,10 +25,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class TrialDesign(Strict):
+    """One trial design. ``placebo_scale``, ``titrate`` and ``nrs_resolution`` are properties of the trial
+    (population, era, dosing scheme, pain measurement; see :mod:`simulator.trial`), never read by the
+    pathway simulation; a design that sets one says why in ``design_source``."""
+
     cohort: str
     arms: list[str] = Field(min_length=1)
     weeks: float = Field(gt=0)
     design: Literal["parallel", "crossover"] = "parallel"
+    placebo_scale: float = Field(default=1.0, ge=0)
+    titrate: bool = True
+    nrs_resolution: float = Field(default=0.1, gt=0)
+    design_source: str = ""
+
+    @model_validator(mode="after")
+    def _sourced(self) -> TrialDesign:
+        if (self.placebo_scale != 1.0 or not self.titrate or self.nrs_resolution != 0.1) and not self.design_source:
+            raise ValueError("a trial design that sets placebo_scale, titrate or nrs_resolution needs a design_source")
+        return self
 
 
 class Target(Strict):
@@ -140,8 +154,8 @@ def run_battery(patients: int = FULL_PATIENTS, seed: int = 2015, battery: Batter
             cohort = Path(d.cohort)
             if not cohort.is_absolute():
                 cohort = ROOT / cohort
-            results[t.trial] = run_trial(TrialSpec(str(cohort), tuple(d.arms), d.weeks, patients, seed, d.design),
-                                         tables)
+            results[t.trial] = run_trial(TrialSpec(str(cohort), tuple(d.arms), d.weeks, patients, seed, d.design,
+                                                   d.placebo_scale, d.titrate, d.nrs_resolution), tables)
         v = metric_value(results[t.trial], _canonical(t.arm, tables), t.metric)
         checks.append(Check(t, v, _passes(t, v)))
     return checks

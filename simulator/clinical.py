@@ -11,9 +11,15 @@ Structure (each piece's numbers, sources and evidence tags are in the YAML):
   classes (Gaussian copula, ``responsiveness_correlation``). At dose ``x`` of drug ``d`` the patient is
   a responder when that latent uniform is below ``responder_prob_d(x) * etiology_modifier_d``; a
   responder's extra fractional reduction of the remaining pain is drawn around ``effect_mean_d`` and
-  builds up with time constant ``onset_days_d`` from the drug's start.
+  builds up with time constant ``onset_days_d`` from the drug's start. A non-responder still gets a
+  partial effect: ``nonresponder_effect_d`` times the effect he would have had as a responder, scaled by
+  ``responder_prob_d(x) * etiology_modifier_d / max(responder_prob_d)`` (so it grows with dose and is 0
+  where the drug does not work). Responses are bimodal (Moore 2014) but not all-or-nothing: the early,
+  dose-ordered 1-point improvements of Freeman 2008 (median 4/5/13 days at 600/300/150 mg pregabalin)
+  need most patients to feel some effect within days.
 * **Combinations.** Drug effects combine multiplicatively on the remaining pain; the second drug of a
-  combination contributes ``combination_factor`` of its effect (combinations use lower doses, Gilron).
+  combination contributes ``combination_factor`` of its effect (combinations use lower doses, Gilron
+  2005/2009).
 * **Observed pain** at a visit: ``baseline * (1 - R) + noise``, clipped to 0-10.
 * **Adverse events** per drug and type: incidence over a trial at the dose reached (interpolated by
   dose), onset time exponential with the drug's median onset; an event ends the drug with a
@@ -123,6 +129,7 @@ class DrugResponse(Strict):
     adverse_events: dict[str, AdverseEvent] = {}
     ae_withdrawal: DoseCurve
     ae_onset_median_days: Num
+    nonresponder_effect: Num | None = None
 
     @field_validator("responder_prob", "ae_withdrawal")
     @classmethod
@@ -191,6 +198,8 @@ class ClinicalModel(Strict):
             for v in (d.effect_mean.value, d.effect_sd.value):
                 if not 0.0 <= v <= 1.0:
                     raise ValueError("effect_mean and effect_sd are fractions of pain and lie in [0, 1]")
+            if d.nonresponder_effect is not None and not 0.0 <= d.nonresponder_effect.value <= 1.0:
+                raise ValueError("nonresponder_effect is a fraction of the responder effect and lies in [0, 1]")
             if d.onset_days.value <= 0 or d.ae_onset_median_days.value <= 0:
                 raise ValueError("onset times must be positive")
         return self
@@ -259,6 +268,7 @@ class DrugTable:
     ae_withdrawal: tuple[tuple[float, float], ...]
     ae_onset_median: float
     wd_slot: int
+    nonresponder_effect: float = 0.0  # fraction of the responder effect a non-responder gets (at max prob)
 
 
 @dataclass(frozen=True)
@@ -328,6 +338,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
             ae_serious=tuple(a.serious for a in r.adverse_events.values()),
             ae_withdrawal=tuple(r.ae_withdrawal.value), ae_onset_median=r.ae_onset_median_days.value,
             wd_slot=wd_slot,
+            nonresponder_effect=r.nonresponder_effect.value if r.nonresponder_effect is not None else 0.0,
         ))
     extra = set(model.drugs) - set(catalog.drugs)
     if extra:
@@ -401,16 +412,17 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
 
 def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: float, etiology: int,
                 class_u: float, class_z: float, localized: bool) -> float:
-    """Fractional reduction of the remaining pain from one drug (0 for a non-responder)."""
+    """Fractional reduction of the remaining pain from one drug (a partial effect for a non-responder)."""
     if days_on <= 0 or dose <= 0:
         return 0.0
     if drug.localized_only and not localized:
         return 0.0
     p = interp(drug.responder_prob, dose) * drug.etiology_modifier[etiology]
-    if class_u >= p:
-        return 0.0
     e = drug.effect_mean + drug.effect_sd * class_z
     e = 0.0 if e < 0.0 else (0.95 if e > 0.95 else e)
+    if class_u >= p:
+        pmax = max(q for _, q in drug.responder_prob)
+        e *= drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0)
     return e * (1.0 - math.exp(-days_on / drug.onset_days))
 
 
@@ -456,12 +468,15 @@ def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float, days_on
         return np.zeros(shape)
     mod = np.asarray(drug.etiology_modifier)[etiology]
     p = float(interp(drug.responder_prob, dose)) * mod
-    responder = class_u < p
-    if drug.localized_only:
-        responder = responder & np.asarray(localized, dtype=bool)
+    pmax = max(q for _, q in drug.responder_prob)
+    partial = drug.nonresponder_effect * (p / pmax) if pmax > 0 else np.zeros_like(p)
     e = np.clip(drug.effect_mean + drug.effect_sd * class_z, 0.0, 0.95)
+    e = np.where(class_u < p, e, e * partial)
+    active = days > 0
+    if drug.localized_only:
+        active = active & np.asarray(localized, dtype=bool)
     build = np.where(days > 0, 1.0 - np.exp(-np.maximum(days, 0.0) / drug.onset_days), 0.0)
-    return np.where(responder & (days > 0), e * build, 0.0)
+    return np.where(active, e * build, 0.0)
 
 
 def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float,

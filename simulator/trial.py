@@ -27,10 +27,25 @@ at the end of the trial.
 
 Crossover designs give every patient every arm, in a random order, in consecutive periods of
 ``weeks`` weeks with complete washout of the drug effect (the nonspecific response keeps building).
+
+Trial-design properties (``TrialSpec``; the calibration battery sets them per trial design in
+``data/calibration_targets.yaml``, with their sources). They describe a trial, never the pathway
+simulation, which does not read them:
+
+* ``placebo_scale`` multiplies the share of nonspecific (placebo) responders of the trial population
+  (clipped to 1). Placebo response differs between trials and has risen over time (calibration.md 1c:
+  Arakawa 2015, Tuttle 2015, Finnerup 2018), so each trial population gets its own modifier; the clinical
+  model's ``nonspecific.responder_share`` is the per-etiology value of the trial pool as a whole (1.0).
+* ``titrate``: ``False`` starts every arm at its randomised dose on day 0 (fixed-dose trials without
+  titration, e.g. the pregabalin trials pooled by Freeman 2008); default: catalogue titration.
+* ``nrs_resolution``: the resolution at which the trial records pain (0.1 = a mean of daily diary scores;
+  1 = one whole-number rating, e.g. the BPI-SF average-pain item of Smith 2013). Baseline and
+  end-of-trial pain are rounded to it before the analysis; the onset analysis is unaffected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +151,9 @@ class TrialSpec:
     patients: int
     seed: int = 1
     design: Design = "parallel"
+    placebo_scale: float = 1.0  # trial-population modifier of the nonspecific responder share
+    titrate: bool = True  # False: every arm starts at its dose on day 0
+    nrs_resolution: float = 0.1  # pain recorded to this resolution (1.0 = whole points)
 
 
 @dataclass
@@ -213,15 +231,19 @@ def _km_median(durations: np.ndarray, events: np.ndarray) -> float | None:
 class _Population:
     """Cohort, latents and adverse-event uniforms of one trial (shared by all arms)."""
 
-    def __init__(self, tables: ModelTables, cohort: Cohort, seed: int) -> None:
+    def __init__(self, tables: ModelTables, cohort: Cohort, seed: int, placebo_scale: float = 1.0) -> None:
         n = cohort.n
         self.tables = tables
         self.cohort = cohort
         self.baseline = cohort.baseline_nrs.astype(float)
         self.etiology = cohort.etiology.astype(int)
         self.localized = cohort.localized.astype(bool)
-        self.latents = draw_latents(tables, cohort.etiology, streams.block(seed, 0, streams.RESPONSE, n,
-                                                                           RESPONSE_COLUMNS))
+        latent_tables = tables
+        if placebo_scale != 1.0:  # trial-population modifier of the nonspecific responder share
+            latent_tables = dataclasses.replace(
+                tables, ns_share=tuple(min(1.0, s * placebo_scale) for s in tables.ns_share))
+        self.latents = draw_latents(latent_tables, cohort.etiology, streams.block(seed, 0, streams.RESPONSE, n,
+                                                                                  RESPONSE_COLUMNS))
         n_adv = 2 * tables.n_ae_slots + N_SERIOUS * len(tables.drugs)
         self.adverse = streams.block(seed, 0, streams.ADVERSE, n, n_adv)
 
@@ -234,7 +256,7 @@ def _dose_at(steps: tuple[tuple[float, float], ...], day: np.ndarray | float) ->
 
 
 def _arm_outcomes(pop: _Population, arm: Arm, rows: np.ndarray, start: float, days: int,
-                  noise_slot: int) -> dict[str, np.ndarray]:
+                  noise_slot: int, resolution: float = 0.1) -> dict[str, np.ndarray]:
     """Per-patient outcomes of ``rows`` on ``arm`` over a period starting at trial day ``start``."""
     t = pop.tables
     lat = pop.latents
@@ -279,7 +301,12 @@ def _arm_outcomes(pop: _Population, arm: Arm, rows: np.ndarray, start: float, da
 
     pain_end = observed_pain_array(base, ns, t.ns_onset, start + end, effects(end), t.noise_sd,
                                    lat.noise[rows, noise_slot % MAX_VISITS])
-    pain_end = np.where(withdrawn, base, pain_end)  # BOCF
+    if resolution != 0.1:  # the trial records pain to this resolution (baseline and end alike)
+        base_rec = np.round(base / resolution) * resolution
+        pain_end = np.round(pain_end / resolution) * resolution
+    else:
+        base_rec = base
+    pain_end = np.where(withdrawn, base_rec, pain_end)  # BOCF
     # expected (noise-free) daily pain for the time to a sustained 1-point improvement
     onset = np.full(rows.size, np.inf)
     for dd in range(1, days + 1):
@@ -288,7 +315,7 @@ def _arm_outcomes(pop: _Population, arm: Arm, rows: np.ndarray, start: float, da
         onset[newly] = dd
     event = np.isfinite(onset) & (onset < wd_day)
     duration = np.where(event, onset, np.minimum(end, np.ceil(wd_day)))
-    return {"baseline": base, "pain_end": pain_end, "withdrawn": withdrawn, "ae": ae,  # type: ignore[dict-item]
+    return {"baseline": base_rec, "pain_end": pain_end, "withdrawn": withdrawn, "ae": ae,  # type: ignore[dict-item]
             "onset": duration, "onset_event": event}
 
 
@@ -319,12 +346,20 @@ def run_trial(spec: TrialSpec, tables: ModelTables | None = None) -> TrialResult
                          fix="use e.g. --patients 2000")
     if spec.design not in ("parallel", "crossover"):
         raise InputError(f"unknown design '{spec.design}'", field="--design", fix="use parallel or crossover")
+    if not (math.isfinite(spec.placebo_scale) and spec.placebo_scale >= 0):
+        raise InputError(f"placebo_scale must be a non-negative number (got {spec.placebo_scale})",
+                         field="placebo_scale", fix="use e.g. 1.0 (the clinical model's responder share)")
+    if not (math.isfinite(spec.nrs_resolution) and spec.nrs_resolution > 0):
+        raise InputError(f"nrs_resolution must be positive (got {spec.nrs_resolution})", field="nrs_resolution",
+                         fix="use 0.1 (diary means) or 1 (whole-number ratings)")
     arms = [parse_arm(a, tables) for a in spec.arms]
+    if not spec.titrate:
+        arms = [Arm(a.label, tuple(dataclasses.replace(d, steps=((0.0, d.dose),)) for d in a.drugs)) for a in arms]
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise InputError("two arms are the same", field="--arm", fix="give each arm once")
     cohort = generate_cohort(load_cohort_spec(Path(spec.cohort)), spec.patients, spec.seed, 0)
-    pop = _Population(tables, cohort, spec.seed)
+    pop = _Population(tables, cohort, spec.seed, spec.placebo_scale)
     days = max(int(round(spec.weeks * 7)), 1)
     n, k = spec.patients, len(arms)
     u = streams.block(spec.seed, 0, streams.TRIAL, n, k)
@@ -336,7 +371,7 @@ def run_trial(spec: TrialSpec, tables: ModelTables | None = None) -> TrialResult
         alloc[order] = np.arange(n) % k
         for j, arm in enumerate(arms):
             rows = np.flatnonzero(alloc == j)
-            results.append(_summarise(arm.label, _arm_outcomes(pop, arm, rows, 0.0, days, 0)))
+            results.append(_summarise(arm.label, _arm_outcomes(pop, arm, rows, 0.0, days, 0, spec.nrs_resolution)))
     else:
         period_of = np.argsort(np.argsort(u, axis=1), axis=1)  # period of arm j for each patient
         rows_all = np.arange(n)
@@ -345,7 +380,7 @@ def run_trial(spec: TrialSpec, tables: ModelTables | None = None) -> TrialResult
             for q in range(k):
                 rows = rows_all[period_of[:, j] == q]
                 if rows.size:
-                    parts.append(_arm_outcomes(pop, arm, rows, float(q * days), days, q))
+                    parts.append(_arm_outcomes(pop, arm, rows, float(q * days), days, q, spec.nrs_resolution))
             merged: dict[str, Any] = {}
             for key in ("baseline", "pain_end", "withdrawn", "onset", "onset_event"):
                 merged[key] = np.concatenate([p[key] for p in parts])

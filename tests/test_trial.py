@@ -64,6 +64,30 @@ def test_trial_is_deterministic_and_drug_beats_placebo():
     assert dlx.nnt50["ci_low"] <= dlx.nnt50["nnt"] <= (dlx.nnt50["ci_high"] or float("inf"))
 
 
+def test_untitrated_design_starts_at_the_arm_dose_and_onset_orders_by_dose():
+    """Protects the Freeman-style fixed-dose design: without titration a higher dose improves sooner."""
+    res = run_trial(TrialSpec(DPN, ("pregabalin:150", "pregabalin:600", "placebo"), 12, 3000, 3, titrate=False), TABLES)
+    lo, hi, pbo = res.arms
+    assert hi.onset_median_days is not None and lo.onset_median_days is not None
+    assert hi.onset_median_days < lo.onset_median_days
+    assert pbo.onset_median_days is None or pbo.onset_median_days > lo.onset_median_days
+
+
+def test_placebo_scale_moves_the_placebo_arm_only_through_the_responder_share():
+    """Protects the trial-population modifier: a larger placebo_scale raises placebo responders; 0 removes them."""
+    base = run_trial(TrialSpec(DPN, ("placebo",), 12, 3000, 4), TABLES).arms[0]
+    more = run_trial(TrialSpec(DPN, ("placebo",), 12, 3000, 4, placebo_scale=1.5), TABLES).arms[0]
+    none = run_trial(TrialSpec(DPN, ("placebo",), 12, 3000, 4, placebo_scale=0.0), TABLES).arms[0]
+    assert none.responders50 < base.responders50 < more.responders50
+
+
+def test_whole_point_recording_makes_ties():
+    """Protects nrs_resolution: whole-point ratings leave many patients with no recorded change."""
+    fine = run_trial(TrialSpec(DPN, ("placebo",), 5, 3000, 6), TABLES).arms[0]
+    whole = run_trial(TrialSpec(DPN, ("placebo",), 5, 3000, 6, nrs_resolution=1.0), TABLES).arms[0]
+    assert whole.any_reduction < fine.any_reduction
+
+
 def test_crossover_gives_every_patient_every_arm():
     """Protects the crossover design: each arm analyses all randomised patients."""
     res = run_trial(TrialSpec("cohorts/trials/gilron-2009.yaml", ("gabapentin:2400", "nortriptyline:75"), 6, 500, 2,
