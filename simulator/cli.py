@@ -22,8 +22,9 @@ from rich.table import Table
 
 from .errors import InputError
 
-console = Console()
-err_console = Console(stderr=True)
+# Wide tables stay readable when output is piped or captured (rich would otherwise assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 NOT_FOR_CLINICAL_USE = ("painpath is for policy analysis and teaching. It is not a clinical decision tool "
                         "and must not be used to treat patients.")
