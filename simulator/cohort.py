@@ -364,7 +364,7 @@ def _truncated_normal(u: np.ndarray, mean: np.ndarray | float, sd: np.ndarray | 
                       lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
     """Inverse-CDF draw from a normal(mean, sd) truncated to [lo, hi] (sd 0 gives the clipped mean)."""
     mean, sd, lo, hi = (np.broadcast_to(np.asarray(x, dtype=np.float64), u.shape) for x in (mean, sd, lo, hi))
-    positive = sd > 0
+    positive = sd > 1e-9  # a vanishing sd is a point mass (and would overflow the division)
     s = np.where(positive, sd, 1.0)
     za, zb = (lo - mean) / s, (hi - mean) / s
     # Work in the lower tail, where ndtr keeps its precision: mirror intervals lying above the mean
