@@ -297,7 +297,7 @@ def policy_rows(resolved: dict[str, Any]) -> list[list[Any]]:
         rule = _field_rule(k)
         changed = k in default and default[k] != v
         rows.append([html.escape(k), html.escape(json.dumps(v)), rule,
-                     "<b>changed</b>" if changed or k.startswith("clinical_overrides") else ""])
+                     "<b>changed</b>" if changed or (k.startswith("clinical_overrides") and v != "{}") else ""])
     return rows
 
 
