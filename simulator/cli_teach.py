@@ -63,12 +63,23 @@ def _setup(scenario: str | None, case: str | None, patient: int | None, seed: in
 @click.option("--case", "case", default=None, help="A teaching case (packaged name or YAML file) instead of a scenario.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Also write a self-contained HTML page: timeline beside the highlighted diagram.")
+@click.option("--find-seeds", is_flag=True,
+              help="With --case: list simulation seeds under which the case shows every rule it teaches.")
 @friendly
 def trace(scenario: str | None, patient: int | None, seed: int | None, replication: int, case: str | None,
-          html_out: str | None) -> None:
+          html_out: str | None, find_seeds: bool) -> None:
     """Tell one simulated patient's journey, with the rule and seed source of every decision."""
-    from .narrate import journey_html, print_journey
+    from .narrate import journey_html, print_journey, teaching_seeds
     from .narrate import trace as run_trace
+
+    if find_seeds:
+        if not case:
+            raise InputError("--find-seeds needs a teaching case", field="--find-seeds", fix="add --case NAME")
+        from .cases import load_case
+
+        found = teaching_seeds(load_case(case))
+        console.print(f"seeds that teach every rule of '{case}': {found or 'none in 0-199'}")
+        return
 
     if seed is not None and seed < 0:
         raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")

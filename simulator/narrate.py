@@ -149,6 +149,22 @@ def setup_from_case(case: Case) -> Setup:
                  CASE_NOTE, case)
 
 
+def teaching_seeds(case: Case, candidates: range = range(200), limit: int = 5) -> list[int]:
+    """Simulation seeds under which the case's journey shows every rule it claims to teach.
+
+    A case's recorded ``seed`` depends on the clinical model: after a recalibration, run
+    ``painpath trace --case NAME --find-seeds`` and record one of these in the case file.
+    """
+    found: list[int] = []
+    for s in candidates:
+        j = trace(setup_from_case(case.model_copy(update={"seed": s})))
+        if set(case.rules) <= j.rule_ids():
+            found.append(s)
+            if len(found) >= limit:
+                break
+    return found
+
+
 Decide = Callable[..., Any]
 
 
