@@ -161,7 +161,7 @@ class Simulation:
         finally:
             if was_enabled:
                 gc.enable()
-        return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL).copy()
+        return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
              pain: float = -1.0, detail: int = -1, rule: str | None = None) -> None:
