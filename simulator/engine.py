@@ -40,7 +40,7 @@ from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
-from .safety import PatientFacts, contraindication, required_checks, schedule
+from .safety import PatientFacts, contraindication, dose_cap, required_checks, schedule, titration_stretch
 
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
@@ -135,6 +135,8 @@ class Simulation:
         ltfu = ctx.policy.loss_to_follow_up_per_year
         self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
         self.flags = _flag_sets(cohort)
+        self._stop_cache: dict[tuple[int, int, float], float] = {}
+        self._schedule_cache: dict[tuple, tuple] = {}
 
     # ---------------------------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
@@ -326,7 +328,12 @@ class Simulation:
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
-        steps, target = schedule(d, p.facts, self.ctx.policy.titration_speed, goal)
+        speed = self.ctx.policy.titration_speed
+        key = (j, dose_cap(d, p.facts)[0], titration_stretch(d, p.facts) * speed, goal)
+        cached = self._schedule_cache.get(key)
+        if cached is None:  # few distinct (drug, cap, stretch, goal) combinations: compute each once
+            cached = self._schedule_cache[key] = schedule(d, p.facts, speed, goal)
+        steps, target = cached
         line = _Line(j, now, steps, target)
         p.tried.add(j)
         if d.drug_class in ("gabapentinoid", "snri", "tca"):
@@ -402,9 +409,17 @@ class Simulation:
         if serious >= 0:
             stop = True
         else:
-            total = sum(interp(c, dose) for c in d.ae_incidence)
-            wd = interp(d.ae_withdrawal, dose)
-            stop = total > 0 and u_inc < interp(d.ae_incidence[d.ae_types.index(code)], dose) * min(1.0, wd / total)
+            key = (line.drug, code, dose)
+            threshold = self._stop_cache.get(key)
+            if threshold is None:
+                # The event ends the drug with a probability that reproduces the trial's withdrawal rate:
+                # incidence(type) * min(1, withdrawal / sum of incidences), all at the current dose.
+                total = sum(interp(c, dose) for c in d.ae_incidence)
+                wd = interp(d.ae_withdrawal, dose)
+                inc = interp(d.ae_incidence[d.ae_types.index(code)], dose)
+                threshold = inc * min(1.0, wd / total) if total > 0 else 0.0
+                self._stop_cache[key] = threshold
+            stop = u_inc < threshold
         if stop:
             self._log(p.idx, now, E_STOP, p.state, drug=line.drug, dose=dose, detail=code,
                       rule="P4.intolerance_switch")
