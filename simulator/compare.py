@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import InputError
 from .outcomes import flat_metrics
 from .results import atomic_folder, write_json
-from .runner import RunResult, simulate
+from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .stats import mean_ci, paired_diff_ci, unpaired_diff_ci
 
@@ -142,12 +142,8 @@ def compare(scenarios: Sequence[Scenario], *, patients: int | None = None, repli
     first = scenarios[0]
     patients = patients if patients is not None else first.patients
     seed = seed if seed is not None else first.seed
-    results = []
-    n = len(scenarios)
-    for i, sc in enumerate(scenarios):
-        sub = (lambda f, i=i: progress((i + f) / n)) if progress else None
-        results.append(simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers,
-                                progress=sub, command=command))
+    results = simulate_many(list(scenarios), patients=patients, seed=seed, replications=replications,
+                            workers=workers, progress=progress, command=command)
     metrics, diffs = analyse(results)
     settings = {"patients": patients, "replications": replications, "seed": seed, "command": command,
                 "baseline": first.name, "scenarios": [s.name for s in scenarios],

@@ -101,6 +101,19 @@ def simulate(scenario: Scenario, *, patients: int | None = None, seed: int | Non
     return assemble(scenario, raw, command=command)
 
 
+def simulate_many(scenarios: list[Scenario], *, patients: int | None = None, seed: int | None = None,
+                  replications: int | None = None, workers: int = 1, progress: Progress | None = None,
+                  command: str = "") -> list[RunResult]:
+    """Run several scenarios with the same overrides (same patients and random numbers for each)."""
+    out = []
+    n = len(scenarios)
+    for i, sc in enumerate(scenarios):
+        sub = (lambda f, i=i: progress((i + f) / n)) if progress else None
+        out.append(simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers,
+                            progress=sub, command=command))
+    return out
+
+
 def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> RunResult:
     """Build tables, outcomes and the summary from the replications' raw event arrays."""
     tables = compile_model()

@@ -24,7 +24,7 @@ from .compare import _write_run_files, analyse, replication_metrics
 from .errors import InputError
 from .overrides import describe
 from .results import atomic_folder, write_json
-from .runner import RunResult, simulate
+from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .schema import Strict, parse_model, read_yaml
 from .stats import mean_ci, paired_diff_ci
@@ -88,15 +88,6 @@ def _check_common(patients: int | None, replications: int) -> None:
         raise InputError(f"patients must be at least 1 (got {patients})", field="--patients", fix="use a whole number >= 1")
 
 
-def _run_all(scenarios: Sequence[Scenario], patients: int | None, replications: int, seed: int | None,
-             workers: int, progress: Callable[[float], None] | None, command: str) -> list[RunResult]:
-    out = []
-    n = len(scenarios)
-    for i, sc in enumerate(scenarios):
-        sub = (lambda f, i=i: progress((i + f) / n)) if progress else None
-        out.append(simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers,
-                            progress=sub, command=command))
-    return out
 
 
 def _clean(x: float) -> float | None:
@@ -114,7 +105,8 @@ def sweep(scenario: Scenario, param: str, values: Sequence[Any], *, metric: str 
     for v in values:
         sc = with_param(scenario, param, v)
         variants.append(sc.model_copy(update={"name": f"{scenario.name}[{param}={v}]"}))
-    runs = _run_all(variants, patients, replications, seed, workers, progress, command)
+    runs = simulate_many(variants, patients=patients, replications=replications, seed=seed, workers=workers,
+                         progress=progress, command=command)
     metrics_df, diffs_df = analyse(runs)
     shown = [metric, *[m for m in SWEEP_METRICS if m != metric]]
     rows = []
@@ -167,7 +159,8 @@ def tornado(scenario: Scenario, params: Sequence[TornadoParam], *, metric: str =
     for p in params:  # validate everything before running anything
         variants.append(with_param(scenario, p.path, p.low).model_copy(update={"name": f"{p.path}=low"}))
         variants.append(with_param(scenario, p.path, p.high).model_copy(update={"name": f"{p.path}=high"}))
-    runs = _run_all(variants, patients, replications, seed, workers, progress, command)
+    runs = simulate_many(variants, patients=patients, replications=replications, seed=seed, workers=workers,
+                         progress=progress, command=command)
     frames = [replication_metrics(r) for r in runs]
     base = frames[0]
     if metric not in base.columns:
