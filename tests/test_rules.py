@@ -31,7 +31,7 @@ P13.pitfalls
 X.dropout X.horizon
 """.split()
 
-SEEDS_DIR = Path("/work/shared/seeds")
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "seeds"  # ../shared beside the checkout
 
 
 def _minimal() -> dict:
