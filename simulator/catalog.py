@@ -26,7 +26,7 @@ PATIENT_FLAGS: tuple[str, ...] = (
     "hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
     "orthostatic_hypotension", "ssri_use", "depression", "hiv_neuropathy", "high_misuse_risk",
 )
-SafetyCheck = Literal["ecg_over_40", "serotonin_check", "misuse_screen", "treatment_agreement"]
+SafetyCheck = Literal["ecg", "serotonin_check", "misuse_screen", "treatment_agreement"]
 
 
 class TitrationStep(Strict):
@@ -71,6 +71,7 @@ class Drug(Strict):
     contraindications: list[str] = []
     cautions: list[Caution] = []
     safety_checks: list[SafetyCheck] = []
+    ecg_min_age: float | None = Field(None, ge=0, description="the ECG check applies above this age (P5)")
     serotonergic: bool = False
     sedating: bool = False
     sources: dict[str, str]
@@ -108,7 +109,9 @@ class Drug(Strict):
             needed.add("cautions")
         if self.older_adult != OlderAdult():
             needed.add("older_adult")
-        for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating"):
+        if ("ecg" in self.safety_checks) != (self.ecg_min_age is not None):
+            raise ValueError("an 'ecg' safety check needs ecg_min_age, and ecg_min_age needs the check; give both")
+        for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating", "ecg_min_age"):
             if getattr(self, flag):
                 needed.add(flag)
         missing = sorted(needed - set(self.sources))

@@ -149,6 +149,7 @@ class Serious(Strict):
     falls_per_year_older_sedated: Num
     falls_min_age: Num
     serotonin_syndrome_per_exposure: Num
+    serotonin_syndrome_onset_days: Num
     opioid_misuse_per_year: PerEtiology | Num
     misuse_risk_multiplier_high: Num
     respiratory_depression_per_year: Num
@@ -252,6 +253,7 @@ class DrugTable:
     contraindications: tuple[str, ...]
     cautions: tuple[tuple[str, float], ...]
     safety_checks: tuple[str, ...]
+    ecg_min_age: float
     serotonergic: bool
     sedating: bool
     localized_only: bool
@@ -328,7 +330,8 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
             renal_caps=tuple(sorted(((c.crcl_below, c.max_dose) for c in drug.renal_caps), reverse=True)),
             contraindications=tuple(drug.contraindications),
             cautions=tuple((c.flag, c.max_dose) for c in drug.cautions),
-            safety_checks=tuple(drug.safety_checks), serotonergic=drug.serotonergic, sedating=drug.sedating,
+            safety_checks=tuple(drug.safety_checks),
+            ecg_min_age=drug.ecg_min_age if drug.ecg_min_age is not None else math.inf, serotonergic=drug.serotonergic, sedating=drug.sedating,
             localized_only=r.localized_only, responder_prob=tuple(r.responder_prob.value),
             effect_mean=r.effect_mean.value, effect_sd=r.effect_sd.value, onset_days=r.onset_days.value,
             etiology_modifier=tuple(r.etiology_modifier.of(e) for e in ETIOLOGY_NAMES),
@@ -357,6 +360,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
         serious={
             "falls_per_year": s.falls_per_year_older_sedated.value, "falls_min_age": s.falls_min_age.value,
             "serotonin_per_exposure": s.serotonin_syndrome_per_exposure.value,
+            "serotonin_onset_days": s.serotonin_syndrome_onset_days.value,
             "misuse_high_mult": s.misuse_risk_multiplier_high.value,
             "resp_depression_per_year": s.respiratory_depression_per_year.value,
             "tca_cardiac_per_year": s.tca_cardiac_event_per_year.value,

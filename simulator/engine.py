@@ -374,7 +374,7 @@ class Simulation:
                 line.aes.append((day, self._ae_code(SERIOUS_TYPES[k]), 0.0, k))
         if d.serotonergic and serotonergic_with and d.drug_class == "weak_opioid":
             if float(adv[base + 1]) < s["serotonin_per_exposure"]:
-                line.aes.append((line.start + 3.0, self._ae_code("serotonin_syndrome"), 0.0, 1))
+                line.aes.append((line.start + s["serotonin_onset_days"], self._ae_code("serotonin_syndrome"), 0.0, 1))
 
     def _ae_code(self, name: str) -> int:
         return self.tables.ae_types.index(name)

@@ -38,7 +38,6 @@ from .rules import load_rules
 
 TOL = 0.005  # days: event days are rounded to 3 decimals, schedule offsets too
 TCA_CARDIAC_CONTRAINDICATIONS: tuple[str, ...] = ("recent_mi", "arrhythmia", "heart_block")  # P5, S000
-ECG_AGE = 40.0  # P5: ECG before a TCA in patients over 40 (S000, S002, S004)
 DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "evaluation")
 FAILED_OUTCOMES: tuple[str, ...] = ("partial", "none")
 PATIENT_FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block",
@@ -387,7 +386,8 @@ class Checker:
             if bad:
                 self._flag("tca_cardiac", key, day, "drug_start", drug, rule,
                            f"{drug} started with {', '.join(bad)}")
-            if f.age > ECG_AGE:
+            ecg_age = self.catalog.drugs[drug].ecg_min_age
+            if ecg_age is not None and f.age > ecg_age:
                 self._touch("tca_ecg", key)
                 if ("ecg", drug) not in t.checks:
                     self._flag("tca_ecg", key, day, "drug_start", drug, rule,

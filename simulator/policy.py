@@ -120,6 +120,17 @@ class Protocol(Strict):
         return self
 
 
+class TopicalPreferred(Strict):
+    """P5 (S000, S001): topicals first for localized pain in older adults and in renal impairment.
+
+    The thresholds are the conventional definitions: 65 years for an older adult (as the catalogue's
+    older-adult adjustments) and creatinine clearance below 60 mL/min for renal impairment (CKD stage 3,
+    calibration.md section 9)."""
+
+    min_age: float = Field(65, ge=0, le=120)
+    crcl_below: float = Field(60, ge=0, le=200)
+
+
 class Policy(Strict):
     name: str = "guideline"
     first_line: FirstLine = Field("guideline", description="P1")
@@ -133,6 +144,7 @@ class Policy(Strict):
     strong_opioid: StrongOpioidGate = StrongOpioidGate()
     topicals: Literal["guideline", "first", "add_on", "never"] = Field("guideline", description="P6")
     topical_drug: str = "lidocaine_5pct"
+    topical_preferred: TopicalPreferred = TopicalPreferred()
     response: ResponseRule = ResponseRule()
     trial_days: TrialDays = TrialDays()
     visit_interval_days: int = Field(14, ge=1, le=180)
@@ -284,9 +296,10 @@ def _topical_first(p, ctx: PolicyContext) -> str | None:
         return None
     if mode == "first":
         return "P6.topical_localized"
-    if p.facts.crcl < 60:
+    pref = ctx.policy.topical_preferred
+    if p.facts.crcl < pref.crcl_below:
         return "P5.renal_topical"
-    if p.facts.age >= 65:
+    if p.facts.age >= pref.min_age:
         return "P5.older_topical"
     return None
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from .clinical import DrugTable
 
-ECG_MIN_AGE = 40.0  # P5: screening ECG before a TCA in patients over 40 (S000, S002, S004)
-
 
 @dataclass(frozen=True, slots=True)
 class PatientFacts:
@@ -95,8 +93,8 @@ def required_checks(drug: DrugTable, facts: PatientFacts, serotonergic_with: boo
     """Checks to log before starting ``drug``: ``((check, rule_id), ...)``."""
     out: list[tuple[str, str]] = []
     for check in drug.safety_checks:
-        if check == "ecg_over_40":
-            if facts.age > ECG_MIN_AGE:
+        if check == "ecg":
+            if facts.age > drug.ecg_min_age:  # P5: over 40 for TCAs (drugs.yaml)
                 out.append(("ecg", "P5.tca_ecg"))
         elif check == "serotonin_check":
             if serotonergic_with:
