@@ -21,7 +21,7 @@ from .cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort
 from .errors import InputError
 from .policy import Policy
 from .rules import SEED_FILES, load_rules
-from .schema import Strict, load_model
+from .schema import Strict, load_model, require_known
 
 CASES_DIR = Path(__file__).resolve().parent / "data" / "cases"
 
@@ -47,8 +47,7 @@ class CasePatient(Strict):
     @field_validator("etiology")
     @classmethod
     def _etiology(cls, v: str) -> str:
-        if v not in ETIOLOGIES:
-            raise ValueError(f"unknown etiology '{v}'; use one of: {', '.join(ETIOLOGIES)}")
+        require_known(v, ETIOLOGIES, "etiology")
         return v
 
 
@@ -77,9 +76,7 @@ class Case(Strict):
     @field_validator("seeds")
     @classmethod
     def _known_seeds(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in SEED_FILES]
-        if bad:
-            raise ValueError(f"unknown seed id(s) {bad}; use {', '.join(SEED_FILES)}")
+        require_known(v, SEED_FILES, "seed id")
         return v
 
     def to_cohort(self) -> Cohort:

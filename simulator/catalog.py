@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .errors import InputError
-from .schema import Strict, load_model
+from .schema import Strict, load_model, require_known
 
 DrugClass = Literal["gabapentinoid", "snri", "tca", "weak_opioid", "strong_opioid", "topical"]
 FIRST_LINE_CLASSES: tuple[str, ...] = ("gabapentinoid", "snri", "tca")
@@ -52,8 +52,7 @@ class Caution(Strict):
     @field_validator("flag")
     @classmethod
     def _known_flag(cls, v: str) -> str:
-        if v not in PATIENT_FLAGS:
-            raise ValueError(f"unknown patient flag '{v}'; known flags: {', '.join(PATIENT_FLAGS)}")
+        require_known(v, PATIENT_FLAGS, "patient flag")
         return v
 
 
@@ -79,9 +78,7 @@ class Drug(Strict):
     @field_validator("contraindications")
     @classmethod
     def _known_flags(cls, v: list[str]) -> list[str]:
-        for flag in v:
-            if flag not in PATIENT_FLAGS:
-                raise ValueError(f"unknown patient flag '{flag}'; known flags: {', '.join(PATIENT_FLAGS)}")
+        require_known(v, PATIENT_FLAGS, "patient flag")
         return v
 
     @model_validator(mode="after")

@@ -45,7 +45,7 @@ from pydantic import Field, field_validator, model_validator
 from scipy.special import ndtr, ndtri
 
 from .catalog import ALL_CLASSES, Catalog, load_catalog
-from .schema import Strict, load_model
+from .schema import Strict, load_model, require_known
 
 Tag = Literal["V", "S", "U", "derived", "calibrated", "assumption"]
 ETIOLOGY_NAMES: tuple[str, ...] = (
@@ -93,9 +93,7 @@ class PerEtiology(Strict):
     @field_validator("value")
     @classmethod
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
-        for k in v:
-            if k not in ETIOLOGY_NAMES:
-                raise ValueError(f"unknown etiology '{k}'; known: {', '.join(ETIOLOGY_NAMES)}")
+        require_known(list(v), ETIOLOGY_NAMES, "etiology")
         return v
 
     def of(self, etiology: str) -> float:
@@ -269,7 +267,6 @@ class DrugTable:
     ae_serious: tuple[bool, ...]
     ae_withdrawal: tuple[tuple[float, float], ...]
     ae_onset_median: float
-    wd_slot: int
     nonresponder_effect: float = 0.0  # fraction of the responder effect a non-responder gets (at max prob)
 
 
@@ -317,8 +314,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
         types = tuple(ae_names.index(t) for t in r.adverse_events)
         slots = tuple(range(slot, slot + len(types)))
         slot += len(types)
-        wd_slot = slot
-        slot += 1
+        slot += 1  # one reserved column per drug: keeps the adverse-event block layout (and results) stable
         tables.append(DrugTable(
             index=i, name=name, label=drug.label, drug_class=drug.drug_class,
             class_index=ALL_CLASSES.index(drug.drug_class), unit=drug.unit,
@@ -340,7 +336,6 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
             ae_max_incidence=tuple(max(p for _, p in a.incidence.value) for a in r.adverse_events.values()),
             ae_serious=tuple(a.serious for a in r.adverse_events.values()),
             ae_withdrawal=tuple(r.ae_withdrawal.value), ae_onset_median=r.ae_onset_median_days.value,
-            wd_slot=wd_slot,
             nonresponder_effect=r.nonresponder_effect.value if r.nonresponder_effect is not None else 0.0,
         ))
     extra = set(model.drugs) - set(catalog.drugs)

@@ -209,7 +209,6 @@ class Simulation:
             now = env.now
             if decision.stop_all and lines:
                 self._stop_all(p, lines, now, decision.rule)
-            prev = p.state
             if decision.trigger == "stay":
                 return
             # "continue": a protocol keeps the regimen for another step (no transition).
@@ -242,7 +241,6 @@ class Simulation:
                     continue
                 lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target))
                 p.active = [ln.drug for ln in lines]
-            del prev
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
                 return
 

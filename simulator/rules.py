@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from .schema import Strict, load_model
+from .schema import Strict, load_model, require_known
 
 RULES_FILE = Path(__file__).resolve().parent / "data" / "rules.yaml"
 
@@ -72,9 +72,7 @@ class Rule(Strict):
     @field_validator("seeds")
     @classmethod
     def _known_seeds(cls, value: list[str]) -> list[str]:
-        unknown = [s for s in value if s not in SEED_FILES]
-        if unknown:
-            raise ValueError(f"unknown seed id(s) {unknown}; seed ids are {sorted(SEED_FILES)}")
+        require_known(value, SEED_FILES, "seed id")
         if len(set(value)) != len(value):
             raise ValueError(f"seed ids are repeated in {value}")
         return value

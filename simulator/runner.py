@@ -174,11 +174,6 @@ def _version(name: str) -> str:
         return "unknown"
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    return fn(), time.perf_counter() - t0
-
-
 def default_run_dir(scenario: Scenario, root: str | Path = "results") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(root) / f"{scenario.name}-{stamp}"

@@ -7,6 +7,7 @@ unknown keys, so a typo is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,15 @@ class Strict(BaseModel):
     """Base of every input model: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def require_known(values: str | Iterable[str], allowed: Iterable[str], what: str) -> None:
+    """Raise ValueError naming the unknown ``what`` and the allowed values (for field validators)."""
+    allowed = list(allowed)
+    bad = [v for v in ([values] if isinstance(values, str) else values) if v not in allowed]
+    if bad:
+        shown = bad[0] if len(bad) == 1 else bad
+        raise ValueError(f"unknown {what} {shown!r}; use one of: {', '.join(allowed)}")
 
 
 def read_yaml(path: str | Path) -> Any:
