@@ -17,11 +17,11 @@ from pydantic import Field, model_validator
 
 from .clinical import ModelTables, compile_model
 from .errors import InputError
+from .packaged import data_root
 from .schema import Strict, load_model
 from .trial import PLACEBO, ArmResult, TrialResult, TrialSpec, parse_arm, run_trial
 
 FULL_PATIENTS = 20000
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class TrialDesign(Strict):
@@ -153,7 +153,7 @@ def run_battery(patients: int = FULL_PATIENTS, seed: int = 2015, battery: Batter
             d = battery.trials[t.trial]
             cohort = Path(d.cohort)
             if not cohort.is_absolute():
-                cohort = ROOT / cohort
+                cohort = data_root() / cohort  # the checkout, or the installed package (simulator/packaged.py)
             results[t.trial] = run_trial(TrialSpec(str(cohort), tuple(d.arms), d.weeks, patients, seed, d.design,
                                                    d.placebo_scale, d.titrate, d.nrs_resolution), tables)
         v = metric_value(results[t.trial], _canonical(t.arm, tables), t.metric)

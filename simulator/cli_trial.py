@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 import click
 from rich.table import Table
 
 from .calibrate import FULL_PATIENTS, run_battery
-from .cli import console, friendly
+from .cli import check_seed, console, esc, friendly, positive
 from .cli import main as _main
 from .errors import InputError
 from .parameters import all_parameters, missing, render
+from .results import preflight_out
 from .trial import TrialSpec, run_trial
 
 
@@ -23,13 +23,16 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
-def _write(path: str, text: str) -> None:
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        raise InputError("the output folder does not exist", file=path, fix="create the folder or choose another path")
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(p)
+def _write(path: str, text: str, option: str = "--out") -> None:
+    from .results import write_file_atomic
+
+    write_file_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), option=option)
+
+
+MAX_TRIAL_WEEKS = 520
+"""Longest virtual trial (weeks): ten years, beyond any published neuropathic-pain trial."""
+MAX_TRIAL_PATIENTS = 200_000
+"""Most patients randomised in one virtual trial (every arm's daily pain is held in memory)."""
 
 
 @_main.command()
@@ -44,6 +47,14 @@ def _write(path: str, text: str) -> None:
 def trial(cohort: str, arms: tuple[str, ...], weeks: float, patients: int, seed: int, design: str,
           json_out: str | None) -> None:
     """Run a virtual randomised trial with fixed arms (no pathway decisions)."""
+    if not math.isfinite(weeks) or not 0 < weeks <= MAX_TRIAL_WEEKS:
+        raise InputError(f"weeks must be positive and at most {MAX_TRIAL_WEEKS} (got {weeks:g})", field="--weeks",
+                         fix="use e.g. --weeks 12")
+    positive("patients", patients, 1, MAX_TRIAL_PATIENTS)
+    positive("arm", len(arms), 1, 12)
+    check_seed(seed)
+    if json_out:
+        preflight_out(json_out, kind="file", option="--json")
     res = run_trial(TrialSpec(cohort, arms, weeks, patients, seed, design))  # type: ignore[arg-type]
     t = Table(title=f"Virtual {design} trial, {weeks:g} weeks, {patients} patients (seed {seed}; BOCF)")
     for col in ("arm", "n", ">=30%", ">=50%", "NNT50 (95% CI)", "mean change", "AE withdrawal",
@@ -56,13 +67,13 @@ def trial(cohort: str, arms: tuple[str, ...], weeks: float, patients: int, seed:
             nnt_txt = f"{n50['nnt']:.1f} ({lo:.1f}-{'inf' if hi is None else f'{hi:.1f}'})"
         else:
             nnt_txt = "-" if not n50 else "no benefit"
-        aes = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(a.ae_incidence.items(), key=lambda kv: -kv[1]) if v > 0)
-        t.add_row(a.label, str(a.n), _pct(a.responders30), _pct(a.responders50), nnt_txt, f"{a.mean_change:+.2f}",
+        aes = ", ".join(f"{esc(k)} {_pct(v)}" for k, v in sorted(a.ae_incidence.items(), key=lambda kv: -kv[1]) if v > 0)
+        t.add_row(esc(a.label), str(a.n), _pct(a.responders30), _pct(a.responders50), nnt_txt, f"{a.mean_change:+.2f}",
                   _pct(a.ae_withdrawal), "-" if a.onset_median_days is None else f"{a.onset_median_days:g}", aes or "-")
     console.print(t)
     if json_out:
-        _write(json_out, json.dumps(res.as_dict(), indent=2))
-        console.print(f"JSON written to {json_out}")
+        _write(json_out, json.dumps(res.as_dict(), indent=2), option="--json")
+        console.print(f"JSON written to {esc(json_out)}")
 
 
 @_main.command()
@@ -72,6 +83,10 @@ def trial(cohort: str, arms: tuple[str, ...], weeks: float, patients: int, seed:
 @friendly
 def calibrate(patients: int, seed: int, out: str | None) -> None:
     """Run the calibration battery; exit 1 if any target fails."""
+    positive("patients", patients, 1, MAX_TRIAL_PATIENTS)
+    check_seed(seed)
+    if out:
+        preflight_out(out, kind="file")
     checks = run_battery(patients, seed)
     t = Table(title=f"Calibration battery ({patients} patients per trial, seed {seed})")
     for col in ("target", "arm", "metric", "published", "simulated", "tolerance", "pass"):
@@ -96,11 +111,13 @@ def calibrate(patients: int, seed: int, out: str | None) -> None:
 @friendly
 def parameters(fmt: str, out: str | None) -> None:
     """List every parameter of clinical.yaml and drugs.yaml; exit 1 if any lacks a source or tag."""
+    if out:
+        preflight_out(out, kind="file")
     params = all_parameters()
     text = render(params, fmt)
     if out:
         _write(out, text)
-        console.print(f"{len(params)} parameters written to {out}")
+        console.print(f"{len(params)} parameters written to {esc(out)}")
     else:
         click.echo(text, nl=False)
     bad = missing(params)

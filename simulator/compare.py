@@ -11,7 +11,6 @@ two sets of replications as independent (unpaired, Welch), to show what common r
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import pandas as pd
 
 from .errors import InputError
 from .outcomes import flat_metrics
-from .results import atomic_folder, write_json
+from .results import atomic_folder, default_dest, folder_name, write_json
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .stats import mean_ci, paired_diff_ci, unpaired_diff_ci
@@ -194,24 +193,25 @@ def _write_run_files(res: RunResult, folder: Path) -> None:
     res.events.to_parquet(folder / "events.parquet", index=False)
 
 
-def write_comparison(c: Comparison, dest: str | Path, report: bool = True) -> Path:
+def write_comparison(c: Comparison, dest: str | Path, report: bool = True, overwrite: bool = False,
+                     unique: bool = False) -> Path:
     """Write ``comparison.json``, ``comparison.csv``, each scenario's run under ``runs/`` and ``report.html``."""
 
     def fill(tmp: Path) -> None:
         write_json(tmp / "comparison.json", comparison_dict(c))
         comparison_frame(c).to_csv(tmp / "comparison.csv", index=False)
         for i, res in enumerate(c.results):
-            _write_run_files(res, tmp / "runs" / f"{i:02d}-{res.scenario.name}")
+            _write_run_files(res, tmp / "runs" / f"{i:02d}-{folder_name(res.scenario.name)}")
         if report:
             from .report import write_comparison_report
 
             write_comparison_report(tmp, tmp / "report.html")
 
-    return atomic_folder(dest, fill)
+    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
 
 
 def default_compare_dir(root: str | Path = "results") -> Path:
-    return Path(root) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    return default_dest("compare", root)
 
 
 def ci_widths(c: Comparison, metric: str, scenario: str | None = None) -> tuple[float, float]:

@@ -71,6 +71,18 @@ def _holds_numbers(ann: Any) -> bool:
     return False
 
 
+def _accepts_bool(ann: Any) -> bool:
+    """True when ``ann`` itself admits a boolean (``bool`` or a union with it)."""
+    if ann is bool:
+        return True
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _accepts_bool(typing.get_args(ann)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts_bool(a) for a in typing.get_args(ann))
+    return False
+
+
 def _has_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return True
@@ -92,6 +104,8 @@ class Strict(BaseModel):
         if info.field_name is None or not _has_bool(v):
             return v
         ann = cls.model_fields[info.field_name].annotation
+        if _accepts_bool(ann):
+            return v
         if _is_number_type(ann) and isinstance(v, bool) or not isinstance(v, bool) and _holds_numbers(ann):
             raise ValueError(f"a boolean ({str(v).lower() if isinstance(v, bool) else 'true/false'}) is given "
                              "where a number is expected; write the number itself (e.g. 1 or 0.5)")

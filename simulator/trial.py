@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -69,6 +68,7 @@ from .clinical import (
 from .cohort import Cohort, generate_cohort, load_cohort_spec
 from .engine import N_SERIOUS
 from .errors import InputError
+from .packaged import resolve_cohort
 
 Design = Literal["parallel", "crossover"]
 PLACEBO = "placebo"
@@ -358,7 +358,7 @@ def run_trial(spec: TrialSpec, tables: ModelTables | None = None) -> TrialResult
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise InputError("two arms are the same", field="--arm", fix="give each arm once")
-    cohort = generate_cohort(load_cohort_spec(Path(spec.cohort)), spec.patients, spec.seed, 0)
+    cohort = generate_cohort(load_cohort_spec(resolve_cohort(spec.cohort, field="--cohort")), spec.patients, spec.seed, 0)
     pop = _Population(tables, cohort, spec.seed, spec.placebo_scale)
     days = max(int(round(spec.weeks * 7)), 1)
     n, k = spec.patients, len(arms)
