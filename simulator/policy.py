@@ -117,6 +117,12 @@ class Protocol(Strict):
             if step.next_if_nrs_above is None:
                 raise ValueError(f"step {k + 1} needs next_if_nrs_above (when to move to step {k + 2}); "
                                  "give an NRS threshold")
+        regimen = {self.steps[0].drug}
+        for k, step in enumerate(self.steps[1:], start=1):
+            if self.steps[k - 1].action == "add" and step.drug in regimen:
+                raise ValueError(f"step {k + 1} adds {step.drug}, which the regimen already holds (a drug cannot be "
+                                 f"added to itself); use action: switch at step {k}, or another drug")
+            regimen = regimen | {step.drug} if self.steps[k - 1].action == "add" else {step.drug}
         return self
 
 
@@ -168,6 +174,12 @@ class Policy(Strict):
     @field_validator("order")
     @classmethod
     def _order_known(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("order is empty; list the first-line drugs in order of preference, e.g. [pregabalin, "
+                             "duloxetine], or leave order out for the guideline default")
+        if len(set(v)) != len(v):
+            twice = next(n for n in v if v.count(n) > 1)
+            raise ValueError(f"'{twice}' appears twice in order; list each drug once")
         cat = load_catalog()
         for name in v:
             if name not in cat.drugs:
@@ -210,6 +222,28 @@ class Policy(Strict):
         if self.titration_speed < 1.0 and "fast_titration" not in self.declared_departures:
             raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); use 1 or more, "
                              "or declare 'fast_titration' in declared_departures to simulate it on purpose")
+        # Options that would do nothing are errors (compared with their defaults, so a dumped and
+        # re-validated policy is judged the same as the one written).
+        default = type(self).model_fields
+        changed = {f for f in default if f != "name" and getattr(self, f) != default[f].get_default(call_default_factory=True)}
+        if self.protocol is not None:
+            idle = [f for f in ("first_line", "order", "on_partial", "max_first_line_regimens", "tramadol", "topicals")
+                    if f in changed]
+            if idle:
+                raise ValueError(f"protocol replaces the guideline's choices, so {idle[0]} does nothing; remove "
+                                 f"{idle[0]}, or remove the protocol")
+        if self.topicals == "never" and "topical_drug" in changed:
+            raise ValueError("topicals: never starts no topical, so topical_drug does nothing; remove topical_drug, "
+                             "or choose another topicals mode")
+        if self.topicals != "guideline" and "topical_preferred" in changed:
+            raise ValueError(f"topical_preferred applies only with topicals: guideline (here {self.topicals}), so it "
+                             "does nothing; remove topical_preferred, or use topicals: guideline")
+        if not self.strong_opioid.allowed:
+            gate = StrongOpioidGate(allowed=False)
+            idle = [f for f in StrongOpioidGate.model_fields if getattr(self.strong_opioid, f) != getattr(gate, f)]
+            if idle:
+                raise ValueError(f"strong_opioid.allowed is false, so strong_opioid.{idle[0]} does nothing; remove "
+                                 f"strong_opioid.{idle[0]}, or allow strong opioids")
         if self.response.partial_min_reduction > self.response.relief_min_reduction:
             raise ValueError("response.partial_min_reduction cannot exceed relief_min_reduction; use a value "
                              "at most relief_min_reduction")

@@ -55,7 +55,7 @@ class Scenario(Strict):
                       description="a label for tables and reports (never a path; folder names are made from it)")
     description: str = Field("", max_length=MAX_TEXT)
     rationale: str = Field("", max_length=MAX_TEXT)
-    cohort: str = Field(min_length=1, max_length=4000,
+    cohort: str = Field(max_length=4000,
                         description="path of the cohort YAML, relative to the scenario file, or a packaged "
                                     "cohort name such as mixed-primary-care")
     patients: int = Field(2000, ge=1, le=MAX_PATIENTS, description="patients per replication")
@@ -74,6 +74,14 @@ class Scenario(Strict):
     @classmethod
     def _label(cls, v: str) -> str:
         return check_label(v)
+
+    @field_validator("cohort")
+    @classmethod
+    def _cohort_named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the cohort is blank; name a cohort file (relative to the scenario file) or a packaged "
+                             "cohort such as mixed-primary-care")
+        return v
 
     @field_validator("clinical_overrides")
     @classmethod

@@ -160,10 +160,14 @@ def _stat(path: Path, shown: str) -> os.stat_result:
 # ---- YAML -----------------------------------------------------------------------------------------
 
 class _YamlLimit(yaml.YAMLError):
-    def __init__(self, problem: str, mark: Any) -> None:
+    def __init__(self, problem: str, mark: Any, fix: str) -> None:
         super().__init__(problem)
         self.problem = problem
         self.problem_mark = mark
+        self.fix = fix
+
+
+_FLATTEN = "flatten the structure (no input painpath reads nests this deep)"
 
 
 class _Loader(yaml.SafeLoader):
@@ -176,7 +180,7 @@ class _Loader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 raise _YamlLimit(f"lists and mappings are nested more than {MAX_DEPTH} deep",
-                                 self.peek_event().start_mark)
+                                 self.peek_event().start_mark, _FLATTEN)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -189,7 +193,8 @@ class _Loader(yaml.SafeLoader):
                     key = key_node.value
                     if key in seen:
                         raise _YamlLimit(f"the key '{key}' appears twice in the same mapping (the second would "
-                                         "silently replace the first)", key_node.start_mark)
+                                         "silently replace the first)", key_node.start_mark,
+                                         f"keep one '{key}' in this mapping")
                     seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -203,9 +208,10 @@ def _count_values(data: Any) -> None:
         n += 1
         if n > MAX_VALUES:
             raise _YamlLimit(f"the file expands to more than {MAX_VALUES:,} values (anchors and aliases "
-                             "included)", None)
+                             "included)", None, "write the values out, without aliases that multiply them")
         if depth > MAX_DEPTH:
-            raise _YamlLimit(f"lists and mappings are nested more than {MAX_DEPTH} deep (through aliases)", None)
+            raise _YamlLimit(f"lists and mappings are nested more than {MAX_DEPTH} deep (through aliases)", None,
+                             _FLATTEN)
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
@@ -223,9 +229,7 @@ def parse_yaml(text: str, shown: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if isinstance(exc, _YamlLimit):
-            raise InputError(f"{problem}{where}", file=shown,
-                             fix="remove the duplicate or flatten the structure; see the documented keys"
-                             ) from None
+            raise InputError(f"{problem}{where}", file=shown, fix=exc.fix) from None
         raise InputError(f"the file is not valid YAML{where} ({problem})", file=shown,
                          fix="correct the YAML syntax there (indentation, a missing colon or an unclosed quote)"
                          ) from None
