@@ -138,7 +138,7 @@ class TopicalPreferred(Strict):
 
 
 class Policy(Strict):
-    name: str = "guideline"
+    name: str = Field("guideline", min_length=1, max_length=120)
     first_line: FirstLine = Field("guideline", description="P1")
     order: list[str] = Field(
         default_factory=lambda: ["pregabalin", "duloxetine", "gabapentin", "nortriptyline", "venlafaxine",

@@ -1,7 +1,9 @@
 """Self-contained HTML reports for run, comparison, sweep and tornado folders.
 
 One HTML file, no external resources: figures are matplotlib PNGs (Agg backend) embedded as base64,
-tables are HTML. A report has the sections a reader needs to judge a result: scenario description and
+tables are HTML. The page is rendered by the jinja2 template ``templates/report.html.j2`` with
+autoescaping on: this module builds plain data (blocks of text, tables, figures), never HTML strings, so a
+name or label such as ``<script>`` is shown as text wherever it appears. A report has the sections a reader needs to judge a result: scenario description and
 rationale, summary tables, Kaplan-Meier curves of time-to-relief with 95% CIs (drawn as the share
 relieved by each day, 1 - S(t)), adverse-event burden by type, the share of patients at each pathway
 step over time, the specialist queue and waits over time, the parameters with their sources (policy
@@ -12,13 +14,13 @@ fields with their rules, clinical parameters with source and evidence tag), a re
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +88,7 @@ def _plt() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+    plt.rcParams.update({"text.parse_math": False, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
                          "xtick.labelsize": 10, "ytick.labelsize": 10})
     return plt
 
@@ -98,8 +100,37 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _img(b64: str, alt: str) -> str:
-    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+# ---- blocks: the plain data the template renders (simulator/templates/report.html.j2) -----------
+Block = dict[str, Any]
+
+
+def _img(b64: str, alt: str) -> Block:
+    return {"kind": "img", "b64": b64, "alt": alt}
+
+
+def _p(text: str) -> Block:
+    return {"kind": "p", "text": text}
+
+
+def _h3(text: str) -> Block:
+    return {"kind": "h3", "text": text}
+
+
+def _pre(text: str) -> Block:
+    return {"kind": "pre", "text": text}
+
+
+def _details(summary: str, blocks: list[Block]) -> Block:
+    return {"kind": "details", "summary": summary, "blocks": blocks}
+
+
+def _scenario(name: str, description: str, rationale: str, note: str = "") -> Block:
+    return {"kind": "scenario", "name": name, "description": description, "rationale": rationale, "note": note}
+
+
+def _bold(text: str) -> dict[str, str]:
+    """A table cell shown in bold."""
+    return {"bold": text}
 
 
 def km_figure(runs: Sequence[RunData]) -> str:
@@ -250,14 +281,13 @@ def _fmt(v: Any, digits: int = 3) -> str:
         return "-"
     if isinstance(v, float):
         return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
-    return html.escape(str(v))
+    return str(v)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _fmt(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> Block:
+    """A table block; cells are text (numbers formatted by _fmt) or _bold(text)."""
+    return {"kind": "table", "cls": cls, "header": [str(h) for h in header],
+            "rows": [[c if isinstance(c, dict | str) else _fmt(c) for c in r] for r in rows]}
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
@@ -268,7 +298,7 @@ def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
     ci = summary.get("time_to_relief", {}).get("median_ci95", [None, None])
     rows: list[list[Any]] = []
     for k, v in flat.items():
-        rows.append([html.escape(k), v if k != "time_to_relief.median_days" else
+        rows.append([k, v if k != "time_to_relief.median_days" else
                      f"{_fmt(v)} (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})"])
     return rows
 
@@ -296,8 +326,8 @@ def policy_rows(resolved: dict[str, Any]) -> list[list[Any]]:
                                                                  "horizon_days") if kk in resolved}):
         rule = _field_rule(k)
         changed = k in default and default[k] != v
-        rows.append([html.escape(k), html.escape(json.dumps(v)), rule,
-                     "<b>changed</b>" if changed or (k.startswith("clinical_overrides") and v != "{}") else ""])
+        rows.append([k, json.dumps(v), rule,
+                     _bold("changed") if changed or (k.startswith("clinical_overrides") and v != "{}") else ""])
     return rows
 
 
@@ -316,7 +346,7 @@ def _field_rule(path: str) -> str:
             break
         desc = f.description or desc
         model = f.annotation
-    return html.escape(desc or "")
+    return desc or ""
 
 
 def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
@@ -335,8 +365,7 @@ def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
                 val = ", ".join(f"{e}: {p:.3g}" for e, p in v.items()) + f"; default {node.get('default', 0):.3g}"
             else:
                 val = f"{v:.4g}"
-            rows.append([html.escape(path), html.escape(val), html.escape(node.get("unit", "")),
-                         html.escape(node.get("tag", "")), html.escape(node.get("source", ""))])
+            rows.append([path, val, node.get("unit", ""), node.get("tag", ""), node.get("source", "")])
             return
         if isinstance(node, dict):
             for k, v in node.items():
@@ -346,44 +375,36 @@ def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
     return rows
 
 
-def reproducibility_block(manifests: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+def reproducibility_block(manifests: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> list[Block]:
     keys = ("scenario", "painpath_version", "scenario_hash", "policy_hash", "cohort_hash", "model_hash", "seed",
             "patients", "replications", "horizon_days", "python", "platform")
-    rows = [[html.escape(m.get("scenario", "")), *[_fmt(m.get(k)) for k in keys[1:]]] for m in manifests]
-    out = table(keys, rows)
+    rows = [[str(m.get("scenario", "")), *[_fmt(m.get(k)) for k in keys[1:]]] for m in manifests]
+    out = [table(keys, rows)]
     libs = manifests[0].get("libraries", {}) if manifests else {}
-    out += "<p>Libraries: " + html.escape(", ".join(f"{k} {v}" for k, v in libs.items())) + "</p>"
+    out.append(_p("Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items())))
     cmds = {m.get("command", "") for m in manifests if m.get("command")}
     if extra and extra.get("command"):
         cmds = {extra["command"]}
     for c in sorted(cmds):
-        out += f"<p>Command:</p><pre>{html.escape(c)}</pre>"
+        out += [_p("Command:"), _pre(c)]
     if extra:
-        out += "<pre>" + html.escape(json.dumps({k: v for k, v in extra.items() if k != "command"}, indent=1)) + "</pre>"
+        out.append(_pre(json.dumps({k: v for k, v in extra.items() if k != "command"}, indent=1)))
     return out
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;
-color:#1a1a1a;line-height:1.4}
-h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.statement{background:#fff3cd;border:2px solid #c69500;padding:.8em 1em;font-weight:600}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;
-text-align:left;vertical-align:top}th{background:#f2f2f2}img.fig{max-width:100%;display:block;margin:.6em 0}
-pre{background:#f6f6f6;padding:.5em;overflow-x:auto;font-size:.85em}details{margin:.6em 0}
-.scen{border-left:4px solid #4a78b5;padding:.2em .8em;margin:.6em 0}
-"""
+@lru_cache(maxsize=1)
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("simulator", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html.j2")
 
 
-def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """The HTML document: ``sections`` are (id, heading, inner HTML); the statement comes first and last."""
-    nav = " · ".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{html.escape(h)}</h2>{inner}</section>' for sid, h, inner in sections)
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f'<section id="statement"><p class="statement">{NOT_FOR_CLINICAL_USE}</p></section>'
-            f"<nav>{nav}</nav>{body}<footer><p class=\"statement\">{NOT_FOR_CLINICAL_USE}</p></footer>"
-            "</body></html>")
+def page(title: str, sections: Sequence[tuple[str, str, list[Block]]]) -> str:
+    """The HTML document: ``sections`` are (id, heading, blocks); the statement comes first and last."""
+    return _template().render(title=title, statement=NOT_FOR_CLINICAL_USE,
+                              sections=[{"id": sid, "heading": h, "blocks": blocks} for sid, h, blocks in sections])
 
 
 def write_html(text: str, path: str | Path) -> Path:
@@ -401,42 +422,37 @@ def write_html(text: str, path: str | Path) -> Path:
     return path
 
 
-def _scenario_block(runs: Sequence[RunData]) -> str:
-    out = ""
-    for r in runs:
-        out += (f'<div class="scen"><h3>{html.escape(r.name)}</h3><p><b>Description.</b> '
-                f"{html.escape(r.description or '(none given)')}</p><p><b>Rationale.</b> "
-                f"{html.escape(r.rationale or '(none given)')}</p></div>")
-    return out
+def _scenario_block(runs: Sequence[RunData]) -> list[Block]:
+    return [_scenario(r.name, r.description, r.rationale) for r in runs]
 
 
-def _parameters_block(runs: Sequence[RunData]) -> str:
-    out = ""
+def _parameters_block(runs: Sequence[RunData]) -> list[Block]:
+    out: list[Block] = []
     for r in runs:
         resolved = r.manifest.get("scenario_resolved", {})
-        out += f"<h3>Policy and capacity: {html.escape(r.name)}</h3>"
-        out += table(["setting", "value", "rule / meaning", "vs guideline default"], policy_rows(resolved))
+        out.append(_h3(f"Policy and capacity: {r.name}"))
+        out.append(table(["setting", "value", "rule / meaning", "vs guideline default"], policy_rows(resolved)))
     overrides = (runs[0].manifest.get("scenario_resolved", {}) or {}).get("clinical_overrides") or {}
-    out += ("<details><summary>Clinical model parameters (simulator/data/clinical.yaml"
-            + (", with this run's overrides" if overrides else "") + "): value, unit, evidence tag, source</summary>")
-    out += table(["parameter", "value", "unit", "tag", "source"], clinical_rows(overrides)) + "</details>"
+    out.append(_details("Clinical model parameters (simulator/data/clinical.yaml"
+                        + (", with this run's overrides" if overrides else "") + "): value, unit, evidence tag, source",
+                        [table(["parameter", "value", "unit", "tag", "source"], clinical_rows(overrides))]))
     return out
 
 
-def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, str]]:
+def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, list[Block]]]:
     return [
         ("time-to-relief", "Time to relief",
-         _img(km_figure(runs), "Kaplan-Meier share relieved by day") +
-         "<p>Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
-         "replications, censored at drop-out and at the horizon; shaded: 95% CI.</p>"),
-        ("adverse-events", "Adverse-event burden", _img(ae_figure(runs), "adverse events by type per 100 patients")),
+         [_img(km_figure(runs), "Kaplan-Meier share relieved by day"),
+          _p("Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
+             "replications, censored at drop-out and at the horizon; shaded: 95% CI.")]),
+        ("adverse-events", "Adverse-event burden", [_img(ae_figure(runs), "adverse events by type per 100 patients")]),
         ("pathway-occupancy", "Share of patients at each pathway step over time",
-         _img(occupancy_figure(runs), "pathway state occupancy over time")),
+         [_img(occupancy_figure(runs), "pathway state occupancy over time")]),
         ("specialist-queue", "Specialist queue and waits over time",
-         _img(queue_figure(runs), "specialist queue length and waits") +
-         table(["scenario", "referred", "median wait (days)", "seen", "still waiting at horizon"],
-               [[html.escape(r.name), r.summary["specialist"]["referred"], r.summary["specialist"]["wait_days_median"],
-                 r.summary["specialist"]["seen"], r.summary["specialist"]["still_waiting_at_horizon"]] for r in runs])),
+         [_img(queue_figure(runs), "specialist queue length and waits"),
+          table(["scenario", "referred", "median wait (days)", "seen", "still waiting at horizon"],
+                [[r.name, r.summary["specialist"]["referred"], r.summary["specialist"]["wait_days_median"],
+                  r.summary["specialist"]["seen"], r.summary["specialist"]["still_waiting_at_horizon"]] for r in runs])]),
     ]
 
 
@@ -450,7 +466,7 @@ def run_report_html(run: RunData) -> str:
     title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
             f"seed {s.get('seed')})"
     sections = [("scenarios", "Scenario", _scenario_block([run])),
-                ("summary", "Summary", table(["metric", "value"], summary_rows(s))),
+                ("summary", "Summary", [table(["metric", "value"], summary_rows(s))]),
                 *_figure_sections([run]),
                 ("parameters", "Parameters and their sources", _parameters_block([run])),
                 ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
@@ -462,10 +478,10 @@ def write_run_report(result: Any, path: str | Path) -> Path:
     return write_html(run_report_html(run_data_from_result(result)), path)
 
 
-def _comparison_tables(comp: dict[str, Any]) -> str:
+def _comparison_tables(comp: dict[str, Any]) -> list[Block]:
     from .compare import KEY_METRICS
 
-    names = comp["scenarios"]
+    names = [str(n) for n in comp["scenarios"]]
     metrics = comp["metrics"]
     allm = [m for m in metrics[names[0]]]
     keys = [m for m in KEY_METRICS if m in allm] + [m for m in allm if m not in KEY_METRICS]
@@ -476,12 +492,12 @@ def _comparison_tables(comp: dict[str, Any]) -> str:
         lo, hi = d["ci95"]
         return f"{_fmt(d['mean'])} [{_fmt(lo)}, {_fmt(hi)}]"
 
-    rows = [[html.escape(m), *[cell(metrics[n].get(m)) for n in names]] for m in keys]
-    out = ("<h3>Each scenario: mean across replications [95% CI]</h3>" +
-           table(["metric", *names], rows[:len(KEY_METRICS)]) +
-           "<details><summary>All metrics</summary>" + table(["metric", *names], rows) + "</details>")
+    rows = [[m, *[cell(metrics[n].get(m)) for n in names]] for m in keys]
+    out = [_h3("Each scenario: mean across replications [95% CI]"),
+           table(["metric", *names], rows[:len(KEY_METRICS)]),
+           _details("All metrics", [table(["metric", *names], rows)])]
     diffs = comp["differences_vs_baseline"]
-    out += f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired</h3>"
+    out.append(_h3(f"Differences from {names[0]}: paired 95% CI (common random numbers) and unpaired"))
     drows = []
     for n in names[1:]:
         for m in keys:
@@ -490,12 +506,12 @@ def _comparison_tables(comp: dict[str, Any]) -> str:
                 continue
             pw = _width(d["paired_ci95"])
             uw = _width(d["unpaired_ci95"])
-            drows.append([html.escape(n), html.escape(m), d["diff"], f"[{_fmt(d['paired_ci95'][0])}, {_fmt(d['paired_ci95'][1])}]",
+            drows.append([n, m, d["diff"], f"[{_fmt(d['paired_ci95'][0])}, {_fmt(d['paired_ci95'][1])}]",
                           f"[{_fmt(d['unpaired_ci95'][0])}, {_fmt(d['unpaired_ci95'][1])}]",
                           "-" if pw is None or not uw else f"{pw / uw:.2f}"])
-    key_rows = [r for r in drows if any(f">{m}<" in f">{r[1]}<" for m in KEY_METRICS)]
+    key_rows = [r for r in drows if r[1] in KEY_METRICS]
     hdr = ["scenario", "metric", "difference", "paired 95% CI", "unpaired 95% CI", "paired/unpaired width"]
-    out += table(hdr, key_rows) + "<details><summary>All differences</summary>" + table(hdr, drows) + "</details>"
+    out += [table(hdr, key_rows), _details("All differences", [table(hdr, drows)])]
     return out
 
 
@@ -506,6 +522,8 @@ def _width(ci: list[float | None]) -> float | None:
 def _cell(v: Any) -> Any:
     if isinstance(v, list):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return json.dumps(v)
     return v
 
 
@@ -517,18 +535,28 @@ def _load_runs(folder: Path) -> list[RunData]:
 
 
 def comparison_report_html(folder: str | Path) -> str:
+    from .results import read_json
+
     folder = Path(folder)
-    comp = json.loads((folder / "comparison.json").read_text())
-    runs = _load_runs(folder)
-    title = (f"painpath comparison: {' vs '.join(comp['scenarios'])} ({comp['patients']} patients x "
-             f"{comp['replications']} replications, seed {comp['seed']})")
-    sections = [("scenarios", "Scenarios", _scenario_block(runs)),
-                ("summary", "Summary tables", _comparison_tables(comp)),
-                *_figure_sections(runs),
-                ("parameters", "Parameters and their sources", _parameters_block(runs)),
-                ("reproducibility", "Reproducibility",
-                 reproducibility_block([r.manifest for r in runs], {"command": comp.get("command", "")}))]
+    comp = read_json(folder / "comparison.json", "comparison.json")
+    try:
+        runs = _load_runs(folder)
+        title = (f"painpath comparison: {' vs '.join(map(str, comp['scenarios']))} ({comp['patients']} patients x "
+                 f"{comp['replications']} replications, seed {comp['seed']})")
+        sections = [("scenarios", "Scenarios", _scenario_block(runs)),
+                    ("summary", "Summary tables", _comparison_tables(comp)),
+                    *_figure_sections(runs),
+                    ("parameters", "Parameters and their sources", _parameters_block(runs)),
+                    ("reproducibility", "Reproducibility",
+                     reproducibility_block([r.manifest for r in runs], {"command": comp.get("command", "")}))]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise _damaged(folder / "comparison.json", exc) from None
     return page(title, sections)
+
+
+def _damaged(path: Path, exc: Exception) -> InputError:
+    return InputError(f"the folder's results do not have the expected content ({type(exc).__name__}: {exc})",
+                      file=str(path), fix="re-create the folder with painpath (the files were damaged or edited)")
 
 
 def write_comparison_report(folder: str | Path, path: str | Path | None = None) -> Path:
@@ -543,30 +571,36 @@ def _sens_figure(data: dict[str, Any]) -> str:
 
 
 def sensitivity_report_html(folder: str | Path) -> str:
+    from .results import read_json
+
     folder = Path(folder)
     name = "sweep.json" if (folder / "sweep.json").exists() else "tornado.json"
-    data = json.loads((folder / name).read_text())
+    data = read_json(folder / name, name)
+    try:
+        return _sensitivity_page(folder, data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise _damaged(folder / name, exc) from None
+
+
+def _sensitivity_page(folder: Path, data: dict[str, Any]) -> str:
     runs = _load_runs(folder)
     kind = data["kind"]
     rows = data["rows"]
     header = list(rows[0].keys()) if rows else []
     title = (f"painpath {kind}: {data['scenario']} — "
-             + (data["param"] if kind == "sweep" else f"{len(rows)} parameters, metric {data['metric']}"))
+             + (str(data["param"]) if kind == "sweep" else f"{len(rows)} parameters, metric {data['metric']}"))
     base = data.get("base_manifest", {})
-    sc_block = (f'<div class="scen"><h3>{html.escape(data["scenario"])}</h3><p><b>Description.</b> '
-                f"{html.escape(data.get('description') or '(none given)')}</p><p><b>Rationale.</b> "
-                f"{html.escape(data.get('rationale') or '(none given)')}</p><p>{html.escape(data.get('semantics', ''))}"
-                "</p></div>")
+    sc_block = [_scenario(str(data["scenario"]), data.get("description") or "", data.get("rationale") or "",
+                          data.get("semantics", ""))]
     sections = [("scenarios", "Scenario", sc_block),
-                ("summary", "Results table", table(header, [[_cell(r[h]) for h in header] for r in rows]) +
-                 _img(_sens_figure(data), f"{kind} plot")),
+                ("summary", "Results table", [table(header, [[_cell(r[h]) for h in header] for r in rows]),
+                                              _img(_sens_figure(data), f"{kind} plot")]),
                 *(_figure_sections(runs) if runs else []),
                 ("parameters", "Parameters and their sources",
-                 table(["parameter", "values"], [[html.escape(p["path"]), html.escape(json.dumps(p["values"]))]
-                                                 for p in data["params"]]) +
-                 ("<p>" + html.escape(data.get("semantics", "")) + "</p>") +
-                 (_parameters_block([RunData(data["scenario"], "", "", {}, base, pd.DataFrame(), pd.DataFrame())])
-                  if base else "")),
+                 [table(["parameter", "values"], [[str(p["path"]), json.dumps(p["values"])] for p in data["params"]]),
+                  _p(data.get("semantics", "")),
+                  *(_parameters_block([RunData(data["scenario"], "", "", {}, base, pd.DataFrame(), pd.DataFrame())])
+                    if base else [])]),
                 ("reproducibility", "Reproducibility",
                  reproducibility_block([base] if base else [], {"command": data.get("command", ""),
                                                                "seed": data.get("seed"),
@@ -599,7 +633,12 @@ def render_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     kind = folder_kind(folder)
     if kind == "run":
-        return write_html(run_report_html(run_data_from_folder(folder)), folder / "report.html")
+        run = run_data_from_folder(folder)
+        try:
+            text = run_report_html(run)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise _damaged(folder / "summary.json", exc) from None
+        return write_html(text, folder / "report.html")
     if kind == "comparison":
         return write_comparison_report(folder)
     return write_sensitivity_report(folder)
