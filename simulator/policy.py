@@ -10,9 +10,9 @@ fires the trigger through the compiled pathway, which refuses what the safety ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .catalog import FIRST_LINE_CLASSES, load_catalog
 from .schema import Strict
@@ -97,13 +97,16 @@ class ProtocolStep(Strict):
             raise ValueError(f"unknown drug '{v}'; use drugs of the catalogue: {', '.join(cat.drugs)}")
         return v
 
-    @model_validator(mode="after")
-    def _dose(self) -> ProtocolStep:
-        drug = load_catalog().drugs[self.drug]
-        if isinstance(self.dose, float | int) and not 0 < self.dose <= drug.max_dose:
-            raise ValueError(f"{self.drug}: dose {self.dose:g} {drug.unit} is outside (0, {drug.max_dose:g}] (P2); "
-                             f"use a dose of at most {drug.max_dose:g}")
-        return self
+    @field_validator("dose")
+    @classmethod
+    def _dose(cls, v: float | str, info: ValidationInfo) -> float | str:
+        name = info.data.get("drug")
+        if isinstance(v, float | int) and name is not None:
+            drug = load_catalog().drugs[name]
+            if not 0 < v <= drug.max_dose:
+                raise ValueError(f"{name}: dose {v:g} {drug.unit} is outside (0, {drug.max_dose:g}] (P2); "
+                                 f"use a dose above 0 and at most {drug.max_dose:g}")
+        return v
 
 
 class Protocol(Strict):
@@ -156,7 +159,7 @@ class Policy(Strict):
     visit_interval_days: int = Field(14, ge=1, le=180)
     titration_speed: float = Field(1.0, gt=0, le=10, description="multiplies titration intervals; >1 is slower")
     referral: Referral = Referral()
-    target_doses: dict[str, float] = Field(
+    target_doses: dict[str, Annotated[float, Field(gt=0, description="daily dose in the drug's unit")]] = Field(
         default_factory=dict,
         description="P2: titrate these drugs to this daily dose instead of the catalogue target (<= its maximum)")
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
