@@ -8,6 +8,7 @@ are registered at the bottom of this file.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import sys
 import time
@@ -24,8 +25,8 @@ from rich.table import Table
 from .errors import InputError
 
 # Wide tables stay readable when output is piped or captured (rich would otherwise assume 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160, emoji=False)
 
 NOT_FOR_CLINICAL_USE = ("painpath is for policy analysis and teaching. It is not a clinical decision tool "
                         "and must not be used to treat patients.")
@@ -45,9 +46,15 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_NON_TAG = re.compile(r"(\\+)(\[(?![a-z#/@][^[]*?]))")
+
+
 def esc(value: Any) -> str:
-    """A user-given text (a name, a label, a path) made safe to print with rich: its brackets are not markup."""
-    return escape(str(value))
+    """A user-given text (a name, a label, a path) made safe to print with rich: its brackets are not markup.
+
+    rich.markup.escape protects tag-like brackets; a backslash before any other '[' would still be eaten
+    by the renderer, so one more is added there."""
+    return _NON_TAG.sub(lambda m: m.group(1) + "\\" + m.group(2), escape(str(value)))
 
 
 def _usage_fix(exc: click.ClickException) -> str:
@@ -167,7 +174,7 @@ def check_seed(seed: int | None) -> None:
                          fix="use a non-negative whole number")
 
 
-@click.group(cls=PainpathGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="painpath", cls=PainpathGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="painpath")
 def main() -> None:
     """painpath: simulate the neuropathic-pain treatment pathway for policy analysis and teaching.

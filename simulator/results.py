@@ -68,8 +68,9 @@ def _json_default(o: Any) -> Any:
 # ---- names ----------------------------------------------------------------------------------------
 
 def folder_name(label: str, max_len: int = 60) -> str:
-    """A safe folder name for a label: letters, digits, '.', '_' and '-' only, never '.', '..' or empty."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.")[:max_len].strip("-.")
+    """A safe folder name for a label: letters, digits, '.', '_' and '-' only (no '..'), never empty."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+|\.{2,}", "-", label)
+    slug = re.sub(r"-{2,}", "-", slug).strip("-.")[:max_len].strip("-.")
     return slug or "run"
 
 
@@ -111,9 +112,14 @@ def preflight_out(dest: str | Path, *, force: bool = False, option: str = "--out
     if probe.exists() and not probe.is_dir():
         raise InputError(f"'{probe}' is a file, so '{dest}' cannot be created below it", field=option,
                          fix="name a path whose parent folders are folders")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write in '{probe}' (permission denied)", field=option,
-                         fix="name a place you can write to")
+    if probe.exists():
+        test = probe / f".painpath-write-test.{os.getpid()}.{secrets.token_hex(4)}"
+        try:  # a real write test: os.access says yes to root on read-only or virtual file systems
+            os.mkdir(test)
+            os.rmdir(test)
+        except OSError as exc:
+            raise InputError(f"cannot write in '{probe}' ({exc.strerror or exc})", field=option,
+                             fix="name a place you can write to") from None
     return dest
 
 
