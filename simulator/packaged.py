@@ -75,6 +75,10 @@ def resolve_cohort(value: str, base: Path | None = None, *, file: str | None = N
     candidates = [p] if p.is_absolute() else ([base / p] if base is not None else []) + [Path.cwd() / p]
     for c in candidates:
         if c.exists():
+            if not c.is_file():
+                kind = "a folder" if c.is_dir() else "not a regular file (a FIFO, a device or a socket)"
+                raise InputError(f"the cohort '{value}' is {kind}", file=file, field=field,
+                                 fix="name a cohort YAML file or a packaged cohort such as mixed-primary-care")
             return c
     if is_bare_name(value):
         return packaged_cohort(value, file=file, field=field)
