@@ -111,5 +111,9 @@ def tutor(case: str | None, cohort: str | None, seed: int, patient: int, answers
                          fix=f"e.g. --case arrhythmia-no-tca (cases: {', '.join(case_names())})")
     if seed < 0:
         raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    if cohort is not None:
+        from .packaged import resolve_cohort
+
+        cohort = str(resolve_cohort(cohort, field="--cohort"))
     setup = setup_from_case(load_case(case)) if case else setup_from_cohort(str(cohort), patient, seed)
     Tutor(setup).run(answers=parse_answers(answers), echo=click.echo, ask=input)
