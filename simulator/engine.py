@@ -4,8 +4,10 @@ Each patient is one SimPy process. A treatment line is simulated as: start the d
 (patient-adjusted) titration schedule, wait for the adequate trial at target dose and the next
 scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
 pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
-follow-up happen in continuous time and may interrupt a line. Specialist referral is a shared
-``simpy.Resource`` with the scenario's capacity, so referrals queue and waits are measured.
+follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
+clinic (:mod:`simulator.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
+In an open population each patient enters on their own day (``EngineConfig.entry_days``); event days are
+days of the run, not of the patient.
 
 The hot loop appends plain numbers to one flat ``array('d')`` event buffer (9 columns per row; see
 :data:`COLUMNS`); the event table is built once at the end. No pydantic object, logging call or string
@@ -18,12 +20,13 @@ import gc
 import math
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
 
 from . import streams
+from .clinic import Clinic, ClinicConfig
 from .clinical import (
     MAX_VISITS,
     RESPONSE_COLUMNS,
@@ -68,11 +71,18 @@ def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Plain settings of one run of the engine (from the scenario)."""
+    """Plain settings of one run of the engine (from the scenario).
+
+    ``specialist_slots_per_week``: the clinic's consults per week (a rate, realised exactly by its slot
+    calendar) when ``clinic`` is not given. ``entry_days``: day each patient enters (open populations);
+    None: everyone on day 0 (a closed cohort).
+    """
 
     horizon_days: float
-    specialist_slots_per_week: int
+    specialist_slots_per_week: float
     seed: int
+    clinic: ClinicConfig | None = None
+    entry_days: np.ndarray | None = field(default=None, compare=False)
 
 
 Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision]
@@ -130,8 +140,9 @@ class Simulation:
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
         self.buf = array("d")
         self.env = simpy.Environment()
-        slots = max(int(config.specialist_slots_per_week), 0)
-        self.specialist = simpy.Resource(self.env, capacity=slots) if slots > 0 else None
+        clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
+        self.clinic = Clinic(self.env, clinic, config.horizon_days)
+        self.entry = config.entry_days
         ltfu = ctx.policy.loss_to_follow_up_per_year
         self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
         self.flags = _flag_sets(cohort)
@@ -173,6 +184,9 @@ class Simulation:
     # ---------------------------------------------------------------------------------------------
     def _patient(self, i: int):
         env = self.env
+        if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
+            yield env.timeout(float(self.entry[i]))
+        entry = env.now
         c = self.cohort
         t = self.tables
         ctx = self.ctx
@@ -189,7 +203,7 @@ class Simulation:
         fu = self.followup[i]
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
-        ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
+        ltfu_day = entry - math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
         log = self._log
         policy = ctx.policy
         resp = policy.response
@@ -197,12 +211,12 @@ class Simulation:
         lines: list[_Line] = []
         n_visits = 0
 
-        log(i, 0.0, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
+        log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
-            log(i, 0.0, E_EXCLUDE, "assessment", drug=j, rule=why)
+            log(i, entry, E_EXCLUDE, "assessment", drug=j, rule=why)
         decision = first_choice(p, ctx)
         if self.decide is not None:
-            decision = self.decide(p, None, 0.0, p.baseline, decision)
+            decision = self.decide(p, None, entry, p.baseline, decision)
 
         while True:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
@@ -286,7 +300,7 @@ class Simulation:
                     e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
                                     float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
-                pain = observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd,
+                pain = observed_pain(p.baseline, ns, t.ns_onset, now - entry, effects, t.noise_sd,
                                      float(noise[n_visits % MAX_VISITS]))
                 n_visits += 1
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
@@ -311,9 +325,9 @@ class Simulation:
                     return
                 if outcome == "intolerable" and p.state == "add_on":
                     p.combination_failed = True
-            decision = next_step(p, ctx, outcome, now, pain)
+            decision = next_step(p, ctx, outcome, now - entry, pain)
             if self.decide is not None:
-                decision = self.decide(p, outcome, now, pain, decision)
+                decision = self.decide(p, outcome, now - entry, pain, decision)
 
     # ---------------------------------------------------------------------------------------------
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
@@ -453,33 +467,28 @@ class Simulation:
                 lines.remove(line)
 
     def _specialist(self, p: PatientModel, ltfu_day: float):
-        """Queue for a specialist slot (P9), hold it for the consult, draw its outcome."""
+        """Queue at the pain clinic (P9), wait for the consult, draw its outcome.
+
+        Returns "dropout" (left the queue or care), "relief", "no_relief", or "waiting" (the horizon came
+        first). The clinic (:mod:`simulator.clinic`) decides when the consult starts."""
         env = self.env
         t = self.tables
         i = p.idx
+        horizon = self.config.horizon_days
         queued = env.now
         self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
-        if self.specialist is None:
-            if ltfu_day < self.config.horizon_days:
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
-                return "dropout"
-            yield env.timeout(self.config.horizon_days - env.now)
-            return "waiting"
-        req = self.specialist.request()
-        wait_until = ltfu_day - env.now
-        if math.isfinite(wait_until):
-            res = yield req | env.timeout(max(wait_until, 0.0))
-            if req not in res:
-                req.cancel()
-                return "dropout"
-        else:
-            yield req
+        u = self.special[i].tolist()
+        req = self.clinic.request(i, u[3])
+        leave = min(ltfu_day, horizon)
+        if not req.event.triggered:
+            yield req.event | env.timeout(max(leave - env.now, 0.0))
+        if not req.event.triggered:
+            self.clinic.cancel(req)
+            return "dropout" if ltfu_day < horizon else "waiting"
         self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
                   rule="P9.specialist_consult")
         yield env.timeout(t.specialist["consult_days"])
-        self.specialist.release(req)
         fire(self.table, p, "consult")
-        u = self.special[i].tolist()
         if u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
             code = 0 if ok else 1
@@ -492,7 +501,7 @@ class Simulation:
             return "no_relief"
         relief_day = env.now + t.specialist["days_to_relief"]
         if ltfu_day < relief_day:
-            if ltfu_day < self.config.horizon_days:
+            if ltfu_day < horizon:
                 yield env.timeout(max(ltfu_day - env.now, 0.0))
                 return "dropout"
             return "no_relief"
