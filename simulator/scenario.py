@@ -17,7 +17,6 @@ from .overrides import validate_overrides
 from .policy import Policy
 from .schema import Strict, parse_model, read_yaml
 
-
 SpecialistCapacity = CapacitySpec
 """P9: pain-clinic capacity as a rate (see :mod:`simulator.clinic`)."""
 
