@@ -155,7 +155,7 @@ def waits_by_period(ep: pd.DataFrame, period_days: float, horizon: float, replic
     """Per period of referral (day the patient joined the queue): referrals, seen, left, still waiting
     at the horizon, and the KM median wait (days)."""
     rows = []
-    n_periods = max(1, math.ceil(horizon / period_days))
+    n_periods = max(1, round(horizon / period_days))
     k = np.minimum((ep["queued"].to_numpy(float) // period_days).astype(int), n_periods - 1)
     for j in range(n_periods):
         sub = ep[k == j]
@@ -176,11 +176,12 @@ def waits_by_period(ep: pd.DataFrame, period_days: float, horizon: float, replic
 
 def clinic_summary(events: pd.DataFrame, *, horizon: float, clinic: ClinicConfig, patients: float,
                    replications: int, warmup: float = 0.0, per: float = 1000.0, per_label: str = "1000_patients",
-                   period_days: float = 91.0) -> dict[str, Any]:
+                   period_days: float = 91.0, base: float | None = None) -> dict[str, Any]:
     """The ``specialist`` block of summary.json.
 
-    ``patients``: the base of the per-``per`` figures, per replication (closed: cohort size; open: the
-    population served). ``warmup``: referrals before this day are left out of the steady-state figures
+    ``patients``: patients simulated, over all replications (the base of ``referred``). ``base``: the base
+    of the per-``per`` figures, per replication (closed: cohort size, the default; open: the population
+    served). ``warmup``: referrals before this day are left out of the steady-state figures
     (``steady_state``); the top-level figures cover the whole run. Waits are in days; shares in [0, 1].
     """
     ep = episodes(events, horizon)
@@ -188,9 +189,10 @@ def clinic_summary(events: pd.DataFrame, *, horizon: float, clinic: ClinicConfig
     n_ref = len(ep)
     counts = ep["status"].value_counts() if n_ref else pd.Series(dtype=int)
     km = wait_km(ep)
-    scale = per / patients if patients > 0 else math.nan
+    base = patients / reps if base is None else base
+    scale = per / base if base > 0 else math.nan
     out: dict[str, Any] = {
-        "referred": round(n_ref / (patients * reps), 4) if patients > 0 else None,
+        "referred": round(n_ref / patients, 4) if patients > 0 else None,
         "wait_days_median": km["median"],
         "wait_days_median_ci95": km["median_ci95"],
         "wait_days_p90": km["p90"],

@@ -152,13 +152,16 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         **summarize(events_rel, outcomes),
     }
 
-    def clinic_block(ev: pd.DataFrame, n_reps: int) -> dict[str, Any]:
-        return clinic_summary(ev, horizon=horizon, clinic=clinic, patients=base, replications=n_reps, warmup=warmup,
-                              per=per, per_label=per_label, period_days=365.25 if warmup > 0 else 91.0)
+    def clinic_block(ev: pd.DataFrame, reps_in: list[int]) -> dict[str, Any]:
+        n = sum(setups[r][0] for r in reps_in)
+        return clinic_summary(ev, horizon=horizon, clinic=clinic, patients=n, replications=len(reps_in),
+                              warmup=warmup, per=per, per_label=per_label, base=base,
+                              period_days=365.25 if warmup > 0 else 91.0)
 
-    summary["specialist"] = clinic_block(events, reps)
+    summary["specialist"] = clinic_block(events, list(range(reps)))
     if scenario.population is not None:
-        summary["n_patients"] = int(sum(s[0] for s in setups))
+        summary["n_patients"] = round(sum(s[0] for s in setups) / reps)
+        summary["n_patients_by_replication"] = [s[0] for s in setups]
         summary["population"] = entry_cohort_summary(events_rel, outcomes, warmup)
     if reps > 1:
         per_rep = []
@@ -166,7 +169,7 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
             ev_r = events[events["replication"] == r]
             out_r = outcomes[outcomes["replication"] == r]
             flat = flat_metrics({**summarize(events_rel[events_rel["replication"] == r], out_r),
-                                 "specialist": clinic_block(ev_r, 1)})
+                                 "specialist": clinic_block(ev_r, [r])})
             if scenario.population is not None:
                 flat.update(flat_metrics({"population": entry_cohort_summary(
                     events_rel[events_rel["replication"] == r], out_r, warmup)}))
