@@ -210,6 +210,7 @@ class Simulation:
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
         n_visits = 0
+        pain = p.baseline
 
         log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
@@ -222,32 +223,48 @@ class Simulation:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
             now = env.now
             if decision.stop_all and lines:
-                self._stop_all(p, lines, now, decision.rule)
+                if decision.trigger == "refer":
+                    self._stop_for_referral(p, lines, now, decision.rule)
+                else:
+                    self._stop_all(p, lines, now, decision.rule)
             if decision.trigger == "stay":
                 return
             # "continue": a protocol keeps the regimen for another step (no transition).
             if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                # The pathway refused the policy's proposal: refer instead (P9) and record why.
-                if lines:
-                    self._stop_all(p, lines, now, "P9.refractory_referral")
-                if not fire(self.table, p, "refer"):
+                # The pathway refused the policy's proposal: refer instead (P9) and record why; after a
+                # specialist consult, discharge to primary care on the current regimen (P9.discharge_plan).
+                if fire(self.table, p, "refer"):
+                    decision = Decision("refer", rule="P9.refractory_referral")
+                    self._stop_for_referral(p, lines, now, "P9.refractory_referral")
+                elif fire(self.table, p, "discharge"):
+                    decision = Decision("discharge", rule="P9.discharge_plan")
+                else:
+                    if lines:
+                        self._stop_all(p, lines, now, "P9.refractory_referral")
                     return
-                decision = Decision("refer", rule="P9.refractory_referral")
             if decision.trigger != "continue":
                 log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
-            if p.state == "relieved":
+            if p.state in ("relieved", "discharged"):
                 yield from self._maintenance(p, lines)
                 return
             if p.state == "specialist_referral":
-                outcome = yield from self._specialist(p, ltfu_day)
+                outcome = yield from self._specialist(p, lines, ltfu_day, adv)
                 if outcome == "dropout":
+                    self._stop_all(p, lines, env.now, "X.dropout")
                     fire(self.table, p, "drop_out")
                     log(i, env.now, E_DROPOUT, p.state, rule="X.dropout")
                     return
                 if outcome == "relief":
                     fire(self.table, p, "relief")
                     log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
-                return
+                    yield from self._maintenance(p, lines)
+                    return
+                if outcome == "waiting":
+                    return
+                # A consult without relief returns the patient to the pathway's remaining options, decided by
+                # the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                decision = next_step(p, ctx, "none", env.now - entry, pain)
+                continue
             for j in decision.start:
                 why = contraindication(t.drugs[j], facts)
                 if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
@@ -466,28 +483,78 @@ class Simulation:
             if self._adverse_event(p, line, ae, env.now):
                 lines.remove(line)
 
-    def _specialist(self, p: PatientModel, ltfu_day: float):
-        """Queue at the pain clinic (P9), wait for the consult, draw its outcome.
+    def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
+        """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
+        except a strong opioid, which P8 stops when it has not worked (P8.stop_ineffective); under 'stop'
+        every drug stops (v0.1)."""
+        if self.ctx.policy.referral.while_waiting == "stop":
+            self._stop_all(p, lines, now, rule)
+            return
+        drugs = self.tables.drugs
+        for ln in [ln for ln in lines if drugs[ln.drug].drug_class == "strong_opioid"]:
+            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule="P8.stop_ineffective")
+            lines.remove(ln)
+        p.active = [ln.drug for ln in lines]
+
+    def _carry_on(self, p: PatientModel, lines: list[_Line], until: float, ltfu_day: float,
+                  event: simpy.Event | None = None):
+        """The regimen continues (titration steps, adverse events) until day ``until``, until ``event`` fires,
+        or until loss to follow-up. Returns "event", "until", "dropout" or "horizon"."""
+        env = self.env
+        horizon = self.config.horizon_days
+        end = min(until, horizon)
+        while True:
+            if event is not None and event.triggered:
+                self._log_doses(p.idx, p, lines, env.now)
+                return "event"
+            nxt, kind, line, ae = self._next_event(lines, end, ltfu_day)
+            wait = max(nxt - env.now, 0.0)
+            if event is None:
+                if wait > 0:
+                    yield env.timeout(wait)
+            else:
+                yield event | env.timeout(wait)
+                if event.triggered:
+                    continue
+            now = env.now
+            self._log_doses(p.idx, p, lines, now)
+            if kind == "eval":
+                return "until" if until <= horizon else "horizon"
+            if kind == "dropout":
+                return "dropout"
+            if self._adverse_event(p, line, ae, now):
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+
+    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray):
+        """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
 
         Returns "dropout" (left the queue or care), "relief", "no_relief", or "waiting" (the horizon came
-        first). The clinic (:mod:`simulator.clinic`) decides when the consult starts."""
+        first). The clinic (:mod:`simulator.clinic`) decides when the consult starts. With
+        ``policy.referral.bridge_tramadol`` tramadol is started while waiting (P7 permitting) and stopped
+        at the consult (P9.tramadol_bridge)."""
         env = self.env
         t = self.tables
         i = p.idx
-        horizon = self.config.horizon_days
         queued = env.now
         self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
         u = self.special[i].tolist()
+        bridge = None
+        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed():
+            bridge = self._start_drug(p, self.ctx.tramadol, queued, "P9.tramadol_bridge", adv, lines)
+            lines.append(bridge)
+            p.active = [ln.drug for ln in lines]
         req = self.clinic.request(i, u[3])
-        leave = min(ltfu_day, horizon)
-        if not req.event.triggered:
-            yield req.event | env.timeout(max(leave - env.now, 0.0))
-        if not req.event.triggered:
+        why = yield from self._carry_on(p, lines, math.inf, ltfu_day, req.event)
+        if why != "event":
             self.clinic.cancel(req)
-            return "dropout" if ltfu_day < horizon else "waiting"
+            return "dropout" if why == "dropout" else "waiting"
+        p.consulted = True
         self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
                   rule="P9.specialist_consult")
-        yield env.timeout(t.specialist["consult_days"])
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["consult_days"], ltfu_day)
+        if why != "until":
+            return "dropout" if why == "dropout" else "waiting"
         fire(self.table, p, "consult")
         if u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
@@ -497,16 +564,17 @@ class Simulation:
             code = 2 if ok else 3
         self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
         self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
+        if bridge is not None and bridge in lines:
+            self._log(i, env.now, E_STOP, p.state, drug=bridge.drug, dose=bridge.dose_at(env.now),
+                      rule="P9.tramadol_bridge")
+            lines.remove(bridge)
+            p.active = [ln.drug for ln in lines]
         if not ok:
             return "no_relief"
-        relief_day = env.now + t.specialist["days_to_relief"]
-        if ltfu_day < relief_day:
-            if ltfu_day < horizon:
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
-                return "dropout"
-            return "no_relief"
-        yield env.timeout(relief_day - env.now)
-        return "relief"
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day)
+        if why == "until":
+            return "relief"
+        return "dropout" if why == "dropout" else "waiting"
 
 
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:
