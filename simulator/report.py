@@ -33,7 +33,7 @@ STATE_LABELS = {
     "assessment": "assessment", "topical": "topical", "first_line": "first-line drug", "add_on": "add-on combination",
     "switch": "switched drug", "tramadol": "tramadol", "strong_opioid": "strong opioid",
     "specialist_referral": "waiting for specialist", "specialist_care": "specialist care", "relieved": "relieved",
-    "dropped_out": "dropped out",
+    "dropped_out": "dropped out", "discharged": "back in primary care after the specialist",
 }
 SECTIONS = ("statement", "scenarios", "summary", "time-to-relief", "adverse-events", "pathway-occupancy",
             "specialist-queue", "parameters", "reproducibility")
