@@ -293,7 +293,22 @@ def queue_table(runs: Sequence[RunData]) -> str:
         "<p>Waits are Kaplan-Meier estimates: a consult is the event; patients who left the queue (drop-out, "
         "loss to follow-up) and those still waiting at the horizon are censored, and leavers are never counted "
         "as waiting. Utilisation is consults started divided by the consults the clinic could start. Steady "
-        "state: referrals after the warm-up of an open population.</p>")
+        "state: referrals after the warm-up of an open population.</p>") + "".join(
+        _entry_cohort_table(r) for r in runs if r.summary.get("population"))
+
+
+def _entry_cohort_table(r: RunData) -> str:
+    """Open populations: time to relief by year of entry and for the steady state (entered after warm-up)."""
+    pop = r.summary["population"]
+    blocks = [(f"day {c['from_day']:.0f}-{c['to_day']:.0f}", c) for c in pop["by_entry_cohort"]]
+    if pop.get("steady_state"):
+        blocks.append((f"steady state (entered after day {pop['warmup_days']:.0f})", pop["steady_state"]))
+    rows = [[html.escape(r.name), label, b["patients"], *(b["time_to_relief"]["relieved_by_day"].get(d) for d in
+                                                          ("84", "182", "365")), b["referred"]] for label, b in blocks]
+    return ("<h3>Outcomes by entry cohort</h3>" + table(
+        ["scenario", "entered", "patients", "relieved by day 84", "by day 182", "by day 365", "referred"], rows) +
+        "<p>Days since each patient's own entry; Kaplan-Meier, censored at the horizon (late cohorts are followed "
+        "for less time).</p>")
 
 
 # ------------------------------------------------------------------------------------------------
