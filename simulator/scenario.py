@@ -50,6 +50,9 @@ class Scenario(Strict):
         if self.population is not None and self.specialist.slots_per_week_per_100k is None:
             raise ValueError("an open population (population:) needs specialist.slots_per_week_per_100k, the "
                              "clinic's consults per week per 100,000 people served; add it, e.g. 1.5")
+        if self.population is not None and self.population.warmup_days >= self.horizon_days:
+            raise ValueError(f"population.warmup_days ({self.population.warmup_days:g}) must be shorter than "
+                             f"horizon_days ({self.horizon_days}); shorten the warm-up or lengthen the run")
         return self
 
     def with_overrides(self, **kw: object) -> Scenario:
