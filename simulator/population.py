@@ -19,6 +19,7 @@ import pandas as pd
 
 from .arrivals import DAYS_PER_YEAR, entry_days
 from .clinic import ClinicConfig
+from .errors import InputError
 from .outcomes import patient_outcomes, summarize
 from .scenario import Scenario
 
@@ -33,8 +34,12 @@ def replication_setup(scenario: Scenario, replication: int, consult_days: float 
         clinic = scenario.specialist.config(patients=scenario.patients, service_days=consult_days)
         return scenario.patients, None, clinic
     days = entry_days(pop, scenario.seed, replication, float(scenario.horizon_days))
+    if len(days) == 0:
+        raise InputError(f"the population brings no patient into the run (replication {replication})",
+                         file=scenario.source_path or None, field="population.incidence_per_100k",
+                         fix="raise population.size, incidence_per_100k or prevalent, or lengthen horizon_days")
     clinic = scenario.specialist.config(population=pop.size, service_days=consult_days)
-    return max(len(days), 1), days, clinic
+    return len(days), days, clinic
 
 
 def relative_outcomes(events: pd.DataFrame, entries: list[np.ndarray], horizon: float
@@ -74,7 +79,11 @@ def entry_cohort_summary(events_rel: pd.DataFrame, outcomes: pd.DataFrame, warmu
         ids = pd.MultiIndex.from_frame(sub[key])
         ev = events_rel[pd.MultiIndex.from_frame(events_rel[key]).isin(ids)]
         s = summarize(ev, sub)
-        return {"patients": int(len(sub)), "time_to_relief": s["time_to_relief"],
+        ttr = s["time_to_relief"]
+        longest = float(sub["followup_days"].max()) if len(sub) else 0.0
+        # Not estimable (rather than 0) for days beyond anyone's follow-up in this cohort.
+        ttr["relieved_by_day"] = {d: (v if float(d) <= longest else None) for d, v in ttr["relieved_by_day"].items()}
+        return {"patients": int(len(sub)), "time_to_relief": ttr,
                 "referred": round(float(sub["referred"].mean()), 4) if len(sub) else None}
 
     entry = outcomes["entry_day"].to_numpy(float)

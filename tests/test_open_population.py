@@ -87,3 +87,30 @@ def test_open_population_steady_state_does_not_depend_on_horizon(size: float, ho
     c2 = runs[h2].summary["population"]["by_entry_cohort"][2]["time_to_relief"]["relieved_by_day"]["182"]
     assert c1 == pytest.approx(c2, abs=0.01)
     assert np.isfinite(runs[h2].summary["specialist"]["steady_state"]["wait_days_median"])
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"population": {"size": 1000, "incidence_per_100k": 100}, "specialist": {}}, "slots_per_week_per_100k"),
+    ({"population": {"size": 1000, "incidence_per_100k": 100, "warmup_days": 900},
+      "specialist": {"slots_per_week_per_100k": 1}}, "warmup_days"),
+    ({"specialist": {"changes": [{"from_week": 30, "factor": 2}, {"from_week": 10, "factor": 1}]}}, "order"),
+])
+def test_bad_clinic_or_population_is_one_clear_error(change: dict, message: str):
+    """Protects: an open population without a capacity per 100,000, a warm-up as long as the run, or
+    capacity changes out of order are input errors naming the field, not a crash or a silent default."""
+    from simulator.errors import InputError
+
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    with pytest.raises(InputError) as err:
+        sc.with_overrides(horizon_days=730, **change)
+    assert message in str(err.value)
+
+
+def test_capacity_sweep_plots_waits_by_default():
+    from simulator.sweep import DEFAULT_METRIC, default_metric
+
+    closed = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    opened = load_scenario(ROOT / "scenarios" / "open-population.yaml")
+    assert default_metric("specialist.slots_per_week_per_1000", closed) == "specialist.wait_days_median"
+    assert default_metric("specialist.slots_per_week_per_100k", opened) == "specialist.steady_state.wait_days_median"
+    assert default_metric("policy.visit_interval_days", opened) == DEFAULT_METRIC
