@@ -217,7 +217,7 @@ class Simulation:
             log(i, entry, E_EXCLUDE, "assessment", drug=j, rule=why)
         decision = first_choice(p, ctx)
         if self.decide is not None:
-            decision = self.decide(p, None, entry, p.baseline, decision)
+            decision = self.decide(p, None, 0.0, p.baseline, decision)
 
         while True:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
