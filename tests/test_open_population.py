@@ -121,7 +121,7 @@ def test_open_population_common_random_numbers_across_policies():
     """Protects: in an open population two policies on the same seed see the same people entering on the
     same days (arrivals do not depend on the policy), and a rerun is identical."""
     sc = load_scenario(ROOT / "scenarios" / "open-population.yaml")
-    sc = sc.with_overrides(horizon_days=500, population={**sc.population.model_dump(), "size": 60000,
+    sc = sc.with_overrides(horizon_days=400, population={**sc.population.model_dump(), "size": 40000,
                                                          "warmup_days": 100})
     other = sc.with_overrides(policy={"name": "duloxetine-first", "first_line": "duloxetine_first"})
     a, b, again = simulate(sc, seed=8), simulate(other, seed=8), simulate(sc, seed=8)
@@ -130,7 +130,7 @@ def test_open_population_common_random_numbers_across_policies():
         ev = res.events
         return ev[ev["event"] == "assessment"].set_index("patient")["day"]
 
-    assert entries(a).equals(entries(b)) and len(entries(a)) > 100
+    assert entries(a).equals(entries(b)) and len(entries(a)) > 50
     first = lambda res: res.events[res.events["event"] == "drug_start"].groupby("patient")["drug"].first()  # noqa: E731
     assert (first(a).astype(str) != first(b).astype(str)).any()  # the policies do differ
     assert a.events.equals(again.events) and a.summary == again.summary
