@@ -245,11 +245,44 @@ def _queue_base(r: RunData) -> tuple[float, str]:
     return r.n / max(1, int(r.summary.get("replications", 1))) / 1000.0, "per 1,000 patients"
 
 
+def utilisation_series(events: pd.DataFrame, clinic: Any, horizon: float, step: float = 28.0) -> pd.DataFrame:
+    """Per ``step``-day bin (index: its first day): consults started / consults the clinic could start,
+    mean over replications with its 95% CI (``mean``, ``lo``, ``hi``)."""
+    from .queue_stats import episodes
+    from .stats import mean_ci
+
+    ep = episodes(events, horizon)
+    seen = ep[ep["status"] == "seen"]
+    reps = sorted(int(r) for r in events["replication"].unique()) or [0]
+    starts = np.arange(0.0, horizon, step)
+    rows = []
+    for t0 in starts:
+        t1 = min(t0 + step, horizon)
+        offered = clinic.offered(t0, t1)
+        per = [float(((seen["replication"] == r) & (seen["end"] >= t0) & (seen["end"] < t1)).sum()) / offered
+               if offered > 0 else np.nan for r in reps]
+        rows.append(mean_ci(per))
+    return pd.DataFrame(rows, columns=["mean", "lo", "hi"], index=pd.Index(starts, name="day"))
+
+
+def _clinic_of(r: RunData) -> Any:
+    """The run's clinic settings, rebuilt from its manifest (None if the manifest lacks them)."""
+    from .clinic import CapacitySpec
+
+    res = r.manifest.get("scenario_resolved") or {}
+    if "specialist" not in res:
+        return None
+    spec = CapacitySpec(**res["specialist"])
+    pop = res.get("population")
+    return spec.config(population=pop["size"]) if pop else spec.config(patients=int(res.get("patients", r.n)))
+
+
 def queue_figure(runs: Sequence[RunData]) -> str:
-    """Specialist queue length over time (mean and 95% CI band over replications), and the median wait of
-    referrals by the day they were made (Kaplan-Meier, censored at the horizon, 95% CI band)."""
+    """Specialist queue length over time (mean and 95% CI band over replications), the median wait of
+    referrals by the day they were made (Kaplan-Meier, censored at the horizon, 95% CI band), and the
+    clinic's utilisation over time (consults started / consults it could start, 4-week bins)."""
     plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
     label = ""
     for r in runs:
         qs = queue_series(r.events, r.horizon)
@@ -259,10 +292,15 @@ def queue_figure(runs: Sequence[RunData]) -> str:
         w = qs.dropna(subset=["median_wait_days"])
         a2.plot(w.index, w["median_wait_days"], marker="o", ms=2.5, lw=1.0, label=r.name, color=line.get_color())
         a2.fill_between(w.index, w["wait_lo"], w["wait_hi"], color=line.get_color(), alpha=0.2, lw=0)
+        clinic = _clinic_of(r)
+        if clinic is not None:
+            u = utilisation_series(r.events, clinic, r.horizon)
+            a3.step(u.index, u["mean"], where="post", color=line.get_color(), lw=1.5, label=r.name)
+            a3.fill_between(u.index, u["lo"].clip(lower=0), u["hi"], step="post", color=line.get_color(), alpha=0.2, lw=0)
     for r in runs:
         warm = ((r.manifest.get("scenario_resolved") or {}).get("population") or {}).get("warmup_days")
         if warm:
-            for a in (a1, a2):
+            for a in (a1, a2, a3):
                 a.axvline(warm, color="grey", ls="--", lw=1)
     a1.set_xlabel("day of the run")
     a1.set_ylabel(f"waiting {label}")
@@ -270,7 +308,11 @@ def queue_figure(runs: Sequence[RunData]) -> str:
     a2.set_xlabel("day the referral was made (4-week bins)")
     a2.set_ylabel("median wait (days, Kaplan-Meier)")
     a2.set_title("Waits for a consult by referral date")
-    for a in (a1, a2):
+    a3.set_xlabel("day of the run (4-week bins)")
+    a3.set_ylabel("consults started / offered")
+    a3.set_title("Clinic utilisation")
+    a3.set_ylim(0, 1.1)
+    for a in (a1, a2, a3):
         a.grid(alpha=0.3)
         a.set_xlim(0, max(r.horizon for r in runs))
     a1.legend(loc="upper left")
