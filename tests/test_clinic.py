@@ -191,3 +191,46 @@ def test_arrivals_by_year_table():
     y = np.bincount((days // 365.25).astype(int), minlength=3)
     assert y[0] == pytest.approx(100, rel=0.3) and y[1] == pytest.approx(400, rel=0.2)
     assert y[2] == pytest.approx(400, rel=0.2)  # the last year's rate holds after
+
+
+# ------------------------------------------------------------------------------------------------
+# Engine-level invariants of the clinic (property-based)
+# ------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=8, deadline=None)
+@given(per_1000=st.floats(0.3, 12), ltfu=st.floats(0, 2), change_week=st.integers(0, 80),
+       factor=st.floats(0, 3), seed=st.integers(0, 50))
+def test_clinic_in_the_engine_respects_capacity_fifo_and_uses_every_slot(per_1000, ltfu, change_week, factor, seed):
+    """For any capacity, capacity change and loss to follow-up: consults never outrun the slots offered,
+    patients are seen first come first served, nobody is seen after leaving the queue, and no slot is
+    wasted while someone waits (the calendar is work-conserving)."""
+    from pathlib import Path
+
+    from simulator.runner import simulate
+    from simulator.scenario import load_scenario
+
+    root = Path(__file__).resolve().parent.parent
+    sc = load_scenario(root / "scenarios" / "early-referral.yaml")
+    sc = sc.with_overrides(specialist={"slots_per_week_per_1000": per_1000,
+                                       "changes": [{"from_week": change_week, "factor": factor}]},
+                           policy={**sc.policy.model_dump(mode="json"), "loss_to_follow_up_per_year": ltfu})
+    n, horizon = 150, 730.0
+    res = simulate(sc, patients=n, replications=1, seed=seed)
+    ep = qs.episodes(res.events, horizon)
+    cfg = sc.specialist.config(patients=n)
+    slots = slot_times(cfg, horizon)
+    seen = ep[ep["status"] == "seen"].sort_values(["queued", "end"])
+    # capacity: consults started by each slot day <= slots offered by then
+    starts = np.sort(seen["end"].to_numpy())
+    assert all(np.searchsorted(starts, t + 1e-3, side="right") <= np.searchsorted(slots, t + 1e-3, side="right")
+               for t in np.concatenate([slots, [horizon]]))
+    # first come, first served
+    assert np.all(np.diff(seen["end"].to_numpy()) >= -1e-3)
+    # a leaver is never seen; waits are not negative
+    assert (ep["wait"] >= -1e-9).all()
+    assert not set(ep.loc[ep["status"] == "left", "patient"]) & set(seen["patient"])
+    # work-conserving: at each slot with someone queued just before it, a consult starts
+    waiting_before = qs.queue_length(ep, slots - 1e-3)
+    used = np.isin(np.round(slots, 3), np.round(starts, 3))
+    assert np.all(used[waiting_before > 0])
