@@ -85,9 +85,18 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _size(self) -> Scenario:
-        total = self.patients * self.replications
+        if self.population is not None:  # an open population: the patients expected to enter
+            pop = self.population
+            n = pop.prevalent + pop.expected_arrivals(0.0, float(self.horizon_days))
+            if n > MAX_PATIENTS:
+                raise ValueError(f"the open population would bring about {n:,.0f} patients per replication, above "
+                                 f"the {MAX_PATIENTS:,} one replication holds; lower population.size or the incidence, "
+                                 "or shorten horizon_days (README, Large cohorts)")
+            total = n * self.replications
+        else:
+            total = self.patients * self.replications
         if total > MAX_PATIENT_REPLICATIONS:
-            raise ValueError(f"patients x replications is {total:,}, above the {MAX_PATIENT_REPLICATIONS:,} one run "
+            raise ValueError(f"patients x replications is {total:,.0f}, above the {MAX_PATIENT_REPLICATIONS:,} one run "
                              "holds in memory; use fewer replications, or several runs with different seeds "
                              "(README, Large cohorts)")
         return self

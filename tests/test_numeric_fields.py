@@ -134,8 +134,11 @@ SCENARIO = {"name": "numbers", "cohort": str(COHORT), "patients": 20, "policy": 
 PROTOCOL = {**SCENARIO, "policy": {"protocol": {"steps": [
     {"drug": "gabapentin", "dose": 1200, "weeks": 6, "next_if_nrs_above": 3, "action": "add"},
     {"drug": "nortriptyline", "dose": "target", "weeks": 10}]}}}
+POPULATION = {**SCENARIO, "horizon_days": 400, "population": {
+    "size": 20000, "incidence_per_100k": 200, "incidence_by_year": [200, 250], "prevalent": 5, "warmup_days": 100},
+    "specialist": {"slots_per_week_per_100k": 0.6}}
 SCENARIO_PATHS = sorted({p for p in numeric_paths(Scenario, SCENARIO) + numeric_paths(Scenario, PROTOCOL)
-                         if p[0] != "clinical_overrides"}, key=str)
+                         + numeric_paths(Scenario, POPULATION) if p[0] != "clinical_overrides"}, key=str)
 COHORT_DOC = read_yaml(COHORT)
 COHORT_PATHS = numeric_paths(CohortSpec, COHORT_DOC)
 
@@ -188,7 +191,7 @@ def test_the_walker_finds_the_numeric_fields() -> None:
 @pytest.mark.parametrize("path", SCENARIO_PATHS, ids=_shown)
 def test_every_scenario_number_is_checked(tmp_path: Path, path: tuple, kind: str) -> None:
     """NaN, inf and a negative value in any scenario or policy number: exit 2 naming file and field."""
-    base = PROTOCOL if "protocol" in path else SCENARIO
+    base = PROTOCOL if "protocol" in path else POPULATION if path[0] in ("population", "specialist") else SCENARIO
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(_set(base, path, _bad(kind, path))))
     res = _cli(["run", str(f), "--out", str(tmp_path / "out"), "--quiet", "--no-report"])
