@@ -250,3 +250,20 @@ def test_every_packaged_number_is_checked(name: str) -> None:
             text = err.value.paragraph()
             cut = next((i for i, p in enumerate(path) if p in ("value", "default")), len(path))
             assert name in text and _shown(path[:cut]) in text, (path, kind, text)  # the parameter is named
+
+
+def test_every_clinical_parameter_states_its_unit() -> None:
+    """'With units': every parameter of clinical.yaml names its unit, which decides its allowed range."""
+    missing: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict) and "value" in node and "source" in node:
+            if not node.get("unit"):
+                missing.append(path)
+            return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}".strip("."))
+
+    walk(load_clinical().model_dump(mode="python"), "")
+    assert missing == []
