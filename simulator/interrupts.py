@@ -27,8 +27,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def install_signal_handlers() -> None:
-    """Make SIGTERM raise ``SystemExit(143)`` in the main thread (Ctrl-C already raises KeyboardInterrupt)."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    """Make SIGTERM raise ``SystemExit(143)`` in the main thread (Ctrl-C already raises KeyboardInterrupt).
+    Does nothing when called outside the main thread (Python allows signal handlers only there)."""
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (the CLI embedded in a server, say)
+        pass
 
 
 def _worker_init(parent: int) -> None:
