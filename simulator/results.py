@@ -222,11 +222,11 @@ def atomic_folder(dest: str | Path, fill: Callable[[Path], None], overwrite: boo
             except OSError:
                 pass
         if old is not None and old.exists() and not dest.exists():
-            os.rename(old, dest)
+            os.rename(old, dest)  # put the replaced folder back
+            old = None
         raise
-    finally:
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+    if old is not None:  # the new folder is in place: the replaced one goes
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
