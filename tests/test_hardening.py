@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.cli import main
 
@@ -325,3 +327,33 @@ def test_packaged_names_resolve(tmp_path: Path) -> None:
     bad = tmp_path / "t.yaml"
     bad.write_text("name: x\ncohort: no-such-cohort\n")
     _refused(_cli(["run", bad]), "no-such-cohort", "mixed-primary-care")
+
+
+# ---- properties of the two helpers every name goes through -----------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_folder_names_are_single_safe_components(label: str) -> None:
+    """Whatever the label, its folder name is one path component of safe characters, never '.' or '..'."""
+    from simulator.results import folder_name
+
+    name = folder_name(label)
+    assert 1 <= len(name) <= 60
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+    assert ".." not in name and name not in (".", "..") and not name.startswith(("-", "."))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=80).filter(
+    lambda s: not s.endswith("\\")))
+def test_rich_prints_escaped_names_as_written(label: str) -> None:
+    """Whatever the name, rich prints esc(name) as the name itself: brackets and backslashes are not markup."""
+    from rich.console import Console
+
+    from simulator.cli import esc
+
+    console = Console(width=10_000, emoji=False, highlight=False, color_system=None)
+    with console.capture() as cap:
+        console.print(esc(label), end="", soft_wrap=True)
+    assert cap.get() == label
