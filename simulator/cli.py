@@ -244,7 +244,7 @@ def run(scenario: str, patients: int | None, seed: int | None, replications: int
     sc = load_scenario(scenario)
     sc.with_overrides(patients=patients, seed=seed, replications=replications)  # size limits, before simulating
     dest = Path(out) if out else default_run_dir(sc)
-    preflight_out(dest, force=force)
+    preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress(f"simulating {esc(sc.name)}", enabled=not quiet)
     try:
         result = simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers,

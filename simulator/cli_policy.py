@@ -94,7 +94,7 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
                          field="SCENARIOS", fix=f"compare at most {MAX_SCENARIOS} scenarios at a time")
     scs = [load_scenario(s) for s in scenarios]
     dest = Path(out) if out else default_compare_dir()
-    preflight_out(dest, force=force)
+    preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress("comparing", enabled=not quiet)
     try:
         c = run_compare(scs, patients=patients, replications=replications, seed=seed, workers=workers,
@@ -149,7 +149,7 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
         raise InputError(f"{len(vals)} values given; a sweep takes 1 to {MAX_SWEEP_VALUES}", field="--values",
                          fix="give comma-separated values, e.g. 7,14,28")
     dest = Path(out) if out else default_dir("sweep", sc)
-    preflight_out(dest, force=force)
+    preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress(f"sweeping {esc(param)}", enabled=not quiet)
     try:
         data, runs = run_sweep(sc, param, vals, metric=metric or default_metric(param, sc), patients=patients,
@@ -187,7 +187,7 @@ def tornado(scenario: str, params_file: str, metric: str | None, patients: int |
     sc = load_scenario(scenario)
     params = load_tornado_params(params_file)
     dest = Path(out) if out else default_dir("tornado", sc)
-    preflight_out(dest, force=force)
+    preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress("one-way sensitivity", enabled=not quiet)
     try:
         data, base = run_tornado(sc, params, metric=metric or DEFAULT_METRIC, patients=patients, replications=replications,

@@ -85,16 +85,17 @@ def _is_result_folder(path: Path) -> bool:
     return path.is_dir() and (not any(path.iterdir()) or any((path / m).exists() for m in RESULT_MARKERS))
 
 
-def preflight_out(dest: str | Path, *, force: bool = False, option: str = "--out", kind: str = "folder") -> Path:
+def preflight_out(dest: str | Path, *, force: bool = False, option: str = "--out", kind: str = "folder",
+                  unique: bool = False) -> Path:
     """Check before simulating that ``dest`` can be written; raise InputError naming ``option`` otherwise.
 
     ``kind`` is ``"folder"`` (a run/comparison folder: must not exist unless ``force``, and then only a
     painpath output folder or an empty one is replaced) or ``"file"`` (an output file: may be replaced,
-    must not be a folder).
+    must not be a folder). ``unique``: a default name, made unique when written, so it may exist now.
     """
     check_path_text(dest, field=option)
     dest = Path(dest)
-    if dest.exists() or dest.is_symlink():
+    if (dest.exists() or dest.is_symlink()) and not unique:
         if kind == "file":
             if dest.is_dir():
                 raise InputError(f"'{dest}' is a folder", field=option, fix="name a file")

@@ -357,3 +357,19 @@ def test_rich_prints_escaped_names_as_written(label: str) -> None:
     with console.capture() as cap:
         console.print(esc(label), end="", soft_wrap=True)
     assert cap.get() == label
+
+
+def test_default_names_are_made_unique_not_refused(tmp_path: Path, monkeypatch) -> None:
+    """A default run folder name already taken (a run in the same second) gets a suffix; nothing is refused
+    or replaced."""
+    import simulator.results as results
+
+    monkeypatch.setattr(results.time, "strftime", lambda fmt: "20260101-000000")
+    taken = tmp_path / "results" / "guideline-20260101-000000"
+    taken.mkdir(parents=True)
+    (taken / "manifest.json").write_text("{}")
+    res = _cli(["run", GUIDE, "--patients", 30, "--quiet", "--no-report"], cwd=tmp_path)
+    assert res.exit_code == 0, res.output
+    made = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert made == ["guideline-20260101-000000", "guideline-20260101-000000-2"], made
+    assert (taken / "manifest.json").read_text() == "{}"
