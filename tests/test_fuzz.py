@@ -4,8 +4,8 @@ A generator (``random.Random(seed)``) mutates a valid scenario or cohort with op
 invalid: a number replaced by NaN, an infinity, a huge or negative value, text, a boolean or a list; an
 unknown, missing or duplicated key; a wrong type; an unknown name; deep nesting; an alias bomb; broken
 syntax; bytes that are not UTF-8; a top level that is not a mapping; a cohort reference that is empty, a
-folder, a FIFO, too long or missing. Every case goes through the CLI (``run`` for scenarios, ``cohort`` and
-``run`` for cohorts) and must: exit 2; print one paragraph naming the file and (for a field mutation) the
+folder, a FIFO, too long or missing. Every case goes through the CLI (``run``, ``check``, ``lint``, ``trace``,
+``diff`` or ``compare`` for scenarios; ``cohort`` and ``run`` for cohorts) and must: exit 2; print one paragraph naming the file and (for a field mutation) the
 field; raise no traceback; finish within a time limit (no hang); leave no folder behind.
 
 The default suite runs FAST_CASES cases; ``-m slow`` runs SLOW_CASES (>= 1,000). The per-run figures
@@ -215,8 +215,11 @@ def fuzz(n: int, seed: int, tmp: Path) -> Counter:
                 args = ["run", str(sc), "--out", str(tmp / "out"), "--quiet", "--no-report"]
             elif kind == "cohort":
                 args = ["cohort", str(f), "--patients", "3"]
-            else:
-                args = ["run", str(f), "--out", str(tmp / "out"), "--quiet", "--no-report"]
+            else:  # the seven commands of the review read scenarios through the same loader
+                guide = str(ROOT / "scenarios" / "guideline.yaml")
+                args = rng.choice([["run", str(f), "--out", str(tmp / "out"), "--quiet", "--no-report"],
+                                   ["check", str(f)], ["lint", str(f)], ["trace", str(f), "--patient", "0"],
+                                   ["diff", guide, str(f)], ["compare", guide, str(f), "--out", str(tmp / "out")]])
             signal.alarm(TIME_LIMIT_S)
             try:
                 res = runner.invoke(main, args)
