@@ -210,6 +210,7 @@ class Simulation:
             if decision.stop_all and lines:
                 self._stop_all(p, lines, now, decision.rule)
             if decision.trigger == "stay":
+                self._log_doses(i, p, lines, horizon, before=True)  # the regimen runs on to the horizon
                 return
             # "continue": a protocol keeps the regimen for another step (no transition).
             if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
@@ -261,6 +262,7 @@ class Simulation:
             while outcome is None:
                 nxt, kind, line, ae = self._next_event(lines, eval_day, ltfu_day)
                 if nxt >= horizon:
+                    self._log_doses(i, p, lines, horizon, before=True)  # the log is complete to the horizon
                     yield env.timeout(horizon - env.now)
                     return
                 if nxt > env.now:
@@ -386,10 +388,12 @@ class Simulation:
                 best = (ln.aes[0][0], "ae", ln, ln.aes[0])
         return best
 
-    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
-        """Record titration steps reached up to ``now`` (P2)."""
+    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
+        """Record titration steps reached up to ``now`` (P2); with ``before``, only those strictly before
+        ``now`` (the horizon: the run simulates days < horizon)."""
+        limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= now + 1e-9:
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
                 off, dose = ln.steps[ln.next_step]
                 rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
                 self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
@@ -445,6 +449,7 @@ class Simulation:
         while True:
             nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
             if kind != "ae" or nxt >= horizon:
+                self._log_doses(p.idx, p, lines, horizon, before=True)  # the log is complete to the horizon
                 return
             if nxt > env.now:
                 yield env.timeout(nxt - env.now)
