@@ -25,7 +25,6 @@ import simpy
 
 from . import streams
 from .clinical import (
-    MAX_VISITS,
     RESPONSE_COLUMNS,
     SERIOUS_TYPES,
     ModelTables,
@@ -128,6 +127,9 @@ class Simulation:
         self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)
         self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
+        # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
+        self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
+        self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
         self.buf = array("d")
         self.env = simpy.Environment()
         slots = max(int(config.specialist_slots_per_week), 0)
@@ -184,7 +186,6 @@ class Simulation:
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
         class_u = lat.class_u[i]
         class_z = lat.class_z[i]
-        noise = lat.noise[i]
         adv = self.adverse[i]
         fu = self.followup[i]
         horizon = self.config.horizon_days
@@ -195,7 +196,6 @@ class Simulation:
         resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
-        n_visits = 0
 
         log(i, 0.0, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
@@ -289,8 +289,7 @@ class Simulation:
                                     float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
                 pain = observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd,
-                                     float(noise[n_visits % MAX_VISITS]))
-                n_visits += 1
+                                     streams.keyed_normal(self.noise_key, i, streams.day_slot(now)))
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
                 if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
                     outcome = "relief"
@@ -302,10 +301,15 @@ class Simulation:
                     detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
 
             now = env.now
+            decision = None
             if outcome != "relief":
+                if policy.protocol is not None:  # protocol steps do not read n_failed: decide first
+                    decision = next_step(p, ctx, outcome, now, pain)
+            if outcome != "relief" and (decision is None or decision.trigger != "continue"):
+                # An evaluation that changes nothing ("continue") is not a failed line.
                 p.n_failed += 1
                 # P4: a failed line may end care (named assumption: dropout_after_failed_line).
-                u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
+                u = streams.keyed_uniform(self.dropout_key, i, streams.day_slot(now))
                 if u < t.follow_up["dropout_after_failed_line"]:
                     self._stop_all(p, lines, now, "X.dropout")
                     fire(self.table, p, "drop_out")
@@ -313,7 +317,8 @@ class Simulation:
                     return
                 if outcome == "intolerable" and p.state == "add_on":
                     p.combination_failed = True
-            decision = next_step(p, ctx, outcome, now, pain)
+            if decision is None:
+                decision = next_step(p, ctx, outcome, now, pain)
             if self.decide is not None:
                 decision = self.decide(p, outcome, now, pain, decision)
 
