@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -25,7 +26,7 @@ import pandas as pd
 from .clinical import ETIOLOGY_NAMES, compile_model
 from .cohort import generate_cohort
 from .engine import EngineConfig, Simulation
-from .outcomes import events_frame, flat_metrics, patient_outcomes, summarize
+from .outcomes import SCHEMA_VERSION, events_frame, flat_metrics, patient_outcomes, resource_use, summarize
 from .overrides import model_tables
 from .pathway import definition_fingerprint
 from .policy import PolicyContext
@@ -37,13 +38,58 @@ Progress = Callable[[float], None]
 
 @dataclass
 class RunResult:
-    """A finished run: the scenario as run, its tables and its summary."""
+    """A finished run: the scenario as run, its tables and its summary.
+
+    ``events``: the event log (one row per event); ``patients``: one row per (replication, patient) with
+    attributes and outcomes; ``resources``: the long resource-use table (see
+    :func:`simulator.outcomes.resource_use`); ``summary``: the ``summary.json`` dict
+    (``docs/summary-schema.md``)."""
 
     scenario: Scenario
     events: pd.DataFrame
     patients: pd.DataFrame
     summary: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
+    resources: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def replication_table(self) -> pd.DataFrame:
+        """Per-replication metrics as a long table: scenario, replication, metric, value, unit.
+
+        ``value`` is NaN where the metric is not estimable in that replication (a median not reached, a
+        day beyond the horizon; the reason is in ``summary["not_estimable"]``)."""
+        return replication_long_table(self.scenario.name, self.summary)
+
+    def save(self, dest: str | Path, report: bool = True) -> Path:
+        """Write the run folder ``dest`` (summary.json, manifest.json, patients/events/resource_use.parquet,
+        replication_metrics.parquet and .csv, and report.html unless ``report`` is False); returns its path.
+
+        Raises :class:`~simulator.errors.InputError` if ``dest`` exists."""
+        from .results import write_run
+
+        extra = None
+        if report:
+            from .report import write_run_report
+
+            def extra(tmp: Path) -> None:
+                write_run_report(self, tmp / "report.html")
+
+        return write_run(self, dest, extra=extra)
+
+    def report(self, path: str | Path) -> Path:
+        """Render the self-contained HTML report of this run to ``path``; returns the path."""
+        from .report import write_run_report
+
+        return write_run_report(self, path)
+
+
+def replication_long_table(scenario: str, summary: dict[str, Any]) -> pd.DataFrame:
+    """scenario, replication, metric, value, unit: one row per replication and flat metric."""
+    from .metrics import unit
+
+    per = summary.get("per_replication") or [flat_metrics(summary)]
+    rows = [(scenario, r, m, math.nan if v is None else float(v), unit(m))
+            for r, metrics in enumerate(per) for m, v in metrics.items()]
+    return pd.DataFrame(rows, columns=["scenario", "replication", "metric", "value", "unit"])
 
 
 def package_version() -> str:
@@ -119,7 +165,8 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
     tables = compile_model()
     events = events_frame(raw, tables)
     reps = len(raw)
-    outcomes = patient_outcomes(events, scenario.patients, reps, float(scenario.horizon_days))
+    horizon = float(scenario.horizon_days)
+    outcomes = patient_outcomes(events, scenario.patients, reps, horizon, [d.name for d in tables.drugs])
     cohorts = []
     for r in range(reps):
         c = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=r).to_frame()
@@ -130,20 +177,20 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         cohort_df["etiology"] = [ETIOLOGY_NAMES[int(e)] for e in cohort_df["etiology"]]
     patients = cohort_df.merge(outcomes, on=["replication", "patient"], how="left")
     summary = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "scenario": scenario.name,
         "n_patients": scenario.patients,
         "replications": reps,
         "seed": scenario.seed,
         "horizon_days": scenario.horizon_days,
-        **summarize(events, outcomes),
+        **summarize(events, outcomes, horizon),
     }
     if reps > 1:
         per = []
         for r in range(reps):
             ev_r = events[events["replication"] == r]
             out_r = outcomes[outcomes["replication"] == r]
-            per.append(flat_metrics(summarize(ev_r, out_r)))
+            per.append(flat_metrics(summarize(ev_r, out_r, horizon)))
         summary["per_replication"] = per
     manifest = {
         "painpath_version": package_version(),
@@ -164,7 +211,8 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         "scenario_resolved": json.loads(scenario.model_dump_json(exclude={"source_path", "cohort_spec"})),
         "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients.",
     }
-    return RunResult(scenario=scenario, events=events, patients=patients, summary=summary, manifest=manifest)
+    return RunResult(scenario=scenario, events=events, patients=patients, summary=summary, manifest=manifest,
+                     resources=resource_use(events, outcomes))
 
 
 def _version(name: str) -> str:
