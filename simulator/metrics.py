@@ -122,7 +122,7 @@ def fmt(key: str, value: float | None, diff: bool = False) -> str:
     if k == "count" and not float(x).is_integer():
         dec = 1
     s = f"{x:+.{dec}f}" if diff else f"{x:.{dec}f}"
-    if diff and float(s) == 0:
+    if float(s) == 0:  # no "-0.0" or "+0.0"
         s = f"{0:.{dec}f}"
     return s
 

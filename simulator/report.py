@@ -261,16 +261,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    from .outcomes import flat_metrics
+    """Rows (label with unit, value [95% CI], note) of every metric (the metric registry's labels)."""
+    from .metrics import summary_rows as rows
 
-    flat = flat_metrics({k: summary[k] for k in ("time_to_relief", "pain", "adverse_events", "pathway", "specialist")
-                         if k in summary})
-    ci = summary.get("time_to_relief", {}).get("median_ci95", [None, None])
-    rows: list[list[Any]] = []
-    for k, v in flat.items():
-        rows.append([html.escape(k), v if k != "time_to_relief.median_days" else
-                     f"{_fmt(v)} (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})"])
-    return rows
+    return [[html.escape(lab), html.escape(text), html.escape(note)] for _k, lab, text, note in rows(summary)]
 
 
 def _flatten_policy(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -450,7 +444,7 @@ def run_report_html(run: RunData) -> str:
     title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
             f"seed {s.get('seed')})"
     sections = [("scenarios", "Scenario", _scenario_block([run])),
-                ("summary", "Summary", table(["metric", "value"], summary_rows(s))),
+                ("summary", "Summary", table(["metric", "value [95% CI]", "note"], summary_rows(s))),
                 *_figure_sections([run]),
                 ("parameters", "Parameters and their sources", _parameters_block([run])),
                 ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
@@ -464,37 +458,44 @@ def write_run_report(result: Any, path: str | Path) -> Path:
 
 def _comparison_tables(comp: dict[str, Any]) -> str:
     from .compare import KEY_METRICS
+    from .metrics import fmt_ci, label_with_unit
 
     names = comp["scenarios"]
     metrics = comp["metrics"]
     allm = [m for m in metrics[names[0]]]
     keys = [m for m in KEY_METRICS if m in allm] + [m for m in allm if m not in KEY_METRICS]
 
-    def cell(d: dict[str, Any] | None) -> str:
+    def cell(m: str, d: dict[str, Any] | None) -> str:
         if not d:
             return "-"
-        lo, hi = d["ci95"]
-        return f"{_fmt(d['mean'])} [{_fmt(lo)}, {_fmt(hi)}]"
+        text = fmt_ci(m, d["mean"], *d["ci95"])
+        return html.escape(text + (f" ({d['note']})" if d.get("note") else ""))
 
-    rows = [[html.escape(m), *[cell(metrics[n].get(m)) for n in names]] for m in keys]
-    out = ("<h3>Each scenario: mean across replications [95% CI]</h3>" +
-           table(["metric", *names], rows[:len(KEY_METRICS)]) +
+    rows = [[html.escape(label_with_unit(m)), *[cell(m, metrics[n].get(m)) for n in names]] for m in keys]
+    n_key = len([m for m in KEY_METRICS if m in allm])
+    out = ("<h3>Each scenario: mean across replications [95% CI]; shares in %</h3>" +
+           table(["metric", *names], rows[:n_key]) +
            "<details><summary>All metrics</summary>" + table(["metric", *names], rows) + "</details>")
     diffs = comp["differences_vs_baseline"]
-    out += f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired</h3>"
-    drows = []
+    out += (f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired; "
+            "shares in percentage points</h3>")
+    drows, key_rows = [], []
     for n in names[1:]:
         for m in keys:
             d = diffs[n].get(m)
-            if not d or d["diff"] is None:
+            if not d:
                 continue
             pw = _width(d["paired_ci95"])
             uw = _width(d["unpaired_ci95"])
-            drows.append([html.escape(n), html.escape(m), d["diff"], f"[{_fmt(d['paired_ci95'][0])}, {_fmt(d['paired_ci95'][1])}]",
-                          f"[{_fmt(d['unpaired_ci95'][0])}, {_fmt(d['unpaired_ci95'][1])}]",
-                          "-" if pw is None or not uw else f"{pw / uw:.2f}"])
-    key_rows = [r for r in drows if any(f">{m}<" in f">{r[1]}<" for m in KEY_METRICS)]
-    hdr = ["scenario", "metric", "difference", "paired 95% CI", "unpaired 95% CI", "paired/unpaired width"]
+            row = [html.escape(n), html.escape(label_with_unit(m)),
+                   html.escape(fmt_ci(m, d["diff"], *d["paired_ci95"], diff=True)),
+                   html.escape(fmt_ci(m, d["diff"], *d["unpaired_ci95"], diff=True)),
+                   "-" if pw is None or not uw else f"{pw / uw:.2f}", html.escape(d.get("note", ""))]
+            drows.append(row)
+            if m in KEY_METRICS:
+                key_rows.append(row)
+    hdr = ["scenario", "metric", "difference [paired 95% CI]", "difference [unpaired 95% CI]",
+           "paired/unpaired width", "note"]
     out += table(hdr, key_rows) + "<details><summary>All differences</summary>" + table(hdr, drows) + "</details>"
     return out
 
