@@ -339,7 +339,7 @@ def pathway_summary(outcomes: pd.DataFrame) -> dict[str, Any]:
 
 def specialist_summary(outcomes: pd.DataFrame) -> dict[str, Any]:
     waits = outcomes["wait_days"].dropna()
-    waiting = outcomes["referred"] & outcomes["wait_days"].isna()
+    waiting = outcomes["referred"] & outcomes["wait_days"].isna() & outcomes["dropout_day"].isna()
     return {
         "referred": round(float(outcomes["referred"].mean()), 4),
         "wait_days_median": round(float(waits.median()), 2) if len(waits) else None,
