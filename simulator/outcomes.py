@@ -84,9 +84,10 @@ def _codes(values: Any, categories: list[str]) -> pd.Categorical:
 
 
 def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, horizon: float,
-                     drug_names: list[str] | None = None) -> pd.DataFrame:
+                     drug_names: list[str] | None = None, dd: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (replication, patient): relief, follow-up, final state, states reached, adverse events,
-    referral and resource use (visits, ECGs, consults, drug-days)."""
+    referral and resource use (visits, ECGs, consults, drug-days). ``dd``: the :func:`drug_days` table if
+    already computed (it is computed here otherwise)."""
     idx = pd.MultiIndex.from_product([range(replications), range(n_patients)], names=["replication", "patient"])
     out = pd.DataFrame(index=idx)
     key = ["replication", "patient"]
@@ -96,7 +97,7 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
     out["relieved"] = relief.reindex(idx).notna().to_numpy()
     out["relief_day"] = relief.reindex(idx).to_numpy()
     out["dropout_day"] = drop.reindex(idx).to_numpy()
-    end = np.fmin(out["dropout_day"].fillna(horizon).to_numpy(), horizon)
+    end = followup_days(events, n_patients, replications, horizon).to_numpy()
     out["time_days"] = np.where(out["relieved"], out["relief_day"], end)
     out["followup_days"] = end
     last_state = tr.groupby(key)["state"].last()
@@ -123,7 +124,7 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
     out["n_visits"] = _count(events[events["event"].isin(["assessment", "evaluation"])], idx)
     out["n_ecgs"] = _count(events[(events["event"] == "safety_check") & (events["check"] == "ecg")], idx)
     out["n_consults"] = _count(events[(events["event"] == "consult") & events["consult_outcome"].notna()], idx)
-    use = drug_days(events, out["followup_days"])
+    use = drug_days(events, out["followup_days"]) if dd is None else dd
     per_drug = use.groupby([*key, "drug"], observed=True)["days"].sum().unstack("drug") if len(use) else None
     names = drug_names if drug_names is not None else list(events["drug"].cat.categories)
     out["drug_days"] = 0.0
@@ -133,6 +134,13 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
         out["drug_days"] += out[f"drug_days_{d}"]
     out["drug_days"] = out["drug_days"].round(3)
     return out.reset_index()
+
+
+def followup_days(events: pd.DataFrame, n_patients: int, replications: int, horizon: float) -> pd.Series:
+    """Days of follow-up of each (replication, patient): to drop-out, or to the horizon."""
+    idx = pd.MultiIndex.from_product([range(replications), range(n_patients)], names=["replication", "patient"])
+    drop = events[events["event"] == "dropout"].groupby(["replication", "patient"])["day"].min()
+    return pd.Series(np.fmin(drop.reindex(idx).fillna(horizon).to_numpy(), horizon), index=idx, name="followup_days")
 
 
 def _count(rows: pd.DataFrame, idx: pd.MultiIndex) -> np.ndarray:
@@ -172,19 +180,20 @@ def drug_days(events: pd.DataFrame, followup_days: pd.Series) -> pd.DataFrame:
     return pd.DataFrame([(*k, round(v, 3)) for k, v in sorted(acc.items())], columns=cols)
 
 
-def resource_use(events: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
+def resource_use(events: pd.DataFrame, patients: pd.DataFrame, dd: pd.DataFrame | None = None) -> pd.DataFrame:
     """The long resource-use table (``resource_use.parquet``): replication, patient, resource, drug, dose,
     quantity, unit. Resources: ``visit`` (assessment and evaluation visits), ``ecg``, ``specialist_consult``
-    and ``drug`` (days at each daily dose of each drug; dose in the drug's catalogue unit)."""
+    and ``drug`` (days at each daily dose of each drug; dose in the drug's catalogue unit). ``dd``: the
+    :func:`drug_days` table if already computed."""
     key = ["replication", "patient"]
     parts = []
     for resource, col, unit in (("visit", "n_visits", "visits"), ("ecg", "n_ecgs", "ECGs"),
                                 ("specialist_consult", "n_consults", "consults")):
         sub = patients.loc[patients[col] > 0, [*key, col]].rename(columns={col: "quantity"})
         parts.append(sub.assign(resource=resource, drug=None, dose=np.nan, unit=unit))
-    follow = patients.set_index(key)["followup_days"]
-    dd = drug_days(events, follow).rename(columns={"days": "quantity"})
-    parts.append(dd.assign(resource="drug", unit="drug-days"))
+    if dd is None:
+        dd = drug_days(events, patients.set_index(key)["followup_days"])
+    parts.append(dd.rename(columns={"days": "quantity"}).assign(resource="drug", unit="drug-days"))
     out = pd.concat(parts, ignore_index=True)
     out["quantity"] = out["quantity"].astype(float)
     out = out[[*key, "resource", "drug", "dose", "quantity", "unit"]]

@@ -26,7 +26,16 @@ import pandas as pd
 from .clinical import ETIOLOGY_NAMES, compile_model
 from .cohort import generate_cohort
 from .engine import EngineConfig, Simulation
-from .outcomes import SCHEMA_VERSION, events_frame, flat_metrics, patient_outcomes, resource_use, summarize
+from .outcomes import (
+    SCHEMA_VERSION,
+    drug_days,
+    events_frame,
+    flat_metrics,
+    followup_days,
+    patient_outcomes,
+    resource_use,
+    summarize,
+)
 from .overrides import model_tables
 from .pathway import definition_fingerprint
 from .policy import PolicyContext
@@ -166,7 +175,9 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
     events = events_frame(raw, tables)
     reps = len(raw)
     horizon = float(scenario.horizon_days)
-    outcomes = patient_outcomes(events, scenario.patients, reps, horizon, [d.name for d in tables.drugs])
+    dd = drug_days(events, followup_days(events, scenario.patients, reps, horizon))  # once, for both tables
+    outcomes = patient_outcomes(events, scenario.patients, reps, horizon, [d.name for d in tables.drugs], dd)
+    resources = resource_use(events, outcomes, dd)
     cohorts = []
     for r in range(reps):
         c = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=r).to_frame()
@@ -212,7 +223,7 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients.",
     }
     return RunResult(scenario=scenario, events=events, patients=patients, summary=summary, manifest=manifest,
-                     resources=resource_use(events, outcomes))
+                     resources=resources)
 
 
 def _version(name: str) -> str:
