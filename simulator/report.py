@@ -248,8 +248,9 @@ def queue_figure(runs: Sequence[RunData]) -> str:
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
+    if isinstance(v, float):  # fixed notation, never scientific (1.2e-05 -> 0.000012)
+        return np.format_float_positional(v, precision=digits, unique=False, fractional=False, trim="-") \
+            if abs(v) < 1000 else f"{v:.0f}"
     return html.escape(str(v))
 
 
@@ -422,7 +423,9 @@ def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, str]]:
         ("time-to-relief", "Time to relief",
          _img(km_figure(runs), "Kaplan-Meier share relieved by day") +
          "<p>Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
-         "replications, censored at drop-out and at the horizon; shaded: 95% CI.</p>"),
+         "replications, censored at drop-out and at the horizon; shaded: 95% CI. Relief seen at a visit is dated "
+         "on the visit day, so the curve steps at visits; the restricted mean time to relief (RMST, the area "
+         "above the curve to the horizon) in the summary does not depend on where a visit falls.</p>"),
         ("adverse-events", "Adverse-event burden", _img(ae_figure(runs), "adverse events by type per 100 patients")),
         ("pathway-occupancy", "Share of patients at each pathway step over time",
          _img(occupancy_figure(runs), "pathway state occupancy over time")),
