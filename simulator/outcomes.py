@@ -161,23 +161,16 @@ def drug_days(events: pd.DataFrame, followup_days: pd.Series) -> pd.DataFrame:
     df = pd.DataFrame({"replication": rows["replication"].to_numpy(), "patient": rows["patient"].to_numpy(),
                        "drug": rows["drug"].astype(str).to_numpy(), "day": rows["day"].to_numpy(float),
                        "kind": rows["event"].astype(str).map(code).to_numpy(), "dose": rows["dose"].to_numpy(float)})
-    df = df.sort_values(["replication", "patient", "drug", "day", "kind"], kind="stable")
-    follow = followup_days.to_dict() if isinstance(followup_days.index, pd.MultiIndex) else {}
-    acc: dict[tuple[int, int, str, float], float] = {}
-    cur: dict[tuple[int, int, str], tuple[float, float]] = {}  # open exposure -> (since day, dose)
-    for r, p, d, day, kind, dose in df.itertuples(index=False, name=None):
-        k = (r, p, d)
-        if k in cur:
-            since, old = cur.pop(k)
-            if day > since:
-                acc[(r, p, d, old)] = acc.get((r, p, d, old), 0.0) + (day - since)
-        if kind != 2:
-            cur[k] = (day, dose)
-    for (r, p, d), (since, dose) in cur.items():
-        end = follow.get((r, p), since)
-        if end > since:
-            acc[(r, p, d, dose)] = acc.get((r, p, d, dose), 0.0) + (end - since)
-    return pd.DataFrame([(*k, round(v, 3)) for k, v in sorted(acc.items())], columns=cols)
+    df = df.sort_values(["replication", "patient", "drug", "day", "kind"], kind="stable").reset_index(drop=True)
+    # Each start or dose step holds until the next row of the same exposure (a step or the stop), and the
+    # last one, if never stopped, to the end of follow-up. A stop opens nothing.
+    nxt = df.groupby(["replication", "patient", "drug"], sort=False)["day"].shift(-1)
+    idx = pd.MultiIndex.from_arrays([df["replication"], df["patient"]])
+    follow = followup_days.reindex(idx).to_numpy(float)
+    end = np.where(nxt.notna(), nxt.to_numpy(float), follow)
+    df["days"] = np.where(df["kind"] != 2, np.maximum(end - df["day"].to_numpy(float), 0.0), 0.0)
+    out = df[df["days"] > 0].groupby(["replication", "patient", "drug", "dose"], sort=True)["days"].sum().round(3)
+    return out.reset_index()[cols]
 
 
 def resource_use(events: pd.DataFrame, patients: pd.DataFrame, dd: pd.DataFrame | None = None) -> pd.DataFrame:
