@@ -151,8 +151,9 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
         t.add_column(h)
     for r in data["rows"]:
         note = f" ({r['note']})" if r.get("note") else ""
+        dnote = f" ({r['diff_note']})" if r.get("diff_note") else ""
         t.add_row(str(r["value"]), short_label(r["metric"]), _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], r["metric"]) + note,
-                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], r["metric"], diff=True))
+                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], r["metric"], diff=True) + dnote)
     console.print(t)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Sweep folder: {folder}")

@@ -120,10 +120,12 @@ def sweep(scenario: Scenario, param: str, values: Sequence[Any], *, metric: str 
                                    "mean": _clean(sub.loc[m, "mean"]),
                                    "ci95_lo": _clean(sub.loc[m, "lo"]), "ci95_hi": _clean(sub.loc[m, "hi"])}
             d = diffs_df[(diffs_df["scenario"] == r.scenario.name) & (diffs_df["metric"] == m)]
-            row["diff_vs_first"] = _clean(d["diff"].iloc[0]) if len(d) else 0.0
-            row["paired_lo"] = _clean(d["paired_lo"].iloc[0]) if len(d) else 0.0
-            row["paired_hi"] = _clean(d["paired_hi"].iloc[0]) if len(d) else 0.0
-            row["note"] = "; ".join(dict.fromkeys(x for x in (sub.loc[m, "note"], *(d["note"] if len(d) else ())) if x))
+            zero = 0.0 if row["mean"] is not None else None  # the first value against itself
+            row["diff_vs_first"] = _clean(d["diff"].iloc[0]) if len(d) else zero
+            row["paired_lo"] = _clean(d["paired_lo"].iloc[0]) if len(d) else zero
+            row["paired_hi"] = _clean(d["paired_hi"].iloc[0]) if len(d) else zero
+            row["note"] = sub.loc[m, "note"]
+            row["diff_note"] = d["note"].iloc[0] if len(d) else ""
             rows.append(row)
     data = {"schema_version": 2, "kind": "sweep", "scenario": scenario.name, "description": scenario.description,
             "rationale": scenario.rationale, "param": param, "values": list(values), "metric": metric,

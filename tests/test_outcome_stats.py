@@ -192,3 +192,22 @@ def test_compare_shows_rmst_difference_and_nothing_beyond_the_horizon(tmp_path: 
     m = json.loads((tmp_path / "c90" / "comparison.json").read_text())["metrics"]["guideline"]
     assert m["time_to_relief.relieved_by_day.182"]["mean"] is None
     assert "beyond the 90-day horizon" in m["time_to_relief.relieved_by_day.182"]["note"]
+
+
+def test_sweep_and_diff_say_why_a_time_point_is_missing() -> None:
+    """Sweep and diff: a day beyond the horizon has no value (not 0, not an extrapolation) and says why."""
+    from simulator.diff import diff_scenarios
+    from simulator.sweep import sweep
+
+    sc = load_scenario(GUIDE)
+    data, _ = sweep(sc, "horizon_days", [120, 365], metric="time_to_relief.relieved_by_day.182", patients=150,
+                    replications=2, seed=2)
+    first = next(r for r in data["rows"] if r["value"] == 120 and r["metric"] == "time_to_relief.relieved_by_day.182")
+    assert first["mean"] is None and first["diff_vs_first"] is None and "beyond the 120-day horizon" in first["note"]
+    later = next(r for r in data["rows"] if r["value"] == 365 and r["metric"] == "time_to_relief.relieved_by_day.182")
+    assert later["mean"] is not None and later["diff_vs_first"] is None and "beyond" in later["diff_note"]
+    short = sc.model_copy(update={"horizon_days": 120})
+    rep = diff_scenarios(short, _with_policy(short, visit_interval_days=21), patients=150, replications=2)
+    m = rep.metric("time_to_relief.relieved_by_day.365")
+    assert m.old is None and m.new is None and m.diff is None and "beyond the 120-day horizon" in m.note
+    assert rep.metric("time_to_relief.rmst_days").unit == "days"
