@@ -50,7 +50,8 @@ KEY_METRICS: tuple[str, ...] = (
 ZERO_IF_MISSING = _ZERO_IF_MISSING
 # Pooled (all replications) confidence intervals written in the summary beside a metric.
 POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
-             "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95")}
+             "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
+             "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95")}
 
 
 @dataclass

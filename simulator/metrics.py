@@ -139,7 +139,8 @@ def fmt_ci(key: str, value: float | None, lo: float | None = None, hi: float | N
 # Families shown only in full tables (reports), not in the terminal's run summary.
 DETAIL_FAMILIES: tuple[str, ...] = ("adverse_events.by_type.", "adverse_events.by_drug.", "pathway.final_state.",
                                     "resources.drug_days_by_drug.")
-_KM_CI = {"time_to_relief.median_days": "median_ci95", "time_to_relief.rmst_days": "rmst_ci95"}
+_KM_CI = {"time_to_relief.median_days": "median_ci95", "time_to_relief.rmst_days": "rmst_ci95",
+          "time_to_relief.relieved_by_horizon": "relieved_by_horizon_ci95"}
 
 
 def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str, str]]:

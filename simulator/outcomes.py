@@ -286,6 +286,12 @@ def time_to_relief(outcomes: pd.DataFrame, horizon: float, reasons: dict[str, st
     by_day: dict[str, float | None] = {}
     by_day_ci: dict[str, list[float | None]] = {}
     ci_sf = kmf.confidence_interval_survival_function_
+
+    def share_ci(d: float) -> list[float | None]:
+        pos = int(np.searchsorted(ci_sf.index.to_numpy(), d, side="right")) - 1
+        s_lo, s_hi = (float(ci_sf.iloc[pos, 0]), float(ci_sf.iloc[pos, 1])) if pos >= 0 else (1.0, 1.0)
+        return [round(1.0 - s_hi, 4), round(1.0 - s_lo, 4)]
+
     for d in RELIEF_DAYS:
         if d > horizon:
             by_day[str(d)] = None
@@ -293,12 +299,10 @@ def time_to_relief(outcomes: pd.DataFrame, horizon: float, reasons: dict[str, st
             reasons[f"time_to_relief.relieved_by_day.{d}"] = f"day {d} is beyond the {horizon:g}-day horizon"
             continue
         by_day[str(d)] = round(1.0 - float(kmf.survival_function_at_times(d).iloc[0]), 4)
-        pos = int(np.searchsorted(ci_sf.index.to_numpy(), d, side="right")) - 1
-        s_lo, s_hi = (float(ci_sf.iloc[pos, 0]), float(ci_sf.iloc[pos, 1])) if pos >= 0 else (1.0, 1.0)
-        by_day_ci[str(d)] = [round(1.0 - s_hi, 4), round(1.0 - s_lo, 4)]
+        by_day_ci[str(d)] = share_ci(d)
     return {
         "rmst_days": _finite(value), "rmst_ci95": [_finite(lo), _finite(hi)], "rmst_tau_days": float(horizon),
-        "relieved_by_horizon": round(share_at_horizon, 4),
+        "relieved_by_horizon": round(share_at_horizon, 4), "relieved_by_horizon_ci95": share_ci(horizon),
         "median_days": _finite(median), "median_ci95": [_finite(mlo), _finite(mhi)],
         "median_status": "reached" if math.isfinite(median) else "not reached",
         "relieved_by_day": by_day, "relieved_by_day_ci95": by_day_ci,
