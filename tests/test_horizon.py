@@ -4,6 +4,8 @@ reported beyond it."""
 from __future__ import annotations
 
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.runner import simulate
 from simulator.scenario import load_scenario
@@ -30,3 +32,13 @@ def test_event_log_of_a_short_run_is_the_start_of_a_long_run() -> None:
     assert (short.events["day"] < 120.0).all()
     steps = a[a["event"] == "dose_change"]
     assert len(steps) > 100  # titration steps of patients still titrating at day 120 are in both
+
+
+@settings(max_examples=5, deadline=None)
+@given(horizon=st.integers(20, 400), seed=st.integers(0, 10_000))
+def test_any_horizon_logs_a_prefix_of_the_long_run(horizon: int, seed: int) -> None:
+    """Property: whatever the horizon, its event log is exactly the part of a 730-day run before it."""
+    sc = load_scenario("scenarios/guideline.yaml")
+    short = simulate(sc.model_copy(update={"horizon_days": horizon}), patients=80, seed=seed)
+    long = simulate(sc.model_copy(update={"horizon_days": 730}), patients=80, seed=seed)
+    pd.testing.assert_frame_equal(_events_before(short.events, horizon), _events_before(long.events, horizon))
