@@ -56,7 +56,7 @@ STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 N_SERIOUS = len(SERIOUS_TYPES)
-FOLLOWUP_COLUMNS = 16
+FOLLOWUP_COLUMNS = 16  # column 0: loss to follow-up; 1-15 unused since per-visit draws are keyed (kept: same draws)
 SPECIALIST_COLUMNS = 4
 
 
@@ -301,12 +301,10 @@ class Simulation:
                     detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
 
             now = env.now
-            decision = None
-            if outcome != "relief":
-                if policy.protocol is not None:  # protocol steps do not read n_failed: decide first
-                    decision = next_step(p, ctx, outcome, now, pain)
+            # A protocol step that continues changes nothing: it is not a failed line and has no drop-out
+            # chance of its own. (Protocols never read n_failed, so they may decide first.)
+            decision = next_step(p, ctx, outcome, now, pain) if policy.protocol is not None else None
             if outcome != "relief" and (decision is None or decision.trigger != "continue"):
-                # An evaluation that changes nothing ("continue") is not a failed line.
                 p.n_failed += 1
                 # P4: a failed line may end care (named assumption: dropout_after_failed_line).
                 u = streams.keyed_uniform(self.dropout_key, i, streams.day_slot(now))
