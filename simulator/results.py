@@ -1,7 +1,8 @@
 """Run folders: written atomically, read back for reports and comparisons.
 
-A run folder holds ``summary.json``, ``patients.parquet``, ``events.parquet`` and ``manifest.json``
-(plus whatever reports are rendered into it). It is written into a hidden temporary folder beside the
+A run folder holds ``summary.json``, ``patients.parquet``, ``events.parquet`` and ``manifest.json``,
+the tidy tables ``resource_use.parquet`` and ``replication_metrics.parquet``/``.csv`` (plus whatever
+reports are rendered into it). It is written into a hidden temporary folder beside the
 destination and renamed into place only when every file is complete, so an interrupted run leaves no
 half-written folder behind.
 """
