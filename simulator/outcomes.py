@@ -375,12 +375,18 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float) -> d
         if v is None:
             reasons[f"pain.mean_nrs_by_day.{d}"] = (f"day {d} is beyond the {horizon:g}-day horizon" if int(d) > horizon
                                                    else f"nobody in follow-up on day {d}")
+    ae = adverse_event_summary(events, outcomes)
+    if ae["per_patient_year"] is None:
+        reasons["adverse_events.per_patient_year"] = "no follow-up time"
+    specialist = specialist_summary(outcomes)
+    if specialist["wait_days_median"] is None:
+        reasons["specialist.wait_days_median"] = "no patient was seen by a specialist"
     return {
         "time_to_relief": time_to_relief(outcomes, horizon, reasons),
         "pain": {"mean_nrs_by_day": pain},
-        "adverse_events": adverse_event_summary(events, outcomes),
+        "adverse_events": ae,
         "pathway": pathway_summary(outcomes),
-        "specialist": specialist_summary(outcomes),
+        "specialist": specialist,
         "resources": resource_summary(outcomes),
         "not_estimable": dict(sorted(reasons.items())),
     }
