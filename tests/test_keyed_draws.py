@@ -78,3 +78,19 @@ def test_keyed_draws_are_standard_normal() -> None:
     z = np.array([streams.keyed_normal(key, p, streams.day_slot(14.0 * k)) for p in range(2000) for k in range(10)])
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1.0) < 0.03
     assert abs(np.mean(np.abs(z) > 1.96) - 0.05) < 0.01
+
+
+@settings(max_examples=4, deadline=None)
+@given(split=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_any_extra_visit_leaves_the_shared_visits_alone(split: int, seed: int) -> None:
+    """Property: an extra visit at any week before week 6 leaves every week-6 score unchanged."""
+    never = 10
+    six = _protocol([{"drug": "gabapentin", "weeks": 6, "next_if_nrs_above": never},
+                     {"drug": "nortriptyline", "weeks": 10}])
+    extra = _protocol([{"drug": "gabapentin", "weeks": split, "next_if_nrs_above": never},
+                       {"drug": "nortriptyline", "weeks": 6 - split, "next_if_nrs_above": never},
+                       {"drug": "nortriptyline", "weeks": 10}])
+    a = _evals(simulate(six, patients=200, seed=seed), 42.0)
+    b = _evals(simulate(extra, patients=200, seed=seed), 42.0)
+    assert len(b) > 50 and set(b.index) <= set(a.index)
+    assert a.loc[b.index].equals(b)
