@@ -6,6 +6,10 @@ numbers (see ``simulator/runner.py``). For each scenario every flat summary metr
 mean across replications with a t-based 95% CI; each scenario after the first is compared with the
 first through the per-replication differences (paired 95% CI) and, alongside, the CI that treats the
 two sets of replications as independent (unpaired, Welch), to show what common random numbers buy.
+
+A metric missing in some replications (a median not reached) is shown as the pooled estimate over all
+replications with a note, never as the mean of the replications that have it; a metric missing in all
+(a day beyond the horizon) has no value, and the summary's reason as its note.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
-from .metrics import ZERO_IF_MISSING as _ZERO_IF_MISSING
-from .metrics import label, unit
+from .metrics import ZERO_IF_MISSING, label, unit
 from .outcomes import flat_metrics
 from .results import atomic_folder, write_json, write_tables
 from .runner import RunResult, simulate_many
@@ -47,7 +50,6 @@ KEY_METRICS: tuple[str, ...] = (
     "resources.visits_per_patient",
 )
 """The headline metrics of tables (RMST first: it does not heap on visit days)."""
-ZERO_IF_MISSING = _ZERO_IF_MISSING
 # Pooled (all replications) confidence intervals written in the summary beside a metric.
 POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
              "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
