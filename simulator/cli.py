@@ -136,7 +136,9 @@ def run(scenario: str, patients: int | None, seed: int | None, replications: int
     dest = Path(out) if out else default_run_dir(result.scenario)
     extra = None if no_report else _report_writer(result)
     folder = write_run(result, dest, extra=extra)
-    console.print(summary_table(result.summary, f"{result.scenario.name}: {result.scenario.patients} patients x "
+    who = (f"open population, {result.summary['n_patients']} patients entering per replication on average"
+           if result.scenario.population is not None else f"{result.scenario.patients} patients")
+    console.print(summary_table(result.summary, f"{result.scenario.name}: {who} x "
                                 f"{result.scenario.replications} replication(s), seed {result.scenario.seed}"))
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Run folder: {folder}")

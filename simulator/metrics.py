@@ -49,8 +49,27 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("pathway.final_state.*", "at the horizon: {0}", "fraction", "share"),
     Metric("specialist.referred", "referred to a specialist", "fraction", "share"),
     Metric("specialist.wait_days_median", "median wait for a specialist consult", "days", "days"),
+    Metric("specialist.wait_days_p90", "90th centile wait for a specialist consult", "days", "days"),
     Metric("specialist.seen", "patients seen by a specialist", "patients", "count"),
+    Metric("specialist.left_queue", "patients who left the specialist queue", "patients", "count"),
     Metric("specialist.still_waiting_at_horizon", "still waiting for a specialist at the horizon", "patients", "count"),
+    Metric("specialist.seen_by_day.*", "seen by a specialist within {0} days of referral", "fraction", "share"),
+    Metric("specialist.left_by_day.*", "left the specialist queue within {0} days of referral", "fraction", "share"),
+    Metric("specialist.backlog_at_horizon_per_1000_patients", "specialist backlog at the horizon",
+           "patients per 1,000 patients", "per100"),
+    Metric("specialist.backlog_at_horizon_per_100k_population", "specialist backlog at the horizon",
+           "patients per 100,000 people", "per100"),
+    Metric("specialist.mean_queue_length_per_1000_patients", "mean specialist queue length",
+           "patients per 1,000 patients", "per100"),
+    Metric("specialist.mean_queue_length_per_100k_population", "mean specialist queue length",
+           "patients per 100,000 people", "per100"),
+    Metric("specialist.referrals_per_week_per_100k_population", "referrals to the specialist",
+           "referrals per week per 100,000 people", "rate"),
+    Metric("specialist.utilisation", "specialist clinic utilisation (consults started / offered)", "fraction",
+           "share"),
+    Metric("specialist.consults_per_week", "specialist consults offered", "consults per week", "rate"),
+    Metric("population.steady_state.patients", "patients entering after the warm-up", "patients", "count"),
+    Metric("population.steady_state.referred", "steady state: referred to a specialist", "fraction", "share"),
     Metric("resources.visits_per_patient", "visits per patient", "visits per patient", "per_patient"),
     Metric("resources.ecgs_per_patient", "ECGs per patient", "ECGs per patient", "per_patient"),
     Metric("resources.consults_per_patient", "specialist consults per patient", "consults per patient", "per_patient"),
@@ -77,12 +96,28 @@ def _match(pattern: str, key: str) -> str | None:
     return wild
 
 
+# Steady-state families of open populations read as their whole-run metric: (prefix, same as, label prefix).
+STEADY_STATE: tuple[tuple[str, str, str], ...] = (
+    ("specialist.steady_state.", "specialist.", "steady state: "),
+    ("population.steady_state.", "", "steady state (entered after the warm-up): "),
+)
+
+
+def _steady(key: str) -> tuple[str, str]:
+    """(the key a steady-state metric reads as, the label prefix); (key, '') for any other key."""
+    for prefix, same, lab in STEADY_STATE:
+        if key.startswith(prefix):
+            return same + key[len(prefix):], lab
+    return key, ""
+
+
 def lookup(key: str) -> tuple[Metric | None, str]:
     """(the registry entry of ``key``, its wildcard segment); (None, '') for an unknown key."""
-    for m in REGISTRY:
-        w = _match(m.pattern, key)
-        if w is not None:
-            return m, w
+    for k in dict.fromkeys((key, _steady(key)[0])):
+        for m in REGISTRY:
+            w = _match(m.pattern, k)
+            if w is not None:
+                return m, w
     return None, ""
 
 
@@ -91,7 +126,8 @@ def label(key: str) -> str:
     m, w = lookup(key)
     if m is None:
         return key
-    return m.label.format(w.replace("_", " "))
+    prefix = "" if m.pattern == key or _match(m.pattern, key) is not None else _steady(key)[1]
+    return prefix + m.label.format(w.replace("_", " "))
 
 
 def unit(key: str) -> str:
@@ -138,7 +174,9 @@ def fmt_ci(key: str, value: float | None, lo: float | None = None, hi: float | N
 
 # Families shown only in full tables (reports), not in the terminal's run summary.
 DETAIL_FAMILIES: tuple[str, ...] = ("adverse_events.by_type.", "adverse_events.by_drug.", "pathway.final_state.",
-                                    "resources.drug_days_by_drug.")
+                                    "resources.drug_days_by_drug.", "specialist.seen_by_day.",
+                                    "specialist.left_by_day.", "specialist.steady_state.seen_by_day.",
+                                    "specialist.steady_state.left_by_day.", "population.")
 _KM_CI = {"time_to_relief.median_days": "median_ci95", "time_to_relief.rmst_days": "rmst_ci95",
           "time_to_relief.relieved_by_horizon": "relieved_by_horizon_ci95"}
 

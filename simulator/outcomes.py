@@ -367,8 +367,13 @@ def resource_summary(outcomes: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float) -> dict[str, Any]:
-    """The metric blocks of ``summary.json`` for these patients, with ``not_estimable`` (metric -> reason)."""
+def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float | None = None) -> dict[str, Any]:
+    """The metric blocks of ``summary.json`` for these patients, with ``not_estimable`` (metric -> reason).
+
+    ``horizon``: the follow-up horizon in days (time points beyond it are null); by default the longest
+    follow-up of these patients (open populations: from entry)."""
+    if horizon is None:
+        horizon = float(outcomes["followup_days"].max()) if len(outcomes) else 0.0
     reasons: dict[str, str] = {}
     pain = pain_by_day(events, outcomes, horizon=horizon)
     for d, v in pain.items():
@@ -392,9 +397,12 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float) -> d
     }
 
 
-METRIC_BLOCKS: tuple[str, ...] = ("time_to_relief", "pain", "adverse_events", "pathway", "specialist", "resources")
+METRIC_BLOCKS: tuple[str, ...] = ("time_to_relief", "pain", "adverse_events", "pathway", "specialist", "resources",
+                                  "population")
 """The summary blocks whose numeric leaves are metrics."""
-NOT_METRICS: frozenset[str] = frozenset({"time_to_relief.rmst_tau_days"})
+NOT_METRICS: frozenset[str] = frozenset({"time_to_relief.rmst_tau_days", "specialist.steady_state.from_day",
+                                         "population.warmup_days",
+                                         "population.steady_state.time_to_relief.rmst_tau_days"})
 """Numeric leaves that are settings, not estimates."""
 
 
