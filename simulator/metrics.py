@@ -177,8 +177,18 @@ DETAIL_FAMILIES: tuple[str, ...] = ("adverse_events.by_type.", "adverse_events.b
                                     "resources.drug_days_by_drug.", "specialist.seen_by_day.",
                                     "specialist.left_by_day.", "specialist.steady_state.seen_by_day.",
                                     "specialist.steady_state.left_by_day.", "population.")
-_KM_CI = {"time_to_relief.median_days": "median_ci95", "time_to_relief.rmst_days": "rmst_ci95",
-          "time_to_relief.relieved_by_horizon": "relieved_by_horizon_ci95"}
+# Metrics whose summary carries its own (Kaplan-Meier) 95% CI beside it: metric -> path of the CI.
+_KM_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
+          "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
+          "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95"),
+          "specialist.wait_days_median": ("specialist", "wait_days_median_ci95"),
+          "specialist.steady_state.wait_days_median": ("specialist", "steady_state", "wait_days_median_ci95")}
+
+
+def _at(d: dict, path: tuple[str, ...]):
+    for p in path:
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
 
 
 def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str, str]]:
@@ -201,7 +211,7 @@ def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str
             continue
         lo = hi = None
         if key in _KM_CI:
-            lo, hi = ttr.get(_KM_CI[key]) or (None, None)
+            lo, hi = _at(summary, _KM_CI[key]) or (None, None)
         elif key.startswith("time_to_relief.relieved_by_day."):
             lo, hi = ttr.get("relieved_by_day_ci95", {}).get(key.rsplit(".", 1)[1]) or (None, None)
         elif len(per) > 1 and kind(key) != "count":  # counts are pooled totals, not means
