@@ -53,7 +53,8 @@ KEY_METRICS: tuple[str, ...] = (
 # Pooled (all replications) confidence intervals written in the summary beside a metric.
 POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
              "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
-             "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95")}
+             "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95"),
+             "specialist.wait_days_median": ("specialist", "wait_days_median_ci95")}
 
 
 @dataclass
@@ -126,7 +127,7 @@ def reason(result: RunResult, metric: str) -> str:
 def _missing_note(res: RunResult, metric: str, k: int, n: int, pooled_value: float) -> str:
     why = reason(res, metric)
     if math.isfinite(pooled_value):
-        what = "not reached" if metric == "time_to_relief.median_days" else "not estimable"
+        what = "not reached" if metric.endswith("median_days") else "not estimable"
         ci = ", with its Kaplan-Meier 95% CI" if metric in POOLED_CI else ""
         return f"{what} in {k} of {n} replications; pooled estimate over all replications shown{ci}"
     if why:
