@@ -147,7 +147,11 @@ def ae_figure(runs: Sequence[RunData]) -> str:
 
 
 def occupancy(events: pd.DataFrame, n_patients: int, horizon: float, step: float = 7.0) -> pd.DataFrame:
-    """Share of patients in each pathway state on days 0, step, 2*step, ... (rows: day, columns: state)."""
+    """Share of patients in each pathway state on days 0, step, 2*step, ... (rows: day, columns: state).
+
+    Shares are of the patients who have entered by that day (all ``n_patients`` from day 0 in a closed
+    cohort; in an open population, those assessed so far), so every row sums to 1 once anyone has entered.
+    """
     from .pathway import STATES
 
     key = ["replication", "patient"]
@@ -168,8 +172,10 @@ def occupancy(events: pd.DataFrame, n_patients: int, horizon: float, step: float
         diff = np.zeros(len(grid) + 1)
         np.add.at(diff, st, 1)
         np.add.at(diff, en, -1)
-        out[s] = np.cumsum(diff)[:-1] / max(1, n_patients)
-    return pd.DataFrame(out, index=pd.Index(grid, name="day"))
+        out[s] = np.cumsum(diff)[:-1]
+    entered = np.searchsorted(np.sort(start["day"].to_numpy(float)), grid, side="right")
+    denom = np.maximum(entered, 1) if len(start) else np.full(len(grid), max(1, n_patients))
+    return pd.DataFrame({s: v / denom for s, v in out.items()}, index=pd.Index(grid, name="day"))
 
 
 def occupancy_figure(runs: Sequence[RunData]) -> str:
@@ -191,8 +197,12 @@ def occupancy_figure(runs: Sequence[RunData]) -> str:
                      alpha=0.9)
         ax.set_xlim(0, r.horizon)
         ax.set_ylim(0, 100)
-        ax.set_xlabel("days since assessment")
-        ax.set_ylabel("patients (%)")
+        if r.summary.get("population"):  # open population: run days; shares of the patients entered so far
+            ax.set_xlabel("day of the run")
+            ax.set_ylabel("patients who have entered (%)")
+        else:
+            ax.set_xlabel("days since assessment")
+            ax.set_ylabel("patients (%)")
         ax.set_title(f"Pathway step over time: {r.name}")
     from matplotlib.patches import Patch
 
