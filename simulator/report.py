@@ -406,8 +406,9 @@ def _entry_cohort_table(r: RunData) -> list[Block]:
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
+    if isinstance(v, float):  # fixed notation, never scientific (1.2e-05 -> 0.000012)
+        return np.format_float_positional(v, precision=digits, unique=False, fractional=False, trim="-") \
+            if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
 
 
@@ -418,16 +419,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    from .outcomes import flat_metrics
+    """Rows (label with unit, value [95% CI], note) of every metric (the metric registry's labels)."""
+    from .metrics import summary_rows as rows
 
-    flat = flat_metrics({k: summary[k] for k in ("time_to_relief", "pain", "adverse_events", "pathway", "specialist")
-                         if k in summary})
-    ci = summary.get("time_to_relief", {}).get("median_ci95", [None, None])
-    rows: list[list[Any]] = []
-    for k, v in flat.items():
-        rows.append([k, v if k != "time_to_relief.median_days" else
-                     f"{_fmt(v)} (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})"])
-    return rows
+    return [[lab, text, note] for _k, lab, text, note in rows(summary)]
 
 
 def _flatten_policy(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -571,7 +566,9 @@ def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, list[Block
         ("time-to-relief", "Time to relief",
          [_img(km_figure(runs), "Kaplan-Meier share relieved by day"),
           _p("Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
-             "replications, censored at drop-out and at the horizon; shaded: 95% CI.")]),
+             "replications, censored at drop-out and at the horizon; shaded: 95% CI. Relief seen at a visit is dated "
+             "on the visit day, so the curve steps at visits; the restricted mean time to relief (RMST, the area "
+             "above the curve to the horizon) in the summary does not depend on where a visit falls.")]),
         ("adverse-events", "Adverse-event burden", [_img(ae_figure(runs), "adverse events by type per 100 patients")]),
         ("pathway-occupancy", "Share of patients at each pathway step over time",
          [_img(occupancy_figure(runs), "pathway state occupancy over time")]),
@@ -590,7 +587,7 @@ def run_report_html(run: RunData) -> str:
     title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
             f"seed {s.get('seed')})"
     sections = [("scenarios", "Scenario", _scenario_block([run])),
-                ("summary", "Summary", [table(["metric", "value"], summary_rows(s))]),
+                ("summary", "Summary", [table(["metric", "value [95% CI]", "note"], summary_rows(s))]),
                 *_figure_sections([run]),
                 ("parameters", "Parameters and their sources", _parameters_block([run])),
                 ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
@@ -604,37 +601,43 @@ def write_run_report(result: Any, path: str | Path) -> Path:
 
 def _comparison_tables(comp: dict[str, Any]) -> list[Block]:
     from .compare import KEY_METRICS
+    from .metrics import fmt_ci, label_with_unit
 
     names = [str(n) for n in comp["scenarios"]]
     metrics = comp["metrics"]
     allm = [m for m in metrics[names[0]]]
     keys = [m for m in KEY_METRICS if m in allm] + [m for m in allm if m not in KEY_METRICS]
 
-    def cell(d: dict[str, Any] | None) -> str:
+    def cell(m: str, d: dict[str, Any] | None) -> str:
         if not d:
             return "-"
-        lo, hi = d["ci95"]
-        return f"{_fmt(d['mean'])} [{_fmt(lo)}, {_fmt(hi)}]"
+        text = fmt_ci(m, d["mean"], *d["ci95"])
+        return text + (f" ({d['note']})" if d.get("note") else "")
 
-    rows = [[m, *[cell(metrics[n].get(m)) for n in names]] for m in keys]
-    out = [_h3("Each scenario: mean across replications [95% CI]"),
-           table(["metric", *names], rows[:len(KEY_METRICS)]),
+    rows = [[label_with_unit(m), *[cell(m, metrics[n].get(m)) for n in names]] for m in keys]
+    n_key = len([m for m in KEY_METRICS if m in allm])
+    out = [_h3("Each scenario: mean across replications [95% CI]; shares in %"),
+           table(["metric", *names], rows[:n_key]),
            _details("All metrics", [table(["metric", *names], rows)])]
     diffs = comp["differences_vs_baseline"]
-    out.append(_h3(f"Differences from {names[0]}: paired 95% CI (common random numbers) and unpaired"))
-    drows = []
+    out.append(_h3(f"Differences from {names[0]}: paired 95% CI (common random numbers) and unpaired; "
+                   "shares in percentage points"))
+    drows, key_rows = [], []
     for n in names[1:]:
         for m in keys:
             d = diffs[n].get(m)
-            if not d or d["diff"] is None:
+            if not d:
                 continue
             pw = _width(d["paired_ci95"])
             uw = _width(d["unpaired_ci95"])
-            drows.append([n, m, d["diff"], f"[{_fmt(d['paired_ci95'][0])}, {_fmt(d['paired_ci95'][1])}]",
-                          f"[{_fmt(d['unpaired_ci95'][0])}, {_fmt(d['unpaired_ci95'][1])}]",
-                          "-" if pw is None or not uw else f"{pw / uw:.2f}"])
-    key_rows = [r for r in drows if r[1] in KEY_METRICS]
-    hdr = ["scenario", "metric", "difference", "paired 95% CI", "unpaired 95% CI", "paired/unpaired width"]
+            row = [n, label_with_unit(m), fmt_ci(m, d["diff"], *d["paired_ci95"], diff=True),
+                   fmt_ci(m, d["diff"], *d["unpaired_ci95"], diff=True),
+                   "-" if pw is None or not uw else f"{pw / uw:.2f}", d.get("note", "")]
+            drows.append(row)
+            if m in KEY_METRICS:
+                key_rows.append(row)
+    hdr = ["scenario", "metric", "difference [paired 95% CI]", "difference [unpaired 95% CI]",
+           "paired/unpaired width", "note"]
     out += [table(hdr, key_rows), _details("All differences", [table(hdr, drows)])]
     return out
 
