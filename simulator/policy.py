@@ -128,10 +128,13 @@ class Protocol(Strict):
                                  "give an NRS threshold")
         regimen = {self.steps[0].drug}
         for k, step in enumerate(self.steps[1:], start=1):
-            if self.steps[k - 1].action == "add" and step.drug in regimen:
+            prev = self.steps[k - 1]
+            # A step of a drug already held only continues it; adding it (NRS above a threshold below 10) cannot be.
+            if prev.action == "add" and step.drug in regimen and (prev.next_if_nrs_above or 0.0) < 10:
                 raise ValueError(f"step {k + 1} adds {step.drug}, which the regimen already holds (a drug cannot be "
-                                 f"added to itself); use action: switch at step {k}, or another drug")
-            regimen = regimen | {step.drug} if self.steps[k - 1].action == "add" else {step.drug}
+                                 f"added to itself); use action: switch at step {k}, another drug, or "
+                                 f"next_if_nrs_above: 10 at step {k} to continue {step.drug} for another step")
+            regimen = regimen | {step.drug} if prev.action == "add" else {step.drug}
         return self
 
 
