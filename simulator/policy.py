@@ -283,6 +283,8 @@ class PolicyContext:
     target_doses: dict[int, float] = field(default_factory=dict)
     start_doses: dict[int, float] = field(default_factory=dict)
     on_intolerance: dict[int, int] = field(default_factory=dict)
+    renal_threshold: float = 0.0  # CrCl below which some drug is not given at all (renal cap 0)
+    eligibility: dict[tuple, tuple] = field(default_factory=dict)  # per-patient eligibility cache (patient.py)
 
     @classmethod
     def build(cls, policy: Policy, tables: ModelTables) -> PolicyContext:
@@ -302,7 +304,8 @@ class PolicyContext:
                    strong=by_name[policy.strong_opioid.drug], by_name=by_name,
                    target_doses={by_name[n]: v for n, v in policy.target_doses.items()},
                    start_doses={by_name[n]: v for n, v in policy.start_doses.items()},
-                   on_intolerance={by_name[a]: by_name[b] for a, b in policy.on_intolerance.items()})
+                   on_intolerance={by_name[a]: by_name[b] for a, b in policy.on_intolerance.items()},
+                   renal_threshold=max((b for d in tables.drugs for b, cap in d.renal_caps if cap <= 0), default=0.0))
 
 
 @dataclass(frozen=True, slots=True)
