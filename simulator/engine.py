@@ -37,7 +37,7 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
+from .pathway import OUTCOMES, STATES, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
@@ -248,19 +248,24 @@ class Simulation:
             if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
                 self._optimise(p, lines[-1], now, adv)
             else:
-                if decision.stop_all and lines:
-                    self._stop_all(p, lines, now, decision.rule, outcome in _FAILED_OUTCOMES, decision.keep,
-                                   decision.trigger == "refer")
-                if decision.trigger == "stay":
-                    return
                 # "continue": a protocol keeps the regimen for another step (no transition).
-                if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                    # The pathway refused the policy's proposal: refer instead (P9) and record why.
+                moving = decision.trigger not in ("continue", "stay")
+                if moving and not can_fire(self.table, p, decision.trigger):
+                    # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral.
                     if lines:
                         self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
                     if not fire(self.table, p, "refer"):
                         return
                     decision = Decision("refer", rule="P9.refractory_referral")
+                else:
+                    if decision.stop_all and lines:
+                        self._stop_all(p, lines, now, decision.rule,
+                                       outcome in _FAILED_OUTCOMES and decision.fails_class,
+                                       decision.keep, decision.trigger == "refer")
+                    if decision.trigger == "stay":
+                        return
+                    if moving:
+                        fire(self.table, p, decision.trigger)
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state == "relieved":
@@ -389,7 +394,9 @@ class Simulation:
             if outcome in _FAILED_OUTCOMES:
                 self._judge_failure(p, lines)
             newest_line = lines[-1] if lines else None
-            p.optimisable = (newest_line is not None and len(lines) == 1 and not newest_line.reduced
+            # P3: one oral drug judged on its own (a topical alongside does not count)
+            p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
+                             and sum(1 for ln in lines if not ln.topical_addon) == 1
                              and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
                              and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
             if outcome != "relief":

@@ -323,6 +323,7 @@ class Decision:
     target: float = 0.0  # > 0: titrate the started drug to this daily dose (protocols)
     keep: tuple[str, ...] = ()  # drug classes that keep running through stop_all
     notes: tuple[tuple[int, str], ...] = ()  # (drug, rule): 'excluded' rows logged with the decision
+    fails_class: bool = True  # the stopped drugs' classes count as failed (not offered again) after no relief
 
 
 # ------------------------------------------------------------------------------------------------
@@ -558,12 +559,12 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if pol.tramadol == "second_line" and p.n_first_line >= 2 and p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_second_line")
     if not escalate and p.has_untried_first_line():
+        venla = ctx.by_name["venlafaxine"]
+        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried:  # S002: venlafaxine next in CIPN
+            return Decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            rule = _switch_rule(outcome, state)
-            if p.etiology in CIPN and ctx.tables.drugs[nxt].name == "venlafaxine":
-                rule = "P11.cipn_venlafaxine"
-            return Decision("switch", (nxt,), stop_all=True, rule=rule)
+            return Decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
     if p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():
