@@ -451,3 +451,20 @@ def test_trace_names_the_drugs_stopped_at_a_switch() -> None:
         if found:
             break
     assert found
+
+
+def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
+    """S000: limited efficacy of nortriptyline, morphine and pregabalin in lumbosacral radiculopathy. The same
+    patients judged on the same first drug do worse with radiculopathy than with diabetic neuropathy."""
+    for strategy, drug in (("tca_first", "nortriptyline"), ("pregabalin_first", "pregabalin")):
+        kw = dict(age=50.0, crcl=95.0, localized=False, cardiovascular_disease=False, glaucoma=False,
+                  orthostatic_hypotension=False, recent_mi=False, arrhythmia=False, heart_block=False)
+        res = {}
+        for etiology in ("diabetic_neuropathy", "lumbosacral_radiculopathy"):
+            ev = run(cohort(etiology=etiology, **kw), Policy(first_line=strategy, dose_optimisation="off"), horizon=150)
+            first = rows(ev, "evaluation", drug).groupby("patient")["pain_nrs"].first()
+            res[etiology] = first
+        common = res["diabetic_neuropathy"].index.intersection(res["lumbosacral_radiculopathy"].index)
+        assert (res["lumbosacral_radiculopathy"][common] >= res["diabetic_neuropathy"][common] - 1e-9).all()
+        assert (res["lumbosacral_radiculopathy"][common] > res["diabetic_neuropathy"][common]).mean() > 0.3
+    assert TABLES.by_name["morphine"].etiology_modifier[ETIOLOGIES.index("lumbosacral_radiculopathy")] < 1
