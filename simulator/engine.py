@@ -159,6 +159,7 @@ class Simulation:
         self.table: Table = compile_table(PatientModel)
         self.rule_ids, self.rule_code = rule_codes()
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
+        self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -265,7 +266,8 @@ class Simulation:
             else:
                 # "continue": a protocol keeps the regimen for another step (no transition).
                 moving = decision.trigger not in ("continue", "stay")
-                if moving and not can_fire(self.table, p, decision.trigger):
+                dest = can_fire(self.table, p, decision.trigger) if moving else None
+                if moving and dest is None:
                     # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral;
                     # after a specialist consult, discharge to primary care on the current regimen.
                     if fire(self.table, p, "refer"):
@@ -286,7 +288,7 @@ class Simulation:
                     if decision.trigger == "stay":
                         return
                     if moving:
-                        fire(self.table, p, decision.trigger)
+                        p.state = dest  # the guards passed above (can_fire); stops do not change them
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state in ("relieved", "discharged"):
@@ -487,8 +489,9 @@ class Simulation:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        serotonergic_with = ("ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
-                             or any(end > now and t.drugs[k].serotonergic for k, end in p.tapering))
+        sero = self.serotonergic
+        serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
+                             or any(end > now and sero[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
