@@ -288,7 +288,7 @@ class Simulation:
                     if decision.trigger == "stay":
                         return
                     if moving:
-                        p.state = dest  # the guards passed above (can_fire); stops do not change them
+                        fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state in ("relieved", "discharged"):
