@@ -40,7 +40,9 @@ def test_rmst_moves_smoothly_with_the_visit_interval() -> None:
     a = simulate(_with_policy(sc, visit_interval_days=14), patients=1000, seed=3).summary["time_to_relief"]
     b = simulate(_with_policy(sc, visit_interval_days=15), patients=1000, seed=3).summary["time_to_relief"]
     assert a["relieved_by_day"]["84"] - b["relieved_by_day"]["84"] > 0.10  # the time-point metric jumps
-    assert abs(b["rmst_days"] - a["rmst_days"]) < 5.0  # RMST (730-day horizon) does not
+    # RMST (730-day horizon) moves by the visit shift summed over a patient's evaluations, not a cliff: with
+    # dose optimisation before add/switch (issue 9) patients have more visit-dated evaluations (about 12 days).
+    assert abs(b["rmst_days"] - a["rmst_days"]) < 15.0
     assert a["rmst_ci95"][0] < a["rmst_days"] < a["rmst_ci95"][1]
 
 
