@@ -36,11 +36,15 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
+from .pathway import OUTCOMES, STATES, TRANSITIONS, TRIGGERS, Table, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
 from .safety import PatientFacts, contraindication, dose_cap, required_checks, schedule, titration_stretch
+
+# Checks a declared departure skips (teaching: the trainee meets the consequence of skipping them).
+SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"serotonin_check"}),
+                                             "no_misuse_screen": frozenset({"misuse_screen", "treatment_agreement"})}
 
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
@@ -209,16 +213,21 @@ class Simulation:
             now = env.now
             if decision.stop_all and lines:
                 self._stop_all(p, lines, now, decision.rule)
+            if decision.adjust:
+                self._adjust(p, lines, now, decision, adv)
             if decision.trigger == "stay":
                 return
             # "continue": a protocol keeps the regimen for another step (no transition).
             if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                # The pathway refused the policy's proposal: refer instead (P9) and record why.
-                if lines:
-                    self._stop_all(p, lines, now, "P9.refractory_referral")
-                if not fire(self.table, p, "refer"):
-                    return
-                decision = Decision("refer", rule="P9.refractory_referral")
+                if decision.departure:  # declared: take the step the guard refuses (tutor)
+                    p.state = _destination(p.state, decision.trigger)
+                else:
+                    # The pathway refused the policy's proposal: refer instead (P9) and record why.
+                    if lines:
+                        self._stop_all(p, lines, now, "P9.refractory_referral")
+                    if not fire(self.table, p, "refer"):
+                        return
+                    decision = Decision("refer", rule="P9.refractory_referral")
             if decision.trigger != "continue":
                 log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
             if p.state == "relieved":
@@ -239,7 +248,8 @@ class Simulation:
                 if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
                     log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
                     continue
-                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target))
+                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target,
+                                              decision.departure))
                 p.active = [ln.drug for ln in lines]
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
                 return
@@ -317,12 +327,15 @@ class Simulation:
 
     # ---------------------------------------------------------------------------------------------
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
-                    lines: list[_Line], target: float = 0.0) -> _Line:
+                    lines: list[_Line], target: float = 0.0, departure: str = "") -> _Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
         serotonergic_with = "ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
+        skipped = SKIPPED_CHECKS.get(departure, frozenset())
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
+            if check in skipped:
+                continue
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
@@ -341,17 +354,59 @@ class Simulation:
         elif d.drug_class == "strong_opioid":
             p.strong_tried = True
         self._log(i, now, E_START, p.state, drug=j, dose=steps[0][1], rule=rule)
-        # Potential adverse events of this exposure, from the patient's fixed draws for this drug.
+        self._dose_events(d, line, adv)
+        self._serious_events(p, d, line, adv, serotonergic_with)
+        line.aes.sort()
+        return line
+
+    def _dose_events(self, d, line: _Line, adv: np.ndarray, after: float = -math.inf) -> None:
+        """Potential adverse events of this exposure, from the patient's fixed draws for this drug."""
         for k, slot in enumerate(d.ae_slots):
             u_inc = float(adv[2 * slot])
             if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
                 continue
-            day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
-            if u_inc < interp(d.ae_incidence[k], line.dose_at(day)):
+            day = line.start + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+            if day > after and u_inc < interp(d.ae_incidence[k], line.dose_at(day)):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
-        self._serious_events(p, d, line, adv, serotonergic_with)
-        line.aes.sort()
-        return line
+
+    def _adjust(self, p: PatientModel, lines: list[_Line], now: float, decision: Decision, adv: np.ndarray) -> None:
+        """Re-dose running drugs (tutor: raise, lower, taper off); same draws, so same luck.
+
+        A higher dose follows the drug's own titration steps from the current dose (capped for the patient,
+        P2/P5); a lower dose applies at once; 0 stops the drug. Pending dose-dependent adverse events are
+        re-drawn from the line's fixed uniforms at the new doses."""
+        t = self.tables
+        for j, dose in decision.adjust:
+            line = next((ln for ln in lines if ln.drug == j), None)
+            if line is None:
+                continue
+            d = t.drugs[j]
+            if dose <= 0:
+                self._log(p.idx, now, E_STOP, p.state, drug=j, dose=line.dose_at(now), rule=decision.rule)
+                lines.remove(line)
+                continue
+            cur = line.dose_at(now)
+            off_now = now - line.start
+            kept = tuple(s for s in line.steps if s[0] <= off_now + 1e-9)
+            if dose > cur:
+                steps, goal = schedule(d, p.facts, self.ctx.policy.titration_speed, dose)
+                new: list[tuple[float, float]] = []
+                at = off_now
+                for k, (off, x) in enumerate(steps):
+                    if x > cur:  # each step up after the schedule's own interval before it
+                        at += off - steps[k - 1][0] if k > 0 else 0.0
+                        new.append((at, x))
+                line.steps = kept + tuple(new)
+                line.target = goal
+            else:
+                line.steps = kept + ((off_now, dose),)
+                line.target = dose
+            line.next_step = min(line.next_step, len(kept))
+            line.target_day = line.start + line.steps[-1][0]
+            line.aes = [a for a in line.aes if a[3] >= 0 or a[0] <= now]  # keep serious (dose-free) events
+            self._dose_events(d, line, adv, after=now)
+            line.aes.sort()
+        p.active = [ln.drug for ln in lines]
 
     def _serious_events(self, p: PatientModel, d, line: _Line, adv: np.ndarray, serotonergic_with: bool) -> None:
         t = self.tables
@@ -498,6 +553,12 @@ class Simulation:
             return "no_relief"
         yield env.timeout(relief_day - env.now)
         return "relief"
+
+
+def _destination(state: str, trigger: str) -> str:
+    """Where ``trigger`` leads from ``state`` in the pathway's definition (any source if none from here)."""
+    edges = [e for e in TRANSITIONS if e.trigger == trigger]
+    return next((e.dest for e in edges if state in e.source), edges[0].dest)
 
 
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:

@@ -28,6 +28,8 @@ DEPARTURES: tuple[str, ...] = (
     "fast_titration",  # titration faster than the catalogue schedule (P13)
     "short_trial",  # evaluation before the adequate trial (P3, P13)
     "no_misuse_screen",  # strong opioid without the misuse-risk screen (P8)
+    "no_serotonin_check",  # a serotonergic drug with another without the serotonin check (P5; tutor)
+    "guard_bypass",  # a step the pathway's guard refuses, taken on purpose (tutor: the trainee meets the consequence)
 )
 
 
@@ -259,6 +261,8 @@ class Decision:
     rule: str = ""
     eval_after: float = 0.0  # > 0: evaluate this many days after the decision (protocols), not after P3's trial
     target: float = 0.0  # > 0: titrate the started drug to this daily dose (protocols)
+    adjust: tuple[tuple[int, float], ...] = ()  # running drugs re-dosed: (drug, new daily dose; 0 stops it) (tutor)
+    departure: str = ""  # a declared departure (DEPARTURES): the pathway's guard or a named check is bypassed (tutor)
 
 
 # ------------------------------------------------------------------------------------------------
