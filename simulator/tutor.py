@@ -34,7 +34,7 @@ new decision kinds of the policy appear in the tutor without changes here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
