@@ -302,7 +302,7 @@ def flowchart_svg(policy: Any, *, counts: Counts | None = None, current: Iterabl
         ty = bx.y + 8 + LINE
         head = bx.title
         if counts is not None and bx.key in pathway.STATES:
-            head += f"  (n={counts.states.get(bx.key, 0)})"
+            head += f" (n={counts.states.get(bx.key, 0)})"
         mark = "\u25C6 " if bx.kind == "decision" else ""
         out.append(f'<text x="{bx.x + 10}" y="{ty:.0f}" font-weight="bold" fill="{stroke}">{mark}{e(head)}</text>')
         for line in bx.wrapped():
