@@ -158,3 +158,17 @@ def tutor(case: str | None, cohort: str | None, seed: int, patient: int, answers
         raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
     setup = setup_from_case(load_case(case)) if case else setup_from_cohort(str(cohort), patient, seed)
     Tutor(setup).run(answers=parse_answers(answers), echo=click.echo, ask=input)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--cohorts", "cohorts_dir", type=click.Path(file_okay=False, path_type=str), default="cohorts",
+              show_default=True, help="Folder of cohort files the educator can pick a patient from.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser page.")
+@friendly
+def teach(port: int, cohorts_dir: str, no_browser: bool) -> None:
+    """The tutor and traces in the browser: a local web app on 127.0.0.1 (offline; Ctrl+C stops it)."""
+    from .webapp import serve
+
+    serve("127.0.0.1", port, cohorts_dir, open_browser=not no_browser)

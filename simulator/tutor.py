@@ -146,7 +146,8 @@ class Answer:
                 "other": "Not the guideline's step (simulated).",
                 "departure": "Declared departure: unwise, but possible, so it is simulated and flagged.",
                 "forbidden": "Not allowed: not simulated; choose again."}[o.verdict]
-        text = f"{head} {o.reason}".strip()
+        reason = o.reason[:1].upper() + o.reason[1:]
+        text = f"{head} {reason}".strip()
         if o.verdict != "guideline":
             text += f" The guideline's step: {g.label}. {cite(self.point.proposed.rule)}"
         return text
