@@ -34,7 +34,7 @@ new decision kinds of the policy appear in the tutor without changes here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -415,7 +415,7 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
     ctx, drugs = s.ctx, s.drugs
     first_line = [d.index for d in drugs if d.drug_class in FIRST_LINE_CLASSES]
     order = list(ctx.order) + [j for j in first_line if j not in ctx.order]
-    topicals = [ctx.topical] + [d.index for d in drugs if d.drug_class == "topical" and d.index != ctx.topical]
+    topicals = sorted((d.index for d in drugs if d.drug_class == "topical"), key=lambda j: j != ctx.topical)
     opts: list[Option] = []
     serotonergic_now = "ssri_use" in p.facts.flags or any(drugs[a].serotonergic for a in p.active)
 
@@ -423,8 +423,7 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
         variants = drugs[j].serotonergic and serotonergic_now
         opts.append(Option(key, kind, label + (" (after a serotonin-syndrome check)" if variants else ""), dec))
         if variants:
-            nd = Decision(dec.trigger, dec.start, dec.stop_all, dec.rule, dec.eval_after, dec.target, dec.adjust,
-                          "no_serotonin_check")
+            nd = replace(dec, departure="no_serotonin_check")
             opts.append(Option(key + ":no-check", kind, label + " without a serotonin check", nd))
 
     if outcome is None:
@@ -595,7 +594,7 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             continue
         if same_step(d, proposed):
             o.verdict, o.rule, o.reason = "guideline", proposed.rule, cite(proposed.rule)
-            o.decision = Decision(d.trigger, d.start, d.stop_all, proposed.rule, d.eval_after, d.target, d.adjust)
+            o.decision = proposed  # exactly the policy's decision: the guideline's answer replays its course
             continue
         if d.departure == "no_serotonin_check":
             o.verdict, o.rule = "departure", "P5.serotonin_check"
@@ -612,26 +611,23 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             o.verdict, o.rule = "departure", "P4.partial_add"
             o.reason = (f"{drug_name(drugs[j].name)} and {drug_name(other.name)} are both {cls}s: a second drug of "
                         f"the same class adds side effects without a new mechanism ({cite('P4.partial_add')}){risk}")
-            o.decision = Decision(d.trigger, d.start, d.stop_all, d.rule, d.eval_after, d.target, d.adjust,
-                                  "guard_bypass")
+            o.decision = replace(d, departure="guard_bypass")
             continue
         if o.kind == "topical" and outcome is not None and p.facts.localized:
             # P6: a topical can be added at any stage for localized pain (the engine takes the step as given).
             o.verdict, o.rule = "acceptable", "P6.topical_localized"
             o.reason = "a topical for localized pain can be added at any stage: " + cite(o.rule)
-            o.decision = Decision(d.trigger, d.start, d.stop_all, o.rule, d.eval_after, d.target, d.adjust,
-                                  "guard_bypass")
+            o.decision = replace(d, rule=o.rule, departure="guard_bypass")
             continue
         refused = refusal(s, p, d.trigger)
         if refused is not None:
             o.verdict, o.rule, o.reason = "departure", refused[0], refused[1]
-            o.decision = Decision(d.trigger, d.start, d.stop_all, d.rule, d.eval_after, d.target, d.adjust,
-                                  d.departure or "guard_bypass")
+            o.decision = replace(d, departure=d.departure or "guard_bypass")
             continue
         why = _acceptable(s, p, o, proposed, outcome)
         if why[0]:
             o.verdict, o.rule, o.reason = "acceptable", why[0], why[1]
-            o.decision = Decision(d.trigger, d.start, d.stop_all, why[0], d.eval_after, d.target, d.adjust)
+            o.decision = replace(d, rule=why[0])
             continue
         o.verdict, o.rule = "other", proposed.rule
         o.reason = {"continue": "continuing unchanged delays the step the response calls for.",
