@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simulator.cases import all_cases, load_case
 from simulator.cli import main
@@ -221,3 +223,38 @@ def test_tutor_from_a_cohort_and_from_stdin() -> None:
     out = CliRunner().invoke(main, t_args, input="1\n" * 40)
     assert out.exit_code == 0, out.output
     assert "Score:" in out.output and "What do you start?" in out.output
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(["arrhythmia-no-tca", "ssri-tramadol", "strong-opioid-gate", "renal-older-localized",
+                             "radiculopathy", "cipn-platinum"]), data=st.data())
+def test_any_sequence_of_answers_is_a_sound_counterfactual(case: str, data: st.DataObject) -> None:
+    """Property: whatever the trainee answers, the session ends; forbidden answers never reach the engine (no
+    contraindicated drug is started); the course equals the guideline's before the first non-guideline decision."""
+    from simulator.safety import PatientFacts, contraindication
+
+    setup = setup_from_case(load_case(case))
+    s = Session(setup)
+    first_off: float | None = None
+    for _ in range(60):
+        if s.point is None:
+            break
+        k = data.draw(st.integers(0, len(s.point.options) - 1))
+        a = s.answer(k)
+        if a.option.verdict not in ("guideline", "forbidden") and first_off is None:
+            first_off = a.point.day
+    assert s.point is None, "the session did not end"
+    assert len(s.chosen) == sum(a.option.verdict != "forbidden" for a in s.answers)
+    c = setup.cohort
+    facts = PatientFacts(age=float(c.age[0]), etiology=int(c.etiology[0]), localized=bool(c.localized[0]),
+                         crcl=float(c.crcl[0]), flags=frozenset(f for f in ("recent_mi", "arrhythmia", "heart_block",
+                                                                             "hepatic_disease", "ssri_use")
+                                                                 if bool(getattr(c, f)[0])))
+    drugs = setup.ctx.tables.by_name
+    for name in set(s.events[s.events["event"] == "drug_start"]["drug"].astype(str)):
+        assert contraindication(drugs[name], facts) is None, name
+    guide = simulate(setup)
+    cut = first_off if first_off is not None else float("inf")
+    mine = s.events[s.events["day"] < cut - 1e-6][["day", "event", "drug", "dose"]].astype(str).reset_index(drop=True)
+    theirs = guide[guide["day"] < cut - 1e-6][["day", "event", "drug", "dose"]].astype(str).reset_index(drop=True)
+    assert mine.equals(theirs)
