@@ -195,7 +195,11 @@ def serve(host: str = "127.0.0.1", port: int = 8765, cohorts_dir: str | Path = "
 
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, create_app(cohorts_dir), threaded=True)
+    try:
+        server = make_server(host, port, create_app(cohorts_dir), threaded=True)
+    except OSError as err:
+        raise InputError(f"cannot serve on {host}:{port} ({err.strerror or err})", field="--port",
+                         fix="choose another port, e.g. --port 8780, or --port 0 for any free port") from None
     url = f"http://{host}:{server.server_port}/"
     print(f"painpath teach: serving on {url} (Ctrl+C to stop). {NOT_CLINICAL}")
     if open_browser:
