@@ -683,12 +683,16 @@ class Tutor:
         for k, v in profile(setup):
             echo(f"  {k}: {v}")
         echo(NOT_CLINICAL)
-        shown = 0
+        shown: set[str] = set()  # lines already printed (an evaluation is later merged into its decision's line)
+
+        def new_lines() -> None:
+            for line in s.timeline():
+                if line not in shown:
+                    shown.add(line)
+                    echo(line)
+
         while s.point is not None:
-            lines = s.timeline()
-            for line in lines[shown:]:
-                echo(line)
-            shown = len(lines)
+            new_lines()
             pt = s.point
             echo("")
             echo(s.situation())
@@ -698,8 +702,7 @@ class Tutor:
             a = s.answer(choice)
             echo(f"You chose {choice + 1}: {a.option.label}")
             echo(("RIGHT: " if a.ok else "NOT THE GUIDELINE: ") + a.feedback())
-        for line in s.timeline()[shown:]:
-            echo(line)
+        new_lines()
         _print_debrief(s.debrief(), echo)
         return s
 

@@ -65,6 +65,7 @@ def test_scripted_non_guideline_choice_changes_the_course_from_that_decision_on(
         out = CliRunner().invoke(main, ["tutor", "--case", case.name, "--answers", ",".join(map(str, answers))])
         assert out.exit_code == 0, out.output
         assert f"parted from the guideline's on day {day:.0f}" in out.output, (case.name, out.output[-800:])
+        assert out.output.count("YOUR DECISION") == len(answers)  # every decision shows in the printed course
 
 
 def guideline_answers_after(case, pick: int) -> list[int]:
