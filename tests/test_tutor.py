@@ -58,7 +58,7 @@ def test_scripted_non_guideline_choice_changes_the_course_from_that_decision_on(
         guide = simulate(setup_from_case(case))  # the plain engine run under the guideline
         mine = s.trainee_course().events
         part = first_difference(mine, guide)
-        assert part is not None and abs(part - day) < 1e-6, (case.name, part, day)
+        assert part is not None and abs(part - day) < 2e-3, (case.name, part, day)
         before_m, before_g = mine[mine["day"] < day - 1e-6], guide[guide["day"] < day - 1e-6]
         assert before_m[["event", "drug", "dose"]].astype(str).equals(before_g[["event", "drug", "dose"]].astype(str))
         answers = [pick + 1] + guideline_answers_after(case, pick)
@@ -259,3 +259,34 @@ def test_any_sequence_of_answers_is_a_sound_counterfactual(case: str, data: st.D
     mine = s.events[s.events["day"] < cut - 1e-6][["day", "event", "drug", "dose"]].astype(str).reset_index(drop=True)
     theirs = guide[guide["day"] < cut - 1e-6][["day", "event", "drug", "dose"]].astype(str).reset_index(drop=True)
     assert mine.equals(theirs)
+
+
+def test_engine_hooks_skip_the_named_check_and_taper_only_one_drug() -> None:
+    """Protects the engine's teaching hooks: a declared 'no_serotonin_check' departure starts tramadol without
+    the check the guideline logs; tapering one of two drugs stops only that drug and the other runs on."""
+    s = _session("ssri-tramadol")
+    while s.point is not None and s.point.proposed.trigger != "escalate_tramadol":
+        s.answer(s.point.guideline)
+    assert s.point is not None
+    day = s.point.day
+    s.answer(_index(s, "tramadol:no-check"))
+    ev = s.events
+    at = ev[(ev["day"] >= day - 2e-3) & (ev["day"] <= day + 2e-3)]
+    assert "tramadol" in set(at[at["event"] == "drug_start"]["drug"].astype(str))
+    assert at[at["event"] == "safety_check"].empty
+    guide = simulate(setup_from_case(load_case("ssri-tramadol")))
+    g_at = guide[(guide["day"] >= day - 2e-3) & (guide["day"] <= day + 2e-3)]
+    assert "serotonin_check" in set(g_at["check"].dropna().astype(str))
+
+    t = _session("strong-opioid-gate")
+    t.answer(_index(t, "start:pregabalin"))
+    t.answer(_index(t, "add:duloxetine"))
+    assert t.point is not None
+    day = t.point.day
+    t.answer(_index(t, "taper:duloxetine"))
+    ev = t.events
+    stops = ev[(ev["event"] == "drug_stop") & (ev["day"] >= day - 2e-3) & (ev["day"] <= day + 2e-3)]
+    assert stops["drug"].astype(str).tolist() == ["duloxetine"]
+    assert str(stops["rule"].iloc[0]) == "X.trainee_choice"
+    nxt = ev[(ev["event"] == "evaluation") & (ev["day"] > day)]
+    assert str(nxt["drug"].iloc[0]) == "pregabalin"  # the base drug runs on and is evaluated
