@@ -103,23 +103,24 @@ def create_app(cohorts_dir: str | Path = "cohorts") -> Flask:
         cases = [(n, load_case(n).title) for n in case_names()]
         return render_template("teach_index.html", cases=cases, cohorts=cohort_files(), note=NOT_CLINICAL)
 
+    def chosen_setup(form: Any) -> Setup:
+        if form.get("case"):
+            return setup_from_case(load_case(form["case"]))
+        name = form.get("cohort", "")
+        if name not in cohort_files():
+            raise InputError(f"no cohort '{name}' in {cohorts}", field="cohort", fix="pick a cohort from the list")
+        try:
+            seed, patient = int(form.get("seed", "1")), int(form.get("patient", "0"))
+        except ValueError:
+            raise InputError("seed and patient must be whole numbers", field="seed",
+                             fix="type numbers such as 1 and 0") from None
+        if seed < 0:
+            raise InputError(f"seed must be >= 0 (got {seed})", field="seed", fix="use a non-negative number")
+        return setup_from_cohort(str(cohorts / name), patient, seed)
+
     @app.post("/start")
     def start() -> Any:
-        form = request.form
-        if form.get("case"):
-            setup = setup_from_case(load_case(form["case"]))
-        else:
-            name = form.get("cohort", "")
-            if name not in cohort_files():
-                raise InputError(f"no cohort '{name}' in {cohorts}", field="cohort", fix="pick a cohort from the list")
-            try:
-                seed, patient = int(form.get("seed", "1")), int(form.get("patient", "0"))
-            except ValueError:
-                raise InputError("seed and patient must be whole numbers", field="seed",
-                                 fix="type numbers such as 1 and 0") from None
-            if seed < 0:
-                raise InputError(f"seed must be >= 0 (got {seed})", field="seed", fix="use a non-negative number")
-            setup = setup_from_cohort(str(cohorts / name), patient, seed)
+        setup = chosen_setup(request.form)
         with lock:
             sid = str(next(counter))
             sessions[sid] = Session(setup)
@@ -146,8 +147,14 @@ def create_app(cohorts_dir: str | Path = "cohorts") -> Flask:
         return redirect(url_for("case", sid=sid))
 
     @app.get("/trace/<name>")
-    def trace(name: str) -> str:
-        setup = setup_from_case(load_case(name))
+    def trace_case(name: str) -> str:
+        return _trace_page(setup_from_case(load_case(name)))
+
+    @app.get("/trace")
+    def trace_cohort() -> str:
+        return _trace_page(chosen_setup(request.args))
+
+    def _trace_page(setup: Setup) -> str:
         events, _ = guideline_run(setup)
         steps = narrate(setup, events)
         states = [str(x) for x in events[events["event"] == "transition"]["state"]]

@@ -62,6 +62,12 @@ def test_bad_choices_in_the_web_app_are_one_paragraph_not_a_traceback() -> None:
     r = c.post(loc + "/answer", data={"key": "no-such-option"})
     assert r.status_code == 400 and b"not an option" in r.data
     assert c.get("/s/999").status_code == 404
+    loc = c.post("/start", data={"case": "arrhythmia-no-tca"}).headers["Location"]
+    c.post(loc + "/answer", data={"key": "start:nortriptyline"})
+    page = c.get(loc).data
+    assert b"Not allowed" in page and b"P5.tca_cardiac_contraindicated" in page and b"What do you start?" in page
+    trace = c.get("/trace?cohort=mixed-primary-care.yaml&seed=1&patient=2")
+    assert trace.status_code == 200 and b'id="timeline"' in trace.data and b"<svg" in trace.data
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
