@@ -114,7 +114,9 @@ class Simulation:
         """``only``: simulate just these patient indices (each with its own draws, as in the full cohort).
         ``decide``: replaces the policy's decisions (teaching: a trainee's choices); it is called as
         ``decide(patient, outcome, day, pain, proposed)`` with ``outcome`` None at the assessment visit,
-        and returns the Decision to apply."""
+        and returns the Decision to apply. Two Decision fields exist for it (the tutor): ``adjust`` re-doses
+        or stops running drugs without a transition, and ``departure`` (a name of ``policy.DEPARTURES``)
+        takes a step the pathway's guard refuses, or skips the checks :data:`SKIPPED_CHECKS` names."""
         self.only = only
         self.decide = decide
         self.ctx = ctx
