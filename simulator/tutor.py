@@ -44,7 +44,7 @@ from .engine import NCOL, Simulation
 from .errors import InputError
 from .narrate import NOT_CLINICAL, Setup, drug_name, narrate, profile
 from .outcomes import events_frame
-from .pathway import compile_table
+from .pathway import TRIGGERS, compile_table
 from .patient import PatientModel
 from .policy import CIPN, Decision
 from .rules import load_rules
@@ -303,6 +303,14 @@ class Session:
         options = build_options(self, p, snap.outcome, doses)
         judge_all(self, p, snap.outcome, snap.proposed, options)
         guideline = next((k for k, o in enumerate(options) if same_step(o.decision, snap.proposed)), -1)
+        if guideline < 0 and snap.proposed.trigger == "optimise" and p.active:
+            # the policy's dose optimisation (P3) is the trainee's "raise the dose" of the newest drug
+            key = f"raise:{self.drugs[p.active[-1]].name}"
+            guideline = next((k for k, o in enumerate(options) if o.key == key), -1)
+            if guideline >= 0:
+                o = options[guideline]
+                o.decision, o.verdict, o.rule = snap.proposed, "guideline", snap.proposed.rule
+                o.reason = cite(snap.proposed.rule)
         if guideline < 0:  # a policy step no option expresses: offer it as it is
             options.append(Option("policy", "continue", "The policy's step: " + describe(self, snap.proposed),
                                   snap.proposed, "guideline", snap.proposed.rule, cite(snap.proposed.rule)))
@@ -477,10 +485,11 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
                                 _decision("add", trigger="add_on", start=(j,)), j)
             with_check_variants(f"switch:{drugs[j].name}", "switch", f"Switch to {name}",
                                 _decision("switch", trigger="switch", start=(j,), stop_all=True), j)
+    add_topical = "add_topical" if "add_topical" in TRIGGERS else "add_on"  # P6: a topical alongside, any stage
     for j in topicals:
         if j not in active and p.state != "topical":
             opts.append(Option(f"topical:{drugs[j].name}", "topical", f"Add a topical: {drug_name(drugs[j].name)}",
-                               _decision("topical", trigger="add_on", start=(j,))))
+                               _decision("topical", trigger=add_topical, start=(j,))))
     if ctx.tramadol not in active:
         with_check_variants("tramadol", "tramadol", "Switch to tramadol",
                             _decision("tramadol", trigger="escalate_tramadol", start=(ctx.tramadol,), stop_all=True),
