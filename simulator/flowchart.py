@@ -168,7 +168,9 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
             trial_lines + [f"Visits every {policy.visit_interval_days} d",
              f"Relief: >= {100 * resp.relief_min_reduction:.0f}% reduction and NRS < {resp.relief_max_nrs:g}",
              f"Partial: >= {100 * resp.partial_min_reduction:.0f}% reduction but NRS >= {resp.relief_max_nrs:g}",
-             "None: < 30% reduction; intolerance: a dose-limiting adverse event"], "decision"),
+             "None: < 30% reduction; intolerance: a dose-limiting adverse event"]
+            + (["Not enough at target dose: first raise toward the maximum (P3.dose_optimisation)"]
+               if getattr(policy, "dose_optimisation", "off") != "off" else []), "decision"),
         box("relieved", R, title("relieved"), ["Continue as maintenance (P4.relief)"], "outcome"),
         box("add_on", L, title("add_on"),
             [f"Partial response: {partial} (P4.partial_add)", "Different mechanism, never two SNRIs",
@@ -180,7 +182,8 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
             "outcome"),
         box("tramadol", C, title("tramadol"),
             [f"{drug_name(tram.name)} {_doses(tram)}",
-             f"Only after documented first-line failure (P7; policy: {policy.tramadol.replace('_', ' ')})",
+             f"Only after documented first-line failure (P7; policy: {policy.tramadol.replace('_', ' ')})"
+             + ("; added to the regimen" if getattr(policy, "tramadol_mode", "replace") == "add" else ""),
              "Serotonin check with an SNRI, SSRI or TCA (P5)"]),
         box("strong_opioid", C, title("strong_opioid"),
             [f"{drug_name(strong.name)} {_doses(strong)}"
