@@ -194,16 +194,23 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
              "Misuse screen + treatment agreement first (P8)" if gate.misuse_screen else "No misuse screen (policy)",
              f"Time-limited: <= {gate.max_trial_days} d; stop if ineffective (P8)"
              + ("" if gate.allowed else " - NOT USED by this policy")]),
-        box("specialist_referral", C, title("specialist_referral"),
+        box("specialist_referral", L, title("specialist_referral"),
             ["Refractory pain after the drug steps (P9)"
              + (f"; or after {policy.referral.after_failed_lines} failed lines" if policy.referral.after_failed_lines
                 else "")]),
-        box("specialist_care", R, title("specialist_care"),
-            ["Interventions (spinal cord stimulation, PENS) or conservative care (P9)"]),
+        box("specialist_care", L, title("specialist_care"),
+            ["Interventions (spinal cord stimulation, PENS) or conservative care (P9)",
+             "No relief: back to the remaining steps (P9.discharge_plan)"]),
+        box("discharged", C, title("discharged"),
+            ["Nothing left to try after the consult: primary care on the current regimen (P9.discharge_plan)"],
+            "outcome"),
     ]
     rows = [["assessment", "note:etiology"], ["q:topical"], ["topical", "first_line", "note:checks"],
-            ["q:evaluation", "relieved"], ["add_on", "switch", "dropped_out"], ["tramadol"], ["strong_opioid"],
-            ["specialist_referral", "specialist_care"]]
+            ["q:evaluation", "relieved"], ["add_on", "switch", "dropped_out"], ["tramadol"],
+            ["specialist_referral", "strong_opioid"], ["specialist_care", "discharged"]]
+    boxes = [b for b in boxes if b.kind in ("decision", "note") or b.key in pathway.STATES]
+    rows = [[k for k in row if k in {b.key for b in boxes}] for row in rows]
+    rows = [row for row in rows if row]
     known = {b.key for b in boxes}
     extra = [s for s in pathway.STATES if s not in known]
     for k, s in enumerate(extra):  # a state added to the pathway is drawn even if this layout predates it
@@ -217,7 +224,7 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
         h = max(by[k].h for k in row)
         for k in row:
             by[k].y = y
-        y += h + 56
+        y += h + 46
 
     def edges(trigger: str, dest: str, sources: Iterable[str] | None = None) -> set[EdgeKey]:
         return {(s, e.trigger, e.dest) for e in pathway.TRANSITIONS if e.trigger == trigger and e.dest == dest
@@ -236,6 +243,7 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
         ("tramadol", "strong_opioid", "gate passed", edges("escalate_strong_opioid", "strong_opioid")),
         ("strong_opioid", "specialist_referral", "refractory", edges("refer", "specialist_referral")),
         ("specialist_referral", "specialist_care", "seen", edges("consult", "specialist_care")),
+        ("specialist_care", "discharged", "no relief", edges("discharge", "discharged")),
     ]
     return boxes, arrows
 
@@ -271,6 +279,8 @@ def flowchart_svg(policy: Any, *, counts: Counts | None = None, current: Iterabl
            + (f' Counts: {counts.patients} patients of a run of {e(counts.scenario)}.' if counts else '')
            + '</text>']
     for a, b, label, keys in arrows:
+        if a not in by or b not in by:
+            continue
         s, t = by[a], by[b]
         if t.y > s.y + 1:  # downwards: bottom of the source to the top of the target
             x1 = s.cx if abs(s.cx - t.cx) < 1 else (s.x + s.w * (0.2 if t.cx < s.cx else 0.8))
