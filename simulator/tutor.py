@@ -204,21 +204,24 @@ class _Snapshot:
         self.p = PatientModel.__new__(PatientModel)
         for name in PatientModel.__slots__:
             v = getattr(p, name)
-            setattr(self.p, name, v.copy() if isinstance(v, list | set) else v)
+            setattr(self.p, name, v.copy() if isinstance(v, list | set | dict) else v)
         self.outcome, self.day, self.pain, self.proposed, self.rows = outcome, day, pain, proposed, rows
+        self.visible = pd.DataFrame()  # the rows logged before the question, up to its day (set by replay)
 
 
-def _run(setup: Setup, decide: Callable[[Simulation], Any]) -> pd.DataFrame:
+def _run(setup: Setup, decide: Callable[[Simulation], Any]) -> tuple[pd.DataFrame, Any]:
     sim = Simulation(setup.ctx, setup.cohort, setup.config, setup.replication, only=[setup.index])
     sim.decide = decide(sim)
-    return events_frame([sim.run()], setup.ctx.tables).reset_index(drop=True)
+    raw = sim.run()
+    return events_frame([raw], setup.ctx.tables).reset_index(drop=True), raw
 
 
 def replay(setup: Setup, chosen: list[Decision]) -> tuple[pd.DataFrame, _Snapshot | None]:
     """Simulate the patient with ``chosen`` as its first decisions and the policy's after them.
 
     Returns the events and a snapshot of the first decision after ``chosen`` (None when the course ends
-    first). The snapshot records how many event rows existed when it was asked: rows after it are not shown.
+    first). Only the rows the engine had logged when the question was asked, and dated up to it, are
+    visible (``snapshot.visible``); the rest of the course is simulated but never shown before the end.
     """
     snap: list[_Snapshot] = []
 
@@ -235,8 +238,12 @@ def replay(setup: Setup, chosen: list[Decision]) -> tuple[pd.DataFrame, _Snapsho
             return proposed
         return decide
 
-    events = _run(setup, make)
-    return events, (snap[0] if snap else None)
+    events, raw = _run(setup, make)
+    if not snap:
+        return events, None
+    seen = events_frame([raw[:snap[0].rows]], setup.ctx.tables)
+    snap[0].visible = seen[seen["day"] <= snap[0].day + 1e-6].reset_index(drop=True)
+    return events, snap[0]
 
 
 def guideline_run(setup: Setup) -> tuple[pd.DataFrame, list[tuple[float, Decision]]]:
@@ -249,7 +256,7 @@ def guideline_run(setup: Setup) -> tuple[pd.DataFrame, list[tuple[float, Decisio
             return proposed
         return decide
 
-    return _run(setup, make), seen
+    return _run(setup, make)[0], seen
 
 
 class Session:
@@ -265,8 +272,8 @@ class Session:
         self.chosen: list[Decision] = []
         self.labels: list[tuple[float, str, str]] = []
         self.point: Point | None = None
-        self._rows = 0
         self.events = pd.DataFrame()
+        self._visible = pd.DataFrame()
         self._advance()
 
     # ---- simulation ----------------------------------------------------------------------------------
@@ -278,8 +285,8 @@ class Session:
         if snap is None:
             self.point = None
             return
-        visible = self.events.iloc[:snap.rows]
-        self.point = self._point(snap, visible)
+        self._visible = snap.visible
+        self.point = self._point(snap, snap.visible)
 
     @property
     def finished(self) -> bool:
@@ -289,11 +296,10 @@ class Session:
         """The trainee's course up to the current question (the whole course once the case has ended)."""
         if self.point is None:
             return self.events
-        return self.events.iloc[:self._rows]
+        return self._visible
 
     # ---- the decision point --------------------------------------------------------------------------
     def _point(self, snap: _Snapshot, visible: pd.DataFrame) -> Point:
-        self._rows = snap.rows
         p = snap.p
         doses: dict[int, float] = {}
         for d, x, e in zip(visible["drug"], visible["dose"], visible["event"], strict=True):

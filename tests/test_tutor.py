@@ -121,7 +121,7 @@ def test_early_strong_opioid_is_simulated_as_a_flagged_departure() -> None:
     a = s.answer(_index(s, "strong_opioid"))
     assert a.option.verdict == "departure" and a.option.rule == "P8.prerequisites"
     assert "first-line class(es) failed" in a.option.reason
-    ev = s.visible_events() if s.point is None else s.events.iloc[: s._rows]
+    ev = s.events
     starts = ev[ev["event"] == "drug_start"]["drug"].astype(str).tolist()
     assert "morphine" in starts
     assert any("declared departure" in line for line in s.timeline())
