@@ -39,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import safety
 from .catalog import FIRST_LINE_CLASSES
 from .engine import NCOL, Simulation
 from .errors import InputError
@@ -545,6 +546,8 @@ def _forbid_reason(name: str, rule: str) -> str:
         return f"{name} is a topical, for localized pain only, and this pain is not localized: {cite(rule)}"
     if rule == "P5.renal_cap":
         return f"{name} is excluded at this creatinine clearance: {cite(rule)}"
+    if not rule.startswith("P5"):
+        return f"{name} is not indicated for this patient: {cite(rule)}"
     return f"{name} is contraindicated for this patient: {cite(rule)}"
 
 
@@ -628,6 +631,13 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
                         f"the same class adds side effects without a new mechanism ({cite('P4.partial_add')}){risk}")
             o.decision = replace(d, departure="guard_bypass")
             continue
+        excluded = dict(p.excluded)  # the policy's exclusions for this patient beyond P5 (e.g. P11 in CIPN)
+        ex = next(((j, excluded[j]) for j in d.start if j in excluded), None)
+        if ex is not None:
+            o.verdict, o.rule = "departure", ex[1]
+            o.reason = f"{drug_name(drugs[ex[0]].name)} is excluded for this patient: {cite(ex[1])}"
+            o.decision = replace(d, departure=d.departure or "guard_bypass")
+            continue
         if o.kind == "topical" and outcome is not None and p.facts.localized:
             # P6: a topical can be added at any stage for localized pain (the engine takes the step as given).
             o.verdict, o.rule = "acceptable", "P6.topical_localized"
@@ -645,6 +655,12 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             o.decision = replace(d, rule=why[0])
             continue
         o.verdict, o.rule = "other", proposed.rule
+        last = getattr(safety, "last_resort", None)  # drugs kept for last for this patient (e.g. P11 in CIPN)
+        why_last = next((r for j in d.start if last is not None and (r := last(drugs[j], p.facts))), None)
+        if why_last:
+            o.rule = why_last
+            o.reason = f"{drug_name(drugs[d.start[0]].name)} is kept for last for this patient: {cite(why_last)}"
+            continue
         o.reason = {"continue": "continuing unchanged delays the step the response calls for.",
                     "refer": "referral is for refractory pain, after the drug steps are exhausted.",
                     "lower": "a lower dose is for a dose-limiting side effect, not for an inadequate response.",
