@@ -368,11 +368,15 @@ class Session:
         if self.point is not None:
             raise InputError("the debrief comes when the case has ended", field="debrief",
                              fix="answer the remaining questions first")
-        mine, guide = self.trainee_course(), self.guideline_course()
+        g_events, proposals = guideline_run(self.setup)
+        mine = self.trainee_course()
+        guide = Course(g_events, [(day, describe(self, d), "guideline") for day, d in proposals])
         ok, total = self.score
         return {"score": ok, "total": total, "parted_on_day": first_difference(mine.events, guide.events),
                 "yours": mine.summary(self.base), "guideline": guide.summary(self.base),
                 "your_decisions": mine.decisions, "guideline_decisions": guide.decisions,
+                "guideline_steps": [{"day": day, "step": describe(self, d), "rule": d.rule, "seeds": seeds_of(d.rule)}
+                                    for day, d in proposals],
                 "answers": [{"day": a.point.day, "choice": a.option.label, "verdict": a.option.verdict,
                              "guideline": a.point.guideline_option.label, "rule": a.option.rule or
                              a.point.proposed.rule, "seeds": seeds_of(a.option.rule or a.point.proposed.rule),
@@ -756,6 +760,9 @@ def _print_debrief(d: dict[str, Any], echo: Callable[[str], None]) -> None:
     for a in d["answers"]:
         echo(f"  Day {a['day']:.0f}: you chose '{a['choice']}' ({a['verdict']}); the guideline: '{a['guideline']}' "
              f"[{a['rule']}" + (f"; {', '.join(a['seeds'])}]" if a["seeds"] else "]"))
+    echo("The guideline's course:")
+    for g in d["guideline_steps"]:
+        echo(f"  Day {g['day']:.0f}: {g['step']} [{g['rule']}" + (f"; {', '.join(g['seeds'])}]" if g["seeds"] else "]"))
     mistakes = [a for a in d["answers"] if a["verdict"] not in GOOD]
     if not mistakes:
         echo("No mistakes: every choice followed the guideline.")
