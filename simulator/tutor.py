@@ -402,12 +402,19 @@ class Session:
     def timeline(self) -> list[str]:
         """What has happened so far, in words, with the trainee's decisions marked."""
         steps = narrate(self.setup, self.visible_events())
-        marks = [(d, f"Day {d:.0f}: YOUR DECISION: {label}" + (" (declared departure)" if v == "departure" else ""))
-                 for d, label, v in self.labels]
-        lines: list[tuple[float, int, str]] = [(round(s.day, 3), 2 if s.kind in ("decision", "check") else 0,
-                                                s.line()) for s in steps]
-        lines += [(round(d, 3), 1, text) for d, text in marks]
-        return [t for _, _, t in sorted(lines, key=lambda x: (x[0], x[1]))]
+        lines = [st.line() for st in steps]
+        days = [round(st.day, 3) for st in steps]
+        kinds = [st.kind for st in steps]
+        for d, label, v in self.labels:  # each mark goes before the narrated decision it made, else after its day
+            mark = f"Day {d:.0f}: YOUR DECISION: {label}" + (" (declared departure)" if v == "departure" else "")
+            day = round(d, 3)
+            at = next((k for k in range(len(lines)) if kinds[k] == "decision" and days[k] == day), None)
+            if at is None:
+                at = next((k for k in range(len(lines)) if days[k] > day), len(lines))
+            lines.insert(at, mark)
+            days.insert(at, day)
+            kinds.insert(at, "mark")
+        return lines
 
 
 # ---- options ---------------------------------------------------------------------------------------------
@@ -469,6 +476,8 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
         opts.append(Option("continue", "continue", "Continue the current regimen unchanged and review after "
                            f"another {trial:.0f} days", _decision("continue", trigger="continue", eval_after=trial)))
     for j in active:
+        if drugs[j].drug_class == "topical":  # a patch is not titrated
+            continue
         name, cur = drug_name(drugs[j].name), doses.get(j, 0.0)
         up = _higher(s, p, j, cur)
         label = f"Raise the {name} dose" + (f" to {up:g} {drugs[j].unit}" if up else "")
