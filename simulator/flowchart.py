@@ -162,7 +162,8 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
         box("note:checks", R, "Safety checks before starting",
             [f"ECG before a tricyclic over age {tca_ecg[0]:g} (P5.tca_ecg)" if tca_ecg else "ECG: none required",
              "Serotonin check: tramadol with an SNRI/SSRI/TCA, SNRI with an SSRI (P5.serotonin_check)",
-             "Misuse screen and treatment agreement before a strong opioid (P8)",
+             "Misuse screen and treatment agreement before "
+             + (", ".join(drug_name(d.name) for d in drugs if "misuse_screen" in d.safety_checks) or "no drug") + " (P8)",
              "Renal and older-adult dose caps (P5); start low, go slow (P2)"], "note"),
         box("q:evaluation", C, "Evaluate after an adequate trial (P3)",
             trial_lines + [f"Visits every {policy.visit_interval_days} d",
