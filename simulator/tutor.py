@@ -480,7 +480,8 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
             continue
         name, cur = drug_name(drugs[j].name), doses.get(j, 0.0)
         up = _higher(s, p, j, cur)
-        label = f"Raise the {name} dose" + (f" to {up:g} {drugs[j].unit}" if up else "")
+        cap = dose_cap(drugs[j], p.facts)[0]  # the engine raises step by step up to the patient's maximum (P3)
+        label = f"Raise the {name} dose" + (f" step by step toward {cap:g} {drugs[j].unit}" if up else "")
         opts.append(Option(f"raise:{drugs[j].name}", "raise", label,
                            _decision("raise", trigger="continue", adjust=((j, up),), eval_after=trial + 14.0)
                            if up else None))
