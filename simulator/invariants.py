@@ -54,8 +54,12 @@ HIV_ETIOLOGY = "hiv_neuropathy"  # S004 "in HIV-related neuropathy, opioids may 
 NO_TAPER_RULES: tuple[str, ...] = ("X.dropout", "X.serious_event")  # a drop-out or a serious event ends
 # the drug at once: the clinician cannot taper (reading choice)
 PROTOCOL_RULE = "X.protocol_step"
+INTERIM_RULE = "P8.titrate_to_response"  # an evaluation at a titration step (titration goes on unless relief)
+RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
+# gabapentin and pregabalin doses based on creatinine clearance"
 
-DOSE_EVENTS: tuple[str, ...] = ("drug_start", "dose_change", "drug_stop", "evaluation", "adverse_event")
+DOSE_EVENTS: tuple[str, ...] = ("drug_start", "dose_change", "drug_stop", "evaluation", "adverse_event",
+                                 "taper_start")
 DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "evaluation")
 FAILED_OUTCOMES: tuple[str, ...] = ("partial", "none")
 PATIENT_FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block",
@@ -87,17 +91,21 @@ INVARIANTS: tuple[Invariant, ...] = (
               "a tricyclic stays below 100 mg/day in older adults and in cardiac disease",
               "events: TCA doses; patients: age, cardiac flags; drugs.yaml: older_adult.min_age"),
     Invariant("renal_dose", "P5.renal_dose", "S000, S001",
-              "gabapentinoid doses are reduced by creatinine-clearance band from the first dose: every dose "
-              "within the band's share of the normal-clearance schedule and the band's cap",
-              "events: gabapentinoid doses and days; patients: CrCl; drugs.yaml: titration, renal_caps"),
+              "below CrCl 60 a gabapentinoid is reduced from the first dose: every dose within the band's factor "
+              "times the normal-clearance schedule (the whole schedule scales, not only its maximum)",
+              "events: gabapentinoid doses and days; patients: CrCl; drugs.yaml: titration, renal_exposure"),
     Invariant("older_adult_start", "P2.older_adult_start", "S000, S001",
-              "older adults start at the catalogue's lower older-adult first dose",
-              "events: drug_start doses; patients: age; drugs.yaml: older_adult"),
+              "older adults start at the catalogue's lower older-adult first dose (times the renal factor)",
+              "events: drug_start doses; patients: age, CrCl; drugs.yaml: older_adult.start_dose; "
+              "policy: start_doses"),
     Invariant("titration_schedule", "P13", "S000",
               "titration never faster than the catalogue schedule (older adults stretched; beyond the target "
               "the schedule goes on with its last increment and interval)",
               "events: doses and days per line; patients: age, CrCl; drugs.yaml: titration, older_adult; "
               "policy: start doses", "fast_titration"),
+    Invariant("intolerance_reduction", "P4.intolerance_reduce", "S000, S002",
+              "a dose lowered for intolerance stays at or above the drug's lowest effective dose (else it stops)",
+              "events: dose changes with an intolerance rule; patients: CrCl; drugs.yaml: min_effective_dose"),
     Invariant("adequate_trial", "P3", "S000, S002, S004",
               "no drug judged failed before an adequate trial at the target dose (or the highest tolerated)",
               "events: evaluations, doses, dose reductions; drugs.yaml: target_dose, adequate_trial_days, "
@@ -119,13 +127,15 @@ INVARIANTS: tuple[Invariant, ...] = (
               "starts with an SSRI or tramadol, and before a tricyclic starts with tramadol",
               "events: safety_check rows, starts and stops (a drug being tapered is still taken); patients: ssri_use"),
     Invariant("taper", "P5.taper_step", "S001",
-              "duloxetine, venlafaxine, tricyclics, tramadol and strong opioids are tapered (dose lowered) "
-              "before they stop, unless the patient dropped out or had a serious event",
-              "events: dose changes and stops per line; drugs.yaml: class"),
+              "duloxetine, venlafaxine, tricyclics, tramadol and strong opioids are tapered before they stop "
+              "(a taper start, lowered doses, the stop no sooner than the taper schedule allows), unless the "
+              "patient dropped out or had a serious event",
+              "events: taper_start, dose changes and stops per drug; drugs.yaml: class, taper"),
     # --- etiology and topicals -------------------------------------------------------------------
     Invariant("cipn_no_tca_gabapentinoid", "P11.cipn_no_efficacy", "S000, S001",
               "no tricyclic or gabapentinoid started in chemotherapy-induced neuropathy under the guideline",
-              "events: starts; patients: etiology; policy: protocol steps are exempt"),
+              "events: starts; patients: etiology; policy: cipn_exclusions (false is reported as declared), "
+              "protocol steps are exempt"),
     Invariant("topical_indication", "P6.lidocaine_allodynia", "S000, S001, S004",
               "topicals only for localized pain, lidocaine 5% only with allodynia",
               "events: topical starts; patients: localized, allodynia"),
@@ -146,7 +156,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "events: pain_nrs of the assessment and evaluations", "early_strong_opioid"),
     Invariant("strong_opioid_hiv", "P8.hiv_caution", "S004",
               "no strong opioid in HIV neuropathy under the guideline",
-              "events: strong opioid starts; patients: etiology; policy: hiv opioid option"),
+              "events: strong opioid starts; patients: etiology; policy: a strong-opioid option allowing HIV "
+              "neuropathy (reported as declared)"),
     Invariant("opioid_smallest_dose", "P8.titrate_to_response", "S000, S004",
               "a strong opioid is not titrated further once it has given relief (smallest effective dose)",
               "events: evaluations and strong-opioid dose changes"),
@@ -255,6 +266,7 @@ class PolicyView:
     target_doses: dict[str, float] = field(default_factory=dict)  # P2: the policy's own targets (seed ranges)
     start_doses: dict[str, float] = field(default_factory=dict)  # P2.start_dose_policy (duloxetine 60, S001)
     protocol_doses: dict[str, float] = field(default_factory=dict)  # numeric doses of protocol steps
+    cipn_exclusions: bool = True  # P11.cipn_no_efficacy applies (the guideline)
     hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: the policy allows it with caution
 
     @classmethod
@@ -273,6 +285,7 @@ class PolicyView:
                    target_doses=dict(getattr(policy, "target_doses", {}) or {}),
                    start_doses=dict(getattr(policy, "start_doses", {}) or {}),
                    protocol_doses=proto,
+                   cipn_exclusions=bool(getattr(policy, "cipn_exclusions", True)),
                    hiv_strong_opioid_allowed=bool(getattr(gate, "allow_hiv", False)))
 
 
@@ -299,20 +312,19 @@ def renal_cap(drug: Drug, facts: Facts) -> float:
 
 
 def renal_factor(drug: Drug, facts: Facts) -> float:
-    """The share of the normal-clearance schedule a gabapentinoid may reach in this CrCl band (P5.renal_dose).
+    """The share of the normal-clearance schedule a drug may reach in this CrCl band (P5.renal_dose).
 
-    The band's cap over the catalogue maximum (pregabalin: 300/600 at CrCl 30-59, 150/600 at 15-29,
-    75/600 below 15, as the renal tables of the labels scale the whole range); 1 outside any band.
+    The factor of the lowest ``renal_exposure`` band of ``drugs.yaml`` the patient's CrCl falls in
+    (pregabalin x 1/2 at CrCl 30-59, x 1/4 at 15-29, x 1/8 below 15, as the labels' renal tables scale the
+    whole dose range); 1 outside every band.
     """
-    if drug.drug_class != "gabapentinoid":
-        return 1.0
-    rc = renal_cap(drug, facts)
-    return min(1.0, rc / drug.max_dose) if 0 < rc < math.inf else 1.0
+    factors = [b.factor for b in drug.renal_exposure if facts.crcl < b.crcl_below]
+    return min(factors) if factors else 1.0
 
 
 def max_allowed(drug: Drug, facts: Facts) -> float:
     """Catalogue maximum adjusted for age, renal function and cautions (P2, P5)."""
-    cap = drug.max_dose
+    cap = drug.max_dose * renal_factor(drug, facts)
     if is_older(drug, facts) and drug.older_adult.max_dose is not None:
         cap = min(cap, drug.older_adult.max_dose)
     rc = renal_cap(drug, facts)
@@ -326,8 +338,7 @@ def max_allowed(drug: Drug, facts: Facts) -> float:
 
 def older_start(drug: Drug) -> float | None:
     """The catalogue's first dose for older adults, when it gives one (P2.older_adult_start)."""
-    v = getattr(drug.older_adult, "start_dose", None)
-    return float(v) if v is not None else None
+    return drug.older_adult.start_dose
 
 
 def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = None) -> float:
@@ -341,9 +352,7 @@ def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = 
     stretch = drug.older_adult.titration_stretch if is_older(drug, facts) else 1.0
     days = [s.day * stretch for s in drug.titration]
     doses = [s.dose for s in drug.titration]
-    if start is not None and start > doses[0]:
-        doses = [max(d, start) for d in doses]
-    best = doses[0]
+    best = max(doses[0], start or 0.0)
     for day, dose in zip(days, doses, strict=True):
         if day <= offset + TOL:
             best = dose
@@ -353,7 +362,7 @@ def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = 
         if inc > 0 and gap > 0:
             steps = math.floor((offset + TOL - days[-1]) / gap)
             best = max(best, doses[-1] + steps * inc)
-    return min(best, drug.max_dose)
+    return min(max(best, start or 0.0), drug.max_dose)
 
 
 def earliest_offset(drug: Drug, facts: Facts, dose: float) -> float:
@@ -421,8 +430,8 @@ def patient_facts(patients: pd.DataFrame) -> dict[tuple[int, int], Facts]:
 class _Line:
     """One drug being taken, from its start to its stop."""
 
-    __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "tapered",
-                 "stopped")
+    __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
+                 "tapered", "stop_rule")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -430,11 +439,12 @@ class _Line:
         self.start = start
         self.doses: list[tuple[float, float]] = [(start, dose)]
         self.peak = dose
-        self.ceiling = math.inf  # highest tolerated dose after an intolerance reduction
-        self.last_outcome: str | None = None
+        self.ceiling = math.inf  # the highest tolerated dose, after an intolerance reduction
+        self.last_outcome: str | None = None  # of the last evaluation while this line ran
         self.relieved = False  # a relief evaluation while this line ran (strong opioids: smallest dose)
-        self.tapered = False  # the dose was lowered after its peak (a taper step)
-        self.stopped: str | None = None  # the stop rule, once stopped
+        self.taper_day: float | None = None  # day of the taper_start row
+        self.tapered = False  # a dose was lowered (not for intolerance) since the last increase
+        self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
 
     @property
     def dose(self) -> float:
@@ -445,7 +455,7 @@ class _Trajectory:
     """What one patient's history tells the guideline so far."""
 
     def __init__(self) -> None:
-        self.active: dict[str, _Line] = {}
+        self.active: dict[str, _Line] = {}  # running drugs, a tapering drug included
         self.ended: list[_Line] = []
         self.first_line_failure = False
         self.combination_failed = False
@@ -464,11 +474,14 @@ class Checker:
         self.results = {inv.name: InvariantResult(inv) for inv in INVARIANTS}
         self._applicable: dict[str, set[tuple[int, int]]] = {inv.name: set() for inv in INVARIANTS}
         self._tramadol = [d for d in self.catalog.drugs.values() if d.drug_class == "weak_opioid"]
+        # invariants a policy option turns off on purpose: reported as declared, never as failures
+        self._excused = {name for name, off in (("cipn_no_tca_gabapentinoid", not self.pol.cipn_exclusions),
+                                                ("strong_opioid_hiv", self.pol.hiv_strong_opioid_allowed)) if off}
 
     def _flag(self, name: str, key: tuple[int, int], day: float, event: str, drug: str | None,
               rule: str | None, detail: str) -> None:
         inv = BY_NAME[name]
-        declared = inv.departure is not None and inv.departure in self.pol.declared
+        declared = (inv.departure is not None and inv.departure in self.pol.declared) or name in self._excused
         v = Violation(name, key[0], key[1], round(float(day), 3), event, drug, rule, detail, declared)
         res = self.results[name]
         (res.declared if declared else res.violations).append(v)
@@ -478,8 +491,7 @@ class Checker:
 
     def check(self, events: pd.DataFrame, patients: pd.DataFrame) -> list[InvariantResult]:
         facts = patient_facts(patients)
-        cols = {c: _col(events, c) for c in ("event", "state", "drug", "dose", "pain_nrs", "outcome", "check",
-                                             "rule")}
+        cols = {c: _col(events, c) for c in ("event", "drug", "dose", "pain_nrs", "outcome", "check", "rule")}
         reps = events["replication"].astype(int).tolist()
         pats = events["patient"].astype(int).tolist()
         days = events["day"].astype(float).tolist()
@@ -510,18 +522,17 @@ class Checker:
         out_c, ch_c, ru_c = cols["outcome"], cols["check"], cols["rule"]
         for k in rows:
             ev, name, dose, rule, day = ev_c[k], dr_c[k], do_c[k], ru_c[k], days[k]
-            d = cat.get(name) if name is not None else None
-            if pn_c[k] is not None and ev in ("assessment", "evaluation"):
+            if ev in ("assessment", "evaluation") and pn_c[k] is not None:
                 t.last_nrs = float(pn_c[k])
-
             if ev in DECISION_EVENTS:
                 self._touch("rule_ids", key)
                 if rule is None or not self.rules.is_resolvable(rule):
                     self._flag("rule_ids", key, day, ev, name, rule, f"{ev} row without a resolvable rule id")
-
+            if ev == "safety_check":
+                t.checks.append((ch_c[k], name, day))
+                continue
+            d = cat.get(name) if name is not None else None
             if d is None:
-                if ev == "safety_check":
-                    t.checks.append((ch_c[k], name, day))
                 continue
             if ev in ("drug_start", "dose_change"):
                 self._touch("dose_finite", key)
@@ -530,10 +541,7 @@ class Checker:
                     dose = None
             if dose is not None and ev in DOSE_EVENTS:
                 self._check_caps(key, f, d, name, dose, day, ev, rule)
-
-            if ev == "safety_check":
-                t.checks.append((ch_c[k], name, day))
-            elif ev == "drug_start":
+            if ev == "drug_start":
                 self._on_start(key, f, t, d, name, day, rule, dose)
                 line = _Line(name, d, day, dose if dose is not None else 0.0)
                 t.active[name] = line
@@ -541,55 +549,59 @@ class Checker:
             elif ev == "dose_change":
                 line = t.active.get(name)
                 if line is not None and dose is not None:
-                    self._on_dose(key, f, t, line, day, dose, rule)
+                    self._on_dose(key, f, line, day, dose, rule)
             elif ev == "evaluation":
                 self._on_evaluation(key, f, t, d, name, day, rule, out_c[k])
+            elif ev == "taper_start":
+                line = t.active.get(name)
+                if line is not None:
+                    line.taper_day = day
+                    self._on_stop_decided(t, line, rule)
             elif ev == "drug_stop":
-                self._on_stop(key, t, d, name, day, rule, dose)
+                self._on_stop(key, t, d, name, day, rule)
 
-    # ---- per-row checks ------------------------------------------------------------------------
+    # ---- doses ---------------------------------------------------------------------------------
     def _check_caps(self, key: tuple[int, int], f: Facts, d: Drug, name: str, dose: float, day: float,
                     ev: str, rule: str | None) -> None:
         self._touch("max_dose", key)
         cap = max_allowed(d, f)
         if dose > cap * (1 + EPS):
             self._flag("max_dose", key, day, ev, name, rule,
-                       f"{name} {dose:g} {d.unit} above the adjusted maximum {cap:g} (age {f.age:.0f}, CrCl {f.crcl:.0f})")
+                       f"{name} {dose:g} {d.unit} above the adjusted maximum {cap:g} "
+                       f"(age {f.age:.0f}, CrCl {f.crcl:.0f})")
         if d.drug_class == "tca" and (is_older(d, f) or any(c in f.flags for c in CARDIAC_DISEASE)):
             self._touch("tca_older_cardiac", key)
             if dose >= TCA_OLDER_CARDIAC_BELOW:
                 why = f"age {f.age:.0f}" if is_older(d, f) else "cardiac disease"
                 self._flag("tca_older_cardiac", key, day, ev, name, rule,
                            f"{name} {dose:g} mg/day with {why}; must stay below {TCA_OLDER_CARDIAC_BELOW:g}")
-        if d.drug_class == "gabapentinoid" and renal_factor(d, f) < 1.0:
-            self._touch("renal_dose", key)
-            rc = renal_cap(d, f)
-            if dose > rc * (1 + EPS):
-                self._flag("renal_dose", key, day, ev, name, rule,
-                           f"{name} {dose:g} {d.unit} above the renal band's cap {rc:g} at CrCl {f.crcl:.0f}")
 
     def _check_titration(self, key: tuple[int, int], f: Facts, line: _Line, day: float, dose: float,
                          rule: str | None, event: str) -> None:
         d = line.drug
         offset = day - line.start
-        start = self.pol.start_doses.get(line.name)
+        allowed = fastest_dose(d, f, offset, self.pol.start_doses.get(line.name))
         self._touch("titration_schedule", key)
-        allowed = fastest_dose(d, f, offset, start)
         if dose > allowed * (1 + EPS):
             when = "at the start" if event == "drug_start" else f"on day {offset:g} of the line"
             reach = earliest_offset(d, f, dose)
             sched = "never" if math.isinf(reach) else f"not before day {reach:g}"
             self._flag("titration_schedule", key, day, event, line.name, rule,
-                       f"{line.name} {dose:g} {d.unit} {when}; the schedule allows {allowed:g} (reaches {dose:g} {sched})")
-        factor = renal_factor(d, f)
-        if factor < 1.0:
-            limit = fastest_dose(d, f, offset, start) * factor
-            if dose > limit * (1 + EPS):
+                       f"{line.name} {dose:g} {d.unit} {when}; the schedule allows {allowed:g} "
+                       f"(reaches {dose:g} {sched})")
+        if d.drug_class == "gabapentinoid" and f.crcl < RENAL_IMPAIRMENT_BELOW:
+            self._touch("renal_dose", key)
+            factor = renal_factor(d, f)
+            limit = allowed * factor
+            if factor >= 1.0:
+                self._flag("renal_dose", key, day, event, line.name, rule,
+                           f"{line.name} at CrCl {f.crcl:.0f} with no renal reduction in the data")
+            elif dose > limit * (1 + EPS):
                 self._flag("renal_dose", key, day, event, line.name, rule,
                            f"{line.name} {dose:g} {d.unit} on day {offset:g} of the line at CrCl {f.crcl:.0f}: "
-                           f"the band scales the schedule by {factor:g}, allowing {limit:g}")
+                           f"the band scales the whole schedule by {factor:g}, allowing {limit:g}")
 
-    def _on_dose(self, key: tuple[int, int], f: Facts, t: _Trajectory, line: _Line, day: float, dose: float,
+    def _on_dose(self, key: tuple[int, int], f: Facts, line: _Line, day: float, dose: float,
                  rule: str | None) -> None:
         prev = line.dose
         line.doses.append((day, dose))
@@ -603,15 +615,21 @@ class Checker:
             line.peak = max(line.peak, dose)
             line.tapered = False
         elif dose < prev * (1 - EPS):
-            if rule is not None and rule.startswith("P4.intolerance"):
+            if line.taper_day is None and rule is not None and rule.startswith("P4.intolerance"):
                 line.ceiling = dose  # the highest tolerated dose (P3: TCAs "at the highest tolerated dosage")
+                self._touch("intolerance_reduction", key)
+                floor = (line.drug.min_effective_dose or 0.0) * renal_factor(line.drug, f)
+                if dose < floor * (1 - EPS):
+                    self._flag("intolerance_reduction", key, day, "dose_change", line.name, rule,
+                               f"{line.name} lowered to {dose:g} {line.drug.unit}, below its lowest effective dose "
+                               f"{floor:g}: it should have been stopped")
             else:
                 line.tapered = True
 
+    # ---- starts --------------------------------------------------------------------------------
     def _on_start(self, key: tuple[int, int], f: Facts, t: _Trajectory, d: Drug, name: str, day: float,
                   rule: str | None, dose: float | None) -> None:
         cls = d.drug_class
-        # contraindications (P5)
         self._touch("contraindication", key)
         bad = [c for c in d.contraindications if c in f.flags]
         if bad:
@@ -619,33 +637,31 @@ class Checker:
         if renal_cap(d, f) <= 0:
             self._flag("contraindication", key, day, "drug_start", name, rule,
                        f"{name} started although excluded at CrCl {f.crcl:.0f}")
-        # older adults start lower (P2)
-        if is_older(d, f) and dose is not None:
-            lower = older_start(d)
-            if lower is not None:
-                self._touch("older_adult_start", key)
-                if dose > lower * (1 + EPS):
-                    self._flag("older_adult_start", key, day, "drug_start", name, rule,
-                               f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}; the older-adult first dose is "
-                               f"{lower:g}")
+        lower = older_start(d)
+        if is_older(d, f) and dose is not None and lower is not None:
+            self._touch("older_adult_start", key)
+            limit = max(lower, self.pol.start_doses.get(name, 0.0)) * renal_factor(d, f)
+            if dose > limit * (1 + EPS):
+                self._flag("older_adult_start", key, day, "drug_start", name, rule,
+                           f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}; the older-adult first dose is "
+                           f"{limit:g}")
         protocol = rule == PROTOCOL_RULE
-        # etiology (P11) and topicals (P6)
         if f.etiology in CIPN_ETIOLOGIES and cls in CIPN_NOT_OFFERED:
             self._touch("cipn_no_tca_gabapentinoid", key)
             if not protocol:
                 self._flag("cipn_no_tca_gabapentinoid", key, day, "drug_start", name, rule,
                            f"{name} started in {f.etiology} (the guideline does not offer it)")
-        if cls == "topical":
+        if cls == "topical" or d.requires:
             self._touch("topical_indication", key)
-            if "localized" not in f.flags:
+            need = [r for r in d.requires if r not in f.flags]
+            if cls == "topical" and "localized" not in f.flags:
+                need.insert(0, "localized")
+            if name.startswith("lidocaine") and "allodynia" not in f.flags and "allodynia" not in need:
+                need.append("allodynia")
+            if need:
                 self._flag("topical_indication", key, day, "drug_start", name, rule,
-                           f"{name} started without localized pain")
-            elif name.startswith("lidocaine") and "allodynia" not in f.flags:
-                self._flag("topical_indication", key, day, "drug_start", name, rule,
-                           f"{name} started without allodynia")
-        # serotonin syndrome (P5)
+                           f"{name} started without {' and '.join(need)} pain")
         self._check_serotonin(key, f, t, d, name, day, rule)
-        # tricyclics
         if cls == "tca":
             self._touch("tca_cardiac", key)
             bad = [c for c in TCA_CARDIAC_CONTRAINDICATIONS if c in f.flags]
@@ -661,10 +677,9 @@ class Checker:
             if "hepatic_disease" in f.flags:
                 self._flag("duloxetine_hepatic", key, day, "drug_start", name, rule,
                            "duloxetine started with hepatic disease")
-        # opioids
         if cls in OPIOIDS:
             self._touch("opioid_screen", key)
-            done = {c for c, _, dd in t.checks if dd <= day + TOL}
+            done = {c for c, _, _ in t.checks}
             lacking = [c for c in ("misuse_screen", "treatment_agreement") if c not in done]
             if lacking:
                 self._flag("opioid_screen", key, day, "drug_start", name, rule,
@@ -678,7 +693,8 @@ class Checker:
         elif cls == "strong_opioid":
             self._strong_opioid(key, f, t, name, day, rule)
 
-    def _checked(self, t: _Trajectory, check: str, drug: str, day: float) -> bool:
+    @staticmethod
+    def _checked(t: _Trajectory, check: str, drug: str, day: float) -> bool:
         """A ``check`` for ``drug`` was logged on the start day, before the start row."""
         return any(c == check and dr == drug and abs(dd - day) <= TOL for c, dr, dd in t.checks)
 
@@ -689,7 +705,7 @@ class Checker:
         ssri = "ssri_use" in f.flags
         why: list[str] = []
         if cls == "weak_opioid":
-            why = ["an SSRI"] * ssri + [c for c in ("snri", "tca") if c in taken]
+            why = ["an SSRI"] * ssri + [c.upper() for c in ("snri", "tca") if c in taken]
         elif cls == "snri":
             why = ["an SSRI"] * ssri + ["tramadol"] * ("weak_opioid" in taken)
         elif cls == "tca":
@@ -707,28 +723,28 @@ class Checker:
         self._touch("strong_opioid_nrs", key)
         failed = {ln.drug.drug_class for ln in [*t.ended, *t.active.values()]
                   if ln.drug.drug_class in FIRST_LINE
-                  and ((ln.stopped is not None and ln.stopped != "X.dropout") or ln.last_outcome in FAILED_OUTCOMES)}
+                  and ((ln.stop_rule is not None and ln.stop_rule != "X.dropout")
+                       or ln.last_outcome in FAILED_OUTCOMES)}
         missing = []
         if len(failed) < P8_FAILED_CLASSES:
             missing.append(f"{len(failed)} first-line class(es) failed ({', '.join(sorted(failed)) or 'none'}), "
                            f"needs {P8_FAILED_CLASSES}")
         if not t.combination_failed:
             missing.append("no failed combination of a gabapentinoid with an antidepressant")
-        could = (not self.pol.tramadol_never and any(not excluded(x, f) for x in self._tramadol))
+        could = not self.pol.tramadol_never and any(not excluded(x, f) for x in self._tramadol)
         if could and not t.tramadol_tried:
             missing.append("tramadol not tried though the patient could have it")
         if missing:
             self._flag("strong_opioid_prerequisites", key, day, "drug_start", name, rule, "; ".join(missing))
         if t.last_nrs is None or t.last_nrs < STRONG_OPIOID_MIN_NRS:
+            shown = "unknown" if t.last_nrs is None else f"{t.last_nrs:.1f}"
             self._flag("strong_opioid_nrs", key, day, "drug_start", name, rule,
-                       f"{name} started at NRS {t.last_nrs if t.last_nrs is not None else 'unknown'}; needs >= "
-                       f"{STRONG_OPIOID_MIN_NRS:g}")
+                       f"{name} started at NRS {shown}; needs >= {STRONG_OPIOID_MIN_NRS:g}")
         if f.etiology == HIV_ETIOLOGY:
             self._touch("strong_opioid_hiv", key)
-            if not self.pol.hiv_strong_opioid_allowed:
-                self._flag("strong_opioid_hiv", key, day, "drug_start", name, rule,
-                           f"{name} started in HIV neuropathy")
+            self._flag("strong_opioid_hiv", key, day, "drug_start", name, rule, f"{name} started in HIV neuropathy")
 
+    # ---- evaluations and stops -----------------------------------------------------------------
     def _on_evaluation(self, key: tuple[int, int], f: Facts, t: _Trajectory, d: Drug, name: str, day: float,
                        rule: str | None, outcome: str | None) -> None:
         active = list(t.active.values())
@@ -738,6 +754,11 @@ class Checker:
                 ln.relieved = True
         if outcome not in FAILED_OUTCOMES:
             return
+        line = t.active.get(name)
+        interim = (rule == INTERIM_RULE and d.titrate_to_response and line is not None
+                   and line.dose < judged_target(d, f, self.pol, name) * (1 - EPS))
+        if interim:  # P8.titrate_to_response: judged at a titration step, titration goes on
+            return
         self._check_trial(key, f, t, d, name, day, rule)
         classes = {ln.drug.drug_class for ln in active}
         if d.drug_class in FIRST_LINE or d.drug_class == "topical":
@@ -745,29 +766,31 @@ class Checker:
         if "gabapentinoid" in classes and any(c in classes for c in ANTIDEPRESSANTS):
             t.combination_failed = True
 
-    def _on_stop(self, key: tuple[int, int], t: _Trajectory, d: Drug, name: str, day: float, rule: str | None,
-                 dose: float | None) -> None:
+    def _on_stop_decided(self, t: _Trajectory, line: _Line, rule: str | None) -> None:
+        line.stop_rule = rule or ""
+        cls = line.drug.drug_class
+        if rule != "X.dropout" and (cls in FIRST_LINE or cls == "topical"):
+            t.first_line_failure = True
+
+    def _on_stop(self, key: tuple[int, int], t: _Trajectory, d: Drug, name: str, day: float,
+                 rule: str | None) -> None:
         line = t.active.pop(name, None)
         if line is None:
             return
-        line.stopped = rule or ""
         t.ended.append(line)
-        if rule != "X.dropout" and (d.drug_class in FIRST_LINE or d.drug_class == "topical"):
-            t.first_line_failure = True
-        if d.drug_class in TAPERED and rule not in NO_TAPER_RULES:
-            self._touch("taper", key)
-            if not line.tapered and line.peak > self._lowest_step(d) * (1 + EPS):
-                self._flag("taper", key, day, "drug_stop", name, rule,
-                           f"{name} stopped at {line.dose:g} {d.unit} without a taper (no dose lowered before the stop)")
-
-    @staticmethod
-    def _lowest_step(d: Drug) -> float:
-        """The lowest dose a taper could end on: the drug's taper's last step, else its first titration step."""
-        taper = getattr(d, "taper", None)
-        steps = getattr(taper, "steps", None) if taper is not None else None
-        if steps:
-            return min(float(getattr(s, "dose", s)) for s in steps)
-        return 0.0
+        if line.taper_day is None:
+            self._on_stop_decided(t, line, rule)
+        if d.drug_class not in TAPERED or rule in NO_TAPER_RULES:
+            return
+        self._touch("taper", key)
+        if line.taper_day is None or not line.tapered:
+            self._flag("taper", key, day, "drug_stop", name, rule,
+                       f"{name} stopped at {line.dose:g} {d.unit} without a taper (no lowered dose before the stop)")
+            return
+        need = len(d.taper.steps) * d.taper.interval_days if d.taper is not None else 0
+        if day - line.taper_day < need - TOL:
+            self._flag("taper", key, day, "drug_stop", name, rule,
+                       f"{name} tapered over {day - line.taper_day:g} days, faster than its schedule ({need} days)")
 
     def _check_trial(self, key: tuple[int, int], f: Facts, t: _Trajectory, d: Drug, name: str, day: float,
                      rule: str | None) -> None:
