@@ -267,7 +267,7 @@ class PolicyView:
     start_doses: dict[str, float] = field(default_factory=dict)  # P2.start_dose_policy (duloxetine 60, S001)
     protocol_doses: dict[str, float] = field(default_factory=dict)  # numeric doses of protocol steps
     cipn_exclusions: bool = True  # P11.cipn_no_efficacy applies (the guideline)
-    hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: the policy allows it with caution
+    hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: strong_opioid.hiv 'caution' allows it
 
     @classmethod
     def of(cls, policy: Any) -> PolicyView:
@@ -286,7 +286,7 @@ class PolicyView:
                    start_doses=dict(getattr(policy, "start_doses", {}) or {}),
                    protocol_doses=proto,
                    cipn_exclusions=bool(getattr(policy, "cipn_exclusions", True)),
-                   hiv_strong_opioid_allowed=bool(getattr(gate, "allow_hiv", False)))
+                   hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution")
 
 
 # ------------------------------------------------------------------------------------------------

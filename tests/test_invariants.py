@@ -95,11 +95,15 @@ def test_caps_and_schedule_from_catalogue():
     young = Facts(50, 90, frozenset())
     old_renal = Facts(70, 25, frozenset())
     assert max_allowed(cat["pregabalin"], young) == 600
-    assert max_allowed(cat["pregabalin"], old_renal) == 150
-    assert max_allowed(cat["nortriptyline"], Facts(50, 90, frozenset({"glaucoma"}))) == 75
+    assert max_allowed(cat["pregabalin"], old_renal) == 150  # 600 x 1/4 (CrCl 15-29)
+    assert max_allowed(cat["pregabalin"], Facts(50, 45, frozenset())) == 300  # 600 x 1/2
+    assert max_allowed(cat["nortriptyline"], Facts(50, 90, frozenset({"cardiovascular_disease"}))) == 75
     assert earliest_offset(cat["pregabalin"], young, 300) == 7
     assert earliest_offset(cat["pregabalin"], Facts(70, 90, frozenset()), 300) == 14
-    assert earliest_offset(cat["pregabalin"], young, 450) == float("inf")
+    # beyond the target the schedule goes on with its last increment and interval (dose optimisation)
+    assert earliest_offset(cat["pregabalin"], young, 450) == 14
+    assert earliest_offset(cat["pregabalin"], young, 600) == 21
+    assert earliest_offset(cat["pregabalin"], young, 750) == float("inf")
 
 
 def test_cli_check_exit_codes_and_json(tmp_path):
