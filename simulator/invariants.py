@@ -298,6 +298,16 @@ def is_older(drug: Drug, facts: Facts) -> bool:
     return facts.age >= drug.older_adult.min_age
 
 
+def stretch_for(drug: Drug, facts: Facts) -> float:
+    """Factor on the schedule's days: older adults (``older_adult.titration_stretch``) and cautions with a
+    slower titration (orthostatic hypotension); the largest one that applies (P2: "titrate more slowly")."""
+    stretch = drug.older_adult.titration_stretch if is_older(drug, facts) else 1.0
+    for c in drug.cautions:
+        if c.flag in facts.flags:
+            stretch = max(stretch, c.titration_stretch)
+    return stretch
+
+
 def excluded(drug: Drug, facts: Facts) -> bool:
     """True when the catalogue forbids ``drug`` for this patient (contraindication or a renal cap of 0)."""
     if any(f in facts.flags for f in drug.contraindications):
@@ -349,7 +359,7 @@ def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = 
     policy's higher target titrate no faster than the schedule itself). ``start``: a policy's start dose
     (S001: duloxetine straight at 60 mg/day) replaces the first step when higher.
     """
-    stretch = drug.older_adult.titration_stretch if is_older(drug, facts) else 1.0
+    stretch = stretch_for(drug, facts)
     days = [s.day * stretch for s in drug.titration]
     doses = [s.dose for s in drug.titration]
     best = max(doses[0], start or 0.0)
@@ -369,7 +379,7 @@ def earliest_offset(drug: Drug, facts: Facts, dose: float) -> float:
     """Fewest days after the start at which the (extended) catalogue schedule reaches ``dose`` (inf if never)."""
     if dose > drug.max_dose * (1 + EPS):
         return math.inf
-    stretch = drug.older_adult.titration_stretch if is_older(drug, facts) else 1.0
+    stretch = stretch_for(drug, facts)
     for s in drug.titration:
         if s.dose >= dose * (1 - EPS):
             return s.day * stretch
@@ -431,7 +441,7 @@ class _Line:
     """One drug being taken, from its start to its stop."""
 
     __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
-                 "tapered", "stop_rule")
+                 "tapered", "stop_rule", "level_day")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -445,6 +455,7 @@ class _Line:
         self.taper_day: float | None = None  # day of the taper_start row
         self.tapered = False  # a dose was lowered (not for intolerance) since the last increase
         self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
+        self.level_day = start  # the day the current dose level was reached (titration pace)
 
     @property
     def dose(self) -> float:
@@ -577,12 +588,14 @@ class Checker:
                            f"{name} {dose:g} mg/day with {why}; must stay below {TCA_OLDER_CARDIAC_BELOW:g}")
 
     def _check_titration(self, key: tuple[int, int], f: Facts, line: _Line, day: float, dose: float,
-                         rule: str | None, event: str) -> None:
+                         rule: str | None, event: str) -> bool:
+        """P13 from the start of the line, and P5.renal_dose; True when the titration was too fast."""
         d = line.drug
         offset = day - line.start
         allowed = fastest_dose(d, f, offset, self.pol.start_doses.get(line.name))
         self._touch("titration_schedule", key)
-        if dose > allowed * (1 + EPS):
+        fast = dose > allowed * (1 + EPS)
+        if fast:
             when = "at the start" if event == "drug_start" else f"on day {offset:g} of the line"
             reach = earliest_offset(d, f, dose)
             sched = "never" if math.isinf(reach) else f"not before day {reach:g}"
@@ -600,13 +613,29 @@ class Checker:
                 self._flag("renal_dose", key, day, event, line.name, rule,
                            f"{line.name} {dose:g} {d.unit} on day {offset:g} of the line at CrCl {f.crcl:.0f}: "
                            f"the band scales the whole schedule by {factor:g}, allowing {limit:g}")
+        return fast
+
+    def _check_pace(self, key: tuple[int, int], f: Facts, line: _Line, day: float, prev: float, dose: float,
+                    rule: str | None) -> None:
+        """P13: one increase takes at least as long as the schedule takes between the two doses (in
+        normal-clearance terms), so dose optimisation after a trial goes no faster than titration."""
+        d = line.drug
+        factor = renal_factor(d, f)
+        need = earliest_offset(d, f, dose / factor) - earliest_offset(d, f, prev / factor)
+        gap = day - line.level_day
+        if math.isfinite(need) and gap < need - TOL:
+            self._flag("titration_schedule", key, day, "dose_change", line.name, rule,
+                       f"{line.name} raised from {prev:g} to {dose:g} {d.unit} after {gap:g} days; the schedule "
+                       f"takes {need:g} days between them")
 
     def _on_dose(self, key: tuple[int, int], f: Facts, line: _Line, day: float, dose: float,
                  rule: str | None) -> None:
         prev = line.dose
         line.doses.append((day, dose))
         if dose > prev * (1 + EPS):
-            self._check_titration(key, f, line, day, dose, rule, "dose_change")
+            if not self._check_titration(key, f, line, day, dose, rule, "dose_change"):
+                self._check_pace(key, f, line, day, prev, dose, rule)
+            line.level_day = day
             if line.drug.drug_class == "strong_opioid":
                 self._touch("opioid_smallest_dose", key)
                 if line.relieved:

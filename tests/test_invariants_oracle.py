@@ -305,3 +305,19 @@ def test_policy_options_that_turn_a_rule_off_are_declared():
     pats = pd.DataFrame([{**BASE_PATIENT, "etiology": "hiv_neuropathy"}])
     report = check_events(table(escalation()), pats, hiv_ok)
     assert report.ok and len(report.by_invariant()["strong_opioid_hiv"].declared) == 1
+
+
+def test_dose_optimisation_no_faster_than_the_schedule():
+    """Protects P13 within a line: an increase after the trial still takes the schedule's interval
+    (450 -> 600 mg pregabalin needs 7 days), even though the line started long before."""
+    base = [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+            row(35, "dose_change", "pregabalin", 450, "P3.dose_optimisation")]
+    assert "titration_schedule" in violated(run([*base, row(36, "dose_change", "pregabalin", 600,
+                                                            "P3.dose_optimisation")]))
+    assert run([*base, row(42, "dose_change", "pregabalin", 600, "P3.dose_optimisation")]).ok
+    # in renal impairment the same pace applies to the scaled doses (x 1/2 at CrCl 45)
+    renal = [*start(0, "pregabalin", 75), row(7, "dose_change", "pregabalin", 150, "P2.target_reached"),
+             row(35, "evaluation", "pregabalin", 150, outcome="none", pain=7),
+             row(35, "dose_change", "pregabalin", 225, "P3.dose_optimisation")]
+    assert "titration_schedule" in violated(run([*renal, row(37, "dose_change", "pregabalin", 300)], crcl=45.0))
+    assert run([*renal, row(42, "dose_change", "pregabalin", 300, "P3.dose_optimisation")], crcl=45.0).ok
