@@ -321,3 +321,10 @@ def test_dose_optimisation_no_faster_than_the_schedule():
              row(35, "dose_change", "pregabalin", 225, "P3.dose_optimisation")]
     assert "titration_schedule" in violated(run([*renal, row(37, "dose_change", "pregabalin", 300)], crcl=45.0))
     assert run([*renal, row(42, "dose_change", "pregabalin", 300, "P3.dose_optimisation")], crcl=45.0).ok
+
+
+def test_docs_list_every_invariant():
+    """Protects the documentation: docs/invariants.md has a row for each invariant with its rule id."""
+    text = (Path(__file__).parent.parent / "docs" / "invariants.md").read_text()
+    for i in INVARIANTS:
+        assert f"| `{i.name}` | `{i.rule}` |" in text, i.name
