@@ -333,16 +333,22 @@ def renal_factor(drug: Drug, facts: Facts) -> float:
 
 
 def max_allowed(drug: Drug, facts: Facts) -> float:
-    """Catalogue maximum adjusted for age, renal function and cautions (P2, P5)."""
-    cap = drug.max_dose * renal_factor(drug, facts)
+    """Catalogue maximum adjusted for age, cautions and renal function (P2, P5).
+
+    The maximum, the older-adult cap and the caution caps are doses in normal clearance; in a renal
+    ``renal_exposure`` band they scale with the band's factor, as every dose does (a dose ``x`` at factor
+    ``f`` acts like ``x / f``; docs/event-log.md). A ``renal_caps`` cap (tramadol 200 below CrCl 30) is absolute.
+    """
+    cap = drug.max_dose
     if is_older(drug, facts) and drug.older_adult.max_dose is not None:
         cap = min(cap, drug.older_adult.max_dose)
-    rc = renal_cap(drug, facts)
-    if 0 < rc < cap:
-        cap = rc
     for c in drug.cautions:
         if c.flag in facts.flags:
             cap = min(cap, c.max_dose)
+    cap *= renal_factor(drug, facts)
+    rc = renal_cap(drug, facts)
+    if 0 < rc < cap:
+        cap = rc
     return cap
 
 

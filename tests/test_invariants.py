@@ -95,7 +95,7 @@ def test_caps_and_schedule_from_catalogue():
     young = Facts(50, 90, frozenset())
     old_renal = Facts(70, 25, frozenset())
     assert max_allowed(cat["pregabalin"], young) == 600
-    assert max_allowed(cat["pregabalin"], old_renal) == 150  # 600 x 1/4 (CrCl 15-29)
+    assert max_allowed(cat["pregabalin"], old_renal) == 75  # older cap 300 x 1/4 (CrCl 15-29)
     assert max_allowed(cat["pregabalin"], Facts(50, 45, frozenset())) == 300  # 600 x 1/2
     assert max_allowed(cat["nortriptyline"], Facts(50, 90, frozenset({"cardiovascular_disease"}))) == 75
     assert earliest_offset(cat["pregabalin"], young, 300) == 7
