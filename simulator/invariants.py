@@ -60,7 +60,10 @@ RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9
 
 DOSE_EVENTS: tuple[str, ...] = ("drug_start", "dose_change", "drug_stop", "evaluation", "adverse_event",
                                  "taper_start")
-DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "evaluation")
+DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "evaluation", "dose_change", "taper_start",
+                                     "dose_limit", "excluded", "safety_check")  # rows that must cite a rule
+RISE_RULES: tuple[str, ...] = ("P2", "P3", "P8", "X.protocol_step")  # titration, optimisation, to response
+FALL_RULES: tuple[str, ...] = ("P4", "P5")  # intolerance reduction, taper step
 FAILED_OUTCOMES: tuple[str, ...] = ("partial", "none")
 PATIENT_FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block",
                                   "cardiovascular_disease", "glaucoma", "orthostatic_hypotension", "ssri_use",
@@ -117,6 +120,12 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("tca_cardiac", "P5.tca_cardiac_contraindicated", "S000",
               "no tricyclic after recent MI, with arrhythmia or heart block",
               "events: TCA starts; patients: recent_mi, arrhythmia, heart_block"),
+    Invariant("tca_last_resort", "P5.cardiac_prefer_duloxetine", "S000, S001",
+              "a tricyclic in cardiovascular disease only after duloxetine (S000: duloxetine preferred), and with "
+              "a last-resort caution (glaucoma, orthostatic hypotension) only after the other first-line classes, "
+              "unless they are excluded for the patient",
+              "events: starts; patients: flags, CrCl, etiology; drugs.yaml: cautions (last_resort), "
+              "contraindications, renal_caps, requires; policy: order, serotonin, cipn_exclusions"),
     Invariant("duloxetine_hepatic", "P5.duloxetine_hepatic", "S001",
               "no duloxetine with hepatic disease", "events: duloxetine starts; patients: hepatic_disease"),
     Invariant("contraindication", "P5", "S000, S001",
@@ -162,8 +171,9 @@ INVARIANTS: tuple[Invariant, ...] = (
               "a strong opioid is not titrated further once it has given relief (smallest effective dose)",
               "events: evaluations and strong-opioid dose changes"),
     Invariant("rule_ids", "P1-P13", "S000-S004",
-              "every transition, drug start, drug stop and evaluation carries a resolvable rule id",
-              "events: rule; rules.yaml"),
+              "every decision, start, stop, taper, dose change, limit, check and evaluation carries a resolvable "
+              "rule id, and a dose change cites a rule of its direction (a rise P2/P3/P8, a fall P4/P5)",
+              "events: rule, dose; rules.yaml"),
 )
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
 
@@ -267,6 +277,8 @@ class PolicyView:
     start_doses: dict[str, float] = field(default_factory=dict)  # P2.start_dose_policy (duloxetine 60, S001)
     protocol_doses: dict[str, float] = field(default_factory=dict)  # numeric doses of protocol steps
     cipn_exclusions: bool = True  # P11.cipn_no_efficacy applies (the guideline)
+    serotonin_avoid: bool = False  # P5.serotonin_avoid: no serotonergic drug with an SSRI
+    order: tuple[str, ...] = ()  # the first-line drugs the policy offers (empty: all)
     hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: strong_opioid.hiv 'caution' allows it
 
     @classmethod
@@ -286,6 +298,8 @@ class PolicyView:
                    start_doses=dict(getattr(policy, "start_doses", {}) or {}),
                    protocol_doses=proto,
                    cipn_exclusions=bool(getattr(policy, "cipn_exclusions", True)),
+                   serotonin_avoid=getattr(policy, "serotonin", "monitor") == "avoid",
+                   order=tuple(getattr(policy, "order", ()) or ()),
                    hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution")
 
 
@@ -548,6 +562,12 @@ class Checker:
             if ev == "safety_check":
                 t.checks.append((ch_c[k], name, day))
                 continue
+            if ev == "dose_change" and rule is not None and name in t.active and dose is not None:
+                prev = t.active[name].dose
+                fits = (RISE_RULES if dose > prev else FALL_RULES if dose < prev else None)
+                if fits is not None and not any(rule == r or rule.startswith(r + ".") for r in fits):
+                    self._flag("rule_ids", key, day, ev, name, rule,
+                               f"{name} {'raised' if dose > prev else 'lowered'} from {prev:g} to {dose:g} citing {rule}")
             d = cat.get(name) if name is not None else None
             if d is None:
                 continue
@@ -697,6 +717,8 @@ class Checker:
                 self._flag("topical_indication", key, day, "drug_start", name, rule,
                            f"{name} started without {' and '.join(need)} pain")
         self._check_serotonin(key, f, t, d, name, day, rule)
+        if cls == "tca" and not protocol:
+            self._check_last_resort(key, f, t, d, name, day, rule)
         if cls == "tca":
             self._touch("tca_cardiac", key)
             bad = [c for c in TCA_CARDIAC_CONTRAINDICATIONS if c in f.flags]
@@ -727,6 +749,39 @@ class Checker:
             t.tramadol_tried = True
         elif cls == "strong_opioid":
             self._strong_opioid(key, f, t, name, day, rule)
+
+    def _unavailable(self, drug: str, f: Facts) -> bool:
+        """The guideline could not give ``drug`` to this patient (catalogue exclusion or a policy choice)."""
+        d = self.catalog.drugs[drug]
+        if excluded(d, f) or any(r not in f.flags for r in d.requires):
+            return True
+        if self.pol.order and drug not in self.pol.order:
+            return True
+        if self.pol.serotonin_avoid and d.serotonergic and "ssri_use" in f.flags:
+            return True
+        return (self.pol.cipn_exclusions and f.etiology in CIPN_ETIOLOGIES and d.drug_class in CIPN_NOT_OFFERED)
+
+    def _check_last_resort(self, key: tuple[int, int], f: Facts, t: _Trajectory, d: Drug, name: str, day: float,
+                           rule: str | None) -> None:
+        cautious = [c.flag for c in d.cautions if c.last_resort and c.flag in f.flags]
+        if "cardiovascular_disease" not in f.flags and not cautious:
+            return
+        self._touch("tca_last_resort", key)
+        started = {ln.name for ln in [*t.ended, *t.active.values()]}
+        lacking: list[str] = []
+        if "cardiovascular_disease" in f.flags and "duloxetine" in self.catalog.drugs:
+            if "duloxetine" not in started and not self._unavailable("duloxetine", f):
+                lacking.append("duloxetine (preferred over a tricyclic in cardiovascular disease)")
+        if cautious:
+            for cls in FIRST_LINE:
+                if cls == "tca":
+                    continue
+                names = self.catalog.of_class(cls)
+                if not any(n in started for n in names) and not all(self._unavailable(n, f) for n in names):
+                    lacking.append(f"the {cls} class ({', '.join(cautious)}: a last resort)")
+        if lacking:
+                self._flag("tca_last_resort", key, day, "drug_start", name, rule,
+                       f"{name} started before {' and '.join(lacking)}")
 
     @staticmethod
     def _checked(t: _Trajectory, check: str, drug: str, day: float) -> bool:

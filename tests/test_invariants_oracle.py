@@ -66,6 +66,22 @@ NORTRIPTYLINE_OK = [row(0, "transition", rule="P1.tca_first"), row(0, "safety_ch
                                                                     "P2.target_reached")]
 
 
+def shift(rows, days):
+    return [{**r, "day": r["day"] + days} for r in rows]
+
+
+def duloxetine_then(tca_rows):
+    """Duloxetine fails and is tapered, then the tricyclic rows start on day 49."""
+    return [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+            row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7),
+            row(35, "taper_start", "duloxetine", 60), row(35, "dose_change", "duloxetine", 30, "P5.taper_step"),
+            row(42, "dose_change", "duloxetine", 15, "P5.taper_step"),
+            row(49, "drug_stop", "duloxetine", 15, "P5.taper_complete"), *shift(tca_rows, 49)]
+
+
+DULOXETINE_THEN_TCA = duloxetine_then(NORTRIPTYLINE_OK)
+
+
 def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol=True):
     """A guideline-clean path to morphine: pregabalin partial -> add duloxetine -> combination fails ->
     tramadol (duloxetine tapered across it) -> tramadol fails -> morphine."""
@@ -134,7 +150,7 @@ CASES = [
      [*PREGABALIN_OK, row(14, "dose_change", "pregabalin", 450), row(21, "dose_change", "pregabalin", 600),
       row(56, "evaluation", "pregabalin", 600, outcome="none", pain=6), row(56, "dose_change", "pregabalin", 750)],
      [*PREGABALIN_OK, row(14, "dose_change", "pregabalin", 450), row(21, "dose_change", "pregabalin", 600)]),
-    ("tca_older_cardiac", {"cardiovascular_disease": True}, {},
+    ("tca_older_cardiac", {"cardiovascular_disease": True, "hepatic_disease": True}, {},
      [*NORTRIPTYLINE_OK, row(21, "dose_change", "nortriptyline", 100, "P3.dose_optimisation")], NORTRIPTYLINE_OK),
     ("renal_dose", {"crcl": 45.0}, {}, PREGABALIN_OK,
      [*start(0, "pregabalin", 75), row(7, "dose_change", "pregabalin", 150, "P2.target_reached")]),
@@ -149,6 +165,10 @@ CASES = [
       row(10, "dose_change", "pregabalin", 150, "P4.intolerance_reduce")]),
     ("adequate_trial", {}, {}, [*PREGABALIN_OK, row(14, "evaluation", "pregabalin", 300, outcome="none", pain=7)],
      [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7)]),
+    ("tca_last_resort", {"cardiovascular_disease": True}, {}, NORTRIPTYLINE_OK, DULOXETINE_THEN_TCA),
+    ("tca_last_resort", {"glaucoma": True}, {}, duloxetine_then(NORTRIPTYLINE_OK[:-1]),
+     [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+      row(35, "drug_stop", "pregabalin", 300), *shift(duloxetine_then(NORTRIPTYLINE_OK[:-1]), 35)]),
     ("tca_ecg", {}, {}, without(NORTRIPTYLINE_OK, "safety_check"), NORTRIPTYLINE_OK),
     ("tca_cardiac", {"recent_mi": True}, {}, NORTRIPTYLINE_OK, start(0, "pregabalin", 150)),
     ("duloxetine_hepatic", {"hepatic_disease": True}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
@@ -204,6 +224,8 @@ CASES = [
       row(414, "evaluation", "morphine", 60, "P8.titrate_to_response", outcome="relief", pain=3)]),
     ("rule_ids", {}, {}, [row(0, "transition", rule="P99.nothing"), row(0, "drug_start", "pregabalin", 150, "P1")],
      PREGABALIN_OK),
+    ("rule_ids", {}, {}, [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P2.titration_step")],
+     [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P4.intolerance_reduce")]),
 ]
 
 
