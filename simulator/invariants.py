@@ -50,6 +50,8 @@ CARDIAC_DISEASE: tuple[str, ...] = ("cardiovascular_disease", "recent_mi", "arrh
 CIPN_ETIOLOGIES: tuple[str, ...] = ("cipn_platinum", "cipn_taxane")  # P11
 CIPN_NOT_OFFERED: tuple[str, ...] = ("tca", "gabapentinoid")  # S000 "nortriptyline, amitriptyline, and
 # gabapentin showed no efficacy in RCTs"; S001 "evidence for gabapentinoids in CIPN is weak and waning"
+SEED_START: dict[str, float] = {"duloxetine": 60.0}  # S000, S001, S004: duloxetine may start at 60 mg once
+# daily; every other drug starts at the catalogue's first step (the seeds' starting doses)
 HIV_ETIOLOGY = "hiv_neuropathy"  # S004 "in HIV-related neuropathy, opioids may paradoxically worsen pain"
 NO_TAPER_RULES: tuple[str, ...] = ("X.dropout", "X.serious_event")  # a drop-out or a serious event ends
 # the drug at once: the clinician cannot taper (reading choice)
@@ -377,7 +379,7 @@ def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = 
     The schedule's days are stretched for older adults (``older_adult.titration_stretch``); beyond its last
     step it goes on with its last increment and interval up to the drug's maximum (dose optimisation and a
     policy's higher target titrate no faster than the schedule itself). ``start``: a policy's start dose
-    (S001: duloxetine straight at 60 mg/day) replaces the first step when higher.
+    (S001: duloxetine straight at 60 mg/day) replaces the first step when higher (see :func:`legal_start`).
     """
     stretch = stretch_for(drug, facts)
     days = [s.day * stretch for s in drug.titration]
@@ -393,6 +395,14 @@ def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = 
             steps = math.floor((offset + TOL - days[-1]) / gap)
             best = max(best, doses[-1] + steps * inc)
     return min(max(best, start or 0.0), drug.max_dose)
+
+
+def legal_start(name: str, drug: Drug, policy_start: float | None) -> float | None:
+    """A policy's start dose as far as the seeds allow it: up to the seeds' starting dose (:data:`SEED_START`)
+    or the catalogue's first step; a higher policy start is a fast titration (P13)."""
+    if policy_start is None:
+        return None
+    return min(policy_start, max(SEED_START.get(name, 0.0), drug.titration[0].dose))
 
 
 def earliest_offset(drug: Drug, facts: Facts, dose: float) -> float:
@@ -618,7 +628,7 @@ class Checker:
         """P13 from the start of the line, and P5.renal_dose; True when the titration was too fast."""
         d = line.drug
         offset = day - line.start
-        allowed = fastest_dose(d, f, offset, self.pol.start_doses.get(line.name))
+        allowed = fastest_dose(d, f, offset, legal_start(line.name, d, self.pol.start_doses.get(line.name)))
         self._touch("titration_schedule", key)
         fast = dose > allowed * (1 + EPS)
         if fast:

@@ -350,3 +350,16 @@ def test_docs_list_every_invariant():
     text = (Path(__file__).parent.parent / "docs" / "invariants.md").read_text()
     for i in INVARIANTS:
         assert f"| `{i.name}` | `{i.rule}` |" in text, i.name
+
+
+def test_policy_start_dose_only_up_to_the_seeds_start():
+    """Protects P2/P13 on the start_doses option: duloxetine at 60 mg from day 0 is a seed position (S001);
+    pregabalin at 300 mg from day 0 is a fast titration, whatever the policy says."""
+    from types import SimpleNamespace
+
+    dul = SimpleNamespace(declared_departures=[], start_doses={"duloxetine": 60.0})
+    pats = pd.DataFrame([BASE_PATIENT])
+    assert check_events(table(start(0, "duloxetine", 60, "P1.duloxetine_first")), pats, dul).ok
+    preg = SimpleNamespace(declared_departures=[], start_doses={"pregabalin": 300.0})
+    report = check_events(table(start(0, "pregabalin", 300)), pats, preg)
+    assert "titration_schedule" in violated(report)
