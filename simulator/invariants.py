@@ -39,8 +39,8 @@ EPS = 1e-6  # doses: relative tolerance for comparisons of daily doses
 FIRST_LINE: tuple[str, ...] = ("gabapentinoid", "snri", "tca")  # P1, all seeds
 ANTIDEPRESSANTS: tuple[str, ...] = ("snri", "tca")  # S000 "gabapentinoid plus antidepressant"
 OPIOIDS: tuple[str, ...] = ("weak_opioid", "strong_opioid")  # S004 "before prescribing any opioid"
-TAPERED: tuple[str, ...] = ("snri", "tca", "weak_opioid", "strong_opioid")  # S001 "must be tapered slowly"
-# (duloxetine, S001); issue 9 item 5 extends it to venlafaxine, tricyclics, tramadol and strong opioids.
+TAPERED: tuple[str, ...] = ("snri", "tca", "weak_opioid", "strong_opioid")  # S001 duloxetine "must be
+# tapered slowly"; the same reading for the other antidepressants and the opioids (drugs.yaml taper sources)
 P8_FAILED_CLASSES = 2  # S004 "at least two first-line agents from different classes"
 STRONG_OPIOID_MIN_NRS = 4.0  # S004 "patients with moderate to severe pain" (NRS >= 4)
 TCA_OLDER_CARDIAC_BELOW = 100.0  # S000 "limit to <100 mg/day in older adults and those with cardiac disease"
