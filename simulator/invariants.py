@@ -711,8 +711,9 @@ class Checker:
                            f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}; the older-adult first dose is "
                            f"{limit:g}")
         protocol = rule == PROTOCOL_RULE
-        if f.etiology in CIPN_ETIOLOGIES and cls in CIPN_NOT_OFFERED:
+        if f.etiology in CIPN_ETIOLOGIES:
             self._touch("cipn_no_tca_gabapentinoid", key)
+        if f.etiology in CIPN_ETIOLOGIES and cls in CIPN_NOT_OFFERED:
             if not protocol:
                 self._flag("cipn_no_tca_gabapentinoid", key, day, "drug_start", name, rule,
                            f"{name} started in {f.etiology} (the guideline does not offer it)")
@@ -744,6 +745,8 @@ class Checker:
             if "hepatic_disease" in f.flags:
                 self._flag("duloxetine_hepatic", key, day, "drug_start", name, rule,
                            "duloxetine started with hepatic disease")
+        if f.etiology == HIV_ETIOLOGY:
+            self._touch("strong_opioid_hiv", key)
         if cls in OPIOIDS:
             self._touch("opioid_screen", key)
             done = {c for c, _, _ in t.checks}
@@ -841,7 +844,6 @@ class Checker:
             self._flag("strong_opioid_nrs", key, day, "drug_start", name, rule,
                        f"{name} started at NRS {shown}; needs >= {STRONG_OPIOID_MIN_NRS:g}")
         if f.etiology == HIV_ETIOLOGY:
-            self._touch("strong_opioid_hiv", key)
             self._flag("strong_opioid_hiv", key, day, "drug_start", name, rule, f"{name} started in HIV neuropathy")
 
     # ---- evaluations and stops -----------------------------------------------------------------
