@@ -379,12 +379,15 @@ def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = 
     The schedule's days are stretched for older adults (``older_adult.titration_stretch``); beyond its last
     step it goes on with its last increment and interval up to the drug's maximum (dose optimisation and a
     policy's higher target titrate no faster than the schedule itself). ``start``: a policy's start dose
-    (S001: duloxetine straight at 60 mg/day) replaces the first step when higher (see :func:`legal_start`).
+    (S001: duloxetine straight at 60 mg/day, see :func:`legal_start`) starts the schedule at the day it
+    reaches that dose, so the steps after it keep their own intervals.
     """
     stretch = stretch_for(drug, facts)
     days = [s.day * stretch for s in drug.titration]
     doses = [s.dose for s in drug.titration]
-    best = max(doses[0], start or 0.0)
+    if start is not None and start > doses[0]:
+        offset += earliest_offset(drug, facts, start)
+    best = doses[0]
     for day, dose in zip(days, doses, strict=True):
         if day <= offset + TOL:
             best = dose

@@ -363,3 +363,17 @@ def test_policy_start_dose_only_up_to_the_seeds_start():
     preg = SimpleNamespace(declared_departures=[], start_doses={"pregabalin": 300.0})
     report = check_events(table(start(0, "pregabalin", 300)), pats, preg)
     assert "titration_schedule" in violated(report)
+
+
+def test_policy_start_dose_shifts_the_schedule():
+    """Protects agreement on start_doses + a higher target: duloxetine started at 60 may reach 90 one
+    interval later (the schedule's own pace from 60), not sooner."""
+    from types import SimpleNamespace
+
+    pol = SimpleNamespace(declared_departures=[], start_doses={"duloxetine": 60.0}, target_doses={"duloxetine": 120})
+    pats = pd.DataFrame([BASE_PATIENT])
+    ok = [*start(0, "duloxetine", 60, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 90),
+          row(14, "dose_change", "duloxetine", 120, "P2.target_reached")]
+    assert check_events(table(ok), pats, pol).ok
+    fast = [*start(0, "duloxetine", 60, "P1.duloxetine_first"), row(3, "dose_change", "duloxetine", 90)]
+    assert "titration_schedule" in violated(check_events(table(fast), pats, pol))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from simulator.catalog import load_catalog
 from simulator.cohort import ETIOLOGIES, load_cohort_spec
 from simulator.invariants import check_run
-from simulator.policy import Policy
+from simulator.policy import Policy, StrongOpioidGate
 from simulator.runner import simulate
 from simulator.scenario import Scenario
 
@@ -43,13 +43,36 @@ def cohorts(draw):
 
 @st.composite
 def policies(draw):
+    """Every legal policy option (lint-clean, no declared departure): the guideline's choices and the seed
+    positions of issue 9 (targets within [min effective, max], duloxetine starting at 60, dose optimisation,
+    add on no response, escalation after a combination, cross-taper, serotonin avoid/monitor, tramadol add
+    or replace, topical per patient or fixed, amitriptyline, CIPN exclusions and HIV caution off on purpose)."""
     trial = {c: draw(st.one_of(st.none(), st.integers(CLASS_TRIAL[c], CLASS_TRIAL[c] + 28))) for c in CLASS_TRIAL}
+    oral = [n for n, d in CAT.drugs.items() if d.drug_class in ("gabapentinoid", "snri", "tca", "weak_opioid")]
+    names = draw(st.lists(st.sampled_from(oral), max_size=3, unique=True))
+    targets = {n: draw(st.floats(CAT.drugs[n].min_effective_dose or CAT.drugs[n].target_dose, CAT.drugs[n].max_dose))
+               for n in names}
     return Policy(
         first_line=draw(st.sampled_from(["guideline", "pregabalin_first", "duloxetine_first", "gabapentin_first",
                                          "tca_first", "comorbidity_guided"])),
         on_partial=draw(st.sampled_from(["add", "switch"])),
+        on_no_response=draw(st.sampled_from(["switch", "add"])),
+        after_combination=draw(st.sampled_from(["switch", "escalate"])),
         tramadol=draw(st.sampled_from(["second_line", "third_line", "never"])),
+        tramadol_mode=draw(st.sampled_from(["add", "replace"])),
         topicals=draw(st.sampled_from(["guideline", "first", "add_on", "never"])),
+        topical_add=draw(st.sampled_from(["any_stage", "after_combination", "never"])),
+        topical_drug=draw(st.sampled_from(["per_patient", "lidocaine_5pct", "capsaicin_8pct"])),
+        tca=draw(st.sampled_from(["nortriptyline", "amitriptyline"])),
+        dose_optimisation=draw(st.sampled_from(["to_maximum", "before_switch", "off"])),
+        start_doses=draw(st.sampled_from([{}, {"duloxetine": 60.0}])),
+        cross_taper=draw(st.booleans()),
+        serotonin=draw(st.sampled_from(["monitor", "avoid"])),
+        cipn_exclusions=draw(st.booleans()),
+        strong_opioid=StrongOpioidGate(hiv=draw(st.sampled_from(["avoid", "caution"])),
+                                       min_nrs=draw(st.floats(4.0, 6.0)),
+                                       keep_gabapentinoid=draw(st.booleans())),
+        target_doses=targets,
         trial_days=trial,
         visit_interval_days=draw(st.integers(7, 42)),
         titration_speed=draw(st.sampled_from([1.0, 1.5, 2.0])),
