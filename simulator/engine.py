@@ -37,7 +37,7 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
+from .pathway import OUTCOMES, STATES, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
@@ -46,7 +46,6 @@ from .safety import (
     Plan,
     contraindication,
     drug_rules,
-    exposure_factor,
     plan,
     reduced_dose,
     required_checks,
@@ -220,6 +219,7 @@ class Simulation:
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
         ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
+        p.until = min(ltfu_day, horizon)  # tapers are logged up to here
         log = self._log
         policy = ctx.policy
         resp = policy.response
@@ -248,19 +248,24 @@ class Simulation:
             if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
                 self._optimise(p, lines[-1], now, adv)
             else:
-                if decision.stop_all and lines:
-                    self._stop_all(p, lines, now, decision.rule, outcome in _FAILED_OUTCOMES, decision.keep,
-                                   decision.trigger == "refer")
-                if decision.trigger == "stay":
-                    return
                 # "continue": a protocol keeps the regimen for another step (no transition).
-                if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                    # The pathway refused the policy's proposal: refer instead (P9) and record why.
+                moving = decision.trigger not in ("continue", "stay")
+                if moving and not can_fire(self.table, p, decision.trigger):
+                    # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral.
                     if lines:
                         self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
                     if not fire(self.table, p, "refer"):
                         return
                     decision = Decision("refer", rule="P9.refractory_referral")
+                else:
+                    if decision.stop_all and lines:
+                        self._stop_all(p, lines, now, decision.rule,
+                                       outcome in _FAILED_OUTCOMES and decision.fails_class,
+                                       decision.keep, decision.trigger == "refer")
+                    if decision.trigger == "stay":
+                        return
+                    if moving:
+                        fire(self.table, p, decision.trigger)
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state == "relieved":
@@ -276,7 +281,7 @@ class Simulation:
                         log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                             rule="P9.specialist_consult")
                     return
-                if decision.start and p.tapering and self._wait_for_taper(p, decision.start):
+                if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
                     # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).
                     until = p.taper_end
                     if ltfu_day < until:
@@ -389,7 +394,9 @@ class Simulation:
             if outcome in _FAILED_OUTCOMES:
                 self._judge_failure(p, lines)
             newest_line = lines[-1] if lines else None
-            p.optimisable = (newest_line is not None and len(lines) == 1 and not newest_line.reduced
+            # P3: one oral drug judged on its own (a topical alongside does not count)
+            p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
+                             and sum(1 for ln in lines if not ln.topical_addon) == 1
                              and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
                              and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
             if outcome != "relief":
@@ -397,8 +404,10 @@ class Simulation:
             decision = next_step(p, ctx, outcome, now, pain)
             if outcome != "relief" and decision.trigger == "optimise":
                 p.n_failed -= 1  # not judged yet: the dose is optimised first (P3)
-            elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines):
-                # P4: a failed line may end care (named assumption: dropout_after_failed_line).
+            elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
+                    and p.taper_end <= now:
+                # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
+                # middle of a taper, whose rows are already logged.
                 u = float(fu[1 + min(max(p.n_failed, 0), FOLLOWUP_COLUMNS - 2)])
                 if u < t.follow_up["dropout_after_failed_line"]:
                     self._drop_out(p, lines, now)
@@ -425,13 +434,18 @@ class Simulation:
             return True
         drugs = self.tables.drugs
         return pol.serotonin == "avoid" and any(drugs[j].serotonergic for j in start) \
-            and any(drugs[j].serotonergic for j in p.tapering)
+            and any(drugs[j].serotonergic for j, _end in p.tapering)
 
     def _plan(self, p: PatientModel, j: int, goal: float | None) -> Plan:
         d = self.tables.drugs[j]
         f = p.facts
         start = self.ctx.start_doses.get(j)
-        key = (j, f.age >= d.older_min_age, exposure_factor(d, f), f.crcl < 30.0, f.flags, goal, start)
+        factor = 1.0
+        for below, fac in self.extras[j].renal_exposure:
+            if f.crcl < below:
+                factor = fac
+        renal = tuple(f.crcl < below for below, _ in d.renal_caps) if d.renal_caps else ()
+        key = (j, f.age >= d.older_min_age, factor, renal, f.flags, goal, start)
         cached = self._plan_cache.get(key)
         if cached is None:  # few distinct combinations: compute each once
             cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
@@ -444,7 +458,7 @@ class Simulation:
         d = t.drugs[j]
         i = p.idx
         serotonergic_with = ("ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
-                             or any(t.drugs[k].serotonergic for k in p.tapering))
+                             or any(end > now and t.drugs[k].serotonergic for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
@@ -602,7 +616,10 @@ class Simulation:
 
     def _stop_line(self, p: PatientModel, line: _Line, now: float, rule: str, code: int = -1,
                    failed: bool = False, abrupt: bool = False) -> None:
-        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step), else at once."""
+        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step), else at once.
+
+        A taper is deterministic, so its rows are logged when it starts, with their own (future) days, up to
+        the patient's loss to follow-up or the horizon (no SimPy process per taper)."""
         j = line.drug
         dose = line.dose_at(now)
         if failed:
@@ -610,27 +627,23 @@ class Simulation:
             if cls in ("gabapentinoid", "snri", "tca", "topical"):
                 p.failed_classes.add(cls)
         x = self.extras[j]
+        i = p.idx
         if x.taper and not abrupt:
-            self._log(p.idx, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
-            self._log(p.idx, now, E_DOSE, p.state, drug=j, dose=dose * x.taper[0], rule="P5.taper_step")
-            p.tapering.append(j)
-            p.taper_end = max(p.taper_end, now + x.taper_interval * len(x.taper))
-            self.env.process(self._taper(p, j, dose, x.taper, x.taper_interval))
+            self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            limit = p.until
+            day = now
+            for f in x.taper:
+                if day >= limit:
+                    break
+                self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            if day < limit:
+                self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+            p.tapering.append((j, day))
+            if day > p.taper_end:
+                p.taper_end = day
         else:
-            self._log(p.idx, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
-
-    def _taper(self, p: PatientModel, j: int, dose: float, steps: tuple[float, ...], interval: float):
-        """The rest of a taper: one P5.taper_step per interval, then P5.taper_complete."""
-        env = self.env
-        for f in steps[1:]:
-            yield env.timeout(interval)
-            if j not in p.tapering:
-                return
-            self._log(p.idx, env.now, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
-        yield env.timeout(interval)
-        if j in p.tapering:
-            p.tapering.remove(j)
-            self._log(p.idx, env.now, E_STOP, p.state, drug=j, dose=dose * steps[-1], rule="P5.taper_complete")
+            self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
 
     def _stop_all(self, p: PatientModel, lines: list[_Line], now: float, rule: str, failed: bool,
                   keep: tuple[str, ...] = (), everything: bool = False) -> None:
@@ -651,8 +664,9 @@ class Simulation:
         """The patient leaves care: every drug stops at once (tapers included), then the drop-out row."""
         for ln in lines:
             self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule="X.dropout")
-        for j in p.tapering:
-            self._log(p.idx, now, E_STOP, p.state, drug=j, rule="X.dropout")
+        for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
+            if end > now:
+                self._log(p.idx, now, E_STOP, p.state, drug=j, rule="X.dropout")
         p.tapering.clear()
         lines.clear()
         p.active = []

@@ -153,6 +153,14 @@ def fire(table: Table, patient: Any, trigger: str) -> bool:
     return False
 
 
+def can_fire(table: Table, patient: Any, trigger: str) -> bool:
+    """Whether ``trigger`` would fire for ``patient`` now (the guards of :func:`fire`, without the move)."""
+    for guards, _dest in table.get((patient.state, trigger), ()):
+        if all(g(patient) for g in guards):
+            return True
+    return False
+
+
 def edges_from(state: str) -> list[Edge]:
     return [e for e in TRANSITIONS if state in e.source]
 

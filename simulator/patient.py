@@ -18,7 +18,8 @@ class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
-                 "topical_tried", "protocol_step", "tapering", "taper_end", "last_pain", "intolerant", "optimisable")
+                 "topical_tried", "protocol_step", "tapering", "taper_end", "until", "last_pain", "intolerant",
+                 "optimisable")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -29,6 +30,37 @@ class PatientModel:
         self.baseline = baseline
         self.misuse_high = misuse_high
         self.ctx = ctx
+        # Eligibility depends only on these facts: computed once per distinct combination (hot path).
+        key = (facts.etiology, facts.localized, facts.flags, facts.crcl < ctx.renal_threshold)
+        cached = ctx.eligibility.get(key)
+        if cached is None:
+            cached = ctx.eligibility[key] = self._eligibility()
+        self.eligible, self.excluded, self.last_resort, self.topical = cached
+        self._topical_ok = self.topical >= 0
+        self.active: list[int] = []
+        self.tried: set[int] = set()
+        self.failed_classes: set[str] = set()  # classes judged ineffective (not offered again)
+        self.failed_agent_classes: set[str] = set()  # classes with an agent failed or not tolerated (P8 count)
+        self.combination_failed = False
+        self.n_failed = 0
+        self.n_first_line = 0
+        self.tramadol_tried = False
+        self.strong_tried = False
+        self.checks: set[str] = set()
+        self.protocol_step = 0
+        self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
+        self.taper_end = 0.0
+        self.until = float("inf")  # loss to follow-up or horizon (set by the engine)
+        self.last_pain = baseline
+        self.intolerant = -1
+        self.optimisable = False
+        self.topical_tried = False
+
+    def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
+        """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;
+        the patient's topical or -1) from the policy's order (P1, P5, P6, P11)."""
+        ctx = self.ctx
+        facts = self.facts
         drugs = ctx.tables.drugs
         pol = ctx.policy
         guideline = pol.protocol is None
@@ -53,26 +85,8 @@ class PatientModel:
                 later.append(j)
             else:
                 eligible.append(j)
-        self.eligible: list[int] = eligible + later
-        self.active: list[int] = []
-        self.tried: set[int] = set()
-        self.failed_classes: set[str] = set()  # classes judged ineffective (not offered again)
-        self.failed_agent_classes: set[str] = set()  # classes with an agent failed or not tolerated (P8 count)
-        self.combination_failed = False
-        self.n_failed = 0
-        self.n_first_line = 0
-        self.tramadol_tried = False
-        self.strong_tried = False
-        self.checks: set[str] = set()
-        self.protocol_step = 0
-        self.tapering: list[int] = []
-        self.taper_end = 0.0
-        self.last_pain = baseline
-        self.intolerant = -1
-        self.optimisable = False
-        self.topical_tried = False
-        self.topical = self._choose_topical()
-        self._topical_ok = self.topical >= 0
+        topical = self._choose_topical()
+        return eligible + later, self.excluded, self.last_resort, topical
 
     def _choose_topical(self) -> int:
         """P6: the policy's topical, or per patient lidocaine 5% with allodynia, capsaicin 8% otherwise (S000)."""

@@ -283,6 +283,8 @@ class PolicyContext:
     target_doses: dict[int, float] = field(default_factory=dict)
     start_doses: dict[int, float] = field(default_factory=dict)
     on_intolerance: dict[int, int] = field(default_factory=dict)
+    renal_threshold: float = 0.0  # CrCl below which some drug is not given at all (renal cap 0)
+    eligibility: dict[tuple, tuple] = field(default_factory=dict)  # per-patient eligibility cache (patient.py)
 
     @classmethod
     def build(cls, policy: Policy, tables: ModelTables) -> PolicyContext:
@@ -302,7 +304,8 @@ class PolicyContext:
                    strong=by_name[policy.strong_opioid.drug], by_name=by_name,
                    target_doses={by_name[n]: v for n, v in policy.target_doses.items()},
                    start_doses={by_name[n]: v for n, v in policy.start_doses.items()},
-                   on_intolerance={by_name[a]: by_name[b] for a, b in policy.on_intolerance.items()})
+                   on_intolerance={by_name[a]: by_name[b] for a, b in policy.on_intolerance.items()},
+                   renal_threshold=max((b for d in tables.drugs for b, cap in d.renal_caps if cap <= 0), default=0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +323,7 @@ class Decision:
     target: float = 0.0  # > 0: titrate the started drug to this daily dose (protocols)
     keep: tuple[str, ...] = ()  # drug classes that keep running through stop_all
     notes: tuple[tuple[int, str], ...] = ()  # (drug, rule): 'excluded' rows logged with the decision
+    fails_class: bool = True  # the stopped drugs' classes count as failed (not offered again) after no relief
 
 
 # ------------------------------------------------------------------------------------------------
@@ -555,12 +559,12 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if pol.tramadol == "second_line" and p.n_first_line >= 2 and p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_second_line")
     if not escalate and p.has_untried_first_line():
+        venla = ctx.by_name["venlafaxine"]
+        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried:  # S002: venlafaxine next in CIPN
+            return Decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            rule = _switch_rule(outcome, state)
-            if p.etiology in CIPN and ctx.tables.drugs[nxt].name == "venlafaxine":
-                rule = "P11.cipn_venlafaxine"
-            return Decision("switch", (nxt,), stop_all=True, rule=rule)
+            return Decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
     if p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():
