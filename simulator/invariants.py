@@ -123,7 +123,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "no tricyclic after recent MI, with arrhythmia or heart block",
               "events: TCA starts; patients: recent_mi, arrhythmia, heart_block"),
     Invariant("tca_last_resort", "P5.cardiac_prefer_duloxetine", "S000, S001",
-              "a tricyclic in cardiovascular disease only after duloxetine (S000: duloxetine preferred), and with "
+              "a tricyclic in cardiovascular disease only after duloxetine or its class (S000: duloxetine "
+              "preferred), and with "
               "a last-resort caution (glaucoma, orthostatic hypotension) only after the other first-line classes, "
               "unless they are excluded for the patient",
               "events: starts; patients: flags, CrCl, etiology; drugs.yaml: cautions (last_resort), "
@@ -786,7 +787,8 @@ class Checker:
         started = {ln.name for ln in [*t.ended, *t.active.values()]}
         lacking: list[str] = []
         if "cardiovascular_disease" in f.flags and "duloxetine" in self.catalog.drugs:
-            if "duloxetine" not in started and not self._unavailable("duloxetine", f):
+            snris = self.catalog.of_class("snri")  # duloxetine, or its class once judged (P4: no retry)
+            if not any(n in started for n in snris) and not self._unavailable("duloxetine", f):
                 lacking.append("duloxetine (preferred over a tricyclic in cardiovascular disease)")
         if cautious:
             for cls in FIRST_LINE:
