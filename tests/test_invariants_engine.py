@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import simulator.engine as engine
+import simulator.patient as patient
 import simulator.safety as safety
 from simulator.invariants import check_run
 from simulator.runner import simulate
@@ -22,6 +23,7 @@ from simulator.scenario import load_scenario
 DATA = Path(__file__).parent / "data"
 OLDER_RENAL = load_scenario(DATA / "older-renal-small.yaml")
 MIXED = load_scenario(DATA / "guideline-small.yaml")
+CIPN = load_scenario(DATA / "cipn-small.yaml")
 
 
 def _rules_without(**changes):
@@ -61,12 +63,15 @@ BREAKS = [
     ("no ECG before a tricyclic", engine, "required_checks", lambda: _checks_without("ecg"), MIXED, "tca_ecg"),
     ("no serotonin check", engine, "required_checks", lambda: _checks_without("serotonin_check"), MIXED,
      "serotonin_check"),
+    ("P8 gate always open", patient.PatientModel, "_gate_block", lambda: (lambda self: None), MIXED,
+     "strong_opioid_prerequisites"),
+    ("CIPN exclusions dropped", patient, "CIPN_EXCLUDED_CLASSES", lambda: (), CIPN, "cipn_no_tca_gabapentinoid"),
 ]
 
 
 @pytest.fixture(scope="module")
 def clean_runs():
-    return {sc.name: check_run(simulate(sc)) for sc in (OLDER_RENAL, MIXED)}
+    return {sc.name: check_run(simulate(sc)) for sc in (OLDER_RENAL, MIXED, CIPN)}
 
 
 @pytest.mark.parametrize(("what", "module", "attr", "factory", "scenario", "invariant"), BREAKS,
