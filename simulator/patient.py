@@ -19,7 +19,7 @@ class PatientModel:
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "until", "last_pain", "intolerant",
-                 "optimisable")
+                 "optimisable", "consulted")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -55,6 +55,7 @@ class PatientModel:
         self.intolerant = -1
         self.optimisable = False
         self.topical_tried = False
+        self.consulted = False  # seen by the pain specialist (P9)
 
     def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
         """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;
@@ -200,5 +201,10 @@ class PatientModel:
         return ctx.policy.tramadol != "never" and contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
 
     def referral_allowed(self) -> bool:
-        """P9: referral is always possible; capacity decides how long it takes."""
-        return True
+        """P9: one referral per patient (assumption: after a consult the specialist's plan is followed, no
+        re-referral); capacity decides how long it takes."""
+        return not self.consulted
+
+    def seen_by_specialist(self) -> bool:
+        """P9.discharge_plan: discharge back to primary care follows a specialist consult."""
+        return self.consulted
