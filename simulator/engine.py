@@ -42,7 +42,7 @@ from .clinical import (
 from .cohort import Cohort
 from .pathway import OUTCOMES, STATES, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
-from .policy import Decision, PolicyContext, first_choice, next_step
+from .policy import Decision, PolicyContext, first_choice, next_step, serotonin_blocked
 from .rules import load_rules
 from .safety import (
     PatientFacts,
@@ -159,6 +159,7 @@ class Simulation:
         self.table: Table = compile_table(PatientModel)
         self.rule_ids, self.rule_code = rule_codes()
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
+        self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -265,7 +266,8 @@ class Simulation:
             else:
                 # "continue": a protocol keeps the regimen for another step (no transition).
                 moving = decision.trigger not in ("continue", "stay")
-                if moving and not can_fire(self.table, p, decision.trigger):
+                dest = can_fire(self.table, p, decision.trigger) if moving else None
+                if moving and dest is None:
                     # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral;
                     # after a specialist consult, discharge to primary care on the current regimen.
                     if fire(self.table, p, "refer"):
@@ -276,6 +278,7 @@ class Simulation:
                     else:
                         if lines:
                             self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
+                        self._finish_tapers(p)
                         return
                 else:
                     if decision.trigger == "refer":
@@ -284,9 +287,10 @@ class Simulation:
                         self._stop_all(p, lines, now, decision.rule,
                                        outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
                     if decision.trigger == "stay":
+                        self._finish_tapers(p)
                         return
                     if moving:
-                        fire(self.table, p, decision.trigger)
+                        fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state in ("relieved", "discharged"):
@@ -329,6 +333,8 @@ class Simulation:
                 added = bool(lines) and not decision.stop_all
                 for j in decision.start:
                     why = contraindication(t.drugs[j], facts)
+                    if why is None and serotonin_blocked(p, ctx, j):
+                        why = "P5.serotonin_avoid"
                     if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
                         log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
                         continue
@@ -336,6 +342,7 @@ class Simulation:
                                                   decision.trigger == "add_topical"))
                     p.active = [ln.drug for ln in lines]
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
+                self._finish_tapers(p)
                 return
 
             # ---- run the trial up to its evaluation, or an interruption ----------------------------
@@ -487,8 +494,9 @@ class Simulation:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        serotonergic_with = ("ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
-                             or any(end > now and t.drugs[k].serotonergic for k, end in p.tapering))
+        sero = self.serotonergic
+        serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
+                             or any(end > now and sero[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
@@ -662,16 +670,21 @@ class Simulation:
             self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
             limit = p.until
             day = now
-            for f in x.taper:
-                if day >= limit:
+            for k, f in enumerate(x.taper):
+                if day >= limit:  # loss to follow-up first: the rest is logged only if the patient stays in care
+                    p.taper_rest.append((j, dose, k, day))
                     break
                 self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
                 day += x.taper_interval
-            if day < limit:
-                self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
-            p.tapering.append((j, day))
-            if day > p.taper_end:
-                p.taper_end = day
+            else:
+                if day < limit:
+                    self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+                else:
+                    p.taper_rest.append((j, dose, len(x.taper), day))
+            end = now + x.taper_interval * len(x.taper)
+            p.tapering.append((j, end))
+            if end > p.taper_end:
+                p.taper_end = end
         else:
             self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
 
@@ -698,15 +711,34 @@ class Simulation:
             if end > now:
                 self._log(p.idx, now, E_STOP, p.state, drug=j, rule="X.dropout")
         p.tapering.clear()
+        p.taper_rest.clear()
         lines.clear()
         p.active = []
         fire(self.table, p, "drop_out")
         self._log(p.idx, now, E_DROPOUT, p.state, rule="X.dropout")
 
+    def _finish_tapers(self, p: PatientModel) -> None:
+        """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
+        leaves care that way (relief, discharge, nothing more to do): up to the horizon."""
+        horizon = self.config.horizon_days
+        for j, dose, k, day in p.taper_rest:
+            x = self.extras[j]
+            for f in x.taper[k:]:
+                if day >= horizon:
+                    break
+                self._log(p.idx, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            else:
+                if day < horizon:
+                    self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+        p.taper_rest.clear()
+
     def _maintenance(self, p: PatientModel, lines: list[_Line]):
         """After relief: the regimen continues; its remaining adverse events are still recorded."""
         env = self.env
         horizon = self.config.horizon_days
+        if p.taper_rest:
+            self._finish_tapers(p)
         while True:
             nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
             if kind != "ae" or nxt >= horizon:

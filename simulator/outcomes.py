@@ -99,7 +99,8 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
     out["n_adverse_events"] = ae.groupby(key).size().reindex(idx).fillna(0).astype(int).to_numpy()
     serious = ae[ae["rule"] == "X.serious_event"]
     out["n_serious"] = serious.groupby(key).size().reindex(idx).fillna(0).astype(int).to_numpy()
-    disc = events[(events["event"] == "drug_stop") & (events["rule"] == "P4.intolerance_switch")]
+    # A drug stopped (abruptly or by a taper) because of an adverse event: intolerance or a serious event.
+    disc = events[events["event"].isin(["drug_stop", "taper_start"]) & events["adverse_event"].notna()]
     out["n_discontinuations"] = disc.groupby(key).size().reindex(idx).fillna(0).astype(int).to_numpy()
     starts = events[events["event"] == "drug_start"]
     out["n_drugs"] = starts.groupby(key).size().reindex(idx).fillna(0).astype(int).to_numpy()

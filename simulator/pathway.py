@@ -158,12 +158,15 @@ def fire(table: Table, patient: Any, trigger: str) -> bool:
     return False
 
 
-def can_fire(table: Table, patient: Any, trigger: str) -> bool:
-    """Whether ``trigger`` would fire for ``patient`` now (the guards of :func:`fire`, without the move)."""
-    for guards, _dest in table.get((patient.state, trigger), ()):
-        if all(g(patient) for g in guards):
-            return True
-    return False
+def can_fire(table: Table, patient: Any, trigger: str) -> str | None:
+    """The state ``trigger`` would move ``patient`` to now, or None (the guards of :func:`fire`, no move)."""
+    for guards, dest in table.get((patient.state, trigger), ()):
+        for g in guards:
+            if not g(patient):
+                break
+        else:
+            return dest
+    return None
 
 
 def edges_from(state: str) -> list[Edge]:

@@ -18,7 +18,7 @@ class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
-                 "topical_tried", "protocol_step", "tapering", "taper_end", "until", "last_pain", "intolerant",
+                 "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
@@ -50,6 +50,7 @@ class PatientModel:
         self.protocol_step = 0
         self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
         self.taper_end = 0.0
+        self.taper_rest: list[tuple[int, float, int, float]] = []  # tapers cut at `until`: (drug, dose, step, day)
         self.until = float("inf")  # loss to follow-up or horizon (set by the engine)
         self.last_pain = baseline
         self.intolerant = -1

@@ -411,7 +411,7 @@ def first_oral(p, ctx: PolicyContext) -> tuple[int, str] | None:
     return None
 
 
-def _serotonin_blocked(p, ctx: PolicyContext, j: int, running: bool = True) -> bool:
+def serotonin_blocked(p, ctx: PolicyContext, j: int, running: bool = True) -> bool:
     """Policy ``serotonin: avoid``: a serotonergic drug is not combined with an SSRI or another one (P5)."""
     if ctx.policy.serotonin != "avoid" or not ctx.tables.drugs[j].serotonergic:
         return False
@@ -429,7 +429,7 @@ def pick_add(p, ctx: PolicyContext) -> int | None:
     want = ANTIDEPRESSANTS if "gabapentinoid" in active_classes else ("gabapentinoid",)
     for j in p.eligible:
         c = drugs[j].drug_class
-        if j not in p.tried and c in want and c not in p.failed_classes and not _serotonin_blocked(p, ctx, j):
+        if j not in p.tried and c in want and c not in p.failed_classes and not serotonin_blocked(p, ctx, j):
             return j
     return None
 
@@ -561,7 +561,7 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
                 return Decision("add_on", (add,), rule="P11.radiculopathy_combination")
     if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
-        if alt in p.eligible and alt not in p.tried and not _serotonin_blocked(p, ctx, alt, running=False):
+        if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
             return Decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
     escalate = state == "add_on" and pol.after_combination == "escalate"
     if pol.tramadol == "second_line" and p.n_first_line >= 2 and p.tramadol_allowed():

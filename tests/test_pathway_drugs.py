@@ -468,3 +468,48 @@ def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
         assert (res["lumbosacral_radiculopathy"][common] >= res["diabetic_neuropathy"][common] - 1e-9).all()
         assert (res["lumbosacral_radiculopathy"][common] > res["diabetic_neuropathy"][common]).mean() > 0.3
     assert TABLES.by_name["morphine"].etiology_modifier[ETIOLOGIES.index("lumbosacral_radiculopathy")] < 1
+
+
+def _independent_max(drug: str, age: float, crcl: float, flags: set[str]) -> float:
+    """The patient's maximum daily dose read straight from drugs.yaml (not through simulator.safety)."""
+    d = CAT[drug]
+    f = 1.0
+    for band in d.renal_exposure:
+        if crcl < band.crcl_below:
+            f = min(f, band.factor)
+    cap = d.max_dose * f
+    if age >= d.older_adult.min_age and d.older_adult.max_dose:
+        cap = min(cap, d.older_adult.max_dose * f)
+    for rc in d.renal_caps:
+        if crcl < rc.crcl_below and rc.max_dose > 0:
+            cap = min(cap, rc.max_dose)
+    for c in d.cautions:
+        if c.flag in flags:
+            cap = min(cap, c.max_dose * f)
+    return cap
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), optimise=st.sampled_from(["to_maximum", "before_switch", "off"]),
+       mode=st.sampled_from(["add", "replace"]), cross=st.booleans(), strategy=st.sampled_from(
+           ["guideline", "tca_first", "duloxetine_first", "gabapentin_first", "comorbidity_guided"]))
+def test_no_dose_above_the_patients_maximum_and_no_nan(seed: int, optimise: str, mode: str, cross: bool,
+                                                       strategy: str) -> None:
+    """Engine invariant under any mix of the new policy options: every dose given is a number within the
+    patient's maximum from drugs.yaml (renal band, older adult, renal cap, cautions), and every drug that
+    starts a taper is stopped once, at its end or at drop-out, unless the horizon comes first."""
+    c = _base(120, seed % 7 + 1)
+    pol = Policy(first_line=strategy, dose_optimisation=optimise, tramadol_mode=mode, cross_taper=cross)
+    ev = run(c, pol, seed=seed, horizon=400)
+    given_ = ev[ev["event"].isin(["drug_start", "dose_change"])]
+    assert given_["dose"].notna().all() and np.isfinite(given_["dose"].to_numpy()).all()
+    flag_names = ["cardiovascular_disease", "glaucoma", "orthostatic_hypotension"]
+    for r in given_.itertuples():
+        pid = int(r.patient)
+        flags = {f for f in flag_names if bool(getattr(c, f)[pid])}
+        cap = _independent_max(str(r.drug), float(c.age[pid]), float(c.crcl[pid]), flags)
+        assert r.dose <= cap + 1e-6, (r.drug, r.dose, cap)
+    for r in rows(ev, "taper_start").itertuples():
+        g = ev[(ev["patient"] == r.patient) & (ev["drug"] == r.drug) & (ev["day"] >= r.day)
+               & (ev["event"] == "drug_stop")]
+        assert len(g) >= 1 or r.day + 28 > 400
