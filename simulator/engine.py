@@ -29,7 +29,6 @@ from . import streams
 from .catalog import FIRST_LINE_CLASSES
 from .clinic import Clinic, ClinicConfig
 from .clinical import (
-    MAX_VISITS,
     RESPONSE_COLUMNS,
     SERIOUS_TYPES,
     ModelTables,
@@ -71,7 +70,7 @@ STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 N_SERIOUS = len(SERIOUS_TYPES)
-FOLLOWUP_COLUMNS = 16
+FOLLOWUP_COLUMNS = 16  # column 0: loss to follow-up; 1-15 unused since per-visit draws are keyed (kept: same draws)
 SPECIALIST_COLUMNS = 4
 
 
@@ -168,6 +167,9 @@ class Simulation:
         self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)
         self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
+        # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
+        self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
+        self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
         self.buf = array("d")
         self.env = simpy.Environment()
         clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
@@ -178,6 +180,7 @@ class Simulation:
         self.flags = _flag_sets(cohort)
         self._stop_cache: dict[tuple[int, int, float], float] = {}
         self._plan_cache: dict[tuple, Plan] = {}
+        self._regimens: dict[int, tuple[PatientModel, list[_Line]]] = {}
 
     # ---------------------------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
@@ -204,6 +207,10 @@ class Simulation:
         finally:
             if was_enabled:
                 gc.enable()
+        # The log is complete to the horizon: titration steps reached before it by regimens still running
+        # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
+        for i, (p, lines) in self._regimens.items():
+            self._log_doses(i, p, lines, horizon, before=True)
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
@@ -228,7 +235,6 @@ class Simulation:
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
         class_u = lat.class_u[i]
         class_z = lat.class_z[i]
-        noise = lat.noise[i]
         adv = self.adverse[i]
         fu = self.followup[i]
         horizon = self.config.horizon_days
@@ -240,7 +246,7 @@ class Simulation:
         resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
-        n_visits = 0
+        self._regimens[i] = (p, lines)  # for the end-of-run titration log (see run)
         outcome: str | None = None
         pain = p.baseline
 
@@ -401,8 +407,7 @@ class Simulation:
                                     float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
                 pain = observed_pain(p.baseline, ns, t.ns_onset, now - entry, effects, t.noise_sd,
-                                     float(noise[n_visits % MAX_VISITS]))
-                n_visits += 1
+                                     streams.keyed_normal(self.noise_key, i, streams.day_slot(now - entry)))
                 p.last_pain = pain
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
                 if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
@@ -439,13 +444,14 @@ class Simulation:
             if outcome != "relief":
                 p.n_failed += 1
             decision = next_step(p, ctx, outcome, now - entry, pain)
-            if outcome != "relief" and decision.trigger == "optimise":
-                p.n_failed -= 1  # not judged yet: the dose is optimised first (P3)
+            if outcome != "relief" and decision.trigger in ("optimise", "continue"):
+                # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
+                p.n_failed -= 1
             elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
                     and p.taper_end <= now:
                 # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
                 # middle of a taper, whose rows are already logged.
-                u = float(fu[1 + min(max(p.n_failed, 0), FOLLOWUP_COLUMNS - 2)])
+                u = streams.keyed_uniform(self.dropout_key, i, streams.day_slot(now - entry))
                 if u < t.follow_up["dropout_after_failed_line"]:
                     self._drop_out(p, lines, now)
                     return
@@ -595,10 +601,12 @@ class Simulation:
                 best = (ln.aes[0][0], "ae", ln, ln.aes[0])
         return best
 
-    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
-        """Record titration (P2) and optimisation (P3) steps reached up to ``now``."""
+    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
+        """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those
+        strictly before ``now`` (the horizon: the run simulates days < horizon)."""
+        limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= now + 1e-9:
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
                 off, dose = ln.steps[ln.next_step]
                 if ln.next_step >= ln.opt_from:
                     rule = "P3.dose_optimisation"
