@@ -447,7 +447,10 @@ def diagram_for(j: Journey) -> tuple[str, str]:
 
 
 def journey_html(j: Journey) -> str:
-    """A self-contained page (no network): the timeline beside the diagram with the patient's path highlighted.
+    """A self-contained page (no network): the timeline beside the clinical flowchart (trainee view,
+    :mod:`simulator.flowchart`) with the states the patient visited highlighted; the state-machine Mermaid
+    source (developer view) is folded below it."""
+    from .flowchart import flowchart_svg
 
     The diagram is an inline SVG drawn by Graphviz when ``dot`` is installed; without it, the page shows the
     path as a highlighted list and the highlighted Mermaid source (paste it into any Mermaid renderer).
@@ -455,7 +458,8 @@ def journey_html(j: Journey) -> str:
     """
     import jinja2
 
-    mermaid, svg = diagram_for(j)
+    mermaid, _ = diagram_for(j)
+    svg = flowchart_svg(j.setup.ctx.policy, current=j.states)  # the clinical flowchart, visited states highlighted
     env = jinja2.Environment(loader=jinja2.PackageLoader("simulator", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     seeds = sorted({sd for s in j.steps for sd in s.seeds})
