@@ -450,13 +450,9 @@ def journey_html(j: Journey) -> str:
     """A self-contained page (no network): the timeline beside the clinical flowchart (trainee view,
     :mod:`simulator.flowchart`) with the states the patient visited highlighted; the state-machine Mermaid
     source (developer view) is folded below it."""
-    from .flowchart import flowchart_svg
-
-    The diagram is an inline SVG drawn by Graphviz when ``dot`` is installed; without it, the page shows the
-    path as a highlighted list and the highlighted Mermaid source (paste it into any Mermaid renderer).
-    mermaid.js is not embedded: no installed package ships it, and the page must open without a network.
-    """
     import jinja2
+
+    from .flowchart import flowchart_svg
 
     mermaid, _ = diagram_for(j)
     svg = flowchart_svg(j.setup.ctx.policy, current=j.states)  # the clinical flowchart, visited states highlighted
