@@ -202,10 +202,10 @@ def atomic_folder(dest: str | Path, fill: Callable[[Path], None], overwrite: boo
     _mkdir_parents(dest)
     sweep_stale_temps(dest.parent)
     tmp = dest.parent / _temp_name(dest)
-    os.mkdir(tmp)
     old: Path | None = None
     claimed: Path | None = None
     try:
+        os.mkdir(tmp)  # inside the try: a signal right after it still removes the folder
         fill(tmp)
         if overwrite and dest.exists():
             old = dest.parent / _temp_name(dest, ".old")
