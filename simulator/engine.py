@@ -182,8 +182,8 @@ class Simulation:
         lat = self.latents
         ns = float(lat.ns_reduction[i])
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
-        class_u = lat.class_u[i]
-        class_z = lat.class_z[i]
+        drug_u = lat.drug_u[i]
+        drug_z = lat.drug_z[i]
         noise = lat.noise[i]
         adv = self.adverse[i]
         fu = self.followup[i]
@@ -284,7 +284,7 @@ class Simulation:
                 for n_line, ln in enumerate(lines):
                     d = t.drugs[ln.drug]
                     e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
-                                    float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
+                                    float(drug_u[d.index]), float(drug_z[d.index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
                 pain = observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd,
                                      float(noise[n_visits % MAX_VISITS]))
