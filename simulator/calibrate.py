@@ -135,7 +135,7 @@ def _passes(t: Target, v: float | None) -> bool:
 
 
 def _canonical(arm: str, tables: ModelTables) -> str:
-    return parse_arm(arm, tables).label
+    return parse_arm(arm, tables).name
 
 
 def run_battery(patients: int = FULL_PATIENTS, seed: int = 2015, battery: Battery | None = None,

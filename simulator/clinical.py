@@ -136,11 +136,55 @@ class DrugResponse(Strict):
 
 
 class Nonspecific(Strict):
-    responder_share: PerEtiology
+    placebo_r50: PerEtiology
+    share_per_placebo_r50: Num
+    responder_share_override: PerEtiology | None = None
     responder_mean: Num
     nonresponder_mean: Num
     sd: Num
     onset_days: Num
+
+    def responder_share(self, etiology: str) -> float:
+        """Share of nonspecific (placebo) responders of an etiology: the override where one is given,
+        else ``placebo_r50[etiology] * share_per_placebo_r50`` (clipped to 1)."""
+        o = self.responder_share_override
+        if o is not None and etiology in o.value:
+            return o.value[etiology]
+        return min(1.0, self.placebo_r50.of(etiology) * self.share_per_placebo_r50.value)
+
+
+class Severity(Strict):
+    """Shares of adverse events by grade (mild, moderate, severe) for AE types, with a default."""
+
+    value: dict[str, tuple[float, float, float]]
+    default: tuple[float, float, float]
+    unit: str = ""
+    source: str = Field(min_length=1)
+    tag: Tag
+
+    @model_validator(mode="after")
+    def _sums(self) -> Severity:
+        for name, v in [("default", self.default), *self.value.items()]:
+            if any(x < 0 for x in v) or abs(sum(v) - 1.0) > 1e-6:
+                raise ValueError(f"ae_severity {name}: the mild, moderate and severe shares must be >= 0 and sum to 1")
+        return self
+
+    def of(self, ae_type: str) -> tuple[float, float, float]:
+        return self.value.get(ae_type, self.default)
+
+
+class PlaceboResponse(Strict):
+    """Nocebo adverse events of a patient on placebo alone (trial placebo arms)."""
+
+    adverse_events: dict[str, Num]
+    ae_withdrawal: Num
+    ae_onset_median_days: Num
+
+
+class Expectation(Strict):
+    """Expectation effect of the trial's blinding on the nonspecific responder share."""
+
+    open_label: Num
 
 
 class Serious(Strict):
@@ -170,7 +214,11 @@ class Specialist(Strict):
 class ClinicalModel(Strict):
     nonspecific: Nonspecific
     drugs: dict[str, DrugResponse]
+    placebo: PlaceboResponse
+    ae_severity: Severity
+    expectation: Expectation
     responsiveness_correlation: Num
+    within_class_correlation: Num
     combination_factor: Num
     visit_noise_sd: Num
     serious: Serious
@@ -179,10 +227,17 @@ class ClinicalModel(Strict):
 
     @model_validator(mode="after")
     def _probabilities(self) -> ClinicalModel:
-        for name in ("responsiveness_correlation",):
-            v = getattr(self, name).value
-            if not -0.99 <= v <= 0.99:
-                raise ValueError(f"{name} must be between -0.99 and 0.99")
+        rho, w = self.responsiveness_correlation.value, self.within_class_correlation.value
+        if not 0.0 <= rho <= w <= 0.99:
+            raise ValueError("responsiveness_correlation and within_class_correlation must satisfy "
+                             f"0 <= responsiveness_correlation <= within_class_correlation <= 0.99 (got {rho}, {w})")
+        for k, a in self.placebo.adverse_events.items():
+            if not 0.0 <= a.value <= 1.0:
+                raise ValueError(f"placebo.adverse_events.{k} is {a.value}, a probability outside [0, 1]")
+        if not 0.0 <= self.placebo.ae_withdrawal.value <= 1.0:
+            raise ValueError("placebo.ae_withdrawal is a probability in [0, 1]")
+        if self.expectation.open_label.value < 0:
+            raise ValueError("expectation.open_label is a multiplier and must not be negative")
         probs = {
             "combination_factor": self.combination_factor.value,
             "follow_up.dropout_after_failed_line": self.follow_up.dropout_after_failed_line.value,
@@ -282,6 +337,7 @@ class ModelTables:
     ns_sd: float
     ns_onset: float
     corr: float
+    within_corr: float
     combination_factor: float
     noise_sd: float
     serious: dict[str, float]
@@ -289,6 +345,12 @@ class ModelTables:
     follow_up: dict[str, float]
     specialist: dict[str, float]
     intervention_success: tuple[float, ...]
+    placebo_ae_types: tuple[int, ...] = ()  # global AE type codes of nocebo events on placebo
+    placebo_ae_incidence: tuple[float, ...] = ()
+    placebo_ae_withdrawal: float = 0.0
+    placebo_ae_onset_median: float = 7.0
+    ae_severity: tuple[tuple[float, float, float], ...] = ()  # (mild, moderate, severe) share per AE type code
+    open_label_multiplier: float = 1.0
 
 
 SERIOUS_TYPES: tuple[str, ...] = ("fall", "serotonin_syndrome", "opioid_misuse", "respiratory_depression",
@@ -305,6 +367,9 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
             if t not in ae_names:
                 ae_names.append(t)
     ae_names.extend(t for t in SERIOUS_TYPES if t not in ae_names)
+    ae_names.extend(t for t in model.placebo.adverse_events if t not in ae_names)
+    if len(catalog.drugs) > MAX_DRUGS:
+        raise ValueError(f"the model has room for {MAX_DRUGS} drugs (MAX_DRUGS), the catalogue has {len(catalog.drugs)}")
     slot = 0
     tables: list[DrugTable] = []
     for i, (name, drug) in enumerate(catalog.drugs.items()):
@@ -347,10 +412,11 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
     sp = model.specialist
     return ModelTables(
         drugs=tuple(tables), by_name={t.name: t for t in tables}, ae_types=tuple(ae_names), n_ae_slots=slot,
-        ns_share=tuple(model.nonspecific.responder_share.of(e) for e in ETIOLOGY_NAMES),
+        ns_share=tuple(model.nonspecific.responder_share(e) for e in ETIOLOGY_NAMES),
         ns_resp_mean=model.nonspecific.responder_mean.value, ns_non_mean=model.nonspecific.nonresponder_mean.value,
         ns_sd=model.nonspecific.sd.value, ns_onset=model.nonspecific.onset_days.value,
-        corr=model.responsiveness_correlation.value, combination_factor=model.combination_factor.value,
+        corr=model.responsiveness_correlation.value, within_corr=model.within_class_correlation.value,
+        combination_factor=model.combination_factor.value,
         noise_sd=model.visit_noise_sd.value,
         serious={
             "falls_per_year": s.falls_per_year_older_sedated.value, "falls_min_age": s.falls_min_age.value,
@@ -367,6 +433,12 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
                     "days_to_relief": sp.days_to_intervention_relief.value,
                     "conservative_relief_prob": sp.conservative_relief_prob.value},
         intervention_success=tuple(sp.intervention_success.of(e) for e in ETIOLOGY_NAMES),
+        placebo_ae_types=tuple(ae_names.index(t) for t in model.placebo.adverse_events),
+        placebo_ae_incidence=tuple(a.value for a in model.placebo.adverse_events.values()),
+        placebo_ae_withdrawal=model.placebo.ae_withdrawal.value,
+        placebo_ae_onset_median=model.placebo.ae_onset_median_days.value,
+        ae_severity=tuple(model.ae_severity.of(t) for t in ae_names),
+        open_label_multiplier=model.expectation.open_label.value,
     )
 
 
@@ -375,8 +447,9 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 # --------------------------------------------------------------------------------------------------
 
 N_CLASSES = len(ALL_CLASSES)
+MAX_DRUGS = 16  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
 MAX_VISITS = 48  # visit-noise slots per patient; later visits reuse slots cyclically
-RESPONSE_COLUMNS = 2 + 2 * N_CLASSES + MAX_VISITS
+RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + MAX_VISITS
 
 
 @dataclass(frozen=True)
@@ -384,34 +457,50 @@ class Latents:
     """Per-patient latent draws, as numpy arrays (rows = patients)."""
 
     ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction
-    class_u: np.ndarray  # (n, classes) copula uniforms: responder when below the responder probability
-    class_z: np.ndarray  # (n, classes) standard normals for the effect magnitude
+    drug_u: np.ndarray  # (n, MAX_DRUGS) copula uniforms by drug index: responder when below the responder probability
+    drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
     noise: np.ndarray  # (n, MAX_VISITS) standard normals for visit noise
 
 
 def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
-    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws."""
+    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws.
+
+    Responsiveness to drug ``d`` of class ``c`` is ``z_d = sqrt(rho) g + sqrt(w - rho) c_c + sqrt(1 - w) e_d``
+    with a patient factor ``g`` (refractoriness, shared by all drugs), a class factor ``c_c`` and a drug
+    factor ``e_d``, all independent standard normals: two drugs of different classes correlate with
+    ``rho = responsiveness_correlation``, two drugs of one class with ``w = within_class_correlation``
+    (partial cross-response: a gabapentin non-responder may still respond to pregabalin). ``drug_u`` is
+    ``Phi(z_d)``; a patient responds to ``d`` when ``drug_u`` is below the responder probability.
+    """
     n = uniforms.shape[0]
     u = np.clip(uniforms, 1e-12, 1 - 1e-12)
     share = np.asarray(tables.ns_share)[etiology]
     is_resp = u[:, 0] < share
     mean = np.where(is_resp, tables.ns_resp_mean, tables.ns_non_mean)
     ns = np.clip(mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    k = N_CLASSES
-    z = ndtri(u[:, 2:2 + k])
-    rho = tables.corr
-    cov = np.full((k, k), rho) + np.eye(k) * (1 - rho)
-    chol = np.linalg.cholesky(cov)
-    class_u = ndtr(z @ chol.T)
-    class_z = ndtri(u[:, 2 + k:2 + 2 * k])
-    noise = ndtri(u[:, 2 + 2 * k:2 + 2 * k + MAX_VISITS])
-    assert class_u.shape == (n, k)
-    return Latents(ns, class_u, class_z, noise)
+    k, m = N_CLASSES, MAX_DRUGS
+    g = ndtri(u[:, 2])
+    cls = ndtri(u[:, 3:3 + k])
+    own = ndtri(u[:, 3 + k:3 + k + m])
+    rho, w = tables.corr, tables.within_corr
+    class_of = np.zeros(m, dtype=int)
+    for d in tables.drugs:
+        class_of[d.index] = d.class_index
+    z = math.sqrt(rho) * g[:, None] + math.sqrt(max(w - rho, 0.0)) * cls[:, class_of] + math.sqrt(1.0 - w) * own
+    drug_u = ndtr(z)
+    drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
+    noise = ndtri(u[:, 3 + k + 2 * m:3 + k + 2 * m + MAX_VISITS])
+    assert drug_u.shape == (n, m)
+    return Latents(ns, drug_u, drug_z, noise)
 
 
 def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: float, etiology: int,
                 class_u: float, class_z: float, localized: bool) -> float:
-    """Fractional reduction of the remaining pain from one drug (a partial effect for a non-responder)."""
+    """Fractional reduction of the remaining pain from one drug (a partial effect for a non-responder).
+
+    ``class_u``/``class_z``: the patient's latent uniform and normal for this drug
+    (``Latents.drug_u[i, drug.index]``, ``Latents.drug_z[i, drug.index]``).
+    """
     if days_on <= 0 or dose <= 0:
         return 0.0
     if drug.localized_only and not localized:
@@ -457,25 +546,24 @@ def interp_array(points: tuple[tuple[float, float], ...], x: float | np.ndarray)
     return np.interp(np.asarray(x, dtype=float), xs, ys)
 
 
-def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float, days_on: float | np.ndarray,
+def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float | np.ndarray, days_on: float | np.ndarray,
                       etiology: np.ndarray, class_u: np.ndarray, class_z: np.ndarray,
                       localized: np.ndarray) -> np.ndarray:
-    """:func:`drug_effect` for many patients at one dose (arrays over patients, or days broadcast)."""
+    """:func:`drug_effect` for many patients (dose and days: scalars or arrays over patients)."""
     days = np.asarray(days_on, dtype=float)
-    shape = np.broadcast(days, class_u).shape
-    if dose <= 0:
-        return np.zeros(shape)
+    dose_a = np.asarray(dose, dtype=float)
+    shape = np.broadcast(days, dose_a, class_u).shape
     mod = np.asarray(drug.etiology_modifier)[etiology]
-    p = float(interp(drug.responder_prob, dose)) * mod
+    p = interp_array(drug.responder_prob, dose_a) * mod
     pmax = max(q for _, q in drug.responder_prob)
     partial = drug.nonresponder_effect * (p / pmax) if pmax > 0 else np.zeros_like(p)
     e = np.clip(drug.effect_mean + drug.effect_sd * class_z, 0.0, 0.95)
     e = np.where(class_u < p, e, e * partial)
-    active = days > 0
+    active = (days > 0) & (dose_a > 0)
     if drug.localized_only:
         active = active & np.asarray(localized, dtype=bool)
     build = np.where(days > 0, 1.0 - np.exp(-np.maximum(days, 0.0) / drug.onset_days), 0.0)
-    return np.where(active, e * build, 0.0)
+    return np.broadcast_to(np.where(active, e * build, 0.0), shape)
 
 
 def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float,
