@@ -18,7 +18,16 @@ from pydantic import Field, model_validator
 from .clinical import ModelTables, compile_model
 from .errors import InputError
 from .schema import Strict, load_model
-from .trial import PLACEBO, ArmResult, TrialResult, TrialSpec, parse_arm, run_trial
+from .trial import (
+    PLACEBO,
+    ArmResult,
+    TrialDesignFile,
+    TrialResult,
+    TrialSpec,
+    load_design,
+    parse_arm,
+    run_trial,
+)
 
 FULL_PATIENTS = 20000
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +38,11 @@ class TrialDesign(Strict):
     (population, era, dosing scheme, pain measurement; see :mod:`simulator.trial`), never read by the
     pathway simulation; a design that sets one says why in ``design_source``."""
 
-    cohort: str
-    arms: list[str] = Field(min_length=1)
-    weeks: float = Field(gt=0)
+    cohort: str | None = None
+    arms: list[str] | None = None
+    weeks: float | None = Field(default=None, gt=0)
+    design_file: str | None = None
+    guideline_gates: bool = True
     design: Literal["parallel", "crossover"] = "parallel"
     placebo_scale: float = Field(default=1.0, ge=0)
     titrate: bool = True
@@ -40,6 +51,10 @@ class TrialDesign(Strict):
 
     @model_validator(mode="after")
     def _sourced(self) -> TrialDesign:
+        if self.design_file is None and (self.cohort is None or not self.arms or self.weeks is None):
+            raise ValueError("a trial needs cohort, arms and weeks, or a design_file")
+        if self.design_file is not None and not self.design_source:
+            raise ValueError("a trial given by a design_file needs a design_source")
         if (self.placebo_scale != 1.0 or not self.titrate or self.nrs_resolution != 0.1) and not self.design_source:
             raise ValueError("a trial design that sets placebo_scale, titrate or nrs_resolution needs a design_source")
         return self
@@ -103,7 +118,15 @@ class Check:
 
 
 def metric_value(result: TrialResult, arm: str, metric: str) -> float | None:
-    """A metric of one arm (``diff:<metric>`` is arm minus placebo)."""
+    """A metric of one arm (``diff:<metric>`` is arm minus placebo, ``minus(ARM):<metric>`` arm minus ARM)."""
+    if metric.startswith("minus("):
+        other, _, rest = metric[6:].partition("):")
+        a = metric_value(result, arm, rest)
+        b = metric_value(result, other, rest)
+        return None if a is None or b is None else a - b
+    if metric.startswith("mean_nrs_change_day_"):
+        day = int(metric.rsplit("_", 1)[1])
+        return result.arm(arm).eval_mean_change.get(day)
     if metric.startswith("diff:"):
         a = metric_value(result, arm, metric[5:])
         b = metric_value(result, PLACEBO, metric[5:])
@@ -117,10 +140,12 @@ def metric_value(result: TrialResult, arm: str, metric: str) -> float | None:
         return r.nnt30.get("nnt") if r.nnt30 else None
     simple = {"responders_30": r.responders30, "responders_50": r.responders50, "any_reduction": r.any_reduction,
               "mean_nrs_change": r.mean_change, "mean_pain_end": r.mean_pain_end,
-              "ae_withdrawal": r.ae_withdrawal, "median_days_to_sustained_1pt": r.onset_median_days}
+              "ae_withdrawal": r.ae_withdrawal, "median_days_to_sustained_1pt": r.onset_median_days,
+              "mean_nrs_change_since_entry": r.mean_change_since_entry, "withdrawn": r.withdrawn}
     if metric not in simple:
         raise InputError(f"unknown metric '{metric}'", field="metric",
-                         fix=f"use one of: {', '.join(simple)}, ae:<type>, nnt_50, nnt_30, diff:<metric>")
+                         fix=f"use one of: {', '.join(simple)}, ae:<type>, nnt_50, nnt_30, diff:<metric>, "
+                             "mean_nrs_change_day_<day>, minus(<arm>):<metric>")
     v = simple[metric]
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -138,6 +163,23 @@ def _canonical(arm: str, tables: ModelTables) -> str:
     return parse_arm(arm, tables).name
 
 
+def _root(path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else ROOT / p)
+
+
+def run_design(d: TrialDesign, patients: int, seed: int, tables: ModelTables) -> TrialResult:
+    """Run one battery trial at ``patients`` patients (per trial) and ``seed``."""
+    if d.design_file is not None:
+        f = load_design(_root(d.design_file))
+        f = TrialDesignFile.model_validate({**f.model_dump(), "cohort": _root(f.cohort), "patients": patients,
+                                            "seed": seed, "guideline_gates": d.guideline_gates})
+        return run_trial(f, tables, file=d.design_file)
+    assert d.cohort is not None and d.arms is not None and d.weeks is not None
+    return run_trial(TrialSpec(_root(d.cohort), tuple(d.arms), d.weeks, patients, seed, d.design, d.placebo_scale,
+                               d.titrate, d.nrs_resolution), tables)
+
+
 def run_battery(patients: int = FULL_PATIENTS, seed: int = 2015, battery: Battery | None = None,
                 tables: ModelTables | None = None, only: list[str] | None = None) -> list[Check]:
     """Run every trial of the battery once and check every target (``only``: these target ids)."""
@@ -150,12 +192,8 @@ def run_battery(patients: int = FULL_PATIENTS, seed: int = 2015, battery: Batter
     checks: list[Check] = []
     for t in targets:
         if t.trial not in results:
-            d = battery.trials[t.trial]
-            cohort = Path(d.cohort)
-            if not cohort.is_absolute():
-                cohort = ROOT / cohort
-            results[t.trial] = run_trial(TrialSpec(str(cohort), tuple(d.arms), d.weeks, patients, seed, d.design,
-                                                   d.placebo_scale, d.titrate, d.nrs_resolution), tables)
-        v = metric_value(results[t.trial], _canonical(t.arm, tables), t.metric)
+            results[t.trial] = run_design(battery.trials[t.trial], patients, seed, tables)
+        arm = t.arm if battery.trials[t.trial].design_file else _canonical(t.arm, tables)
+        v = metric_value(results[t.trial], arm, t.metric)
         checks.append(Check(t, v, _passes(t, v)))
     return checks

@@ -143,6 +143,7 @@ class Nonspecific(Strict):
     nonresponder_mean: Num
     sd: Num
     onset_days: Num
+    onset_sd_log: Num | None = None
 
     def responder_share(self, etiology: str) -> float:
         """Share of nonspecific (placebo) responders of an etiology: the override where one is given,
@@ -153,24 +154,39 @@ class Nonspecific(Strict):
         return min(1.0, self.placebo_r50.of(etiology) * self.share_per_placebo_r50.value)
 
 
-class Severity(Strict):
-    """Shares of adverse events by grade (mild, moderate, severe) for AE types, with a default."""
+class PerType(Strict):
+    """A value per adverse-event type, with a default for the types not named."""
 
-    value: dict[str, tuple[float, float, float]]
-    default: tuple[float, float, float]
+    value: dict[str, float]
+    default: float
     unit: str = ""
     source: str = Field(min_length=1)
     tag: Tag
 
+    def of(self, ae_type: str) -> float:
+        return self.value.get(ae_type, self.default)
+
+
+class Severity(Strict):
+    """Grades of adverse events: the share that is moderate or severe, and the share that is severe."""
+
+    moderate_or_severe: PerType
+    severe: PerType
+
     @model_validator(mode="after")
-    def _sums(self) -> Severity:
-        for name, v in [("default", self.default), *self.value.items()]:
-            if any(x < 0 for x in v) or abs(sum(v) - 1.0) > 1e-6:
-                raise ValueError(f"ae_severity {name}: the mild, moderate and severe shares must be >= 0 and sum to 1")
+    def _shares(self) -> Severity:
+        names = set(self.moderate_or_severe.value) | set(self.severe.value) | {"default"}
+        for t in names:
+            ms = self.moderate_or_severe.default if t == "default" else self.moderate_or_severe.of(t)
+            sv = self.severe.default if t == "default" else self.severe.of(t)
+            if not 0.0 <= sv <= ms <= 1.0:
+                raise ValueError(f"ae_severity {t}: need 0 <= severe <= moderate_or_severe <= 1 (got {sv}, {ms})")
         return self
 
     def of(self, ae_type: str) -> tuple[float, float, float]:
-        return self.value.get(ae_type, self.default)
+        """(mild, moderate, severe) shares."""
+        ms, sv = self.moderate_or_severe.of(ae_type), self.severe.of(ae_type)
+        return (1.0 - ms, ms - sv, sv)
 
 
 class PlaceboResponse(Strict):
@@ -336,6 +352,7 @@ class ModelTables:
     ns_non_mean: float
     ns_sd: float
     ns_onset: float
+    ns_onset_sd_log: float
     corr: float
     within_corr: float
     combination_factor: float
@@ -415,6 +432,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
         ns_share=tuple(model.nonspecific.responder_share(e) for e in ETIOLOGY_NAMES),
         ns_resp_mean=model.nonspecific.responder_mean.value, ns_non_mean=model.nonspecific.nonresponder_mean.value,
         ns_sd=model.nonspecific.sd.value, ns_onset=model.nonspecific.onset_days.value,
+        ns_onset_sd_log=model.nonspecific.onset_sd_log.value if model.nonspecific.onset_sd_log else 0.0,
         corr=model.responsiveness_correlation.value, within_corr=model.within_class_correlation.value,
         combination_factor=model.combination_factor.value,
         noise_sd=model.visit_noise_sd.value,
@@ -449,7 +467,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 N_CLASSES = len(ALL_CLASSES)
 MAX_DRUGS = 16  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
 MAX_VISITS = 48  # visit-noise slots per patient; later visits reuse slots cyclically
-RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + MAX_VISITS
+RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + MAX_VISITS + 1
 
 
 @dataclass(frozen=True)
@@ -460,6 +478,7 @@ class Latents:
     drug_u: np.ndarray  # (n, MAX_DRUGS) copula uniforms by drug index: responder when below the responder probability
     drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
     noise: np.ndarray  # (n, MAX_VISITS) standard normals for visit noise
+    ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
 
 
 def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
@@ -491,7 +510,8 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
     drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
     noise = ndtri(u[:, 3 + k + 2 * m:3 + k + 2 * m + MAX_VISITS])
     assert drug_u.shape == (n, m)
-    return Latents(ns, drug_u, drug_z, noise)
+    ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, -1]))
+    return Latents(ns, drug_u, drug_z, noise, ns_onset)
 
 
 def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: float, etiology: int,
@@ -566,7 +586,7 @@ def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float | np.nda
     return np.broadcast_to(np.where(active, e * build, 0.0), shape)
 
 
-def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float,
+def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float | np.ndarray,
                         day: float | np.ndarray, effects: list[np.ndarray], noise_sd: float,
                         noise_z: np.ndarray | float) -> np.ndarray:
     """:func:`observed_pain` on arrays: baseline scaled by the combined reduction, plus noise, in [0, 10]."""

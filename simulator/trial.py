@@ -752,14 +752,15 @@ class _Group:
         if self.placebo:
             self._schedule_placebo_ae()
         ns = self.pop.latents.ns_reduction[self.rows]
+        ns_onset = self.pop.latents.ns_onset[self.rows]
         pending: list[tuple[Step, str]] = [(s, "") for s in sorted(self.steps, key=lambda s: (s.day, s.kind))]
         end = p.endpoint_day
         for day in range(0, p.days + 1):
             # pain on this day, with the drugs in force at its start
             effects = self._effects(float(day))
             absolute = float(self.t0 + day)
-            expected = observed_pain_array(self.base_true, ns, t.ns_onset, absolute, effects, t.noise_sd, 0.0)
-            obs = observed_pain_array(self.base_true, ns, t.ns_onset, absolute, effects, t.noise_sd,
+            expected = observed_pain_array(self.base_true, ns, ns_onset, absolute, effects, t.noise_sd, 0.0)
+            obs = observed_pain_array(self.base_true, ns, ns_onset, absolute, effects, t.noise_sd,
                                       self.pop.noise[self.rows, self.t0 + day])
             self.obs[:, day] = obs
             lo = max(0, day - p.diary + 1)
@@ -913,12 +914,14 @@ class ArmResult:
     onset_median_days: float | None
     ae_moderate_severe: dict[str, float] = field(default_factory=dict)
     any_ae: float = 0.0
+    any_ae_moderate_severe: float = 0.0
     withdrawn: float = 0.0
     dropped_out: float = 0.0
     excluded: dict[str, int] = field(default_factory=dict)
     escalated: float = 0.0
     mean_change_since_entry: float | None = None
     onset_30_median_days: float | None = None
+    eval_mean_change: dict[int, float] = field(default_factory=dict)
     nnt50: dict[str, float | None] = field(default_factory=dict)
     nnt30: dict[str, float | None] = field(default_factory=dict)
     nnh_ae_withdrawal: dict[str, float | None] = field(default_factory=dict)
@@ -934,10 +937,12 @@ class ArmResult:
             "nnh_ae_withdrawal_vs_placebo": self.nnh_ae_withdrawal or None,
             "nnh_any_ae_vs_placebo": self.nnh_any_ae or None,
             "ae_incidence": self.ae_incidence, "ae_moderate_severe": self.ae_moderate_severe, "any_ae": self.any_ae,
+            "any_ae_moderate_severe": self.any_ae_moderate_severe,
             "ae_withdrawal": self.ae_withdrawal, "withdrawn": self.withdrawn, "dropped_out": self.dropped_out,
             "excluded": self.excluded, "escalated": self.escalated,
             "median_days_to_sustained_1pt": self.onset_median_days,
             "median_days_to_30pct": self.onset_30_median_days,
+            "mean_nrs_change_by_day": {str(k): v for k, v in self.eval_mean_change.items()},
         }
 
 
@@ -968,6 +973,8 @@ def _merge(parts: list[GroupOutcome]) -> dict[str, Any]:
     for key in ("rows", "baseline", "pain_end", "status", "stop_day", "intolerable", "onset_1pt", "onset_30", "branch",
                 "branch_entry_nrs", "escalated", "exclusion", "completed_pain"):
         out[key] = np.concatenate([getattr(p, key) for p in parts])
+    days = sorted({d for p in parts for d in p.evals})
+    out["evals"] = {d: np.concatenate([p.evals.get(d, np.full(p.rows.size, np.nan)) for p in parts]) for d in days}
     names = {nm for p in parts for nm in p.ae_grade}
     out["ae_grade"] = {nm: np.concatenate([p.ae_grade.get(nm, np.zeros(p.rows.size, int)) for p in parts])
                        for nm in sorted(names)}
@@ -1002,6 +1009,8 @@ def _summarise(label: str, o: dict[str, Any], since_entry: bool = False) -> ArmR
         ae_incidence={k: float(np.count_nonzero(v > 0) / n_ok) for k, v in grades.items()},
         ae_moderate_severe={k: float(np.count_nonzero(v >= 2) / n_ok) for k, v in grades.items()},
         any_ae=float(np.count_nonzero(np.any(np.stack(list(grades.values())) > 0, axis=0)) / n_ok) if grades else 0.0,
+        any_ae_moderate_severe=float(np.count_nonzero(np.any(np.stack(list(grades.values())) >= 2, axis=0)) / n_ok)
+        if grades else 0.0,
         ae_withdrawal=float(np.count_nonzero(o["intolerable"][ok]) / n_ok),
         withdrawn=float(np.count_nonzero(o["status"][ok] == WITHDRAWN_AE) / n_ok),
         dropped_out=float(np.count_nonzero(o["status"][ok] == DROPOUT) / n_ok),
@@ -1009,6 +1018,8 @@ def _summarise(label: str, o: dict[str, Any], since_entry: bool = False) -> ArmR
         mean_change_since_entry=mean(pain - entry) if since_entry else None,
         onset_median_days=_km_median(np.abs(e1), e1 > 0),
         onset_30_median_days=_km_median(np.abs(e3), e3 > 0),
+        eval_mean_change={d: float(np.nanmean(v[ok] - o["baseline"][ok])) for d, v in o["evals"].items()
+                          if np.any(np.isfinite(v[ok]))},
     )
 
 
