@@ -180,10 +180,8 @@ class Simulation:
                              crcl=float(c.crcl[i]), flags=self.flags[i])
         p = PatientModel(i, facts, float(c.baseline_nrs[i]), bool(c.misuse_risk[i] == 2), ctx)
         lat = self.latents
-        ns = float(lat.ns_reduction[i])
         ns_onset = float(lat.ns_onset[i])
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
-        drug_u = lat.drug_u[i]
         drug_z = lat.drug_z[i]
         noise = lat.noise[i]
         adv = self.adverse[i]
@@ -285,9 +283,9 @@ class Simulation:
                 for n_line, ln in enumerate(lines):
                     d = t.drugs[ln.drug]
                     e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
-                                    float(drug_u[d.index]), float(drug_z[d.index]), facts.localized)
+                                    lat.u_scalar(i, d.index, now), float(drug_z[d.index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
-                pain = observed_pain(p.baseline, ns, ns_onset, now, effects, t.noise_sd,
+                pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now, effects, t.noise_sd,
                                      float(noise[n_visits % MAX_VISITS]))
                 n_visits += 1
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
