@@ -227,6 +227,13 @@ class Specialist(Strict):
     conservative_relief_prob: Num
 
 
+class Drift(Strict):
+    """Time-varying responsiveness: a share of the latent responsiveness drifts over time (see draw_latents)."""
+
+    share: Num
+    time_scale_days: Num
+
+
 class ClinicalModel(Strict):
     nonspecific: Nonspecific
     drugs: dict[str, DrugResponse]
@@ -235,6 +242,7 @@ class ClinicalModel(Strict):
     expectation: Expectation
     responsiveness_correlation: Num
     within_class_correlation: Num
+    responsiveness_drift: Drift
     combination_factor: Num
     visit_noise_sd: Num
     serious: Serious
@@ -252,6 +260,10 @@ class ClinicalModel(Strict):
                 raise ValueError(f"placebo.adverse_events.{k} is {a.value}, a probability outside [0, 1]")
         if not 0.0 <= self.placebo.ae_withdrawal.value <= 1.0:
             raise ValueError("placebo.ae_withdrawal is a probability in [0, 1]")
+        if not 0.0 <= self.responsiveness_drift.share.value <= 1.0:
+            raise ValueError("responsiveness_drift.share is a share of variance in [0, 1]")
+        if self.responsiveness_drift.time_scale_days.value <= 0:
+            raise ValueError("responsiveness_drift.time_scale_days must be positive")
         if self.expectation.open_label.value < 0:
             raise ValueError("expectation.open_label is a multiplier and must not be negative")
         probs = {
@@ -355,6 +367,8 @@ class ModelTables:
     ns_onset_sd_log: float
     corr: float
     within_corr: float
+    drift_share: float
+    drift_days: float
     combination_factor: float
     noise_sd: float
     serious: dict[str, float]
@@ -434,6 +448,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
         ns_sd=model.nonspecific.sd.value, ns_onset=model.nonspecific.onset_days.value,
         ns_onset_sd_log=model.nonspecific.onset_sd_log.value if model.nonspecific.onset_sd_log else 0.0,
         corr=model.responsiveness_correlation.value, within_corr=model.within_class_correlation.value,
+        drift_share=model.responsiveness_drift.share.value, drift_days=model.responsiveness_drift.time_scale_days.value,
         combination_factor=model.combination_factor.value,
         noise_sd=model.visit_noise_sd.value,
         serious={
@@ -465,53 +480,115 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 # --------------------------------------------------------------------------------------------------
 
 N_CLASSES = len(ALL_CLASSES)
-MAX_DRUGS = 16  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
+MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
 MAX_VISITS = 48  # visit-noise slots per patient; later visits reuse slots cyclically
-RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + MAX_VISITS + 1
+DRIFT_FEATURES = 3  # random Fourier features per drifting latent
+N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
+RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + MAX_VISITS + 1 + 2 * N_LATENT * DRIFT_FEATURES
+_NS, _G, _C = 0, 1, 2  # latent index of the nonspecific membership, the patient factor, the first class
 
 
 @dataclass(frozen=True)
 class Latents:
-    """Per-patient latent draws, as numpy arrays (rows = patients)."""
-
-    ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction
-    drug_u: np.ndarray  # (n, MAX_DRUGS) copula uniforms by drug index: responder when below the responder probability
-    drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
-    noise: np.ndarray  # (n, MAX_VISITS) standard normals for visit noise
-    ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
-
-
-def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
-    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws.
+    """Per-patient latent draws, as numpy arrays (rows = patients).
 
     Responsiveness to drug ``d`` of class ``c`` is ``z_d = sqrt(rho) g + sqrt(w - rho) c_c + sqrt(1 - w) e_d``
     with a patient factor ``g`` (refractoriness, shared by all drugs), a class factor ``c_c`` and a drug
-    factor ``e_d``, all independent standard normals: two drugs of different classes correlate with
-    ``rho = responsiveness_correlation``, two drugs of one class with ``w = within_class_correlation``
-    (partial cross-response: a gabapentin non-responder may still respond to pregabalin). ``drug_u`` is
-    ``Phi(z_d)``; a patient responds to ``d`` when ``drug_u`` is below the responder probability.
+    factor ``e_d``: two drugs of different classes correlate with ``rho = responsiveness_correlation``, two
+    drugs of one class with ``w = within_class_correlation`` (partial cross-response: a gabapentin
+    non-responder may still respond to pregabalin). A patient responds to ``d`` on a day when
+    ``Phi(z_d)`` is below the responder probability. Membership of the nonspecific responders works the
+    same way (``Phi(x_ns) < share``).
+
+    **Drift.** Every latent normal ``x`` (``g``, ``c_c``, ``e_d``, ``x_ns``) is
+    ``sqrt(1 - s) x_static + sqrt(s) f_x(t)`` where ``s = responsiveness_drift.share`` and ``f_x`` is a
+    stationary process of unit variance, ``sqrt(2 / K) sum_k cos(omega_k t + phase_k)`` (random Fourier
+    features of a Gaussian kernel with time scale ``responsiveness_drift.time_scale_days``, ``t`` = day of
+    the simulation). Across patients every latent stays standard normal on every day, so the responder
+    share of a trial arm does not depend on the day and the correlations above hold on every day, while a
+    patient moves between responder and non-responder over weeks (COMBO-DN: many week-8 non-responders
+    respond by week 16).
     """
-    n = uniforms.shape[0]
+
+    ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction on day 0
+    drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
+    noise: np.ndarray  # (n, MAX_VISITS) standard normals for visit noise
+    ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
+    static: np.ndarray  # (n, N_LATENT) static normals of the drifting latents
+    omega: np.ndarray  # (n, N_LATENT, K) angular frequencies of the drift, 1/day
+    phase: np.ndarray  # (n, N_LATENT, K) phases, radians
+    ns_share: np.ndarray  # (n,) the patient's probability of being a nonspecific responder
+    ns_resp: np.ndarray  # (n,) nonspecific reduction as a responder
+    ns_non: np.ndarray  # (n,) nonspecific reduction as a non-responder
+    loadings: np.ndarray  # (MAX_DRUGS, N_LATENT) weights of the latents in each drug's responsiveness
+    drift_share: float
+
+    def latent(self, rows: np.ndarray | int, j: int, day: float) -> np.ndarray:
+        """Latent normal ``j`` of patients ``rows`` on ``day``."""
+        x = self.static[rows, j]
+        if self.drift_share <= 0.0:
+            return x
+        om, ph = self.omega[rows, j], self.phase[rows, j]
+        f = math.sqrt(2.0 / DRIFT_FEATURES) * np.cos(om * day + ph).sum(axis=-1)
+        return math.sqrt(1.0 - self.drift_share) * x + math.sqrt(self.drift_share) * f
+
+    def u_at(self, rows: np.ndarray | int, drug_index: int, day: float) -> np.ndarray:
+        """The latent uniform of drug ``drug_index`` on ``day`` (responder when below the responder probability)."""
+        w = self.loadings[drug_index]
+        z = sum(w[j] * self.latent(rows, j, day) for j in np.flatnonzero(w))
+        return ndtr(z)
+
+    def u_scalar(self, i: int, drug_index: int, day: float) -> float:
+        """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
+        w = self.loadings[drug_index]
+        z = 0.0
+        s = self.drift_share
+        a, b, c = math.sqrt(1.0 - s), math.sqrt(s), math.sqrt(2.0 / DRIFT_FEATURES)
+        for j in np.flatnonzero(w):
+            x = float(self.static[i, j])
+            if s > 0.0:
+                f = sum(math.cos(o * day + p) for o, p in zip(self.omega[i, j].tolist(), self.phase[i, j].tolist(),
+                                                                strict=True))
+                x = a * x + b * c * f
+            z += float(w[j]) * x
+        return float(ndtr(z))
+
+    def ns_scalar(self, i: int, day: float) -> float:
+        """:meth:`ns_at` for one patient."""
+        return float(self.ns_at(np.array([i]), day)[0])
+
+    def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
+        """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""
+        if self.drift_share <= 0.0:
+            return self.ns_reduction[rows]
+        member = ndtr(self.latent(rows, _NS, day)) < self.ns_share[rows]
+        return np.where(member, self.ns_resp[rows], self.ns_non[rows])
+
+
+def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
+    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`)."""
     u = np.clip(uniforms, 1e-12, 1 - 1e-12)
     share = np.asarray(tables.ns_share)[etiology]
-    is_resp = u[:, 0] < share
-    mean = np.where(is_resp, tables.ns_resp_mean, tables.ns_non_mean)
-    ns = np.clip(mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
     k, m = N_CLASSES, MAX_DRUGS
-    g = ndtri(u[:, 2])
-    cls = ndtri(u[:, 3:3 + k])
-    own = ndtri(u[:, 3 + k:3 + k + m])
-    rho, w = tables.corr, tables.within_corr
-    class_of = np.zeros(m, dtype=int)
-    for d in tables.drugs:
-        class_of[d.index] = d.class_index
-    z = math.sqrt(rho) * g[:, None] + math.sqrt(max(w - rho, 0.0)) * cls[:, class_of] + math.sqrt(1.0 - w) * own
-    drug_u = ndtr(z)
+    ns_resp = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+    ns_non = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+    static = np.concatenate([ndtri(u[:, 0:1]), ndtri(u[:, 2:3 + k + m])], axis=1)  # ns, g, classes, drugs
+    ns = np.where(u[:, 0] < share, ns_resp, ns_non)
     drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
     noise = ndtri(u[:, 3 + k + 2 * m:3 + k + 2 * m + MAX_VISITS])
-    assert drug_u.shape == (n, m)
-    ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, -1]))
-    return Latents(ns, drug_u, drug_z, noise, ns_onset)
+    c0 = 3 + k + 2 * m + MAX_VISITS
+    ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
+    nf = N_LATENT * DRIFT_FEATURES
+    omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
+    phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
+    rho, w = tables.corr, tables.within_corr
+    loadings = np.zeros((m, N_LATENT))
+    for d in tables.drugs:
+        loadings[d.index, _G] = math.sqrt(rho)
+        loadings[d.index, _C + d.class_index] = math.sqrt(max(w - rho, 0.0))
+        loadings[d.index, _C + k + d.index] = math.sqrt(1.0 - w)
+    return Latents(ns, drug_z, noise, ns_onset, static, omega, phase, np.asarray(share, dtype=float), ns_resp, ns_non,
+                   loadings, tables.drift_share)
 
 
 def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: float, etiology: int,

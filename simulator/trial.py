@@ -740,7 +740,7 @@ class _Group:
             if not np.any(on):
                 continue
             e = drug_effect_array(self.t, d, self.dose(j, day), np.where(on, day - self.cstart[:, j], 0.0),
-                                  self.pop.etiology[rows], lat.drug_u[rows, d.index], lat.drug_z[rows, d.index],
+                                  self.pop.etiology[rows], lat.u_at(rows, d.index, self.t0 + day), lat.drug_z[rows, d.index],
                                   self.pop.localized[rows])
             e = np.where(on, e, 0.0)
             out.append(np.where(first == j, e, e * self.t.combination_factor))
@@ -751,7 +751,7 @@ class _Group:
         self._ensure_ae()
         if self.placebo:
             self._schedule_placebo_ae()
-        ns = self.pop.latents.ns_reduction[self.rows]
+        lat = self.pop.latents
         ns_onset = self.pop.latents.ns_onset[self.rows]
         pending: list[tuple[Step, str]] = [(s, "") for s in sorted(self.steps, key=lambda s: (s.day, s.kind))]
         end = p.endpoint_day
@@ -759,6 +759,7 @@ class _Group:
             # pain on this day, with the drugs in force at its start
             effects = self._effects(float(day))
             absolute = float(self.t0 + day)
+            ns = lat.ns_at(self.rows, absolute)
             expected = observed_pain_array(self.base_true, ns, ns_onset, absolute, effects, t.noise_sd, 0.0)
             obs = observed_pain_array(self.base_true, ns, ns_onset, absolute, effects, t.noise_sd,
                                       self.pop.noise[self.rows, self.t0 + day])
