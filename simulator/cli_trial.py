@@ -84,18 +84,34 @@ def trial(design_file: str | None, cohort: str | None, arms: tuple[str, ...], we
     p = res.spec
     t = Table(title=f"Virtual {p.design} trial '{p.name}', {p.days} days per period, {p.patients} patients "
                     f"(seed {p.seed}); {res.analysis}")
-    for col in ("arm / branch", "n", ">=30%", ">=50%", "NNT50 (95% CI)", "mean change", "since entry", "withdrawn",
-                "AE intolerance", "NNH (AE intol.)", "any AE (mod-sev)", "days to 1-pt", "excluded", "adverse events"):
+    for col in ("arm / branch", "n", ">=30%", ">=50%", "NNT50 (95% CI)", "change (since entry)", "withdrawn AE / dropout",
+                "AE intolerance, NNH", "any AE (mod-sev)", "days to 1-pt / 30%", "escalated, capped, excluded"):
         t.add_column(col)
     for a in res.arms:
-        aes = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(a.ae_incidence.items(), key=lambda kv: -kv[1])[:5] if v > 0)
-        since = "-" if a.mean_change_since_entry is None else f"{a.mean_change_since_entry:+.2f}"
-        excl = ", ".join(f"{k} x{v}" for k, v in a.excluded.items()) or "-"
-        t.add_row(a.label, str(a.n), _pct(a.responders30), _pct(a.responders50), _ci(a.nnt50), f"{a.mean_change:+.2f}",
-                  since, _pct(a.withdrawn), _pct(a.ae_withdrawal), _ci(a.nnh_ae_withdrawal),
-                  f"{_pct(a.any_ae)} ({_pct(a.any_ae_moderate_severe)})", "-" if a.onset_median_days is None else f"{a.onset_median_days:g}",
-                  excl, aes or "-")
+        since = "" if a.mean_change_since_entry is None else f" ({a.mean_change_since_entry:+.2f})"
+        d1 = "-" if a.onset_median_days is None else f"{a.onset_median_days:g}"
+        d3 = "-" if a.onset_30_median_days is None else f"{a.onset_30_median_days:g}"
+        t.add_row(a.label, str(a.n), _pct(a.responders30), _pct(a.responders50), _ci(a.nnt50),
+                  f"{a.mean_change:+.2f}{since}", f"{_pct(a.withdrawn)} / {_pct(a.dropped_out)}",
+                  f"{_pct(a.ae_withdrawal)}, {_ci(a.nnh_ae_withdrawal)}",
+                  f"{_pct(a.any_ae)} ({_pct(a.any_ae_moderate_severe)})", f"{d1} / {d3}",
+                  f"{_pct(a.escalated)}, {_pct(a.dose_capped)}, {sum(a.excluded.values())}")
     console.print(t)
+    types = sorted({k for a in res.arms for k, v in a.ae_incidence.items() if v > 0},
+                   key=lambda k: -max(a.ae_incidence.get(k, 0.0) for a in res.arms))
+    if types:
+        ae = Table(title="Adverse events: any grade (moderate to severe)")
+        ae.add_column("adverse event")
+        for a in res.arms:
+            ae.add_column(a.label)
+        for k in types:
+            ae.add_row(k, *[f"{_pct(a.ae_incidence.get(k, 0.0))} ({_pct(a.ae_moderate_severe.get(k, 0.0))})" for a in res.arms])
+        t = ae
+    console.print(t)
+    excluded = {k: v for a in res.arms for k, v in a.excluded.items()}
+    if excluded:
+        console.print("Logged exclusions (a step the guideline's gates did not allow): "
+                      + ", ".join(f"{k} x{v}" for k, v in excluded.items()))
     if res.screened > p.patients:
         console.print(f"Screened {res.screened} to enrol {p.patients} (inclusion criteria).")
     if res.lead_in_excluded:

@@ -519,6 +519,7 @@ class GroupOutcome:
     branch_entry_nrs: np.ndarray
     escalated: np.ndarray
     exclusion: np.ndarray  # rule id of a logged exclusion ('' = none)
+    capped: np.ndarray  # dose cap applied by the gates ('' = none)
     final_dose: dict[str, np.ndarray]
     completed_pain: np.ndarray  # endpoint NRS of completers (nan otherwise)
 
@@ -554,6 +555,7 @@ class _Group:
         self.intolerable = np.zeros(n, bool)
         self.escalated = np.zeros(n, bool)
         self.exclusion = np.full(n, "", dtype=object)
+        self.capped = np.full(n, "", dtype=object)
         self.branch = np.full(n, "", dtype=object)
         self.branch_entry = np.full(n, np.nan)
         self.last_eval = self.base.copy()
@@ -656,25 +658,36 @@ class _Group:
         self.stop_day[sel] = day
         self.sid[sel, :] = -1
 
-    def _start(self, st: Step, sel: np.ndarray, day: float) -> None:
+    def _gate(self, st: Step, sel: np.ndarray, day: float, check_contra: bool) -> np.ndarray:
+        """Per-patient doses of a start/increase step under the guideline's gates (P5/P6, simulator.safety):
+        a contraindicated patient is a logged exclusion (leaves the trial), a dose above the patient's cap is
+        given at the cap and logged in ``capped``. Without gates every patient gets the protocol dose."""
+        doses = np.full(self.n, st.dose)
+        if not self.p.gates:
+            return doses
         d = self.p.slots[st.drug]
-        if self.p.gates:
-            idx = np.flatnonzero(sel)
-            for i in idx:
-                facts = self.pop.facts[self.rows[i]]
-                rule = contraindication(d, facts)
-                if rule is None:
-                    cap, cap_rule = dose_cap(d, facts)
-                    if st.dose > cap + 1e-9:
-                        rule = cap_rule
-                if rule is not None:
-                    self.exclusion[i] = f"{d.name}: {rule}"
-                    sel[i] = False
-                    self._leave(np.arange(self.n) == i, day, EXCLUDED)
+        for i in np.flatnonzero(sel):
+            facts = self.pop.facts[self.rows[i]]
+            rule = contraindication(d, facts) if check_contra else None
+            if rule is not None:
+                self.exclusion[i] = f"{d.name}: {rule}"
+                sel[i] = False
+                self._leave(np.arange(self.n) == i, day, EXCLUDED)
+                continue
+            cap, cap_rule = dose_cap(d, facts)
+            if st.dose > cap + 1e-9:
+                doses[i] = cap
+                self.capped[i] = f"{d.name} {cap:g}: {cap_rule}"
+        return doses
+
+    def _start(self, st: Step, sel: np.ndarray, day: float) -> None:
+        doses = self._gate(st, sel, day, True)
         sel = sel & (self.sid[:, st.drug] < 0)  # already on it: a start is not a restart
         if not np.any(sel):
             return
-        self.sid[sel, st.drug] = self._schedule(st.drug, st.dose, st.titrate)
+        for dose in np.unique(doses[sel]):
+            s = sel & (doses == dose)
+            self.sid[s, st.drug] = self._schedule(st.drug, float(dose), st.titrate)
         self.s0[sel, st.drug] = day
         self.cstart[sel, st.drug] = day
         self.order[sel, st.drug] = day + 1e-3 * st.drug
@@ -682,22 +695,17 @@ class _Group:
 
     def _increase(self, st: Step, sel: np.ndarray, day: float) -> None:
         sel = sel & (self.sid[:, st.drug] >= 0)
+        doses = self._gate(st, sel, day, False)
         cur = self.dose(st.drug, day)
-        sel &= cur < st.dose - 1e-9
-        if self.p.gates and np.any(sel):
-            d = self.p.slots[st.drug]
-            for i in np.flatnonzero(sel):
-                cap, rule = dose_cap(d, self.pop.facts[self.rows[i]])
-                if st.dose > cap + 1e-9:
-                    self.exclusion[i] = f"{d.name}: {rule}"
-                    sel[i] = False
-                    self._leave(np.arange(self.n) == i, day, EXCLUDED)
+        sel &= cur < doses - 1e-9
         if not np.any(sel):
             return
-        self.sid[sel, st.drug] = self._schedule(st.drug, st.dose, False, from_dose=1.0)
+        for dose in np.unique(doses[sel]):
+            s = sel & (doses == dose)
+            self.sid[s, st.drug] = self._schedule(st.drug, float(dose), False, from_dose=1.0)
+            self._schedule_ae(st.drug, s, day, float(dose))
         self.s0[sel, st.drug] = day
         self.escalated |= sel
-        self._schedule_ae(st.drug, sel, day, st.dose)
 
     def _stop(self, slot: int, sel: np.ndarray) -> None:
         self.sid[sel, slot] = -1
@@ -862,7 +870,7 @@ class _Group:
             intolerable=self.intolerable, ae_grade=ae_grade,
             onset_1pt=np.where(e1, self.onset_1pt, -np.minimum(left, end)),
             onset_30=np.where(e3, self.onset_30, -np.minimum(left, end)), evals=self.evals, branch=self.branch,
-            branch_entry_nrs=self.branch_entry, escalated=self.escalated, exclusion=self.exclusion,
+            branch_entry_nrs=self.branch_entry, escalated=self.escalated, exclusion=self.exclusion, capped=self.capped,
             final_dose=final_dose, completed_pain=np.where(completed & (self.status != EXCLUDED), rec_end, np.nan))
 
 
@@ -920,6 +928,7 @@ class ArmResult:
     dropped_out: float = 0.0
     excluded: dict[str, int] = field(default_factory=dict)
     escalated: float = 0.0
+    dose_capped: float = 0.0
     mean_change_since_entry: float | None = None
     onset_30_median_days: float | None = None
     eval_mean_change: dict[int, float] = field(default_factory=dict)
@@ -940,7 +949,7 @@ class ArmResult:
             "ae_incidence": self.ae_incidence, "ae_moderate_severe": self.ae_moderate_severe, "any_ae": self.any_ae,
             "any_ae_moderate_severe": self.any_ae_moderate_severe,
             "ae_withdrawal": self.ae_withdrawal, "withdrawn": self.withdrawn, "dropped_out": self.dropped_out,
-            "excluded": self.excluded, "escalated": self.escalated,
+            "excluded": self.excluded, "escalated": self.escalated, "dose_capped": self.dose_capped,
             "median_days_to_sustained_1pt": self.onset_median_days,
             "median_days_to_30pct": self.onset_30_median_days,
             "mean_nrs_change_by_day": {str(k): v for k, v in self.eval_mean_change.items()},
@@ -972,7 +981,7 @@ class TrialResult:
 def _merge(parts: list[GroupOutcome]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("rows", "baseline", "pain_end", "status", "stop_day", "intolerable", "onset_1pt", "onset_30", "branch",
-                "branch_entry_nrs", "escalated", "exclusion", "completed_pain"):
+                "branch_entry_nrs", "escalated", "exclusion", "capped", "completed_pain"):
         out[key] = np.concatenate([getattr(p, key) for p in parts])
     days = sorted({d for p in parts for d in p.evals})
     out["evals"] = {d: np.concatenate([p.evals.get(d, np.full(p.rows.size, np.nan)) for p in parts]) for d in days}
@@ -1016,6 +1025,7 @@ def _summarise(label: str, o: dict[str, Any], since_entry: bool = False) -> ArmR
         withdrawn=float(np.count_nonzero(o["status"][ok] == WITHDRAWN_AE) / n_ok),
         dropped_out=float(np.count_nonzero(o["status"][ok] == DROPOUT) / n_ok),
         excluded=excl, escalated=float(np.count_nonzero(o["escalated"][ok]) / n_ok),
+        dose_capped=float(np.count_nonzero(o["capped"][ok] != "") / n_ok),
         mean_change_since_entry=mean(pain - entry) if since_entry else None,
         onset_median_days=_km_median(np.abs(e1), e1 > 0),
         onset_30_median_days=_km_median(np.abs(e3), e3 > 0),
@@ -1037,7 +1047,7 @@ def _patients_frame(pop: _Population, proto: Protocol, parts: list[tuple[str, in
             "age": pop.cohort.age[rows], "etiology": [ETIOLOGIES[e] for e in pop.etiology[rows]],
             "baseline_nrs": g.baseline, "endpoint_nrs": g.pain_end,
             "status": [STATUS_NAMES[s] for s in g.status], "left_on_day": g.stop_day,
-            "exclusion": g.exclusion.astype(str), "intolerable_ae": g.intolerable, "escalated": g.escalated,
+            "exclusion": g.exclusion.astype(str), "dose_capped": g.capped.astype(str), "intolerable_ae": g.intolerable, "escalated": g.escalated,
             "branch_entry_nrs": g.branch_entry_nrs,
             "onset_1pt_day": np.where(g.onset_1pt > 0, g.onset_1pt, np.nan),
             "onset_30pct_day": np.where(g.onset_30 > 0, g.onset_30, np.nan),
