@@ -46,6 +46,18 @@ def test_battery_can_fail_when_a_drug_effect_changes():
     assert not any(c.passed for c in after)
 
 
+COMBO_DN = ["combo_dn_combination_change", "combo_dn_high_dose_change", "combo_dn_combination_r50", "combo_dn_high_dose_r50"]
+
+
+def test_combo_dn_targets_can_fail():
+    """Protects the COMBO-DN targets' power: without drifting responsiveness (fixed responder status) the
+    week-8 non-responders improve too little over weeks 8-16 and the targets fail."""
+    fixed = dataclasses.replace(compile_model(), drift_share=0.0)
+    after = {c.target.id: c for c in run_battery(FULL_PATIENTS, tables=fixed, only=COMBO_DN)}
+    assert not after["combo_dn_high_dose_change"].passed and not after["combo_dn_combination_change"].passed
+    assert after["combo_dn_high_dose_change"].simulated > -1.5
+
+
 def test_trial_design_properties_are_sourced():
     """Protects the per-trial modifiers: a design that sets placebo_scale, titrate or nrs_resolution says why."""
     for name, d in BATTERY.trials.items():
