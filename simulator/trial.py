@@ -485,10 +485,16 @@ class _Population:
         self.placebo_ae = _sub_block(seed, "placebo_ae", n, 2 * max(len(tables.placebo_ae_types), 1))
         self.grade_u = _sub_block(seed, "grade", n, 64)
         self.branch_u = _sub_block(seed, "branch", n, 1)[:, 0]
-        self.facts = [PatientFacts(age=float(cohort.age[i]), etiology=int(cohort.etiology[i]),
-                                   localized=bool(cohort.localized[i]), crcl=float(cohort.crcl[i]),
-                                   flags=frozenset(f for f in COHORT_FLAGS if bool(getattr(cohort, f)[i])))
-                      for i in range(n)]
+        self._facts: dict[int, PatientFacts] = {}
+
+    def facts(self, i: int) -> PatientFacts:
+        """What the safety gates read about patient ``i`` (built on first use)."""
+        if i not in self._facts:
+            c = self.cohort
+            self._facts[i] = PatientFacts(age=float(c.age[i]), etiology=int(c.etiology[i]),
+                                          localized=bool(c.localized[i]), crcl=float(c.crcl[i]),
+                                          flags=frozenset(f for f in COHORT_FLAGS if bool(getattr(c, f)[i])))
+        return self._facts[i]
 
 
 @dataclass
@@ -537,6 +543,7 @@ class _Group:
         self.t = pop.tables
         n, m = rows.size, len(proto.slots)
         self.n = n
+        self.lat = pop.latents.take(rows)
         self.base_true = pop.baseline[rows]
         self.base = _record(self.base_true, proto.nrs_resolution) if baseline is None else baseline
         self.steps = list(steps)
@@ -547,6 +554,7 @@ class _Group:
         self.s0 = np.zeros((n, m))  # day the schedule started
         self.cstart = np.full((n, m), np.inf)  # day the course started
         self.order = np.full((n, m), np.inf)  # start order (first active drug gets the full effect)
+        self.event_days: set[int] = set()  # days on which some adverse event is scheduled
         self.ae = [self._empty_ae(d.ae_types) for d in proto.slots]
         self.pae = self._empty_ae(self.t.placebo_ae_types)
         self.in_trial = np.ones(n, bool)
@@ -629,6 +637,7 @@ class _Group:
             else:
                 a.onset[sel, k] = np.where(occurs, when, np.inf)
                 a.stops[sel, k] = occurs & (u < inc * ratio)
+            self.event_days.update(np.floor(when[occurs & np.isfinite(when)]).astype(int).tolist())
 
     def _schedule_placebo_ae(self) -> None:
         t = self.t
@@ -642,6 +651,7 @@ class _Group:
             occurs = u < inc
             a.onset[:, k] = np.where(occurs, when, np.inf)
             a.stops[:, k] = occurs & (u < inc * ratio)
+            self.event_days.update(np.floor(when[occurs]).astype(int).tolist())
 
     def _grade(self, sel: np.ndarray, col: int, ae_type: int, stops: np.ndarray) -> np.ndarray:
         mild, mod, sev = self.t.ae_severity[ae_type]
@@ -667,7 +677,7 @@ class _Group:
             return doses
         d = self.p.slots[st.drug]
         for i in np.flatnonzero(sel):
-            facts = self.pop.facts[self.rows[i]]
+            facts = self.pop.facts(int(self.rows[i]))
             rule = contraindication(d, facts) if check_contra else None
             if rule is not None:
                 self.exclusion[i] = f"{d.name}: {rule}"
@@ -736,7 +746,7 @@ class _Group:
 
     # ---- pain -------------------------------------------------------------------------------------
     def _effects(self, day: float) -> list[np.ndarray]:
-        lat = self.pop.latents
+        lat = self.lat
         rows = self.rows
         out: list[np.ndarray] = []
         active = self.sid >= 0
@@ -748,7 +758,7 @@ class _Group:
             if not np.any(on):
                 continue
             e = drug_effect_array(self.t, d, self.dose(j, day), np.where(on, day - self.cstart[:, j], 0.0),
-                                  self.pop.etiology[rows], lat.u_at(rows, d.index, self.t0 + day), lat.drug_z[rows, d.index],
+                                  self.pop.etiology[rows], lat.u_at(slice(None), d.index, self.t0 + day), lat.drug_z[:, d.index],
                                   self.pop.localized[rows])
             e = np.where(on, e, 0.0)
             out.append(np.where(first == j, e, e * self.t.combination_factor))
@@ -759,15 +769,15 @@ class _Group:
         self._ensure_ae()
         if self.placebo:
             self._schedule_placebo_ae()
-        lat = self.pop.latents
-        ns_onset = self.pop.latents.ns_onset[self.rows]
+        lat = self.lat
+        ns_onset = lat.ns_onset
         pending: list[tuple[Step, str]] = [(s, "") for s in sorted(self.steps, key=lambda s: (s.day, s.kind))]
         end = p.endpoint_day
         for day in range(0, p.days + 1):
             # pain on this day, with the drugs in force at its start
             effects = self._effects(float(day))
             absolute = float(self.t0 + day)
-            ns = lat.ns_at(self.rows, absolute)
+            ns = lat.ns_at(slice(None), absolute)
             expected = observed_pain_array(self.base_true, ns, ns_onset, absolute, effects, t.noise_sd, 0.0)
             obs = observed_pain_array(self.base_true, ns, ns_onset, absolute, effects, t.noise_sd,
                                       self.pop.noise[self.rows, self.t0 + day])
@@ -815,6 +825,8 @@ class _Group:
         return self._outcome(end)
 
     def _fire_events(self, day: int) -> None:
+        if day not in self.event_days:
+            return
         intolerable_slots: list[tuple[int, np.ndarray]] = []
         for j, (d, a) in enumerate([*zip(self.p.slots, self.ae, strict=True), (None, self.pae)]):
             if not a.types:
