@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .calibrate import FULL_PATIENTS, run_battery
+from .calibrate import FULL_PATIENTS, run_battery, write_report
 from .cli import console, friendly
 from .cli import main as _main
 from .errors import InputError
@@ -130,16 +130,25 @@ def trial(design_file: str | None, cohort: str | None, arms: tuple[str, ...], we
 @click.option("--patients", type=int, default=FULL_PATIENTS, show_default=True, help="Patients per trial.")
 @click.option("--seed", type=int, default=2015, show_default=True)
 @click.option("--out", default=None, help="Write the checks as JSON to this file.")
+@click.option("--report", "report_dir", default=None,
+              help="Write the calibration report (calibration.md, one plot per target family) to this folder.")
+@click.option("--readme", default=None, help="With --report: regenerate the calibration table of this README.")
 @friendly
-def calibrate(patients: int, seed: int, out: str | None) -> None:
+def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None) -> None:
     """Run the calibration battery; exit 1 if any target fails."""
+    if readme and not report_dir:
+        raise InputError("--readme needs --report", field="--readme", fix="add --report DIR")
+    if readme and not Path(readme).is_file():
+        raise InputError("the README does not exist", file=readme, fix="name the README.md to update")
     checks = run_battery(patients, seed)
     t = Table(title=f"Calibration battery ({patients} patients per trial, seed {seed})")
-    for col in ("target", "arm", "metric", "published", "simulated", "tolerance", "pass"):
+    for col in ("target", "arm", "metric", "published", "simulated (95% CI)", "tolerance", "pass"):
         t.add_column(col)
     for c in checks:
         tg = c.target
         sim = "-" if c.simulated is None else f"{c.simulated:.3g}"
+        if c.ci is not None and c.simulated is not None:
+            sim += f" ({c.ci[0]:.3g} to {c.ci[1]:.3g})"
         t.add_row(tg.id, tg.arm, tg.metric, f"{tg.target:g}", sim, c.rule,
                   "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
     console.print(t)
@@ -147,6 +156,9 @@ def calibrate(patients: int, seed: int, out: str | None) -> None:
     console.print(f"{len(checks) - n_fail} of {len(checks)} targets pass.")
     if out:
         _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks]}, indent=2))
+    if report_dir:
+        files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None)
+        console.print(f"Calibration report: {len(files)} files written ({report_dir}/calibration.md)")
     if n_fail:
         sys.exit(1)
 

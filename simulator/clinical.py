@@ -537,7 +537,7 @@ class Latents:
         if self.drift_share <= 0.0:
             return x
         om, ph = self.omega[rows, j], self.phase[rows, j]
-        f = math.sqrt(2.0 / DRIFT_FEATURES) * np.cos(om * np.float32(day) + ph).sum(axis=-1, dtype=np.float64)
+        f = math.sqrt(2.0 / DRIFT_FEATURES) * np.cos(om * day + ph).sum(axis=-1, dtype=np.float64)
         return math.sqrt(1.0 - self.drift_share) * x + math.sqrt(self.drift_share) * f
 
     def u_at(self, rows: np.ndarray | int, drug_index: int, day: float) -> np.ndarray:

@@ -944,6 +944,7 @@ class ArmResult:
     mean_change_since_entry: float | None = None
     onset_30_median_days: float | None = None
     eval_mean_change: dict[int, float] = field(default_factory=dict)
+    sd: dict[str, float] = field(default_factory=dict)  # SDs of mean metrics (Monte-Carlo CIs of the calibration report)
     nnt50: dict[str, float | None] = field(default_factory=dict)
     nnt30: dict[str, float | None] = field(default_factory=dict)
     nnh_ae_withdrawal: dict[str, float | None] = field(default_factory=dict)
@@ -1043,7 +1044,15 @@ def _summarise(label: str, o: dict[str, Any], since_entry: bool = False) -> ArmR
         onset_30_median_days=_km_median(np.abs(e3), e3 > 0),
         eval_mean_change={d: float(np.nanmean(v[ok] - o["baseline"][ok])) for d, v in o["evals"].items()
                           if np.any(np.isfinite(v[ok]))},
+        sd={"mean_nrs_change": _sd(pain - base), "mean_pain_end": _sd(completers),
+            "mean_nrs_change_since_entry": _sd(pain - entry) if since_entry else math.nan,
+            **{f"mean_nrs_change_day_{d}": _sd(v[ok] - o["baseline"][ok]) for d, v in o["evals"].items()}},
     )
+
+
+def _sd(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.std(x, ddof=1)) if x.size > 1 else math.nan
 
 
 def _patients_frame(pop: _Population, proto: Protocol, parts: list[tuple[str, int, GroupOutcome]]) -> Any:
