@@ -16,7 +16,7 @@ from .cli import console, friendly
 from .cli import main as _main
 from .errors import InputError
 from .parameters import all_parameters, missing, render
-from .trial import TrialDesignFile, TrialSpec, load_design, run_trial
+from .trial import TrialDesignFile, TrialSpec, load_design, protocol_design, run_trial
 
 
 def _pct(x: float | None) -> str:
@@ -44,6 +44,8 @@ def _ci(r: dict | None, none: str = "-") -> str:
 @_main.command()
 @click.option("--design", "design_file", default=None,
               help="Trial-design YAML (arms with steps, criteria, lead-in, endpoints); see README 'Virtual trials'.")
+@click.option("--scenario", "scenario_file", default=None,
+              help="Run a scenario's protocol policy (policy.protocol) as a trial: the protocol's rules govern.")
 @click.option("--cohort", "cohort", default=None, help="Trial population (cohort YAML), e.g. cohorts/trials/dpn.yaml.")
 @click.option("--arm", "arms", multiple=True, help="DRUG[:DOSE][+DRUG[:DOSE]] or placebo; repeat.")
 @click.option("--weeks", type=float, default=None, help="Trial (or period) length in weeks.")
@@ -58,11 +60,19 @@ def _ci(r: dict | None, none: str = "-") -> str:
 @click.option("--json", "json_out", default=None, help="Also write the results as JSON to this file.")
 @click.option("--patients-out", default=None, help="Write one row per patient (and period) to this Parquet file.")
 @friendly
-def trial(design_file: str | None, cohort: str | None, arms: tuple[str, ...], weeks: float | None,
+def trial(design_file: str | None, scenario_file: str | None, cohort: str | None, arms: tuple[str, ...], weeks: float | None,
           patients: int | None, seed: int | None, design: str, placebo_scale: float, blinding: str,
           json_out: str | None, patients_out: str | None) -> None:
     """Run a virtual trial: fixed arms (--arm) or a protocol from a trial-design file (--design)."""
-    if design_file:
+    if scenario_file:
+        if design_file or arms or cohort or weeks is not None:
+            raise InputError("--scenario cannot be combined with --design, --cohort, --arm or --weeks",
+                             field="--scenario", fix="use one way to describe the trial")
+        spec = protocol_design(scenario_file)
+        changes = {k: v for k, v in (("patients", patients), ("seed", seed)) if v is not None}
+        if changes:
+            spec = TrialDesignFile.model_validate({**spec.model_dump(), **changes})
+    elif design_file:
         if arms or cohort or weeks is not None:
             raise InputError("--design cannot be combined with --cohort, --arm or --weeks", field="--design",
                              fix="put the cohort, arms and weeks in the design file, or drop --design")

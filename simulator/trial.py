@@ -1226,6 +1226,49 @@ class TrialSpec:
                                nrs_resolution=self.nrs_resolution, blinding=self.blinding, guideline_gates=False)
 
 
+def protocol_design(scenario_path: str | Path) -> TrialDesignFile:
+    """A scenario's protocol policy (``policy.protocol``) as a trial design, so the protocol's own rules govern:
+    step ``k+1``'s drug starts at the end of step ``k`` for patients whose NRS is above ``next_if_nrs_above``
+    (added, or switched to: earlier drugs stop), every patient is followed to the end of the last step (the
+    pathway's relief rule does not end follow-up), ``max_tolerated`` doses titrate to the catalogue maximum
+    with down-titration on intolerance, and the guideline's patient gates apply. Evaluations at every step's
+    end; endpoint: the visit at the end of the protocol, LOCF. Raises InputError when the scenario has no
+    protocol."""
+    from .catalog import load_catalog
+    from .scenario import load_scenario
+
+    sc = load_scenario(scenario_path)
+    proto = sc.policy.protocol
+    if proto is None:
+        raise InputError("the scenario has no protocol policy", file=str(scenario_path), field="policy.protocol",
+                         fix="give policy.protocol.steps, or describe the trial in a trial-design file (--design)")
+    cat = load_catalog()
+    steps: list[dict[str, Any]] = []
+    day, started = 0, []
+    for k, st in enumerate(proto.steps):
+        drug = cat.drugs[st.drug]
+        dose = drug.max_dose if st.dose == "max_tolerated" else drug.target_dose if st.dose == "target" else float(st.dose)
+        if k == 0:
+            steps.append({"day": day, "start": st.drug, "dose": dose})
+        else:
+            prev = proto.steps[k - 1]
+            when = {"nrs_above": prev.next_if_nrs_above}
+            if prev.action == "switch":
+                steps += [{"day": day, "when": when, "stop": d} for d in started if d != st.drug]
+            steps.append({"day": day, "when": when, "start": st.drug, "dose": dose})
+        started.append(st.drug)
+        day += 7 * st.weeks
+    ends = [7 * sum(s.weeks for s in proto.steps[:k + 1]) for k in range(len(proto.steps))]
+    cohort = Path(sc.cohort)
+    if not cohort.is_absolute():
+        cohort = Path(scenario_path).parent / cohort
+    max_tol = any(s.dose == "max_tolerated" for s in proto.steps)
+    return TrialDesignFile.model_validate({
+        "name": sc.name, "cohort": str(cohort), "patients": sc.patients, "seed": sc.seed, "weeks": day / 7,
+        "arms": [{"name": "protocol", "steps": steps}], "on_intolerance": "down_titrate" if max_tol else "stop_drug",
+        "endpoint": {"analysis": "locf", "evaluation_days": ends[:-1]}})
+
+
 def run_trial(spec: TrialSpec | TrialDesignFile, tables: ModelTables | None = None, keep_patients: bool = False,
               file: str | None = None) -> TrialResult:
     """Run a virtual trial from command-line arms or a design file; raise InputError for bad input."""

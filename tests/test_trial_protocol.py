@@ -273,3 +273,21 @@ def test_cli_design_file_parquet_and_bad_yaml(tmp_path):
     r = CliRunner().invoke(main, ["trial", "--cohort", DPN, "--arm", "placebo", "--weeks", "4", "--patients", "200",
                                   "--placebo-scale", "1.5"])
     assert r.exit_code == 0, r.output
+
+
+def test_protocol_scenario_runs_as_a_trial_with_its_own_rules():
+    """Protects the shared facility: a scenario's protocol policy run as a trial follows the protocol, not the
+    pathway's relief rule: every patient with NRS > 3 at week 6 gets nortriptyline (unless excluded by a
+    logged gate or stopped for intolerance) and every enrolled patient has a week-16 value."""
+    from simulator.trial import protocol_design
+
+    d = protocol_design("tests/data/protocol-gilron.yaml")
+    assert d.weeks == 16 and d.on_intolerance == "down_titrate"
+    p = run_trial(d, TABLES, keep_patients=True).patients
+    kept = p[p.status != "excluded"]
+    assert kept.endpoint_nrs.notna().all()
+    high = kept[kept.nrs_day_42 > 3]
+    given = high.dose_end_nortriptyline > 0
+    assert given.mean() > 0.8 and high[~given].intolerable_ae.all()
+    assert (kept[kept.nrs_day_42 <= 3].dose_end_nortriptyline == 0).all()
+    assert p[p.status == "excluded"].exclusion.str.startswith("nortriptyline: P5").all()
