@@ -7,9 +7,14 @@ Structure (each piece's numbers, sources and evidence tags are in the YAML):
   ``responder_mean``, otherwise around ``nonresponder_mean``; it builds up with time constant
   ``onset_days`` from the first visit. Responses in neuropathic-pain trials are bimodal (Moore 2014),
   hence the mixture.
-* **Drug response.** Each patient carries a latent responsiveness per drug class, correlated across
-  classes (Gaussian copula, ``responsiveness_correlation``). At dose ``x`` of drug ``d`` the patient is
-  a responder when that latent uniform is below ``responder_prob_d(x) * etiology_modifier_d``; a
+* **Nonspecific share by etiology**: ``placebo_r50[etiology]`` (Arakawa 2015) times one calibrated
+  factor, ``share_per_placebo_r50`` (CIPN has its own fitted share).
+* **Drug response.** Each patient carries a latent responsiveness per drug: a patient factor
+  (refractoriness, ``responsiveness_correlation`` across classes), a class factor
+  (``within_class_correlation``) and the drug's own factor (Gaussian copula; see :class:`Latents`). Part of
+  it drifts over weeks (``responsiveness_drift``), as does membership of the nonspecific responders. At
+  dose ``x`` of drug ``d`` the patient is a responder on a day when the latent uniform of that day is
+  below ``responder_prob_d(x) * etiology_modifier_d``; a
   responder's extra fractional reduction of the remaining pain is drawn around ``effect_mean_d`` and
   builds up with time constant ``onset_days_d`` from the drug's start. A non-responder still gets a
   partial effect: ``nonresponder_effect_d`` times the effect he would have had as a responder, scaled by
@@ -24,6 +29,8 @@ Structure (each piece's numbers, sources and evidence tags are in the YAML):
 * **Adverse events** per drug and type: incidence over a trial at the dose reached (interpolated by
   dose), onset time exponential with the drug's median onset; an event ends the drug with a
   probability chosen so that the trial's withdrawal-for-adverse-events rate is reproduced.
+* **Placebo (nocebo) adverse events** of a patient on placebo alone (trial placebo arms), and **grades**
+  (mild, moderate, severe; ``ae_severity``) of every event in trial reports.
 * **Serious events**, named parameters: falls (older adults on sedating drugs), serotonin syndrome
   (serotonergic combination), opioid misuse and respiratory depression, cardiac events on TCAs.
 
@@ -546,24 +553,26 @@ class Latents:
         z = sum(w[j] * self.latent(rows, j, day) for j in np.flatnonzero(w))
         return ndtr(z)
 
+    def _latent_scalar(self, i: int, j: int, day: float) -> float:
+        x = float(self.static[i, j])
+        s = self.drift_share
+        if s <= 0.0:
+            return x
+        f = sum(math.cos(o * day + p) for o, p in zip(self.omega[i, j].tolist(), self.phase[i, j].tolist(), strict=True))
+        return math.sqrt(1.0 - s) * x + math.sqrt(s * 2.0 / DRIFT_FEATURES) * f
+
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
         w = self.loadings[drug_index]
-        z = 0.0
-        s = self.drift_share
-        a, b, c = math.sqrt(1.0 - s), math.sqrt(s), math.sqrt(2.0 / DRIFT_FEATURES)
-        for j in np.flatnonzero(w):
-            x = float(self.static[i, j])
-            if s > 0.0:
-                f = sum(math.cos(o * day + p) for o, p in zip(self.omega[i, j].tolist(), self.phase[i, j].tolist(),
-                                                                strict=True))
-                x = a * x + b * c * f
-            z += float(w[j]) * x
-        return float(ndtr(z))
+        z = sum(float(w[j]) * self._latent_scalar(i, int(j), day) for j in np.flatnonzero(w))
+        return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
     def ns_scalar(self, i: int, day: float) -> float:
-        """:meth:`ns_at` for one patient."""
-        return float(self.ns_at(np.array([i]), day)[0])
+        """:meth:`ns_at` for one patient in plain Python."""
+        if self.drift_share <= 0.0:
+            return float(self.ns_reduction[i])
+        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / math.sqrt(2.0))
+        return float(self.ns_resp[i]) if u < float(self.ns_share[i]) else float(self.ns_non[i])
 
     def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
         """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""

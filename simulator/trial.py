@@ -30,9 +30,9 @@ follows each arm day by day:
   to the previous titration dose and held there, i.e. the maximum tolerated dose; at the lowest dose the
   drug stops). Drop-out is the protocol's ``dropout_per_week`` (default none).
 * **Gates.** Patient-level safety gates of the guideline apply to every ``start``/``increase_dose`` step
-  (P5 contraindications, renal/age/caution dose caps, P6 topicals for localized pain only,
-  :mod:`simulator.safety`): a patient who cannot be given a step is a *logged exclusion* (reason = rule
-  id) and leaves the analysis. ``guideline_gates: false`` declares the departure (the command-line arms and
+  (:mod:`simulator.safety`): a patient with a P5 contraindication, or a topical without localized pain
+  (P6), cannot be given the step and is a *logged exclusion* (reason = rule id) who leaves the analysis; a
+  dose above the patient's renal, age or caution cap is given at the cap and logged (``dose_capped``). ``guideline_gates: false`` declares the departure (the command-line arms and
   the calibration battery use it: their trial populations already excluded those patients). Sequence gates
   of the pathway (P7 tramadol after first-line failure, P8 the strong-opioid gate) are what a protocol
   replaces, so any drug may come in any step.
@@ -52,6 +52,9 @@ Trial-design properties describe a trial, never the pathway simulation, which do
 placebo response differs between trials and has risen over time), ``blinding`` (``open_label`` multiplies
 the nonspecific responder share by ``expectation.open_label`` of clinical.yaml), ``titrate`` and
 ``nrs_resolution`` (1 = one whole-number rating).
+
+A scenario's protocol policy (``policy.protocol``) runs through this facility with
+:func:`protocol_design` (``painpath trial --scenario``), its own rules governing.
 
 Random numbers: the cohort, latents and drug adverse events use the engine's streams (same patients, same
 luck); trial-only draws (randomisation, daily NRS noise, drop-out, nocebo events, grades, branch
