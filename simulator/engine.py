@@ -4,8 +4,10 @@ Each patient is one SimPy process. A treatment line is simulated as: start the d
 (patient-adjusted) titration schedule, wait for the adequate trial at target dose and the next
 scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
 pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
-follow-up happen in continuous time and may interrupt a line. Specialist referral is a shared
-``simpy.Resource`` with the scenario's capacity, so referrals queue and waits are measured.
+follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
+clinic (:mod:`simulator.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
+In an open population each patient enters on their own day (``EngineConfig.entry_days``); event days are
+days of the run, not of the patient.
 
 The hot loop appends plain numbers to one flat ``array('d')`` event buffer (9 columns per row; see
 :data:`COLUMNS`); the event table is built once at the end. No pydantic object, logging call or string
@@ -18,12 +20,13 @@ import gc
 import math
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
 
 from . import streams
+from .clinic import Clinic, ClinicConfig
 from .clinical import (
     MAX_VISITS,
     RESPONSE_COLUMNS,
@@ -68,11 +71,18 @@ def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Plain settings of one run of the engine (from the scenario)."""
+    """Plain settings of one run of the engine (from the scenario).
+
+    ``specialist_slots_per_week``: the clinic's consults per week (a rate, realised exactly by its slot
+    calendar) when ``clinic`` is not given. ``entry_days``: day each patient enters (open populations);
+    None: everyone on day 0 (a closed cohort).
+    """
 
     horizon_days: float
-    specialist_slots_per_week: int
+    specialist_slots_per_week: float
     seed: int
+    clinic: ClinicConfig | None = None
+    entry_days: np.ndarray | None = field(default=None, compare=False)
 
 
 Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision]
@@ -130,8 +140,9 @@ class Simulation:
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
         self.buf = array("d")
         self.env = simpy.Environment()
-        slots = max(int(config.specialist_slots_per_week), 0)
-        self.specialist = simpy.Resource(self.env, capacity=slots) if slots > 0 else None
+        clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
+        self.clinic = Clinic(self.env, clinic, config.horizon_days)
+        self.entry = config.entry_days
         ltfu = ctx.policy.loss_to_follow_up_per_year
         self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
         self.flags = _flag_sets(cohort)
@@ -173,6 +184,9 @@ class Simulation:
     # ---------------------------------------------------------------------------------------------
     def _patient(self, i: int):
         env = self.env
+        if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
+            yield env.timeout(float(self.entry[i]))
+        entry = env.now
         c = self.cohort
         t = self.tables
         ctx = self.ctx
@@ -188,17 +202,18 @@ class Simulation:
         fu = self.followup[i]
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
-        ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
+        ltfu_day = entry - math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
         log = self._log
         policy = ctx.policy
         resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
         n_visits = 0
+        pain = p.baseline
 
-        log(i, 0.0, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
+        log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
-            log(i, 0.0, E_EXCLUDE, "assessment", drug=j, rule=why)
+            log(i, entry, E_EXCLUDE, "assessment", drug=j, rule=why)
         decision = first_choice(p, ctx)
         if self.decide is not None:
             decision = self.decide(p, None, 0.0, p.baseline, decision)
@@ -207,32 +222,48 @@ class Simulation:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
             now = env.now
             if decision.stop_all and lines:
-                self._stop_all(p, lines, now, decision.rule)
+                if decision.trigger == "refer":
+                    self._stop_for_referral(p, lines, now, decision.rule)
+                else:
+                    self._stop_all(p, lines, now, decision.rule)
             if decision.trigger == "stay":
                 return
             # "continue": a protocol keeps the regimen for another step (no transition).
             if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                # The pathway refused the policy's proposal: refer instead (P9) and record why.
-                if lines:
-                    self._stop_all(p, lines, now, "P9.refractory_referral")
-                if not fire(self.table, p, "refer"):
+                # The pathway refused the policy's proposal: refer instead (P9) and record why; after a
+                # specialist consult, discharge to primary care on the current regimen (P9.discharge_plan).
+                if fire(self.table, p, "refer"):
+                    decision = Decision("refer", rule="P9.refractory_referral")
+                    self._stop_for_referral(p, lines, now, "P9.refractory_referral")
+                elif fire(self.table, p, "discharge"):
+                    decision = Decision("discharge", rule="P9.discharge_plan")
+                else:
+                    if lines:
+                        self._stop_all(p, lines, now, "P9.refractory_referral")
                     return
-                decision = Decision("refer", rule="P9.refractory_referral")
             if decision.trigger != "continue":
                 log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
-            if p.state == "relieved":
+            if p.state in ("relieved", "discharged"):
                 yield from self._maintenance(p, lines)
                 return
             if p.state == "specialist_referral":
-                outcome = yield from self._specialist(p, ltfu_day)
+                outcome = yield from self._specialist(p, lines, ltfu_day, adv)
                 if outcome == "dropout":
+                    self._stop_all(p, lines, env.now, "X.dropout")
                     fire(self.table, p, "drop_out")
                     log(i, env.now, E_DROPOUT, p.state, rule="X.dropout")
                     return
                 if outcome == "relief":
                     fire(self.table, p, "relief")
                     log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
-                return
+                    yield from self._maintenance(p, lines)
+                    return
+                if outcome == "waiting":
+                    return
+                # A consult without relief returns the patient to the pathway's remaining options, decided by
+                # the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                decision = next_step(p, ctx, "none", env.now - entry, pain)
+                continue
             for j in decision.start:
                 why = contraindication(t.drugs[j], facts)
                 if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
@@ -285,7 +316,7 @@ class Simulation:
                     e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
                                     lat.u_scalar(i, d.index, now), float(drug_z[d.index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
-                pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now, effects, t.noise_sd,
+                pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                                      float(noise[n_visits % MAX_VISITS]))
                 n_visits += 1
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
@@ -310,9 +341,9 @@ class Simulation:
                     return
                 if outcome == "intolerable" and p.state == "add_on":
                     p.combination_failed = True
-            decision = next_step(p, ctx, outcome, now, pain)
+            decision = next_step(p, ctx, outcome, now - entry, pain)
             if self.decide is not None:
-                decision = self.decide(p, outcome, now, pain, decision)
+                decision = self.decide(p, outcome, now - entry, pain, decision)
 
     # ---------------------------------------------------------------------------------------------
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
@@ -451,34 +482,79 @@ class Simulation:
             if self._adverse_event(p, line, ae, env.now):
                 lines.remove(line)
 
-    def _specialist(self, p: PatientModel, ltfu_day: float):
-        """Queue for a specialist slot (P9), hold it for the consult, draw its outcome."""
+    def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
+        """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
+        except a strong opioid, which P8 stops when it has not worked (P8.stop_ineffective); under 'stop'
+        every drug stops (v0.1)."""
+        if self.ctx.policy.referral.while_waiting == "stop":
+            self._stop_all(p, lines, now, rule)
+            return
+        drugs = self.tables.drugs
+        for ln in [ln for ln in lines if drugs[ln.drug].drug_class == "strong_opioid"]:
+            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule="P8.stop_ineffective")
+            lines.remove(ln)
+        p.active = [ln.drug for ln in lines]
+
+    def _carry_on(self, p: PatientModel, lines: list[_Line], until: float, ltfu_day: float,
+                  event: simpy.Event | None = None):
+        """The regimen continues (titration steps, adverse events) until day ``until``, until ``event`` fires,
+        or until loss to follow-up. Returns "event", "until", "dropout" or "horizon"."""
+        env = self.env
+        horizon = self.config.horizon_days
+        end = min(until, horizon)
+        while True:
+            if event is not None and event.triggered:
+                self._log_doses(p.idx, p, lines, env.now)
+                return "event"
+            nxt, kind, line, ae = self._next_event(lines, end, ltfu_day)
+            wait = max(nxt - env.now, 0.0)
+            if event is None:
+                if wait > 0:
+                    yield env.timeout(wait)
+            else:
+                yield event | env.timeout(wait)
+                if event.triggered:
+                    continue
+            now = env.now
+            self._log_doses(p.idx, p, lines, now)
+            if kind == "eval":
+                return "until" if until <= horizon else "horizon"
+            if kind == "dropout":
+                return "dropout"
+            if self._adverse_event(p, line, ae, now):
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+
+    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray):
+        """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
+
+        Returns "dropout" (left the queue or care), "relief", "no_relief", or "waiting" (the horizon came
+        first). The clinic (:mod:`simulator.clinic`) decides when the consult starts. With
+        ``policy.referral.bridge_tramadol`` tramadol is started while waiting (P7 permitting) and stopped
+        at the consult (P9.tramadol_bridge)."""
         env = self.env
         t = self.tables
         i = p.idx
         queued = env.now
         self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
-        if self.specialist is None:
-            if ltfu_day < self.config.horizon_days:
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
-                return "dropout"
-            yield env.timeout(self.config.horizon_days - env.now)
-            return "waiting"
-        req = self.specialist.request()
-        wait_until = ltfu_day - env.now
-        if math.isfinite(wait_until):
-            res = yield req | env.timeout(max(wait_until, 0.0))
-            if req not in res:
-                req.cancel()
-                return "dropout"
-        else:
-            yield req
+        u = self.special[i].tolist()
+        bridge = None
+        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed():
+            bridge = self._start_drug(p, self.ctx.tramadol, queued, "P9.tramadol_bridge", adv, lines)
+            lines.append(bridge)
+            p.active = [ln.drug for ln in lines]
+        req = self.clinic.request(i, u[3])
+        why = yield from self._carry_on(p, lines, math.inf, ltfu_day, req.event)
+        if why != "event":
+            self.clinic.cancel(req)
+            return "dropout" if why == "dropout" else "waiting"
+        p.consulted = True
         self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
                   rule="P9.specialist_consult")
-        yield env.timeout(t.specialist["consult_days"])
-        self.specialist.release(req)
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["consult_days"], ltfu_day)
+        if why != "until":
+            return "dropout" if why == "dropout" else "waiting"
         fire(self.table, p, "consult")
-        u = self.special[i].tolist()
         if u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
             code = 0 if ok else 1
@@ -487,16 +563,17 @@ class Simulation:
             code = 2 if ok else 3
         self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
         self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
+        if bridge is not None and bridge in lines:
+            self._log(i, env.now, E_STOP, p.state, drug=bridge.drug, dose=bridge.dose_at(env.now),
+                      rule="P9.tramadol_bridge")
+            lines.remove(bridge)
+            p.active = [ln.drug for ln in lines]
         if not ok:
             return "no_relief"
-        relief_day = env.now + t.specialist["days_to_relief"]
-        if ltfu_day < relief_day:
-            if ltfu_day < self.config.horizon_days:
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
-                return "dropout"
-            return "no_relief"
-        yield env.timeout(relief_day - env.now)
-        return "relief"
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day)
+        if why == "until":
+            return "relief"
+        return "dropout" if why == "dropout" else "waiting"
 
 
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:

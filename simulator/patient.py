@@ -15,7 +15,7 @@ from .safety import PatientFacts, contraindication
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "active", "tried", "failed_classes", "combination_failed", "n_failed", "n_first_line",
-                 "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step")
+                 "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step", "consulted")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -45,6 +45,7 @@ class PatientModel:
         self.strong_tried = False
         self.checks: set[str] = set()
         self.protocol_step = 0
+        self.consulted = False  # seen by the pain specialist (P9)
         self._topical_ok = (ctx.policy.topicals != "never"
                             and contraindication(drugs[ctx.topical], facts) is None)
 
@@ -111,5 +112,10 @@ class PatientModel:
         return ctx.policy.tramadol != "never" and contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
 
     def referral_allowed(self) -> bool:
-        """P9: referral is always possible; capacity decides how long it takes."""
-        return True
+        """P9: one referral per patient (assumption: after a consult the specialist's plan is followed, no
+        re-referral); capacity decides how long it takes."""
+        return not self.consulted
+
+    def seen_by_specialist(self) -> bool:
+        """P9.discharge_plan: discharge back to primary care follows a specialist consult."""
+        return self.consulted

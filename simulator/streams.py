@@ -18,6 +18,7 @@ ADVERSE = 3  # adverse-event incidence and onset
 FOLLOWUP = 4  # drop-out and loss to follow-up
 SPECIALIST = 5  # specialist consult outcomes
 TRIAL = 6  # virtual-trial randomisation
+ARRIVALS = 20  # open populations: arrival days (simulator.arrivals); far from the others to avoid clashes
 
 
 def rng_for(seed: int, replication: int, purpose: int) -> np.random.Generator:

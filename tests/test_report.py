@@ -45,12 +45,17 @@ def test_occupancy_shares_sum_to_one(result) -> None:
 
 
 def test_queue_series_counts_patients_waiting(result) -> None:
-    """Protects: queue length = referred so far - consults started so far, never negative."""
-    q = queue_series(result.events, 730.0)
+    """Protects: queue length = referred so far - consults started so far - left the queue, never negative
+    (v0.1 counted patients who had dropped out of the queue as still waiting)."""
+    ev = result.events
+    q = queue_series(ev, 730.0)
     assert (q["waiting"] >= 0).all()
-    refs = (result.events["event"] == "referral_queued").sum()
-    started = result.events["wait_days"].notna().sum()
-    assert q["waiting"].iloc[-1] == refs - started
+    refs = ev[ev["event"] == "referral_queued"].set_index(["replication", "patient"])["day"]
+    started = ev["wait_days"].notna().sum()
+    drops = ev[ev["event"] == "dropout"].set_index(["replication", "patient"])["day"]
+    seen = ev[ev["wait_days"].notna()].set_index(["replication", "patient"]).index
+    left = sum(1 for k, d in refs.items() if k not in seen and k in drops.index and drops[k] >= d)
+    assert q["waiting"].iloc[-1] == len(refs) - started - left
 
 
 def test_painpath_report_rerenders_run_folder(result, tmp_path: Path) -> None:
