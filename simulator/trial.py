@@ -22,7 +22,7 @@ follows each arm day by day:
   median after the course starts, and it is *intolerable* when ``u_inc < incidence_k * min(1, withdrawal /
   sum of incidences)``. A protocol dose increase re-exposes: an event that has not occurred occurs when
   ``u_inc < incidence_k(new dose)``, with its onset after the increase. Events of a drug already stopped do
-  not happen. Patients on placebo alone get **nocebo** events at the placebo rates of ``clinical.yaml``
+  not happen; a drug started again after a stop draws its events afresh (not a replay of the first course). Patients on placebo alone get **nocebo** events at the placebo rates of ``clinical.yaml``
   (``placebo:``). Every event has a grade (mild, moderate, severe; ``ae_severity``); an intolerable one is
   at least moderate.
 * **Intolerance** is handled per protocol (``on_intolerance``): ``withdraw`` (the patient leaves the
@@ -92,7 +92,7 @@ from .schema import Strict, load_model
 
 Design = Literal["parallel", "crossover"]
 PLACEBO = "placebo"
-SUB = {"randomise": 0, "noise": 1, "dropout": 2, "placebo_ae": 3, "grade": 4, "branch": 5}
+SUB = {"randomise": 0, "noise": 1, "dropout": 2, "placebo_ae": 3, "grade": 4, "branch": 5, "restart_ae": 6}
 COHORT_FLAGS = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
                 "orthostatic_hypotension", "ssri_use", "depression")
 
@@ -488,6 +488,7 @@ class _Population:
         self.placebo_ae = _sub_block(seed, "placebo_ae", n, 2 * max(len(tables.placebo_ae_types), 1))
         self.grade_u = _sub_block(seed, "grade", n, 64)
         self.branch_u = _sub_block(seed, "branch", n, 1)[:, 0]
+        self.restart_ae = _sub_block(seed, "restart_ae", n, 2 * tables.n_ae_slots)  # a drug's second course
         self._facts: dict[int, PatientFacts] = {}
 
     def facts(self, i: int) -> PatientFacts:
@@ -556,6 +557,7 @@ class _Group:
         self.sid = np.full((n, m), -1)  # schedule in force (-1 = drug off)
         self.s0 = np.zeros((n, m))  # day the schedule started
         self.cstart = np.full((n, m), np.inf)  # day the course started
+        self.courses = np.zeros((n, m), dtype=int)  # courses of each drug started
         self.order = np.full((n, m), np.inf)  # start order (first active drug gets the full effect)
         self.event_days: set[int] = set()  # days on which some adverse event is scheduled
         self.ae = [self._empty_ae(d.ae_types) for d in proto.slots]
@@ -622,9 +624,11 @@ class _Group:
         d = self.p.slots[slot]
         a = self.ae[slot]
         rows = self.rows[sel]
+        again = self.courses[sel, slot] > 1  # a restarted drug draws afresh (not a replay of the first course)
         for k, col in enumerate(d.ae_slots):
-            u = self.pop.adverse[rows, 2 * col]
-            draw = onset_days_array(d.ae_onset_median, self.pop.adverse[rows, 2 * col + 1])
+            u = np.where(again, self.pop.restart_ae[rows, 2 * col], self.pop.adverse[rows, 2 * col])
+            draw = onset_days_array(d.ae_onset_median, np.where(again, self.pop.restart_ae[rows, 2 * col + 1],
+                                                                self.pop.adverse[rows, 2 * col + 1]))
             when = day + draw
             dose_then = self.dose(slot, when, sel) if new_dose is None else np.full(rows.size, new_dose)
             inc = interp_array(d.ae_incidence[k], dose_then)
@@ -703,6 +707,7 @@ class _Group:
             self.sid[s, st.drug] = self._schedule(st.drug, float(dose), st.titrate)
         self.s0[sel, st.drug] = day
         self.cstart[sel, st.drug] = day
+        self.courses[sel, st.drug] += 1
         self.order[sel, st.drug] = day + 1e-3 * st.drug
         self._schedule_ae(st.drug, sel, day, None)
 

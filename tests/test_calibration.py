@@ -1,6 +1,6 @@
 """Calibration battery, its power to fail, and the parameter audit.
 
-Size: the battery runs at its full size (20,000 patients per trial, ~2 s in all). With 2-6 arms per
+Size: the battery runs at its full size (20,000 patients per trial, ~10-15 s in all). With 2-6 arms per
 trial each arm has >= 3,300 patients, so the binomial SE of a proportion near 0.4 is <= 0.85 points:
 a +/-5-point tolerance is ~6 SE and a +/-3-point tolerance ~3.5 SE, so a verdict reflects the model,
 not the noise (the slow test re-checks every verdict at five times the size with another seed). Every

@@ -291,3 +291,15 @@ def test_protocol_scenario_runs_as_a_trial_with_its_own_rules():
     assert given.mean() > 0.8 and high[~given].intolerable_ae.all()
     assert (kept[kept.nrs_day_42 <= 3].dose_end_nortriptyline == 0).all()
     assert p[p.status == "excluded"].exclusion.str.startswith("nortriptyline: P5").all()
+
+
+def test_restarted_drug_draws_fresh_adverse_events():
+    """Protects against replayed draws: a drug stopped and started again gives new patients its adverse events
+    (a replay of the first course's draws would add none)."""
+    once = [{"name": "a", "steps": [{"day": 0, "start": "pregabalin", "dose": 300},
+                                    {"day": 28, "stop": "pregabalin"}]}]
+    twice = [{"name": "a", "steps": [{"day": 0, "start": "pregabalin", "dose": 300},
+                                     {"day": 28, "stop": "pregabalin"}, {"day": 42, "start": "pregabalin", "dose": 300}]}]
+    a = run_trial(design(patients=2000, arms=once, guideline_gates=False), TABLES).arms[0]
+    b = run_trial(design(patients=2000, arms=twice, guideline_gates=False), TABLES).arms[0]
+    assert b.ae_incidence["dizziness"] > a.ae_incidence["dizziness"] + 0.03
