@@ -92,3 +92,22 @@ def test_battery_verdicts_stable_at_five_times_the_size():
     small = {c.target.id: c.passed for c in run_battery(FULL_PATIENTS)}
     big = {c.target.id: c.passed for c in run_battery(5 * FULL_PATIENTS, seed=7)}
     assert small == big
+
+
+def test_calibration_report_writes_plots_and_regenerates_the_readme_table(tmp_path):
+    """Protects `painpath calibrate --report`: one plot per target family present, a markdown table with every
+    target, and the README table replaced between its markers (and nothing else of the README touched)."""
+    from simulator.calibrate import README_END, README_START, family, write_report
+
+    ids = ["pgb300_r50", "nnt_pregabalin", "pgb_placebo_dizziness", "combo_dn_high_dose_change"]
+    checks = run_battery(2000, only=ids)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{README_START}\nold table\n{README_END}\nafter\n", encoding="utf-8")
+    files = write_report(checks, 2000, 2015, tmp_path / "rep", readme)
+    pngs = sorted(p.name for p in files if p.suffix == ".png")
+    assert len(pngs) == len({family(c.target) for c in checks}) == 4
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text and text.startswith("# x\nbefore\n") and text.endswith("after\n")
+    for i in ids:
+        assert f"`{i}`" in text
+    assert all(c.ci is not None and c.ci[0] <= c.simulated <= c.ci[1] for c in checks)
