@@ -332,9 +332,10 @@ class Simulation:
             now = env.now
             if outcome != "relief":
                 p.n_failed += 1
-                # P4: a failed line may end care (named assumption: dropout_after_failed_line).
+                # P4: a failed line may end care (named assumption: dropout_after_failed_line); a protocol's
+                # step evaluations are not failed lines (the protocol sets its own follow-up).
                 u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
-                if u < t.follow_up["dropout_after_failed_line"]:
+                if policy.protocol is None and u < t.follow_up["dropout_after_failed_line"]:
                     self._stop_all(p, lines, now, "X.dropout")
                     fire(self.table, p, "drop_out")
                     log(i, now, E_DROPOUT, p.state, rule="X.dropout")

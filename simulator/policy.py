@@ -374,10 +374,11 @@ def referral_due(p, ctx: PolicyContext, day: float, pain: float) -> bool:
 
 def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> Decision:
     """The decision after an evaluation (or an intolerable adverse event) in a treating state."""
+    protocol = ctx.policy.protocol
+    if protocol is not None and (outcome != "relief" or p.protocol_step + 1 < len(protocol.steps)):
+        return _protocol_next(p, ctx, outcome, pain)  # the protocol's rules govern until its last step
     if outcome == "relief":
         return Decision("relief", rule="P4.relief")
-    if ctx.policy.protocol is not None:
-        return _protocol_next(p, ctx, outcome, pain)
     pol = ctx.policy
     state = p.state
     if state == "strong_opioid":
