@@ -533,10 +533,8 @@ class Latents:
     def take(self, rows: np.ndarray) -> Latents:
         """The latents of patients ``rows`` (copies), for repeated evaluation over a group of patients."""
         from dataclasses import fields, replace
-        sub = {f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name not in ("loadings", "drift_share")}
-        sub["omega"] = sub["omega"].astype(np.float32)  # drift features in single precision: twice as fast, ample
-        sub["phase"] = sub["phase"].astype(np.float32)
-        return replace(self, **sub)
+        return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
+                                if f.name not in ("loadings", "drift_share")})
 
     def latent(self, rows: np.ndarray | int | slice, j: int, day: float) -> np.ndarray:
         """Latent normal ``j`` of patients ``rows`` on ``day``."""
@@ -596,8 +594,10 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
     c0 = 3 + k + 2 * m + MAX_VISITS
     ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
+    # drift features in single precision: half the memory of the engine's latents, ample for a phase
     omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
     phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
+    omega, phase = omega.astype(np.float32), phase.astype(np.float32)
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:

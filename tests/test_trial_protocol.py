@@ -39,8 +39,9 @@ def test_scalar_responsiveness_equals_vectorised(i, drug, day):
     rng = np.random.default_rng(0)
     lat = draw_latents(TABLES, np.zeros(50, dtype=int), rng.random((50, RESPONSE_COLUMNS)))
     d = TABLES.by_name[drug]
-    assert lat.u_scalar(i, d.index, day) == pytest.approx(float(lat.u_at(np.array([i]), d.index, day)[0]), abs=1e-9)
-    assert lat.ns_scalar(i, day) == pytest.approx(float(lat.ns_at(np.array([i]), day)[0]), abs=1e-12)
+    # same formula; the vectorised twin computes the drift's cosines in single precision (1e-5 is ample)
+    assert lat.u_scalar(i, d.index, day) == pytest.approx(float(lat.u_at(np.array([i]), d.index, day)[0]), abs=1e-5)
+    assert lat.ns_scalar(i, day) == float(lat.ns_at(np.array([i]), day)[0])
 
 
 def test_drift_keeps_responder_share_stationary_but_moves_patients():
