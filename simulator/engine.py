@@ -28,7 +28,6 @@ import simpy
 from . import streams
 from .clinic import Clinic, ClinicConfig
 from .clinical import (
-    MAX_VISITS,
     RESPONSE_COLUMNS,
     SERIOUS_TYPES,
     ModelTables,
@@ -60,7 +59,7 @@ STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 N_SERIOUS = len(SERIOUS_TYPES)
-FOLLOWUP_COLUMNS = 16
+FOLLOWUP_COLUMNS = 16  # column 0: loss to follow-up; 1-15 unused since per-visit draws are keyed (kept: same draws)
 SPECIALIST_COLUMNS = 4
 
 
@@ -138,6 +137,9 @@ class Simulation:
         self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)
         self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
+        # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
+        self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
+        self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
         self.buf = array("d")
         self.env = simpy.Environment()
         clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
@@ -148,6 +150,7 @@ class Simulation:
         self.flags = _flag_sets(cohort)
         self._stop_cache: dict[tuple[int, int, float], float] = {}
         self._schedule_cache: dict[tuple, tuple] = {}
+        self._regimens: dict[int, tuple[PatientModel, list[_Line]]] = {}
 
     # ---------------------------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
@@ -174,6 +177,10 @@ class Simulation:
         finally:
             if was_enabled:
                 gc.enable()
+        # The log is complete to the horizon: titration steps reached before it by regimens still running
+        # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
+        for i, (p, lines) in self._regimens.items():
+            self._log_doses(i, p, lines, horizon, before=True)
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
@@ -197,7 +204,6 @@ class Simulation:
         ns_onset = float(lat.ns_onset[i])
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
         drug_z = lat.drug_z[i]
-        noise = lat.noise[i]
         adv = self.adverse[i]
         fu = self.followup[i]
         horizon = self.config.horizon_days
@@ -208,7 +214,7 @@ class Simulation:
         resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
-        n_visits = 0
+        self._regimens[i] = (p, lines)  # for the end-of-run titration log (see run)
         pain = p.baseline
 
         log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
@@ -317,8 +323,7 @@ class Simulation:
                                     lat.u_scalar(i, d.index, now), float(drug_z[d.index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
                 pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
-                                     float(noise[n_visits % MAX_VISITS]))
-                n_visits += 1
+                                     streams.keyed_normal(self.noise_key, i, streams.day_slot(now - entry)))
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
                 if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
                     outcome = "relief"
@@ -330,19 +335,22 @@ class Simulation:
                     detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
 
             now = env.now
-            if outcome != "relief":
+            # A protocol step that continues changes nothing: it is not a failed line and has no drop-out
+            # chance of its own. (Protocols never read n_failed, so they may decide first.)
+            decision = next_step(p, ctx, outcome, now - entry, pain) if policy.protocol is not None else None
+            if outcome != "relief" and (decision is None or decision.trigger != "continue"):
                 p.n_failed += 1
-                # P4: a failed line may end care (named assumption: dropout_after_failed_line); a protocol's
-                # step evaluations are not failed lines (the protocol sets its own follow-up).
-                u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
-                if policy.protocol is None and u < t.follow_up["dropout_after_failed_line"]:
+                # P4: a failed line may end care (named assumption: dropout_after_failed_line).
+                u = streams.keyed_uniform(self.dropout_key, i, streams.day_slot(now - entry))
+                if u < t.follow_up["dropout_after_failed_line"]:
                     self._stop_all(p, lines, now, "X.dropout")
                     fire(self.table, p, "drop_out")
                     log(i, now, E_DROPOUT, p.state, rule="X.dropout")
                     return
                 if outcome == "intolerable" and p.state == "add_on":
                     p.combination_failed = True
-            decision = next_step(p, ctx, outcome, now - entry, pain)
+            if decision is None:
+                decision = next_step(p, ctx, outcome, now - entry, pain)
             if self.decide is not None:
                 decision = self.decide(p, outcome, now - entry, pain, decision)
 
@@ -417,10 +425,12 @@ class Simulation:
                 best = (ln.aes[0][0], "ae", ln, ln.aes[0])
         return best
 
-    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
-        """Record titration steps reached up to ``now`` (P2)."""
+    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
+        """Record titration steps reached up to ``now`` (P2); with ``before``, only those strictly before
+        ``now`` (the horizon: the run simulates days < horizon)."""
+        limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= now + 1e-9:
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
                 off, dose = ln.steps[ln.next_step]
                 rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
                 self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
