@@ -488,10 +488,9 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 
 N_CLASSES = len(ALL_CLASSES)
 MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
-MAX_VISITS = 48  # visit-noise slots per patient; later visits reuse slots cyclically
 DRIFT_FEATURES = 3  # random Fourier features per drifting latent
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
-RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + MAX_VISITS + 1 + 2 * N_LATENT * DRIFT_FEATURES
+RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _NS, _G, _C = 0, 1, 2  # latent index of the nonspecific membership, the patient factor, the first class
 
 
@@ -519,7 +518,6 @@ class Latents:
 
     ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction on day 0
     drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
-    noise: np.ndarray  # (n, MAX_VISITS) standard normals for visit noise
     ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
     static: np.ndarray  # (n, N_LATENT) static normals of the drifting latents
     omega: np.ndarray  # (n, N_LATENT, K) angular frequencies of the drift, 1/day
@@ -590,8 +588,7 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
     static = np.concatenate([ndtri(u[:, 0:1]), ndtri(u[:, 2:3 + k + m])], axis=1)  # ns, g, classes, drugs
     ns = np.where(u[:, 0] < share, ns_resp, ns_non)
     drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
-    noise = ndtri(u[:, 3 + k + 2 * m:3 + k + 2 * m + MAX_VISITS])
-    c0 = 3 + k + 2 * m + MAX_VISITS
+    c0 = 3 + k + 2 * m
     ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
     # drift features in single precision: half the memory of the engine's latents, ample for a phase
@@ -604,7 +601,7 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
         loadings[d.index, _G] = math.sqrt(rho)
         loadings[d.index, _C + d.class_index] = math.sqrt(max(w - rho, 0.0))
         loadings[d.index, _C + k + d.index] = math.sqrt(1.0 - w)
-    return Latents(ns, drug_z, noise, ns_onset, static, omega, phase, np.asarray(share, dtype=float), ns_resp, ns_non,
+    return Latents(ns, drug_z, ns_onset, static, omega, phase, np.asarray(share, dtype=float), ns_resp, ns_non,
                    loadings, tables.drift_share)
 
 
