@@ -24,7 +24,7 @@ ALL_CLASSES: tuple[str, ...] = ("gabapentinoid", "snri", "tca", "weak_opioid", "
 # Patient attributes a contraindication or caution may name (columns of the cohort table).
 PATIENT_FLAGS: tuple[str, ...] = (
     "hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
-    "orthostatic_hypotension", "ssri_use", "depression", "hiv_neuropathy", "high_misuse_risk",
+    "orthostatic_hypotension", "ssri_use", "depression", "hiv_neuropathy", "high_misuse_risk", "allodynia",
 )
 SafetyCheck = Literal["ecg", "serotonin_check", "misuse_screen", "treatment_agreement"]
 
@@ -38,6 +38,29 @@ class OlderAdult(Strict):
     min_age: float = Field(65, ge=0)
     titration_stretch: float = Field(1.0, ge=1.0, description="older adults' titration days are multiplied by this")
     max_dose: float | None = Field(None, gt=0)
+    start_dose: float | None = Field(None, gt=0, description="older adults' first daily dose (P2: start lower)")
+
+
+class RenalExposure(Strict):
+    """A creatinine-clearance band in which the whole schedule is scaled (P5.renal_dose)."""
+
+    crcl_below: float = Field(gt=0, description="applies when creatinine clearance (mL/min) is below this")
+    factor: float = Field(gt=0, le=1, description="every dose of the schedule, and the maximum, times this")
+
+
+class Taper(Strict):
+    """How a drug is stopped (P5.taper_step): fractions of the dose before the taper, one per interval."""
+
+    steps: list[float] = Field(min_length=1, max_length=12)
+    interval_days: int = Field(ge=1, le=56)
+
+    @field_validator("steps")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or v != sorted(v, reverse=True) or len(set(v)) != len(v):
+            raise ValueError("taper steps are fractions of the dose strictly between 0 and 1, strictly decreasing "
+                             "(e.g. [0.5, 0.25])")
+        return v
 
 
 class RenalCap(Strict):
@@ -46,13 +69,27 @@ class RenalCap(Strict):
 
 
 class Caution(Strict):
+    """A condition that limits the drug (P5): a lower maximum, optionally last resort and slower titration."""
+
     flag: str
     max_dose: float = Field(gt=0)
+    rule: str = Field("P5.tca_cardiac_cap", description="the rule id logged for this caution (rules.yaml)")
+    last_resort: bool = Field(False, description="offer this drug only after the other first-line classes")
+    titration_stretch: float = Field(1.0, ge=1.0, description="titration days are multiplied by this")
 
     @field_validator("flag")
     @classmethod
     def _known_flag(cls, v: str) -> str:
         require_known(v, PATIENT_FLAGS, "patient flag")
+        return v
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        from .rules import load_rules
+
+        if not load_rules().is_resolvable(v):
+            raise ValueError(f"unknown rule id '{v}'; use a rule id of rules.yaml such as P5.tca_cardiac_cap")
         return v
 
 
@@ -67,6 +104,12 @@ class Drug(Strict):
     min_trial_days: int = Field(0, ge=0, description="least days from start before judging, whatever the dose")
     older_adult: OlderAdult = OlderAdult()
     renal_caps: list[RenalCap] = []
+    renal_exposure: list[RenalExposure] = []
+    min_effective_dose: float | None = Field(
+        None, gt=0, description="lowest daily dose still effective: an intolerance reduction never goes below it (P4)")
+    taper: Taper | None = Field(None, description="taper schedule used when the drug is stopped (P5)")
+    titrate_to_response: bool = Field(False, description="judge at each titration step; stop titrating at relief")
+    requires: list[str] = Field(default_factory=list, description="patient flags the drug needs (lidocaine: allodynia)")
     contraindications: list[str] = []
     cautions: list[Caution] = []
     safety_checks: list[SafetyCheck] = []
@@ -75,7 +118,7 @@ class Drug(Strict):
     sedating: bool = False
     sources: dict[str, str]
 
-    @field_validator("contraindications")
+    @field_validator("contraindications", "requires")
     @classmethod
     def _known_flags(cls, v: list[str]) -> list[str]:
         require_known(v, PATIENT_FLAGS, "patient flag")
@@ -100,6 +143,13 @@ class Drug(Strict):
         needed = {"titration", "target_dose", "max_dose", "adequate_trial_days"}
         if self.renal_caps:
             needed.add("renal_caps")
+        if self.renal_exposure:
+            needed.add("renal_exposure")
+        if self.older_adult.start_dose is not None and self.older_adult.start_dose > doses[0]:
+            raise ValueError(f"older_adult.start_dose {self.older_adult.start_dose:g} is above the first titration "
+                             f"dose {doses[0]:g}; older adults start lower (P2)")
+        if self.min_effective_dose is not None and self.min_effective_dose > self.target_dose:
+            raise ValueError(f"min_effective_dose {self.min_effective_dose:g} is above the target dose")
         if self.contraindications:
             needed.add("contraindications")
         if self.cautions:
@@ -108,7 +158,8 @@ class Drug(Strict):
             needed.add("older_adult")
         if ("ecg" in self.safety_checks) != (self.ecg_min_age is not None):
             raise ValueError("an 'ecg' safety check needs ecg_min_age, and ecg_min_age needs the check; give both")
-        for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating", "ecg_min_age"):
+        for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating", "ecg_min_age", "min_effective_dose",
+                     "taper", "titrate_to_response", "requires"):
             if getattr(self, flag):
                 needed.add(flag)
         missing = sorted(needed - set(self.sources))

@@ -7,7 +7,7 @@ pathway's compiled transition table accepts or refuses. Adverse events, serious 
 follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
 clinic (:mod:`simulator.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
 In an open population each patient enters on their own day (``EngineConfig.entry_days``); event days are
-days of the run, not of the patient.
+days of the run, not of the patient. What each row of the event log means: ``docs/event-log.md``.
 
 The hot loop appends plain numbers to one flat ``array('d')`` event buffer (9 columns per row; see
 :data:`COLUMNS`); the event table is built once at the end. No pydantic object, logging call or string
@@ -20,12 +20,13 @@ import gc
 import math
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import simpy
 
 from . import streams
+from .catalog import FIRST_LINE_CLASSES
 from .clinic import Clinic, ClinicConfig
 from .clinical import (
     RESPONSE_COLUMNS,
@@ -38,18 +39,28 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
+from .pathway import OUTCOMES, STATES, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
-from .policy import Decision, PolicyContext, first_choice, next_step
+from .policy import Decision, PolicyContext, first_choice, next_step, serotonin_blocked
 from .rules import load_rules
-from .safety import PatientFacts, contraindication, dose_cap, required_checks, schedule, titration_stretch
+from .safety import (
+    PatientFacts,
+    Plan,
+    contraindication,
+    drug_rules,
+    plan,
+    reduced_dose,
+    required_checks,
+)
 
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
                            "adverse_event", "safety_check", "excluded", "referral_queued", "consult",
-                           "dropout")
+                           "dropout", "dose_limit", "taper_start")
 (E_ASSESS, E_TRANSITION, E_START, E_DOSE, E_STOP, E_EVAL, E_AE, E_CHECK, E_EXCLUDE, E_QUEUE, E_CONSULT,
- E_DROPOUT) = range(len(EVENTS))
+ E_DROPOUT, E_LIMIT, E_TAPER) = range(len(EVENTS))
+"""Event kinds (docs/event-log.md); new kinds are appended so older codes keep their meaning."""
+_OPTIMISABLE = ("gabapentinoid", "snri", "tca", "weak_opioid")  # P3.dose_optimisation applies to these
 CHECKS: tuple[str, ...] = ("ecg", "serotonin_check", "misuse_screen", "treatment_agreement")
 CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_failed", "conservative_relief",
                                      "conservative_no_relief")
@@ -90,16 +101,29 @@ Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision
 class _Line:
     """One drug being taken: its schedule and pending adverse events."""
 
-    __slots__ = ("drug", "start", "steps", "target", "next_step", "aes", "target_day")
+    __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
+                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response")
 
-    def __init__(self, drug: int, start: float, steps: tuple[tuple[float, float], ...], target: float) -> None:
+    def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
+                 to_response: bool = False) -> None:
         self.drug = drug
         self.start = start
-        self.steps = steps
-        self.target = target
+        self.steps = plan.steps
+        self.target = plan.target
+        self.maximum = plan.maximum
+        self.factor = plan.factor  # renal exposure: a dose x acts like x / factor (P5.renal_dose)
+        self.inc = plan.increment
+        self.interval = plan.interval
         self.next_step = 1
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
-        self.target_day = start + next((off for off, d in steps if d >= target), steps[-1][0])
+        self.target_day = start + next((off for off, d in self.steps if d >= self.target), self.steps[-1][0])
+        self.reduced = False
+        self.optimised = False
+        self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
+        self.added = added
+        self.topical_addon = topical_addon
+        self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
+        self.to_response = to_response
 
     def dose_at(self, day: float) -> float:
         dose = self.steps[0][1]
@@ -109,6 +133,10 @@ class _Line:
             else:
                 break
         return dose
+
+
+_OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
+_FAILED_OUTCOMES = ("partial", "none")
 
 
 class Simulation:
@@ -129,6 +157,8 @@ class Simulation:
         self.rep = replication
         self.table: Table = compile_table(PatientModel)
         self.rule_ids, self.rule_code = rule_codes()
+        self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
+        self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -149,7 +179,7 @@ class Simulation:
         self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
         self.flags = _flag_sets(cohort)
         self._stop_cache: dict[tuple[int, int, float], float] = {}
-        self._schedule_cache: dict[tuple, tuple] = {}
+        self._plan_cache: dict[tuple, Plan] = {}
         self._regimens: dict[int, tuple[PatientModel, list[_Line]]] = {}
 
     # ---------------------------------------------------------------------------------------------
@@ -209,12 +239,14 @@ class Simulation:
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
         ltfu_day = entry - math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
+        p.until = min(ltfu_day, horizon)  # tapers are logged up to here
         log = self._log
         policy = ctx.policy
         resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
         self._regimens[i] = (p, lines)  # for the end-of-run titration log (see run)
+        outcome: str | None = None
         pain = p.baseline
 
         log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
@@ -227,57 +259,95 @@ class Simulation:
         while True:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
             now = env.now
-            if decision.stop_all and lines:
-                if decision.trigger == "refer":
-                    self._stop_for_referral(p, lines, now, decision.rule)
+            if decision.start and decision.trigger in ("add_on", "switch", "start_first_line", "continue"):
+                # Opioids go through their own gates (P7, P8) whoever decided (protocol step, trainee).
+                cls = t.drugs[decision.start[0]].drug_class
+                if cls in _OPIOID_TRIGGER:
+                    decision = replace(decision, trigger=_OPIOID_TRIGGER[cls])
+            for j, why in decision.notes:
+                log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+            if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
+                self._optimise(p, lines[-1], now, adv)
+            else:
+                # "continue": a protocol keeps the regimen for another step (no transition).
+                moving = decision.trigger not in ("continue", "stay")
+                dest = can_fire(self.table, p, decision.trigger) if moving else None
+                if moving and dest is None:
+                    # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral;
+                    # after a specialist consult, discharge to primary care on the current regimen.
+                    if fire(self.table, p, "refer"):
+                        decision = Decision("refer", rule="P9.refractory_referral")
+                        self._stop_for_referral(p, lines, now, "P9.refractory_referral")
+                    elif fire(self.table, p, "discharge"):
+                        decision = Decision("discharge", rule="P9.discharge_plan")
+                    else:
+                        if lines:
+                            self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
+                        self._finish_tapers(p)
+                        return
                 else:
-                    self._stop_all(p, lines, now, decision.rule)
-            if decision.trigger == "stay":
-                return
-            # "continue": a protocol keeps the regimen for another step (no transition).
-            if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                # The pathway refused the policy's proposal: refer instead (P9) and record why; after a
-                # specialist consult, discharge to primary care on the current regimen (P9.discharge_plan).
-                if fire(self.table, p, "refer"):
-                    decision = Decision("refer", rule="P9.refractory_referral")
-                    self._stop_for_referral(p, lines, now, "P9.refractory_referral")
-                elif fire(self.table, p, "discharge"):
-                    decision = Decision("discharge", rule="P9.discharge_plan")
-                else:
-                    if lines:
-                        self._stop_all(p, lines, now, "P9.refractory_referral")
-                    return
-            if decision.trigger != "continue":
-                log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
-            if p.state in ("relieved", "discharged"):
-                yield from self._maintenance(p, lines)
-                return
-            if p.state == "specialist_referral":
-                outcome = yield from self._specialist(p, lines, ltfu_day, adv)
-                if outcome == "dropout":
-                    self._stop_all(p, lines, env.now, "X.dropout")
-                    fire(self.table, p, "drop_out")
-                    log(i, env.now, E_DROPOUT, p.state, rule="X.dropout")
-                    return
-                if outcome == "relief":
-                    fire(self.table, p, "relief")
-                    log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
+                    if decision.trigger == "refer":
+                        self._stop_for_referral(p, lines, now, decision.rule)
+                    elif decision.stop_all and lines:
+                        self._stop_all(p, lines, now, decision.rule,
+                                       outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
+                    if decision.trigger == "stay":
+                        self._finish_tapers(p)
+                        return
+                    if moving:
+                        fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
+                if decision.trigger != "continue":
+                    log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+                if p.state in ("relieved", "discharged"):
                     yield from self._maintenance(p, lines)
                     return
-                if outcome == "waiting":
-                    return
-                # A consult without relief returns the patient to the pathway's remaining options, decided by
-                # the policy (the specialist's plan; not the trainee's choice in teaching runs).
-                decision = next_step(p, ctx, "none", env.now - entry, pain)
-                continue
-            for j in decision.start:
-                why = contraindication(t.drugs[j], facts)
-                if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
-                    log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                if p.state == "specialist_referral":
+                    result = yield from self._specialist(p, lines, ltfu_day, adv)
+                    if result == "dropout":
+                        self._drop_out(p, lines, env.now)
+                        return
+                    if result == "relief":
+                        fire(self.table, p, "relief")
+                        log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
+                            rule="P9.specialist_consult")
+                        yield from self._maintenance(p, lines)
+                        return
+                    if result == "waiting":
+                        return
+                    # A consult without relief returns the patient to the pathway's remaining options, decided
+                    # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                    outcome = "none"
+                    p.optimisable = False
+                    decision = next_step(p, ctx, "none", env.now - entry, pain)
                     continue
-                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target))
-                p.active = [ln.drug for ln in lines]
+                if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
+                    # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).
+                    until = p.taper_end
+                    if ltfu_day < until:
+                        if ltfu_day >= horizon:
+                            yield env.timeout(horizon - env.now)
+                            return
+                        yield env.timeout(max(ltfu_day - env.now, 0.0))
+                        self._drop_out(p, lines, env.now)
+                        return
+                    if until >= horizon:
+                        yield env.timeout(horizon - env.now)
+                        return
+                    yield env.timeout(until - env.now)
+                    now = env.now
+                added = bool(lines) and not decision.stop_all
+                for j in decision.start:
+                    why = contraindication(t.drugs[j], facts)
+                    if why is None and serotonin_blocked(p, ctx, j):
+                        why = "P5.serotonin_avoid"
+                    if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
+                        log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                        continue
+                    lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target, added,
+                                                  decision.trigger == "add_topical"))
+                    p.active = [ln.drug for ln in lines]
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
+                self._finish_tapers(p)
                 return
 
             # ---- run the trial up to its evaluation, or an interruption ----------------------------
@@ -294,8 +364,16 @@ class Simulation:
                 eval_day = newest.start + max(k, 1) * visit
             outcome = None
             pain = -1.0
+            judged = 0  # P8.titrate_to_response: the titration step judged last
             while outcome is None:
-                nxt, kind, line, ae = self._next_event(lines, eval_day, ltfu_day)
+                interim = False
+                day_eval = eval_day
+                if newest.to_response and judged < newest.next_step < len(newest.steps):
+                    # P8.titrate_to_response: judged the day before each titration step
+                    step_day = newest.start + newest.steps[newest.next_step][0] - 1.0
+                    if step_day < eval_day:
+                        day_eval, interim = max(step_day, env.now), True
+                nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
                 if nxt >= horizon:
                     yield env.timeout(horizon - env.now)
                     return
@@ -304,26 +382,32 @@ class Simulation:
                 now = env.now
                 self._log_doses(i, p, lines, now)
                 if kind == "dropout":
-                    self._stop_all(p, lines, now, "X.dropout")
-                    fire(self.table, p, "drop_out")
-                    log(i, now, E_DROPOUT, p.state, rule="X.dropout")
+                    self._drop_out(p, lines, now)
                     return
                 if kind == "ae":
-                    if self._adverse_event(p, line, ae, now):
+                    stop = self._adverse_event(p, line, ae, now, lines)
+                    if stop:
+                        base_left = len(lines) > 1 and line is not lines[0]
                         lines.remove(line)
                         p.active = [ln.drug for ln in lines]
+                        if line.topical_addon and lines:
+                            continue  # a topical added alongside stops alone; the trial goes on
                         outcome = "intolerable"
                         pain = -1.0
+                        p.intolerant = line.drug
+                        if base_left and p.state == "add_on":
+                            p.n_failed -= 1  # P4.addon_not_tolerated: no failed line is counted
                     continue
-                # evaluation visit (P3 adequate trial reached)
+                # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
                 effects = []
                 for n_line, ln in enumerate(lines):
                     d = t.drugs[ln.drug]
-                    e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
+                    e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
                                     lat.u_scalar(i, d.index, now), float(drug_z[d.index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
                 pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                                      streams.keyed_normal(self.noise_key, i, streams.day_slot(now - entry)))
+                p.last_pain = pain
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
                 if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
                     outcome = "relief"
@@ -331,66 +415,157 @@ class Simulation:
                     outcome = "partial"
                 else:
                     outcome = "none"
+                if interim:
+                    rule = "P8.titrate_to_response"
+                elif drug.drug_class == "tca":
+                    rule = "P3.tca_trial"
+                else:
+                    rule = "P3.adequate_trial"
                 log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
-                    detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
+                    detail=OUTCOME_CODE[outcome], rule=rule)
+                if interim:
+                    judged = newest.next_step
+                    if outcome == "relief":  # the smallest effective dose: titration stops here
+                        newest.steps = newest.steps[:newest.next_step]
+                        newest.target = newest.steps[-1][1]
+                    else:
+                        outcome = None
 
             now = env.now
-            # A protocol step that continues changes nothing: it is not a failed line and has no drop-out
-            # chance of its own. (Protocols never read n_failed, so they may decide first.)
-            decision = next_step(p, ctx, outcome, now - entry, pain) if policy.protocol is not None else None
-            if outcome != "relief" and (decision is None or decision.trigger != "continue"):
+            if outcome in _FAILED_OUTCOMES:
+                self._judge_failure(p, lines)
+            newest_line = lines[-1] if lines else None
+            # P3: one oral drug judged on its own (a topical alongside does not count)
+            p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
+                             and sum(1 for ln in lines if not ln.topical_addon) == 1
+                             and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
+                             and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+            if outcome != "relief":
                 p.n_failed += 1
-                # P4: a failed line may end care (named assumption: dropout_after_failed_line).
+            decision = next_step(p, ctx, outcome, now - entry, pain)
+            if outcome != "relief" and decision.trigger in ("optimise", "continue"):
+                # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
+                p.n_failed -= 1
+            elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
+                    and p.taper_end <= now:
+                # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
+                # middle of a taper, whose rows are already logged.
                 u = streams.keyed_uniform(self.dropout_key, i, streams.day_slot(now - entry))
                 if u < t.follow_up["dropout_after_failed_line"]:
-                    self._stop_all(p, lines, now, "X.dropout")
-                    fire(self.table, p, "drop_out")
-                    log(i, now, E_DROPOUT, p.state, rule="X.dropout")
+                    self._drop_out(p, lines, now)
                     return
-                if outcome == "intolerable" and p.state == "add_on":
-                    p.combination_failed = True
-            if decision is None:
-                decision = next_step(p, ctx, outcome, now - entry, pain)
             if self.decide is not None:
                 decision = self.decide(p, outcome, now - entry, pain, decision)
 
     # ---------------------------------------------------------------------------------------------
+    def _judge_failure(self, p: PatientModel, lines: list[_Line]) -> None:
+        """An inadequate evaluation: the running first-line agents failed (P8 count), and a gabapentinoid
+        running with an antidepressant is a failed combination (P4, P8; S000, S002, S004)."""
+        drugs = self.tables.drugs
+        classes = {drugs[ln.drug].drug_class for ln in lines}
+        for c in classes:
+            if c in FIRST_LINE_CLASSES:
+                p.failed_agent_classes.add(c)
+        if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):
+            p.combination_failed = True
+
+    def _wait_for_taper(self, p: PatientModel, start: tuple[int, ...]) -> bool:
+        """True when the next drug must wait for the running tapers to end (P5)."""
+        pol = self.ctx.policy
+        if not pol.cross_taper:
+            return True
+        drugs = self.tables.drugs
+        return pol.serotonin == "avoid" and any(drugs[j].serotonergic for j in start) \
+            and any(drugs[j].serotonergic for j, _end in p.tapering)
+
+    def _plan(self, p: PatientModel, j: int, goal: float | None) -> Plan:
+        d = self.tables.drugs[j]
+        f = p.facts
+        start = self.ctx.start_doses.get(j)
+        factor = 1.0
+        for below, fac in self.extras[j].renal_exposure:
+            if f.crcl < below:
+                factor = fac
+        renal = tuple(f.crcl < below for below, _ in d.renal_caps) if d.renal_caps else ()
+        key = (j, f.age >= d.older_min_age, factor, renal, f.flags, goal, start)
+        cached = self._plan_cache.get(key)
+        if cached is None:  # few distinct combinations: compute each once
+            cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
+        return cached
+
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
-                    lines: list[_Line], target: float = 0.0) -> _Line:
+                    lines: list[_Line], target: float = 0.0, added: bool = False,
+                    topical_addon: bool = False) -> _Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        serotonergic_with = "ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
+        sero = self.serotonergic
+        serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
+                             or any(end > now and sero[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
-        speed = self.ctx.policy.titration_speed
-        key = (j, dose_cap(d, p.facts)[0], titration_stretch(d, p.facts) * speed, goal)
-        cached = self._schedule_cache.get(key)
-        if cached is None:  # few distinct (drug, cap, stretch, goal) combinations: compute each once
-            cached = self._schedule_cache[key] = schedule(d, p.facts, speed, goal)
-        steps, target = cached
-        line = _Line(j, now, steps, target)
+        pl = self._plan(p, j, goal)
+        line = _Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
         p.tried.add(j)
-        if d.drug_class in ("gabapentinoid", "snri", "tca"):
+        cls = d.drug_class
+        if cls in FIRST_LINE_CLASSES:
             p.n_first_line += 1
-        elif d.drug_class == "weak_opioid":
+        elif cls == "weak_opioid":
             p.tramadol_tried = True
-        elif d.drug_class == "strong_opioid":
+        elif cls == "strong_opioid":
             p.strong_tried = True
-        self._log(i, now, E_START, p.state, drug=j, dose=steps[0][1], rule=rule)
-        # Potential adverse events of this exposure, from the patient's fixed draws for this drug.
+        elif cls == "topical":
+            p.topical_tried = True
+        self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
+        for lim_rule, lim_dose in pl.limits:
+            self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
+        # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
+        # follows exposure (dose / renal factor).
         for k, slot in enumerate(d.ae_slots):
             u_inc = float(adv[2 * slot])
             if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
                 continue
             day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
-            if u_inc < interp(d.ae_incidence[k], line.dose_at(day)):
+            if u_inc < interp(d.ae_incidence[k], line.dose_at(day) / line.factor):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
+                line.seen |= 1 << k
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
         return line
+
+    def _optimise(self, p: PatientModel, line: _Line, now: float, adv: np.ndarray) -> None:
+        """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum."""
+        d = self.tables.drugs[line.drug]
+        cur = line.dose_at(now)
+        reached = line.steps[:line.next_step]
+        off = now - line.start
+        dose = cur
+        new: list[tuple[float, float]] = []
+        while dose < line.maximum - 1e-9:
+            dose = min(dose + line.inc, line.maximum)
+            new.append((round(off, 3), dose))
+            off += line.interval
+        line.opt_from = len(reached)
+        line.steps = reached + tuple(new)
+        line.next_step = len(reached)
+        line.target = line.maximum
+        line.target_day = line.start + new[-1][0]
+        line.optimised = True
+        self._log_doses(p.idx, p, [line], now)
+        # Adverse events that the higher exposure makes possible (same draws: more events at higher dose).
+        for k, slot in enumerate(d.ae_slots):
+            if line.seen & (1 << k):
+                continue
+            u_inc = float(adv[2 * slot])
+            if u_inc < interp(d.ae_incidence[k], line.maximum / line.factor):
+                day = line.start + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                if day <= now:
+                    day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                line.aes.append((day, d.ae_types[k], u_inc, -1))
+                line.seen |= 1 << k
+        line.aes.sort()
 
     def _serious_events(self, p: PatientModel, d, line: _Line, adv: np.ndarray, serotonergic_with: bool) -> None:
         t = self.tables
@@ -426,63 +601,151 @@ class Simulation:
         return best
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
-        """Record titration steps reached up to ``now`` (P2); with ``before``, only those strictly before
-        ``now`` (the horizon: the run simulates days < horizon)."""
+        """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those
+        strictly before ``now`` (the horizon: the run simulates days < horizon)."""
         limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
             while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
                 off, dose = ln.steps[ln.next_step]
-                rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
+                if ln.next_step >= ln.opt_from:
+                    rule = "P3.dose_optimisation"
+                else:
+                    rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
                 self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
                 ln.next_step += 1
 
-    def _adverse_event(self, p: PatientModel, line: _Line, ae: tuple, now: float) -> bool:
-        """Log an adverse event; return True when it ends the drug."""
+    def _adverse_event(self, p: PatientModel, line: _Line, ae: tuple, now: float, lines: list[_Line]) -> bool:
+        """Log an adverse event; lower the dose or stop the drug when it is dose-limiting (P4).
+
+        Returns True when the drug is stopped (the caller removes the line)."""
         t = self.tables
         line.aes.pop(0)
         d = t.drugs[line.drug]
         _, code, u_inc, serious = ae
         dose = line.dose_at(now)
+        exposure = dose / line.factor
         self._log(p.idx, now, E_AE, p.state, drug=line.drug, dose=dose, detail=code,
                   rule="X.serious_event" if serious >= 0 else "X.adverse_event")
         if serious >= 0:
-            stop = True
+            self._stop_line(p, line, now, "X.serious_event", code, abrupt=True)
+            p.failed_agent_classes.add(d.drug_class)
+            return True
+        key = (line.drug, code, exposure)
+        threshold = self._stop_cache.get(key)
+        if threshold is None:
+            # The event ends the drug with a probability that reproduces the trial's withdrawal rate:
+            # incidence(type) * min(1, withdrawal / sum of incidences), all at the current exposure.
+            total = sum(interp(c, exposure) for c in d.ae_incidence)
+            wd = interp(d.ae_withdrawal, exposure)
+            inc = interp(d.ae_incidence[d.ae_types.index(code)], exposure)
+            threshold = inc * min(1.0, wd / total) if total > 0 else 0.0
+            self._stop_cache[key] = threshold
+        if u_inc >= threshold:
+            return False
+        # Dose-limiting: back to the last tolerated step if it is still effective (P4.intolerance_reduce).
+        lower = reduced_dose(line.steps[:line.next_step], dose, self.extras[line.drug].min_effective * line.factor)
+        if lower > 0:
+            line.steps = tuple(s for s in line.steps[:line.next_step] if s[1] <= lower + 1e-9)
+            line.next_step = len(line.steps)
+            line.target = lower
+            line.reduced = True
+            self._log(p.idx, now, E_DOSE, p.state, drug=line.drug, dose=lower, detail=code,
+                      rule="P4.intolerance_reduce")
+            low = lower / line.factor
+            line.aes = [a for a in line.aes if a[3] >= 0 or a[2] < interp(d.ae_incidence[d.ae_types.index(a[1])], low)]
+            return False
+        addon = p.state == "add_on" and len(lines) > 1 and line is not lines[0] and d.drug_class in FIRST_LINE_CLASSES
+        self._stop_line(p, line, now, "P4.addon_not_tolerated" if addon else "P4.intolerance_stop", code)
+        p.failed_agent_classes.add(d.drug_class)
+        return True
+
+    def _stop_line(self, p: PatientModel, line: _Line, now: float, rule: str, code: int = -1,
+                   failed: bool = False, abrupt: bool = False) -> None:
+        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step), else at once.
+
+        A taper is deterministic, so its rows are logged when it starts, with their own (future) days, up to
+        the patient's loss to follow-up or the horizon (no SimPy process per taper)."""
+        j = line.drug
+        dose = line.dose_at(now)
+        if failed:
+            cls = self.tables.drugs[j].drug_class
+            if cls in ("gabapentinoid", "snri", "tca", "topical"):
+                p.failed_classes.add(cls)
+        x = self.extras[j]
+        i = p.idx
+        if x.taper and not abrupt:
+            self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            limit = p.until
+            day = now
+            for k, f in enumerate(x.taper):
+                if day >= limit:  # loss to follow-up first: the rest is logged only if the patient stays in care
+                    p.taper_rest.append((j, dose, k, day))
+                    break
+                self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            else:
+                if day < limit:
+                    self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+                else:
+                    p.taper_rest.append((j, dose, len(x.taper), day))
+            end = now + x.taper_interval * len(x.taper)
+            p.tapering.append((j, end))
+            if end > p.taper_end:
+                p.taper_end = end
         else:
-            key = (line.drug, code, dose)
-            threshold = self._stop_cache.get(key)
-            if threshold is None:
-                # The event ends the drug with a probability that reproduces the trial's withdrawal rate:
-                # incidence(type) * min(1, withdrawal / sum of incidences), all at the current dose.
-                total = sum(interp(c, dose) for c in d.ae_incidence)
-                wd = interp(d.ae_withdrawal, dose)
-                inc = interp(d.ae_incidence[d.ae_types.index(code)], dose)
-                threshold = inc * min(1.0, wd / total) if total > 0 else 0.0
-                self._stop_cache[key] = threshold
-            stop = u_inc < threshold
-        if stop:
-            self._log(p.idx, now, E_STOP, p.state, drug=line.drug, dose=dose, detail=code,
-                      rule="P4.intolerance_switch")
-            self._mark_stopped(p, line)
-        return stop
+            self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
 
-    def _mark_stopped(self, p: PatientModel, line: _Line) -> None:
-        cls = self.tables.drugs[line.drug].drug_class
-        if cls in ("gabapentinoid", "snri", "tca", "topical"):
-            p.failed_classes.add(cls)
-
-    def _stop_all(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
-        if p.state == "add_on" and len(lines) > 1:
-            p.combination_failed = True
+    def _stop_all(self, p: PatientModel, lines: list[_Line], now: float, rule: str, failed: bool,
+                  keep: tuple[str, ...] = (), everything: bool = False) -> None:
+        """Stop the regimen for a decision; drugs of the ``keep`` classes and a topical added earlier
+        alongside (not the one just judged) continue unless ``everything`` (referral)."""
+        drugs = self.tables.drugs
+        newest = lines[-1]
+        kept: list[_Line] = []
         for ln in lines:
-            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
-            self._mark_stopped(p, ln)
+            if not everything and (drugs[ln.drug].drug_class in keep or (ln.topical_addon and ln is not newest)):
+                kept.append(ln)
+                continue
+            self._stop_line(p, ln, now, rule, failed=failed)
+        lines[:] = kept
+        p.active = [ln.drug for ln in kept]
+
+    def _drop_out(self, p: PatientModel, lines: list[_Line], now: float) -> None:
+        """The patient leaves care: every drug stops at once (tapers included), then the drop-out row."""
+        for ln in lines:
+            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule="X.dropout")
+        for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
+            if end > now:
+                self._log(p.idx, now, E_STOP, p.state, drug=j, rule="X.dropout")
+        p.tapering.clear()
+        p.taper_rest.clear()
         lines.clear()
         p.active = []
+        fire(self.table, p, "drop_out")
+        self._log(p.idx, now, E_DROPOUT, p.state, rule="X.dropout")
+
+    def _finish_tapers(self, p: PatientModel) -> None:
+        """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
+        leaves care that way (relief, discharge, nothing more to do): up to the horizon."""
+        horizon = self.config.horizon_days
+        for j, dose, k, day in p.taper_rest:
+            x = self.extras[j]
+            for f in x.taper[k:]:
+                if day >= horizon:
+                    break
+                self._log(p.idx, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            else:
+                if day < horizon:
+                    self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+        p.taper_rest.clear()
 
     def _maintenance(self, p: PatientModel, lines: list[_Line]):
         """After relief: the regimen continues; its remaining adverse events are still recorded."""
         env = self.env
         horizon = self.config.horizon_days
+        if p.taper_rest:
+            self._finish_tapers(p)
         while True:
             nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
             if kind != "ae" or nxt >= horizon:
@@ -490,7 +753,7 @@ class Simulation:
             if nxt > env.now:
                 yield env.timeout(nxt - env.now)
             self._log_doses(p.idx, p, lines, env.now)
-            if self._adverse_event(p, line, ae, env.now):
+            if self._adverse_event(p, line, ae, env.now, lines):
                 lines.remove(line)
 
     def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
@@ -498,11 +761,12 @@ class Simulation:
         except a strong opioid, which P8 stops when it has not worked (P8.stop_ineffective); under 'stop'
         every drug stops (v0.1)."""
         if self.ctx.policy.referral.while_waiting == "stop":
-            self._stop_all(p, lines, now, rule)
+            if lines:
+                self._stop_all(p, lines, now, rule, False, (), True)
             return
         drugs = self.tables.drugs
         for ln in [ln for ln in lines if drugs[ln.drug].drug_class == "strong_opioid"]:
-            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule="P8.stop_ineffective")
+            self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
             lines.remove(ln)
         p.active = [ln.drug for ln in lines]
 
@@ -532,7 +796,7 @@ class Simulation:
                 return "until" if until <= horizon else "horizon"
             if kind == "dropout":
                 return "dropout"
-            if self._adverse_event(p, line, ae, now):
+            if self._adverse_event(p, line, ae, now, lines):
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
 
@@ -575,8 +839,7 @@ class Simulation:
         self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
         self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
         if bridge is not None and bridge in lines:
-            self._log(i, env.now, E_STOP, p.state, drug=bridge.drug, dose=bridge.dose_at(env.now),
-                      rule="P9.tramadol_bridge")
+            self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")
             lines.remove(bridge)
             p.active = [ln.drug for ln in lines]
         if not ok:
@@ -590,7 +853,7 @@ class Simulation:
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:
     """Per patient, the set of true flags the safety rules read."""
     names = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
-             "orthostatic_hypotension", "ssri_use", "depression")
+             "orthostatic_hypotension", "ssri_use", "depression", "allodynia")
     cols = [np.asarray(getattr(c, n), dtype=bool) for n in names]
     hiv = np.asarray(c.etiology) == 5
     high = np.asarray(c.misuse_risk) == 2

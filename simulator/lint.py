@@ -109,7 +109,7 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
     # Every treating state answers every evaluation outcome
     for s in treating:
         for o in outcomes:
-            if not any(s in e.source and o in e.outcomes for e in transitions):
+            if not any(s in e.source and o in e.outcomes and e.dest != s for e in transitions):  # a self-loop is no exit
                 found.append(Finding("outcome_exits", ERROR, s, f"treating state '{s}' has no exit for outcome '{o}'"))
 
     # Escalation order (P7, P8)
@@ -120,6 +120,8 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
         min_rank = STRONG_MIN_RANK if e.dest == "strong_opioid" else TRAMADOL_MIN_RANK
         rule = "P8" if e.dest == "strong_opioid" else "P7"
         for s in e.source:
+            if s == e.dest:  # a self-loop (a topical added in this line) escalates nothing
+                continue
             rank = ESCALATION_RANK.get(s)
             if rank is None:
                 found.append(Finding("escalation", ERROR, f"{s}->{e.dest}",
@@ -213,9 +215,22 @@ def lint_policy(policy: Any, catalog: Any = None) -> list[Finding]:
     if policy.titration_speed < 1.0 and "fast_titration" not in declared:
         found.append(Finding("policy_titration", ERROR, "policy.titration_speed",
                              "titration faster than the schedule without declaring 'fast_titration' (P13)"))
+    strong_steps = []
+    if policy.protocol is not None:  # P8: a protocol step that adds a strong opioid goes through the gate
+        for k, step in enumerate(policy.protocol.steps):
+            if step.drug in cat.drugs and cat.drugs[step.drug].drug_class == "strong_opioid":
+                strong_steps.append(k)
+                sev = INFO if "early_strong_opioid" in declared else WARNING
+                found.append(Finding(
+                    "protocol_gate", sev, f"policy.protocol.steps[{k}]",
+                    f"step {k + 1} starts {step.drug}: " + (
+                        "declared departure early_strong_opioid, it starts without the P8 prerequisites"
+                        if sev == INFO else "it must pass the P8 gate (two first-line classes and a combination "
+                        "failed, tramadol, misuse screen, NRS >= 4); patients who fail it are referred instead. "
+                        "Declare 'early_strong_opioid' to simulate the step without the prerequisites")))
     used = {
-        "early_strong_opioid": g.allowed and (g.require_failed_classes < 2 or not g.require_combination
-                                              or not g.require_tramadol),
+        "early_strong_opioid": bool(strong_steps) or g.allowed and (
+            g.require_failed_classes < 2 or not g.require_combination or not g.require_tramadol),
         "no_misuse_screen": g.allowed and not g.misuse_screen,
         "fast_titration": policy.titration_speed < 1.0,
         "short_trial": any(f.check == "policy_trial" for f in found),

@@ -28,6 +28,7 @@ from .engine import (
     E_CONSULT,
     E_EVAL,
     E_STOP,
+    E_TAPER,
     E_TRANSITION,
     EVENTS,
     rule_codes,
@@ -45,6 +46,19 @@ RELIEF_DATING = ("visit-day: relief is dated at the evaluation visit (or special
                  "about a day")
 
 
+def beyond_horizon(day: float, horizon: float) -> bool:
+    """True when time point ``day`` cannot be estimated in a run of ``horizon`` days.
+
+    The engine simulates days < horizon (events due on the horizon day itself are not run), so a time point
+    equal to the horizon is beyond it too: "relieved by day 84" in an 84-day run would miss the day-84 visits."""
+    return day >= horizon
+
+
+def beyond_reason(day: float | str, horizon: float) -> str:
+    """The ``not_estimable`` reason of a time point beyond the horizon (see :func:`beyond_horizon`)."""
+    return f"day {day} is beyond the {horizon:g}-day horizon (the run simulates the days before it)"
+
+
 def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
     """The long event table with readable categorical columns, one frame for all replications."""
     parts = []
@@ -53,7 +67,9 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
         df.insert(0, "replication", rep)
         parts.append(df)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["replication", *COLUMNS])
-    df = df.sort_values(["replication", "patient"], kind="stable").reset_index(drop=True)
+    # Chronological per patient (tapers and titration steps are logged ahead of or after their day; same-day
+    # rows keep the engine's order; docs/event-log.md).
+    df = df.sort_values(["replication", "patient", "day"], kind="stable").reset_index(drop=True)
     rule_ids, _ = rule_codes()
     ev = df["event"].to_numpy(dtype=np.int64)
     detail = df["detail"].to_numpy(dtype=np.int64)
@@ -66,7 +82,7 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
         "drug": _codes(df["drug"], [d.name for d in tables.drugs]),
         "dose": df["dose"].where(df["dose"] >= 0),
         "pain_nrs": df["pain"].where(df["pain"] >= 0),
-        "adverse_event": _codes(np.where(np.isin(ev, [E_AE, E_STOP]), detail, -1), list(tables.ae_types)),
+        "adverse_event": _codes(np.where(np.isin(ev, [E_AE, E_STOP, E_TAPER]), detail, -1), list(tables.ae_types)),
         "outcome": _codes(np.where(ev == E_EVAL, detail, -1), list(OUTCOMES)),
         "trigger": _codes(np.where(ev == E_TRANSITION, detail, -1), list(TRIGGERS)),
         "check": _codes(np.where(ev == E_CHECK, detail, -1), list(CHECKS)),
@@ -112,8 +128,7 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
     ae = events[events["event"] == "adverse_event"]
     out["n_adverse_events"] = _count(ae, idx)
     out["n_serious"] = _count(ae[ae["rule"] == "X.serious_event"], idx)
-    disc = events[(events["event"] == "drug_stop") & (events["rule"] == "P4.intolerance_switch")]
-    out["n_discontinuations"] = _count(disc, idx)
+    out["n_discontinuations"] = _count(discontinuations(events), idx)
     out["n_drugs"] = _count(events[events["event"] == "drug_start"], idx)
     queued = events[events["event"] == "referral_queued"].groupby(key)["day"].min()
     out["referred"] = queued.reindex(idx).notna().to_numpy()
@@ -202,7 +217,7 @@ def pain_by_day(events: pd.DataFrame, outcomes: pd.DataFrame, days: tuple[int, .
     follow = outcomes.set_index(["replication", "patient"])["followup_days"]
     result: dict[str, float | None] = {}
     for d in days:
-        if d > horizon:
+        if beyond_horizon(d, horizon):
             result[str(d)] = None
             continue
         last = obs[obs["day"] <= d].groupby(["replication", "patient"])["pain_nrs"].last()
@@ -293,10 +308,10 @@ def time_to_relief(outcomes: pd.DataFrame, horizon: float, reasons: dict[str, st
         return [round(1.0 - s_hi, 4), round(1.0 - s_lo, 4)]
 
     for d in RELIEF_DAYS:
-        if d > horizon:
+        if beyond_horizon(d, horizon):
             by_day[str(d)] = None
             by_day_ci[str(d)] = [None, None]
-            reasons[f"time_to_relief.relieved_by_day.{d}"] = f"day {d} is beyond the {horizon:g}-day horizon"
+            reasons[f"time_to_relief.relieved_by_day.{d}"] = beyond_reason(d, horizon)
             continue
         by_day[str(d)] = round(1.0 - float(kmf.survival_function_at_times(d).iloc[0]), 4)
         by_day_ci[str(d)] = share_ci(d)
@@ -311,13 +326,19 @@ def time_to_relief(outcomes: pd.DataFrame, horizon: float, reasons: dict[str, st
     }
 
 
+def discontinuations(events: pd.DataFrame) -> pd.DataFrame:
+    """Rows of drugs stopped (at once or by starting a taper) because of an adverse event: intolerance or a
+    serious event (docs/event-log.md)."""
+    return events[events["event"].isin(["drug_stop", "taper_start"]) & events["adverse_event"].notna()]
+
+
 def adverse_event_summary(events: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Any]:
     """Adverse-event burden over follow-up, overall, by type and by drug."""
     n = len(outcomes)
     years = float(outcomes["followup_days"].sum()) / 365.25
     ae = events[events["event"] == "adverse_event"]
     by_type = ae["adverse_event"].value_counts()
-    disc = events[(events["event"] == "drug_stop") & (events["rule"] == "P4.intolerance_switch")]
+    disc = discontinuations(events)
     by_drug: dict[str, dict[str, float]] = {}
     ae_d = ae["drug"].astype(str).value_counts()
     ser_d = ae[ae["rule"] == "X.serious_event"]["drug"].astype(str).value_counts()
@@ -378,7 +399,7 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float | Non
     pain = pain_by_day(events, outcomes, horizon=horizon)
     for d, v in pain.items():
         if v is None:
-            reasons[f"pain.mean_nrs_by_day.{d}"] = (f"day {d} is beyond the {horizon:g}-day horizon" if int(d) > horizon
+            reasons[f"pain.mean_nrs_by_day.{d}"] = (beyond_reason(d, horizon) if beyond_horizon(int(d), horizon)
                                                    else f"nobody in follow-up on day {d}")
     ae = adverse_event_summary(events, outcomes)
     if ae["per_patient_year"] is None:

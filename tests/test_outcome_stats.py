@@ -41,7 +41,10 @@ def test_rmst_moves_smoothly_with_the_visit_interval() -> None:
     a = simulate(_with_policy(sc, visit_interval_days=14), patients=1000, seed=3).summary["time_to_relief"]
     b = simulate(_with_policy(sc, visit_interval_days=15), patients=1000, seed=3).summary["time_to_relief"]
     assert a["relieved_by_day"]["84"] - b["relieved_by_day"]["84"] > 0.10  # the time-point metric jumps
-    assert abs(b["rmst_days"] - a["rmst_days"]) < 0.10 * a["rmst_days"]  # RMST (730-day horizon) does not jump
+    # RMST (730-day horizon) moves by the visit shift summed over a patient's evaluations, not a cliff: with
+    # dose optimisation before add/switch (issue 9) patients have more visit-dated evaluations (about 12 days),
+    # and with the issue-16 model relief takes more evaluations (about 7% of RMST).
+    assert abs(b["rmst_days"] - a["rmst_days"]) < max(15.0, 0.10 * a["rmst_days"])
     assert a["rmst_ci95"][0] < a["rmst_days"] < a["rmst_ci95"][1]
 
 
@@ -211,3 +214,13 @@ def test_sweep_and_diff_say_why_a_time_point_is_missing() -> None:
     m = rep.metric("time_to_relief.relieved_by_day.365")
     assert m.old is None and m.new is None and m.diff is None and "beyond the 120-day horizon" in m.note
     assert rep.metric("time_to_relief.rmst_days").unit == "days"
+
+
+def test_a_median_ci_with_an_unreached_bound_says_so() -> None:
+    """A pooled Kaplan-Meier median reached while its upper CI curve never crosses one half (84 [84, null]:
+    a 40-patient, 85-day compare) was shown as a bare '84.0' under a note promising its CI. Now the missing
+    bound reads 'not reached'; a non-median with half a CI still shows only its value."""
+    assert fmt_ci("time_to_relief.median_days", 84.0, 84.0, None) == "84.0 [84.0, not reached]"
+    assert fmt_ci("specialist.wait_days_median", 100.0, 80.0, math.nan) == "100.0 [80.0, not reached]"
+    assert fmt_ci("time_to_relief.rmst_days", 70.0, 69.0, None) == "70.0"
+    assert fmt_ci("time_to_relief.median_days", 84.0, 80.0, 90.0) == "84.0 [80.0, 90.0]"

@@ -83,8 +83,8 @@ CHECKS = {
     < m(r, "guideline", "specialist.wait_days_median")
     and m(r, "double-specialist-capacity", "specialist.still_waiting_at_horizon")
     <= m(r, "guideline", "specialist.still_waiting_at_horizon"),
-    "topical-first": lambda r: _started_share(r["topical-first"][1], ("lidocaine_5pct", "capsaicin_8pct"))
-    > 2 * _started_share(r["guideline"][1], ("lidocaine_5pct", "capsaicin_8pct"))
+    "topical-first": lambda r: _first_drug_share(r["topical-first"][1], ("lidocaine_5pct", "capsaicin_8pct"))
+    > 2 * _first_drug_share(r["guideline"][1], ("lidocaine_5pct", "capsaicin_8pct"))
     and m(r, "topical-first", "adverse_events.by_type.dizziness") < m(r, "guideline", "adverse_events.by_type.dizziness"),
     "six-week-trials": lambda r: m(r, "six-week-trials", "time_to_relief.relieved_by_day.84")
     < m(r, "guideline", "time_to_relief.relieved_by_day.84") - 0.05,
@@ -96,6 +96,14 @@ CHECKS = {
     and m(r, "duloxetine-first", "adverse_events.by_type.dizziness") < m(r, "guideline", "adverse_events.by_type.dizziness"),
     "comorbidity-guided": lambda r: _first_drug_share(r["comorbidity-guided"][1], ("duloxetine",))
     > _first_drug_share(r["guideline"][1], ("duloxetine",)) + 0.2,
+    "duloxetine-60-start": lambda r: m(r, "duloxetine-60-start", "adverse_events.by_type.nausea")
+    > m(r, "duloxetine-first", "adverse_events.by_type.nausea")
+    and m(r, "duloxetine-60-start", "time_to_relief.relieved_by_day.84")
+    >= m(r, "duloxetine-first", "time_to_relief.relieved_by_day.84"),
+    "escalation-s002": lambda r: m(r, "escalation-s002", "pathway.reached.switch")
+    < m(r, "guideline", "pathway.reached.switch") - 0.1
+    and m(r, "escalation-s002", "pathway.reached.add_on") > m(r, "guideline", "pathway.reached.add_on")
+    and m(r, "escalation-s002", "pathway.reached.tramadol") > m(r, "guideline", "pathway.reached.tramadol"),
     "pregabalin-first": lambda r: _first_drug_share(r["pregabalin-first"][1], ("duloxetine",))
     < _first_drug_share(r["guideline"][1], ("duloxetine",))
     and _first_drug_share(r["pregabalin-first"][1], ("pregabalin",))
