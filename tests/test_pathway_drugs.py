@@ -466,7 +466,8 @@ def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
             res[etiology] = first
         common = res["diabetic_neuropathy"].index.intersection(res["lumbosacral_radiculopathy"].index)
         assert (res["lumbosacral_radiculopathy"][common] >= res["diabetic_neuropathy"][common] - 1e-9).all()
-        assert (res["lumbosacral_radiculopathy"][common] > res["diabetic_neuropathy"][common]).mean() > 0.3
+        # issue-16 model (drifting responsiveness, per-etiology placebo): about 27% worse (was > 30%)
+        assert (res["lumbosacral_radiculopathy"][common] > res["diabetic_neuropathy"][common]).mean() > 0.2
     assert TABLES.by_name["morphine"].etiology_modifier[ETIOLOGIES.index("lumbosacral_radiculopathy")] < 1
 
 
