@@ -629,7 +629,10 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             o.decision = proposed  # exactly the policy's decision: the guideline's answer replays its course
             continue
         if d.departure == "no_serotonin_check":
-            o.verdict, o.rule = "departure", "P5.serotonin_check"
+            # the rule the engine logs for the check it skips: tramadol's (P5.serotonin_check) or, for an SNRI or
+            # tricyclic, the same caution applied to any two serotonergic drugs (P5.serotonin_check_snri)
+            tramadol = any(drugs[j].drug_class == "weak_opioid" for j in d.start) or o.kind == "tramadol"
+            o.verdict, o.rule = "departure", "P5.serotonin_check" if tramadol else "P5.serotonin_check_snri"
             o.reason = ("a serotonergic drug on top of " + ("the patient's SSRI" if "ssri_use" in p.facts.flags else
                         "a serotonergic drug") + " needs the serotonin-syndrome check first: " + cite(o.rule))
             continue
@@ -638,7 +641,7 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             j = same[0]
             other = drugs[active_classes[drugs[j].drug_class]]
             cls = drugs[j].drug_class.upper() if drugs[j].drug_class in ("snri", "tca") else drugs[j].drug_class
-            risk = ("; two serotonergic drugs add serotonin-syndrome risk " + cite("P5.serotonin_check")
+            risk = ("; two serotonergic drugs add serotonin-syndrome risk " + cite("P5.serotonin_check_snri")
                     if drugs[j].serotonergic and other.serotonergic else "")
             o.verdict, o.rule = "departure", "P4.partial_add"
             o.reason = (f"{drug_name(drugs[j].name)} and {drug_name(other.name)} are both {cls}s: a second drug of "

@@ -142,8 +142,18 @@ def test_snri_with_ssri_without_check_is_a_departure_and_the_checked_one_is_not(
     s.answer(s.point.guideline)
     unchecked = s.point.options[_index(s, "switch:duloxetine:no-check")]
     checked = s.point.options[_index(s, "switch:duloxetine")]
-    assert unchecked.verdict == "departure" and unchecked.rule == "P5.serotonin_check"
-    assert checked.rule != "P5.serotonin_check" and checked.verdict in ("guideline", "acceptable", "other")
+    # the SNRI's own serotonin rule, not tramadol's (whose text speaks of tramadol)
+    assert unchecked.verdict == "departure" and unchecked.rule == "P5.serotonin_check_snri"
+    assert "P5.serotonin_check_snri" in unchecked.reason and "Tramadol" not in unchecked.reason
+    assert not checked.rule.startswith("P5.serotonin") and checked.verdict in ("guideline", "acceptable", "other")
+
+
+def test_tramadol_on_an_ssri_without_check_cites_tramadols_serotonin_rule() -> None:
+    """Protects: tramadol without the serotonin check on an SSRI is a departure citing P5.serotonin_check."""
+    s = _session("ssri-tramadol")
+    s.answer(s.point.guideline)
+    o = next(x for x in s.point.options if x.kind == "tramadol" and x.key.endswith(":no-check"))
+    assert o.verdict == "departure" and o.rule == "P5.serotonin_check" and "Tramadol" in o.reason
 
 
 def test_raise_and_lower_dose_change_the_dose_in_the_trainee_course() -> None:
