@@ -678,6 +678,10 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             o.rule = why_last
             o.reason = f"{drug_name(drugs[d.start[0]].name)} is kept for last for this patient: {cite(why_last)}"
             continue
+        if o.kind == "continue" and p.state == "strong_opioid":
+            o.reason = ("a strong opioid is a time-limited trial, stopped when it does not give relief, not continued: "
+                        + cite("P8.stop_ineffective"))
+            continue
         o.reason = {"continue": "continuing unchanged delays the step the response calls for.",
                     "refer": "referral is for refractory pain, after the drug steps are exhausted.",
                     "lower": "a lower dose is for a dose-limiting side effect, not for an inadequate response.",

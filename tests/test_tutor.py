@@ -302,3 +302,15 @@ def test_engine_hooks_skip_the_named_check_and_taper_only_one_drug() -> None:
     nxt = ev[(ev["event"] == "evaluation") & (ev["day"] > day)]
     if len(nxt):  # the other drug runs on and is the one evaluated
         assert str(nxt["drug"].iloc[0]) in kept
+
+
+def test_continuing_a_strong_opioid_without_relief_cites_the_time_limited_trial() -> None:
+    """Protects: continuing morphine after a non-relieving reassessment is explained by P8 (time-limited trial,
+    stopped if ineffective), not by the generic 'continuing delays the next step'."""
+    s = _session("arrhythmia-no-tca")
+    s.answer(_index(s, "strong_opioid"))
+    while s.point is not None and s.point.outcome == "relief":
+        s.answer(s.point.guideline)
+    assert s.point is not None and s.point.state == "strong_opioid", "no non-relieving reassessment on morphine"
+    o = next(x for x in s.point.options if x.kind == "continue")
+    assert o.verdict == "other" and "time-limited" in o.reason and "P8.stop_ineffective" in o.reason
