@@ -70,6 +70,8 @@ GUARD_RULE: dict[str, tuple[str, str]] = {
     "tramadol_allowed": ("P7.tramadol_after_first_line", "tramadol comes only after documented failure of a "
                          "first-line agent"),
     "strong_opioid_gate": ("P8.prerequisites", ""),
+    "referral_allowed": ("P9.discharge_plan", "the patient has already seen the pain specialist: one referral per "
+                         "patient, after which the specialist's plan is followed (a model assumption)"),
     "localized_pain": ("P6.topical_localized", "topicals are for localized pain, and this pain is not localized"),
     "topical_allowed": ("P6.topical_localized", "the policy does not use topicals for this patient"),
 }

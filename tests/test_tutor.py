@@ -314,3 +314,20 @@ def test_continuing_a_strong_opioid_without_relief_cites_the_time_limited_trial(
     assert s.point is not None and s.point.state == "strong_opioid", "no non-relieving reassessment on morphine"
     o = next(x for x in s.point.options if x.kind == "continue")
     assert o.verdict == "other" and "time-limited" in o.reason and "P8.stop_ineffective" in o.reason
+
+
+def test_a_second_referral_is_explained_by_the_one_referral_rule_not_p4() -> None:
+    """Protects: once the patient has seen the specialist, 'refer' again cites P9 (one referral, then the
+    specialist's plan), not the generic P4 fallback ('the pathway's guard refuses it')."""
+    s = _session("ssri-tramadol")
+    for _ in range(40):
+        if s.point is None:
+            break
+        refer = next((o for o in s.point.options if o.kind == "refer"), None)
+        if refer is not None and refer.rule.startswith("P9.discharge"):
+            break
+        s.answer(_index(s, "refer") if refer is not None else s.point.guideline)
+    assert s.point is not None, "the case ended before a second referral could be offered"
+    refer = next(o for o in s.point.options if o.kind == "refer")
+    assert refer.rule == "P9.discharge_plan" and "already seen the pain specialist" in refer.reason
+    assert "guard refuses" not in refer.reason
