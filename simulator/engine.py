@@ -517,12 +517,13 @@ class Simulation:
         d = t.drugs[j]
         i = p.idx
         sero = self.serotonergic
+        # A taper that ends this very day still counts: the oracle orders same-day stops after starts.
         serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
-                             or any(end > now and sero[k] for k, end in p.tapering))
+                             or any(end >= now - 1e-9 and sero[k] for k, end in p.tapering))
         skipped = SKIPPED_CHECKS.get(departure, frozenset())
         weak = self.weak_opioid
         tramadol_with = (any(weak[ln.drug] for ln in lines)
-                         or any(end > now and weak[k] for k, end in p.tapering))
+                         or any(end >= now - 1e-9 and weak[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
