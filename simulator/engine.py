@@ -164,6 +164,7 @@ class Simulation:
         self.rule_ids, self.rule_code = rule_codes()
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
+        self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -403,7 +404,12 @@ class Simulation:
                         lines.remove(line)
                         p.active = [ln.drug for ln in lines]
                         if line.topical_addon and lines:
-                            continue  # a topical added alongside stops alone; the trial goes on
+                            # A topical added alongside stops alone; the trial goes on, judged (and logged)
+                            # on the newest drug still taken.
+                            if line is newest:
+                                newest = lines[-1]
+                                drug = t.drugs[newest.drug]
+                            continue
                         outcome = "intolerable"
                         pain = -1.0
                         p.intolerant = line.drug
@@ -515,7 +521,11 @@ class Simulation:
         serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
                              or any(end > now and sero[k] for k, end in p.tapering))
         skipped = SKIPPED_CHECKS.get(departure, frozenset())
-        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
+        weak = self.weak_opioid
+        tramadol_with = (any(weak[ln.drug] for ln in lines)
+                         or any(end > now and weak[k] for k, end in p.tapering))
+        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
+                                                 tramadol_with and d.serotonergic):
             if check in skipped:
                 continue
             p.checks.add(check)
