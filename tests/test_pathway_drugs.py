@@ -468,6 +468,25 @@ def test_trace_names_the_drugs_stopped_at_a_switch() -> None:
     assert found
 
 
+def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
+    """Item 12: the event log has the evaluation, then drug_stop X.dropout, then dropout on the same day; the
+    trace told 'pregabalin stopped [X.dropout]' before the evaluation that preceded it. Guideline patients
+    48 and 1413 (seed 1) are evaluated and then lost to follow-up on the same day."""
+    from simulator.narrate import setup_from_scenario, trace
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    checked = 0
+    for k in (48, 1413):
+        steps = trace(setup_from_scenario(sc, patient=k)).steps
+        drop = [n for n, s in enumerate(steps) if s.kind == "stop" and s.rule == "X.dropout"]
+        for n in drop:
+            same_day_evals = [m for m, s in enumerate(steps) if s.kind == "evaluation" and s.day == steps[n].day]
+            assert all(m < n for m in same_day_evals), [s.line() for s in steps[-4:]]
+            checked += len(same_day_evals)
+    assert checked
+
+
 def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
     """S000: limited efficacy of nortriptyline, morphine and pregabalin in lumbosacral radiculopathy. The same
     patients judged on the same first drug do worse with radiculopathy than with diabetic neuropathy."""
