@@ -536,7 +536,7 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)
         if add is not None:
-            return Decision("add_on", (add,), rule="P4.partial_add")
+            return Decision("add_on", (add,), rule="P4.addon_replaced")
     if inadequate and _topical_add_due(p, ctx, state):
         return Decision("add_topical", (p.topical,), rule="P6.topical_add")
     if state == "tramadol":
