@@ -28,7 +28,8 @@ follows each arm day by day:
 * **Intolerance** is handled per protocol (``on_intolerance``): ``withdraw`` (the patient leaves the
   trial; an explicit outcome), ``stop_drug`` (the drug stops, the patient stays) or ``down_titrate`` (back
   to the previous titration dose and held there, i.e. the maximum tolerated dose; at the lowest dose the
-  drug stops). Drop-out is the protocol's ``dropout_per_week`` (default none).
+  drug stops). A placebo patient with an intolerable nocebo event is handled alike (blinded): withdrawn
+  under ``withdraw``, kept in the trial otherwise. Drop-out is the protocol's ``dropout_per_week`` (default none).
 * **Gates.** Patient-level safety gates of the guideline apply to every ``start``/``increase_dose`` step
   (:mod:`simulator.safety`): a patient with a P5 contraindication, or a topical without localized pain
   (P6), cannot be given the step and is a *logged exclusion* (reason = rule id) who leaves the analysis; a
@@ -857,8 +858,13 @@ class _Group:
         for j, sel in intolerable_slots:
             sel = sel & self.in_trial
             self.intolerable |= sel
-            if self.p.on_intolerance == "withdraw" or j == len(self.p.slots):
+            if self.p.on_intolerance == "withdraw":
                 self._leave(sel, float(day), WITHDRAWN_AE)
+            elif j == len(self.p.slots):
+                # placebo under stop_drug / down_titrate: a blinded protocol handles the dummy as the drug (stopped
+                # or reduced) and the patient stays; withdrawing here would make placebo the only arm that loses
+                # patients to adverse events
+                continue
             elif self.p.on_intolerance == "stop_drug":
                 self._stop(j, sel)
             else:

@@ -141,6 +141,18 @@ def test_intolerance_handling(handling):
         assert (hit.dose_end_pregabalin < 600).all() and (hit.dose_end_pregabalin > 0).any()
 
 
+@pytest.mark.parametrize("handling", ["withdraw", "stop_drug", "down_titrate"])
+def test_placebo_intolerance_follows_the_protocol(handling):
+    """Protects blinded intolerance handling: a placebo patient with an intolerable nocebo event is withdrawn
+    only when the protocol withdraws; under stop_drug or down_titrate the patient stays, as on the drug arm
+    (withdrawing placebo patients alone made placebo lose more patients to adverse events than the drug)."""
+    p = run(design(patients=3000, on_intolerance=handling, guideline_gates=False, arms=["placebo"])).patients
+    hit = p[p.intolerable_ae]
+    assert len(hit) > 30
+    expected = "withdrawn_adverse_event" if handling == "withdraw" else "completed"
+    assert (hit.status == expected).all()
+
+
 def test_locf_observed_and_dropout():
     """Protects endpoint analyses and protocol drop-out: with drop-out, LOCF keeps the last evaluation, observed
     analyses completers only; no drop-out when the protocol sets none."""
