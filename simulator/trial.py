@@ -533,6 +533,7 @@ class GroupOutcome:
     capped: np.ndarray  # dose cap applied by the gates ('' = none)
     final_dose: dict[str, np.ndarray]
     completed_pain: np.ndarray  # endpoint NRS of completers (nan otherwise)
+    start_day: int = 0  # trial day the period starts (crossover: after the previous periods and their washouts)
 
 
 def _record(x: np.ndarray, res: float) -> np.ndarray:
@@ -897,7 +898,8 @@ class _Group:
             onset_1pt=np.where(e1, self.onset_1pt, -np.minimum(left, end)),
             onset_30=np.where(e3, self.onset_30, -np.minimum(left, end)), evals=self.evals, branch=self.branch,
             branch_entry_nrs=self.branch_entry, escalated=self.escalated, exclusion=self.exclusion, capped=self.capped,
-            final_dose=final_dose, completed_pain=np.where(completed & (self.status != EXCLUDED), rec_end, np.nan))
+            final_dose=final_dose, completed_pain=np.where(completed & (self.status != EXCLUDED), rec_end, np.nan),
+            start_day=int(self.t0))
 
 
 # ==================================================================================================
@@ -1078,7 +1080,8 @@ def _patients_frame(pop: _Population, proto: Protocol, parts: list[tuple[str, in
     for arm, period, g in parts:
         rows = g.rows
         data: dict[str, Any] = {
-            "patient": rows, "arm": arm, "period": period, "branch": g.branch.astype(str),
+            "patient": rows, "arm": arm, "period": period, "period_start_day": g.start_day,
+            "branch": g.branch.astype(str),
             "age": pop.cohort.age[rows], "etiology": [ETIOLOGIES[e] for e in pop.etiology[rows]],
             "baseline_nrs": g.baseline, "endpoint_nrs": g.pain_end,
             "status": [STATUS_NAMES[s] for s in g.status], "left_on_day": g.stop_day,

@@ -101,6 +101,8 @@ def test_crossover_periods_and_washout():
     per = p.groupby("patient").agg(arms=("arm", "nunique"), periods=("period", "nunique"), rows=("arm", "size"))
     assert (per.arms == 2).all() and (per.periods == 2).all() and (per.rows == 2).all()
     assert set(p.period) == {0, 1}
+    # the washout separates the periods: period q starts on day q * (28 + 7)
+    assert (p.period_start_day == p.period * (28 + 7)).all()
 
 
 def test_inclusion_criteria_are_applied():
@@ -254,6 +256,7 @@ def test_readme_crossover_follows_its_design():
     assert both.mean() > 0.9 and combo[~both].intolerable_ae.all()
     gbp = p[p.arm == "gabapentin"]
     assert (gbp.dose_end_nortriptyline == 0).all()
+    assert (p.period_start_day == p.period * (42 + 7)).all()  # 6-week periods, 1-week washout
 
 
 # --- input errors and the CLI ---------------------------------------------------------------------------
