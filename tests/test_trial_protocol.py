@@ -122,6 +122,12 @@ def test_lead_in_randomises_inadequate_responders_only():
     res = run(d)
     assert 0 < res.lead_in_excluded < 1500
     assert len(res.patients) == 1500 - res.lead_in_excluded
+    # the selection follows the criterion: a looser one (< 60% reduction) keeps more of the same patients
+    loose = run(design(patients=1500, lead_in={"drug": "pregabalin", "dose": 300, "weeks": 4,
+                                              "keep_if": {"reduction_below": 0.6}},
+                       guideline_gates=False, arms=["duloxetine:60", "placebo"]))
+    assert loose.lead_in_excluded < res.lead_in_excluded
+    assert set(res.patients.patient) < set(loose.patients.patient)
 
 
 @pytest.mark.parametrize("handling", ["withdraw", "stop_drug", "down_titrate"])
