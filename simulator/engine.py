@@ -237,10 +237,9 @@ class Simulation:
                              crcl=float(c.crcl[i]), flags=self.flags[i])
         p = PatientModel(i, facts, float(c.baseline_nrs[i]), bool(c.misuse_risk[i] == 2), ctx)
         lat = self.latents
-        ns = float(lat.ns_reduction[i])
+        ns_onset = float(lat.ns_onset[i])
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
-        class_u = lat.class_u[i]
-        class_z = lat.class_z[i]
+        drug_z = lat.drug_z[i]
         adv = self.adverse[i]
         fu = self.followup[i]
         horizon = self.config.horizon_days
@@ -335,7 +334,9 @@ class Simulation:
                     continue
                 if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
                     # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).
-                    until = p.taper_end
+                    # The next drug starts just after the taper's last stop (1e-6 d, below the log's resolution
+                    # of 1e-3 d), so the log orders the stop before the start whatever the float rounding.
+                    until = p.taper_end + 1e-6
                     if ltfu_day < until:
                         if ltfu_day >= horizon:
                             yield env.timeout(horizon - env.now)
@@ -421,9 +422,9 @@ class Simulation:
                 for n_line, ln in enumerate(lines):
                     d = t.drugs[ln.drug]
                     e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
-                                    float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
+                                    lat.u_scalar(i, d.index, now), float(drug_z[d.index]), facts.localized)
                     effects.append(e * t.combination_factor if n_line > 0 else e)
-                pain = observed_pain(p.baseline, ns, t.ns_onset, now - entry, effects, t.noise_sd,
+                pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                                      streams.keyed_normal(self.noise_key, i, streams.day_slot(now - entry)))
                 p.last_pain = pain
                 red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
@@ -518,12 +519,13 @@ class Simulation:
         d = t.drugs[j]
         i = p.idx
         sero = self.serotonergic
+        # A taper that ends this very day still counts: the oracle orders same-day stops after starts.
         serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
-                             or any(end > now and sero[k] for k, end in p.tapering))
+                             or any(end >= now - 1e-9 and sero[k] for k, end in p.tapering))
         skipped = SKIPPED_CHECKS.get(departure, frozenset())
         weak = self.weak_opioid
         tramadol_with = (any(weak[ln.drug] for ln in lines)
-                         or any(end > now and weak[k] for k, end in p.tapering))
+                         or any(end >= now - 1e-9 and weak[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
