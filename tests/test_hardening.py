@@ -260,8 +260,7 @@ def test_usage_errors_are_one_paragraph_with_a_fix() -> None:
     _refused(_cli(["run", GUIDE, "--seed", "abc"]), "in the command line", "option '--seed'", "whole number")
     _refused(_cli(["run", GUIDE, "--sed", "1"]), "--sed", "painpath run --help")
     _refused(_cli(["run"]), "argument 'SCENARIO'", "required")
-    _refused(_cli(["trial", "--cohort", "trials/dpn", "--arm", "placebo", "--weeks", "4", "--design", "x"]),
-             "option '--design'", "parallel")
+    _refused(_cli(["parameters", "--format", "x"]), "option '--format'", "md")
     _refused(_cli(["nonsense"]), "nonsense")
 
 
