@@ -31,6 +31,7 @@ ESCALATION_RANK: dict[str, int] = {"assessment": 0, "topical": 1, "first_line": 
                                    "tramadol": 3, "strong_opioid": 4}
 STRONG_MIN_RANK = 2  # P8: earliest line from which the prerequisites can have been met
 TRAMADOL_MIN_RANK = 1  # P7: after a first-line (or topical) trial
+MAINTENANCE_EXITS = frozenset({"relapse", "drop_out"})  # how a relieved patient leaves maintenance (issue 10)
 GATE_GUARDS: dict[str, str] = {"strong_opioid": "strong_opioid_gate", "tramadol": "tramadol_allowed"}
 
 
@@ -91,7 +92,10 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
             exits.setdefault(s, []).append(e)
     for s in states:
         if s in terminal:
-            if exits.get(s):
+            if exits.get(s) and {e.trigger for e in exits[s]} <= MAINTENANCE_EXITS:
+                found.append(Finding("dead_end", INFO, s, f"maintenance: '{s}' is left only by "
+                                     f"{', '.join(sorted({e.trigger for e in exits[s]}))} (P4.relapse, X.dropout)"))
+            elif exits.get(s):
                 found.append(Finding("dead_end", WARNING, s,
                                      f"terminal state '{s}' has exits: {', '.join(e.trigger for e in exits[s])}"))
             continue
@@ -112,7 +116,7 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
 
     # Escalation order (P7, P8)
     for e in transitions:
-        if e.dest not in GATE_GUARDS:
+        if e.dest not in GATE_GUARDS or e.trigger == "relapse":  # a relapse returns to a line already entered
             continue
         guard = GATE_GUARDS[e.dest]
         min_rank = STRONG_MIN_RANK if e.dest == "strong_opioid" else TRAMADOL_MIN_RANK

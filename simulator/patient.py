@@ -15,7 +15,8 @@ from .safety import PatientFacts, contraindication
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "active", "tried", "failed_classes", "combination_failed", "n_failed", "n_first_line",
-                 "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step")
+                 "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step",
+                 "relieved_from")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -45,10 +46,30 @@ class PatientModel:
         self.strong_tried = False
         self.checks: set[str] = set()
         self.protocol_step = 0
+        self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
         self._topical_ok = (ctx.policy.topicals != "never"
                             and contraindication(drugs[ctx.topical], facts) is None)
 
     # ---- guards (conditions of the pathway's transitions) ---------------------------------------
+    # P4.relapse: back to the treating state the patient was relieved in.
+    def relieved_in_topical(self) -> bool:
+        return self.relieved_from == "topical"
+
+    def relieved_in_first_line(self) -> bool:
+        return self.relieved_from == "first_line"
+
+    def relieved_in_add_on(self) -> bool:
+        return self.relieved_from == "add_on"
+
+    def relieved_in_switch(self) -> bool:
+        return self.relieved_from == "switch"
+
+    def relieved_in_tramadol(self) -> bool:
+        return self.relieved_from == "tramadol"
+
+    def relieved_in_strong_opioid(self) -> bool:
+        return self.relieved_from == "strong_opioid"
+
     def localized_pain(self) -> bool:
         """P6: topicals are for localized pain."""
         return self.facts.localized

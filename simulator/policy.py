@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .care import Maintenance, UsualCare
 from .catalog import FIRST_LINE_CLASSES, load_catalog
 from .schema import Strict
 
@@ -28,6 +29,8 @@ DEPARTURES: tuple[str, ...] = (
     "fast_titration",  # titration faster than the catalogue schedule (P13)
     "short_trial",  # evaluation before the adequate trial (P3, P13)
     "no_misuse_screen",  # strong opioid without the misuse-risk screen (P8)
+    "usual_care_index",  # the index drug drawn from usual care's observed mix, not P1 (simulator.care)
+    "under_titration",  # drugs left below their recommended dose (P2, P13; simulator.care)
 )
 
 
@@ -156,6 +159,8 @@ class Policy(Strict):
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
     declared_departures: list[str] = []
     protocol: Protocol | None = Field(None, description="a fixed protocol replaces the guideline's choices")
+    maintenance: Maintenance = Maintenance()
+    usual_care: UsualCare = UsualCare()
 
     @field_validator("declared_departures")
     @classmethod
@@ -210,6 +215,9 @@ class Policy(Strict):
         if self.titration_speed < 1.0 and "fast_titration" not in self.declared_departures:
             raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); use 1 or more, "
                              "or declare 'fast_titration' in declared_departures to simulate it on purpose")
+        for dep, why in self.usual_care.departures_needed():
+            if dep not in self.declared_departures:
+                raise ValueError(f"usual_care: {why}; declare '{dep}' in declared_departures to simulate it on purpose")
         if self.response.partial_min_reduction > self.response.relief_min_reduction:
             raise ValueError("response.partial_min_reduction cannot exceed relief_min_reduction; use a value "
                              "at most relief_min_reduction")
