@@ -36,6 +36,9 @@ class Maintenance(Strict):
     opioid_visit_interval_days: int = Field(
         56, ge=7, le=91, description="P8.reassessment: days between reassessments while an opioid runs (S004: every "
         "1-3 months; 8 weeks is the guideline default, an assumption within that range)")
+    confirm_loss: bool = Field(
+        True, description="P4.relapse: a visit without relief is confirmed at a visit one policy visit interval "
+        "later before the regimen is changed (assumption: one noisy NRS rating does not end a working regimen)")
     relapse: bool = Field(True, description="P4.relapse: relief can be lost (clinical persistence.relapse_per_year); "
                           "false keeps v0.1's absorbing relief")
 

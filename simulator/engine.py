@@ -24,6 +24,7 @@ import numpy as np
 import simpy
 
 from . import streams
+from .care import index_drug, stop_day
 from .clinical import (
     MAX_VISITS,
     RESPONSE_COLUMNS,
@@ -36,7 +37,7 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TRIGGERS, Table, compile_table, fire
+from .pathway import OUTCOMES, STATES, TREATING, TRIGGERS, Table, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
@@ -45,9 +46,9 @@ from .safety import PatientFacts, contraindication, dose_cap, required_checks, s
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
                            "adverse_event", "safety_check", "excluded", "referral_queued", "consult",
-                           "dropout")
+                           "dropout", "maintenance_visit")
 (E_ASSESS, E_TRANSITION, E_START, E_DOSE, E_STOP, E_EVAL, E_AE, E_CHECK, E_EXCLUDE, E_QUEUE, E_CONSULT,
- E_DROPOUT) = range(len(EVENTS))
+ E_DROPOUT, E_MAINT) = range(len(EVENTS))
 CHECKS: tuple[str, ...] = ("ecg", "serotonin_check", "misuse_screen", "treatment_agreement")
 CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_failed", "conservative_relief",
                                      "conservative_no_relief")
@@ -59,6 +60,11 @@ OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 N_SERIOUS = len(SERIOUS_TYPES)
 FOLLOWUP_COLUMNS = 16
 SPECIALIST_COLUMNS = 4
+MAX_RELAPSES = 8  # relapse draws per patient (later relief episodes reuse the last)
+MAX_RETURNS = 16  # return-after-stop draws per patient (later lines reuse the last)
+_INDEX_TRIGGER = {"gabapentinoid": "start_first_line", "snri": "start_first_line", "tca": "start_first_line",
+                  "topical": "start_topical", "weak_opioid": "escalate_tramadol",
+                  "strong_opioid": "escalate_strong_opioid"}
 
 
 def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
@@ -81,7 +87,7 @@ Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision
 class _Line:
     """One drug being taken: its schedule and pending adverse events."""
 
-    __slots__ = ("drug", "start", "steps", "target", "next_step", "aes", "target_day")
+    __slots__ = ("drug", "start", "steps", "target", "next_step", "aes", "target_day", "stop_at")
 
     def __init__(self, drug: int, start: float, steps: tuple[tuple[float, float], ...], target: float) -> None:
         self.drug = drug
@@ -91,6 +97,7 @@ class _Line:
         self.next_step = 1
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
         self.target_day = start + next((off for off, d in steps if d >= target), steps[-1][0])
+        self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events
 
     def dose_at(self, day: float) -> float:
         dose = self.steps[0][1]
@@ -128,6 +135,19 @@ class Simulation:
         self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)
         self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
+        # Issue 10: adherence, index choice, stops for other reasons and under-titration (per drug),
+        # relapses and returns after a stop; one row per patient (common random numbers).
+        nd = len(self.tables.drugs)
+        self.persist = streams.block(seed, replication, streams.PERSISTENCE, n,
+                                     2 + 2 * nd + MAX_RELAPSES + MAX_RETURNS, dtype=np.float32)
+        pe = self.tables.persistence
+        self.non_ae_stop = self.tables.non_ae_stop_per_year
+        uc = ctx.policy.usual_care
+        self.index_mix = tuple((ctx.by_name[name], share) for name, share in uc.index_drugs.items() if share > 0)
+        self.under = tuple(uc.under_titration.get(d.drug_class, 0.0) for d in self.tables.drugs)
+        self.return_after_stop = uc.return_after_stop
+        mt = ctx.policy.maintenance
+        self.relapse_rate = pe["relapse_per_year"] if mt.relapse else 0.0
         self.buf = array("d")
         self.env = simpy.Environment()
         slots = max(int(config.specialist_slots_per_week), 0)
@@ -192,15 +212,21 @@ class Simulation:
         ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
         log = self._log
         policy = ctx.policy
-        resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
         n_visits = 0
+        pu = self.persist[i]
+        pe = t.persistence
+        # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
+        adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
+        obs = (class_u, class_z, ns, noise, adherence)
 
         log(i, 0.0, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
             log(i, 0.0, E_EXCLUDE, "assessment", drug=j, rule=why)
-        decision = first_choice(p, ctx)
+        decision = self._usual_index(p, float(pu[1])) if self.index_mix else None
+        if decision is None:
+            decision = first_choice(p, ctx)
         if self.decide is not None:
             decision = self.decide(p, None, 0.0, p.baseline, decision)
 
@@ -212,6 +238,7 @@ class Simulation:
             if decision.trigger == "stay":
                 return
             # "continue": a protocol keeps the regimen for another step (no transition).
+            before = p.state
             if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
                 # The pathway refused the policy's proposal: refer instead (P9) and record why.
                 if lines:
@@ -222,8 +249,15 @@ class Simulation:
             if decision.trigger != "continue":
                 log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
             if p.state == "relieved":
-                yield from self._maintenance(p, lines)
-                return
+                p.relieved_from = before
+                res = yield from self._maintenance(p, lines, obs, ltfu_day, n_visits)
+                if res is None:
+                    return
+                outcome, pain, n_visits = res
+                decision = self._decide_after(p, lines, outcome, env.now, pain, fu)
+                if decision is None:
+                    return
+                continue
             if p.state == "specialist_referral":
                 outcome = yield from self._specialist(p, ltfu_day)
                 if outcome == "dropout":
@@ -256,6 +290,8 @@ class Simulation:
                 due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
                 k = math.ceil((due - newest.start) / visit - 1e-9)
                 eval_day = newest.start + max(k, 1) * visit
+                if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
+                    eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
             outcome = None
             pain = -1.0
             while outcome is None:
@@ -279,41 +315,24 @@ class Simulation:
                         outcome = "intolerable"
                         pain = -1.0
                     continue
+                if kind == "stop":  # stopped for reasons other than adverse events (persistence)
+                    self._patient_stop(p, line, now)
+                    lines.remove(line)
+                    p.active = [ln.drug for ln in lines]
+                    if not lines:  # the line ended: decided as when a drug cannot be continued
+                        outcome = "intolerable"
+                        pain = -1.0
+                    continue
                 # evaluation visit (P3 adequate trial reached)
-                effects = []
-                for n_line, ln in enumerate(lines):
-                    d = t.drugs[ln.drug]
-                    e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
-                                    float(class_u[d.class_index]), float(class_z[d.class_index]), facts.localized)
-                    effects.append(e * t.combination_factor if n_line > 0 else e)
-                pain = observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd,
-                                     float(noise[n_visits % MAX_VISITS]))
+                pain = self._pain(p, lines, now, obs, n_visits, 1.0)
                 n_visits += 1
-                red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
-                if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
-                    outcome = "relief"
-                elif red >= resp.partial_min_reduction:
-                    outcome = "partial"
-                else:
-                    outcome = "none"
+                outcome = self._judge(p, pain)
                 log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
                     detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
 
-            now = env.now
-            if outcome != "relief":
-                p.n_failed += 1
-                # P4: a failed line may end care (named assumption: dropout_after_failed_line).
-                u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
-                if u < t.follow_up["dropout_after_failed_line"]:
-                    self._stop_all(p, lines, now, "X.dropout")
-                    fire(self.table, p, "drop_out")
-                    log(i, now, E_DROPOUT, p.state, rule="X.dropout")
-                    return
-                if outcome == "intolerable" and p.state == "add_on":
-                    p.combination_failed = True
-            decision = next_step(p, ctx, outcome, now, pain)
-            if self.decide is not None:
-                decision = self.decide(p, outcome, now, pain, decision)
+            decision = self._decide_after(p, lines, outcome, env.now, pain, fu)
+            if decision is None:
+                return
 
     # ---------------------------------------------------------------------------------------------
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
@@ -326,6 +345,10 @@ class Simulation:
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
+        nd = len(t.drugs)
+        pu = self.persist[i]
+        if self.under[j] > 0 and float(pu[2 + nd + j]) < self.under[j]:  # usual care: X.under_titration
+            goal = d.titration[0][1]
         speed = self.ctx.policy.titration_speed
         key = (j, dose_cap(d, p.facts)[0], titration_stretch(d, p.facts) * speed, goal)
         cached = self._schedule_cache.get(key)
@@ -333,6 +356,8 @@ class Simulation:
             cached = self._schedule_cache[key] = schedule(d, p.facts, speed, goal)
         steps, target = cached
         line = _Line(j, now, steps, target)
+        pe = t.persistence
+        line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"], float(pu[2 + j]))
         p.tried.add(j)
         if d.drug_class in ("gabapentinoid", "snri", "tca"):
             p.n_first_line += 1
@@ -384,6 +409,8 @@ class Simulation:
         for ln in lines:
             if ln.aes and ln.aes[0][0] < best[0]:
                 best = (ln.aes[0][0], "ae", ln, ln.aes[0])
+            if ln.stop_at < best[0]:
+                best = (ln.stop_at, "stop", ln, None)
         return best
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
@@ -438,19 +465,139 @@ class Simulation:
         lines.clear()
         p.active = []
 
-    def _maintenance(self, p: PatientModel, lines: list[_Line]):
-        """After relief: the regimen continues; its remaining adverse events are still recorded."""
+    # ---- issue 10: usual care's index drug, the year after the first answer -----------------------
+    def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
+        """Usual care's index drug (X.usual_care_choice), drawn from the policy's observed mix; None when
+        the pathway would refuse it for this patient (the guideline's first choice is made instead)."""
+        j = index_drug(self.index_mix, u)
+        d = self.tables.drugs[j]
+        if contraindication(d, p.facts) is not None:
+            return None
+        trigger = _INDEX_TRIGGER[d.drug_class]
+        ok = {"start_topical": p.facts.localized, "escalate_tramadol": p.tramadol_allowed(),
+              "escalate_strong_opioid": p.strong_opioid_gate()}.get(trigger, True)
+        return Decision(trigger, (j,), rule="X.usual_care_choice") if ok else None
+
+    def _pain(self, p: PatientModel, lines: list[_Line], now: float, obs: tuple, k: int, retained: float) -> float:
+        """Observed NRS at a visit: drug effects (times adherence and, after a relapse, the share retained)."""
+        t = self.tables
+        class_u, class_z, ns, noise, adherence = obs
+        scale = adherence * retained
+        effects = []
+        for n_line, ln in enumerate(lines):
+            d = t.drugs[ln.drug]
+            e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
+                            float(class_u[d.class_index]), float(class_z[d.class_index]), p.facts.localized) * scale
+            effects.append(e * t.combination_factor if n_line > 0 else e)
+        return observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd, float(noise[k % MAX_VISITS]))
+
+    def _judge(self, p: PatientModel, pain: float) -> str:
+        """P4: relief, partial or none, by the policy's response rule."""
+        resp = self.ctx.policy.response
+        red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
+        if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
+            return "relief"
+        return "partial" if red >= resp.partial_min_reduction else "none"
+
+    def _patient_stop(self, p: PatientModel, line: _Line, now: float) -> None:
+        """The patient stops a drug for reasons other than adverse events (X.patient_stop)."""
+        self._log(p.idx, now, E_STOP, p.state, drug=line.drug, dose=line.dose_at(now), rule="X.patient_stop")
+
+    def _leave(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
+        self._stop_all(p, lines, now, rule)
+        fire(self.table, p, "drop_out")
+        self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
+
+    def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
+                      fu: np.ndarray) -> Decision | None:
+        """The next decision after a line's outcome (None: the patient left care)."""
+        t = self.tables
+        if outcome != "relief":
+            p.n_failed += 1
+            # P4: a failed line may end care (named assumption: dropout_after_failed_line).
+            u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
+            if u < t.follow_up["dropout_after_failed_line"]:
+                self._leave(p, lines, now, "X.dropout")
+                return None
+            if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
+                col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(p.n_failed - 1, MAX_RETURNS - 1)
+                if float(self.persist[p.idx][col]) >= self.return_after_stop:
+                    self._leave(p, lines, now, "X.left_treatment")
+                    return None
+            if outcome == "intolerable" and p.state == "add_on":
+                p.combination_failed = True
+        decision = next_step(p, self.ctx, outcome, now, pain)
+        if self.decide is not None:
+            decision = self.decide(p, outcome, now, pain, decision)
+        return decision
+
+    def _maintenance(self, p: PatientModel, lines: list[_Line], obs: tuple, ltfu_day: float, n_visits: int):
+        """After relief: the regimen continues with maintenance visits (P4.maintenance_visit), every
+        ``opioid_visit_interval_days`` while an opioid runs (P8.reassessment, S004). Adverse events, stops
+        for other reasons and loss to follow-up continue. At each visit the response is judged again; relief
+        lost (or no drug left) sends the patient back to the state he was relieved in (P4.relapse).
+
+        Returns ``(outcome, pain, n_visits)`` for the policy's next decision, or None (horizon, drop-out)."""
         env = self.env
+        t = self.tables
+        i = p.idx
         horizon = self.config.horizon_days
+        mt = self.ctx.policy.maintenance
+        relapsable = p.relieved_from in TREATING  # relief after a specialist intervention: the clinic's (i12)
+        u = float(self.persist[i][2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1)])
+        rate = self.relapse_rate
+        relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 and relapsable else math.inf
+        retained = t.persistence["relapse_effect_retained"]
+        last_visit = env.now
+        confirming = False  # a visit without relief is confirmed at the next regular visit before any change
         while True:
-            nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
-            if kind != "ae" or nxt >= horizon:
-                return
+            classes = [t.drugs[ln.drug].drug_class for ln in lines]
+            opioid = "weak_opioid" in classes or "strong_opioid" in classes
+            if confirming:
+                visit_day = last_visit + self.ctx.policy.visit_interval_days
+            else:
+                visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
+            nxt, kind, line, ae = self._next_event(lines, visit_day, ltfu_day)
+            if nxt >= horizon:
+                yield env.timeout(horizon - env.now)
+                return None
             if nxt > env.now:
                 yield env.timeout(nxt - env.now)
-            self._log_doses(p.idx, p, lines, env.now)
-            if self._adverse_event(p, line, ae, env.now):
+            now = env.now
+            self._log_doses(i, p, lines, now)
+            if kind == "dropout":
+                self._leave(p, lines, now, "X.dropout")
+                return None
+            if kind in ("ae", "stop"):
+                if kind == "ae" and not self._adverse_event(p, line, ae, now):
+                    continue
+                if kind == "stop":
+                    self._patient_stop(p, line, now)
                 lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+                if lines or not relapsable:  # the rest of the regimen is judged at the next visit
+                    continue
+                outcome, pain = "intolerable", -1.0
+            else:
+                last_visit = now
+                pain = self._pain(p, lines, now, obs, n_visits, retained if now >= relapse_day else 1.0)
+                n_visits += 1
+                outcome = self._judge(p, pain)
+                rule = "P8.reassessment" if "strong_opioid" in classes else "P4.maintenance_visit"
+                newest = lines[-1] if lines else None
+                self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
+                          dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
+                          rule=rule)
+                if outcome == "relief" or not relapsable:
+                    confirming = False
+                    continue
+                if not confirming and mt.confirm_loss:
+                    confirming = True
+                    continue
+            p.n_relapses += 1
+            fire(self.table, p, "relapse")
+            self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relapse"], rule="P4.relapse")
+            return outcome, pain, n_visits
 
     def _specialist(self, p: PatientModel, ltfu_day: float):
         """Queue for a specialist slot (P9), hold it for the consult, draw its outcome."""

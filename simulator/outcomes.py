@@ -23,12 +23,14 @@ from .engine import (
     E_CHECK,
     E_CONSULT,
     E_EVAL,
+    E_MAINT,
     E_STOP,
     E_TRANSITION,
     EVENTS,
     rule_codes,
 )
 from .pathway import OUTCOMES, STATES, TRIGGERS
+from .persistence import maintenance_summary
 
 REACHED_STATES = ("first_line", "add_on", "switch", "tramadol", "strong_opioid", "specialist_referral")
 RELIEF_DAYS = (84, 182, 365)
@@ -57,7 +59,7 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
         "dose": df["dose"].where(df["dose"] >= 0),
         "pain_nrs": df["pain"].where(df["pain"] >= 0),
         "adverse_event": _codes(np.where(np.isin(ev, [E_AE, E_STOP]), detail, -1), list(tables.ae_types)),
-        "outcome": _codes(np.where(ev == E_EVAL, detail, -1), list(OUTCOMES)),
+        "outcome": _codes(np.where(np.isin(ev, [E_EVAL, E_MAINT]), detail, -1), list(OUTCOMES)),
         "trigger": _codes(np.where(ev == E_TRANSITION, detail, -1), list(TRIGGERS)),
         "check": _codes(np.where(ev == E_CHECK, detail, -1), list(CHECKS)),
         "consult_outcome": _codes(np.where((ev == E_CONSULT) & (detail >= 0), detail, -1), list(CONSULT_OUTCOMES)),
@@ -112,7 +114,7 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
 
 def pain_by_day(events: pd.DataFrame, outcomes: pd.DataFrame, days: tuple[int, ...] = PAIN_DAYS) -> dict[str, float | None]:
     """Mean observed NRS (last observation carried forward) among patients still in follow-up on each day."""
-    obs = events[events["event"].isin(["assessment", "evaluation"])][["replication", "patient", "day", "pain_nrs"]]
+    obs = events[events["event"].isin(["assessment", "evaluation", "maintenance_visit"])][["replication", "patient", "day", "pain_nrs"]]
     obs = obs.sort_values(["replication", "patient", "day"], kind="stable")
     follow = outcomes.set_index(["replication", "patient"])["followup_days"]
     result: dict[str, float | None] = {}
@@ -187,6 +189,10 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Any]:
         "adverse_events": adverse_event_summary(events, outcomes),
         "pathway": pathway_summary(outcomes),
         "specialist": specialist_summary(outcomes),
+        # issue 10: relief held, relapses, regimens, persistence (simulator.persistence); the horizon is the
+        # longest follow-up (every patient is followed to it unless all dropped out)
+        "maintenance": maintenance_summary(events, outcomes, float(outcomes["followup_days"].max())
+                                           if len(outcomes) else 0.0),
     }
 
 

@@ -16,7 +16,7 @@ class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "active", "tried", "failed_classes", "combination_failed", "n_failed", "n_first_line",
                  "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step",
-                 "relieved_from")
+                 "relieved_from", "n_relapses")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -47,6 +47,7 @@ class PatientModel:
         self.checks: set[str] = set()
         self.protocol_step = 0
         self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
+        self.n_relapses = 0
         self._topical_ok = (ctx.policy.topicals != "never"
                             and contraindication(drugs[ctx.topical], facts) is None)
 
