@@ -52,6 +52,10 @@ class UsualCare(Strict):
     under_titration: dict[str, float] = Field(
         default_factory=dict, description="X.under_titration: per drug class, the probability that a drug of "
         "that class is never titrated above its start dose")
+    stop_rate_ratio: float = Field(
+        1.0, ge=0, le=50, description="multiplies the hazard of stopping a drug for reasons other than adverse "
+        "events (clinical persistence.non_ae_stop_per_year): without scheduled early follow-up nobody addresses "
+        "early problems (cost, doubts, mild effects); 1 under the guideline, calibrated in usual care")
     return_after_stop: float = Field(
         1.0, ge=0, le=1, description="probability that a patient whose treatment line ended without relief "
         "comes back for another pain drug (1: scheduled follow-up visits, the guideline's evaluation at 2-4 "

@@ -141,8 +141,8 @@ class Simulation:
         self.persist = streams.block(seed, replication, streams.PERSISTENCE, n,
                                      2 + 2 * nd + MAX_RELAPSES + MAX_RETURNS, dtype=np.float32)
         pe = self.tables.persistence
-        self.non_ae_stop = self.tables.non_ae_stop_per_year
         uc = ctx.policy.usual_care
+        self.non_ae_stop = tuple(r * uc.stop_rate_ratio for r in self.tables.non_ae_stop_per_year)
         self.index_mix = tuple((ctx.by_name[name], share) for name, share in uc.index_drugs.items() if share > 0)
         self.under = tuple(uc.under_titration.get(d.drug_class, 0.0) for d in self.tables.drugs)
         self.return_after_stop = uc.return_after_stop
