@@ -84,6 +84,8 @@ class UsualCareSection(Strict):
     """Usual care as observed in claims (issue 10): a scenario and its targets (``simulator.realworld``)."""
 
     scenario: str
+    cohort: str | None = Field(None, description="the population the targets were measured in (replaces the "
+                               "scenario's cohort), relative to the checkout")
     patients: int = Field(5000, ge=1)
     seed: int = 2016
     targets: list[UsualCareTarget]

@@ -39,27 +39,23 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 def drug_spells(events: pd.DataFrame, horizon: float) -> pd.DataFrame:
     """One row per drug exposure: replication, patient, drug, start, stop (``inf`` while running at the end),
-    stop_rule, ``order`` (0 = the patient's first start). Starts and stops of a drug pair up in log order."""
-    ev = events[events["event"].isin(["drug_start", "drug_stop"])]
-    ev = ev[["replication", "patient", "day", "event", "drug", "rule"]]
-    ev = ev.sort_values(KEY + ["day"], kind="stable")
-    rows: list[tuple] = []
-    open_: dict[tuple[int, int, str], list] = {}
-    order: dict[tuple[int, int], int] = {}
-    for rep, pat, day, kind, drug, rule in ev.itertuples(index=False, name=None):
-        k = (rep, pat, drug)
-        if kind == "drug_start":
-            n = order.get((rep, pat), 0)
-            order[(rep, pat)] = n + 1
-            open_[k] = [rep, pat, drug, day, math.inf, "", n]
-        else:
-            row = open_.pop(k, None)
-            if row is not None:
-                row[4], row[5] = day, str(rule)
-                rows.append(tuple(row))
-    rows.extend(tuple(r) for r in open_.values())
-    df = pd.DataFrame(rows, columns=["replication", "patient", "drug", "start", "stop", "stop_rule", "order"])
-    return df.sort_values(KEY + ["order"], kind="stable").reset_index(drop=True)
+    stop_rule, ``order`` (0 = the patient's first start). The k-th start of a drug pairs with its k-th stop
+    (log order, which is chronological for starts and stops)."""
+    ev = events[events["event"].isin(["drug_start", "drug_stop"])][KEY + ["day", "event", "drug", "rule"]].copy()
+    ev["drug"] = ev["drug"].astype(str)
+    is_start = (ev["event"] == "drug_start").to_numpy()
+    starts = ev[is_start].copy()
+    stops = ev[~is_start].copy()
+    starts["k"] = starts.groupby(KEY + ["drug"]).cumcount()
+    stops["k"] = stops.groupby(KEY + ["drug"]).cumcount()
+    starts["order"] = starts.groupby(KEY).cumcount()
+    df = starts.merge(stops[KEY + ["drug", "k", "day", "rule"]], on=KEY + ["drug", "k"], how="left",
+                      suffixes=("", "_stop"))
+    out = pd.DataFrame({"replication": df["replication"], "patient": df["patient"], "drug": df["drug"],
+                        "start": df["day"].astype(float), "stop": df["day_stop"].astype(float).fillna(math.inf),
+                        "stop_rule": df["rule_stop"].astype(object).where(df["day_stop"].notna(), "").astype(str),
+                        "order": df["order"].astype(int)})
+    return out.sort_values(KEY + ["order"], kind="stable").reset_index(drop=True)
 
 
 def _state_on(events: pd.DataFrame, day: float) -> pd.Series:
@@ -99,21 +95,19 @@ def relief_held(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float) ->
 
 def regimen_times(events: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Any]:
     """Time on each regimen (days between changes of the set of running drugs) and regimens per patient."""
-    ends = outcomes.set_index(KEY)["followup_days"]
-    ev = events[events["event"].isin(["drug_start", "drug_stop"])][KEY + ["day"]]
-    changes = ev.drop_duplicates().sort_values(KEY + ["day"], kind="stable")
-    durations: list[float] = []
-    counts: list[int] = []
-    for key, g in changes.groupby(KEY, sort=False):
-        days = g["day"].to_numpy()
-        end = float(ends.get(key, days[-1]))
-        spans = np.diff(np.append(days, max(end, days[-1])))
-        spans = spans[spans > 0]
-        durations.extend(spans.tolist())
-        counts.append(len(spans))
-    return {"regimens_per_patient": _r(float(np.mean(counts))) if counts else None,
-            "mean_days_on_regimen": _r(float(np.mean(durations)), 2) if durations else None,
-            "median_days_on_regimen": _r(float(np.median(durations)), 2) if durations else None}
+    ev = events[events["event"].isin(["drug_start", "drug_stop"])][KEY + ["day"]].drop_duplicates()
+    if ev.empty:
+        return {"regimens_per_patient": None, "mean_days_on_regimen": None, "median_days_on_regimen": None}
+    ev = ev.sort_values(KEY + ["day"], kind="stable")
+    ends = outcomes[KEY + ["followup_days"]]
+    ev = ev.merge(ends, on=KEY, how="left")
+    nxt = ev.groupby(KEY)["day"].shift(-1)
+    span = nxt.fillna(ev["followup_days"]) - ev["day"]
+    span = span[span > 0]
+    counts = span.groupby([ev.loc[span.index, "replication"], ev.loc[span.index, "patient"]]).size()
+    return {"regimens_per_patient": _r(float(counts.mean())) if len(counts) else None,
+            "mean_days_on_regimen": _r(float(span.mean()), 2) if len(span) else None,
+            "median_days_on_regimen": _r(float(span.median()), 2) if len(span) else None}
 
 
 def index_persistence(spells: pd.DataFrame, outcomes: pd.DataFrame, horizon: float) -> dict[str, Any]:
@@ -154,27 +148,25 @@ def discontinuation(spells: pd.DataFrame, horizon: float) -> dict[str, Any]:
     rel = end_all - start
     disc = rel <= 365
     within3 = rel[disc] <= 91
-    later = spells[spells["start"] > first_day].groupby(KEY)["start"].apply(list)
-    switched = []
-    for key, stop in end_all[disc].items():
-        starts = later.get(key, [])
-        switched.append(any(stop <= s <= stop + 365 for s in starts))
+    later = spells.loc[spells["start"] > first_day, KEY + ["start"]]
+    stopped = end_all[disc].rename("stop_all").reset_index()
+    pairs = stopped.merge(later, on=KEY, how="left")
+    hit = (pairs["start"] >= pairs["stop_all"]) & (pairs["start"] <= pairs["stop_all"] + 365)
+    switched = hit.groupby([pairs["replication"], pairs["patient"]]).any().to_numpy()
     return {"discontinued_all_index_1y": _r(float(disc.mean())),
             "of_which_within_3_months": _r(float(within3.mean())) if len(within3) else None,
-            "switched_within_12_months_of_discontinuation": _r(float(np.mean(switched))) if switched else None}
+            "switched_within_12_months_of_discontinuation": _r(float(np.mean(switched))) if len(switched) else None}
 
 
 def drug_changes(spells: pd.DataFrame, horizon: float) -> dict[str, Any]:
     """Drug changes before a stable regimen (a drug still running 182 days after its start; Hall 2006/2008)."""
-    changes: list[int] = []
-    for _, g in spells.groupby(KEY, sort=False):
-        stable = g[(np.minimum(g["stop"], horizon) - g["start"]) >= STABLE_DAYS]
-        if stable.empty:
-            continue
-        k = int(stable["order"].min())
-        changes.append(k)
-    arr = np.asarray(changes, dtype=float)
-    return {"reached_stable_regimen": _r(len(arr) / spells[KEY].drop_duplicates().shape[0]) if len(spells) else None,
+    if spells.empty:
+        return {"reached_stable_regimen": None, "drug_changes_before_stable_mean": None,
+                "drug_changes_before_stable_median": None}
+    stable = spells[(np.minimum(spells["stop"], horizon) - spells["start"]) >= STABLE_DAYS]
+    arr = stable.groupby(KEY)["order"].min().to_numpy(dtype=float)
+    n = spells[KEY].drop_duplicates().shape[0]
+    return {"reached_stable_regimen": _r(len(arr) / n),
             "drug_changes_before_stable_mean": _r(float(arr.mean())) if len(arr) else None,
             "drug_changes_before_stable_median": _r(float(np.median(arr))) if len(arr) else None}
 

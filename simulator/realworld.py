@@ -76,6 +76,7 @@ class UsualCareCheck:
 
 def run_usual_care(patients: int | None = None, seed: int | None = None) -> list[UsualCareCheck]:
     """Run the usual-care scenario of the battery and check every usual-care target."""
+    from .cohort import load_cohort_spec
     from .overrides import model_tables
     from .runner import simulate
     from .scenario import load_scenario
@@ -85,6 +86,10 @@ def run_usual_care(patients: int | None = None, seed: int | None = None) -> list
         return []
     path = Path(section.scenario)
     scenario = load_scenario(str(path if path.is_absolute() else ROOT / path))
+    if section.cohort:
+        cohort = Path(section.cohort)
+        cohort = cohort if cohort.is_absolute() else ROOT / cohort
+        scenario = scenario.model_copy(update={"cohort": str(cohort), "cohort_spec": load_cohort_spec(cohort)})
     run = simulate(scenario, patients=patients or section.patients, seed=section.seed if seed is None else seed,
                    replications=1)
     tables = model_tables(scenario.clinical_overrides)

@@ -48,7 +48,7 @@ def test_strong_opioid_reassessed_at_policy_interval(opioid_run):
     assert len(relieved) > 20
     visits = ev[(ev["event"] == "maintenance_visit") & (ev["rule"] == "P8.reassessment")]
     assert len(visits) > 20
-    for (rep, pat), g in visits.groupby(["replication", "patient"]):
+    for (_rep, pat), g in visits.groupby(["replication", "patient"]):
         days = sorted(g["day"])
         gaps = [b - a for a, b in zip(days, days[1:], strict=False)]
         assert all(gap <= interval + 1e-6 for gap in gaps), (pat, gaps)
