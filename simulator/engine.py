@@ -322,6 +322,9 @@ class Simulation:
                     if not lines:  # the line ended: decided as when a drug cannot be continued
                         outcome = "intolerable"
                         pain = -1.0
+                    elif line is newest:  # the regimen's remaining drugs are judged when due
+                        newest = lines[-1]
+                        drug = t.drugs[newest.drug]
                     continue
                 # evaluation visit (P3 adequate trial reached)
                 pain = self._pain(p, lines, now, obs, n_visits, 1.0)
