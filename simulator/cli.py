@@ -101,6 +101,14 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
               f"{med:.0f} (95% CI {lo if lo is not None else '-'}-{hi if hi is not None else 'not reached'})")
     for d, v in ttr["relieved_by_day"].items():
         t.add_row(f"relieved by day {d}", f"{100 * v:.1f}%")
+    mt = summary.get("maintenance", {})  # issue 10: the year after the first answer
+    for d, v in mt.get("relieved_on_day", {}).items():
+        t.add_row(f"relieved on day {d} (still)", "-" if v is None else f"{100 * v:.1f}%")
+    if mt.get("sustained_relief") is not None:
+        t.add_row("sustained relief (days 182 to 365)", f"{100 * mt['sustained_relief']:.1f}%")
+        t.add_row("relapses per patient", f"{mt['relapses_per_patient']:.2f}")
+    for m, v in mt.get("persistence", {}).get("on_index_drug_at_month", {}).items():
+        t.add_row(f"on the index drug at month {m}", "-" if v is None else f"{100 * v:.1f}%")
     for d, v in summary["pain"]["mean_nrs_by_day"].items():
         t.add_row(f"mean pain NRS on day {d}", "-" if v is None else f"{v:.2f}")
     ae = summary["adverse_events"]

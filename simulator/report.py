@@ -263,7 +263,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
     from .outcomes import flat_metrics
 
-    flat = flat_metrics({k: summary[k] for k in ("time_to_relief", "pain", "adverse_events", "pathway", "specialist")
+    flat = flat_metrics({k: summary[k] for k in ("time_to_relief", "maintenance", "pain", "adverse_events", "pathway",
+                                                          "specialist")
                          if k in summary})
     ci = summary.get("time_to_relief", {}).get("median_ci95", [None, None])
     rows: list[list[Any]] = []
