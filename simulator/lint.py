@@ -222,6 +222,7 @@ def lint_policy(policy: Any, catalog: Any = None) -> list[Finding]:
         "fast_titration": policy.titration_speed < 1.0,
         "short_trial": any(f.check == "policy_trial" for f in found),
         "tramadol_first_line": policy.tramadol != "never",
+        **{d: True for d, _ in policy.usual_care.departures_needed()},  # usual care (simulator/care.py)
     }
     for d in sorted(declared):
         if not used.get(d, False):
