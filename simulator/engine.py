@@ -254,7 +254,7 @@ class Simulation:
                 if res is None:
                     return
                 outcome, pain, n_visits = res
-                decision = self._decide_after(p, lines, outcome, env.now, pain, fu)
+                decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient=True)
                 if decision is None:
                     return
                 continue
@@ -294,6 +294,7 @@ class Simulation:
                     eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
             outcome = None
             pain = -1.0
+            by_patient = False  # the line ended because the patient stopped (not a failed combination)
             while outcome is None:
                 nxt, kind, line, ae = self._next_event(lines, eval_day, ltfu_day)
                 if nxt >= horizon:
@@ -322,6 +323,7 @@ class Simulation:
                     if not lines:  # the line ended: decided as when a drug cannot be continued
                         outcome = "intolerable"
                         pain = -1.0
+                        by_patient = True
                     elif line is newest:  # the regimen's remaining drugs are judged when due
                         newest = lines[-1]
                         drug = t.drugs[newest.drug]
@@ -333,7 +335,7 @@ class Simulation:
                 log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
                     detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
 
-            decision = self._decide_after(p, lines, outcome, env.now, pain, fu)
+            decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient)
             if decision is None:
                 return
 
@@ -512,8 +514,9 @@ class Simulation:
         self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
 
     def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
-                      fu: np.ndarray) -> Decision | None:
-        """The next decision after a line's outcome (None: the patient left care)."""
+                      fu: np.ndarray, by_patient: bool = False) -> Decision | None:
+        """The next decision after a line's outcome (None: the patient left care). ``by_patient``: the line
+        ended in maintenance or by the patient's own stop, so a combination has not failed (P8)."""
         t = self.tables
         if outcome != "relief":
             p.n_failed += 1
@@ -527,7 +530,7 @@ class Simulation:
                 if float(self.persist[p.idx][col]) >= self.return_after_stop:
                     self._leave(p, lines, now, "X.left_treatment")
                     return None
-            if outcome == "intolerable" and p.state == "add_on":
+            if outcome == "intolerable" and p.state == "add_on" and not by_patient:
                 p.combination_failed = True
         decision = next_step(p, self.ctx, outcome, now, pain)
         if self.decide is not None:

@@ -254,9 +254,10 @@ class Checker:
         self._applicable: dict[str, set[tuple[int, int]]] = {inv.name: set() for inv in INVARIANTS}
 
     def _flag(self, name: str, key: tuple[int, int], day: float, event: str, drug: str | None,
-              rule: str | None, detail: str) -> None:
+              rule: str | None, detail: str, departure: str | None = None) -> None:
         inv = BY_NAME[name]
-        declared = inv.departure is not None and inv.departure in self.declared
+        departure = departure or inv.departure
+        declared = departure is not None and departure in self.declared
         v = Violation(name, key[0], key[1], round(float(day), 3), event, drug, rule, detail, declared)
         res = self.results[name]
         (res.declared if declared else res.violations).append(v)
@@ -427,7 +428,8 @@ class Checker:
         reached = next((dd for dd, dose in line["doses"] if dose >= target - 1e-9), None)
         if reached is None:
             self._flag("adequate_trial", key, day, "evaluation", drug, rule,
-                       f"{drug} judged failed before its target dose {target:g} was reached")
+                       f"{drug} judged failed before its target dose {target:g} was reached",
+                       departure="under_titration" if "under_titration" in self.declared else None)
             return
         due = max(reached + d.adequate_trial_days, line["start"] + d.min_trial_days)
         if day < due - TOL:
