@@ -444,8 +444,32 @@ def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Policy, s
     checker = Checker(policy, catalog)
     results = checker.check(events, patients)
     n = len(patients[["replication", "patient"]].drop_duplicates())
+    results.append(_opioid_reassessment(events, patients, policy, n))
     return CheckReport(scenario=scenario, trajectories=n, declared_departures=tuple(policy.declared_departures),
                        results=results)
+
+
+OPIOID_REASSESSED = Invariant(
+    "strong_opioid_reassessed", "P8.reassessment",
+    "no strong opioid beyond the trial period (strong_opioid.max_trial_days) without a documented reassessment "
+    "(S004: time-limited trial, monitoring every 1-3 months)")
+
+
+def _opioid_reassessment(events: pd.DataFrame, patients: pd.DataFrame, policy: Policy, n: int) -> InvariantResult:
+    """The ``strong_opioid_reassessed`` invariant (simulator/opioid_check.py): event log and policy only."""
+    from .opioid_check import unreassessed_opioid_gaps
+
+    horizon = float(patients["followup_days"].max()) if "followup_days" in patients and len(patients) else \
+        float(events["day"].max()) if len(events) else 0.0
+    strong = [name for name, d in load_catalog().drugs.items() if d.drug_class == "strong_opioid"]
+    starts = events[(events["event"] == "drug_start") & events["drug"].astype(str).isin(strong)]
+    res = InvariantResult(OPIOID_REASSESSED, checked=n,
+                          applicable=starts[["replication", "patient"]].drop_duplicates().shape[0])
+    for g in unreassessed_opioid_gaps(events, policy, horizon):
+        res.violations.append(Violation(OPIOID_REASSESSED.name, int(g.replication), int(g.patient), round(g.to_day, 3),
+                                        "drug_stop" if g.to_day < horizon else "horizon", g.drug, OPIOID_REASSESSED.rule,
+                                        g.detail, False))
+    return res
 
 
 def check_run(result: Any) -> CheckReport:
