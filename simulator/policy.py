@@ -215,6 +215,11 @@ class Policy(Strict):
         if self.titration_speed < 1.0 and "fast_titration" not in self.declared_departures:
             raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); use 1 or more, "
                              "or declare 'fast_titration' in declared_departures to simulate it on purpose")
+        if self.maintenance.opioid_visit_interval_days > self.strong_opioid.max_trial_days:
+            raise ValueError(f"maintenance.opioid_visit_interval_days ({self.maintenance.opioid_visit_interval_days}) "
+                             f"is longer than strong_opioid.max_trial_days ({self.strong_opioid.max_trial_days}): a "
+                             "strong opioid would run beyond its trial period unassessed (P8.reassessment); use an "
+                             "interval of at most the trial period")
         for dep, why in self.usual_care.departures_needed():
             if dep not in self.declared_departures:
                 raise ValueError(f"usual_care: {why}; declare '{dep}' in declared_departures to simulate it on purpose")

@@ -118,3 +118,29 @@ def test_usual_care_marketscan_targets():
     checks = run_usual_care()
     failed = [c.as_dict() for c in checks if not c.passed and not c.target.id.startswith("uc_changes")]
     assert not failed, failed
+
+
+def test_check_catches_an_engine_that_skips_reassessment(monkeypatch):
+    """Protects check's independence: an engine whose opioid reassessments come every 200 days (a broken
+    maintenance interval slipped past validation) is caught by strong_opioid_reassessed, which shares no
+    code with the engine."""
+    import dataclasses
+
+    import simulator.engine as engine
+    from simulator.care import Maintenance
+    from simulator.invariants import check_scenario
+
+    broken = Maintenance.model_construct(visit_interval_days=200, opioid_visit_interval_days=200,
+                                         confirm_loss=True, relapse=True)
+    init = engine.Simulation.__init__
+
+    def patched(self, ctx, *a, **k):
+        ctx = dataclasses.replace(ctx, policy=ctx.policy.model_copy(update={"maintenance": broken}))
+        init(self, ctx, *a, **k)
+
+    monkeypatch.setattr(engine.Simulation, "__init__", patched)
+    sc = load_scenario("scenarios/guideline.yaml")
+    sc = sc.model_copy(update={"policy": Policy.model_validate(OPIOID_POLICY)})
+    _, report = check_scenario(sc, patients=800, seed=2)
+    res = next(r for r in report.results if r.invariant.name == "strong_opioid_reassessed")
+    assert res.applicable > 50 and len(res.violations) > 10
