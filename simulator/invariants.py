@@ -80,6 +80,13 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("rule_ids", "P1",
               "every transition, drug start, drug stop and evaluation carries a resolvable rule id"),
 )
+# issue 10; checked by simulator/opioid_check.py (event log, catalogue and policy only)
+OPIOID_REASSESSED = Invariant(
+    "strong_opioid_reassessed", "P8.reassessment",
+    "no strong opioid beyond the trial period (strong_opioid.max_trial_days) without a documented reassessment "
+    "(S004: time-limited trial, monitoring every 1-3 months)")
+INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED)
+
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
 
 
@@ -444,15 +451,10 @@ def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Policy, s
     checker = Checker(policy, catalog)
     results = checker.check(events, patients)
     n = len(patients[["replication", "patient"]].drop_duplicates())
-    results.append(_opioid_reassessment(events, patients, policy, n))
+    results = [_opioid_reassessment(events, patients, policy, n) if r.invariant is OPIOID_REASSESSED else r
+               for r in results]
     return CheckReport(scenario=scenario, trajectories=n, declared_departures=tuple(policy.declared_departures),
                        results=results)
-
-
-OPIOID_REASSESSED = Invariant(
-    "strong_opioid_reassessed", "P8.reassessment",
-    "no strong opioid beyond the trial period (strong_opioid.max_trial_days) without a documented reassessment "
-    "(S004: time-limited trial, monitoring every 1-3 months)")
 
 
 def _opioid_reassessment(events: pd.DataFrame, patients: pd.DataFrame, policy: Policy, n: int) -> InvariantResult:

@@ -41,7 +41,8 @@ def test_occupancy_shares_sum_to_one(result) -> None:
     """Protects: each patient is in exactly one pathway state on every day of the occupancy plot."""
     occ = occupancy(result.events, len(result.patients), 730.0)
     assert np.allclose(occ.sum(axis=1), 1.0)
-    assert occ.loc[0.0, "relieved"] == 0 and occ["relieved"].iloc[-1] > 0.5
+    # relief can be lost since the maintenance phase (issue 10): still relieved at day 730 ~0.5
+    assert occ.loc[0.0, "relieved"] == 0 and occ["relieved"].iloc[-1] > 0.35
 
 
 def test_queue_series_counts_patients_waiting(result) -> None:
