@@ -18,7 +18,7 @@ ADVERSE = 3  # adverse-event incidence and onset
 FOLLOWUP = 4  # drop-out and loss to follow-up
 SPECIALIST = 5  # specialist consult outcomes
 TRIAL = 6  # virtual-trial randomisation
-PERSISTENCE = 7  # adherence, stopping for other reasons, relapse, usual-care choices (issue 10)
+PERSISTENCE = 21  # adherence, stops for other reasons, relapse, usual-care choices (issue 10; 7, 8 and 20 are taken)
 
 
 def rng_for(seed: int, replication: int, purpose: int) -> np.random.Generator:
