@@ -18,13 +18,14 @@ import gc
 import math
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import simpy
 
 from . import streams
 from .care import index_drug, stop_day
+from .catalog import FIRST_LINE_CLASSES
 from .clinical import (
     MAX_VISITS,
     RESPONSE_COLUMNS,
@@ -41,14 +42,24 @@ from .pathway import OUTCOMES, STATES, TREATING, TRIGGERS, Table, compile_table,
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step
 from .rules import load_rules
-from .safety import PatientFacts, contraindication, dose_cap, required_checks, schedule, titration_stretch
+from .safety import (
+    PatientFacts,
+    Plan,
+    contraindication,
+    drug_rules,
+    plan,
+    reduced_dose,
+    required_checks,
+)
 
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
                            "adverse_event", "safety_check", "excluded", "referral_queued", "consult",
-                           "dropout", "maintenance_visit")
+                           "dropout", "dose_limit", "taper_start", "maintenance_visit")
 (E_ASSESS, E_TRANSITION, E_START, E_DOSE, E_STOP, E_EVAL, E_AE, E_CHECK, E_EXCLUDE, E_QUEUE, E_CONSULT,
- E_DROPOUT, E_MAINT) = range(len(EVENTS))
+ E_DROPOUT, E_LIMIT, E_TAPER, E_MAINT) = range(len(EVENTS))
+"""Event kinds (docs/event-log.md); new kinds are appended so older codes keep their meaning."""
+_OPTIMISABLE = ("gabapentinoid", "snri", "tca", "weak_opioid")  # P3.dose_optimisation applies to these
 CHECKS: tuple[str, ...] = ("ecg", "serotonin_check", "misuse_screen", "treatment_agreement")
 CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_failed", "conservative_relief",
                                      "conservative_no_relief")
@@ -87,17 +98,31 @@ Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision
 class _Line:
     """One drug being taken: its schedule and pending adverse events."""
 
-    __slots__ = ("drug", "start", "steps", "target", "next_step", "aes", "target_day", "stop_at")
+    __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
+                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response",
+                 "stop_at")
 
-    def __init__(self, drug: int, start: float, steps: tuple[tuple[float, float], ...], target: float) -> None:
+    def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
+                 to_response: bool = False) -> None:
         self.drug = drug
         self.start = start
-        self.steps = steps
-        self.target = target
+        self.steps = plan.steps
+        self.target = plan.target
+        self.maximum = plan.maximum
+        self.factor = plan.factor  # renal exposure: a dose x acts like x / factor (P5.renal_dose)
+        self.inc = plan.increment
+        self.interval = plan.interval
         self.next_step = 1
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
-        self.target_day = start + next((off for off, d in steps if d >= target), steps[-1][0])
-        self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events
+        self.target_day = start + next((off for off, d in self.steps if d >= self.target), self.steps[-1][0])
+        self.reduced = False
+        self.optimised = False
+        self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
+        self.added = added
+        self.topical_addon = topical_addon
+        self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
+        self.to_response = to_response
+        self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
 
     def dose_at(self, day: float) -> float:
         dose = self.steps[0][1]
@@ -107,6 +132,10 @@ class _Line:
             else:
                 break
         return dose
+
+
+_OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
+_FAILED_OUTCOMES = ("partial", "none")
 
 
 class Simulation:
@@ -127,6 +156,7 @@ class Simulation:
         self.rep = replication
         self.table: Table = compile_table(PatientModel)
         self.rule_ids, self.rule_code = rule_codes()
+        self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -140,14 +170,12 @@ class Simulation:
         nd = len(self.tables.drugs)
         self.persist = streams.block(seed, replication, streams.PERSISTENCE, n,
                                      2 + 2 * nd + MAX_RELAPSES + MAX_RETURNS, dtype=np.float32)
-        pe = self.tables.persistence
         uc = ctx.policy.usual_care
         self.non_ae_stop = tuple(r * uc.stop_rate_ratio for r in self.tables.non_ae_stop_per_year)
         self.index_mix = tuple((ctx.by_name[name], share) for name, share in uc.index_drugs.items() if share > 0)
         self.under = tuple(uc.under_titration.get(d.drug_class, 0.0) for d in self.tables.drugs)
         self.return_after_stop = uc.return_after_stop
-        mt = ctx.policy.maintenance
-        self.relapse_rate = pe["relapse_per_year"] if mt.relapse else 0.0
+        self.relapse_rate = self.tables.persistence["relapse_per_year"] if ctx.policy.maintenance.relapse else 0.0
         self.buf = array("d")
         self.env = simpy.Environment()
         slots = max(int(config.specialist_slots_per_week), 0)
@@ -156,7 +184,7 @@ class Simulation:
         self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
         self.flags = _flag_sets(cohort)
         self._stop_cache: dict[tuple[int, int, float], float] = {}
-        self._schedule_cache: dict[tuple, tuple] = {}
+        self._plan_cache: dict[tuple, Plan] = {}
 
     # ---------------------------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
@@ -210,11 +238,13 @@ class Simulation:
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
         ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
+        p.until = min(ltfu_day, horizon)  # tapers are logged up to here
         log = self._log
         policy = ctx.policy
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
         n_visits = 0
+        outcome: str | None = None
         pu = self.persist[i]
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
@@ -233,48 +263,76 @@ class Simulation:
         while True:
             # ---- apply the decision: stop, fire the trigger, start drugs ---------------------------
             now = env.now
-            if decision.stop_all and lines:
-                self._stop_all(p, lines, now, decision.rule)
-            if decision.trigger == "stay":
-                return
-            # "continue": a protocol keeps the regimen for another step (no transition).
-            before = p.state
-            if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                # The pathway refused the policy's proposal: refer instead (P9) and record why.
-                if lines:
-                    self._stop_all(p, lines, now, "P9.refractory_referral")
-                if not fire(self.table, p, "refer"):
+            if decision.start and decision.trigger in ("add_on", "switch", "start_first_line", "continue"):
+                # Opioids go through their own gates (P7, P8) whoever decided (protocol step, trainee).
+                cls = t.drugs[decision.start[0]].drug_class
+                if cls in _OPIOID_TRIGGER:
+                    decision = replace(decision, trigger=_OPIOID_TRIGGER[cls])
+            for j, why in decision.notes:
+                log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+            if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
+                self._optimise(p, lines[-1], now, adv)
+            else:
+                if decision.stop_all and lines:
+                    self._stop_all(p, lines, now, decision.rule, outcome in _FAILED_OUTCOMES, decision.keep,
+                                   decision.trigger == "refer")
+                if decision.trigger == "stay":
                     return
-                decision = Decision("refer", rule="P9.refractory_referral")
-            if decision.trigger != "continue":
-                log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
-            if p.state == "relieved":
-                p.relieved_from = before
-                res = yield from self._maintenance(p, lines, obs, ltfu_day, n_visits)
-                if res is None:
-                    return
-                outcome, pain, n_visits = res
-                decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient=True)
-                if decision is None:
-                    return
-                continue
-            if p.state == "specialist_referral":
-                outcome = yield from self._specialist(p, ltfu_day)
-                if outcome == "dropout":
-                    fire(self.table, p, "drop_out")
-                    log(i, env.now, E_DROPOUT, p.state, rule="X.dropout")
-                    return
-                if outcome == "relief":
-                    fire(self.table, p, "relief")
-                    log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
-                return
-            for j in decision.start:
-                why = contraindication(t.drugs[j], facts)
-                if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
-                    log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                # "continue": a protocol keeps the regimen for another step (no transition).
+                before = p.state
+                if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
+                    # The pathway refused the policy's proposal: refer instead (P9) and record why.
+                    if lines:
+                        self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
+                    if not fire(self.table, p, "refer"):
+                        return
+                    decision = Decision("refer", rule="P9.refractory_referral")
+                if decision.trigger != "continue":
+                    log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+                if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
+                    p.relieved_from = before
+                    res = yield from self._maintenance(p, lines, obs, ltfu_day, n_visits)
+                    if res is None:
+                        return
+                    outcome, pain, n_visits = res
+                    decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient=True)
+                    if decision is None:
+                        return
                     continue
-                lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target))
-                p.active = [ln.drug for ln in lines]
+                if p.state == "specialist_referral":
+                    outcome = yield from self._specialist(p, ltfu_day)
+                    if outcome == "dropout":
+                        self._drop_out(p, lines, env.now)
+                        return
+                    if outcome == "relief":
+                        fire(self.table, p, "relief")
+                        log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
+                            rule="P9.specialist_consult")
+                    return
+                if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
+                    # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).
+                    until = p.taper_end
+                    if ltfu_day < until:
+                        if ltfu_day >= horizon:
+                            yield env.timeout(horizon - env.now)
+                            return
+                        yield env.timeout(max(ltfu_day - env.now, 0.0))
+                        self._drop_out(p, lines, env.now)
+                        return
+                    if until >= horizon:
+                        yield env.timeout(horizon - env.now)
+                        return
+                    yield env.timeout(until - env.now)
+                    now = env.now
+                added = bool(lines) and not decision.stop_all
+                for j in decision.start:
+                    why = contraindication(t.drugs[j], facts)
+                    if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
+                        log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                        continue
+                    lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target, added,
+                                                  decision.trigger == "add_topical"))
+                    p.active = [ln.drug for ln in lines]
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
                 return
 
@@ -294,9 +352,17 @@ class Simulation:
                     eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
             outcome = None
             pain = -1.0
-            by_patient = False  # the line ended because the patient stopped (not a failed combination)
+            by_patient = False  # the line ended because the patient stopped (not judged)
+            judged = 0  # P8.titrate_to_response: the titration step judged last
             while outcome is None:
-                nxt, kind, line, ae = self._next_event(lines, eval_day, ltfu_day)
+                interim = False
+                day_eval = eval_day
+                if newest.to_response and judged < newest.next_step < len(newest.steps):
+                    # P8.titrate_to_response: judged the day before each titration step
+                    step_day = newest.start + newest.steps[newest.next_step][0] - 1.0
+                    if step_day < eval_day:
+                        day_eval, interim = max(step_day, env.now), True
+                nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
                 if nxt >= horizon:
                     yield env.timeout(horizon - env.now)
                     return
@@ -305,19 +371,24 @@ class Simulation:
                 now = env.now
                 self._log_doses(i, p, lines, now)
                 if kind == "dropout":
-                    self._stop_all(p, lines, now, "X.dropout")
-                    fire(self.table, p, "drop_out")
-                    log(i, now, E_DROPOUT, p.state, rule="X.dropout")
+                    self._drop_out(p, lines, now)
                     return
                 if kind == "ae":
-                    if self._adverse_event(p, line, ae, now):
+                    stop = self._adverse_event(p, line, ae, now, lines)
+                    if stop:
+                        base_left = len(lines) > 1 and line is not lines[0]
                         lines.remove(line)
                         p.active = [ln.drug for ln in lines]
+                        if line.topical_addon and lines:
+                            continue  # a topical added alongside stops alone; the trial goes on
                         outcome = "intolerable"
                         pain = -1.0
+                        p.intolerant = line.drug
+                        if base_left and p.state == "add_on":
+                            p.n_failed -= 1  # P4.addon_not_tolerated: no failed line is counted
                     continue
-                if kind == "stop":  # stopped for reasons other than adverse events (persistence)
-                    self._patient_stop(p, line, now)
+                if kind == "stop":  # stopped for reasons other than adverse events (persistence, issue 10)
+                    self._stop_line(p, line, now, "X.patient_stop")
                     lines.remove(line)
                     p.active = [ln.drug for ln in lines]
                     if not lines:  # the line ended: decided as when a drug cannot be continued
@@ -328,60 +399,181 @@ class Simulation:
                         newest = lines[-1]
                         drug = t.drugs[newest.drug]
                     continue
-                # evaluation visit (P3 adequate trial reached)
+                # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
                 pain = self._pain(p, lines, now, obs, n_visits, 1.0)
                 n_visits += 1
+                p.last_pain = pain
                 outcome = self._judge(p, pain)
+                if interim:
+                    rule = "P8.titrate_to_response"
+                elif drug.drug_class == "tca":
+                    rule = "P3.tca_trial"
+                else:
+                    rule = "P3.adequate_trial"
                 log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
-                    detail=OUTCOME_CODE[outcome], rule="P3.tca_trial" if drug.drug_class == "tca" else "P3.adequate_trial")
+                    detail=OUTCOME_CODE[outcome], rule=rule)
+                if interim:
+                    judged = newest.next_step
+                    if outcome == "relief":  # the smallest effective dose: titration stops here
+                        newest.steps = newest.steps[:newest.next_step]
+                        newest.target = newest.steps[-1][1]
+                    else:
+                        outcome = None
 
             decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient)
             if decision is None:
                 return
 
     # ---------------------------------------------------------------------------------------------
+    def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
+                      fu: np.ndarray, by_patient: bool = False) -> Decision | None:
+        """The policy's next decision after a line's outcome, or None when the patient leaves care.
+
+        ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
+        was judged at an evaluation, so no agent or combination is counted as failed (P8)."""
+        t = self.tables
+        if outcome in _FAILED_OUTCOMES and not by_patient:
+            self._judge_failure(p, lines)
+        newest_line = lines[-1] if lines else None
+        p.optimisable = (newest_line is not None and len(lines) == 1 and not newest_line.reduced
+                         and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
+                         and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        if outcome != "relief":
+            p.n_failed += 1
+        decision = next_step(p, self.ctx, outcome, now, pain)
+        if outcome != "relief" and decision.trigger == "optimise":
+            p.n_failed -= 1  # not judged yet: the dose is optimised first (P3)
+        elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
+                and p.taper_end <= now:
+            # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
+            # middle of a taper, whose rows are already logged.
+            u = float(fu[1 + min(max(p.n_failed, 0), FOLLOWUP_COLUMNS - 2)])
+            if u < t.follow_up["dropout_after_failed_line"]:
+                self._drop_out(p, lines, now)
+                return None
+            if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
+                col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
+                if float(self.persist[p.idx][col]) >= self.return_after_stop:
+                    self._drop_out(p, lines, now, "X.left_treatment")
+                    return None
+        if self.decide is not None:
+            decision = self.decide(p, outcome, now, pain, decision)
+        return decision
+
+    def _judge_failure(self, p: PatientModel, lines: list[_Line]) -> None:
+        """An inadequate evaluation: the running first-line agents failed (P8 count), and a gabapentinoid
+        running with an antidepressant is a failed combination (P4, P8; S000, S002, S004)."""
+        drugs = self.tables.drugs
+        classes = {drugs[ln.drug].drug_class for ln in lines}
+        for c in classes:
+            if c in FIRST_LINE_CLASSES:
+                p.failed_agent_classes.add(c)
+        if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):
+            p.combination_failed = True
+
+    def _wait_for_taper(self, p: PatientModel, start: tuple[int, ...]) -> bool:
+        """True when the next drug must wait for the running tapers to end (P5)."""
+        pol = self.ctx.policy
+        if not pol.cross_taper:
+            return True
+        drugs = self.tables.drugs
+        return pol.serotonin == "avoid" and any(drugs[j].serotonergic for j in start) \
+            and any(drugs[j].serotonergic for j, _end in p.tapering)
+
+    def _plan(self, p: PatientModel, j: int, goal: float | None) -> Plan:
+        d = self.tables.drugs[j]
+        f = p.facts
+        start = self.ctx.start_doses.get(j)
+        factor = 1.0
+        for below, fac in self.extras[j].renal_exposure:
+            if f.crcl < below:
+                factor = fac
+        renal = tuple(f.crcl < below for below, _ in d.renal_caps) if d.renal_caps else ()
+        key = (j, f.age >= d.older_min_age, factor, renal, f.flags, goal, start)
+        cached = self._plan_cache.get(key)
+        if cached is None:  # few distinct combinations: compute each once
+            cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
+        return cached
+
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
-                    lines: list[_Line], target: float = 0.0) -> _Line:
+                    lines: list[_Line], target: float = 0.0, added: bool = False,
+                    topical_addon: bool = False) -> _Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        serotonergic_with = "ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
+        serotonergic_with = ("ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
+                             or any(end > now and t.drugs[k].serotonergic for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
-        nd = len(t.drugs)
+        pl = self._plan(p, j, goal)
         pu = self.persist[i]
+        nd = len(t.drugs)
         if self.under[j] > 0 and float(pu[2 + nd + j]) < self.under[j]:  # usual care: X.under_titration
-            goal = d.titration[0][1]
-        speed = self.ctx.policy.titration_speed
-        key = (j, dose_cap(d, p.facts)[0], titration_stretch(d, p.facts) * speed, goal)
-        cached = self._schedule_cache.get(key)
-        if cached is None:  # few distinct (drug, cap, stretch, goal) combinations: compute each once
-            cached = self._schedule_cache[key] = schedule(d, p.facts, speed, goal)
-        steps, target = cached
-        line = _Line(j, now, steps, target)
+            pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
+        line = _Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
         pe = t.persistence
-        line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"], float(pu[2 + j]))
+        line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"],
+                                float(pu[2 + j]))
         p.tried.add(j)
-        if d.drug_class in ("gabapentinoid", "snri", "tca"):
+        cls = d.drug_class
+        if cls in FIRST_LINE_CLASSES:
             p.n_first_line += 1
-        elif d.drug_class == "weak_opioid":
+        elif cls == "weak_opioid":
             p.tramadol_tried = True
-        elif d.drug_class == "strong_opioid":
+        elif cls == "strong_opioid":
             p.strong_tried = True
-        self._log(i, now, E_START, p.state, drug=j, dose=steps[0][1], rule=rule)
-        # Potential adverse events of this exposure, from the patient's fixed draws for this drug.
+        elif cls == "topical":
+            p.topical_tried = True
+        self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
+        for lim_rule, lim_dose in pl.limits:
+            self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
+        # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
+        # follows exposure (dose / renal factor).
         for k, slot in enumerate(d.ae_slots):
             u_inc = float(adv[2 * slot])
             if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
                 continue
             day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
-            if u_inc < interp(d.ae_incidence[k], line.dose_at(day)):
+            if u_inc < interp(d.ae_incidence[k], line.dose_at(day) / line.factor):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
+                line.seen |= 1 << k
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
         return line
+
+    def _optimise(self, p: PatientModel, line: _Line, now: float, adv: np.ndarray) -> None:
+        """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum."""
+        d = self.tables.drugs[line.drug]
+        cur = line.dose_at(now)
+        reached = line.steps[:line.next_step]
+        off = now - line.start
+        dose = cur
+        new: list[tuple[float, float]] = []
+        while dose < line.maximum - 1e-9:
+            dose = min(dose + line.inc, line.maximum)
+            new.append((round(off, 3), dose))
+            off += line.interval
+        line.opt_from = len(reached)
+        line.steps = reached + tuple(new)
+        line.next_step = len(reached)
+        line.target = line.maximum
+        line.target_day = line.start + new[-1][0]
+        line.optimised = True
+        self._log_doses(p.idx, p, [line], now)
+        # Adverse events that the higher exposure makes possible (same draws: more events at higher dose).
+        for k, slot in enumerate(d.ae_slots):
+            if line.seen & (1 << k):
+                continue
+            u_inc = float(adv[2 * slot])
+            if u_inc < interp(d.ae_incidence[k], line.maximum / line.factor):
+                day = line.start + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                if day <= now:
+                    day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                line.aes.append((day, d.ae_types[k], u_inc, -1))
+                line.seen |= 1 << k
+        line.aes.sort()
 
     def _serious_events(self, p: PatientModel, d, line: _Line, adv: np.ndarray, serotonergic_with: bool) -> None:
         t = self.tables
@@ -419,56 +611,121 @@ class Simulation:
         return best
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
-        """Record titration steps reached up to ``now`` (P2)."""
+        """Record titration (P2) and optimisation (P3) steps reached up to ``now``."""
         for ln in lines:
             while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= now + 1e-9:
                 off, dose = ln.steps[ln.next_step]
-                rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
+                if ln.next_step >= ln.opt_from:
+                    rule = "P3.dose_optimisation"
+                else:
+                    rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
                 self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
                 ln.next_step += 1
 
-    def _adverse_event(self, p: PatientModel, line: _Line, ae: tuple, now: float) -> bool:
-        """Log an adverse event; return True when it ends the drug."""
+    def _adverse_event(self, p: PatientModel, line: _Line, ae: tuple, now: float, lines: list[_Line]) -> bool:
+        """Log an adverse event; lower the dose or stop the drug when it is dose-limiting (P4).
+
+        Returns True when the drug is stopped (the caller removes the line)."""
         t = self.tables
         line.aes.pop(0)
         d = t.drugs[line.drug]
         _, code, u_inc, serious = ae
         dose = line.dose_at(now)
+        exposure = dose / line.factor
         self._log(p.idx, now, E_AE, p.state, drug=line.drug, dose=dose, detail=code,
                   rule="X.serious_event" if serious >= 0 else "X.adverse_event")
         if serious >= 0:
-            stop = True
+            self._stop_line(p, line, now, "X.serious_event", code, abrupt=True)
+            p.failed_agent_classes.add(d.drug_class)
+            return True
+        key = (line.drug, code, exposure)
+        threshold = self._stop_cache.get(key)
+        if threshold is None:
+            # The event ends the drug with a probability that reproduces the trial's withdrawal rate:
+            # incidence(type) * min(1, withdrawal / sum of incidences), all at the current exposure.
+            total = sum(interp(c, exposure) for c in d.ae_incidence)
+            wd = interp(d.ae_withdrawal, exposure)
+            inc = interp(d.ae_incidence[d.ae_types.index(code)], exposure)
+            threshold = inc * min(1.0, wd / total) if total > 0 else 0.0
+            self._stop_cache[key] = threshold
+        if u_inc >= threshold:
+            return False
+        # Dose-limiting: back to the last tolerated step if it is still effective (P4.intolerance_reduce).
+        lower = reduced_dose(line.steps[:line.next_step], dose, self.extras[line.drug].min_effective * line.factor)
+        if lower > 0:
+            line.steps = tuple(s for s in line.steps[:line.next_step] if s[1] <= lower + 1e-9)
+            line.next_step = len(line.steps)
+            line.target = lower
+            line.reduced = True
+            self._log(p.idx, now, E_DOSE, p.state, drug=line.drug, dose=lower, detail=code,
+                      rule="P4.intolerance_reduce")
+            low = lower / line.factor
+            line.aes = [a for a in line.aes if a[3] >= 0 or a[2] < interp(d.ae_incidence[d.ae_types.index(a[1])], low)]
+            return False
+        addon = p.state == "add_on" and len(lines) > 1 and line is not lines[0] and d.drug_class in FIRST_LINE_CLASSES
+        self._stop_line(p, line, now, "P4.addon_not_tolerated" if addon else "P4.intolerance_stop", code)
+        p.failed_agent_classes.add(d.drug_class)
+        return True
+
+    def _stop_line(self, p: PatientModel, line: _Line, now: float, rule: str, code: int = -1,
+                   failed: bool = False, abrupt: bool = False) -> None:
+        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step), else at once.
+
+        A taper is deterministic, so its rows are logged when it starts, with their own (future) days, up to
+        the patient's loss to follow-up or the horizon (no SimPy process per taper)."""
+        j = line.drug
+        dose = line.dose_at(now)
+        if failed:
+            cls = self.tables.drugs[j].drug_class
+            if cls in ("gabapentinoid", "snri", "tca", "topical"):
+                p.failed_classes.add(cls)
+        x = self.extras[j]
+        i = p.idx
+        if x.taper and not abrupt:
+            self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            limit = p.until
+            day = now
+            for f in x.taper:
+                if day >= limit:
+                    break
+                self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            if day < limit:
+                self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+            p.tapering.append((j, day))
+            if day > p.taper_end:
+                p.taper_end = day
         else:
-            key = (line.drug, code, dose)
-            threshold = self._stop_cache.get(key)
-            if threshold is None:
-                # The event ends the drug with a probability that reproduces the trial's withdrawal rate:
-                # incidence(type) * min(1, withdrawal / sum of incidences), all at the current dose.
-                total = sum(interp(c, dose) for c in d.ae_incidence)
-                wd = interp(d.ae_withdrawal, dose)
-                inc = interp(d.ae_incidence[d.ae_types.index(code)], dose)
-                threshold = inc * min(1.0, wd / total) if total > 0 else 0.0
-                self._stop_cache[key] = threshold
-            stop = u_inc < threshold
-        if stop:
-            self._log(p.idx, now, E_STOP, p.state, drug=line.drug, dose=dose, detail=code,
-                      rule="P4.intolerance_switch")
-            self._mark_stopped(p, line)
-        return stop
+            self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
 
-    def _mark_stopped(self, p: PatientModel, line: _Line) -> None:
-        cls = self.tables.drugs[line.drug].drug_class
-        if cls in ("gabapentinoid", "snri", "tca", "topical"):
-            p.failed_classes.add(cls)
+    def _stop_all(self, p: PatientModel, lines: list[_Line], now: float, rule: str, failed: bool,
+                  keep: tuple[str, ...] = (), everything: bool = False) -> None:
+        """Stop the regimen for a decision; drugs of the ``keep`` classes and a topical added earlier
+        alongside (not the one just judged) continue unless ``everything`` (referral)."""
+        drugs = self.tables.drugs
+        newest = lines[-1]
+        kept: list[_Line] = []
+        for ln in lines:
+            if not everything and (drugs[ln.drug].drug_class in keep or (ln.topical_addon and ln is not newest)):
+                kept.append(ln)
+                continue
+            self._stop_line(p, ln, now, rule, failed=failed)
+        lines[:] = kept
+        p.active = [ln.drug for ln in kept]
 
-    def _stop_all(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
-        if p.state == "add_on" and len(lines) > 1:
-            p.combination_failed = True
+    def _drop_out(self, p: PatientModel, lines: list[_Line], now: float, rule: str = "X.dropout") -> None:
+        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every drug stops
+        at once (tapers included), then the drop-out row."""
         for ln in lines:
             self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
-            self._mark_stopped(p, ln)
+        for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
+            if end > now:
+                self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
+        p.tapering.clear()
         lines.clear()
         p.active = []
+        fire(self.table, p, "drop_out")
+        self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
 
     # ---- issue 10: usual care's index drug, the year after the first answer -----------------------
     def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
@@ -484,14 +741,15 @@ class Simulation:
         return Decision(trigger, (j,), rule="X.usual_care_choice") if ok else None
 
     def _pain(self, p: PatientModel, lines: list[_Line], now: float, obs: tuple, k: int, retained: float) -> float:
-        """Observed NRS at a visit: drug effects (times adherence and, after a relapse, the share retained)."""
+        """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
+        share retained (clinical persistence block)."""
         t = self.tables
         class_u, class_z, ns, noise, adherence = obs
         scale = adherence * retained
         effects = []
         for n_line, ln in enumerate(lines):
             d = t.drugs[ln.drug]
-            e = drug_effect(t, d, ln.dose_at(now), now - ln.start, p.etiology,
+            e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
                             float(class_u[d.class_index]), float(class_z[d.class_index]), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd, float(noise[k % MAX_VISITS]))
@@ -504,44 +762,12 @@ class Simulation:
             return "relief"
         return "partial" if red >= resp.partial_min_reduction else "none"
 
-    def _patient_stop(self, p: PatientModel, line: _Line, now: float) -> None:
-        """The patient stops a drug for reasons other than adverse events (X.patient_stop)."""
-        self._log(p.idx, now, E_STOP, p.state, drug=line.drug, dose=line.dose_at(now), rule="X.patient_stop")
-
-    def _leave(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
-        self._stop_all(p, lines, now, rule)
-        fire(self.table, p, "drop_out")
-        self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
-
-    def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
-                      fu: np.ndarray, by_patient: bool = False) -> Decision | None:
-        """The next decision after a line's outcome (None: the patient left care). ``by_patient``: the line
-        ended in maintenance or by the patient's own stop, so a combination has not failed (P8)."""
-        t = self.tables
-        if outcome != "relief":
-            p.n_failed += 1
-            # P4: a failed line may end care (named assumption: dropout_after_failed_line).
-            u = float(fu[1 + min(p.n_failed, FOLLOWUP_COLUMNS - 2)])
-            if u < t.follow_up["dropout_after_failed_line"]:
-                self._leave(p, lines, now, "X.dropout")
-                return None
-            if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
-                col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(p.n_failed - 1, MAX_RETURNS - 1)
-                if float(self.persist[p.idx][col]) >= self.return_after_stop:
-                    self._leave(p, lines, now, "X.left_treatment")
-                    return None
-            if outcome == "intolerable" and p.state == "add_on" and not by_patient:
-                p.combination_failed = True
-        decision = next_step(p, self.ctx, outcome, now, pain)
-        if self.decide is not None:
-            decision = self.decide(p, outcome, now, pain, decision)
-        return decision
-
     def _maintenance(self, p: PatientModel, lines: list[_Line], obs: tuple, ltfu_day: float, n_visits: int):
         """After relief: the regimen continues with maintenance visits (P4.maintenance_visit), every
         ``opioid_visit_interval_days`` while an opioid runs (P8.reassessment, S004). Adverse events, stops
         for other reasons and loss to follow-up continue. At each visit the response is judged again; relief
-        lost (or no drug left) sends the patient back to the state he was relieved in (P4.relapse).
+        not found (confirmed at a visit one policy visit interval later) or no drug left sends the patient
+        back to the state he was relieved in (P4.relapse).
 
         Returns ``(outcome, pain, n_visits)`` for the policy's next decision, or None (horizon, drop-out)."""
         env = self.env
@@ -549,7 +775,7 @@ class Simulation:
         i = p.idx
         horizon = self.config.horizon_days
         mt = self.ctx.policy.maintenance
-        relapsable = p.relieved_from in TREATING  # relief after a specialist intervention: the clinic's (i12)
+        relapsable = p.relieved_from in TREATING  # relief after a specialist intervention: the clinic's
         u = float(self.persist[i][2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1)])
         rate = self.relapse_rate
         relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 and relapsable else math.inf
@@ -572,13 +798,14 @@ class Simulation:
             now = env.now
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
-                self._leave(p, lines, now, "X.dropout")
+                self._drop_out(p, lines, now)
                 return None
             if kind in ("ae", "stop"):
-                if kind == "ae" and not self._adverse_event(p, line, ae, now):
-                    continue
-                if kind == "stop":
-                    self._patient_stop(p, line, now)
+                if kind == "ae":
+                    if not self._adverse_event(p, line, ae, now, lines):
+                        continue
+                else:
+                    self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
                 if lines or not relapsable:  # the rest of the regimen is judged at the next visit
@@ -588,12 +815,12 @@ class Simulation:
                 last_visit = now
                 pain = self._pain(p, lines, now, obs, n_visits, retained if now >= relapse_day else 1.0)
                 n_visits += 1
+                p.last_pain = pain
                 outcome = self._judge(p, pain)
-                rule = "P8.reassessment" if "strong_opioid" in classes else "P4.maintenance_visit"
                 newest = lines[-1] if lines else None
                 self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
                           dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
-                          rule=rule)
+                          rule="P8.reassessment" if "strong_opioid" in classes else "P4.maintenance_visit")
                 if outcome == "relief" or not relapsable:
                     confirming = False
                     continue
@@ -656,7 +883,7 @@ class Simulation:
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:
     """Per patient, the set of true flags the safety rules read."""
     names = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block", "cardiovascular_disease", "glaucoma",
-             "orthostatic_hypotension", "ssri_use", "depression")
+             "orthostatic_hypotension", "ssri_use", "depression", "allodynia")
     cols = [np.asarray(getattr(c, n), dtype=bool) for n in names]
     hiv = np.asarray(c.etiology) == 5
     high = np.asarray(c.misuse_risk) == 2

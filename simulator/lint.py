@@ -111,7 +111,7 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
     # Every treating state answers every evaluation outcome
     for s in treating:
         for o in outcomes:
-            if not any(s in e.source and o in e.outcomes for e in transitions):
+            if not any(s in e.source and o in e.outcomes and e.dest != s for e in transitions):  # a self-loop is no exit
                 found.append(Finding("outcome_exits", ERROR, s, f"treating state '{s}' has no exit for outcome '{o}'"))
 
     # Escalation order (P7, P8)
@@ -122,6 +122,8 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
         min_rank = STRONG_MIN_RANK if e.dest == "strong_opioid" else TRAMADOL_MIN_RANK
         rule = "P8" if e.dest == "strong_opioid" else "P7"
         for s in e.source:
+            if s == e.dest:  # a self-loop (a topical added in this line) escalates nothing
+                continue
             rank = ESCALATION_RANK.get(s)
             if rank is None:
                 found.append(Finding("escalation", ERROR, f"{s}->{e.dest}",

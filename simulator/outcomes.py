@@ -25,6 +25,7 @@ from .engine import (
     E_EVAL,
     E_MAINT,
     E_STOP,
+    E_TAPER,
     E_TRANSITION,
     EVENTS,
     rule_codes,
@@ -45,7 +46,9 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
         df.insert(0, "replication", rep)
         parts.append(df)
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["replication", *COLUMNS])
-    df = df.sort_values(["replication", "patient"], kind="stable").reset_index(drop=True)
+    # Chronological per patient (tapers and titration steps are logged ahead of or after their day; same-day
+    # rows keep the engine's order; docs/event-log.md).
+    df = df.sort_values(["replication", "patient", "day"], kind="stable").reset_index(drop=True)
     rule_ids, _ = rule_codes()
     ev = df["event"].to_numpy(dtype=np.int64)
     detail = df["detail"].to_numpy(dtype=np.int64)
@@ -58,7 +61,7 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
         "drug": _codes(df["drug"], [d.name for d in tables.drugs]),
         "dose": df["dose"].where(df["dose"] >= 0),
         "pain_nrs": df["pain"].where(df["pain"] >= 0),
-        "adverse_event": _codes(np.where(np.isin(ev, [E_AE, E_STOP]), detail, -1), list(tables.ae_types)),
+        "adverse_event": _codes(np.where(np.isin(ev, [E_AE, E_STOP, E_TAPER]), detail, -1), list(tables.ae_types)),
         "outcome": _codes(np.where(np.isin(ev, [E_EVAL, E_MAINT]), detail, -1), list(OUTCOMES)),
         "trigger": _codes(np.where(ev == E_TRANSITION, detail, -1), list(TRIGGERS)),
         "check": _codes(np.where(ev == E_CHECK, detail, -1), list(CHECKS)),

@@ -76,8 +76,12 @@ TRANSITIONS: tuple[Edge, ...] = (
     # Topical failed or partial: start an oral first-line drug (P6 then P1).
     Edge("start_first_line", ("topical",), "first_line", ("first_line_available",), "P6",
          ("partial", "none", "intolerable")),
-    # P4: partial response -> add a second first-line class (different mechanism).
-    Edge("add_on", ("first_line", "switch"), "add_on", ("can_add_on",), "P4", ("partial",)),
+    # P4: partial response -> add a second first-line class (different mechanism); after an add-on that was
+    # not tolerated, another add-on to the same base drug.
+    Edge("add_on", ("first_line", "switch", "add_on"), "add_on", ("can_add_on",), "P4", ("partial", "intolerable")),
+    # P6: for localized pain a topical can be added to the running drugs at any stage (the state is kept).
+    *(Edge("add_topical", (s,), s, ("localized_pain", "can_add_topical"), "P6", ("partial", "none"))
+      for s in ("first_line", "add_on", "switch", "tramadol", "strong_opioid")),
     # P4: no response or intolerance -> switch to an alternative first-line class.
     Edge("switch", ("first_line", "switch", "add_on"), "switch", ("has_untried_first_line",), "P4",
          ("partial", "none", "intolerable")),

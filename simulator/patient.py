@@ -2,21 +2,24 @@
 
 One plain slotted object per simulated patient holds its state and treatment history. The guard
 methods are the conditions named in :data:`simulator.pathway.TRANSITIONS`; each encodes a safety rule
-(P5, P6, P7, P8) and reads the compiled policy. They are cheap: no pydantic, no logging.
+(P4, P5, P6, P7, P8) and reads the compiled policy. They are cheap: no pydantic, no logging.
 """
 
 from __future__ import annotations
 
 from .catalog import FIRST_LINE_CLASSES
-from .policy import PolicyContext
-from .safety import PatientFacts, contraindication
+from .policy import ANTIDEPRESSANTS, CIPN, HIV, PolicyContext
+from .safety import PatientFacts, contraindication, last_resort
+
+CIPN_EXCLUDED_CLASSES = ("tca", "gabapentinoid")  # P11.cipn_no_efficacy (S000, S001)
 
 
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
-                 "active", "tried", "failed_classes", "combination_failed", "n_failed", "n_first_line",
-                 "tramadol_tried", "strong_tried", "checks", "_topical_ok", "protocol_step",
-                 "relieved_from", "n_relapses")
+                 "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
+                 "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
+                 "topical_tried", "protocol_step", "tapering", "taper_end", "until", "last_pain", "intolerant",
+                 "optimisable", "relieved_from", "n_relapses")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -27,18 +30,17 @@ class PatientModel:
         self.baseline = baseline
         self.misuse_high = misuse_high
         self.ctx = ctx
-        drugs = ctx.tables.drugs
-        self.eligible: list[int] = []
-        self.excluded: list[tuple[int, str]] = []
-        for j in ctx.order:
-            why = contraindication(drugs[j], facts)
-            if why is None:
-                self.eligible.append(j)
-            else:
-                self.excluded.append((j, why))
+        # Eligibility depends only on these facts: computed once per distinct combination (hot path).
+        key = (facts.etiology, facts.localized, facts.flags, facts.crcl < ctx.renal_threshold)
+        cached = ctx.eligibility.get(key)
+        if cached is None:
+            cached = ctx.eligibility[key] = self._eligibility()
+        self.eligible, self.excluded, self.last_resort, self.topical = cached
+        self._topical_ok = self.topical >= 0
         self.active: list[int] = []
         self.tried: set[int] = set()
-        self.failed_classes: set[str] = set()
+        self.failed_classes: set[str] = set()  # classes judged ineffective (not offered again)
+        self.failed_agent_classes: set[str] = set()  # classes with an agent failed or not tolerated (P8 count)
         self.combination_failed = False
         self.n_failed = 0
         self.n_first_line = 0
@@ -48,8 +50,61 @@ class PatientModel:
         self.protocol_step = 0
         self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
         self.n_relapses = 0
-        self._topical_ok = (ctx.policy.topicals != "never"
-                            and contraindication(drugs[ctx.topical], facts) is None)
+        self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
+        self.taper_end = 0.0
+        self.until = float("inf")  # loss to follow-up or horizon (set by the engine)
+        self.last_pain = baseline
+        self.intolerant = -1
+        self.optimisable = False
+        self.topical_tried = False
+
+    def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
+        """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;
+        the patient's topical or -1) from the policy's order (P1, P5, P6, P11)."""
+        ctx = self.ctx
+        facts = self.facts
+        drugs = ctx.tables.drugs
+        pol = ctx.policy
+        guideline = pol.protocol is None
+        eligible: list[int] = []
+        later: list[int] = []
+        self.excluded: list[tuple[int, str]] = []
+        self.last_resort: dict[int, str] = {}
+        for j in ctx.order:
+            d = drugs[j]
+            why = contraindication(d, facts)
+            if why is None and guideline and pol.cipn_exclusions and facts.etiology in CIPN \
+                    and d.drug_class in CIPN_EXCLUDED_CLASSES:
+                why = "P11.cipn_no_efficacy"
+            if why is None and pol.serotonin == "avoid" and d.serotonergic and "ssri_use" in facts.flags:
+                why = "P5.serotonin_avoid"
+            if why is not None:
+                self.excluded.append((j, why))
+                continue
+            lr = last_resort(d, facts)
+            if lr is not None:  # P5: offered only after the other first-line classes
+                self.last_resort[j] = lr
+                later.append(j)
+            else:
+                eligible.append(j)
+        topical = self._choose_topical()
+        return eligible + later, self.excluded, self.last_resort, topical
+
+    def _choose_topical(self) -> int:
+        """P6: the policy's topical, or per patient lidocaine 5% with allodynia, capsaicin 8% otherwise (S000)."""
+        ctx = self.ctx
+        if ctx.policy.topicals == "never":
+            return -1
+        drugs = ctx.tables.drugs
+        if ctx.topical >= 0:
+            return ctx.topical if contraindication(drugs[ctx.topical], self.facts) is None else -1
+        for j in (ctx.lidocaine, ctx.capsaicin):
+            why = contraindication(drugs[j], self.facts)
+            if why is None:
+                return j
+            if why != "P6.topical_localized":
+                self.excluded.append((j, why))
+        return -1
 
     # ---- guards (conditions of the pathway's transitions) ---------------------------------------
     # P4.relapse: back to the treating state the patient was relieved in.
@@ -76,8 +131,15 @@ class PatientModel:
         return self.facts.localized
 
     def topical_allowed(self) -> bool:
-        """P6: the policy uses topicals and the topical is not excluded for this patient."""
+        """P6: the policy uses topicals and a topical is suitable for this patient."""
         return self._topical_ok
+
+    def can_add_topical(self) -> bool:
+        """P6: a topical may be added to the running drugs at any stage (localized pain, none tried yet)."""
+        return self.topical_addable()
+
+    def topical_addable(self) -> bool:
+        return self._topical_ok and self.facts.localized and not self.topical_tried and self.topical not in self.active
 
     def first_line_available(self) -> bool:
         """P1/P5: an eligible, untried first-line drug of a class that has not failed."""
@@ -85,15 +147,14 @@ class PatientModel:
         return any(j not in self.tried and drugs[j].drug_class not in self.failed_classes for j in self.eligible)
 
     def can_add_on(self) -> bool:
-        """P4: exactly one first-line oral drug running, no failed combination, another class available."""
+        """P4: exactly one oral first-line drug running, no failed combination, and the complementary class
+        (gabapentinoid with antidepressant, S000, S002) available."""
         drugs = self.ctx.tables.drugs
         oral = [d for d in self.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
         if len(oral) != 1 or self.combination_failed:
             return False
-        if self.ctx.policy.topicals == "add_on" and self.facts.localized and self.ctx.topical not in self.tried:
-            return True
-        cls = drugs[oral[0]].drug_class
-        return any(j not in self.tried and drugs[j].drug_class != cls and drugs[j].drug_class not in self.failed_classes
+        want = ANTIDEPRESSANTS if drugs[oral[0]].drug_class == "gabapentinoid" else ("gabapentinoid",)
+        return any(j not in self.tried and drugs[j].drug_class in want and drugs[j].drug_class not in self.failed_classes
                    for j in self.eligible)
 
     def has_untried_first_line(self) -> bool:
@@ -103,30 +164,57 @@ class PatientModel:
         return self.first_line_available()
 
     def tramadol_allowed(self) -> bool:
-        """P7: tramadol only after documented failure of a first-line agent, if the policy uses it."""
+        """P7: tramadol only after documented failure of a first-line agent, if the policy uses it; P5: not
+        with a serotonergic drug under the policy ``serotonin: avoid``."""
         ctx = self.ctx
-        if ctx.policy.tramadol == "never" or self.tramadol_tried:
+        pol = ctx.policy
+        if pol.tramadol == "never" or self.tramadol_tried:
             return False
-        if self.n_failed < 1 and "tramadol_first_line" not in ctx.policy.declared_departures:
+        if self.n_failed < 1 and "tramadol_first_line" not in pol.declared_departures:
             return False
+        if pol.serotonin == "avoid":
+            drugs = ctx.tables.drugs
+            if "ssri_use" in self.facts.flags or (
+                    pol.tramadol_mode == "add" and any(drugs[d].serotonergic for d in self.active)):
+                return False
         return contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
 
     def strong_opioid_gate(self) -> bool:
-        """P8: two first-line classes and a combination failed, tramadol tried, misuse risk screened."""
+        """P8: two first-line classes and a combination failed, tramadol tried, misuse risk screened,
+        moderate-to-severe pain (NRS >= 4), not HIV neuropathy (S004)."""
+        return self._gate_block() is None
+
+    def _gate_block(self) -> str | None:
         ctx = self.ctx
-        gate = ctx.policy.strong_opioid
+        pol = ctx.policy
+        gate = pol.strong_opioid
         if not gate.allowed or self.strong_tried:
-            return False
-        first_failed = sum(1 for c in self.failed_classes if c in FIRST_LINE_CLASSES)
-        if first_failed < gate.require_failed_classes:
-            return False
-        if gate.require_combination and not self.combination_failed:
-            return False
-        if gate.require_tramadol and not self.tramadol_tried and self._tramadol_possible():
-            return False
+            return "closed"
+        departure = pol.protocol is not None and "early_strong_opioid" in pol.declared_departures
+        if not departure:
+            first_failed = sum(1 for c in self.failed_agent_classes if c in FIRST_LINE_CLASSES)
+            if first_failed < gate.require_failed_classes:
+                return "prerequisites"
+            if gate.require_combination and not self.combination_failed:
+                return "prerequisites"
+            if gate.require_tramadol and not self.tramadol_tried and self._tramadol_possible():
+                return "prerequisites"
         if gate.misuse_screen and gate.exclude_high_misuse_risk and self.misuse_high:
-            return False
-        return contraindication(ctx.tables.drugs[ctx.strong], self.facts) is None
+            return "misuse"
+        if contraindication(ctx.tables.drugs[ctx.strong], self.facts) is not None:
+            return "contraindicated"
+        if gate.hiv == "avoid" and self.etiology == HIV:
+            return "P8.hiv_caution"
+        if self.last_pain < gate.min_nrs:
+            return "P8.nrs_threshold"
+        return None
+
+    def strong_opioid_notes(self) -> tuple[tuple[int, str], ...]:
+        """``excluded`` rows to log when only HIV neuropathy or NRS < 4 keep the strong opioid out (P8)."""
+        why = self._gate_block()
+        if why in ("P8.hiv_caution", "P8.nrs_threshold"):
+            return ((self.ctx.strong, why),)
+        return ()
 
     def _tramadol_possible(self) -> bool:
         ctx = self.ctx

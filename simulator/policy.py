@@ -64,6 +64,11 @@ class StrongOpioidGate(Strict):
     misuse_screen: bool = True
     exclude_high_misuse_risk: bool = True
     max_trial_days: int = Field(84, ge=1, description="P8.time_limited")
+    min_nrs: float = Field(4.0, ge=0, le=10, description="P8.nrs_threshold: only at moderate-to-severe pain (S004)")
+    hiv: Literal["avoid", "caution"] = Field(
+        "avoid", description="P8.hiv_caution: opioids may worsen pain in HIV neuropathy (S004); caution allows them")
+    keep_gabapentinoid: bool = Field(
+        True, description="a running gabapentinoid continues with the strong opioid (morphine + gabapentin, S000, S004)")
 
 
 class Referral(Strict):
@@ -137,6 +142,29 @@ class TopicalPreferred(Strict):
 class Policy(Strict):
     name: str = "guideline"
     first_line: FirstLine = Field("guideline", description="P1")
+    tca: Literal["nortriptyline", "amitriptyline"] = Field(
+        "nortriptyline", description="P1: the tricyclic used (S000/S002/S004 nortriptyline; S001 amitriptyline)")
+    start_doses: dict[str, float] = Field(
+        default_factory=dict, description="P2.start_dose_policy: first daily dose per drug (S001: duloxetine 60)")
+    dose_optimisation: Literal["to_maximum", "before_switch", "off"] = Field(
+        "to_maximum", description="P3.dose_optimisation: raise toward the maximum before add/switch (S000, S001, "
+        "S002, S004), only before a switch, or never")
+    on_no_response: Literal["switch", "add"] = Field(
+        "switch", description="P4.no_response_switch (S002, S004) or P4.add_after_no_response (S002 algorithm)")
+    after_combination: Literal["switch", "escalate"] = Field(
+        "switch", description="after a failed combination: switch class (S004) or escalate to topical/tramadol (S002)")
+    on_intolerance: dict[str, str] = Field(
+        default_factory=lambda: {"duloxetine": "venlafaxine"},
+        description="P4.intolerance_same_class: drug tried next when this one is not tolerated (S001)")
+    cross_taper: bool = Field(
+        True, description="P5.taper_step: the next drug starts while the old one is tapered (NICE CG173, "
+        "calibration.md 7); false waits for the taper to end")
+    serotonin: Literal["monitor", "avoid"] = Field(
+        "monitor", description="P5.serotonin_check (check and monitor, S000, S004) or P5.serotonin_avoid")
+    tramadol_mode: Literal["add", "replace"] = Field(
+        "add", description="P7.tramadol_add ('while optimizing other treatments', S002) or replace the regimen")
+    cipn_exclusions: bool = Field(
+        True, description="P11.cipn_no_efficacy: no tricyclic or gabapentinoid in chemotherapy-induced neuropathy (S000, S001)")
     order: list[str] = Field(
         default_factory=lambda: ["pregabalin", "duloxetine", "gabapentin", "nortriptyline", "venlafaxine",
                                  "amitriptyline"],
@@ -146,7 +174,11 @@ class Policy(Strict):
     tramadol: Literal["second_line", "third_line", "never"] = Field("third_line", description="P7")
     strong_opioid: StrongOpioidGate = StrongOpioidGate()
     topicals: Literal["guideline", "first", "add_on", "never"] = Field("guideline", description="P6")
-    topical_drug: str = "lidocaine_5pct"
+    topical_add: Literal["any_stage", "after_combination", "never"] = Field(
+        "any_stage", description="P6.topical_add: for localized pain at any inadequate evaluation (S004) or after "
+        "the combination (S002 step 3)")
+    topical_drug: str = Field("per_patient", description="P6: 'per_patient' (lidocaine 5% with allodynia, "
+                              "capsaicin 8% otherwise; S000) or one topical for everyone")
     topical_preferred: TopicalPreferred = TopicalPreferred()
     response: ResponseRule = ResponseRule()
     trial_days: TrialDays = TrialDays()
@@ -186,12 +218,25 @@ class Policy(Strict):
     @classmethod
     def _topical_known(cls, v: str) -> str:
         cat = load_catalog()
+        if v == "per_patient":
+            return v
         if v not in cat.drugs or cat.drugs[v].drug_class != "topical":
             raise ValueError(f"'{v}' is not a topical of the catalogue; use one of: "
                              f"{', '.join(cat.of_class('topical'))}")
         return v
 
-    @field_validator("target_doses")
+    @field_validator("on_intolerance")
+    @classmethod
+    def _intolerance_known(cls, v: dict[str, str]) -> dict[str, str]:
+        cat = load_catalog()
+        for a, b in v.items():
+            for name in (a, b):
+                if name not in cat.drugs or cat.drugs[name].drug_class not in FIRST_LINE_CLASSES:
+                    raise ValueError(f"'{name}' is not a first-line drug of the catalogue; use first-line drugs: "
+                                     f"{', '.join(n for n, d in cat.drugs.items() if d.first_line)}")
+        return v
+
+    @field_validator("target_doses", "start_doses")
     @classmethod
     def _doses_valid(cls, v: dict[str, float]) -> dict[str, float]:
         cat = load_catalog()
@@ -242,11 +287,17 @@ class PolicyContext:
     tables: ModelTables
     order: tuple[int, ...] = ()
     trial_days: dict[str, int] = field(default_factory=dict)
-    topical: int = -1
+    topical: int = -1  # the one topical of the policy; -1 with topical_drug: per_patient
+    lidocaine: int = -1
+    capsaicin: int = -1
     tramadol: int = -1
     strong: int = -1
     by_name: dict[str, int] = field(default_factory=dict)
     target_doses: dict[int, float] = field(default_factory=dict)
+    start_doses: dict[int, float] = field(default_factory=dict)
+    on_intolerance: dict[int, int] = field(default_factory=dict)
+    renal_threshold: float = 0.0  # CrCl below which some drug is not given at all (renal cap 0)
+    eligibility: dict[tuple, tuple] = field(default_factory=dict)  # per-patient eligibility cache (patient.py)
 
     @classmethod
     def build(cls, policy: Policy, tables: ModelTables) -> PolicyContext:
@@ -256,15 +307,26 @@ class PolicyContext:
             override = getattr(policy.trial_days, d.drug_class)
             trial[d.name] = override if override is not None else d.adequate_trial_days
         tram = next(d.index for d in tables.drugs if d.drug_class == "weak_opioid")
-        return cls(policy=policy, tables=tables, order=tuple(by_name[n] for n in policy.order),
-                   trial_days=trial, topical=by_name[policy.topical_drug], tramadol=tram,
+        names = list(policy.order)
+        if policy.tca == "amitriptyline":  # P1.amitriptyline_tca: the policy's tricyclic takes the TCA's place
+            names = ["amitriptyline" if n == "nortriptyline" else n for n in policy.order]
+        order = tuple(by_name[n] for n in dict.fromkeys(names))
+        return cls(policy=policy, tables=tables, order=order, trial_days=trial,
+                   topical=by_name[policy.topical_drug] if policy.topical_drug != "per_patient" else -1,
+                   lidocaine=by_name["lidocaine_5pct"], capsaicin=by_name["capsaicin_8pct"], tramadol=tram,
                    strong=by_name[policy.strong_opioid.drug], by_name=by_name,
-                   target_doses={by_name[n]: v for n, v in policy.target_doses.items()})
+                   target_doses={by_name[n]: v for n, v in policy.target_doses.items()},
+                   start_doses={by_name[n]: v for n, v in policy.start_doses.items()},
+                   on_intolerance={by_name[a]: by_name[b] for a, b in policy.on_intolerance.items()},
+                   renal_threshold=max((b for d in tables.drugs for b, cap in d.renal_caps if cap <= 0), default=0.0))
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What the policy decided: fire ``trigger``, stop and start drugs, cite ``rule``."""
+    """What the policy decided: fire ``trigger``, stop and start drugs, cite ``rule``.
+
+    Triggers are the pathway's, plus ``optimise`` (raise the newest drug's dose, P3.dose_optimisation),
+    ``continue`` (a protocol keeps the regimen) and ``stay`` (nothing more is done)."""
 
     trigger: str
     start: tuple[int, ...] = ()
@@ -272,6 +334,8 @@ class Decision:
     rule: str = ""
     eval_after: float = 0.0  # > 0: evaluate this many days after the decision (protocols), not after P3's trial
     target: float = 0.0  # > 0: titrate the started drug to this daily dose (protocols)
+    keep: tuple[str, ...] = ()  # drug classes that keep running through stop_all
+    notes: tuple[tuple[int, str], ...] = ()  # (drug, rule): 'excluded' rows logged with the decision
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,20 +348,34 @@ _STRATEGY_DRUG = {"pregabalin_first": ("pregabalin", "P1.pregabalin_first"),
                   "tca_first": ("nortriptyline", "P1.tca_first")}
 CIPN = (2, 3)  # etiology codes of chemotherapy-induced neuropathy
 RADICULOPATHY = 4
+HIV = 5
+ANTIDEPRESSANTS = ("snri", "tca")
+RENAL_IMPAIRED_CRCL = 60.0  # CKD stage 3 (calibration.md 9), as TopicalPreferred.crcl_below
 
 
 def _preferred_first(p, ctx: PolicyContext) -> tuple[str, str]:
-    """The drug the strategy prefers for this patient, before safety exclusions (P1, P11)."""
+    """The drug the strategy prefers for this patient, before safety exclusions (P1, P11).
+
+    ``comorbidity_guided`` (S004: "choose based on comorbidities, age, pain location"; the mapping is a named
+    assumption, rule P1.comorbidity_choice): cardiovascular disease -> duloxetine (S000); depression,
+    radiculopathy or renal impairment -> duloxetine (an antidepressant without renal dose reduction), or
+    the policy's tricyclic for depression when duloxetine is excluded; otherwise pregabalin."""
     strategy = ctx.policy.first_line
+    if strategy == "tca_first":
+        tca = ctx.policy.tca
+        return tca, "P1.amitriptyline_tca" if tca == "amitriptyline" else "P1.tca_first"
     if strategy in _STRATEGY_DRUG:
         return _STRATEGY_DRUG[strategy]
     if p.etiology in CIPN:
         return "duloxetine", "P1.duloxetine_cipn"
     if strategy == "comorbidity_guided":
-        if "cardiovascular_disease" in p.facts.flags:
+        flags = p.facts.flags
+        if "cardiovascular_disease" in flags:
             return "duloxetine", "P5.cardiac_prefer_duloxetine"
-        if "depression" in p.facts.flags or p.etiology == RADICULOPATHY:
-            return "duloxetine", "P1.comorbidity_choice"
+        if "depression" in flags or p.etiology == RADICULOPATHY or p.facts.crcl < RENAL_IMPAIRED_CRCL:
+            if ctx.by_name["duloxetine"] in p.eligible or "depression" not in flags:
+                return "duloxetine", "P1.comorbidity_choice"
+            return ctx.policy.tca, "P1.comorbidity_choice"
         return "pregabalin", "P1.comorbidity_choice"
     return "pregabalin", "P1.pregabalin_first"
 
@@ -318,9 +396,19 @@ def _topical_first(p, ctx: PolicyContext) -> str | None:
 
 
 def first_oral(p, ctx: PolicyContext) -> tuple[int, str] | None:
-    """The first oral first-line drug for the patient, with its rule, or None if none is eligible."""
+    """The first oral first-line drug for the patient, with its rule, or None if none is eligible.
+
+    A tricyclic the patient should only get as a last resort (cardiovascular disease, glaucoma,
+    orthostatic hypotension; P5) is replaced by the first other eligible drug (duloxetine under CVD)."""
     name, rule = _preferred_first(p, ctx)
     idx = ctx.by_name[name]
+    if idx in p.last_resort:
+        dul = ctx.by_name["duloxetine"]
+        if p.last_resort[idx] == "P5.cardiac_prefer_duloxetine" and dul in p.eligible and dul not in p.tried:
+            return dul, "P5.cardiac_prefer_duloxetine"
+        for j in p.eligible:
+            if j not in p.tried and j not in p.last_resort:
+                return j, p.last_resort[idx]
     if idx in p.eligible and idx not in p.tried:
         return idx, rule
     for j in p.eligible:
@@ -329,12 +417,25 @@ def first_oral(p, ctx: PolicyContext) -> tuple[int, str] | None:
     return None
 
 
+def _serotonin_blocked(p, ctx: PolicyContext, j: int, running: bool = True) -> bool:
+    """Policy ``serotonin: avoid``: a serotonergic drug is not combined with an SSRI or another one (P5)."""
+    if ctx.policy.serotonin != "avoid" or not ctx.tables.drugs[j].serotonergic:
+        return False
+    if "ssri_use" in p.facts.flags:
+        return True
+    drugs = ctx.tables.drugs
+    return running and any(drugs[d].serotonergic for d in p.active)
+
+
 def pick_add(p, ctx: PolicyContext) -> int | None:
-    """A second first-line drug of another class to add (P4: different mechanisms)."""
-    active_classes = {ctx.tables.drugs[d].drug_class for d in p.active}
+    """A first-line drug to add (P4): a gabapentinoid to an antidepressant or an antidepressant to a
+    gabapentinoid (S000, S002: different mechanisms), of a class that has not failed."""
+    drugs = ctx.tables.drugs
+    active_classes = {drugs[d].drug_class for d in p.active}
+    want = ANTIDEPRESSANTS if "gabapentinoid" in active_classes else ("gabapentinoid",)
     for j in p.eligible:
-        c = ctx.tables.drugs[j].drug_class
-        if j not in p.tried and c not in active_classes and c not in p.failed_classes:
+        c = drugs[j].drug_class
+        if j not in p.tried and c in want and c not in p.failed_classes and not _serotonin_blocked(p, ctx, j):
             return j
     return None
 
@@ -355,12 +456,12 @@ def first_choice(p, ctx: PolicyContext) -> Decision:
         return _protocol_start(p, ctx, 0, "start")
     rule = _topical_first(p, ctx)
     if rule is not None:
-        return Decision("start_topical", (ctx.topical,), rule=rule)
+        return Decision("start_topical", (p.topical,), rule=rule)
     first = first_oral(p, ctx)
     if first is not None:
         return Decision("start_first_line", (first[0],), rule=first[1])
     if p.facts.localized and p.topical_allowed():
-        return Decision("start_topical", (ctx.topical,), rule="P6.topical_localized")
+        return Decision("start_topical", (p.topical,), rule="P6.topical_localized")
     return Decision("refer", rule="P9.refractory_referral")
 
 
@@ -379,6 +480,34 @@ def referral_due(p, ctx: PolicyContext, day: float, pain: float) -> bool:
     return r.pain_above is not None and day >= r.after_days and pain > r.pain_above
 
 
+def _topical_add_due(p, ctx: PolicyContext, state: str) -> bool:
+    """P6.topical_add: a topical may be added to the oral regimen for localized pain (S004 any stage; S002 step 3)."""
+    mode = ctx.policy.topical_add
+    if mode == "never" or not p.topical_addable():
+        return False
+    if mode == "after_combination":
+        return state == "add_on"
+    return state in ("first_line", "switch", "add_on", "tramadol", "strong_opioid")
+
+
+def _tramadol(p, ctx: PolicyContext, rule: str) -> Decision:
+    """P7: tramadol added to the regimen (policy tramadol_mode: add, S002) or replacing it."""
+    if ctx.policy.tramadol_mode == "add" and p.active:
+        return Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_add")
+    return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule=rule)
+
+
+def _strong(p, ctx: PolicyContext) -> Decision:
+    keep = ("gabapentinoid", "topical") if ctx.policy.strong_opioid.keep_gabapentinoid else ("topical",)
+    return Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, keep=keep, rule="P8.prerequisites")
+
+
+def _exhausted(p, ctx: PolicyContext, notes: tuple[tuple[int, str], ...]) -> Decision:
+    if ctx.policy.referral.when_exhausted:
+        return Decision("refer", stop_all=True, rule="P9.refractory_referral", notes=notes)
+    return Decision("stay", stop_all=True, rule="P9.refractory_referral", notes=notes)
+
+
 def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> Decision:
     """The decision after an evaluation (or an intolerable adverse event) in a treating state."""
     if outcome == "relief":
@@ -387,61 +516,94 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         return _protocol_next(p, ctx, outcome, pain)
     pol = ctx.policy
     state = p.state
+    inadequate = outcome in ("partial", "none")
     if state == "strong_opioid":
         return Decision("refer", stop_all=True, rule="P8.stop_ineffective")
     if referral_due(p, ctx, day, pain) and p.referral_allowed():
         return Decision("refer", stop_all=True, rule="P9.referral_criteria")
+    add_possible = state in ("first_line", "switch") and p.can_add_on()
+    # P3: ensure the dose is optimised before judging failure (S000, S001, S002, S004).
+    if inadequate and p.optimisable and state in ("first_line", "switch", "tramadol"):
+        mode = pol.dose_optimisation
+        adding = add_possible and pol.on_partial == "add" and (
+            outcome == "partial" or pol.on_no_response == "add" or p.etiology == RADICULOPATHY)
+        if mode == "to_maximum" and not (p.etiology == RADICULOPATHY and adding):  # P11: combination earlier
+            return Decision("optimise", rule="P3.dose_optimisation")
+        if mode == "before_switch" and not adding:
+            return Decision("optimise", rule="P3.dose_optimisation")
+    # P4: an add-on that was not tolerated stopped alone; the base continues and another add may follow.
+    if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
+        add = pick_add(p, ctx)
+        if add is not None:
+            return Decision("add_on", (add,), rule="P4.partial_add")
+    if inadequate and _topical_add_due(p, ctx, state):
+        return Decision("add_topical", (p.topical,), rule="P6.topical_add")
     if state == "tramadol":
         if p.strong_opioid_gate():
-            return Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, rule="P8.prerequisites")
-        return Decision("refer", stop_all=True, rule="P9.refractory_referral")
+            return _strong(p, ctx)
+        return _exhausted(p, ctx, p.strong_opioid_notes())
     if state == "topical":
         first = first_oral(p, ctx)
         if first is not None:
             keep = outcome == "partial"
             return Decision("start_first_line", (first[0],), stop_all=not keep,
-                            rule="P6.topical_add" if keep else first[1])
-    if state in ("first_line", "switch") and p.can_add_on():
+                            rule="P6.oral_after_topical" if keep else first[1])
+    if add_possible:
         if outcome == "partial" and pol.on_partial == "add":
-            if pol.topicals == "add_on" and p.facts.localized and ctx.topical not in p.tried and p.topical_allowed():
-                return Decision("add_on", (ctx.topical,), rule="P6.topical_add")
+            if pol.topicals == "add_on" and p.topical_addable():
+                return Decision("add_topical", (p.topical,), rule="P6.topical_add")
             add = pick_add(p, ctx)
             if add is not None:
                 return Decision("add_on", (add,), rule="P4.partial_add")
+        if outcome == "none" and pol.on_no_response == "add":
+            add = pick_add(p, ctx)
+            if add is not None:
+                return Decision("add_on", (add,), rule="P4.add_after_no_response")
         if outcome == "none" and p.etiology == RADICULOPATHY and pol.on_partial == "add":
             add = pick_add(p, ctx)
             if add is not None:
                 return Decision("add_on", (add,), rule="P11.radiculopathy_combination")
-    if pol.tramadol == "second_line" and p.tramadol_allowed():
-        return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule="P7.tramadol_after_first_line")
-    if p.has_untried_first_line():
+    if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
+        alt = ctx.on_intolerance[p.intolerant]
+        if alt in p.eligible and alt not in p.tried and not _serotonin_blocked(p, ctx, alt, running=False):
+            return Decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
+    escalate = state == "add_on" and pol.after_combination == "escalate"
+    if pol.tramadol == "second_line" and p.n_first_line >= 2 and p.tramadol_allowed():
+        return _tramadol(p, ctx, "P7.tramadol_second_line")
+    if not escalate and p.has_untried_first_line():
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            return Decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
+            rule = _switch_rule(outcome, state)
+            if p.etiology in CIPN and ctx.tables.drugs[nxt].name == "venlafaxine":
+                rule = "P11.cipn_venlafaxine"
+            return Decision("switch", (nxt,), stop_all=True, rule=rule)
     if p.tramadol_allowed():
-        return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule="P7.tramadol_after_first_line")
+        return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():
-        return Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, rule="P8.prerequisites")
-    if pol.referral.when_exhausted:
-        return Decision("refer", stop_all=True, rule="P9.refractory_referral")
-    return Decision("stay", stop_all=True, rule="P9.refractory_referral")
+        return _strong(p, ctx)
+    return _exhausted(p, ctx, p.strong_opioid_notes())
 
 
 # ---- protocols (trial-style fixed sequences; X.protocol_step) ------------------------------------
 _TRIGGER_BY_CLASS = {"gabapentinoid": "start_first_line", "snri": "start_first_line", "tca": "start_first_line",
                      "topical": "start_topical", "weak_opioid": "escalate_tramadol",
                      "strong_opioid": "escalate_strong_opioid"}
+_ADD_TRIGGER = {"topical": "add_topical", "weak_opioid": "escalate_tramadol",
+                "strong_opioid": "escalate_strong_opioid"}
 
 
 def _protocol_start(p, ctx: PolicyContext, k: int, how: str) -> Decision:
-    """Start step ``k``'s drug: at the first visit (``start``), added to the regimen, or switched to."""
+    """Start step ``k``'s drug: at the first visit (``start``), added to the regimen, or switched to.
+
+    Opioids go through their own triggers whatever the protocol says, so P7 and the P8 gate apply
+    (a strong opioid before the prerequisites needs the declared departure ``early_strong_opioid``)."""
     steps = ctx.policy.protocol.steps
     step = steps[k]
     p.protocol_step = k
     j = ctx.by_name[step.drug]
     drug = ctx.tables.drugs[j]
     if how == "add":
-        trigger = "add_on"
+        trigger = _ADD_TRIGGER.get(drug.drug_class, "add_on")
     elif how == "switch":
         trigger = "switch" if drug.drug_class in FIRST_LINE_CLASSES else _TRIGGER_BY_CLASS[drug.drug_class]
     else:

@@ -33,6 +33,7 @@ from .rules import load_rules
 from .safety import contraindication
 
 REFUSAL_RULE = {"escalate_tramadol": "P7.tramadol_after_first_line", "escalate_strong_opioid": "P8.prerequisites",
+                "add_topical": "P6.topical_add",
                 "add_on": "P4.partial_add", "switch": "P4.no_response_switch", "start_topical": "P6.topical_localized",
                 "start_first_line": "P1.next_in_order", "refer": "P9.refractory_referral", "relief": "P4.relief"}
 STRONG_FIRST = ("pregabalin", "duloxetine")  # P1: the strongest initial choices (S000, S001, S002)
@@ -116,7 +117,8 @@ class Tutor:
         conformant = [k for k, o in enumerate(options) if self._conforms(p, o, proposed, outcome)]
         guideline = next((k for k, o in enumerate(options) if o.decision is not None and not o.refused
                           and o.decision.trigger == proposed.trigger
-                          and set(o.decision.start) == set(proposed.start)), -1)
+                          and set(o.decision.start) == set(proposed.start)
+                          and o.decision.stop_all == proposed.stop_all), -1)
         if guideline >= 0 and guideline not in conformant:
             conformant.append(guideline)
         regimen = [drug_name(self.drugs[j].name) for j in p.active]
@@ -149,9 +151,10 @@ class Tutor:
         first_line = [j for j in ctx.order]
         opts: list[Option] = []
         if outcome is None:  # assessment visit
-            opts.append(self._option(p, f"Start a topical: {drug_name(drugs[ctx.topical].name)}",
-                                     Decision("start_topical", (ctx.topical,), rule="P6.topical_localized"),
-                                     ctx.topical))
+            topical = p.topical if p.topical >= 0 else ctx.capsaicin
+            opts.append(self._option(p, f"Start a topical: {drug_name(drugs[topical].name)}",
+                                     Decision("start_topical", (topical,), rule="P6.topical_localized"),
+                                     topical))
             for j in first_line:
                 opts.append(self._option(p, f"Start {drug_name(drugs[j].name)}",
                                          Decision("start_first_line", (j,), rule="P1"), j))
@@ -163,6 +166,12 @@ class Tutor:
                                    "an adequate trial has been judged and did not bring relief; the pathway acts on "
                                    "it (P4) rather than continuing unchanged: " + _cite("P4")))
             active = set(p.active)
+            if outcome != "relief" and p.optimisable:  # P3: optimise the dose before judging failure
+                opts.append(Option("Raise the dose toward the maximum and judge again",
+                                   Decision("optimise", rule="P3.dose_optimisation")))
+            if outcome != "relief" and p.topical >= 0 and p.state != "topical":  # P6: a topical at any stage
+                opts.append(self._option(p, f"Add a topical: {drug_name(drugs[p.topical].name)}",
+                                         Decision("add_topical", (p.topical,), rule="P6.topical_add"), p.topical))
             for j in first_line:
                 if j in active:
                     continue
@@ -179,6 +188,10 @@ class Tutor:
         opts.append(self._option(p, f"{'Start' if outcome is None else 'Switch to'} tramadol",
                                  Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True,
                                           rule="P7.tramadol_after_first_line"), ctx.tramadol))
+        if outcome is not None and p.active:
+            opts.append(self._option(p, "Add tramadol to the current regimen",
+                                     Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_add"),
+                                     ctx.tramadol))
         opts.append(self._option(p, f"Start a strong opioid ({drug_name(drugs[ctx.strong].name)})",
                                  Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, rule="P8.prerequisites"),
                                  ctx.strong))

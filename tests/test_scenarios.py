@@ -77,8 +77,8 @@ CHECKS = {
     < m(r, "guideline", "specialist.wait_days_median")
     and m(r, "double-specialist-capacity", "specialist.still_waiting_at_horizon")
     <= m(r, "guideline", "specialist.still_waiting_at_horizon"),
-    "topical-first": lambda r: _started_share(r["topical-first"][1], ("lidocaine_5pct", "capsaicin_8pct"))
-    > 2 * _started_share(r["guideline"][1], ("lidocaine_5pct", "capsaicin_8pct"))
+    "topical-first": lambda r: _first_drug_share(r["topical-first"][1], ("lidocaine_5pct", "capsaicin_8pct"))
+    > 2 * _first_drug_share(r["guideline"][1], ("lidocaine_5pct", "capsaicin_8pct"))
     and m(r, "topical-first", "adverse_events.by_type.dizziness") < m(r, "guideline", "adverse_events.by_type.dizziness"),
     "six-week-trials": lambda r: m(r, "six-week-trials", "time_to_relief.relieved_by_day.84")
     < m(r, "guideline", "time_to_relief.relieved_by_day.84") - 0.05,
