@@ -120,7 +120,15 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         t.add_row(f"reached {s.replace('_', ' ')}", f"{100 * v:.1f}%")
     sp = summary["specialist"]
     t.add_row("referred to specialist", f"{100 * sp['referred']:.1f}%")
-    t.add_row("median wait for a consult (days)", "-" if sp["wait_days_median"] is None else f"{sp['wait_days_median']:.0f}")
+    t.add_row("median wait for a consult (days, KM)", "-" if sp["wait_days_median"] is None else f"{sp['wait_days_median']:.0f}")
+    if "utilisation" in sp:
+        t.add_row("left the clinic's queue / still waiting at horizon", f"{sp['left_queue']} / {sp['still_waiting_at_horizon']}")
+        t.add_row("clinic utilisation", "-" if sp["utilisation"] is None else f"{100 * sp['utilisation']:.1f}%")
+    ss = sp.get("steady_state")
+    if ss:
+        t.add_row(f"steady state (referrals from day {ss['from_day']:.0f}): median wait (days, KM)",
+                  "-" if ss["wait_days_median"] is None else f"{ss['wait_days_median']:.1f}")
+        t.add_row("steady state: clinic utilisation", "-" if ss["utilisation"] is None else f"{100 * ss['utilisation']:.1f}%")
     return t
 
 
@@ -157,7 +165,9 @@ def run(scenario: str, patients: int | None, seed: int | None, replications: int
     dest = Path(out) if out else default_run_dir(result.scenario)
     extra = None if no_report else _report_writer(result)
     folder = write_run(result, dest, extra=extra)
-    console.print(summary_table(result.summary, f"{result.scenario.name}: {result.scenario.patients} patients x "
+    who = (f"open population, {result.summary['n_patients']} patients entering per replication on average"
+           if result.scenario.population is not None else f"{result.scenario.patients} patients")
+    console.print(summary_table(result.summary, f"{result.scenario.name}: {who} x "
                                 f"{result.scenario.replications} replication(s), seed {result.scenario.seed}"))
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Run folder: {folder}")

@@ -112,14 +112,15 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
 @click.option("--param", required=True, help="Dotted path: policy.visit_interval_days, specialist.slots_per_week_per_1000, "
               "clinical.drugs.duloxetine.responder_prob, ...")
 @click.option("--values", required=True, help="Comma-separated values, e.g. 7,14,28.")
-@click.option("--metric", default=None, help="Metric to plot (default time_to_relief.relieved_by_day.182).")
+@click.option("--metric", default=None, help="Metric to plot (default time_to_relief.relieved_by_day.182; for "
+              "specialist.* parameters the clinic's median wait).")
 @common
 @friendly
 def sweep(scenario: str, param: str, values: str, metric: str | None, patients: int | None, replications: int,
           seed: int | None, workers: int, out: str | None, quiet: bool) -> None:
     """Run SCENARIO at several values of one policy or clinical parameter (common random numbers)."""
     from .scenario import load_scenario
-    from .sweep import DEFAULT_METRIC, default_dir, parse_value, write_sweep
+    from .sweep import default_dir, default_metric, parse_value, write_sweep
     from .sweep import sweep as run_sweep
 
     _check(patients, replications, seed, workers)
@@ -130,7 +131,7 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
         raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
     bar = LazyProgress(f"sweeping {param}", enabled=not quiet)
     try:
-        data, runs = run_sweep(sc, param, vals, metric=metric or DEFAULT_METRIC, patients=patients,
+        data, runs = run_sweep(sc, param, vals, metric=metric or default_metric(param, sc), patients=patients,
                                replications=replications, seed=seed, workers=workers, progress=bar,
                                command=command_line())
     finally:

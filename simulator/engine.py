@@ -4,8 +4,10 @@ Each patient is one SimPy process. A treatment line is simulated as: start the d
 (patient-adjusted) titration schedule, wait for the adequate trial at target dose and the next
 scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
 pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
-follow-up happen in continuous time and may interrupt a line. Specialist referral is a shared
-``simpy.Resource`` with the scenario's capacity, so referrals queue and waits are measured.
+follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
+clinic (:mod:`simulator.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
+In an open population each patient enters on their own day (``EngineConfig.entry_days``); event days are
+days of the run, not of the patient.
 
 The hot loop appends plain numbers to one flat ``array('d')`` event buffer (9 columns per row; see
 :data:`COLUMNS`); the event table is built once at the end. No pydantic object, logging call or string
@@ -18,7 +20,7 @@ import gc
 import math
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import simpy
@@ -26,6 +28,7 @@ import simpy
 from . import streams
 from .care import index_drug, stop_day
 from .catalog import FIRST_LINE_CLASSES
+from .clinic import Clinic, ClinicConfig
 from .clinical import (
     MAX_VISITS,
     RESPONSE_COLUMNS,
@@ -85,11 +88,18 @@ def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Plain settings of one run of the engine (from the scenario)."""
+    """Plain settings of one run of the engine (from the scenario).
+
+    ``specialist_slots_per_week``: the clinic's consults per week (a rate, realised exactly by its slot
+    calendar) when ``clinic`` is not given. ``entry_days``: day each patient enters (open populations);
+    None: everyone on day 0 (a closed cohort).
+    """
 
     horizon_days: float
-    specialist_slots_per_week: int
+    specialist_slots_per_week: float
     seed: int
+    clinic: ClinicConfig | None = None
+    entry_days: np.ndarray | None = field(default=None, compare=False)
 
 
 Decide = Callable[[PatientModel, "str | None", float, float, Decision], Decision]
@@ -178,8 +188,9 @@ class Simulation:
         self.relapse_rate = self.tables.persistence["relapse_per_year"] if ctx.policy.maintenance.relapse else 0.0
         self.buf = array("d")
         self.env = simpy.Environment()
-        slots = max(int(config.specialist_slots_per_week), 0)
-        self.specialist = simpy.Resource(self.env, capacity=slots) if slots > 0 else None
+        clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
+        self.clinic = Clinic(self.env, clinic, config.horizon_days)
+        self.entry = config.entry_days
         ltfu = ctx.policy.loss_to_follow_up_per_year
         self.ltfu_rate = self.tables.follow_up["ltfu_per_year"] if ltfu is None else ltfu
         self.flags = _flag_sets(cohort)
@@ -221,6 +232,9 @@ class Simulation:
     # ---------------------------------------------------------------------------------------------
     def _patient(self, i: int):
         env = self.env
+        if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
+            yield env.timeout(float(self.entry[i]))
+        entry = env.now
         c = self.cohort
         t = self.tables
         ctx = self.ctx
@@ -237,7 +251,7 @@ class Simulation:
         fu = self.followup[i]
         horizon = self.config.horizon_days
         rate = self.ltfu_rate
-        ltfu_day = -math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
+        ltfu_day = entry - math.log1p(-float(fu[0])) / rate * 365.0 if rate > 0 else math.inf
         p.until = min(ltfu_day, horizon)  # tapers are logged up to here
         log = self._log
         policy = ctx.policy
@@ -245,15 +259,16 @@ class Simulation:
         lines: list[_Line] = []
         n_visits = 0
         outcome: str | None = None
+        pain = p.baseline
         pu = self.persist[i]
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
         adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
-        obs = (class_u, class_z, ns, noise, adherence)
+        obs = (class_u, class_z, ns, noise, adherence, entry)
 
-        log(i, 0.0, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
+        log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
-            log(i, 0.0, E_EXCLUDE, "assessment", drug=j, rule=why)
+            log(i, entry, E_EXCLUDE, "assessment", drug=j, rule=why)
         decision = self._usual_index(p, float(pu[1])) if self.index_mix else None
         if decision is None:
             decision = first_choice(p, ctx)
@@ -274,19 +289,26 @@ class Simulation:
                 self._optimise(p, lines[-1], now, adv)
             else:
                 if decision.stop_all and lines:
-                    self._stop_all(p, lines, now, decision.rule, outcome in _FAILED_OUTCOMES, decision.keep,
-                                   decision.trigger == "refer")
+                    if decision.trigger == "refer":
+                        self._stop_for_referral(p, lines, now, decision.rule)
+                    else:
+                        self._stop_all(p, lines, now, decision.rule, outcome in _FAILED_OUTCOMES, decision.keep)
                 if decision.trigger == "stay":
                     return
                 # "continue": a protocol keeps the regimen for another step (no transition).
                 before = p.state
                 if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                    # The pathway refused the policy's proposal: refer instead (P9) and record why.
-                    if lines:
-                        self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
-                    if not fire(self.table, p, "refer"):
+                    # The pathway refused the policy's proposal: refer instead (P9) and record why; after a
+                    # specialist consult, discharge to primary care on the current regimen (P9.discharge_plan).
+                    if fire(self.table, p, "refer"):
+                        decision = Decision("refer", rule="P9.refractory_referral")
+                        self._stop_for_referral(p, lines, now, "P9.refractory_referral")
+                    elif fire(self.table, p, "discharge"):
+                        decision = Decision("discharge", rule="P9.discharge_plan")
+                    else:
+                        if lines:
+                            self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
                         return
-                    decision = Decision("refer", rule="P9.refractory_referral")
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
@@ -295,12 +317,17 @@ class Simulation:
                     if res is None:
                         return
                     outcome, pain, n_visits = res
-                    decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient=True)
+                    decision = self._decide_after(p, lines, outcome, env.now, pain, fu, entry, by_patient=True)
                     if decision is None:
                         return
                     continue
+                if p.state == "discharged":  # back in primary care on the current regimen (P9.discharge_plan)
+                    why = yield from self._carry_on(p, lines, math.inf, ltfu_day)
+                    if why == "dropout":
+                        self._drop_out(p, lines, env.now)
+                    return
                 if p.state == "specialist_referral":
-                    outcome = yield from self._specialist(p, ltfu_day)
+                    outcome = yield from self._specialist(p, lines, ltfu_day, adv)
                     if outcome == "dropout":
                         self._drop_out(p, lines, env.now)
                         return
@@ -308,7 +335,15 @@ class Simulation:
                         fire(self.table, p, "relief")
                         log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                             rule="P9.specialist_consult")
-                    return
+                        p.relieved_from = "specialist_care"  # maintenance without relapse (the clinic's)
+                        yield from self._maintenance(p, lines, obs, ltfu_day, n_visits)
+                        return
+                    if outcome == "waiting":
+                        return
+                    # A consult without relief returns the patient to the pathway's remaining options, decided
+                    # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                    decision = next_step(p, ctx, "none", env.now - entry, pain)
+                    continue
                 if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
                     # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).
                     until = p.taper_end
@@ -420,13 +455,13 @@ class Simulation:
                     else:
                         outcome = None
 
-            decision = self._decide_after(p, lines, outcome, env.now, pain, fu, by_patient)
+            decision = self._decide_after(p, lines, outcome, env.now, pain, fu, entry, by_patient)
             if decision is None:
                 return
 
     # ---------------------------------------------------------------------------------------------
     def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
-                      fu: np.ndarray, by_patient: bool = False) -> Decision | None:
+                      fu: np.ndarray, entry: float = 0.0, by_patient: bool = False) -> Decision | None:
         """The policy's next decision after a line's outcome, or None when the patient leaves care.
 
         ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
@@ -440,7 +475,7 @@ class Simulation:
                          and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
         if outcome != "relief":
             p.n_failed += 1
-        decision = next_step(p, self.ctx, outcome, now, pain)
+        decision = next_step(p, self.ctx, outcome, now - entry, pain)  # days of the patient's own time
         if outcome != "relief" and decision.trigger == "optimise":
             p.n_failed -= 1  # not judged yet: the dose is optimised first (P3)
         elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
@@ -457,7 +492,7 @@ class Simulation:
                     self._drop_out(p, lines, now, "X.left_treatment")
                     return None
         if self.decide is not None:
-            decision = self.decide(p, outcome, now, pain, decision)
+            decision = self.decide(p, outcome, now - entry, pain, decision)
         return decision
 
     def _judge_failure(self, p: PatientModel, lines: list[_Line]) -> None:
@@ -744,7 +779,7 @@ class Simulation:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
         share retained (clinical persistence block)."""
         t = self.tables
-        class_u, class_z, ns, noise, adherence = obs
+        class_u, class_z, ns, noise, adherence, entry = obs
         scale = adherence * retained
         effects = []
         for n_line, ln in enumerate(lines):
@@ -752,7 +787,8 @@ class Simulation:
             e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
                             float(class_u[d.class_index]), float(class_z[d.class_index]), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
-        return observed_pain(p.baseline, ns, t.ns_onset, now, effects, t.noise_sd, float(noise[k % MAX_VISITS]))
+        return observed_pain(p.baseline, ns, t.ns_onset, now - entry, effects, t.noise_sd,
+                             float(noise[k % MAX_VISITS]))
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""
@@ -785,7 +821,9 @@ class Simulation:
         while True:
             classes = [t.drugs[ln.drug].drug_class for ln in lines]
             opioid = "weak_opioid" in classes or "strong_opioid" in classes
-            if confirming:
+            if not relapsable:  # relieved by the specialist: no maintenance visits in primary care are modelled
+                visit_day = math.inf
+            elif confirming:
                 visit_day = last_visit + self.ctx.policy.visit_interval_days
             else:
                 visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
@@ -832,34 +870,83 @@ class Simulation:
             self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relapse"], rule="P4.relapse")
             return outcome, pain, n_visits
 
-    def _specialist(self, p: PatientModel, ltfu_day: float):
-        """Queue for a specialist slot (P9), hold it for the consult, draw its outcome."""
+    def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
+        """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
+        except a strong opioid, which P8 stops when it has not worked (P8.stop_ineffective); under 'stop'
+        every drug stops (v0.1)."""
+        if self.ctx.policy.referral.while_waiting == "stop":
+            self._stop_all(p, lines, now, rule, False, (), True)
+            return
+        drugs = self.tables.drugs
+        for ln in [ln for ln in lines if drugs[ln.drug].drug_class == "strong_opioid"]:
+            self._stop_line(p, ln, now, "P8.stop_ineffective")  # tapered (P5.taper_step)
+            lines.remove(ln)
+        p.active = [ln.drug for ln in lines]
+
+    def _carry_on(self, p: PatientModel, lines: list[_Line], until: float, ltfu_day: float,
+                  event: simpy.Event | None = None):
+        """The regimen continues (titration steps, adverse events) until day ``until``, until ``event`` fires,
+        or until loss to follow-up. Returns "event", "until", "dropout" or "horizon"."""
+        env = self.env
+        horizon = self.config.horizon_days
+        end = min(until, horizon)
+        while True:
+            if event is not None and event.triggered:
+                self._log_doses(p.idx, p, lines, env.now)
+                return "event"
+            nxt, kind, line, ae = self._next_event(lines, end, ltfu_day)
+            wait = max(nxt - env.now, 0.0)
+            if event is None:
+                if wait > 0:
+                    yield env.timeout(wait)
+            else:
+                yield event | env.timeout(wait)
+                if event.triggered:
+                    continue
+            now = env.now
+            self._log_doses(p.idx, p, lines, now)
+            if kind == "eval":
+                return "until" if until <= horizon else "horizon"
+            if kind == "dropout":
+                return "dropout"
+            if kind == "stop":  # stopped for reasons other than adverse events (issue 10)
+                self._stop_line(p, line, now, "X.patient_stop")
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+            elif self._adverse_event(p, line, ae, now, lines):
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+
+    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray):
+        """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
+
+        Returns "dropout" (left the queue or care), "relief", "no_relief", or "waiting" (the horizon came
+        first). The clinic (:mod:`simulator.clinic`) decides when the consult starts. With
+        ``policy.referral.bridge_tramadol`` tramadol is started while waiting (P7 permitting) and stopped
+        at the consult (P9.tramadol_bridge)."""
         env = self.env
         t = self.tables
         i = p.idx
         queued = env.now
         self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
-        if self.specialist is None:
-            if ltfu_day < self.config.horizon_days:
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
-                return "dropout"
-            yield env.timeout(self.config.horizon_days - env.now)
-            return "waiting"
-        req = self.specialist.request()
-        wait_until = ltfu_day - env.now
-        if math.isfinite(wait_until):
-            res = yield req | env.timeout(max(wait_until, 0.0))
-            if req not in res:
-                req.cancel()
-                return "dropout"
-        else:
-            yield req
+        u = self.special[i].tolist()
+        bridge = None
+        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed():
+            bridge = self._start_drug(p, self.ctx.tramadol, queued, "P9.tramadol_bridge", adv, lines)
+            lines.append(bridge)
+            p.active = [ln.drug for ln in lines]
+        req = self.clinic.request(i, u[3])
+        why = yield from self._carry_on(p, lines, math.inf, ltfu_day, req.event)
+        if why != "event":
+            self.clinic.cancel(req)
+            return "dropout" if why == "dropout" else "waiting"
+        p.consulted = True
         self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
                   rule="P9.specialist_consult")
-        yield env.timeout(t.specialist["consult_days"])
-        self.specialist.release(req)
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["consult_days"], ltfu_day)
+        if why != "until":
+            return "dropout" if why == "dropout" else "waiting"
         fire(self.table, p, "consult")
-        u = self.special[i].tolist()
         if u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
             code = 0 if ok else 1
@@ -868,16 +955,16 @@ class Simulation:
             code = 2 if ok else 3
         self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
         self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
+        if bridge is not None and bridge in lines:
+            self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")  # tapered (P5.taper_step)
+            lines.remove(bridge)
+            p.active = [ln.drug for ln in lines]
         if not ok:
             return "no_relief"
-        relief_day = env.now + t.specialist["days_to_relief"]
-        if ltfu_day < relief_day:
-            if ltfu_day < self.config.horizon_days:
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
-                return "dropout"
-            return "no_relief"
-        yield env.timeout(relief_day - env.now)
-        return "relief"
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day)
+        if why == "until":
+            return "relief"
+        return "dropout" if why == "dropout" else "waiting"
 
 
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:

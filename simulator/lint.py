@@ -28,7 +28,10 @@ RULE_ID = re.compile(r"^(P\d{1,2}|X)(\.[a-z][a-z0-9_]*)*$")
 # Line of therapy of each state, for the escalation order (P7: tramadol after first line; P8: strong
 # opioids after two first-line classes and a combination, i.e. from add_on/switch or later).
 ESCALATION_RANK: dict[str, int] = {"assessment": 0, "topical": 1, "first_line": 1, "add_on": 2, "switch": 2,
-                                   "tramadol": 3, "strong_opioid": 4}
+                                   "tramadol": 3, "strong_opioid": 4,
+                                   # after a failed specialist consult the remaining options resume behind
+                                   # their own guards (P9.discharge_plan)
+                                   "specialist_care": 2}
 STRONG_MIN_RANK = 2  # P8: earliest line from which the prerequisites can have been met
 TRAMADOL_MIN_RANK = 1  # P7: after a first-line (or topical) trial
 MAINTENANCE_EXITS = frozenset({"relapse", "drop_out"})  # how a relieved patient leaves maintenance (issue 10)
@@ -104,9 +107,8 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
     if "specialist_care" in known and "specialist_care" not in terminal and exits.get("specialist_care"):
         trig = ", ".join(sorted({e.trigger for e in exits["specialist_care"]}))
         found.append(Finding("dead_end", INFO, "specialist_care",
-                             f"not a dead end: it leaves by {trig}; it is not terminal because a successful "
-                             "specialist intervention still leads to 'relieved' and a patient under specialist "
-                             "care can still drop out (after a failed consult the engine keeps the patient there)"))
+                             f"not a dead end: it leaves by {trig}; a successful intervention leads to 'relieved', a "
+                             "failed consult to the pathway's remaining options or 'discharged' (P9.discharge_plan)"))
 
     # Every treating state answers every evaluation outcome
     for s in treating:

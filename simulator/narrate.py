@@ -224,7 +224,8 @@ _ACTION = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}"
            "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
            "escalate_strong_opioid": "time-limited strong-opioid trial: {drugs}",
            "refer": "refer to the pain specialist", "relief": "continue the regimen as maintenance",
-           "consult": "specialist consultation completed"}
+           "consult": "specialist consultation completed",
+           "discharge": "back to primary care on the current regimen (specialist's plan)"}
 
 
 def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:

@@ -1,7 +1,8 @@
 """`check` invariant ``strong_opioid_reassessed`` (P8.time_limited, P8.reassessment; S004), as an oracle.
 
-"No strong opioid beyond the trial period without a documented reassessment": while a strong opioid runs
-(from its ``drug_start`` to its ``drug_stop``, or the horizon), no stretch between two documented
+"No strong opioid beyond the trial period without a documented reassessment": while a strong opioid is
+continued (from its ``drug_start`` to its ``drug_stop`` or the ``taper_start`` that stops it, or the
+horizon), no stretch between two documented
 assessments (its start, an ``evaluation`` or a ``maintenance_visit`` row of the patient) may exceed the
 policy's ``strong_opioid.max_trial_days``. Reads only the event log, the drug catalogue (which drugs are
 strong opioids) and the policy's numbers; it imports nothing from the engine. Written to plug into the
@@ -40,7 +41,7 @@ def unreassessed_opioid_gaps(events: pd.DataFrame, policy: Any, horizon: float) 
     """Every stretch longer than ``policy.strong_opioid.max_trial_days`` a strong opioid ran unassessed."""
     limit = float(policy.strong_opioid.max_trial_days) + 1e-6
     strong = {n for n, d in load_catalog().drugs.items() if d.drug_class == "strong_opioid"}
-    ev = events[events["event"].isin(("drug_start", "drug_stop", *ASSESSMENTS))]
+    ev = events[events["event"].isin(("drug_start", "drug_stop", "taper_start", *ASSESSMENTS))]
     ev = ev.sort_values(["replication", "patient", "day"], kind="stable")
     gaps: list[Gap] = []
     running: dict[str, float] = {}  # strong opioid -> day of its last documented assessment
@@ -54,12 +55,12 @@ def unreassessed_opioid_gaps(events: pd.DataFrame, policy: Any, horizon: float) 
             key, running = (rep, pat), {}
         if kind == "drug_start" and drug in strong:
             running[drug] = day
-        elif kind in ASSESSMENTS or (kind == "drug_stop" and drug in running):
+        elif kind in ASSESSMENTS or (kind in ("drug_stop", "taper_start") and drug in running):
             for d, last in list(running.items()):
                 if day - last > limit:
                     gaps.append(Gap(rep, pat, d, last, day))
                 running[d] = day
-            if kind == "drug_stop":
+            if kind != "drug_start" and kind not in ASSESSMENTS:  # stopped, or its taper began (a stop)
                 running.pop(drug, None)
     if key is not None:
         gaps += [Gap(*key, d, last, horizon) for d, last in running.items() if horizon - last > limit]

@@ -37,16 +37,18 @@ STATES: tuple[str, ...] = (
     "specialist_care",
     "relieved",
     "dropped_out",
+    "discharged",
 )
 STATE_GROUPS: dict[str, tuple[str, ...]] = {
     "Assessment": ("assessment",),
     "First line (P1-P6)": ("topical", "first_line", "add_on", "switch"),
     "Second and third line (P7, P8)": ("tramadol", "strong_opioid"),
     "Specialist (P9)": ("specialist_referral", "specialist_care"),
-    "Outcome": ("relieved", "dropped_out"),
+    "Outcome": ("relieved", "dropped_out", "discharged"),
 }
-TERMINAL: frozenset[str] = frozenset({"relieved", "dropped_out"})
-"""Outcome states: out of care, or relieved (maintenance, which only relapse and drop-out leave)."""
+TERMINAL: frozenset[str] = frozenset({"relieved", "dropped_out", "discharged"})
+"""Outcome states: out of care; back in primary care on the current regimen after a specialist consult,
+with no pathway option left; or relieved (maintenance, which only relapse and drop-out leave)."""
 
 TREATING: tuple[str, ...] = ("topical", "first_line", "add_on", "switch", "tramadol", "strong_opioid")
 """States in which a drug trial runs and is evaluated."""
@@ -83,18 +85,21 @@ TRANSITIONS: tuple[Edge, ...] = (
     *(Edge("add_topical", (s,), s, ("localized_pain", "can_add_topical"), "P6", ("partial", "none"))
       for s in ("first_line", "add_on", "switch", "tramadol", "strong_opioid")),
     # P4: no response or intolerance -> switch to an alternative first-line class.
-    Edge("switch", ("first_line", "switch", "add_on"), "switch", ("has_untried_first_line",), "P4",
-         ("partial", "none", "intolerable")),
+    # After a failed specialist consult the pathway's remaining options stay open (P9.discharge_plan).
+    Edge("switch", ("first_line", "switch", "add_on", "specialist_care"), "switch", ("has_untried_first_line",),
+         "P4", ("partial", "none", "intolerable")),
     # P7: tramadol only after documented failure of first-line agents.
-    Edge("escalate_tramadol", ("first_line", "switch", "add_on"), "tramadol", ("tramadol_allowed",), "P7",
-         ("partial", "none", "intolerable")),
+    Edge("escalate_tramadol", ("first_line", "switch", "add_on", "specialist_care"), "tramadol",
+         ("tramadol_allowed",), "P7", ("partial", "none", "intolerable")),
     # P8: strong opioids only after two first-line classes and a combination failed, after a screen.
-    Edge("escalate_strong_opioid", ("tramadol", "add_on", "switch", "first_line"), "strong_opioid",
-         ("strong_opioid_gate",), "P8", ("partial", "none", "intolerable")),
+    Edge("escalate_strong_opioid", ("tramadol", "add_on", "switch", "first_line", "specialist_care"),
+         "strong_opioid", ("strong_opioid_gate",), "P8", ("partial", "none", "intolerable")),
     # P9: referral for refractory pain (policy criteria).
     Edge("refer", TREATING, "specialist_referral", ("referral_allowed",), "P9",
          ("partial", "none", "intolerable")),
     Edge("consult", ("specialist_referral",), "specialist_care", (), "P9.specialist_consult"),
+    # P9: after a consult with nothing left to try, back to primary care on the current regimen.
+    Edge("discharge", TREATING + ("specialist_care",), "discharged", ("seen_by_specialist",), "P9.discharge_plan"),
     # Drop-out and loss to follow-up can happen anywhere before an outcome.
     Edge("drop_out", _ANY_ACTIVE, "dropped_out", (), "X.dropout", ("dropout",)),
     # Maintenance (issue 10): relief lost at a maintenance visit (or the regimen stopped) sends the patient

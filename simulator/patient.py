@@ -19,7 +19,7 @@ class PatientModel:
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "until", "last_pain", "intolerant",
-                 "optimisable", "relieved_from", "n_relapses")
+                 "optimisable", "relieved_from", "n_relapses", "consulted")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -48,6 +48,7 @@ class PatientModel:
         self.strong_tried = False
         self.checks: set[str] = set()
         self.protocol_step = 0
+        self.consulted = False  # seen by the pain specialist (P9)
         self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
         self.n_relapses = 0
         self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
@@ -221,5 +222,10 @@ class PatientModel:
         return ctx.policy.tramadol != "never" and contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
 
     def referral_allowed(self) -> bool:
-        """P9: referral is always possible; capacity decides how long it takes."""
-        return True
+        """P9: one referral per patient (assumption: after a consult the specialist's plan is followed, no
+        re-referral); capacity decides how long it takes."""
+        return not self.consulted
+
+    def seen_by_specialist(self) -> bool:
+        """P9.discharge_plan: discharge back to primary care follows a specialist consult."""
+        return self.consulted

@@ -78,6 +78,12 @@ class Referral(Strict):
     after_failed_lines: int | None = Field(None, ge=1)
     pain_above: float | None = Field(None, ge=0, le=10)
     after_days: int | None = Field(None, ge=0)
+    while_waiting: Literal["continue", "stop"] = Field(
+        "continue", description="P9.care_while_waiting: the regimen continues while queued (a strong opioid that "
+        "failed still stops, P8); 'stop' reproduces v0.1's treatment gap")
+    bridge_tramadol: bool = Field(
+        False, description="P9.tramadol_bridge: start tramadol while awaiting the specialist (NICE CG173), stopped "
+        "at the consult")
 
     @model_validator(mode="after")
     def _pair(self) -> Referral:
@@ -581,6 +587,8 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():
         return _strong(p, ctx)
+    if p.consulted:  # seen by the specialist, nothing left: back to primary care on the current regimen
+        return Decision("discharge", rule="P9.discharge_plan")
     return _exhausted(p, ctx, p.strong_opioid_notes())
 
 

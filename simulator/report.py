@@ -33,7 +33,7 @@ STATE_LABELS = {
     "assessment": "assessment", "topical": "topical", "first_line": "first-line drug", "add_on": "add-on combination",
     "switch": "switched drug", "tramadol": "tramadol", "strong_opioid": "strong opioid",
     "specialist_referral": "waiting for specialist", "specialist_care": "specialist care", "relieved": "relieved",
-    "dropped_out": "dropped out",
+    "dropped_out": "dropped out", "discharged": "back in primary care after the specialist",
 }
 SECTIONS = ("statement", "scenarios", "summary", "time-to-relief", "adverse-events", "pathway-occupancy",
             "specialist-queue", "parameters", "reproducibility")
@@ -205,39 +205,152 @@ def occupancy_figure(runs: Sequence[RunData]) -> str:
     return _png(fig)
 
 
-def queue_series(events: pd.DataFrame, horizon: float, step: float = 7.0) -> pd.DataFrame:
-    """Patients waiting for a specialist consult on each grid day, and the median wait of consults started
-    in the preceding interval (days)."""
+def queue_series(events: pd.DataFrame, horizon: float, step: float = 7.0, wait_bin: float = 28.0) -> pd.DataFrame:
+    """Per grid day: patients in the clinic's queue (``waiting``: summed over replications; ``mean``, ``lo``,
+    ``hi``: mean over replications and its 95% CI), counted as joined - seen - left (leavers are not
+    waiting; :mod:`simulator.queue_stats`); and the Kaplan-Meier median wait (days) of referrals made in
+    the ``wait_bin`` days starting on that day, with its 95% CI (NaN between bins)."""
+    from .queue_stats import episodes, queue_length, wait_km
+    from .stats import mean_ci
+
     grid = np.arange(0.0, horizon + step / 2, step)
-    q = np.sort(events.loc[events["event"] == "referral_queued", "day"].to_numpy(float))
-    started = events.loc[events["wait_days"].notna(), ["day", "wait_days"]]
-    s = np.sort(started["day"].to_numpy(float))
-    length = np.searchsorted(q, grid, side="right") - np.searchsorted(s, grid, side="right")
-    bins = np.searchsorted(grid, started["day"].to_numpy(float), side="left")
-    med = pd.Series(started["wait_days"].to_numpy(float)).groupby(bins).median()
-    waits = med.reindex(range(len(grid))).to_numpy()
-    return pd.DataFrame({"waiting": length, "median_wait_days": waits}, index=pd.Index(grid, name="day"))
+    ep = episodes(events, horizon)
+    reps = sorted(int(r) for r in events["replication"].unique()) or [0]
+    per = np.array([queue_length(ep[ep["replication"] == r], grid) for r in reps], dtype=float)
+    band = np.array([mean_ci(list(per[:, k])) for k in range(len(grid))])
+    out = pd.DataFrame({"waiting": per.sum(axis=0).astype(int), "mean": band[:, 0], "lo": np.maximum(band[:, 1], 0),
+                        "hi": band[:, 2]}, index=pd.Index(grid, name="day"))
+    med = np.full(len(grid), np.nan)
+    lo = np.full(len(grid), np.nan)
+    hi = np.full(len(grid), np.nan)
+    for start in np.arange(0.0, horizon, wait_bin):
+        sub = ep[(ep["queued"] >= start) & (ep["queued"] < start + wait_bin)]
+        if len(sub) < 5:
+            continue
+        km = wait_km(sub)
+        k = int(np.searchsorted(grid, start))
+        med[k] = np.nan if km["median"] is None else km["median"]
+        lo[k] = np.nan if km["median_ci95"][0] is None else km["median_ci95"][0]
+        hi[k] = np.nan if km["median_ci95"][1] is None else km["median_ci95"][1]
+    out["median_wait_days"], out["wait_lo"], out["wait_hi"] = med, lo, hi
+    return out
+
+
+def _queue_base(r: RunData) -> tuple[float, str]:
+    """(people per which queue length is shown, its label): 100,000 people served in an open population,
+    1,000 patients in a closed cohort."""
+    pop = (r.manifest.get("scenario_resolved") or {}).get("population")
+    if pop:
+        return float(pop["size"]) / 100000.0, "per 100,000 people served"
+    return r.n / max(1, int(r.summary.get("replications", 1))) / 1000.0, "per 1,000 patients"
+
+
+def utilisation_series(events: pd.DataFrame, clinic: Any, horizon: float, step: float = 28.0) -> pd.DataFrame:
+    """Per ``step``-day bin (index: its first day): consults started / consults the clinic could start,
+    mean over replications with its 95% CI (``mean``, ``lo``, ``hi``)."""
+    from .queue_stats import episodes
+    from .stats import mean_ci
+
+    ep = episodes(events, horizon)
+    seen = ep[ep["status"] == "seen"]
+    reps = sorted(int(r) for r in events["replication"].unique()) or [0]
+    starts = np.arange(0.0, horizon, step)
+    rows = []
+    for t0 in starts:
+        t1 = min(t0 + step, horizon)
+        offered = clinic.offered(t0, t1)
+        per = [float(((seen["replication"] == r) & (seen["end"] >= t0) & (seen["end"] < t1)).sum()) / offered
+               if offered > 0 else np.nan for r in reps]
+        rows.append(mean_ci(per))
+    return pd.DataFrame(rows, columns=["mean", "lo", "hi"], index=pd.Index(starts, name="day"))
+
+
+def _clinic_of(r: RunData) -> Any:
+    """The run's clinic settings, rebuilt from its manifest (None if the manifest lacks them)."""
+    from .clinic import CapacitySpec
+
+    res = r.manifest.get("scenario_resolved") or {}
+    if "specialist" not in res:
+        return None
+    spec = CapacitySpec(**res["specialist"])
+    pop = res.get("population")
+    return spec.config(population=pop["size"]) if pop else spec.config(patients=int(res.get("patients", r.n)))
 
 
 def queue_figure(runs: Sequence[RunData]) -> str:
-    """Specialist queue length per 1,000 patients, and waits of consults started, over time."""
+    """Specialist queue length over time (mean and 95% CI band over replications), the median wait of
+    referrals by the day they were made (Kaplan-Meier, censored at the horizon, 95% CI band), and the
+    clinic's utilisation over time (consults started / consults it could start, 4-week bins)."""
     plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    label = ""
     for r in runs:
         qs = queue_series(r.events, r.horizon)
-        a1.plot(qs.index, 1000 * qs["waiting"] / r.n, label=r.name, lw=1.8)
-        a2.plot(qs.index, qs["median_wait_days"], marker="o", ms=2.5, lw=1.0, label=r.name)
-    a1.set_xlabel("days since assessment")
-    a1.set_ylabel("waiting per 1,000 patients")
-    a1.set_title("Specialist queue length")
-    a2.set_xlabel("day the consult started")
-    a2.set_ylabel("median wait (days)")
-    a2.set_title("Waits for a consult (weekly median)")
-    for a in (a1, a2):
+        scale, label = _queue_base(r)
+        line = a1.plot(qs.index, qs["mean"] / scale, label=r.name, lw=1.8)[0]
+        a1.fill_between(qs.index, qs["lo"] / scale, qs["hi"] / scale, color=line.get_color(), alpha=0.2, lw=0)
+        w = qs.dropna(subset=["median_wait_days"])
+        a2.plot(w.index, w["median_wait_days"], marker="o", ms=2.5, lw=1.0, label=r.name, color=line.get_color())
+        a2.fill_between(w.index, w["wait_lo"], w["wait_hi"], color=line.get_color(), alpha=0.2, lw=0)
+        clinic = _clinic_of(r)
+        if clinic is not None:
+            u = utilisation_series(r.events, clinic, r.horizon)
+            a3.step(u.index, u["mean"], where="post", color=line.get_color(), lw=1.5, label=r.name)
+            a3.fill_between(u.index, u["lo"].clip(lower=0), u["hi"], step="post", color=line.get_color(), alpha=0.2, lw=0)
+    for r in runs:
+        warm = ((r.manifest.get("scenario_resolved") or {}).get("population") or {}).get("warmup_days")
+        if warm:
+            for a in (a1, a2, a3):
+                a.axvline(warm, color="grey", ls="--", lw=1)
+    a1.set_xlabel("day of the run")
+    a1.set_ylabel(f"waiting {label}")
+    a1.set_title("Specialist queue length (95% CI band)")
+    a2.set_xlabel("day the referral was made (4-week bins)")
+    a2.set_ylabel("median wait (days, Kaplan-Meier)")
+    a2.set_title("Waits for a consult by referral date")
+    a3.set_xlabel("day of the run (4-week bins)")
+    a3.set_ylabel("consults started / offered")
+    a3.set_title("Clinic utilisation")
+    a3.set_ylim(0, 1.1)
+    for a in (a1, a2, a3):
         a.grid(alpha=0.3)
         a.set_xlim(0, max(r.horizon for r in runs))
     a1.legend(loc="upper left")
     return _png(fig)
+
+
+def queue_table(runs: Sequence[RunData]) -> str:
+    """Clinic figures per run: referrals, waits (KM, censored), competing exits, utilisation, backlog."""
+    rows = []
+    for r in runs:
+        sp = r.summary["specialist"]
+        ss = sp.get("steady_state") or {}
+        backlog = next((v for k, v in sp.items() if k.startswith("backlog_at_horizon")), None)
+        rows.append([html.escape(r.name), sp.get("consults_per_week"), sp["referred"], sp["wait_days_median"],
+                     sp.get("wait_days_p90"), sp["seen"], sp.get("left_queue"), sp["still_waiting_at_horizon"],
+                     backlog, sp.get("utilisation"), ss.get("wait_days_median"), ss.get("utilisation")])
+    return table(["scenario", "consults / week", "referred", "median wait (days, KM)", "90th centile wait",
+                  "seen", "left the queue", "still waiting at horizon", "backlog at horizon (per base)",
+                  "utilisation", "steady-state median wait", "steady-state utilisation"], rows) + (
+        "<p>Waits are Kaplan-Meier estimates: a consult is the event; patients who left the queue (drop-out, "
+        "loss to follow-up) and those still waiting at the horizon are censored, and leavers are never counted "
+        "as waiting. Utilisation is consults started divided by the consults the clinic could start. Steady "
+        "state: referrals after the warm-up of an open population.</p>") + "".join(
+        _entry_cohort_table(r) for r in runs if r.summary.get("population"))
+
+
+def _entry_cohort_table(r: RunData) -> str:
+    """Open populations: time to relief by year of entry and for the steady state (entered after warm-up)."""
+    pop = r.summary["population"]
+    blocks = [(f"day {c['from_day']:.0f}-{c['to_day']:.0f}", c) for c in pop["by_entry_cohort"]]
+    if pop.get("steady_state"):
+        blocks.append((f"steady state (entered after day {pop['warmup_days']:.0f})", pop["steady_state"]))
+    rows = [[html.escape(r.name), label, b["patients"], *(b["time_to_relief"]["relieved_by_day"].get(d) for d in
+                                                          ("84", "182", "365")), b["referred"]] for label, b in blocks]
+    return ("<h3>Outcomes by entry cohort</h3>" + table(
+        ["scenario", "entered", "patients", "relieved by day 84", "by day 182", "by day 365", "referred"], rows) +
+        "<p>Days since each patient's own entry; Kaplan-Meier, censored at the horizon (late cohorts are followed "
+        "for less time).</p>")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -434,10 +547,7 @@ def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, str]]:
         ("pathway-occupancy", "Share of patients at each pathway step over time",
          _img(occupancy_figure(runs), "pathway state occupancy over time")),
         ("specialist-queue", "Specialist queue and waits over time",
-         _img(queue_figure(runs), "specialist queue length and waits") +
-         table(["scenario", "referred", "median wait (days)", "seen", "still waiting at horizon"],
-               [[html.escape(r.name), r.summary["specialist"]["referred"], r.summary["specialist"]["wait_days_median"],
-                 r.summary["specialist"]["seen"], r.summary["specialist"]["still_waiting_at_horizon"]] for r in runs])),
+         _img(queue_figure(runs), "specialist queue length and waits") + queue_table(runs)),
     ]
 
 

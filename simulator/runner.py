@@ -29,6 +29,8 @@ from .outcomes import events_frame, flat_metrics, patient_outcomes, summarize
 from .overrides import model_tables
 from .pathway import definition_fingerprint
 from .policy import PolicyContext
+from .population import entry_cohort_summary, relative_outcomes, replication_setup
+from .queue_stats import clinic_summary
 from .scenario import Scenario
 
 Progress = Callable[[float], None]
@@ -64,9 +66,10 @@ def model_hash() -> str:
 def _replication(scenario: Scenario, rep: int, progress: Progress | None = None, steps: int = 40) -> np.ndarray:
     tables = model_tables(scenario.clinical_overrides)  # with the scenario's clinical_overrides, if any
     ctx = PolicyContext.build(scenario.policy, tables)
-    cohort = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=rep)
-    config = EngineConfig(horizon_days=float(scenario.horizon_days),
-                          specialist_slots_per_week=scenario.specialist.slots(scenario.patients), seed=scenario.seed)
+    n, entry, clinic = replication_setup(scenario, rep, tables.specialist["consult_days"])
+    cohort = generate_cohort(scenario.cohort_spec, n, scenario.seed, replication=rep)
+    config = EngineConfig(horizon_days=float(scenario.horizon_days), specialist_slots_per_week=clinic.consults_per_week,
+                          seed=scenario.seed, clinic=clinic, entry_days=entry)
     sim = Simulation(ctx, cohort, config, rep)
     if progress is None:
         return sim.run()
@@ -119,10 +122,20 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
     tables = compile_model()
     events = events_frame(raw, tables)
     reps = len(raw)
-    outcomes = patient_outcomes(events, scenario.patients, reps, float(scenario.horizon_days))
+    horizon = float(scenario.horizon_days)
+    setups = [replication_setup(scenario, r, tables.specialist["consult_days"]) for r in range(reps)]
+    clinic = setups[0][2]
+    if scenario.population is None:  # closed cohort: everyone enters on day 0
+        outcomes = patient_outcomes(events, scenario.patients, reps, horizon)
+        events_rel = events
+        base, per, per_label, warmup = float(scenario.patients), 1000.0, "1000_patients", 0.0
+    else:  # open population: times from each patient's entry; the clinic serves the population
+        outcomes, events_rel = relative_outcomes(events, [s[1] for s in setups], horizon)
+        pop = scenario.population
+        base, per, per_label, warmup = pop.size, 100000.0, "100k_population", pop.warmup_days
     cohorts = []
     for r in range(reps):
-        c = generate_cohort(scenario.cohort_spec, scenario.patients, scenario.seed, replication=r).to_frame()
+        c = generate_cohort(scenario.cohort_spec, setups[r][0], scenario.seed, replication=r).to_frame()
         c.insert(0, "replication", r)
         cohorts.append(c)
     cohort_df = pd.concat(cohorts, ignore_index=True)
@@ -136,15 +149,32 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         "replications": reps,
         "seed": scenario.seed,
         "horizon_days": scenario.horizon_days,
-        **summarize(events, outcomes),
+        **summarize(events_rel, outcomes),
     }
+
+    def clinic_block(ev: pd.DataFrame, reps_in: list[int]) -> dict[str, Any]:
+        n = sum(setups[r][0] for r in reps_in)
+        return clinic_summary(ev, horizon=horizon, clinic=clinic, patients=n, replications=len(reps_in),
+                              warmup=warmup, per=per, per_label=per_label, base=base,
+                              period_days=365.25 if warmup > 0 else 91.0)
+
+    summary["specialist"] = clinic_block(events, list(range(reps)))
+    if scenario.population is not None:
+        summary["n_patients"] = round(sum(s[0] for s in setups) / reps)
+        summary["n_patients_by_replication"] = [s[0] for s in setups]
+        summary["population"] = entry_cohort_summary(events_rel, outcomes, warmup)
     if reps > 1:
-        per = []
+        per_rep = []
         for r in range(reps):
             ev_r = events[events["replication"] == r]
             out_r = outcomes[outcomes["replication"] == r]
-            per.append(flat_metrics(summarize(ev_r, out_r)))
-        summary["per_replication"] = per
+            flat = flat_metrics({**summarize(events_rel[events_rel["replication"] == r], out_r),
+                                 "specialist": clinic_block(ev_r, [r])})
+            if scenario.population is not None:
+                flat.update(flat_metrics({"population": entry_cohort_summary(
+                    events_rel[events_rel["replication"] == r], out_r, warmup)}))
+            per_rep.append(flat)
+        summary["per_replication"] = per_rep
     manifest = {
         "painpath_version": package_version(),
         "scenario": scenario.name,

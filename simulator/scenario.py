@@ -1,4 +1,5 @@
-"""Scenarios: a cohort, a policy, a horizon, specialist capacity, patients, replications and a seed."""
+"""Scenarios: a cohort, a policy, a horizon, specialist capacity, patients (a closed cohort) or an open
+population, replications and a seed."""
 
 from __future__ import annotations
 
@@ -6,26 +7,18 @@ import hashlib
 import json
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from .arrivals import PopulationSpec
+from .clinic import CapacitySpec
 from .cohort import CohortSpec, load_cohort_spec
 from .errors import InputError
 from .overrides import validate_overrides
 from .policy import Policy
 from .schema import Strict, parse_model, read_yaml
 
-
-class SpecialistCapacity(Strict):
-    """P9: pain-clinic capacity, per 1,000 patients in the cohort so results do not depend on its size."""
-
-    slots_per_week_per_1000: float = Field(2.0, ge=0, le=1000,
-                                           description="consults the pain clinic can start per week per 1,000 patients")
-
-    def slots(self, patients: int) -> int:
-        """Concurrent consult slots for a cohort of ``patients`` (at least 1 when capacity is above 0)."""
-        if self.slots_per_week_per_1000 <= 0:
-            return 0
-        return max(1, round(self.slots_per_week_per_1000 * patients / 1000.0))
+SpecialistCapacity = CapacitySpec
+"""P9: pain-clinic capacity as a rate (see :mod:`simulator.clinic`)."""
 
 
 class Scenario(Strict):
@@ -37,7 +30,9 @@ class Scenario(Strict):
     replications: int = Field(1, ge=1, le=1000)
     seed: int = Field(1, ge=0)
     horizon_days: int = Field(730, ge=1, le=36500)
-    specialist: SpecialistCapacity = SpecialistCapacity()
+    specialist: CapacitySpec = CapacitySpec()
+    population: PopulationSpec | None = Field(
+        None, description="an open population (patients enter over time); absent: a closed cohort of `patients`")
     policy: Policy = Policy()
     clinical_overrides: dict[str, float] = Field(
         default_factory=dict, description="dotted path into clinical.yaml -> value (see simulator/overrides.py)")
@@ -49,6 +44,16 @@ class Scenario(Strict):
     @classmethod
     def _overrides_valid(cls, v: dict[str, float]) -> dict[str, float]:
         return validate_overrides(v)
+
+    @model_validator(mode="after")
+    def _open_capacity(self) -> Scenario:
+        if self.population is not None and self.specialist.slots_per_week_per_100k is None:
+            raise ValueError("an open population (population:) needs specialist.slots_per_week_per_100k, the "
+                             "clinic's consults per week per 100,000 people served; add it, e.g. 1.5")
+        if self.population is not None and self.population.warmup_days >= self.horizon_days:
+            raise ValueError(f"population.warmup_days ({self.population.warmup_days:g}) must be shorter than "
+                             f"horizon_days ({self.horizon_days}); shorten the warm-up or lengthen the run")
+        return self
 
     def with_overrides(self, **kw: object) -> Scenario:
         """A copy with run-time overrides (``patients``, ``seed``, ``replications``...), re-validated."""

@@ -18,6 +18,7 @@ ADVERSE = 3  # adverse-event incidence and onset
 FOLLOWUP = 4  # drop-out and loss to follow-up
 SPECIALIST = 5  # specialist consult outcomes
 TRIAL = 6  # virtual-trial randomisation
+ARRIVALS = 20  # open populations: arrival days (simulator.arrivals); far from the others to avoid clashes
 PERSISTENCE = 21  # adherence, stops for other reasons, relapse, usual-care choices (issue 10; 7, 8 and 20 are taken)
 
 

@@ -32,7 +32,20 @@ from .stats import mean_ci, paired_diff_ci
 DEFAULT_METRIC = "time_to_relief.relieved_by_day.182"
 SWEEP_METRICS = ("time_to_relief.relieved_by_day.84", "time_to_relief.relieved_by_day.182",
                  "time_to_relief.relieved_by_day.365", "adverse_events.per_patient_year",
-                 "pathway.reached.strong_opioid", "specialist.wait_days_median")
+                 "pathway.reached.strong_opioid", "specialist.wait_days_median", "specialist.wait_days_p90",
+                 "specialist.utilisation", "specialist.mean_queue_length_per_1000_patients",
+                 "specialist.steady_state.wait_days_median", "specialist.steady_state.wait_days_p90",
+                 "specialist.steady_state.utilisation",
+                 "specialist.steady_state.mean_queue_length_per_100k_population")
+
+
+def default_metric(param: str, scenario: Scenario) -> str:
+    """The metric a sweep plots when none is named: for a clinic capacity sweep, the (steady-state) median
+    wait, so waits are shown against capacity; otherwise :data:`DEFAULT_METRIC`."""
+    if not param.startswith("specialist."):
+        return DEFAULT_METRIC
+    return ("specialist.steady_state.wait_days_median" if scenario.population is not None
+            else "specialist.wait_days_median")
 
 
 def parse_value(text: str) -> Any:
@@ -235,6 +248,8 @@ def default_dir(kind: str, scenario: Scenario, root: str | Path = "results") -> 
 def _label(metric: str) -> str:
     if metric.startswith("time_to_relief.relieved_by_day."):
         return f"share relieved by day {metric.rsplit('.', 1)[1]}"
+    if metric.startswith("specialist.") and metric.endswith("wait_days_median"):
+        return ("steady-state " if ".steady_state." in metric else "") + "median wait for a consult (days, KM)"
     return metric
 
 
@@ -255,6 +270,15 @@ def sweep_figure(data: dict[str, Any]) -> str:
     ax.set_ylabel(_label(data["metric"]))
     ax.set_title(f"Sweep of {data['param']} (mean, 95% CI over {data['replications']} replications)")
     ax.grid(alpha=0.3)
+    # Capacity sweeps: utilisation on a second axis shows where the waits' knee sits (utilisation near 1).
+    util_key = next((k for k in ("specialist.steady_state.utilisation", "specialist.utilisation")
+                     if data["metric"].startswith("specialist.") and any(r["metric"] == k for r in data["rows"])), None)
+    if util_key is not None:
+        util = [r["mean"] if r["mean"] is not None else math.nan for r in data["rows"] if r["metric"] == util_key]
+        ax2 = ax.twinx()
+        ax2.plot(xs, util, color="grey", ls="--", marker="s", ms=4, label="utilisation")
+        ax2.set_ylabel("clinic utilisation (dashed)")
+        ax2.set_ylim(0, 1.05)
     return _png(fig)
 
 

@@ -3,10 +3,9 @@ reproducible by seed and change with it."""
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -46,12 +46,19 @@ def test_occupancy_shares_sum_to_one(result) -> None:
 
 
 def test_queue_series_counts_patients_waiting(result) -> None:
-    """Protects: queue length = referred so far - consults started so far, never negative."""
-    q = queue_series(result.events, 730.0)
+    """Protects: queue length = referred so far - consults started so far - left the queue, never negative
+    (v0.1 counted patients who had dropped out of the queue as still waiting)."""
+    ev = result.events
+    q = queue_series(ev, 730.0)
     assert (q["waiting"] >= 0).all()
-    refs = (result.events["event"] == "referral_queued").sum()
-    started = result.events["wait_days"].notna().sum()
-    assert q["waiting"].iloc[-1] == refs - started
+    refs = ev[ev["event"] == "referral_queued"].set_index(["replication", "patient"])["day"]
+    g = float(q.index[-1])  # the last grid day (the grid may stop short of the horizon)
+    consults = ev[ev["wait_days"].notna()].set_index(["replication", "patient"])["day"]
+    drops = ev[ev["event"] == "dropout"].set_index(["replication", "patient"])["day"]
+    joined = int((refs <= g).sum())
+    started = int((consults <= g).sum())
+    left = sum(1 for k, d in refs.items() if k not in consults.index and k in drops.index and d <= drops[k] <= g)
+    assert q["waiting"].iloc[-1] == joined - started - left
 
 
 def test_painpath_report_rerenders_run_folder(result, tmp_path: Path) -> None:
