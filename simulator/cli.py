@@ -91,44 +91,15 @@ def main() -> None:
 
 
 def summary_table(summary: dict[str, Any], title: str) -> Table:
+    """The run's headline metrics with labels, units and 95% CIs (:func:`simulator.metrics.summary_rows`)."""
+    from .metrics import summary_rows
+
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("metric")
-    t.add_column("value", justify="right")
-    ttr = summary["time_to_relief"]
-    med = ttr["median_days"]
-    lo, hi = ttr["median_ci95"]
-    t.add_row("median time to relief (days, KM)", "not reached" if med is None else
-              f"{med:.0f} (95% CI {lo if lo is not None else '-'}-{hi if hi is not None else 'not reached'})")
-    for d, v in ttr["relieved_by_day"].items():
-        t.add_row(f"relieved by day {d}", f"{100 * v:.1f}%")
-    mt = summary.get("maintenance", {})  # issue 10: the year after the first answer
-    for d, v in mt.get("relieved_on_day", {}).items():
-        t.add_row(f"relieved on day {d} (still)", "-" if v is None else f"{100 * v:.1f}%")
-    if mt.get("sustained_relief") is not None:
-        t.add_row("sustained relief (days 182 to 365)", f"{100 * mt['sustained_relief']:.1f}%")
-        t.add_row("relapses per patient", f"{mt['relapses_per_patient']:.2f}")
-    for m, v in mt.get("persistence", {}).get("on_index_drug_at_month", {}).items():
-        t.add_row(f"on the index drug at month {m}", "-" if v is None else f"{100 * v:.1f}%")
-    for d, v in summary["pain"]["mean_nrs_by_day"].items():
-        t.add_row(f"mean pain NRS on day {d}", "-" if v is None else f"{v:.2f}")
-    ae = summary["adverse_events"]
-    t.add_row("adverse events per patient-year", f"{ae['per_patient_year']}")
-    t.add_row("patients with any adverse event", f"{100 * ae['patients_with_any']:.1f}%")
-    t.add_row("discontinuations per 100 patients", f"{ae['discontinuations_per_100_patients']:.1f}")
-    t.add_row("serious adverse events per 100 patients", f"{ae['serious_per_100_patients']:.2f}")
-    for s, v in summary["pathway"]["reached"].items():
-        t.add_row(f"reached {s.replace('_', ' ')}", f"{100 * v:.1f}%")
-    sp = summary["specialist"]
-    t.add_row("referred to specialist", f"{100 * sp['referred']:.1f}%")
-    t.add_row("median wait for a consult (days, KM)", "-" if sp["wait_days_median"] is None else f"{sp['wait_days_median']:.0f}")
-    if "utilisation" in sp:
-        t.add_row("left the clinic's queue / still waiting at horizon", f"{sp['left_queue']} / {sp['still_waiting_at_horizon']}")
-        t.add_row("clinic utilisation", "-" if sp["utilisation"] is None else f"{100 * sp['utilisation']:.1f}%")
-    ss = sp.get("steady_state")
-    if ss:
-        t.add_row(f"steady state (referrals from day {ss['from_day']:.0f}): median wait (days, KM)",
-                  "-" if ss["wait_days_median"] is None else f"{ss['wait_days_median']:.1f}")
-        t.add_row("steady state: clinic utilisation", "-" if ss["utilisation"] is None else f"{100 * ss['utilisation']:.1f}%")
+    t.add_column("value [95% CI]", justify="right")
+    t.add_column("note")
+    for _key, lab, text, note in summary_rows(summary, detail=False):
+        t.add_row(lab, text, note)
     return t
 
 

@@ -36,27 +36,20 @@ def _check(patients: int | None, replications: int, seed: int | None, workers: i
 
 
 def short_label(metric: str) -> str:
-    """A readable row label for a dotted metric in a narrow terminal."""
-    last = metric.rsplit(".", 1)[-1]
-    if metric.startswith("time_to_relief.relieved_by_day."):
-        return f"relieved by day {last} (%)"
-    if metric.startswith("pathway.reached."):
-        return f"reached {last.replace('_', ' ')} (%)"
-    if metric.startswith("pain.mean_nrs_by_day."):
-        return f"mean NRS day {last}"
-    return {"time_to_relief.median_days": "median days to relief", "specialist.referred": "referred (%)",
-            "specialist.wait_days_median": "median wait (days)", "adverse_events.per_patient_year": "AEs per patient-year",
-            "adverse_events.serious_per_100_patients": "serious AEs /100",
-            "adverse_events.discontinuations_per_100_patients": "discontinuations /100"}.get(metric, metric)
+    """A readable row label with its unit for a dotted metric (from the metric registry)."""
+    from .metrics import label_with_unit
+
+    return label_with_unit(metric)
 
 
-def _ci(mean: float | None, lo: float | None, hi: float | None, pct: bool) -> str:
-    if mean is None:
-        return "-"
-    f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.3g}")
-    if lo is None or hi is None:
-        return f(mean)
-    return f"{f(mean)} [{f(lo)}, {f(hi)}]"
+def _ci(mean: float | None, lo: float | None, hi: float | None, metric: str = "", diff: bool = False) -> str:
+    from .metrics import fmt_ci
+
+    return fmt_ci(metric, mean, lo, hi, diff=diff)
+
+
+def beyond_horizon(notes: list[str]) -> bool:
+    return bool(notes) and all("beyond the" in n for n in notes)
 
 
 @main.command()
@@ -86,23 +79,40 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
     d = comparison_dict(c)
     names = c.names
     t = Table(title=f"{' vs '.join(names)}: {d['patients']} patients x {d['replications']} replications, seed "
-              f"{d['seed']} (mean [95% CI]; % for shares)", show_header=True, header_style="bold")
+              f"{d['seed']} (mean [95% CI]; shares in %, their differences in percentage points)",
+              show_header=True, header_style="bold")
     t.add_column("metric", no_wrap=True)
     for n in names:
         t.add_column(n, justify="right")
     for n in names[1:]:
         t.add_column(f"{n} - {names[0]} (paired CI)", justify="right")
+    notes: dict[str, str] = {}
+    hidden: list[str] = []
     for m in KEY_METRICS:
-        pct = m.startswith(("time_to_relief.relieved", "pathway.", "specialist.referred"))
+        got = [d["metrics"][n].get(m) for n in names]
+        why = [v["note"] for v in got if v and v.get("note")]
+        if beyond_horizon(why) and all(v is None or v["mean"] is None for v in got):
+            hidden.append(short_label(m))
+            continue
         cells = []
-        for n in names:
-            v = d["metrics"][n].get(m)
-            cells.append(_ci(v["mean"], *v["ci95"], pct) if v else "-")
+        for v in got:
+            cells.append(_ci(v["mean"], *v["ci95"], metric=m) if v else "-")
         for n in names[1:]:
             v = d["differences_vs_baseline"][n].get(m)
-            cells.append(_ci(v["diff"], *v["paired_ci95"], pct) if v else "-")
-        t.add_row(short_label(m), *cells)
+            cells.append(_ci(v["diff"], *v["paired_ci95"], metric=m, diff=True) if v else "-")
+            if v and v.get("note"):
+                why.append(f"{n} - {names[0]}: {v['note']}")
+        mark = ""
+        if why:
+            notes[m] = "; ".join(dict.fromkeys(why))
+            mark = f" [{len(notes)}]"
+        t.add_row(short_label(m) + mark, *cells)
     console.print(t)
+    for i, (m, note) in enumerate(notes.items(), 1):
+        console.print(f"[{i}] {short_label(m)}: {note}", markup=False, highlight=False)
+    if hidden:
+        console.print(f"Not shown, beyond the {int(c.results[0].scenario.horizon_days)}-day horizon: "
+                      + "; ".join(hidden), markup=False, highlight=False)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Comparison folder: {folder}")
 
@@ -112,7 +122,7 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
 @click.option("--param", required=True, help="Dotted path: policy.visit_interval_days, specialist.slots_per_week_per_1000, "
               "clinical.drugs.duloxetine.responder_prob, ...")
 @click.option("--values", required=True, help="Comma-separated values, e.g. 7,14,28.")
-@click.option("--metric", default=None, help="Metric to plot (default time_to_relief.relieved_by_day.182; for "
+@click.option("--metric", default=None, help="Metric to plot (default time_to_relief.rmst_days; for "
               "specialist.* parameters the clinic's median wait).")
 @common
 @friendly
@@ -141,8 +151,10 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
     for h in ("value", "metric", "mean [95% CI]", "vs first value (paired 95% CI)"):
         t.add_column(h)
     for r in data["rows"]:
-        t.add_row(str(r["value"]), r["metric"], _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], False),
-                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], False))
+        note = f" ({r['note']})" if r.get("note") else ""
+        dnote = f" ({r['diff_note']})" if r.get("diff_note") else ""
+        t.add_row(str(r["value"]), short_label(r["metric"]), _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], r["metric"]) + note,
+                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], r["metric"], diff=True) + dnote)
     console.print(t)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Sweep folder: {folder}")
@@ -152,7 +164,7 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--params", "params_file", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="YAML list of {path, low, high, label}.")
-@click.option("--metric", default=None, help="Metric (default time_to_relief.relieved_by_day.182).")
+@click.option("--metric", default=None, help="Metric (default time_to_relief.rmst_days).")
 @common
 @friendly
 def tornado(scenario: str, params_file: str, metric: str | None, patients: int | None, replications: int,
@@ -175,12 +187,14 @@ def tornado(scenario: str, params_file: str, metric: str | None, patients: int |
     finally:
         bar.close()
     folder = write_tornado(data, base, dest)
-    t = Table(title=f"{sc.name}: one-way sensitivity of {data['metric']} (base {data['base']:.3g})", header_style="bold")
+    m = data["metric"]
+    t = Table(title=f"{sc.name}: one-way sensitivity of {short_label(m)} (base {_ci(data['base'], None, None, m)})",
+              header_style="bold")
     for h in ("parameter", "low", "high", "at low", "at high", "swing"):
         t.add_column(h)
     for r in data["rows"]:
-        t.add_row(r["label"], str(r["low"]), str(r["high"]), _ci(r["at_low"], None, None, False),
-                  _ci(r["at_high"], None, None, False), _ci(r["swing"], None, None, False))
+        t.add_row(r["label"], str(r["low"]), str(r["high"]), _ci(r["at_low"], None, None, m),
+                  _ci(r["at_high"], None, None, m), _ci(r["swing"], None, None, m))
     console.print(t)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Tornado folder: {folder}")

@@ -217,17 +217,22 @@ def _print_diff(report: Any, all_metrics: bool) -> None:
     if not report.changes:
         ct.add_row("-", "nothing", "", "")
     console.print(ct)
-    mt = Table(title="(b) metrics: new - old, paired 95% CI over replications", header_style="bold")
+    from .metrics import fmt, fmt_ci, label_with_unit
+
+    mt = Table(title="(b) metrics: new - old, paired 95% CI over replications (shares in %, differences in "
+               "percentage points)", header_style="bold")
     mt.add_column("metric", overflow="fold")
-    for col in ("old", "new", "difference", "95% CI"):
+    for col in ("old", "new", "difference [95% CI]"):
         mt.add_column(col, justify="right")
+    mt.add_column("key (for --fail-if) / note", overflow="fold")
     hidden = 0
     for m in report.metrics:
         if not all_metrics and m.diff == 0 and m.old is not None:
             hidden += 1
             continue
-        ci = "-" if m.ci_lo is None else f"{m.ci_lo:+.4g} .. {m.ci_hi:+.4g}"
-        mt.add_row(m.metric, _fmt(m.old), _fmt(m.new), "-" if m.diff is None else f"{m.diff:+.4g}", ci)
+        mt.add_row(label_with_unit(m.metric), fmt(m.metric, m.old), fmt(m.metric, m.new),
+                   fmt_ci(m.metric, m.diff, m.ci_lo, m.ci_hi, diff=True),
+                   m.metric + (f" ({m.note})" if m.note else ""))
     console.print(mt)
     if hidden:
         console.print(f"[dim]{hidden} unchanged metric(s) not shown (--all-metrics lists them)[/]")

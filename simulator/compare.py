@@ -6,6 +6,10 @@ numbers (see ``simulator/runner.py``). For each scenario every flat summary metr
 mean across replications with a t-based 95% CI; each scenario after the first is compared with the
 first through the per-replication differences (paired 95% CI) and, alongside, the CI that treats the
 two sets of replications as independent (unpaired, Welch), to show what common random numbers buy.
+
+A metric missing in some replications (a median not reached) is shown as the pooled estimate over all
+replications with a note, never as the mean of the replications that have it; a metric missing in all
+(a day beyond the horizon) has no value, and the summary's reason as its note.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
+from .metrics import ZERO_IF_MISSING, label, unit
 from .outcomes import flat_metrics
-from .results import atomic_folder, write_json
+from .results import atomic_folder, write_json, write_tables
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
-from .stats import mean_ci, paired_diff_ci, unpaired_diff_ci
+from .stats import mean_ci, n_missing, paired_diff_ci, unpaired_diff_ci
 
 KEY_METRICS: tuple[str, ...] = (
+    "time_to_relief.rmst_days",
     "time_to_relief.median_days",
     "time_to_relief.relieved_by_day.84",
     "time_to_relief.relieved_by_day.182",
@@ -43,11 +49,17 @@ KEY_METRICS: tuple[str, ...] = (
     "pathway.reached.add_on",
     "pathway.reached.tramadol",
     "pathway.reached.strong_opioid",
+    "pathway.reached.dropped_out",
     "specialist.referred",
     "specialist.wait_days_median",
+    "resources.visits_per_patient",
 )
-# Metric families where a missing key means zero (no event of that type, nobody in that state).
-ZERO_IF_MISSING = ("adverse_events.by_type.", "pathway.final_state.")
+"""The headline metrics of tables (RMST first: it does not heap on visit days)."""
+# Pooled (all replications) confidence intervals written in the summary beside a metric.
+POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
+             "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
+             "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95"),
+             "specialist.wait_days_median": ("specialist", "wait_days_median_ci95")}
 
 
 @dataclass
@@ -55,8 +67,8 @@ class Comparison:
     """Scenarios run with common random numbers, their metrics and their differences from the first."""
 
     results: list[RunResult]
-    metrics: pd.DataFrame  # scenario, metric, mean, lo, hi
-    diffs: pd.DataFrame  # scenario, baseline, metric, diff, paired_lo, paired_hi, unpaired_lo, unpaired_hi
+    metrics: pd.DataFrame  # scenario, metric, mean, lo, hi, note
+    diffs: pd.DataFrame  # scenario, baseline, metric, diff, paired_lo, paired_hi, unpaired_lo, unpaired_hi, note
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -65,9 +77,9 @@ class Comparison:
 
 
 def replication_metrics(result: RunResult) -> pd.DataFrame:
-    """One row per replication, one column per flat metric (families of counts filled with 0)."""
-    per = result.summary.get("per_replication") or [flat_metrics(
-        {k: result.summary[k] for k in ("time_to_relief", "pain", "adverse_events", "pathway", "specialist")})]
+    """One row per replication, one column per flat metric (families of counts filled with 0; a metric not
+    estimable in a replication is NaN)."""
+    per = result.summary.get("per_replication") or [flat_metrics(result.summary)]
     df = pd.DataFrame(per, dtype=float)
     for col in df.columns:
         if col.startswith(ZERO_IF_MISSING):
@@ -89,28 +101,85 @@ def _align(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
     return out
 
 
-def _clean(x: float) -> float | None:
+def _clean(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def pooled(result: RunResult, metric: str) -> tuple[float, float, float]:
+    """(estimate, lo, hi) of ``metric`` over all replications pooled (the summary's own estimate, e.g. the
+    Kaplan-Meier median of all patients), with its CI where the summary gives one; NaN when missing."""
+    flat = flat_metrics(result.summary)
+    v = flat.get(metric)
+    if v is None:
+        v = 0.0 if metric.startswith(ZERO_IF_MISSING) and metric not in flat else math.nan
+    lo = hi = math.nan
+    if metric in POOLED_CI:
+        block, key = POOLED_CI[metric]
+        ci = result.summary.get(block, {}).get(key) or [None, None]
+        lo, hi = (math.nan if c is None else float(c) for c in ci)
+    elif metric.startswith("time_to_relief.relieved_by_day."):
+        ci = result.summary["time_to_relief"].get("relieved_by_day_ci95", {}).get(metric.rsplit(".", 1)[1])
+        if ci and None not in ci:
+            lo, hi = float(ci[0]), float(ci[1])
+    return float(v), lo, hi
+
+
+def reason(result: RunResult, metric: str) -> str:
+    """Why ``metric`` is missing in ``result`` (from the summary's ``not_estimable``), or ''."""
+    return str(result.summary.get("not_estimable", {}).get(metric, ""))
+
+
+def _missing_note(res: RunResult, metric: str, k: int, n: int, pooled_value: float) -> str:
+    why = reason(res, metric)
+    if math.isfinite(pooled_value):
+        what = "not reached" if metric.endswith("median_days") else "not estimable"
+        ci = ", with its Kaplan-Meier 95% CI" if metric in POOLED_CI else ""
+        return f"{what} in {k} of {n} replications; pooled estimate over all replications shown{ci}"
+    if why:
+        return why if k == n else f"{why} (and in {k} of {n} replications)"
+    return f"not estimable in {k} of {n} replications"
+
+
 def analyse(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(metrics, diffs) tables from finished runs; the first run is the baseline."""
+    """(metrics, diffs) tables from finished runs; the first run is the baseline.
+
+    A metric missing in some replications (a median not reached) is never averaged over the others: the
+    pooled estimate over all replications is shown instead, with a note saying why; a metric missing
+    everywhere (a day beyond the horizon) has no value and the reason as its note."""
     frames = _align([replication_metrics(r) for r in results])
     rows, drows = [], []
     base_name = results[0].scenario.name
     for res, f in zip(results, frames, strict=True):
         for m in f.columns:
-            mean, lo, hi = mean_ci(list(f[m]))
-            rows.append({"scenario": res.scenario.name, "metric": m, "mean": mean, "lo": lo, "hi": hi})
-    base = frames[0]
+            vals = list(f[m])
+            k = n_missing(vals)
+            if k == 0:
+                mean, lo, hi = mean_ci(vals)
+                note = ""
+            else:
+                mean, lo, hi = pooled(res, m)
+                note = _missing_note(res, m, k, len(vals), mean)
+            rows.append({"scenario": res.scenario.name, "metric": m, "mean": mean, "lo": lo, "hi": hi, "note": note})
+    base_res, base = results[0], frames[0]
     for res, f in zip(results[1:], frames[1:], strict=True):
         for m in f.columns:
-            d, plo, phi = paired_diff_ci(list(f[m]), list(base[m]))
-            a = [v for v in f[m] if math.isfinite(v)]
-            b = [v for v in base[m] if math.isfinite(v)]
-            _, ulo, uhi = unpaired_diff_ci(a, b) if a and b else (math.nan, math.nan, math.nan)
+            new, old = list(f[m]), list(base[m])
+            k = sum(1 for a, b in zip(new, old, strict=True) if not (math.isfinite(a) and math.isfinite(b)))
+            note = ""
+            if k == 0:
+                d, plo, phi = paired_diff_ci(new, old)
+                _, ulo, uhi = unpaired_diff_ci(new, old)
+            else:
+                d = pooled(res, m)[0] - pooled(base_res, m)[0]
+                plo = phi = ulo = uhi = math.nan
+                why = reason(res, m) or reason(base_res, m)
+                if math.isfinite(d):
+                    note = (f"not estimable in {k} of {len(new)} replications; difference of the pooled estimates, "
+                            "no CI")
+                else:
+                    note = why or f"not estimable in {k} of {len(new)} replications"
             drows.append({"scenario": res.scenario.name, "baseline": base_name, "metric": m, "diff": d,
-                          "paired_lo": plo, "paired_hi": phi, "unpaired_lo": ulo, "unpaired_hi": uhi})
+                          "paired_lo": plo, "paired_hi": phi, "unpaired_lo": ulo, "unpaired_hi": uhi, "note": note})
     return pd.DataFrame(rows), pd.DataFrame(drows)
 
 
@@ -161,16 +230,18 @@ def comparison_dict(c: Comparison) -> dict[str, Any]:
     per: dict[str, Any] = {}
     for name in c.names:
         sub = c.metrics[c.metrics["scenario"] == name]
-        per[name] = {r.metric: {"mean": _clean(r.mean), "ci95": [_clean(r.lo), _clean(r.hi)]}
+        per[name] = {r.metric: {"label": label(r.metric), "unit": unit(r.metric), "mean": _clean(r.mean),
+                                "ci95": [_clean(r.lo), _clean(r.hi)], **({"note": r.note} if r.note else {})}
                      for r in sub.itertuples(index=False)}
     diffs: dict[str, Any] = {}
     for name in c.names[1:]:
         sub = c.diffs[c.diffs["scenario"] == name]
         diffs[name] = {r.metric: {"diff": _clean(r.diff), "paired_ci95": [_clean(r.paired_lo), _clean(r.paired_hi)],
-                                  "unpaired_ci95": [_clean(r.unpaired_lo), _clean(r.unpaired_hi)]}
+                                  "unpaired_ci95": [_clean(r.unpaired_lo), _clean(r.unpaired_hi)],
+                                  **({"note": r.note} if r.note else {})}
                        for r in sub.itertuples(index=False)}
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "kind": "comparison",
         **c.settings,
         "scenario_info": {r.scenario.name: {"description": r.scenario.description, "rationale": r.scenario.rationale,
@@ -185,26 +256,36 @@ def comparison_dict(c: Comparison) -> dict[str, Any]:
 
 
 def comparison_frame(c: Comparison) -> pd.DataFrame:
-    """The long table written as ``comparison.csv``: one row per scenario and metric."""
-    df = c.metrics.merge(c.diffs.drop(columns=["baseline"]), on=["scenario", "metric"], how="left")
+    """The long table written as ``comparison.csv``: one row per scenario and metric, with label and unit."""
+    diffs = c.diffs.drop(columns=["baseline"]).rename(columns={"note": "diff_note"})
+    df = c.metrics.merge(diffs, on=["scenario", "metric"], how="left")
     df.insert(0, "baseline", c.names[0])
+    df.insert(3, "label", [label(m) for m in df["metric"]])
+    df.insert(4, "unit", [unit(m) for m in df["metric"]])
     return df
+
+
+def replication_frame(c: Comparison) -> pd.DataFrame:
+    """Every scenario's per-replication metrics as one long table: scenario, replication, metric, value, unit."""
+    return pd.concat([r.replication_table() for r in c.results], ignore_index=True)
 
 
 def _write_run_files(res: RunResult, folder: Path) -> None:
     folder.mkdir(parents=True)
-    write_json(folder / "summary.json", res.summary)
+    write_tables(res, folder)
     write_json(folder / "manifest.json", res.manifest)
-    res.patients.to_parquet(folder / "patients.parquet", index=False)
-    res.events.to_parquet(folder / "events.parquet", index=False)
 
 
 def write_comparison(c: Comparison, dest: str | Path, report: bool = True) -> Path:
-    """Write ``comparison.json``, ``comparison.csv``, each scenario's run under ``runs/`` and ``report.html``."""
+    """Write ``comparison.json``, ``comparison.csv``, ``replication_metrics.csv``/``.parquet`` (all scenarios,
+    long), each scenario's run under ``runs/`` and ``report.html``."""
 
     def fill(tmp: Path) -> None:
         write_json(tmp / "comparison.json", comparison_dict(c))
         comparison_frame(c).to_csv(tmp / "comparison.csv", index=False)
+        long = replication_frame(c)
+        long.to_csv(tmp / "replication_metrics.csv", index=False)
+        long.to_parquet(tmp / "replication_metrics.parquet", index=False)
         for i, res in enumerate(c.results):
             _write_run_files(res, tmp / "runs" / f"{i:02d}-{res.scenario.name}")
         if report:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import InputError
+from .metrics import ZERO_IF_MISSING, label, unit
 from .snapshot import (
     Key,
     Trajectories,
@@ -34,7 +35,7 @@ from .snapshot import (
 )
 from .stats import paired_diff_ci
 
-ZERO_DEFAULT_PREFIXES = ("adverse_events.by_type.", "pathway.final_state.")
+ZERO_DEFAULT_PREFIXES = ZERO_IF_MISSING
 """Metrics that only appear when non-zero (a missing key means 0)."""
 N_EXAMPLES = 3
 
@@ -45,20 +46,23 @@ class Side:
 
     label: str
     info: dict[str, Any]
-    metrics: dict[str, float]
-    per_replication: list[dict[str, float]]
+    metrics: dict[str, float | None]
+    per_replication: list[dict[str, float | None]]
     trajectories: Trajectories
+    reasons: dict[str, str] = field(default_factory=dict)  # metric -> why it is null (summary's not_estimable)
 
 
-def side_from_run(result: Any, label: str = "") -> Side:
-    return Side(label or result.scenario.name, describe(result), pooled_metrics(result.summary),
-                per_replication_metrics(result), trajectories(result.events))
+def side_from_run(result: Any, name: str = "") -> Side:
+    return Side(name or result.scenario.name, describe(result), pooled_metrics(result.summary),
+                per_replication_metrics(result), trajectories(result.events),
+                dict(result.summary.get("not_estimable", {})))
 
 
-def side_from_snapshot(data: dict[str, Any], label: str = "") -> Side:
+def side_from_snapshot(data: dict[str, Any], name: str = "") -> Side:
     info = {k: data[k] for k in ("scenario", "settings", "policy", "hashes") if k in data}
-    return Side(label or f"snapshot:{data.get('scenario', '')}", info, dict(data["metrics"]),
-                [dict(p) for p in data["per_replication"]], snapshot_trajectories(data))
+    return Side(name or f"snapshot:{data.get('scenario', '')}", info, dict(data["metrics"]),
+                [dict(p) for p in data["per_replication"]], snapshot_trajectories(data),
+                dict((data.get("summary") or {}).get("not_estimable", {})))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -112,6 +116,9 @@ class MetricDiff:
     diff: float | None
     ci_lo: float | None
     ci_hi: float | None
+    label: str = ""
+    unit: str = ""
+    note: str = ""  # why a value or the CI is missing (beyond the horizon, not reached in k replications)
 
 
 def _get(metrics: dict[str, float], key: str) -> float | None:
@@ -140,7 +147,15 @@ def metric_diffs(old: Side, new: Side) -> list[MetricDiff]:
         pb_f = [math.nan if v is None else v for v in pb]
         _, lo, hi = paired_diff_ci(pb_f, pa_f) if len(pa_f) > 1 else (math.nan, math.nan, math.nan)
         d = None if a is None or b is None else round(b - a, 6)
-        out.append(MetricDiff(k, a, b, d, _nan_to_none(lo), _nan_to_none(hi)))
+        missing = sum(1 for x, y in zip(pa_f, pb_f, strict=True) if not (math.isfinite(x) and math.isfinite(y)))
+        why = new.reasons.get(k) or old.reasons.get(k) or ""
+        note = why
+        if missing and d is not None:
+            note = (f"not estimable in {missing} of {len(pa_f)} replications; difference of the pooled "
+                    "estimates, no CI")
+        elif missing and not why:
+            note = f"not estimable in {missing} of {len(pa_f)} replications"
+        out.append(MetricDiff(k, a, b, d, _nan_to_none(lo), _nan_to_none(hi), label(k), unit(k), note))
     return out
 
 

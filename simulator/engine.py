@@ -7,7 +7,7 @@ pathway's compiled transition table accepts or refuses. Adverse events, serious 
 follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
 clinic (:mod:`simulator.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
 In an open population each patient enters on their own day (``EngineConfig.entry_days``); event days are
-days of the run, not of the patient.
+days of the run, not of the patient. What each row of the event log means: ``docs/event-log.md``.
 
 The hot loop appends plain numbers to one flat ``array('d')`` event buffer (9 columns per row; see
 :data:`COLUMNS`); the event table is built once at the end. No pydantic object, logging call or string
@@ -30,7 +30,6 @@ from .care import index_drug, stop_day
 from .catalog import FIRST_LINE_CLASSES
 from .clinic import Clinic, ClinicConfig
 from .clinical import (
-    MAX_VISITS,
     RESPONSE_COLUMNS,
     SERIOUS_TYPES,
     ModelTables,
@@ -41,9 +40,9 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TREATING, TRIGGERS, Table, compile_table, fire
+from .pathway import OUTCOMES, STATES, TREATING, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
-from .policy import Decision, PolicyContext, first_choice, next_step
+from .policy import Decision, PolicyContext, first_choice, next_step, serotonin_blocked
 from .rules import load_rules
 from .safety import (
     PatientFacts,
@@ -72,13 +71,13 @@ STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 N_SERIOUS = len(SERIOUS_TYPES)
-FOLLOWUP_COLUMNS = 16
-SPECIALIST_COLUMNS = 4
-MAX_RELAPSES = 8  # relapse draws per patient (later relief episodes reuse the last)
-MAX_RETURNS = 16  # return-after-stop draws per patient (later lines reuse the last)
+MAX_RELAPSES = 8  # relapse draws per patient (later relief episodes reuse the last; issue 10)
+MAX_RETURNS = 16  # return-after-stop draws per patient (later lines reuse the last; issue 10)
 _INDEX_TRIGGER = {"gabapentinoid": "start_first_line", "snri": "start_first_line", "tca": "start_first_line",
                   "topical": "start_topical", "weak_opioid": "escalate_tramadol",
                   "strong_opioid": "escalate_strong_opioid"}
+FOLLOWUP_COLUMNS = 16  # column 0: loss to follow-up; 1-15 unused since per-visit draws are keyed (kept: same draws)
+SPECIALIST_COLUMNS = 4
 
 
 def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
@@ -109,8 +108,7 @@ class _Line:
     """One drug being taken: its schedule and pending adverse events."""
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
-                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response",
-                 "stop_at")
+                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -167,6 +165,7 @@ class Simulation:
         self.table: Table = compile_table(PatientModel)
         self.rule_ids, self.rule_code = rule_codes()
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
+        self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -186,6 +185,9 @@ class Simulation:
         self.under = tuple(uc.under_titration.get(d.drug_class, 0.0) for d in self.tables.drugs)
         self.return_after_stop = uc.return_after_stop
         self.relapse_rate = self.tables.persistence["relapse_per_year"] if ctx.policy.maintenance.relapse else 0.0
+        # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
+        self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
+        self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
         self.buf = array("d")
         self.env = simpy.Environment()
         clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
@@ -196,6 +198,7 @@ class Simulation:
         self.flags = _flag_sets(cohort)
         self._stop_cache: dict[tuple[int, int, float], float] = {}
         self._plan_cache: dict[tuple, Plan] = {}
+        self._regimens: dict[int, tuple[PatientModel, list[_Line]]] = {}
 
     # ---------------------------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
@@ -222,6 +225,10 @@ class Simulation:
         finally:
             if was_enabled:
                 gc.enable()
+        # The log is complete to the horizon: titration steps reached before it by regimens still running
+        # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
+        for i, (p, lines) in self._regimens.items():
+            self._log_doses(i, p, lines, horizon, before=True)
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
@@ -246,7 +253,6 @@ class Simulation:
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
         class_u = lat.class_u[i]
         class_z = lat.class_z[i]
-        noise = lat.noise[i]
         adv = self.adverse[i]
         fu = self.followup[i]
         horizon = self.config.horizon_days
@@ -257,14 +263,14 @@ class Simulation:
         policy = ctx.policy
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
-        n_visits = 0
+        self._regimens[i] = (p, lines)  # for the end-of-run titration log (see run)
         outcome: str | None = None
         pain = p.baseline
         pu = self.persist[i]
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
         adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
-        obs = (class_u, class_z, ns, noise, adherence, entry)
+        obs = (class_u, class_z, ns, adherence, entry)
 
         log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
@@ -288,18 +294,13 @@ class Simulation:
             if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
                 self._optimise(p, lines[-1], now, adv)
             else:
-                if decision.stop_all and lines:
-                    if decision.trigger == "refer":
-                        self._stop_for_referral(p, lines, now, decision.rule)
-                    else:
-                        self._stop_all(p, lines, now, decision.rule, outcome in _FAILED_OUTCOMES, decision.keep)
-                if decision.trigger == "stay":
-                    return
                 # "continue": a protocol keeps the regimen for another step (no transition).
                 before = p.state
-                if decision.trigger != "continue" and not fire(self.table, p, decision.trigger):
-                    # The pathway refused the policy's proposal: refer instead (P9) and record why; after a
-                    # specialist consult, discharge to primary care on the current regimen (P9.discharge_plan).
+                moving = decision.trigger not in ("continue", "stay")
+                dest = can_fire(self.table, p, decision.trigger) if moving else None
+                if moving and dest is None:
+                    # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral;
+                    # after a specialist consult, discharge to primary care on the current regimen.
                     if fire(self.table, p, "refer"):
                         decision = Decision("refer", rule="P9.refractory_referral")
                         self._stop_for_referral(p, lines, now, "P9.refractory_referral")
@@ -308,40 +309,54 @@ class Simulation:
                     else:
                         if lines:
                             self._stop_all(p, lines, now, "P9.refractory_referral", False, (), True)
+                        self._finish_tapers(p)
                         return
+                else:
+                    if decision.trigger == "refer":
+                        self._stop_for_referral(p, lines, now, decision.rule)
+                    elif decision.stop_all and lines:
+                        self._stop_all(p, lines, now, decision.rule,
+                                       outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
+                    if decision.trigger == "stay":
+                        self._finish_tapers(p)
+                        return
+                    if moving:
+                        fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+                if p.state == "relieved" and before not in TREATING:  # e.g. relief the clinic brought
+                    yield from self._regimen_continues(p, lines)
+                    return
                 if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
                     p.relieved_from = before
-                    res = yield from self._maintenance(p, lines, obs, ltfu_day, n_visits)
+                    res = yield from self._maintenance(p, lines, obs, ltfu_day)
                     if res is None:
                         return
-                    outcome, pain, n_visits = res
-                    decision = self._decide_after(p, lines, outcome, env.now, pain, fu, entry, by_patient=True)
+                    outcome, pain = res
+                    decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
                     if decision is None:
                         return
                     continue
-                if p.state == "discharged":  # back in primary care on the current regimen (P9.discharge_plan)
-                    why = yield from self._carry_on(p, lines, math.inf, ltfu_day)
-                    if why == "dropout":
-                        self._drop_out(p, lines, env.now)
+                if p.state == "discharged":
+                    yield from self._regimen_continues(p, lines)
                     return
                 if p.state == "specialist_referral":
-                    outcome = yield from self._specialist(p, lines, ltfu_day, adv)
-                    if outcome == "dropout":
+                    result = yield from self._specialist(p, lines, ltfu_day, adv)
+                    if result == "dropout":
                         self._drop_out(p, lines, env.now)
                         return
-                    if outcome == "relief":
+                    if result == "relief":
                         fire(self.table, p, "relief")
                         log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                             rule="P9.specialist_consult")
-                        p.relieved_from = "specialist_care"  # maintenance without relapse (the clinic's)
-                        yield from self._maintenance(p, lines, obs, ltfu_day, n_visits)
+                        yield from self._regimen_continues(p, lines)  # relapse after the clinic: not modelled
                         return
-                    if outcome == "waiting":
+                    if result == "waiting":
                         return
                     # A consult without relief returns the patient to the pathway's remaining options, decided
                     # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                    outcome = "none"
+                    p.optimisable = False
                     decision = next_step(p, ctx, "none", env.now - entry, pain)
                     continue
                 if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
@@ -362,6 +377,8 @@ class Simulation:
                 added = bool(lines) and not decision.stop_all
                 for j in decision.start:
                     why = contraindication(t.drugs[j], facts)
+                    if why is None and serotonin_blocked(p, ctx, j):
+                        why = "P5.serotonin_avoid"
                     if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
                         log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
                         continue
@@ -369,6 +386,7 @@ class Simulation:
                                                   decision.trigger == "add_topical"))
                     p.active = [ln.drug for ln in lines]
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
+                self._finish_tapers(p)
                 return
 
             # ---- run the trial up to its evaluation, or an interruption ----------------------------
@@ -435,8 +453,7 @@ class Simulation:
                         drug = t.drugs[newest.drug]
                     continue
                 # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
-                pain = self._pain(p, lines, now, obs, n_visits, 1.0)
-                n_visits += 1
+                pain = self._pain(p, lines, now, obs, 1.0)
                 p.last_pain = pain
                 outcome = self._judge(p, pain)
                 if interim:
@@ -455,13 +472,13 @@ class Simulation:
                     else:
                         outcome = None
 
-            decision = self._decide_after(p, lines, outcome, env.now, pain, fu, entry, by_patient)
+            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient)
             if decision is None:
                 return
 
     # ---------------------------------------------------------------------------------------------
     def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
-                      fu: np.ndarray, entry: float = 0.0, by_patient: bool = False) -> Decision | None:
+                      entry: float, by_patient: bool = False) -> Decision | None:
         """The policy's next decision after a line's outcome, or None when the patient leaves care.
 
         ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
@@ -470,19 +487,22 @@ class Simulation:
         if outcome in _FAILED_OUTCOMES and not by_patient:
             self._judge_failure(p, lines)
         newest_line = lines[-1] if lines else None
-        p.optimisable = (newest_line is not None and len(lines) == 1 and not newest_line.reduced
+        # P3: one oral drug judged on its own (a topical alongside does not count)
+        p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
+                         and sum(1 for ln in lines if not ln.topical_addon) == 1
                          and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
                          and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
         if outcome != "relief":
             p.n_failed += 1
-        decision = next_step(p, self.ctx, outcome, now - entry, pain)  # days of the patient's own time
-        if outcome != "relief" and decision.trigger == "optimise":
-            p.n_failed -= 1  # not judged yet: the dose is optimised first (P3)
+        decision = next_step(p, self.ctx, outcome, now - entry, pain)
+        if outcome != "relief" and decision.trigger in ("optimise", "continue"):
+            # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
+            p.n_failed -= 1
         elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
                 and p.taper_end <= now:
             # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
             # middle of a taper, whose rows are already logged.
-            u = float(fu[1 + min(max(p.n_failed, 0), FOLLOWUP_COLUMNS - 2)])
+            u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
             if u < t.follow_up["dropout_after_failed_line"]:
                 self._drop_out(p, lines, now)
                 return None
@@ -536,8 +556,9 @@ class Simulation:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        serotonergic_with = ("ssri_use" in p.facts.flags or any(t.drugs[ln.drug].serotonergic for ln in lines)
-                             or any(end > now and t.drugs[k].serotonergic for k, end in p.tapering))
+        sero = self.serotonergic
+        serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
+                             or any(end > now and sero[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
@@ -645,10 +666,12 @@ class Simulation:
                 best = (ln.stop_at, "stop", ln, None)
         return best
 
-    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float) -> None:
-        """Record titration (P2) and optimisation (P3) steps reached up to ``now``."""
+    def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
+        """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those
+        strictly before ``now`` (the horizon: the run simulates days < horizon)."""
+        limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= now + 1e-9:
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
                 off, dose = ln.steps[ln.next_step]
                 if ln.next_step >= ln.opt_from:
                     rule = "P3.dose_optimisation"
@@ -720,16 +743,21 @@ class Simulation:
             self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
             limit = p.until
             day = now
-            for f in x.taper:
-                if day >= limit:
+            for k, f in enumerate(x.taper):
+                if day >= limit:  # loss to follow-up first: the rest is logged only if the patient stays in care
+                    p.taper_rest.append((j, dose, k, day))
                     break
                 self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
                 day += x.taper_interval
-            if day < limit:
-                self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
-            p.tapering.append((j, day))
-            if day > p.taper_end:
-                p.taper_end = day
+            else:
+                if day < limit:
+                    self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+                else:
+                    p.taper_rest.append((j, dose, len(x.taper), day))
+            end = now + x.taper_interval * len(x.taper)
+            p.tapering.append((j, end))
+            if end > p.taper_end:
+                p.taper_end = end
         else:
             self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
 
@@ -757,10 +785,43 @@ class Simulation:
             if end > now:
                 self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
         p.tapering.clear()
+        p.taper_rest.clear()
         lines.clear()
         p.active = []
         fire(self.table, p, "drop_out")
         self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
+
+    def _finish_tapers(self, p: PatientModel) -> None:
+        """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
+        leaves care that way (relief, discharge, nothing more to do): up to the horizon."""
+        horizon = self.config.horizon_days
+        for j, dose, k, day in p.taper_rest:
+            x = self.extras[j]
+            for f in x.taper[k:]:
+                if day >= horizon:
+                    break
+                self._log(p.idx, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            else:
+                if day < horizon:
+                    self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+        p.taper_rest.clear()
+
+    def _regimen_continues(self, p: PatientModel, lines: list[_Line]):
+        """After a specialist's relief or a discharge: the regimen continues; its adverse events are recorded."""
+        env = self.env
+        horizon = self.config.horizon_days
+        if p.taper_rest:
+            self._finish_tapers(p)
+        while True:
+            nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
+            if kind != "ae" or nxt >= horizon:
+                return
+            if nxt > env.now:
+                yield env.timeout(nxt - env.now)
+            self._log_doses(p.idx, p, lines, env.now)
+            if self._adverse_event(p, line, ae, env.now, lines):
+                lines.remove(line)
 
     # ---- issue 10: usual care's index drug, the year after the first answer -----------------------
     def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
@@ -775,11 +836,11 @@ class Simulation:
               "escalate_strong_opioid": p.strong_opioid_gate()}.get(trigger, True)
         return Decision(trigger, (j,), rule="X.usual_care_choice") if ok else None
 
-    def _pain(self, p: PatientModel, lines: list[_Line], now: float, obs: tuple, k: int, retained: float) -> float:
+    def _pain(self, p: PatientModel, lines: list[_Line], now: float, obs: tuple, retained: float) -> float:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
-        share retained (clinical persistence block)."""
+        share retained (clinical persistence block); visit noise keyed by the visit day."""
         t = self.tables
-        class_u, class_z, ns, noise, adherence, entry = obs
+        class_u, class_z, ns, adherence, entry = obs
         scale = adherence * retained
         effects = []
         for n_line, ln in enumerate(lines):
@@ -788,7 +849,7 @@ class Simulation:
                             float(class_u[d.class_index]), float(class_z[d.class_index]), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, ns, t.ns_onset, now - entry, effects, t.noise_sd,
-                             float(noise[k % MAX_VISITS]))
+                             streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""
@@ -798,32 +859,29 @@ class Simulation:
             return "relief"
         return "partial" if red >= resp.partial_min_reduction else "none"
 
-    def _maintenance(self, p: PatientModel, lines: list[_Line], obs: tuple, ltfu_day: float, n_visits: int):
+    def _maintenance(self, p: PatientModel, lines: list[_Line], obs: tuple, ltfu_day: float):
         """After relief: the regimen continues with maintenance visits (P4.maintenance_visit), every
         ``opioid_visit_interval_days`` while an opioid runs (P8.reassessment, S004). Adverse events, stops
         for other reasons and loss to follow-up continue. At each visit the response is judged again; relief
         not found (confirmed at a visit one policy visit interval later) or no drug left sends the patient
         back to the state he was relieved in (P4.relapse).
 
-        Returns ``(outcome, pain, n_visits)`` for the policy's next decision, or None (horizon, drop-out)."""
+        Returns ``(outcome, pain)`` for the policy's next decision, or None (horizon, drop-out)."""
         env = self.env
         t = self.tables
         i = p.idx
         horizon = self.config.horizon_days
         mt = self.ctx.policy.maintenance
-        relapsable = p.relieved_from in TREATING  # relief after a specialist intervention: the clinic's
         u = float(self.persist[i][2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1)])
         rate = self.relapse_rate
-        relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 and relapsable else math.inf
+        relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
         retained = t.persistence["relapse_effect_retained"]
         last_visit = env.now
         confirming = False  # a visit without relief is confirmed at the next regular visit before any change
         while True:
             classes = [t.drugs[ln.drug].drug_class for ln in lines]
             opioid = "weak_opioid" in classes or "strong_opioid" in classes
-            if not relapsable:  # relieved by the specialist: no maintenance visits in primary care are modelled
-                visit_day = math.inf
-            elif confirming:
+            if confirming:
                 visit_day = last_visit + self.ctx.policy.visit_interval_days
             else:
                 visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
@@ -846,20 +904,19 @@ class Simulation:
                     self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
-                if lines or not relapsable:  # the rest of the regimen is judged at the next visit
+                if lines:  # the rest of the regimen is judged at the next visit
                     continue
                 outcome, pain = "intolerable", -1.0
             else:
                 last_visit = now
-                pain = self._pain(p, lines, now, obs, n_visits, retained if now >= relapse_day else 1.0)
-                n_visits += 1
+                pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
                 p.last_pain = pain
                 outcome = self._judge(p, pain)
                 newest = lines[-1] if lines else None
                 self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
                           dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
                           rule="P8.reassessment" if "strong_opioid" in classes else "P4.maintenance_visit")
-                if outcome == "relief" or not relapsable:
+                if outcome == "relief":
                     confirming = False
                     continue
                 if not confirming and mt.confirm_loss:
@@ -868,18 +925,19 @@ class Simulation:
             p.n_relapses += 1
             fire(self.table, p, "relapse")
             self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relapse"], rule="P4.relapse")
-            return outcome, pain, n_visits
+            return outcome, pain
 
     def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
         """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
         except a strong opioid, which P8 stops when it has not worked (P8.stop_ineffective); under 'stop'
         every drug stops (v0.1)."""
         if self.ctx.policy.referral.while_waiting == "stop":
-            self._stop_all(p, lines, now, rule, False, (), True)
+            if lines:
+                self._stop_all(p, lines, now, rule, False, (), True)
             return
         drugs = self.tables.drugs
         for ln in [ln for ln in lines if drugs[ln.drug].drug_class == "strong_opioid"]:
-            self._stop_line(p, ln, now, "P8.stop_ineffective")  # tapered (P5.taper_step)
+            self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
             lines.remove(ln)
         p.active = [ln.drug for ln in lines]
 
@@ -956,7 +1014,7 @@ class Simulation:
         self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
         self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
         if bridge is not None and bridge in lines:
-            self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")  # tapered (P5.taper_step)
+            self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")
             lines.remove(bridge)
             p.active = [ln.drug for ln in lines]
         if not ok:

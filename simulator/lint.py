@@ -219,9 +219,22 @@ def lint_policy(policy: Any, catalog: Any = None) -> list[Finding]:
     if policy.titration_speed < 1.0 and "fast_titration" not in declared:
         found.append(Finding("policy_titration", ERROR, "policy.titration_speed",
                              "titration faster than the schedule without declaring 'fast_titration' (P13)"))
+    strong_steps = []
+    if policy.protocol is not None:  # P8: a protocol step that adds a strong opioid goes through the gate
+        for k, step in enumerate(policy.protocol.steps):
+            if step.drug in cat.drugs and cat.drugs[step.drug].drug_class == "strong_opioid":
+                strong_steps.append(k)
+                sev = INFO if "early_strong_opioid" in declared else WARNING
+                found.append(Finding(
+                    "protocol_gate", sev, f"policy.protocol.steps[{k}]",
+                    f"step {k + 1} starts {step.drug}: " + (
+                        "declared departure early_strong_opioid, it starts without the P8 prerequisites"
+                        if sev == INFO else "it must pass the P8 gate (two first-line classes and a combination "
+                        "failed, tramadol, misuse screen, NRS >= 4); patients who fail it are referred instead. "
+                        "Declare 'early_strong_opioid' to simulate the step without the prerequisites")))
     used = {
-        "early_strong_opioid": g.allowed and (g.require_failed_classes < 2 or not g.require_combination
-                                              or not g.require_tramadol),
+        "early_strong_opioid": bool(strong_steps) or g.allowed and (
+            g.require_failed_classes < 2 or not g.require_combination or not g.require_tramadol),
         "no_misuse_screen": g.allowed and not g.misuse_screen,
         "fast_titration": policy.titration_speed < 1.0,
         "short_trial": any(f.check == "policy_trial" for f in found),

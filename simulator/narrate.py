@@ -220,7 +220,17 @@ def _step(day: float, kind: str, text: str, rule: str = "") -> Step:
     return Step(float(day), kind, text, rule, seeds, words)
 
 
+DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "titration step",
+              "P3.dose_optimisation": "dose raised toward the maximum before judging failure",
+              "P4.intolerance_reduce": "dose lowered to the last tolerated step",
+              "P5.taper_step": "taper step"}
+LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
+               "P5.renal_dose": "renal dosing, maximum", "P5.renal_cap": "renal cap",
+               "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
+               "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
+               "P2.max_dose_cap": "policy target capped at"}
 _ACTION = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}", "add_on": "add {drugs}",
+           "add_topical": "add {drugs} alongside",
            "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
            "escalate_strong_opioid": "time-limited strong-opioid trial: {drugs}",
            "refer": "refer to the pain specialist", "relief": "continue the regimen as maintenance",
@@ -235,6 +245,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     rows = events.to_dict("records")
     pending_eval: dict[str, Any] | None = None
     pending_ae: dict[str, Any] | None = None
+    stopped: list[tuple[float, str]] = []
     i = 0
 
     def pain_words(r: dict[str, Any]) -> str:
@@ -266,14 +277,27 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             serious = " (serious)" if rule == "X.serious_event" else ""
             steps.append(_step(day, "adverse_event", f"adverse event{serious}: {str(r['adverse_event']).replace('_', ' ')} "
                                f"on {_dose(setup, r['drug'], r['dose'])}", rule))
-        elif ev == "drug_stop":
+        elif ev in ("drug_stop", "taper_start"):
+            name = drug_name(str(r["drug"]))
+            verb = "tapering off" if ev == "taper_start" else "stopped"
             if pd.notna(r["adverse_event"]):
                 pending_ae = r
-                steps.append(_step(day, "stop", f"{r['drug']} stopped: not tolerated "
+                steps.append(_step(day, "stop", f"{name} {verb}: not tolerated "
                                    f"({str(r['adverse_event']).replace('_', ' ')})", rule))
+            elif rule == "P5.taper_complete":
+                steps.append(_step(day, "stop", f"{name} stopped: taper complete", rule))
+            else:
+                stopped.append((day, f"{verb} {name}"))
+                steps.append(_step(day, "stop", f"{name} {verb} "
+                                   f"({_dose(setup, r['drug'], r['dose']) or 'no dose'} before)", rule))
         elif ev == "dose_change":
-            what = "target dose reached" if rule == "P2.target_reached" else "titration step"
+            if rule == "P3.dose_optimisation":
+                flush_eval()  # the evaluation that led to the optimisation comes first
+            what = DOSE_WORDS.get(rule, "dose change")
             steps.append(_step(day, "dose", f"{_dose(setup, r['drug'], r['dose'])} ({what})", rule))
+        elif ev == "dose_limit":
+            steps.append(_step(day, "dose", f"{drug_name(str(r['drug']))} for this patient: "
+                               f"{LIMIT_WORDS.get(rule, 'limit')} {_dose(setup, r['drug'], r['dose'])}", rule))
         elif ev == "safety_check":
             steps.append(_step(day, "check", f"{str(r['check']).replace('_', ' ')} before {r['drug']}", rule))
         elif ev == "transition":
@@ -298,6 +322,10 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                 context = "after intolerance, "
             pending_ae = None
             action = _ACTION.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+            gone = [w for d, w in stopped if abs(d - day) < 1e-9]
+            if gone:  # the trace names the drugs stopped at a switch (item 12)
+                action += f" ({', '.join(gone)})"
+            stopped.clear()
             steps.append(_step(day, "decision", context + action, rule))
             i = j
             continue

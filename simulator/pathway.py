@@ -166,6 +166,17 @@ def fire(table: Table, patient: Any, trigger: str) -> bool:
     return False
 
 
+def can_fire(table: Table, patient: Any, trigger: str) -> str | None:
+    """The state ``trigger`` would move ``patient`` to now, or None (the guards of :func:`fire`, no move)."""
+    for guards, dest in table.get((patient.state, trigger), ()):
+        for g in guards:
+            if not g(patient):
+                break
+        else:
+            return dest
+    return None
+
+
 def edges_from(state: str) -> list[Edge]:
     return [e for e in TRANSITIONS if state in e.source]
 

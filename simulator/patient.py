@@ -18,8 +18,8 @@ class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
-                 "topical_tried", "protocol_step", "tapering", "taper_end", "until", "last_pain", "intolerant",
-                 "optimisable", "relieved_from", "n_relapses", "consulted")
+                 "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
+                 "optimisable", "consulted", "relieved_from", "n_relapses")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -48,16 +48,17 @@ class PatientModel:
         self.strong_tried = False
         self.checks: set[str] = set()
         self.protocol_step = 0
-        self.consulted = False  # seen by the pain specialist (P9)
         self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
         self.n_relapses = 0
         self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
         self.taper_end = 0.0
+        self.taper_rest: list[tuple[int, float, int, float]] = []  # tapers cut at `until`: (drug, dose, step, day)
         self.until = float("inf")  # loss to follow-up or horizon (set by the engine)
         self.last_pain = baseline
         self.intolerant = -1
         self.optimisable = False
         self.topical_tried = False
+        self.consulted = False  # seen by the pain specialist (P9)
 
     def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
         """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;

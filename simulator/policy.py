@@ -342,6 +342,7 @@ class Decision:
     target: float = 0.0  # > 0: titrate the started drug to this daily dose (protocols)
     keep: tuple[str, ...] = ()  # drug classes that keep running through stop_all
     notes: tuple[tuple[int, str], ...] = ()  # (drug, rule): 'excluded' rows logged with the decision
+    fails_class: bool = True  # the stopped drugs' classes count as failed (not offered again) after no relief
 
 
 # ------------------------------------------------------------------------------------------------
@@ -423,7 +424,7 @@ def first_oral(p, ctx: PolicyContext) -> tuple[int, str] | None:
     return None
 
 
-def _serotonin_blocked(p, ctx: PolicyContext, j: int, running: bool = True) -> bool:
+def serotonin_blocked(p, ctx: PolicyContext, j: int, running: bool = True) -> bool:
     """Policy ``serotonin: avoid``: a serotonergic drug is not combined with an SSRI or another one (P5)."""
     if ctx.policy.serotonin != "avoid" or not ctx.tables.drugs[j].serotonergic:
         return False
@@ -441,7 +442,7 @@ def pick_add(p, ctx: PolicyContext) -> int | None:
     want = ANTIDEPRESSANTS if "gabapentinoid" in active_classes else ("gabapentinoid",)
     for j in p.eligible:
         c = drugs[j].drug_class
-        if j not in p.tried and c in want and c not in p.failed_classes and not _serotonin_blocked(p, ctx, j):
+        if j not in p.tried and c in want and c not in p.failed_classes and not serotonin_blocked(p, ctx, j):
             return j
     return None
 
@@ -509,6 +510,8 @@ def _strong(p, ctx: PolicyContext) -> Decision:
 
 
 def _exhausted(p, ctx: PolicyContext, notes: tuple[tuple[int, str], ...]) -> Decision:
+    if p.consulted:  # seen by the specialist, nothing left: back to primary care on the current regimen
+        return Decision("discharge", rule="P9.discharge_plan", notes=notes)
     if ctx.policy.referral.when_exhausted:
         return Decision("refer", stop_all=True, rule="P9.refractory_referral", notes=notes)
     return Decision("stay", stop_all=True, rule="P9.refractory_referral", notes=notes)
@@ -571,24 +574,22 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
                 return Decision("add_on", (add,), rule="P11.radiculopathy_combination")
     if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
-        if alt in p.eligible and alt not in p.tried and not _serotonin_blocked(p, ctx, alt, running=False):
+        if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
             return Decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
     escalate = state == "add_on" and pol.after_combination == "escalate"
     if pol.tramadol == "second_line" and p.n_first_line >= 2 and p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_second_line")
     if not escalate and p.has_untried_first_line():
+        venla = ctx.by_name["venlafaxine"]
+        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried:  # S002: venlafaxine next in CIPN
+            return Decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            rule = _switch_rule(outcome, state)
-            if p.etiology in CIPN and ctx.tables.drugs[nxt].name == "venlafaxine":
-                rule = "P11.cipn_venlafaxine"
-            return Decision("switch", (nxt,), stop_all=True, rule=rule)
+            return Decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
     if p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():
         return _strong(p, ctx)
-    if p.consulted:  # seen by the specialist, nothing left: back to primary care on the current regimen
-        return Decision("discharge", rule="P9.discharge_plan")
     return _exhausted(p, ctx, p.strong_opioid_notes())
 
 

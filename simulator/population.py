@@ -58,7 +58,9 @@ def relative_outcomes(events: pd.DataFrame, entries: list[np.ndarray], horizon: 
         e = entry[out["patient"].to_numpy()]
         for c in TIME_COLUMNS:
             if c in out:
-                out[c] = out[c] - e
+                # Event days are logged to 3 decimals of the run's day; rounding the difference the same way
+                # keeps a relief at the day-84 visit on day 84 (not 84.0004, which KM counts after day 84).
+                out[c] = (out[c] - e).round(3)
         out.insert(2, "entry_day", e)
         parts.append(out)
         ev_parts.append(ev_r.assign(day=(ev_r["day"] - entry[ev_r["patient"].to_numpy()]).round(3)))

@@ -147,7 +147,11 @@ def ae_figure(runs: Sequence[RunData]) -> str:
 
 
 def occupancy(events: pd.DataFrame, n_patients: int, horizon: float, step: float = 7.0) -> pd.DataFrame:
-    """Share of patients in each pathway state on days 0, step, 2*step, ... (rows: day, columns: state)."""
+    """Share of patients in each pathway state on days 0, step, 2*step, ... (rows: day, columns: state).
+
+    Shares are of the patients who have entered by that day (all ``n_patients`` from day 0 in a closed
+    cohort; in an open population, those assessed so far), so every row sums to 1 once anyone has entered.
+    """
     from .pathway import STATES
 
     key = ["replication", "patient"]
@@ -168,8 +172,10 @@ def occupancy(events: pd.DataFrame, n_patients: int, horizon: float, step: float
         diff = np.zeros(len(grid) + 1)
         np.add.at(diff, st, 1)
         np.add.at(diff, en, -1)
-        out[s] = np.cumsum(diff)[:-1] / max(1, n_patients)
-    return pd.DataFrame(out, index=pd.Index(grid, name="day"))
+        out[s] = np.cumsum(diff)[:-1]
+    entered = np.searchsorted(np.sort(start["day"].to_numpy(float)), grid, side="right")
+    denom = np.maximum(entered, 1) if len(start) else np.full(len(grid), max(1, n_patients))
+    return pd.DataFrame({s: v / denom for s, v in out.items()}, index=pd.Index(grid, name="day"))
 
 
 def occupancy_figure(runs: Sequence[RunData]) -> str:
@@ -191,8 +197,12 @@ def occupancy_figure(runs: Sequence[RunData]) -> str:
                      alpha=0.9)
         ax.set_xlim(0, r.horizon)
         ax.set_ylim(0, 100)
-        ax.set_xlabel("days since assessment")
-        ax.set_ylabel("patients (%)")
+        if r.summary.get("population"):  # open population: run days; shares of the patients entered so far
+            ax.set_xlabel("day of the run")
+            ax.set_ylabel("patients who have entered (%)")
+        else:
+            ax.set_xlabel("days since assessment")
+            ax.set_ylabel("patients (%)")
         ax.set_title(f"Pathway step over time: {r.name}")
     from matplotlib.patches import Patch
 
@@ -361,8 +371,9 @@ def _entry_cohort_table(r: RunData) -> str:
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
+    if isinstance(v, float):  # fixed notation, never scientific (1.2e-05 -> 0.000012)
+        return np.format_float_positional(v, precision=digits, unique=False, fractional=False, trim="-") \
+            if abs(v) < 1000 else f"{v:.0f}"
     return html.escape(str(v))
 
 
@@ -374,17 +385,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    from .outcomes import flat_metrics
+    """Rows (label with unit, value [95% CI], note) of every metric (the metric registry's labels)."""
+    from .metrics import summary_rows as rows
 
-    flat = flat_metrics({k: summary[k] for k in ("time_to_relief", "maintenance", "pain", "adverse_events", "pathway",
-                                                          "specialist")
-                         if k in summary})
-    ci = summary.get("time_to_relief", {}).get("median_ci95", [None, None])
-    rows: list[list[Any]] = []
-    for k, v in flat.items():
-        rows.append([html.escape(k), v if k != "time_to_relief.median_days" else
-                     f"{_fmt(v)} (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})"])
-    return rows
+    return [[html.escape(lab), html.escape(text), html.escape(note)] for _k, lab, text, note in rows(summary)]
 
 
 def _flatten_policy(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -542,7 +546,9 @@ def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, str]]:
         ("time-to-relief", "Time to relief",
          _img(km_figure(runs), "Kaplan-Meier share relieved by day") +
          "<p>Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
-         "replications, censored at drop-out and at the horizon; shaded: 95% CI.</p>"),
+         "replications, censored at drop-out and at the horizon; shaded: 95% CI. Relief seen at a visit is dated "
+         "on the visit day, so the curve steps at visits; the restricted mean time to relief (RMST, the area "
+         "above the curve to the horizon) in the summary does not depend on where a visit falls.</p>"),
         ("adverse-events", "Adverse-event burden", _img(ae_figure(runs), "adverse events by type per 100 patients")),
         ("pathway-occupancy", "Share of patients at each pathway step over time",
          _img(occupancy_figure(runs), "pathway state occupancy over time")),
@@ -561,7 +567,7 @@ def run_report_html(run: RunData) -> str:
     title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
             f"seed {s.get('seed')})"
     sections = [("scenarios", "Scenario", _scenario_block([run])),
-                ("summary", "Summary", table(["metric", "value"], summary_rows(s))),
+                ("summary", "Summary", table(["metric", "value [95% CI]", "note"], summary_rows(s))),
                 *_figure_sections([run]),
                 ("parameters", "Parameters and their sources", _parameters_block([run])),
                 ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
@@ -575,37 +581,44 @@ def write_run_report(result: Any, path: str | Path) -> Path:
 
 def _comparison_tables(comp: dict[str, Any]) -> str:
     from .compare import KEY_METRICS
+    from .metrics import fmt_ci, label_with_unit
 
     names = comp["scenarios"]
     metrics = comp["metrics"]
     allm = [m for m in metrics[names[0]]]
     keys = [m for m in KEY_METRICS if m in allm] + [m for m in allm if m not in KEY_METRICS]
 
-    def cell(d: dict[str, Any] | None) -> str:
+    def cell(m: str, d: dict[str, Any] | None) -> str:
         if not d:
             return "-"
-        lo, hi = d["ci95"]
-        return f"{_fmt(d['mean'])} [{_fmt(lo)}, {_fmt(hi)}]"
+        text = fmt_ci(m, d["mean"], *d["ci95"])
+        return html.escape(text + (f" ({d['note']})" if d.get("note") else ""))
 
-    rows = [[html.escape(m), *[cell(metrics[n].get(m)) for n in names]] for m in keys]
-    out = ("<h3>Each scenario: mean across replications [95% CI]</h3>" +
-           table(["metric", *names], rows[:len(KEY_METRICS)]) +
+    rows = [[html.escape(label_with_unit(m)), *[cell(m, metrics[n].get(m)) for n in names]] for m in keys]
+    n_key = len([m for m in KEY_METRICS if m in allm])
+    out = ("<h3>Each scenario: mean across replications [95% CI]; shares in %</h3>" +
+           table(["metric", *names], rows[:n_key]) +
            "<details><summary>All metrics</summary>" + table(["metric", *names], rows) + "</details>")
     diffs = comp["differences_vs_baseline"]
-    out += f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired</h3>"
-    drows = []
+    out += (f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired; "
+            "shares in percentage points</h3>")
+    drows, key_rows = [], []
     for n in names[1:]:
         for m in keys:
             d = diffs[n].get(m)
-            if not d or d["diff"] is None:
+            if not d:
                 continue
             pw = _width(d["paired_ci95"])
             uw = _width(d["unpaired_ci95"])
-            drows.append([html.escape(n), html.escape(m), d["diff"], f"[{_fmt(d['paired_ci95'][0])}, {_fmt(d['paired_ci95'][1])}]",
-                          f"[{_fmt(d['unpaired_ci95'][0])}, {_fmt(d['unpaired_ci95'][1])}]",
-                          "-" if pw is None or not uw else f"{pw / uw:.2f}"])
-    key_rows = [r for r in drows if any(f">{m}<" in f">{r[1]}<" for m in KEY_METRICS)]
-    hdr = ["scenario", "metric", "difference", "paired 95% CI", "unpaired 95% CI", "paired/unpaired width"]
+            row = [html.escape(n), html.escape(label_with_unit(m)),
+                   html.escape(fmt_ci(m, d["diff"], *d["paired_ci95"], diff=True)),
+                   html.escape(fmt_ci(m, d["diff"], *d["unpaired_ci95"], diff=True)),
+                   "-" if pw is None or not uw else f"{pw / uw:.2f}", html.escape(d.get("note", ""))]
+            drows.append(row)
+            if m in KEY_METRICS:
+                key_rows.append(row)
+    hdr = ["scenario", "metric", "difference [paired 95% CI]", "difference [unpaired 95% CI]",
+           "paired/unpaired width", "note"]
     out += table(hdr, key_rows) + "<details><summary>All differences</summary>" + table(hdr, drows) + "</details>"
     return out
 

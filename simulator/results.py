@@ -1,7 +1,8 @@
 """Run folders: written atomically, read back for reports and comparisons.
 
-A run folder holds ``summary.json``, ``patients.parquet``, ``events.parquet`` and ``manifest.json``
-(plus whatever reports are rendered into it). It is written into a hidden temporary folder beside the
+A run folder holds ``summary.json``, ``patients.parquet``, ``events.parquet`` and ``manifest.json``,
+the tidy tables ``resource_use.parquet`` and ``replication_metrics.parquet``/``.csv`` (plus whatever
+reports are rendered into it). It is written into a hidden temporary folder beside the
 destination and renamed into place only when every file is complete, so an interrupted run leaves no
 half-written folder behind.
 """
@@ -65,13 +66,26 @@ def atomic_folder(dest: str | Path, fill: Callable[[Path], None], overwrite: boo
     return dest
 
 
+def write_tables(result: Any, folder: Path) -> None:
+    """The tables of a run: summary.json, patients/events/resource_use.parquet and the per-replication
+    metrics as a long table (replication_metrics.parquet and .csv: scenario, replication, metric, value,
+    unit)."""
+    write_json(folder / "summary.json", result.summary)
+    result.patients.to_parquet(folder / "patients.parquet", index=False)
+    result.events.to_parquet(folder / "events.parquet", index=False)
+    if getattr(result, "resources", None) is not None:
+        result.resources.to_parquet(folder / "resource_use.parquet", index=False)
+    if hasattr(result, "replication_table"):
+        long = result.replication_table()
+        long.to_parquet(folder / "replication_metrics.parquet", index=False)
+        long.to_csv(folder / "replication_metrics.csv", index=False)
+
+
 def write_run(result: Any, dest: str | Path, extra: Callable[[Path], None] | None = None) -> Path:
     """Write a :class:`~simulator.runner.RunResult` as a run folder; ``extra`` may add files (reports)."""
 
     def fill(tmp: Path) -> None:
-        write_json(tmp / "summary.json", result.summary)
-        result.patients.to_parquet(tmp / "patients.parquet", index=False)
-        result.events.to_parquet(tmp / "events.parquet", index=False)
+        write_tables(result, tmp)
         if extra is not None:
             extra(tmp)
         manifest = dict(result.manifest)

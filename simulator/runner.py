@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -25,7 +26,16 @@ import pandas as pd
 from .clinical import ETIOLOGY_NAMES, compile_model
 from .cohort import generate_cohort
 from .engine import EngineConfig, Simulation
-from .outcomes import events_frame, flat_metrics, patient_outcomes, summarize
+from .outcomes import (
+    SCHEMA_VERSION,
+    drug_days,
+    events_frame,
+    flat_metrics,
+    followup_days,
+    patient_outcomes,
+    resource_use,
+    summarize,
+)
 from .overrides import model_tables
 from .pathway import definition_fingerprint
 from .policy import PolicyContext
@@ -39,13 +49,58 @@ Progress = Callable[[float], None]
 
 @dataclass
 class RunResult:
-    """A finished run: the scenario as run, its tables and its summary."""
+    """A finished run: the scenario as run, its tables and its summary.
+
+    ``events``: the event log (one row per event); ``patients``: one row per (replication, patient) with
+    attributes and outcomes; ``resources``: the long resource-use table (see
+    :func:`simulator.outcomes.resource_use`); ``summary``: the ``summary.json`` dict
+    (``docs/summary-schema.md``)."""
 
     scenario: Scenario
     events: pd.DataFrame
     patients: pd.DataFrame
     summary: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
+    resources: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def replication_table(self) -> pd.DataFrame:
+        """Per-replication metrics as a long table: scenario, replication, metric, value, unit.
+
+        ``value`` is NaN where the metric is not estimable in that replication (a median not reached, a
+        day beyond the horizon; the reason is in ``summary["not_estimable"]``)."""
+        return replication_long_table(self.scenario.name, self.summary)
+
+    def save(self, dest: str | Path, report: bool = True) -> Path:
+        """Write the run folder ``dest`` (summary.json, manifest.json, patients/events/resource_use.parquet,
+        replication_metrics.parquet and .csv, and report.html unless ``report`` is False); returns its path.
+
+        Raises :class:`~simulator.errors.InputError` if ``dest`` exists."""
+        from .results import write_run
+
+        extra = None
+        if report:
+            from .report import write_run_report
+
+            def extra(tmp: Path) -> None:
+                write_run_report(self, tmp / "report.html")
+
+        return write_run(self, dest, extra=extra)
+
+    def report(self, path: str | Path) -> Path:
+        """Render the self-contained HTML report of this run to ``path``; returns the path."""
+        from .report import write_run_report
+
+        return write_run_report(self, path)
+
+
+def replication_long_table(scenario: str, summary: dict[str, Any]) -> pd.DataFrame:
+    """scenario, replication, metric, value, unit: one row per replication and flat metric."""
+    from .metrics import unit
+
+    per = summary.get("per_replication") or [flat_metrics(summary)]
+    rows = [(scenario, r, m, math.nan if v is None else float(v), unit(m))
+            for r, metrics in enumerate(per) for m, v in metrics.items()]
+    return pd.DataFrame(rows, columns=["scenario", "replication", "metric", "value", "unit"])
 
 
 def package_version() -> str:
@@ -126,13 +181,18 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
     setups = [replication_setup(scenario, r, tables.specialist["consult_days"]) for r in range(reps)]
     clinic = setups[0][2]
     if scenario.population is None:  # closed cohort: everyone enters on day 0
-        outcomes = patient_outcomes(events, scenario.patients, reps, horizon)
+        dd = drug_days(events, followup_days(events, scenario.patients, reps, horizon))  # once, for both tables
+        outcomes = patient_outcomes(events, scenario.patients, reps, horizon, [d.name for d in tables.drugs], dd)
+        resource_table = resource_use(events, outcomes, dd)
         events_rel = events
         base, per, per_label, warmup = float(scenario.patients), 1000.0, "1000_patients", 0.0
+        followed = horizon
     else:  # open population: times from each patient's entry; the clinic serves the population
         outcomes, events_rel = relative_outcomes(events, [s[1] for s in setups], horizon)
+        resource_table = resource_use(events_rel, outcomes)
         pop = scenario.population
         base, per, per_label, warmup = pop.size, 100000.0, "100k_population", pop.warmup_days
+        followed = float(outcomes["followup_days"].max())  # the longest follow-up from entry
     cohorts = []
     for r in range(reps):
         c = generate_cohort(scenario.cohort_spec, setups[r][0], scenario.seed, replication=r).to_frame()
@@ -143,22 +203,28 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         cohort_df["etiology"] = [ETIOLOGY_NAMES[int(e)] for e in cohort_df["etiology"]]
     patients = cohort_df.merge(outcomes, on=["replication", "patient"], how="left")
     summary = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "scenario": scenario.name,
         "n_patients": scenario.patients,
         "replications": reps,
         "seed": scenario.seed,
         "horizon_days": scenario.horizon_days,
-        **summarize(events_rel, outcomes),
+        **summarize(events_rel, outcomes, followed),
     }
 
-    def clinic_block(ev: pd.DataFrame, reps_in: list[int]) -> dict[str, Any]:
+    def clinic_block(ev: pd.DataFrame, reps_in: list[int], reasons: dict[str, str] | None = None) -> dict[str, Any]:
         n = sum(setups[r][0] for r in reps_in)
-        return clinic_summary(ev, horizon=horizon, clinic=clinic, patients=n, replications=len(reps_in),
-                              warmup=warmup, per=per, per_label=per_label, base=base,
-                              period_days=365.25 if warmup > 0 else 91.0)
+        block = clinic_summary(ev, horizon=horizon, clinic=clinic, patients=n, replications=len(reps_in),
+                               warmup=warmup, per=per, per_label=per_label, base=base,
+                               period_days=365.25 if warmup > 0 else 91.0)
+        return null_beyond_horizon(block, horizon, "specialist", reasons)
 
-    summary["specialist"] = clinic_block(events, list(range(reps)))
+    reasons = summary["not_estimable"]
+    summary["specialist"] = clinic_block(events, list(range(reps)), reasons)
+    reasons.pop("specialist.wait_days_median", None)
+    if summary["specialist"].get("wait_days_median") is None:
+        reasons["specialist.wait_days_median"] = ("median wait not reached: fewer than half of the referred "
+                                                  "were seen by the horizon (or nobody was referred)")
     if scenario.population is not None:
         summary["n_patients"] = round(sum(s[0] for s in setups) / reps)
         summary["n_patients_by_replication"] = [s[0] for s in setups]
@@ -168,7 +234,7 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         for r in range(reps):
             ev_r = events[events["replication"] == r]
             out_r = outcomes[outcomes["replication"] == r]
-            flat = flat_metrics({**summarize(events_rel[events_rel["replication"] == r], out_r),
+            flat = flat_metrics({**summarize(events_rel[events_rel["replication"] == r], out_r, followed),
                                  "specialist": clinic_block(ev_r, [r])})
             if scenario.population is not None:
                 flat.update(flat_metrics({"population": entry_cohort_summary(
@@ -194,7 +260,24 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         "scenario_resolved": json.loads(scenario.model_dump_json(exclude={"source_path", "cohort_spec"})),
         "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients.",
     }
-    return RunResult(scenario=scenario, events=events, patients=patients, summary=summary, manifest=manifest)
+    return RunResult(scenario=scenario, events=events, patients=patients, summary=summary, manifest=manifest,
+                     resources=resource_table)
+
+
+def null_beyond_horizon(block: dict[str, Any], horizon: float, prefix: str,
+                        reasons: dict[str, str] | None = None) -> dict[str, Any]:
+    """Set the clinic's waiting-time points (``seen_by_day``, ``left_by_day``, also in ``steady_state``) beyond
+    the horizon to None, recording why in ``reasons``; a wait that long cannot be observed in the run."""
+    for fam in ("seen_by_day", "left_by_day"):
+        days = block.get(fam) or {}
+        for d in list(days):
+            if float(d) > horizon:
+                days[d] = None
+                if reasons is not None:
+                    reasons[f"{prefix}.{fam}.{d}"] = f"day {d} is beyond the {horizon:g}-day horizon"
+    if isinstance(block.get("steady_state"), dict):
+        null_beyond_horizon(block["steady_state"], horizon, f"{prefix}.steady_state", reasons)
+    return block
 
 
 def _version(name: str) -> str:

@@ -22,6 +22,7 @@ import yaml
 
 from .compare import _write_run_files, analyse, replication_metrics
 from .errors import InputError
+from .metrics import label, label_with_unit, unit
 from .overrides import describe
 from .results import atomic_folder, write_json
 from .runner import RunResult, simulate_many
@@ -29,8 +30,8 @@ from .scenario import Scenario
 from .schema import Strict, parse_model, read_yaml
 from .stats import mean_ci, paired_diff_ci
 
-DEFAULT_METRIC = "time_to_relief.relieved_by_day.182"
-SWEEP_METRICS = ("time_to_relief.relieved_by_day.84", "time_to_relief.relieved_by_day.182",
+DEFAULT_METRIC = "time_to_relief.rmst_days"
+SWEEP_METRICS = ("time_to_relief.rmst_days", "time_to_relief.relieved_by_day.84", "time_to_relief.relieved_by_day.182",
                  "time_to_relief.relieved_by_day.365", "adverse_events.per_patient_year",
                  "pathway.reached.strong_opioid", "specialist.wait_days_median", "specialist.wait_days_p90",
                  "specialist.utilisation", "specialist.mean_queue_length_per_1000_patients",
@@ -128,14 +129,18 @@ def sweep(scenario: Scenario, param: str, values: Sequence[Any], *, metric: str 
         for m in shown:
             if m not in sub.index:
                 continue
-            row: dict[str, Any] = {"value": v, "metric": m, "mean": _clean(sub.loc[m, "mean"]),
+            row: dict[str, Any] = {"value": v, "metric": m, "label": label(m), "unit": unit(m),
+                                   "mean": _clean(sub.loc[m, "mean"]),
                                    "ci95_lo": _clean(sub.loc[m, "lo"]), "ci95_hi": _clean(sub.loc[m, "hi"])}
             d = diffs_df[(diffs_df["scenario"] == r.scenario.name) & (diffs_df["metric"] == m)]
-            row["diff_vs_first"] = _clean(d["diff"].iloc[0]) if len(d) else 0.0
-            row["paired_lo"] = _clean(d["paired_lo"].iloc[0]) if len(d) else 0.0
-            row["paired_hi"] = _clean(d["paired_hi"].iloc[0]) if len(d) else 0.0
+            zero = 0.0 if row["mean"] is not None else None  # the first value against itself
+            row["diff_vs_first"] = _clean(d["diff"].iloc[0]) if len(d) else zero
+            row["paired_lo"] = _clean(d["paired_lo"].iloc[0]) if len(d) else zero
+            row["paired_hi"] = _clean(d["paired_hi"].iloc[0]) if len(d) else zero
+            row["note"] = sub.loc[m, "note"]
+            row["diff_note"] = d["note"].iloc[0] if len(d) else ""
             rows.append(row)
-    data = {"schema_version": 1, "kind": "sweep", "scenario": scenario.name, "description": scenario.description,
+    data = {"schema_version": 2, "kind": "sweep", "scenario": scenario.name, "description": scenario.description,
             "rationale": scenario.rationale, "param": param, "values": list(values), "metric": metric,
             "semantics": semantics(param), "patients": runs[0].scenario.patients, "replications": replications,
             "seed": runs[0].scenario.seed, "command": command,
@@ -246,11 +251,7 @@ def default_dir(kind: str, scenario: Scenario, root: str | Path = "results") -> 
 
 
 def _label(metric: str) -> str:
-    if metric.startswith("time_to_relief.relieved_by_day."):
-        return f"share relieved by day {metric.rsplit('.', 1)[1]}"
-    if metric.startswith("specialist.") and metric.endswith("wait_days_median"):
-        return ("steady-state " if ".steady_state." in metric else "") + "median wait for a consult (days, KM)"
-    return metric
+    return label_with_unit(metric)
 
 
 def sweep_figure(data: dict[str, Any]) -> str:

@@ -178,7 +178,7 @@ class Tutor:
                 name = drug_name(drugs[j].name)
                 if p.state == "topical":
                     opts.append(self._option(p, f"Add oral {name} to the topical",
-                                             Decision("start_first_line", (j,), rule="P6.topical_add"), j))
+                                             Decision("start_first_line", (j,), rule="P6.oral_after_topical"), j))
                     opts.append(self._option(p, f"Stop the topical and start {name}",
                                              Decision("start_first_line", (j,), stop_all=True, rule="P1"), j))
                 else:

@@ -62,8 +62,10 @@ def test_summary_has_documented_keys_and_fractions() -> None:
     ae = s["adverse_events"]
     assert set(ae) >= {"per_patient_year", "patients_with_any", "discontinuations_per_100_patients",
                        "serious_per_100_patients", "by_type"}
-    assert set(s["pathway"]["reached"]) == {"first_line", "add_on", "switch", "tramadol", "strong_opioid",
-                                            "specialist_referral"}
+    from simulator.pathway import STATES
+
+    assert set(s["pathway"]["reached"]) == set(STATES) - {"assessment"}  # every state, drop-out included
+    assert "dropped_out" in s["pathway"]["reached"]
     assert set(s["specialist"]) >= {"referred", "wait_days_median"}
     fractions = [ae["patients_with_any"], s["specialist"]["referred"], *s["pathway"]["reached"].values(),
                  *s["pathway"]["final_state"].values(), *s["time_to_relief"]["relieved_by_day"].values()]

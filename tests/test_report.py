@@ -90,3 +90,18 @@ def test_report_renders_in_headless_chromium(result, tmp_path: Path) -> None:
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape[0] >= 4000
     assert (img < 200).mean() > 0.05  # text and figures, not a blank page
+
+
+def test_occupancy_of_an_open_population_is_a_share_of_those_entered() -> None:
+    """Protects: in an open population patients enter throughout the run; the occupancy plot shows the share
+    of the patients who have entered by each day (rows sum to 1), not of everyone who will ever enter (the
+    stacked areas then rose from 0 to 100% over the run, under the label "days since assessment")."""
+    sc = load_scenario(ROOT / "scenarios" / "open-population.yaml")
+    sc = sc.with_overrides(horizon_days=400, population={**sc.population.model_dump(), "size": 40000,
+                                                         "warmup_days": 100})
+    res = simulate(sc, seed=8)
+    occ = occupancy(res.events, len(res.patients), 400.0)
+    first = res.events.loc[res.events["event"] == "assessment", "day"].min()
+    rows = occ[occ.index >= first]
+    assert len(rows) > 40 and np.allclose(rows.sum(axis=1), 1.0)
+    assert occ.loc[occ.index < first].sum(axis=1).eq(0).all()

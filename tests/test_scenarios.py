@@ -100,6 +100,14 @@ CHECKS = {
     and m(r, "usual-care", "maintenance.persistence.on_index_drug_at_month.12")
     < m(r, "guideline", "maintenance.persistence.on_index_drug_at_month.12")
     and m(r, "usual-care", "maintenance.relieved_on_day.365") < m(r, "guideline", "maintenance.relieved_on_day.365") - 0.1,
+    "duloxetine-60-start": lambda r: m(r, "duloxetine-60-start", "adverse_events.by_type.nausea")
+    > m(r, "duloxetine-first", "adverse_events.by_type.nausea")
+    and m(r, "duloxetine-60-start", "time_to_relief.relieved_by_day.84")
+    >= m(r, "duloxetine-first", "time_to_relief.relieved_by_day.84"),
+    "escalation-s002": lambda r: m(r, "escalation-s002", "pathway.reached.switch")
+    < m(r, "guideline", "pathway.reached.switch") - 0.1
+    and m(r, "escalation-s002", "pathway.reached.add_on") > m(r, "guideline", "pathway.reached.add_on")
+    and m(r, "escalation-s002", "pathway.reached.tramadol") > m(r, "guideline", "pathway.reached.tramadol"),
     "pregabalin-first": lambda r: _first_drug_share(r["pregabalin-first"][1], ("duloxetine",))
     < _first_drug_share(r["guideline"][1], ("duloxetine",))
     and _first_drug_share(r["pregabalin-first"][1], ("pregabalin",))

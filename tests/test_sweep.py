@@ -96,7 +96,8 @@ def test_tornado_table_and_folder(tmp_path: Path) -> None:
     assert {r["label"] for r in data["rows"]} == {"visit interval", "pregabalin response"}
     assert data["rows"][0]["swing"] >= data["rows"][1]["swing"]
     prega = next(r for r in data["rows"] if r["label"] == "pregabalin response")
-    assert prega["at_high"] > prega["at_low"]
+    assert data["metric"] == "time_to_relief.rmst_days"  # the default: restricted mean days to relief
+    assert prega["at_high"] < prega["at_low"]  # a better-responding drug relieves sooner
     folder = write_tornado(data, base, tmp_path / "t")
     text = (folder / "report.html").read_text()
     assert all(f'id="{s}"' in text for s in ("summary", "time-to-relief", "specialist-queue", "reproducibility"))
