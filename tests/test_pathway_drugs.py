@@ -142,6 +142,8 @@ def test_dose_is_optimised_before_add_or_switch() -> None:
     opt = rows(ev, "dose_change", "pregabalin", "P3.dose_optimisation")
     assert len(opt) and opt["dose"].max() == 600
     for _pid, g in ev[ev["patient"].isin(opt["patient"].unique())].groupby("patient"):
+        if (g["rule"] == "X.patient_stop").any():  # stopped by the patient (issue 10): no judgement to wait for
+            continue
         top = g[(g["drug"] == "pregabalin") & (g["dose"] == 600) & (g["event"] == "dose_change")]["day"].min()
         later = g[(g["day"] > top) & g["event"].isin(["evaluation", "transition"])]
         if len(later):  # the first thing after reaching 600 is an evaluation after the adequate trial
@@ -273,7 +275,9 @@ def test_opioid_checks_and_strong_opioid_threshold_and_titration() -> None:
                         & (ev["drug"] == drug)]
             assert {"misuse_screen", "treatment_agreement"} <= set(checks["check"].astype(str))
     for _, s in rows(ev, "drug_start", "morphine").iterrows():
-        last = ev[(ev["patient"] == s["patient"]) & (ev["day"] <= s["day"]) & (ev["event"] == "evaluation")]
+        # the deciding observation: an evaluation, or a maintenance visit that found relief lost (issue 10)
+        last = ev[(ev["patient"] == s["patient"]) & (ev["day"] <= s["day"])
+                  & ev["event"].isin(["evaluation", "maintenance_visit"])]
         assert last["pain_nrs"].iloc[-1] >= 4
     stop_at = rows(ev, "evaluation", "morphine", "P8.titrate_to_response")
     for _, r in stop_at[stop_at["outcome"] == "relief"].iterrows():
