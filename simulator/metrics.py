@@ -165,10 +165,17 @@ def fmt(key: str, value: float | None, diff: bool = False) -> str:
 
 def fmt_ci(key: str, value: float | None, lo: float | None = None, hi: float | None = None,
            diff: bool = False) -> str:
-    """'value [lo, hi]' in the metric's display units; '-' for a missing value."""
+    """'value [lo, hi]' in the metric's display units; '-' for a missing value. A median whose Kaplan-Meier
+    CI has one bound (the other curve does not cross one half by the horizon) shows the missing bound as
+    'not reached' rather than hiding the CI; any other half-missing CI shows the value alone."""
     v = fmt(key, value, diff)
-    if v == "-" or lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+    have = [b is not None and math.isfinite(b) for b in (lo, hi)]
+    if v == "-" or not any(have):
         return v
+    if not all(have):
+        if "median" not in key.rsplit(".", 1)[-1]:
+            return v
+        return f"{v} [{fmt(key, lo) if have[0] else 'not reached'}, {fmt(key, hi) if have[1] else 'not reached'}]"
     return f"{v} [{fmt(key, lo)}, {fmt(key, hi)}]"
 
 

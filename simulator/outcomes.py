@@ -48,6 +48,19 @@ RELIEF_DATING = ("visit-day: relief is dated at the evaluation visit (or special
                  "about a day")
 
 
+def beyond_horizon(day: float, horizon: float) -> bool:
+    """True when time point ``day`` cannot be estimated in a run of ``horizon`` days.
+
+    The engine simulates days < horizon (events due on the horizon day itself are not run), so a time point
+    equal to the horizon is beyond it too: "relieved by day 84" in an 84-day run would miss the day-84 visits."""
+    return day >= horizon
+
+
+def beyond_reason(day: float | str, horizon: float) -> str:
+    """The ``not_estimable`` reason of a time point beyond the horizon (see :func:`beyond_horizon`)."""
+    return f"day {day} is beyond the {horizon:g}-day horizon (the run simulates the days before it)"
+
+
 def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
     """The long event table with readable categorical columns, one frame for all replications."""
     parts = []
@@ -207,7 +220,7 @@ def pain_by_day(events: pd.DataFrame, outcomes: pd.DataFrame, days: tuple[int, .
     follow = outcomes.set_index(["replication", "patient"])["followup_days"]
     result: dict[str, float | None] = {}
     for d in days:
-        if d > horizon:
+        if beyond_horizon(d, horizon):
             result[str(d)] = None
             continue
         last = obs[obs["day"] <= d].groupby(["replication", "patient"])["pain_nrs"].last()
@@ -298,10 +311,10 @@ def time_to_relief(outcomes: pd.DataFrame, horizon: float, reasons: dict[str, st
         return [round(1.0 - s_hi, 4), round(1.0 - s_lo, 4)]
 
     for d in RELIEF_DAYS:
-        if d > horizon:
+        if beyond_horizon(d, horizon):
             by_day[str(d)] = None
             by_day_ci[str(d)] = [None, None]
-            reasons[f"time_to_relief.relieved_by_day.{d}"] = f"day {d} is beyond the {horizon:g}-day horizon"
+            reasons[f"time_to_relief.relieved_by_day.{d}"] = beyond_reason(d, horizon)
             continue
         by_day[str(d)] = round(1.0 - float(kmf.survival_function_at_times(d).iloc[0]), 4)
         by_day_ci[str(d)] = share_ci(d)
@@ -389,7 +402,7 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float | Non
     pain = pain_by_day(events, outcomes, horizon=horizon)
     for d, v in pain.items():
         if v is None:
-            reasons[f"pain.mean_nrs_by_day.{d}"] = (f"day {d} is beyond the {horizon:g}-day horizon" if int(d) > horizon
+            reasons[f"pain.mean_nrs_by_day.{d}"] = (beyond_reason(d, horizon) if beyond_horizon(int(d), horizon)
                                                    else f"nobody in follow-up on day {d}")
     ae = adverse_event_summary(events, outcomes)
     if ae["per_patient_year"] is None:

@@ -28,6 +28,8 @@ from .cohort import generate_cohort
 from .engine import EngineConfig, Simulation
 from .outcomes import (
     SCHEMA_VERSION,
+    beyond_horizon,
+    beyond_reason,
     drug_days,
     events_frame,
     flat_metrics,
@@ -271,10 +273,10 @@ def null_beyond_horizon(block: dict[str, Any], horizon: float, prefix: str,
     for fam in ("seen_by_day", "left_by_day"):
         days = block.get(fam) or {}
         for d in list(days):
-            if float(d) > horizon:
+            if beyond_horizon(float(d), horizon):
                 days[d] = None
                 if reasons is not None:
-                    reasons[f"{prefix}.{fam}.{d}"] = f"day {d} is beyond the {horizon:g}-day horizon"
+                    reasons[f"{prefix}.{fam}.{d}"] = beyond_reason(d, horizon)
     if isinstance(block.get("steady_state"), dict):
         null_beyond_horizon(block["steady_state"], horizon, f"{prefix}.steady_state", reasons)
     return block

@@ -212,3 +212,13 @@ def test_sweep_and_diff_say_why_a_time_point_is_missing() -> None:
     m = rep.metric("time_to_relief.relieved_by_day.365")
     assert m.old is None and m.new is None and m.diff is None and "beyond the 120-day horizon" in m.note
     assert rep.metric("time_to_relief.rmst_days").unit == "days"
+
+
+def test_a_median_ci_with_an_unreached_bound_says_so() -> None:
+    """A pooled Kaplan-Meier median reached while its upper CI curve never crosses one half (84 [84, null]:
+    a 40-patient, 85-day compare) was shown as a bare '84.0' under a note promising its CI. Now the missing
+    bound reads 'not reached'; a non-median with half a CI still shows only its value."""
+    assert fmt_ci("time_to_relief.median_days", 84.0, 84.0, None) == "84.0 [84.0, not reached]"
+    assert fmt_ci("specialist.wait_days_median", 100.0, 80.0, math.nan) == "100.0 [80.0, not reached]"
+    assert fmt_ci("time_to_relief.rmst_days", 70.0, 69.0, None) == "70.0"
+    assert fmt_ci("time_to_relief.median_days", 84.0, 80.0, 90.0) == "84.0 [80.0, 90.0]"
