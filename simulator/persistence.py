@@ -55,7 +55,10 @@ def drug_spells(events: pd.DataFrame, horizon: float) -> pd.DataFrame:
                         "start": df["day"].astype(float), "stop": df["day_stop"].astype(float).fillna(math.inf),
                         "stop_rule": df["rule_stop"].astype(object).where(df["day_stop"].notna(), "").astype(str),
                         "order": df["order"].astype(int)})
-    return out.sort_values(KEY + ["order"], kind="stable").reset_index(drop=True)
+    out = out.sort_values(KEY + ["order"], kind="stable").reset_index(drop=True)
+    drugs = events["drug"].cat.categories if isinstance(events["drug"].dtype, pd.CategoricalDtype) else []
+    out.attrs["drugs"] = [str(d) for d in drugs]
+    return out
 
 
 def _state_on(events: pd.DataFrame, day: float) -> pd.Series:
@@ -119,6 +122,7 @@ def index_persistence(spells: pd.DataFrame, outcomes: pd.DataFrame, horizon: flo
     drug = first["drug"].astype(str).to_numpy()
     n = len(outcomes)
     share = pd.Series(drug).value_counts() / n if n else pd.Series(dtype=float)
+    names = list(spells.attrs.get("drugs", [])) or sorted(set(drug))  # every catalogue drug: 0 when none
 
     def at(mask: np.ndarray) -> dict[str, float | None]:
         res: dict[str, float | None] = {}
@@ -131,9 +135,10 @@ def index_persistence(spells: pd.DataFrame, outcomes: pd.DataFrame, horizon: flo
             res[label] = _r(float((stop[seen] > start[seen] + d).mean()))
         return res
 
-    return {"index_drug_share": {k: _r(float(v)) for k, v in share.items()},
+    # per index drug as a list (not metrics: present only for drugs some patient started with)
+    return {"index_drug_share": {k: _r(float(share.get(k, 0.0))) for k in names},
             "on_index_drug_at_month": at(np.ones(len(drug), bool)),
-            "on_index_drug_at_month_by_drug": {d: at(drug == d) for d in sorted(set(drug))}}
+            "on_index_drug_at_month_by_drug": [{"drug": d, **at(drug == d)} for d in sorted(set(drug))]}
 
 
 def discontinuation(spells: pd.DataFrame, horizon: float) -> dict[str, Any]:
