@@ -1,7 +1,7 @@
 """Teaching cases: curated patients as data files (``simulator/data/cases/*.yaml``).
 
-A case is one patient described with the fields of :class:`simulator.cohort.Cohort`, a title, the
-teaching point, the rule ids its journey must show (``rules``), related rules the discussion touches
+A case is one patient described with the fields of :class:`simulator.cohort.Cohort`, a title, its
+teaching points (each with its rule and the tutor answers that reach it), the rule ids its journey must show (``rules``), related rules the discussion touches
 (``related``), the seed sources, and the simulation ``seed`` chosen so the intended teaching path
 actually happens (``tests/test_teach.py`` checks every case's journey contains its ``rules``).
 
@@ -51,9 +51,30 @@ class CasePatient(Strict):
         return v
 
 
+class TeachingPoint(Strict):
+    """One thing the case teaches, the rule it is about, and how a trainee reaches it.
+
+    ``answers`` are tutor option keys (``start:nortriptyline``, ``add:venlafaxine``, ``raise:pregabalin``,
+    ...) chosen in order from the first question; the guideline's choices follow. Empty: the guideline's
+    own course shows it. ``tests/test_cases.py`` proves every point is reached: its ``rule`` appears in the
+    course's event log or is the rule the tutor cites for one of those answers.
+    """
+
+    text: str = Field(min_length=1)
+    rule: str
+    answers: list[str] = []
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        if not load_rules().is_resolvable(v):
+            raise ValueError(f"unknown rule id '{v}'; use ids of simulator/data/rules.yaml")
+        return v
+
+
 class Case(Strict):
     title: str = Field(min_length=1)
-    teaching_point: str = Field(min_length=1)
+    teaching_points: list[TeachingPoint] = Field(min_length=1)
     rules: list[str] = Field(min_length=1, description="rule ids the journey must show")
     related: list[str] = Field(default_factory=list, description="rules the discussion touches (may not be events)")
     seeds: list[str] = Field(min_length=1)
@@ -78,6 +99,11 @@ class Case(Strict):
     def _known_seeds(cls, v: list[str]) -> list[str]:
         require_known(v, SEED_FILES, "seed id")
         return v
+
+    @property
+    def teaching_point(self) -> str:
+        """All teaching points as one paragraph."""
+        return " ".join(tp.text.strip() for tp in self.teaching_points)
 
     def to_cohort(self) -> Cohort:
         """A one-patient Cohort with the same field names and dtypes as generated cohorts."""

@@ -56,12 +56,14 @@ def _write_json(path: str, data: Any) -> None:
 def check(scenario: str, patients: int | None, seed: int | None, replications: int | None, workers: int,
           json_out: str | None) -> None:
     """Simulate SCENARIO and check every trajectory against the guideline invariants (exit 1 on a violation)."""
-    from .invariants import check_scenario
+    from .invariants import check_run
+    from .runner import simulate
     from .scenario import load_scenario
 
     _run_options(seed, patients, replications, workers)
     sc = load_scenario(scenario)
-    result, report = check_scenario(sc, patients=patients, seed=seed, replications=replications, workers=workers)
+    result = simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers)
+    report = check_run(result)
     r = result.scenario
     t = Table(title=f"{r.name}: {r.patients} patients x {r.replications} replication(s), seed {r.seed}",
               header_style="bold")

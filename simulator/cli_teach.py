@@ -26,11 +26,16 @@ def _write(out: str, data: bytes) -> None:
               help="A run folder: label each edge with how many patients took it.")
 @friendly
 def diagram(scenario: str | None, fmt: str, out: str | None, run_dir: str | None) -> None:
-    """Draw the pathway from the state machine the engine runs (Mermaid, or SVG/PNG via Graphviz)."""
+    """Developer view: the state machine the engine runs (Mermaid, or SVG/PNG via Graphviz); see also 'flowchart'."""
     from .diagram import diagram as draw
     from .scenario import load_scenario
 
     sc = load_scenario(scenario) if scenario else None
+    if run_dir is not None and sc is not None:
+        from .flowchart import check_run_matches
+        from .results import read_run
+
+        check_run_matches(sc, read_run(run_dir), run_dir)
     if fmt != "mermaid" and out is None:
         raise InputError(f"--format {fmt} writes an image file", field="--out", fix=f"add --out pathway.{fmt}")
     data = draw(fmt, scenario=sc, run_dir=run_dir)
@@ -39,6 +44,43 @@ def diagram(scenario: str | None, fmt: str, out: str | None, run_dir: str | None
     else:
         _write(out, data)
         console.print(f"Wrote {out}")
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), required=True,
+              help="File to write: .svg, .html (nothing to install) or .png (needs Chromium).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="A run folder of the SAME scenario: patients per step and per arrow.")
+@friendly
+def flowchart(scenario: str | None, out: str, run_dir: str | None) -> None:
+    """Draw the clinical flowchart (trainee view): decision criteria, drugs and doses, safety checks, etiologies."""
+    from .flowchart import check_run_matches, counts_from_events, flowchart_html, flowchart_svg, render_png
+    from .policy import Policy
+    from .scenario import load_scenario
+
+    sc = load_scenario(scenario) if scenario else None
+    if run_dir is not None and sc is None:
+        raise InputError("--run needs the scenario the run was made from", field="SCENARIO",
+                         fix="give the scenario file before --run")
+    suffix = Path(out).suffix.lower()
+    if suffix not in (".svg", ".html", ".png"):
+        raise InputError(f"unknown file type '{suffix or out}'", field="--out", fix="end the file name in .svg, .html or .png")
+    counts = None
+    if run_dir is not None:
+        from .results import read_run
+
+        run = read_run(run_dir)
+        check_run_matches(sc, run, run_dir)
+        counts = counts_from_events(run["events"], sc.name)
+    svg = flowchart_svg(sc.policy if sc else Policy(), counts=counts)
+    if suffix == ".png":
+        if Path(out).parent and not Path(out).parent.exists():
+            raise InputError(f"the folder of '{out}' does not exist", field="--out", fix="create the folder first")
+        render_png(svg, out)
+    else:
+        _write(out, (svg if suffix == ".svg" else flowchart_html(svg, "painpath flowchart")).encode())
+    console.print(f"Wrote {out}")
 
 
 def _setup(scenario: str | None, case: str | None, patient: int | None, seed: int | None, replication: int):
@@ -116,3 +158,17 @@ def tutor(case: str | None, cohort: str | None, seed: int, patient: int, answers
         raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
     setup = setup_from_case(load_case(case)) if case else setup_from_cohort(str(cohort), patient, seed)
     Tutor(setup).run(answers=parse_answers(answers), echo=click.echo, ask=input)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--cohorts", "cohorts_dir", type=click.Path(file_okay=False, path_type=str), default="cohorts",
+              show_default=True, help="Folder of cohort files the educator can pick a patient from.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser page.")
+@friendly
+def teach(port: int, cohorts_dir: str, no_browser: bool) -> None:
+    """The tutor and traces in the browser: a local web app on 127.0.0.1 (offline; Ctrl+C stops it)."""
+    from .webapp import serve
+
+    serve("127.0.0.1", port, cohorts_dir, open_browser=not no_browser)

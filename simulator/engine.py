@@ -40,7 +40,7 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TREATING, TRIGGERS, Table, can_fire, compile_table, fire
+from .pathway import OUTCOMES, STATES, TRANSITIONS, TREATING, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step, serotonin_blocked
 from .rules import load_rules
@@ -142,6 +142,9 @@ class _Line:
         return dose
 
 
+# Checks a declared departure skips (teaching: the trainee meets the consequence of skipping them).
+SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"serotonin_check"}),
+                                             "no_misuse_screen": frozenset({"misuse_screen", "treatment_agreement"})}
 _OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
 _FAILED_OUTCOMES = ("partial", "none")
 
@@ -154,7 +157,9 @@ class Simulation:
         """``only``: simulate just these patient indices (each with its own draws, as in the full cohort).
         ``decide``: replaces the policy's decisions (teaching: a trainee's choices); it is called as
         ``decide(patient, outcome, day, pain, proposed)`` with ``outcome`` None at the assessment visit,
-        and returns the Decision to apply."""
+        and returns the Decision to apply. Two Decision fields exist for it (the tutor): ``adjust`` re-doses
+        or stops running drugs without a transition, and ``departure`` (a name of ``policy.DEPARTURES``)
+        takes a step the pathway's guard refuses, or skips the checks :data:`SKIPPED_CHECKS` names."""
         self.only = only
         self.decide = decide
         self.ctx = ctx
@@ -298,7 +303,9 @@ class Simulation:
                 before = p.state
                 moving = decision.trigger not in ("continue", "stay")
                 dest = can_fire(self.table, p, decision.trigger) if moving else None
-                if moving and dest is None:
+                # A declared departure (tutor) takes the step the pathway's guard refuses.
+                forced = moving and dest is None and bool(decision.departure)
+                if moving and dest is None and not forced:
                     # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral;
                     # after a specialist consult, discharge to primary care on the current regimen.
                     if fire(self.table, p, "refer"):
@@ -312,6 +319,8 @@ class Simulation:
                         self._finish_tapers(p)
                         return
                 else:
+                    if decision.adjust:
+                        self._adjust(p, lines, now, decision, adv)
                     if decision.trigger == "refer":
                         self._stop_for_referral(p, lines, now, decision.rule)
                     elif decision.stop_all and lines:
@@ -320,7 +329,9 @@ class Simulation:
                     if decision.trigger == "stay":
                         self._finish_tapers(p)
                         return
-                    if moving:
+                    if forced:
+                        p.state = _destination(p.state, decision.trigger)
+                    elif moving:
                         fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
@@ -383,7 +394,7 @@ class Simulation:
                         log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
                         continue
                     lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target, added,
-                                                  decision.trigger == "add_topical"))
+                                                  decision.trigger == "add_topical", decision.departure))
                     p.active = [ln.drug for ln in lines]
             if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)
                 self._finish_tapers(p)
@@ -552,14 +563,17 @@ class Simulation:
 
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
                     lines: list[_Line], target: float = 0.0, added: bool = False,
-                    topical_addon: bool = False) -> _Line:
+                    topical_addon: bool = False, departure: str = "") -> _Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
         sero = self.serotonergic
         serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
                              or any(end > now and sero[k] for k, end in p.tapering))
+        skipped = SKIPPED_CHECKS.get(departure, frozenset())
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
+            if check in skipped:
+                continue
             p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
@@ -630,6 +644,37 @@ class Simulation:
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
                 line.seen |= 1 << k
         line.aes.sort()
+
+    def _adjust(self, p: PatientModel, lines: list[_Line], now: float, decision: Decision, adv: np.ndarray) -> None:
+        """Re-dose running drugs (tutor: raise, lower, taper off one drug); same draws, so same luck.
+
+        A higher dose is dose optimisation (:meth:`_optimise`, up to the patient's maximum); a lower dose
+        applies at once, like a dose reduction for a side effect; 0 stops the drug (tapered when its
+        catalogue entry has a taper)."""
+        t = self.tables
+        for j, dose in decision.adjust:
+            line = next((ln for ln in lines if ln.drug == j), None)
+            if line is None:
+                continue
+            if dose <= 0:
+                self._stop_line(p, line, now, decision.rule)
+                lines.remove(line)
+                continue
+            if dose > line.dose_at(now) + 1e-9:
+                self._optimise(p, line, now, adv)
+                continue
+            d = t.drugs[j]
+            kept = tuple(s for s in line.steps[:line.next_step] if s[1] <= dose + 1e-9)
+            if not kept or abs(kept[-1][1] - dose) > 1e-9:
+                kept += ((round(now - line.start, 3), dose),)
+            line.steps = kept
+            line.next_step = len(kept)
+            line.target = dose
+            line.reduced = True
+            self._log(p.idx, now, E_DOSE, p.state, drug=j, dose=dose, rule=decision.rule)
+            low = dose / line.factor
+            line.aes = [a for a in line.aes if a[3] >= 0 or a[2] < interp(d.ae_incidence[d.ae_types.index(a[1])], low)]
+        p.active = [ln.drug for ln in lines]
 
     def _serious_events(self, p: PatientModel, d, line: _Line, adv: np.ndarray, serotonergic_with: bool) -> None:
         t = self.tables
@@ -1023,6 +1068,12 @@ class Simulation:
         if why == "until":
             return "relief"
         return "dropout" if why == "dropout" else "waiting"
+
+
+def _destination(state: str, trigger: str) -> str:
+    """Where ``trigger`` leads from ``state`` in the pathway's definition (any source if none from here)."""
+    edges = [e for e in TRANSITIONS if e.trigger == trigger]
+    return next((e.dest for e in edges if state in e.source), edges[0].dest)
 
 
 def _flag_sets(c: Cohort) -> list[frozenset[str]]:

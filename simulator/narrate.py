@@ -448,14 +448,14 @@ def diagram_for(j: Journey) -> tuple[str, str]:
 
 
 def journey_html(j: Journey) -> str:
-    """A self-contained page (no network): the timeline beside the diagram with the patient's path highlighted.
+    """A self-contained page (no network): the timeline beside the clinical flowchart (trainee view,
+    :mod:`simulator.flowchart`) with the states the patient visited highlighted; the state-machine Mermaid
+    source (developer view) is folded below it."""
+    from .flowchart import flowchart_svg
 
-    The diagram is an inline SVG drawn by Graphviz when ``dot`` is installed; without it, the page shows the
-    path as a highlighted list and the highlighted Mermaid source (paste it into any Mermaid renderer).
-    mermaid.js is not embedded: no installed package ships it, and the page must open without a network.
-    """
     e = html.escape
-    mermaid, svg = diagram_for(j)
+    mermaid, _ = diagram_for(j)
+    svg = flowchart_svg(j.setup.ctx.policy, current=j.states)  # the clinical flowchart, visited states highlighted
     prof = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in j.profile)
     items = []
     for s in j.steps:
@@ -470,9 +470,7 @@ def journey_html(j: Journey) -> str:
     teach = ""
     if j.setup.case is not None:
         teach = f'<p><b>Teaching point.</b> {e(j.setup.case.teaching_point.strip())}</p>'
-    figure = (f'<div class="diagram" id="diagram-svg">{svg}</div>' if svg else
-              '<p class="note">Graphviz is not installed, so the diagram is shown as the highlighted path '
-              'above and as Mermaid source below (install Graphviz for a drawn diagram).</p>')
+    figure = f'<div class="diagram" id="diagram-svg">{svg}</div>'
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>painpath journey - {e(j.setup.label)}</title>
 <style>{_CSS}</style></head><body>
@@ -483,9 +481,9 @@ def journey_html(j: Journey) -> str:
 <section id="timeline-section"><h2>Profile</h2><table class="profile">{prof}</table>
 <h2>Timeline</h2><ol class="timeline" id="timeline">{''.join(items)}</ol>
 <h2>Sources</h2><ul class="seeds">{seed_list}</ul></section>
-<section id="diagram-section"><h2>Pathway, this patient's path highlighted</h2>
+<section id="diagram-section"><h2>Clinical pathway, the states this patient visited highlighted</h2>
 <ol class="path" id="path">{path}</ol>
 {figure}
-<details><summary>Mermaid source (path highlighted)</summary><pre class="mermaid-source">{e(mermaid)}</pre></details>
+<details><summary>Developer view: state-machine Mermaid source (path highlighted)</summary><pre class="mermaid-source">{e(mermaid)}</pre></details>
 </section></div></body></html>
 """

@@ -29,6 +29,8 @@ DEPARTURES: tuple[str, ...] = (
     "fast_titration",  # titration faster than the catalogue schedule (P13)
     "short_trial",  # evaluation before the adequate trial (P3, P13)
     "no_misuse_screen",  # strong opioid without the misuse-risk screen (P8)
+    "no_serotonin_check",  # a serotonergic drug with another without the serotonin check (P5; tutor)
+    "guard_bypass",  # a step the pathway's guard refuses, taken on purpose (tutor: the trainee meets the consequence)
     "usual_care_index",  # the index drug drawn from usual care's observed mix, not P1 (simulator.care)
     "under_titration",  # drugs left below their recommended dose (P2, P13; simulator.care)
 )
@@ -343,6 +345,8 @@ class Decision:
     keep: tuple[str, ...] = ()  # drug classes that keep running through stop_all
     notes: tuple[tuple[int, str], ...] = ()  # (drug, rule): 'excluded' rows logged with the decision
     fails_class: bool = True  # the stopped drugs' classes count as failed (not offered again) after no relief
+    adjust: tuple[tuple[int, float], ...] = ()  # running drugs re-dosed: (drug, new daily dose; 0 stops it) (tutor)
+    departure: str = ""  # a declared departure (DEPARTURES): the pathway's guard or a named check is bypassed (tutor)
 
 
 # ------------------------------------------------------------------------------------------------

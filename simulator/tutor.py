@@ -1,381 +1,805 @@
-"""An interactive case tutor on plain stdin/stdout: the trainee chooses each step, the pathway answers.
+"""A counterfactual case tutor: the trainee's choice is simulated, with the same patient and the same luck.
 
-The patient first walks the pathway under the guideline policy; every point where the policy decides
-(the assessment, each evaluation, each intolerable adverse event) becomes a question. Options come from
-the pathway's edges (start, add, switch, tramadol, strong opioid, refer, continue) crossed with the
-candidate drugs, tempting wrong ones included. Each answer is judged against the policy's decision
-(same trigger and drug, or an equally conformant alternative: another first-line class for an add-on or
-a switch, duloxetine for pregabalin at the start outside chemotherapy-induced neuropathy). Then the
-consequence is simulated twice with the same seed (common random numbers): the trainee's branch forces
-the trainee's decision at that point through ``Simulation(decide=...)`` and follows the guideline after
-it. A choice the pathway refuses (a contraindicated drug, a gate not passed, no such edge) is not
-simulated: the tutor says which rule refuses it. The session then continues along the guideline's path.
+How a session works (:class:`Session`): the patient is simulated with the trainee's decisions so far
+replayed through the engine's ``Simulation(..., decide=...)`` hook; the first decision after them is the
+next question. Because every random number derives from (seed, replication, patient, purpose), the
+trainee's course and the guideline's course share the patient's drug responses, adverse-event draws and
+drop-out: the two courses are identical until the first decision that differs, and every difference after
+it is the consequence of that decision. Nothing beyond the current decision is shown until the case ends
+(the simulation runs ahead with the guideline's choices, but those rows are never revealed); the debrief
+then shows both courses side by side, the score, and each decision's rule and seed.
 
-    session = Tutor(setup_from_case(load_case("arrhythmia-no-tca")))
-    result = session.run(answers=[2, 5], echo=print)
+Each option is judged by the rule that actually applies (:func:`judge`):
+
+* ``guideline``  the policy's own step (:mod:`simulator.policy`);
+* ``acceptable`` an equally conformant step (another first-line class, raising a dose below the maximum);
+* ``other``      possible and simulated, but not the guideline's step (continuing after a partial
+  response, an early referral): the reason cites the guideline's rule;
+* ``departure``  unwise but possible (an opioid too early, two SNRIs, an SNRI with an SSRI without the
+  serotonin check): simulated as a declared departure (``Decision.departure``), flagged in the course;
+* ``forbidden``  a safety rule excludes it (a tricyclic after a recent MI, a topical for diffuse pain, a
+  dose above the patient's maximum): explained with its rule and seed, not simulated; the question is
+  asked again.
+
+Options are built from a small vocabulary of decision kinds (:data:`KINDS`), each turned into an engine
+:class:`~simulator.policy.Decision`; a policy step no option matches is offered as its own option, so
+new decision kinds of the policy appear in the tutor without changes here.
+
+    s = Session(setup_from_case(load_case("arrhythmia-no-tca")))
+    while not s.finished:
+        s.answer(s.point.guideline)
+    s.debrief()
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
+from . import safety
 from .catalog import FIRST_LINE_CLASSES
+from .engine import NCOL, Simulation
 from .errors import InputError
-from .narrate import NOT_CLINICAL, Setup, drug_name, narrate, profile, simulate
-from .pathway import compile_table
+from .narrate import NOT_CLINICAL, Setup, drug_name, narrate, profile
+from .outcomes import events_frame
+from .pathway import TRIGGERS, compile_table
 from .patient import PatientModel
 from .policy import CIPN, Decision
 from .rules import load_rules
-from .safety import contraindication
+from .safety import contraindication, dose_cap, schedule
 
-REFUSAL_RULE = {"escalate_tramadol": "P7.tramadol_after_first_line", "escalate_strong_opioid": "P8.prerequisites",
-                "add_topical": "P6.topical_add",
-                "add_on": "P4.partial_add", "switch": "P4.no_response_switch", "start_topical": "P6.topical_localized",
-                "start_first_line": "P1.next_in_order", "refer": "P9.refractory_referral", "relief": "P4.relief"}
+KINDS: tuple[str, ...] = ("continue", "raise", "lower", "start", "add", "switch", "taper", "topical", "tramadol",
+                          "strong_opioid", "refer")
+"""The decision kinds a trainee can choose from (issue: continue, raise, lower, add, switch, taper, topical,
+tramadol, strong opioid, refer; ``start`` at the first visit)."""
+VERDICTS: tuple[str, ...] = ("guideline", "acceptable", "other", "departure", "forbidden")
+GOOD = ("guideline", "acceptable")
 STRONG_FIRST = ("pregabalin", "duloxetine")  # P1: the strongest initial choices (S000, S001, S002)
+TRAINEE_RULE = "X.trainee_choice"
+
+# Why a pathway guard refuses a step: the rule that applies, in words (guards of simulator.patient).
+GUARD_RULE: dict[str, tuple[str, str]] = {
+    "first_line_available": ("P1.next_in_order", "no untried first-line class is left for this patient"),
+    "can_add_on": ("P4.partial_add", "an add-on needs exactly one oral first-line drug running, no failed "
+                   "combination, and another first-line class left"),
+    "has_untried_first_line": ("P4.no_response_switch", "no alternative first-line class is left within the "
+                               "policy's number of first-line regimens"),
+    "tramadol_allowed": ("P7.tramadol_after_first_line", "tramadol comes only after documented failure of a "
+                         "first-line agent"),
+    "strong_opioid_gate": ("P8.prerequisites", ""),
+    "localized_pain": ("P6.topical_localized", "topicals are for localized pain, and this pain is not localized"),
+    "topical_allowed": ("P6.topical_localized", "the policy does not use topicals for this patient"),
+}
+NO_EDGE_RULE = {"escalate_tramadol": "P7.tramadol_after_first_line", "escalate_strong_opioid": "P8.prerequisites",
+                "add_on": "P4.partial_add", "switch": "P4.no_response_switch", "start_topical": "P6.topical_localized",
+                "start_first_line": "P1", "refer": "P9.refractory_referral"}
+
+
+def cite(rule: str) -> str:
+    """'<rule text> [<rule id>; <seeds>]' for a rule id of rules.yaml (the id alone when unknown)."""
+    book = load_rules()
+    if not rule or not book.is_resolvable(rule):
+        return f"[{rule}]" if rule else ""
+    seeds = book.seeds_of(rule)
+    return f"{book.text_of(rule)} [{rule}" + (f"; {', '.join(seeds)}]" if seeds else "]")
+
+
+def seeds_of(rule: str) -> list[str]:
+    book = load_rules()
+    return list(book.seeds_of(rule)) if rule and book.is_resolvable(rule) else []
 
 
 @dataclass
 class Option:
+    """One answer the trainee can give at a decision point."""
+
+    key: str  # stable id, e.g. "add:duloxetine" (scripts and the web app use it)
+    kind: str  # one of KINDS
     label: str
     decision: Decision | None
-    refused: str = ""  # rule id that makes the pathway refuse it ("" = allowed)
-    refusal: str = ""  # why, in words
+    verdict: str = "other"  # one of VERDICTS
+    rule: str = ""  # the rule that decides the verdict
+    reason: str = ""  # why, in words, citing the rule
 
     @property
     def simulable(self) -> bool:
-        return self.decision is not None and not self.refused
+        return self.decision is not None and self.verdict != "forbidden"
 
 
 @dataclass
 class Point:
-    """One decision point of the guideline's path."""
+    """A decision point of the trainee's course (what is known when the question is asked)."""
 
     n: int
     day: float
-    outcome: str | None
+    outcome: str | None  # None at the first visit; relief, partial, none, intolerable
     pain: float
     state: str
-    regimen: list[str]
+    regimen: list[tuple[str, float, str]]  # (drug, daily dose, unit) running now
     proposed: Decision
     options: list[Option]
-    conformant: list[int]  # indices (0-based) of options that follow the guideline
-    guideline: int  # the option equal to the policy's decision (-1 if none matches)
+    guideline: int  # index of the guideline's option
+
+    @property
+    def guideline_option(self) -> Option:
+        return self.options[self.guideline]
 
 
 @dataclass
 class Answer:
     point: Point
     choice: int
-    ok: bool
-    explanation: str
-    consequence: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def option(self) -> Option:
+        return self.point.options[self.choice]
+
+    @property
+    def ok(self) -> bool:
+        return self.option.verdict in GOOD
+
+    def feedback(self) -> str:
+        o, g = self.option, self.point.guideline_option
+        head = {"guideline": "Follows the guideline.", "acceptable": "Acceptable: an equally conformant step.",
+                "other": "Not the guideline's step (simulated).",
+                "departure": "Declared departure: unwise, but possible, so it is simulated and flagged.",
+                "forbidden": "Not allowed: not simulated; choose again."}[o.verdict]
+        reason = o.reason[:1].upper() + o.reason[1:]
+        text = f"{head} {reason}".strip()
+        if o.verdict != "guideline":
+            text += f" The guideline's step: {g.label}. {cite(self.point.proposed.rule)}"
+        return text
 
 
 @dataclass
-class Result:
-    answers: list[Answer]
+class Course:
+    """One simulated course of the patient (the trainee's, or the guideline's) and what it came to."""
 
-    @property
-    def score(self) -> int:
-        return sum(a.ok for a in self.answers)
+    events: pd.DataFrame
+    decisions: list[tuple[float, str, str]]  # (day, label, verdict)
 
-    @property
-    def total(self) -> int:
-        return len(self.answers)
+    def summary(self, base: float) -> dict[str, str]:
+        ev = self.events
+        starts = ev[ev["event"] == "drug_start"]
+        drugs = ", ".join(f"{drug_name(str(d))} (day {float(x):.0f})"
+                          for d, x in zip(starts["drug"], starts["day"], strict=True)) or "none"
+        evals = ev[ev["event"] == "evaluation"]
+        last = (f"{float(evals['pain_nrs'].iloc[-1]):.1f}/10 on day {float(evals['day'].iloc[-1]):.0f}"
+                if len(evals) else "no evaluation")
+        aes = ev[ev["event"] == "adverse_event"]
+        ae_text = ", ".join(f"{str(a).replace('_', ' ')} (day {float(d):.0f})"
+                            for a, d in zip(aes["adverse_event"], aes["day"], strict=True)) or "none"
+        tr = ev[ev["event"] == "transition"]
+        relief = tr[tr["state"] == "relieved"]["day"]
+        dropped = (ev["event"] == "dropout").any()
+        final = "dropped out" if dropped else (str(tr["state"].iloc[-1]).replace("_", " ") if len(tr) else "assessment")
+        return {"drugs started": drugs, "last pain": last, "adverse events": ae_text,
+                "relief": f"day {float(relief.iloc[0]):.0f}" if len(relief) else "not relieved",
+                "final state": final, "decisions": str(len(self.decisions)),
+                "declared departures": str(sum(v == "departure" for _, _, v in self.decisions))}
 
-    @property
-    def mistakes(self) -> list[Answer]:
-        return [a for a in self.answers if not a.ok]
+
+def first_difference(a: pd.DataFrame, b: pd.DataFrame) -> float | None:
+    """The day of the first event where two courses differ (None when identical)."""
+    cols = ["day", "event", "state", "drug", "dose", "pain_nrs", "adverse_event", "trigger"]
+    ra = a[cols].astype(object).where(a[cols].notna(), None).itertuples(index=False)
+    rb = b[cols].astype(object).where(b[cols].notna(), None).itertuples(index=False)
+    for x, y in zip(ra, rb, strict=False):
+        if tuple(x) != tuple(y):
+            return float(min(x[0], y[0]))
+    if len(a) != len(b):
+        shorter = a if len(a) < len(b) else b
+        longer = b if shorter is a else a
+        return float(longer["day"].iloc[len(shorter)])
+    return None
 
 
-def _cite(rule: str) -> str:
-    book = load_rules()
-    if not book.is_resolvable(rule):
-        return rule
-    seeds = book.seeds_of(rule)
-    return f"{book.text_of(rule)} [{rule}" + (f"; {', '.join(seeds)}]" if seeds else "]")
+class _Snapshot:
+    """The patient model's history at a decision, copied (the engine keeps mutating its own)."""
+
+    def __init__(self, p: PatientModel, outcome: str | None, day: float, pain: float, proposed: Decision,
+                 rows: int) -> None:
+        self.p = PatientModel.__new__(PatientModel)
+        for name in PatientModel.__slots__:
+            v = getattr(p, name)
+            setattr(self.p, name, v.copy() if isinstance(v, list | set | dict) else v)
+        self.outcome, self.day, self.pain, self.proposed, self.rows = outcome, day, pain, proposed, rows
+        self.visible = pd.DataFrame()  # the rows logged before the question, up to its day (set by replay)
 
 
-class Tutor:
+def _run(setup: Setup, decide: Callable[[Simulation], Any]) -> tuple[pd.DataFrame, Any]:
+    sim = Simulation(setup.ctx, setup.cohort, setup.config, setup.replication, only=[setup.index])
+    sim.decide = decide(sim)
+    raw = sim.run()
+    return events_frame([raw], setup.ctx.tables).reset_index(drop=True), raw
+
+
+def replay(setup: Setup, chosen: list[Decision]) -> tuple[pd.DataFrame, _Snapshot | None]:
+    """Simulate the patient with ``chosen`` as its first decisions and the policy's after them.
+
+    Returns the events and a snapshot of the first decision after ``chosen`` (None when the course ends
+    first). Only the rows the engine had logged when the question was asked, and dated up to it, are
+    visible (``snapshot.visible``); the rest of the course is simulated but never shown before the end.
+    """
+    snap: list[_Snapshot] = []
+
+    def make(sim: Simulation) -> Callable[..., Decision]:
+        calls = [0]
+
+        def decide(p: PatientModel, outcome: str | None, day: float, pain: float, proposed: Decision) -> Decision:
+            n = calls[0]
+            calls[0] += 1
+            if n < len(chosen):
+                return chosen[n]
+            if n == len(chosen):
+                snap.append(_Snapshot(p, outcome, day, pain, proposed, len(sim.buf) // NCOL))
+            return proposed
+        return decide
+
+    events, raw = _run(setup, make)
+    if not snap:
+        return events, None
+    seen = events_frame([raw[:snap[0].rows]], setup.ctx.tables)
+    snap[0].visible = seen[seen["day"] <= snap[0].day + 1e-6].reset_index(drop=True)
+    return events, snap[0]
+
+
+def guideline_run(setup: Setup) -> tuple[pd.DataFrame, list[tuple[float, Decision]]]:
+    """The guideline's course and its decisions ``(day, decision)`` in order."""
+    seen: list[tuple[float, Decision]] = []
+
+    def make(sim: Simulation) -> Callable[..., Decision]:
+        def decide(p: PatientModel, outcome: str | None, day: float, pain: float, proposed: Decision) -> Decision:
+            seen.append((day, proposed))
+            return proposed
+        return decide
+
+    return _run(setup, make)[0], seen
+
+
+class Session:
+    """One trainee working through one patient; see the module docstring."""
+
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.ctx = setup.ctx
         self.drugs = setup.ctx.tables.drugs
         self.table = compile_table(PatientModel)
-        self.points: list[Point] = []
-        self.events = simulate(setup, decide=self._record)
-        self.steps = narrate(setup, self.events)
+        self.base = float(setup.cohort.baseline_nrs[setup.index])
+        self.answers: list[Answer] = []
+        self.chosen: list[Decision] = []
+        self.labels: list[tuple[float, str, str]] = []
+        self.point: Point | None = None
+        self.events = pd.DataFrame()
+        self._visible = pd.DataFrame()
+        self._advance()
 
-    # ---- recording the guideline's decision points ------------------------------------------------
-    def _record(self, p: PatientModel, outcome: str | None, day: float, pain: float, proposed: Decision) -> Decision:
-        options = self._options(p, outcome)
-        conformant = [k for k, o in enumerate(options) if self._conforms(p, o, proposed, outcome)]
-        guideline = next((k for k, o in enumerate(options) if o.decision is not None and not o.refused
-                          and o.decision.trigger == proposed.trigger
-                          and set(o.decision.start) == set(proposed.start)
-                          and o.decision.stop_all == proposed.stop_all), -1)
-        if guideline >= 0 and guideline not in conformant:
-            conformant.append(guideline)
-        regimen = [drug_name(self.drugs[j].name) for j in p.active]
-        self.points.append(Point(len(self.points), day, outcome, pain, p.state, regimen, proposed, options,
-                                 sorted(conformant), guideline))
-        return proposed
+    # ---- simulation ----------------------------------------------------------------------------------
+    def _simulate(self, chosen: list[Decision]) -> tuple[pd.DataFrame, _Snapshot | None]:
+        return replay(self.setup, chosen)
 
-    def _allowed(self, p: PatientModel, trigger: str) -> bool:
-        for guards, _dest in self.table.get((p.state, trigger), ()):
-            if all(g(p) for g in guards):
-                return True
-        return False
+    def _advance(self) -> None:
+        self.events, snap = self._simulate(self.chosen)
+        if snap is None:
+            self.point = None
+            return
+        self._visible = snap.visible
+        self.point = self._point(snap, snap.visible)
 
-    def _option(self, p: PatientModel, label: str, decision: Decision, drug: int | None = None) -> Option:
-        if drug is not None:
-            why = contraindication(self.drugs[drug], p.facts)
-            if why is not None:
-                return Option(label, decision, why, f"{drug_name(self.drugs[drug].name)} is contraindicated for "
-                              f"this patient: {_cite(why)}")
-        if decision.trigger == "relief" and p.state == "assessment":
-            return Option(label, None, "P1", "treatment has not started yet: " + _cite("P1"))
-        if not self._allowed(p, decision.trigger):
-            rule = REFUSAL_RULE.get(decision.trigger, "P4")
-            return Option(label, decision, rule, f"the pathway has no such step from '{p.state.replace('_', ' ')}' "
-                          f"for this patient now: {_cite(rule)}")
-        return Option(label, decision)
+    @property
+    def finished(self) -> bool:
+        return self.point is None
 
-    def _options(self, p: PatientModel, outcome: str | None) -> list[Option]:
-        ctx, drugs = self.ctx, self.drugs
-        first_line = [j for j in ctx.order]
-        opts: list[Option] = []
-        if outcome is None:  # assessment visit
-            topical = p.topical if p.topical >= 0 else ctx.capsaicin
-            opts.append(self._option(p, f"Start a topical: {drug_name(drugs[topical].name)}",
-                                     Decision("start_topical", (topical,), rule="P6.topical_localized"),
-                                     topical))
-            for j in first_line:
-                opts.append(self._option(p, f"Start {drug_name(drugs[j].name)}",
-                                         Decision("start_first_line", (j,), rule="P1"), j))
+    def visible_events(self) -> pd.DataFrame:
+        """The trainee's course up to the current question (the whole course once the case has ended)."""
+        if self.point is None:
+            return self.events
+        return self._visible
+
+    # ---- the decision point --------------------------------------------------------------------------
+    def _point(self, snap: _Snapshot, visible: pd.DataFrame) -> Point:
+        p = snap.p
+        doses: dict[int, float] = {}
+        for d, x, e in zip(visible["drug"], visible["dose"], visible["event"], strict=True):
+            if str(e) in ("drug_start", "dose_change") and pd.notna(x):
+                doses[self.ctx.by_name[str(d)]] = float(x)
+        regimen = [(self.drugs[j].name, doses.get(j, float("nan")), self.drugs[j].unit) for j in p.active]
+        options = build_options(self, p, snap.outcome, doses)
+        judge_all(self, p, snap.outcome, snap.proposed, options)
+        guideline = next((k for k, o in enumerate(options) if same_step(o.decision, snap.proposed)), -1)
+        if guideline < 0 and snap.proposed.trigger == "optimise" and p.active:
+            # the policy's dose optimisation (P3) is the trainee's "raise the dose" of the newest drug
+            key = f"raise:{self.drugs[p.active[-1]].name}"
+            guideline = next((k for k, o in enumerate(options) if o.key == key), -1)
+            if guideline >= 0:
+                o = options[guideline]
+                o.decision, o.verdict, o.rule = snap.proposed, "guideline", snap.proposed.rule
+                o.reason = cite(snap.proposed.rule)
+        if guideline < 0:  # a policy step no option expresses: offer it as it is
+            options.append(Option("policy", "continue", "The policy's step: " + describe(self, snap.proposed),
+                                  snap.proposed, "guideline", snap.proposed.rule, cite(snap.proposed.rule)))
+            guideline = len(options) - 1
+        return Point(len(self.labels), snap.day, snap.outcome, snap.pain, p.state, regimen, snap.proposed,
+                     options, guideline)
+
+    # ---- answering -----------------------------------------------------------------------------------
+    def answer(self, choice: int | str) -> Answer:
+        """Answer the current question with an option index (0-based) or key; advance unless forbidden."""
+        if self.point is None:
+            raise InputError("the case has ended", field="answer", fix="start a new session")
+        point = self.point
+        if isinstance(choice, str):
+            keys = [o.key for o in point.options]
+            if choice not in keys:
+                raise InputError(f"'{choice}' is not an option here", field="answer", fix=f"use one of {keys}")
+            choice = keys.index(choice)
+        if not 0 <= choice < len(point.options):
+            raise InputError(f"answer {choice + 1} is not an option (1-{len(point.options)})", field="--answers",
+                             fix=f"use numbers from 1 to {len(point.options)}")
+        a = Answer(point, choice)
+        self.answers.append(a)
+        o = a.option
+        if o.verdict == "forbidden":
+            return a
+        assert o.decision is not None
+        self.chosen.append(o.decision)
+        self.labels.append((point.day, o.label, o.verdict))
+        self._advance()
+        return a
+
+    # ---- the debrief ---------------------------------------------------------------------------------
+    @property
+    def score(self) -> tuple[int, int]:
+        return sum(a.ok for a in self.answers), len(self.answers)
+
+    def guideline_course(self) -> Course:
+        """The course had every decision been the guideline's (same patient, same luck)."""
+        events, proposals = guideline_run(self.setup)
+        return Course(events, [(day, describe(self, d), "guideline") for day, d in proposals])
+
+    def trainee_course(self) -> Course:
+        return Course(self.events, list(self.labels))
+
+    def debrief(self) -> dict[str, Any]:
+        """Both courses, where they part, the score and every answer with its rule and seeds (case ended)."""
+        if self.point is not None:
+            raise InputError("the debrief comes when the case has ended", field="debrief",
+                             fix="answer the remaining questions first")
+        g_events, proposals = guideline_run(self.setup)
+        mine = self.trainee_course()
+        guide = Course(g_events, [(day, describe(self, d), "guideline") for day, d in proposals])
+        ok, total = self.score
+        return {"score": ok, "total": total, "parted_on_day": first_difference(mine.events, guide.events),
+                "yours": mine.summary(self.base), "guideline": guide.summary(self.base),
+                "your_decisions": mine.decisions, "guideline_decisions": guide.decisions,
+                "guideline_steps": [{"day": day, "step": describe(self, d), "rule": d.rule, "seeds": seeds_of(d.rule)}
+                                    for day, d in proposals],
+                "answers": [{"day": a.point.day, "choice": a.option.label, "verdict": a.option.verdict,
+                             "guideline": a.point.guideline_option.label, "rule": a.option.rule or
+                             a.point.proposed.rule, "seeds": seeds_of(a.option.rule or a.point.proposed.rule),
+                             "feedback": a.feedback()} for a in self.answers],
+                "teaching_points": [tp.text for tp in self.setup.case.teaching_points]
+                if self.setup.case is not None else []}
+
+    def situation(self) -> str:
+        pt = self.point
+        if pt is None:
+            return "The case has ended."
+        if pt.outcome is None:
+            return f"Day {pt.day:.0f}, first visit (pain {self.base:.1f}/10). What do you start?"
+        reg = " + ".join(f"{drug_name(n)} {d:g} {u}" for n, d, u in pt.regimen) or "nothing running"
+        if pt.outcome == "intolerable":
+            head = "an adverse event made a drug intolerable; it has been stopped"
         else:
-            if outcome == "relief":
-                opts.append(Option("Continue the current regimen (maintenance)", Decision("relief", rule="P4.relief")))
-            else:
-                opts.append(Option("Continue the current regimen unchanged", None, REFUSAL_RULE["relief"],
-                                   "an adequate trial has been judged and did not bring relief; the pathway acts on "
-                                   "it (P4) rather than continuing unchanged: " + _cite("P4")))
-            active = set(p.active)
-            if outcome != "relief" and p.optimisable:  # P3: optimise the dose before judging failure
-                opts.append(Option("Raise the dose toward the maximum and judge again",
-                                   Decision("optimise", rule="P3.dose_optimisation")))
-            if outcome != "relief" and p.topical >= 0 and p.state != "topical":  # P6: a topical at any stage
-                opts.append(self._option(p, f"Add a topical: {drug_name(drugs[p.topical].name)}",
-                                         Decision("add_topical", (p.topical,), rule="P6.topical_add"), p.topical))
-            for j in first_line:
-                if j in active:
-                    continue
-                name = drug_name(drugs[j].name)
-                if p.state == "topical":
-                    opts.append(self._option(p, f"Add oral {name} to the topical",
-                                             Decision("start_first_line", (j,), rule="P6.oral_after_topical"), j))
-                    opts.append(self._option(p, f"Stop the topical and start {name}",
-                                             Decision("start_first_line", (j,), stop_all=True, rule="P1"), j))
-                else:
-                    opts.append(self._option(p, f"Add {name}", Decision("add_on", (j,), rule="P4.partial_add"), j))
-                    opts.append(self._option(p, f"Switch to {name}",
-                                             Decision("switch", (j,), stop_all=True, rule="P4.no_response_switch"), j))
-        opts.append(self._option(p, f"{'Start' if outcome is None else 'Switch to'} tramadol",
-                                 Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True,
-                                          rule="P7.tramadol_after_first_line"), ctx.tramadol))
-        if outcome is not None and p.active:
-            opts.append(self._option(p, "Add tramadol to the current regimen",
-                                     Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_add"),
-                                     ctx.tramadol))
-        opts.append(self._option(p, f"Start a strong opioid ({drug_name(drugs[ctx.strong].name)})",
-                                 Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, rule="P8.prerequisites"),
-                                 ctx.strong))
-        opts.append(self._option(p, "Refer to the pain specialist", Decision("refer", stop_all=True,
-                                                                             rule="P9.refractory_referral")))
+            pct = 100 * (pt.pain - self.base) / self.base if self.base > 0 else 0.0
+            words = {"relief": "relief", "partial": "partial response", "none": "no response"}[pt.outcome]
+            head = f"pain {pt.pain:.1f}/10 ({pct:+.0f}% from baseline): {words}"
+        return f"Day {pt.day:.0f} (now on: {reg}): {head}. What next?"
+
+    def timeline(self) -> list[str]:
+        """What has happened so far, in words, with the trainee's decisions marked."""
+        steps = narrate(self.setup, self.visible_events())
+        lines = [st.line() for st in steps]
+        days = [round(st.day, 3) for st in steps]
+        kinds = [st.kind for st in steps]
+        for d, label, v in self.labels:  # each mark goes before the narrated decision it made, else after its day
+            mark = f"Day {d:.0f}: YOUR DECISION: {label}" + (" (declared departure)" if v == "departure" else "")
+            day = round(d, 3)
+            at = next((k for k in range(len(lines)) if kinds[k] == "decision" and days[k] == day), None)
+            if at is None:
+                at = next((k for k in range(len(lines)) if days[k] > day), len(lines))
+            lines.insert(at, mark)
+            days.insert(at, day)
+            kinds.insert(at, "mark")
+        return lines
+
+
+# ---- options ---------------------------------------------------------------------------------------------
+def _decision(kind: str, **kw: Any) -> Decision:
+    return Decision(rule=TRAINEE_RULE, **kw)
+
+
+def _higher(s: Session, p: PatientModel, j: int, cur: float) -> float | None:
+    d = s.drugs[j]
+    cap, _ = dose_cap(d, p.facts)
+    steps, _ = schedule(d, p.facts, s.ctx.policy.titration_speed, cap)
+    return next((x for _, x in steps if x > cur + 1e-9), None)
+
+
+def _lower(s: Session, p: PatientModel, j: int, cur: float) -> float | None:
+    d = s.drugs[j]
+    steps, _ = schedule(d, p.facts, s.ctx.policy.titration_speed, d.target_dose)
+    below = [x for _, x in steps if x < cur - 1e-9]
+    return below[-1] if below else None
+
+
+def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[int, float]) -> list[Option]:
+    """Every answer offered at this point, before judging."""
+    ctx, drugs = s.ctx, s.drugs
+    first_line = [d.index for d in drugs if d.drug_class in FIRST_LINE_CLASSES]
+    order = list(ctx.order) + [j for j in first_line if j not in ctx.order]
+    topicals = sorted((d.index for d in drugs if d.drug_class == "topical"), key=lambda j: j != ctx.topical)
+    opts: list[Option] = []
+    serotonergic_now = "ssri_use" in p.facts.flags or any(drugs[a].serotonergic for a in p.active)
+
+    def with_check_variants(key: str, kind: str, label: str, dec: Decision, j: int) -> None:
+        variants = drugs[j].serotonergic and serotonergic_now
+        opts.append(Option(key, kind, label + (" (after a serotonin-syndrome check)" if variants else ""), dec))
+        if variants:
+            nd = replace(dec, departure="no_serotonin_check")
+            opts.append(Option(key + ":no-check", kind, label + " without a serotonin check", nd))
+
+    if outcome is None:
+        for j in order:
+            with_check_variants(f"start:{drugs[j].name}", "start", f"Start {drug_name(drugs[j].name)}",
+                                _decision("start", trigger="start_first_line", start=(j,)), j)
+        for j in topicals:
+            opts.append(Option(f"topical:{drugs[j].name}", "topical", f"Start a topical: {drug_name(drugs[j].name)}",
+                               _decision("topical", trigger="start_topical", start=(j,))))
+        opts.append(Option("tramadol", "tramadol", "Start tramadol",
+                           _decision("tramadol", trigger="escalate_tramadol", start=(ctx.tramadol,))))
+        opts.append(Option("strong_opioid", "strong_opioid", f"Start a strong opioid ({drug_name(drugs[ctx.strong].name)})",
+                           _decision("strong_opioid", trigger="escalate_strong_opioid", start=(ctx.strong,))))
+        opts.append(Option("refer", "refer", "Refer to the pain specialist", _decision("refer", trigger="refer")))
         return opts
 
-    def _conforms(self, p: PatientModel, o: Option, proposed: Decision, outcome: str | None) -> bool:
-        d = o.decision
-        if d is None or o.refused or d.trigger != proposed.trigger:
-            return False
-        if set(d.start) == set(proposed.start):
-            return True
-        if len(d.start) != 1 or len(proposed.start) != 1:
-            return False
-        j, g = d.start[0], proposed.start[0]
-        cls = self.drugs[j].drug_class
-        if cls not in FIRST_LINE_CLASSES or j in p.tried:
-            return False
-        if d.trigger == "start_first_line" and outcome is None:
-            # P1: pregabalin and duloxetine are both strongest initial choices, except in CIPN (P11: duloxetine).
-            return (self.drugs[j].name in STRONG_FIRST and self.drugs[g].name in STRONG_FIRST
-                    and p.etiology not in CIPN)
-        if d.trigger in ("add_on", "switch"):
-            # P4: another first-line class, not running and not failed.
-            active_classes = {self.drugs[a].drug_class for a in p.active}
-            return cls not in active_classes and cls not in p.failed_classes and self.drugs[g].drug_class != "topical"
+    active = list(p.active)
+    newest = active[-1] if active else -1
+    trial = float(ctx.trial_days[drugs[newest].name]) if active else 0.0
+    if outcome == "relief":
+        opts.append(Option("continue", "continue", "Continue the current regimen (maintenance)",
+                            _decision("continue", trigger="relief")))
+    elif active:
+        opts.append(Option("continue", "continue", "Continue the current regimen unchanged and review after "
+                           f"another {trial:.0f} days", _decision("continue", trigger="continue", eval_after=trial)))
+    for j in active:
+        if drugs[j].drug_class == "topical":  # a patch is not titrated
+            continue
+        name, cur = drug_name(drugs[j].name), doses.get(j, 0.0)
+        up = _higher(s, p, j, cur)
+        cap = dose_cap(drugs[j], p.facts)[0]  # the engine raises step by step up to the patient's maximum (P3)
+        label = f"Raise the {name} dose" + (f" step by step toward {cap:g} {drugs[j].unit}" if up else "")
+        opts.append(Option(f"raise:{drugs[j].name}", "raise", label,
+                           _decision("raise", trigger="continue", adjust=((j, up),), eval_after=trial + 14.0)
+                           if up else None))
+        down = _lower(s, p, j, cur)
+        if down is not None:
+            opts.append(Option(f"lower:{drugs[j].name}", "lower", f"Lower the {name} dose to {down:g} {drugs[j].unit}",
+                               _decision("lower", trigger="continue", adjust=((j, down),), eval_after=trial)))
+        if len(active) > 1:
+            opts.append(Option(f"taper:{drugs[j].name}", "taper", f"Taper off {name}, keep the rest",
+                               _decision("taper", trigger="continue", adjust=((j, 0.0),), eval_after=trial)))
+    for j in order:
+        if j in active:
+            continue
+        name = drug_name(drugs[j].name)
+        if p.state == "topical":
+            with_check_variants(f"add:{drugs[j].name}", "add", f"Add oral {name} to the topical",
+                                _decision("add", trigger="start_first_line", start=(j,)), j)
+            with_check_variants(f"switch:{drugs[j].name}", "switch", f"Stop the topical, start {name}",
+                                _decision("switch", trigger="start_first_line", start=(j,), stop_all=True), j)
+        else:
+            with_check_variants(f"add:{drugs[j].name}", "add", f"Add {name}",
+                                _decision("add", trigger="add_on", start=(j,)), j)
+            with_check_variants(f"switch:{drugs[j].name}", "switch", f"Switch to {name}",
+                                _decision("switch", trigger="switch", start=(j,), stop_all=True), j)
+    add_topical = "add_topical" if "add_topical" in TRIGGERS else "add_on"  # P6: a topical alongside, any stage
+    for j in topicals:
+        if j not in active and p.state != "topical":
+            opts.append(Option(f"topical:{drugs[j].name}", "topical", f"Add a topical: {drug_name(drugs[j].name)}",
+                               _decision("topical", trigger=add_topical, start=(j,))))
+    if ctx.tramadol not in active:
+        with_check_variants("tramadol", "tramadol", "Switch to tramadol",
+                            _decision("tramadol", trigger="escalate_tramadol", start=(ctx.tramadol,), stop_all=True),
+                            ctx.tramadol)
+        if active:
+            with_check_variants("tramadol:add", "tramadol", "Add tramadol to the current regimen",
+                                _decision("tramadol", trigger="escalate_tramadol", start=(ctx.tramadol,)),
+                                ctx.tramadol)
+    if ctx.strong not in active:
+        opts.append(Option("strong_opioid", "strong_opioid",
+                           f"Switch to a strong opioid ({drug_name(drugs[ctx.strong].name)})",
+                           _decision("strong_opioid", trigger="escalate_strong_opioid", start=(ctx.strong,),
+                                     stop_all=True)))
+    opts.append(Option("refer", "refer", "Refer to the pain specialist",
+                       _decision("refer", trigger="refer", stop_all=True)))
+    return opts
+
+
+def same_step(d: Decision | None, proposed: Decision) -> bool:
+    """The option takes the policy's step (same trigger, drugs started, stops and dose changes)."""
+    if d is None:
         return False
+    if d.trigger != proposed.trigger or set(d.start) != set(proposed.start):
+        return False
+    if proposed.trigger in ("relief", "refer", "stay"):
+        return True
+    return d.stop_all == proposed.stop_all and {j for j, _ in d.adjust} == {j for j, _ in proposed.adjust} \
+        and not d.departure
 
-    # ---- consequences -------------------------------------------------------------------------------
-    def branch(self, point: Point, decision: Decision) -> pd.DataFrame:
-        """Events when ``decision`` replaces the guideline's at ``point`` and the guideline follows it."""
-        calls = {"n": 0}
 
-        def force(p: PatientModel, outcome: str | None, day: float, pain: float, proposed: Decision) -> Decision:
-            k = calls["n"]
-            calls["n"] += 1
-            return decision if k == point.n else proposed
+def describe(s: Session, d: Decision) -> str:
+    """A decision in words (for policy steps and the guideline's course)."""
+    names = " + ".join(drug_name(s.drugs[j].name) for j in d.start)
+    words = {"start_first_line": f"start {names}", "start_topical": f"start a topical: {names}",
+             "add_on": f"add {names}", "switch": f"switch to {names}", "escalate_tramadol": f"tramadol ({names})",
+             "escalate_strong_opioid": f"strong opioid ({names})", "refer": "refer to the pain specialist",
+             "relief": "continue the regimen (maintenance)", "continue": "continue the regimen",
+             "stay": "no further step"}.get(d.trigger, d.trigger.replace("_", " "))
+    for j, x in d.adjust:
+        words += f"; {drug_name(s.drugs[j].name)} " + (f"to {x:g} {s.drugs[j].unit}" if x > 0 else "stopped")
+    return words[0].upper() + words[1:]
 
-        return simulate(self.setup, decide=force)
 
-    def consequence(self, events: pd.DataFrame, day: float) -> dict[str, str]:
-        after = events[events["day"] > day + 1e-9]
-        ev = after[after["event"] == "evaluation"]
-        base = float(self.setup.cohort.baseline_nrs[self.setup.index])
-        if len(ev):
-            e0 = ev.iloc[0]
-            pain = float(e0["pain_nrs"])
-            nxt = f"day {float(e0['day']):.0f}: pain {pain:.1f}/10 ({100 * (pain - base) / base:+.0f}%), {e0['outcome']}"
-            until = float(e0["day"])
-        else:
-            nxt, until = "none", float("inf")
-        aes = after[(after["event"] == "adverse_event") & (after["day"] <= until + 1e-9)]
-        ae_text = ", ".join(f"{str(a).replace('_', ' ')} (day {float(d):.0f})"
-                            for a, d in zip(aes["adverse_event"], aes["day"], strict=True)) or "none"
-        tr = events[events["event"] == "transition"]
-        relief = tr[tr["state"] == "relieved"]["day"]
-        drop = events[events["event"] == "dropout"]["day"]
-        states = tr["state"].astype(str).tolist()
-        final = "dropped out" if len(drop) else (states[-1].replace("_", " ") if states else "assessment")
-        started = events[(events["event"] == "drug_start") & (events["day"] >= day - 1e-9)]
-        regimen = ", ".join(f"{drug_name(str(d))} (day {float(x):.0f})"
-                            for d, x in zip(started["drug"], started["day"], strict=True)) or "none"
-        return {"drugs started from here": regimen, "next evaluation": nxt, "adverse events until then": ae_text,
-                "relief day": f"{float(relief.iloc[0]):.0f}" if len(relief) else "not relieved",
-                "final state": final}
+# ---- judging ---------------------------------------------------------------------------------------------
+def _forbid_reason(name: str, rule: str) -> str:
+    if rule == "P6.topical_localized":
+        return f"{name} is a topical, for localized pain only, and this pain is not localized: {cite(rule)}"
+    if rule == "P5.renal_cap":
+        return f"{name} is excluded at this creatinine clearance: {cite(rule)}"
+    if not rule.startswith("P5"):
+        return f"{name} is not indicated for this patient: {cite(rule)}"
+    return f"{name} is contraindicated for this patient: {cite(rule)}"
 
-    def judge(self, point: Point, choice: int) -> Answer:
-        o = point.options[choice]
-        ok = choice in point.conformant
-        gl = point.options[point.guideline].label if point.guideline >= 0 else point.proposed.trigger
-        g_rule = _cite(point.proposed.rule)
-        if ok:
-            text = f"Follows the guideline. The guideline's step: {gl}. {g_rule}"
-            if choice != point.guideline:
-                text += " Your choice is an equally conformant alternative (another first-line class the rules allow)."
-        elif o.refused:
-            text = (f"Does not follow the guideline: the pathway refuses it, {o.refusal} "
-                    f"The guideline's step: {gl}. {g_rule}")
-        else:
-            text = f"Does not follow the guideline. The guideline's step: {gl}. {g_rule}"
-        answer = Answer(point, choice, ok, text)
-        guide = self.consequence(self.events, point.day)
-        if o.simulable and not (ok and choice == point.guideline):
-            assert o.decision is not None
-            answer.consequence = {"your choice": self.consequence(self.branch(point, o.decision), point.day),
-                                  "guideline": guide}
-        else:
-            answer.consequence = {"guideline": guide}
-        return answer
 
-    # ---- the session -----------------------------------------------------------------------------------
+def _gate_reason(s: Session, p: PatientModel) -> str:
+    gate = s.ctx.policy.strong_opioid
+    missing = []
+    failed = sum(1 for c in p.failed_classes if c in FIRST_LINE_CLASSES)
+    if not gate.allowed:
+        missing.append("this policy gives no strong opioids")
+    if failed < gate.require_failed_classes:
+        missing.append(f"{failed} first-line class(es) failed, {gate.require_failed_classes} required")
+    if gate.require_combination and not p.combination_failed:
+        missing.append("no combination of first-line classes has failed")
+    if gate.require_tramadol and not p.tramadol_tried:
+        missing.append("tramadol has not been tried")
+    if gate.exclude_high_misuse_risk and p.misuse_high:
+        missing.append("the misuse-risk screen is high")
+    return "; ".join(missing) or "the strong-opioid gate is not passed"
+
+
+def refusal(s: Session, p: PatientModel, trigger: str) -> tuple[str, str] | None:
+    """(rule, reason) when the pathway's guards refuse ``trigger`` from the patient's state, else None."""
+    cands = s.table.get((p.state, trigger))
+    if not cands:
+        if trigger in ("relief", "continue"):
+            return None
+        rule = NO_EDGE_RULE.get(trigger, "P4")
+        where = "at the first visit" if p.state == "assessment" else f"from {p.state.replace('_', ' ')}"
+        why = {"escalate_strong_opioid": "strong opioids are never first-line",
+               "escalate_tramadol": "tramadol comes only after documented failure of first-line agents"}.get(
+            trigger, "the pathway has no such step")
+        return rule, f"{why} (no such step {where}): {cite(rule)}"
+    failing = ""
+    for guards, _dest in cands:
+        bad = next((g for g in guards if not g(p)), None)
+        if bad is None:
+            return None
+        failing = failing or bad.__name__
+    rule, why = GUARD_RULE.get(failing, ("P4", "the pathway's guard refuses it"))
+    if failing == "strong_opioid_gate":
+        why = _gate_reason(s, p)
+    return rule, f"{why}: {cite(rule)}"
+
+
+def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decision, options: list[Option]) -> None:
+    """Set each option's verdict, rule and reason from the rule that actually applies."""
+    drugs = s.drugs
+    active_classes = {drugs[a].drug_class: a for a in p.active}
+    for o in options:
+        d = o.decision
+        if d is None:  # raise at the maximum
+            j = next(j for j in p.active if o.key == f"raise:{drugs[j].name}")
+            cap, rule = dose_cap(drugs[j], p.facts)
+            o.verdict, o.rule = "forbidden", rule
+            o.reason = (f"{drug_name(drugs[j].name)} is already at {cap:g} {drugs[j].unit}, the highest dose for "
+                        f"this patient: {cite(rule)}")
+            continue
+        bad = next(((j, why) for j in d.start if (why := contraindication(drugs[j], p.facts)) is not None), None)
+        if bad is not None:
+            o.verdict, o.rule, o.reason = "forbidden", bad[1], _forbid_reason(drug_name(drugs[bad[0]].name), bad[1])
+            o.decision = None
+            continue
+        if same_step(d, proposed):
+            o.verdict, o.rule, o.reason = "guideline", proposed.rule, cite(proposed.rule)
+            o.decision = proposed  # exactly the policy's decision: the guideline's answer replays its course
+            continue
+        if d.departure == "no_serotonin_check":
+            o.verdict, o.rule = "departure", "P5.serotonin_check"
+            o.reason = ("a serotonergic drug on top of " + ("the patient's SSRI" if "ssri_use" in p.facts.flags else
+                        "a serotonergic drug") + " needs the serotonin-syndrome check first: " + cite(o.rule))
+            continue
+        same = [j for j in d.start if drugs[j].drug_class in active_classes and not d.stop_all]
+        if same and o.kind in ("add", "tramadol", "topical"):
+            j = same[0]
+            other = drugs[active_classes[drugs[j].drug_class]]
+            cls = drugs[j].drug_class.upper() if drugs[j].drug_class in ("snri", "tca") else drugs[j].drug_class
+            risk = ("; two serotonergic drugs add serotonin-syndrome risk " + cite("P5.serotonin_check")
+                    if drugs[j].serotonergic and other.serotonergic else "")
+            o.verdict, o.rule = "departure", "P4.partial_add"
+            o.reason = (f"{drug_name(drugs[j].name)} and {drug_name(other.name)} are both {cls}s: a second drug of "
+                        f"the same class adds side effects without a new mechanism ({cite('P4.partial_add')}){risk}")
+            o.decision = replace(d, departure="guard_bypass")
+            continue
+        excluded = dict(p.excluded)  # the policy's exclusions for this patient beyond P5 (e.g. P11 in CIPN)
+        ex = next(((j, excluded[j]) for j in d.start if j in excluded), None)
+        if ex is not None:
+            o.verdict, o.rule = "departure", ex[1]
+            o.reason = f"{drug_name(drugs[ex[0]].name)} is excluded for this patient: {cite(ex[1])}"
+            o.decision = replace(d, departure=d.departure or "guard_bypass")
+            continue
+        if o.kind == "topical" and outcome is not None and p.facts.localized:
+            # P6: a topical can be added at any stage for localized pain (the engine takes the step as given).
+            o.verdict, o.rule = "acceptable", "P6.topical_localized"
+            o.reason = "a topical for localized pain can be added at any stage: " + cite(o.rule)
+            o.decision = replace(d, rule=o.rule, departure="guard_bypass")
+            continue
+        refused = refusal(s, p, d.trigger)
+        if refused is not None:
+            o.verdict, o.rule, o.reason = "departure", refused[0], refused[1]
+            o.decision = replace(d, departure=d.departure or "guard_bypass")
+            continue
+        why = _acceptable(s, p, o, proposed, outcome)
+        if why[0]:
+            o.verdict, o.rule, o.reason = "acceptable", why[0], why[1]
+            o.decision = replace(d, rule=why[0])
+            continue
+        o.verdict, o.rule = "other", proposed.rule
+        last = getattr(safety, "last_resort", None)  # drugs kept for last for this patient (e.g. P11 in CIPN)
+        why_last = next((r for j in d.start if last is not None and (r := last(drugs[j], p.facts))), None)
+        if why_last:
+            o.rule = why_last
+            o.reason = f"{drug_name(drugs[d.start[0]].name)} is kept for last for this patient: {cite(why_last)}"
+            continue
+        o.reason = {"continue": "continuing unchanged delays the step the response calls for.",
+                    "refer": "referral is for refractory pain, after the drug steps are exhausted.",
+                    "lower": "a lower dose is for a dose-limiting side effect, not for an inadequate response.",
+                    "taper": "stopping a drug that is part of a working regimen removes its effect."}.get(o.kind, "")
+
+
+def _acceptable(s: Session, p: PatientModel, o: Option, proposed: Decision, outcome: str | None) -> tuple[str, str]:
+    """(rule, reason) when ``o`` is an equally conformant alternative to the policy's step, else ('', '')."""
+    d = o.decision
+    assert d is not None
+    drugs = s.drugs
+    if o.kind == "raise" and outcome in ("partial", "none"):
+        return "P2", ("raising a dose below the patient's maximum before judging the drug a failure is dose "
+                      "optimisation: " + cite("P2"))
+    if o.kind == "tramadol" and proposed.trigger == "escalate_tramadol":
+        return "P7.tramadol_after_first_line", ("tramadol added while the other treatments are optimised, or in "
+                                                "their place, is the same step: " + cite("P7.tramadol_after_first_line"))
+    if d.trigger != proposed.trigger or len(d.start) != 1 or len(proposed.start) != 1:
+        return "", ""
+    j, g = d.start[0], proposed.start[0]
+    cls = drugs[j].drug_class
+    if cls not in FIRST_LINE_CLASSES or j in p.tried or d.stop_all != proposed.stop_all:
+        return "", ""
+    if d.trigger == "start_first_line" and outcome is None:
+        if drugs[j].name in STRONG_FIRST and drugs[g].name in STRONG_FIRST and p.etiology not in CIPN:
+            return "P1", "pregabalin and duloxetine are both strongest initial choices: " + cite("P1")
+        return "", ""
+    if d.trigger in ("add_on", "switch"):
+        active_classes = {drugs[a].drug_class for a in p.active}
+        if cls not in active_classes and cls not in p.failed_classes and drugs[g].drug_class != "topical":
+            rule = proposed.rule
+            return rule, "another first-line class not yet tried, as the rule asks: " + cite(rule)
+    return "", ""
+
+
+# ---- the terminal session ----------------------------------------------------------------------------------
+class Tutor:
+    """The terminal tutor (``painpath tutor``): a :class:`Session` driven by stdin or ``--answers``."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.session = Session(setup)
+
     def run(self, answers: list[int] | None = None, echo: Callable[[str], None] = print,
-            ask: Callable[[str], str] = input) -> Result:
+            ask: Callable[[str], str] = input) -> Session:
         it: Iterator[int] | None = iter(answers) if answers is not None else None
-        s = self.setup
-        echo(f"Case: {s.label}")
-        if s.case is not None:
-            echo(f"Teaching point (revealed at the end): rules {', '.join(s.case.rules)}")
-        for k, v in profile(s):
+        s, setup = self.session, self.setup
+        echo(f"Case: {setup.label}")
+        if setup.case is not None:
+            echo(f"Teaching points: {len(setup.case.teaching_points)} (revealed at the end)")
+        for k, v in profile(setup):
             echo(f"  {k}: {v}")
         echo(NOT_CLINICAL)
-        shown = 0
-        result = Result([])
-        for point in self.points:
-            while shown < len(self.steps) and self.steps[shown].day < point.day - 1e-9:
-                if self.steps[shown].kind != "decision":
-                    echo(self.steps[shown].line())
-                shown += 1
+        shown: set[str] = set()  # lines already printed (an evaluation is later merged into its decision's line)
+
+        def new_lines() -> None:
+            for line in s.timeline():
+                if line not in shown:
+                    shown.add(line)
+                    echo(line)
+
+        while s.point is not None:
+            new_lines()
+            pt = s.point
             echo("")
-            echo(self._situation(point))
-            for k, o in enumerate(point.options, 1):
+            echo(s.situation())
+            for k, o in enumerate(pt.options, 1):
                 echo(f"  {k}. {o.label}")
-            choice = self._read(it, ask, echo, len(point.options))
-            a = self.judge(point, choice)
-            result.answers.append(a)
-            echo(f"You chose {choice + 1}: {point.options[choice].label}")
-            echo(("RIGHT: " if a.ok else "NOT THE GUIDELINE: ") + a.explanation)
-            if not point.options[choice].simulable:
-                echo("Not simulated: the pathway refuses this choice, so only the guideline's course is shown.")
-            echo(self._side_by_side(a.consequence))
-            while shown < len(self.steps) and self.steps[shown].day <= point.day + 1e-9:
-                if self.steps[shown].kind == "decision":
-                    echo("Guideline: " + self.steps[shown].line())
-                shown += 1
-        echo("")
-        echo(f"Score: {result.score}/{result.total}")
-        if result.mistakes:
-            echo("Mistakes:")
-            for m in result.mistakes:
-                gl = m.point.options[m.point.guideline].label if m.point.guideline >= 0 else m.point.proposed.trigger
-                why = m.point.options[m.choice].refused or m.point.proposed.rule
-                echo(f"  Day {m.point.day:.0f}: you chose '{m.point.options[m.choice].label}', "
-                     f"the guideline '{gl}' [{why}]")
-        else:
-            echo("No mistakes: every choice followed the guideline.")
-        if s.case is not None:
-            echo(f"Teaching point: {s.case.teaching_point.strip()}")
-        return result
+            choice = _read(it, ask, echo, len(pt.options))
+            a = s.answer(choice)
+            echo(f"You chose {choice + 1}: {a.option.label}")
+            echo(("RIGHT: " if a.ok else "NOT THE GUIDELINE: ") + a.feedback())
+        new_lines()
+        _print_debrief(s.debrief(), echo)
+        return s
 
-    def _situation(self, point: Point) -> str:
-        base = float(self.setup.cohort.baseline_nrs[self.setup.index])
-        if point.outcome is None:
-            return f"Day {point.day:.0f}, first visit (pain {base:.1f}/10). What do you start?"
-        reg = " + ".join(point.regimen) or "nothing running"
-        if point.outcome == "intolerable":
-            head = "an adverse event made the drug intolerable"
-        else:
-            pct = 100 * (point.pain - base) / base if base > 0 else 0.0
-            words = {"relief": "relief", "partial": "partial response", "none": "no response"}[point.outcome]
-            head = f"pain {point.pain:.1f}/10 ({pct:+.0f}% from baseline): {words}"
-        return f"Day {point.day:.0f} ({point.state.replace('_', ' ')}; now on: {reg}): {head}. What next?"
 
-    @staticmethod
-    def _side_by_side(cons: dict[str, dict[str, str]]) -> str:
-        cols = list(cons)
-        keys = list(next(iter(cons.values())))
-        w0 = max(len(k) for k in keys) + 2
-        w = max(40, *(len(cons[c][k]) + 2 for c in cols for k in keys))
-        lines = [" " * w0 + "".join(c.ljust(w) for c in cols)]
-        lines += [k.ljust(w0) + "".join(cons[c][k].ljust(w) for c in cols) for k in keys]
-        return "\n".join(x.rstrip() for x in lines)
+def _print_debrief(d: dict[str, Any], echo: Callable[[str], None]) -> None:
+    echo("")
+    echo("=== Debrief ===")
+    echo(f"Score: {d['score']}/{d['total']}")
+    part = d["parted_on_day"]
+    echo("Your course and the guideline's are identical." if part is None else
+         f"Your course parted from the guideline's on day {part:.0f}.")
+    cols = {"your course": d["yours"], "guideline's course": d["guideline"]}
+    keys = list(d["yours"])
+    w0 = max(len(k) for k in keys) + 2
+    w = max(30, *(len(c[k]) + 2 for c in cols.values() for k in keys))
+    echo(" " * w0 + "".join(c.ljust(w) for c in cols))
+    for k in keys:
+        echo((k.ljust(w0) + "".join(c[k].ljust(w) for c in cols.values())).rstrip())
+    echo("Decisions:")
+    for a in d["answers"]:
+        echo(f"  Day {a['day']:.0f}: you chose '{a['choice']}' ({a['verdict']}); the guideline: '{a['guideline']}' "
+             f"[{a['rule']}" + (f"; {', '.join(a['seeds'])}]" if a["seeds"] else "]"))
+    echo("The guideline's course:")
+    for g in d["guideline_steps"]:
+        echo(f"  Day {g['day']:.0f}: {g['step']} [{g['rule']}" + (f"; {', '.join(g['seeds'])}]" if g["seeds"] else "]"))
+    mistakes = [a for a in d["answers"] if a["verdict"] not in GOOD]
+    if not mistakes:
+        echo("No mistakes: every choice followed the guideline.")
+    for tp in d["teaching_points"]:
+        echo(f"Teaching point: {tp}")
 
-    @staticmethod
-    def _read(it: Iterator[int] | None, ask: Callable[[str], str], echo: Callable[[str], None], n: int) -> int:
-        if it is not None:
-            try:
-                k = next(it)
-            except StopIteration:
-                raise InputError("the scripted answers ran out before the case ended", field="--answers",
-                                 fix="give one answer per question, e.g. --answers 2,4,1") from None
-            if not 1 <= k <= n:
-                raise InputError(f"answer {k} is not an option (1-{n})", field="--answers",
-                                 fix=f"use numbers from 1 to {n}")
-            return k - 1
-        while True:
-            try:
-                raw = ask(f"Your choice (1-{n}): ")
-            except EOFError:
-                raise InputError("no answer on standard input", field="stdin",
-                                 fix="answer interactively, or pass --answers 1,2,...") from None
-            if raw.strip().isdigit() and 1 <= int(raw) <= n:
-                return int(raw) - 1
-            echo(f"Please type a number from 1 to {n}.")
+
+def _read(it: Iterator[int] | None, ask: Callable[[str], str], echo: Callable[[str], None], n: int) -> int:
+    if it is not None:
+        try:
+            k = next(it)
+        except StopIteration:
+            raise InputError("the scripted answers ran out before the case ended", field="--answers",
+                             fix="give one answer per question, e.g. --answers 2,4,1") from None
+        if not 1 <= k <= n:
+            raise InputError(f"answer {k} is not an option (1-{n})", field="--answers",
+                             fix=f"use numbers from 1 to {n}")
+        return k - 1
+    while True:
+        try:
+            raw = ask(f"Your choice (1-{n}): ")
+        except EOFError:
+            raise InputError("no answer on standard input", field="stdin",
+                             fix="answer interactively, or pass --answers 1,2,...") from None
+        if raw.strip().isdigit() and 1 <= int(raw) <= n:
+            return int(raw) - 1
+        echo(f"Please type a number from 1 to {n}.")
 
 
 def parse_answers(text: str | None) -> list[int] | None:
@@ -388,10 +812,11 @@ def parse_answers(text: str | None) -> list[int] | None:
                          fix="give numbers separated by commas, e.g. --answers 2,4,1") from None
 
 
-def guideline_answers(t: Tutor) -> list[int]:
-    """The 1-based option numbers of the guideline's own decisions (for scripted sessions)."""
-    return [p.guideline + 1 for p in t.points]
-
-
-def describe(t: Tutor) -> list[dict[str, Any]]:
-    return [{"day": p.day, "options": [o.label for o in p.options], "guideline": p.guideline} for p in t.points]
+def guideline_answers(setup: Setup) -> list[int]:
+    """The 1-based option numbers of the guideline's own decisions, in order (for scripted sessions)."""
+    s = Session(setup)
+    out: list[int] = []
+    while s.point is not None:
+        out.append(s.point.guideline + 1)
+        s.answer(s.point.guideline)
+    return out

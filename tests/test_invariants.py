@@ -24,7 +24,6 @@ def guideline():
     return painpath_run(ROOT / "scenarios" / "guideline.yaml", patients=400, seed=3, replications=1)
 
 
-@pytest.mark.xfail(reason="superseded by issue 9: v0.1 invariants re-derive v0.1 caps and schedules; the independent oracle (branch i9c) replaces invariants.py", strict=False)
 def test_guideline_has_no_violations(guideline):
     """Protects the engine's safety rules: the guideline policy obeys every invariant on every patient."""
     report = check_run(guideline)
@@ -48,7 +47,6 @@ def test_early_opioid_is_reported_per_patient():
     assert all(v.rule == "P8.prerequisites" and v.event == "drug_start" for v in prereq.violations)
 
 
-@pytest.mark.xfail(reason="superseded by issue 9: v0.1 invariants re-derive v0.1 caps and schedules; the independent oracle (branch i9c) replaces invariants.py", strict=False)
 def test_declared_departure_does_not_fail():
     """Protects declared departures: the same policy declaring early_strong_opioid passes, and says why."""
     report = check_run(painpath_run(DATA / "early-opioid-declared.yaml", patients=200))
@@ -91,21 +89,23 @@ def test_checker_catches_tampered_doses_and_missing_checks(guideline):
     assert "adequate_trial" in {v.invariant for v in check_events(ev, pats, pol).violations()}
 
 
-@pytest.mark.xfail(reason="superseded by issue 9: v0.1 invariants re-derive v0.1 caps and schedules; the independent oracle (branch i9c) replaces invariants.py", strict=False)
 def test_caps_and_schedule_from_catalogue():
     """Protects the re-derived caps: older, renal and caution caps and the older-adult stretch."""
     cat = load_catalog().drugs
     young = Facts(50, 90, frozenset())
     old_renal = Facts(70, 25, frozenset())
     assert max_allowed(cat["pregabalin"], young) == 600
-    assert max_allowed(cat["pregabalin"], old_renal) == 150
-    assert max_allowed(cat["nortriptyline"], Facts(50, 90, frozenset({"glaucoma"}))) == 75
+    assert max_allowed(cat["pregabalin"], old_renal) == 75  # older cap 300 x 1/4 (CrCl 15-29)
+    assert max_allowed(cat["pregabalin"], Facts(50, 45, frozenset())) == 300  # 600 x 1/2
+    assert max_allowed(cat["nortriptyline"], Facts(50, 90, frozenset({"cardiovascular_disease"}))) == 75
     assert earliest_offset(cat["pregabalin"], young, 300) == 7
     assert earliest_offset(cat["pregabalin"], Facts(70, 90, frozenset()), 300) == 14
-    assert earliest_offset(cat["pregabalin"], young, 450) == float("inf")
+    # beyond the target the schedule goes on with its last increment and interval (dose optimisation)
+    assert earliest_offset(cat["pregabalin"], young, 450) == 14
+    assert earliest_offset(cat["pregabalin"], young, 600) == 21
+    assert earliest_offset(cat["pregabalin"], young, 750) == float("inf")
 
 
-@pytest.mark.xfail(reason="superseded by issue 9: v0.1 invariants re-derive v0.1 caps and schedules; the independent oracle (branch i9c) replaces invariants.py", strict=False)
 def test_cli_check_exit_codes_and_json(tmp_path):
     """Protects the CLI contract: exit 0 clean, 1 on violations (with --json listing them), 2 on bad input."""
     r = CliRunner()
@@ -122,7 +122,6 @@ def test_cli_check_exit_codes_and_json(tmp_path):
     assert err.exit_code == 2 and "Traceback" not in err.output
 
 
-@pytest.mark.xfail(reason="superseded by issue 9: v0.1 invariants re-derive v0.1 caps and schedules; the independent oracle (branch i9c) replaces invariants.py", strict=False)
 def test_testing_helpers_give_readable_failures(guideline):
     """Protects simulator.testing: assert_metric passes inside bounds and names metric/value/bound outside."""
     v = assert_metric(guideline, "pathway.reached.first_line", between=(0.0, 1.0))

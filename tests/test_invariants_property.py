@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from simulator.catalog import load_catalog
 from simulator.cohort import ETIOLOGIES, load_cohort_spec
 from simulator.invariants import check_run
-from simulator.policy import Policy
+from simulator.policy import Policy, StrongOpioidGate
 from simulator.runner import simulate
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).parent.parent
 BASE = load_cohort_spec(ROOT / "cohorts" / "mixed-primary-care.yaml")
@@ -44,13 +44,36 @@ def cohorts(draw):
 
 @st.composite
 def policies(draw):
+    """Every legal policy option (lint-clean, no declared departure): the guideline's choices and the seed
+    positions of issue 9 (targets within [min effective, max], duloxetine starting at 60, dose optimisation,
+    add on no response, escalation after a combination, cross-taper, serotonin avoid/monitor, tramadol add
+    or replace, topical per patient or fixed, amitriptyline, CIPN exclusions and HIV caution off on purpose)."""
     trial = {c: draw(st.one_of(st.none(), st.integers(CLASS_TRIAL[c], CLASS_TRIAL[c] + 28))) for c in CLASS_TRIAL}
+    oral = [n for n, d in CAT.drugs.items() if d.drug_class in ("gabapentinoid", "snri", "tca", "weak_opioid")]
+    names = draw(st.lists(st.sampled_from(oral), max_size=3, unique=True))
+    targets = {n: draw(st.floats(CAT.drugs[n].min_effective_dose or CAT.drugs[n].target_dose, CAT.drugs[n].max_dose))
+               for n in names}
     return Policy(
         first_line=draw(st.sampled_from(["guideline", "pregabalin_first", "duloxetine_first", "gabapentin_first",
                                          "tca_first", "comorbidity_guided"])),
         on_partial=draw(st.sampled_from(["add", "switch"])),
+        on_no_response=draw(st.sampled_from(["switch", "add"])),
+        after_combination=draw(st.sampled_from(["switch", "escalate"])),
         tramadol=draw(st.sampled_from(["second_line", "third_line", "never"])),
+        tramadol_mode=draw(st.sampled_from(["add", "replace"])),
         topicals=draw(st.sampled_from(["guideline", "first", "add_on", "never"])),
+        topical_add=draw(st.sampled_from(["any_stage", "after_combination", "never"])),
+        topical_drug=draw(st.sampled_from(["per_patient", "lidocaine_5pct", "capsaicin_8pct"])),
+        tca=draw(st.sampled_from(["nortriptyline", "amitriptyline"])),
+        dose_optimisation=draw(st.sampled_from(["to_maximum", "before_switch", "off"])),
+        start_doses=draw(st.sampled_from([{}, {"duloxetine": 60.0}])),
+        cross_taper=draw(st.booleans()),
+        serotonin=draw(st.sampled_from(["monitor", "avoid"])),
+        cipn_exclusions=draw(st.booleans()),
+        strong_opioid=StrongOpioidGate(hiv=draw(st.sampled_from(["avoid", "caution"])),
+                                       min_nrs=draw(st.floats(4.0, 6.0)),
+                                       keep_gabapentinoid=draw(st.booleans())),
+        target_doses=targets,
         trial_days=trial,
         visit_interval_days=draw(st.integers(7, 42)),
         titration_speed=draw(st.sampled_from([1.0, 1.5, 2.0])),
@@ -64,14 +87,40 @@ def _scenario(spec, policy, seed=1):
     return sc.model_copy(update={"cohort_spec": spec})
 
 
-@pytest.mark.xfail(reason="superseded by issue 9: v0.1 invariants re-derive v0.1 caps and schedules; the independent oracle (branch i9c) replaces invariants.py", strict=False)
+def stopped_topical_evaluated(v) -> bool:
+    """A known engine fault, reported to the engine's owner: after a topical added alongside an oral drug is
+    stopped for intolerance, the evaluation row still names the stopped topical (the engine logs the line
+    that was newest when the trial began). Remove this filter when test_engine_fault_stopped_topical passes."""
+    return (v.invariant == "adequate_trial" and CAT.drugs[v.drug].drug_class == "topical"
+            and "judged while not running" in v.detail)
+
+
+def tca_with_tramadol_unchecked(v) -> bool:
+    """A known engine fault, reported to the engine's owner: a tricyclic started while tramadol still runs
+    (a cross-taper after tramadol) gets no serotonin check, although tramadol with a tricyclic needs one
+    (S000, S004; docs/event-log.md). Remove this filter when test_engine_fault_tca_with_tramadol passes."""
+    return (v.invariant == "serotonin_check" and CAT.drugs[v.drug].drug_class == "tca"
+            and "with tramadol" in v.detail)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=cohorts(), policy=policies(), seed=st.integers(0, 10_000))
 def test_invariants_hold_for_valid_policies(spec, policy, seed):
-    """Protects the safety rules across the policy space: no policy without declared departures, on any
-    cohort, makes the engine break a guideline invariant."""
+    """Protects the safety rules across the policy space, and the oracle's agreement with the engine on
+    every legal option: no policy without declared departures, on any cohort, makes the engine break a
+    guideline invariant (declared departures and policy options outside the guideline are reported as
+    declared, not as failures)."""
     report = check_run(simulate(_scenario(spec, policy, seed)))
-    assert report.ok, [str(v) for v in report.violations()[:5]]
+    unexplained = [v for v in report.violations() if not stopped_topical_evaluated(v) and not tca_with_tramadol_unchecked(v)]
+    assert not unexplained, [str(v) for v in unexplained[:5]]
+
+
+@pytest.mark.xfail(strict=False, reason="engine fault: the evaluation after an add-on topical stopped for "
+                   "intolerance names the stopped topical (see stopped_topical_evaluated)")
+def test_engine_fault_stopped_topical():
+    """Protects item 12 (the log tells the truth): an evaluation names a drug that is running."""
+    report = check_run(simulate(load_scenario(ROOT / "tests" / "data" / "guideline-small.yaml")))
+    assert not [v for v in report.violations() if stopped_topical_evaluated(v)]
 
 
 @settings(max_examples=5, deadline=None)
@@ -83,3 +132,11 @@ def test_same_seed_same_events_other_seed_differs(spec, seed):
     assert a.events.equals(b.events)
     c = simulate(sc, seed=seed + 1)
     assert not a.events.equals(c.events)
+
+
+@pytest.mark.xfail(strict=False, reason="engine fault: a tricyclic started while tramadol is tapering gets no "
+                   "serotonin check (see tca_with_tramadol_unchecked)")
+def test_engine_fault_tca_with_tramadol():
+    """Protects the serotonin check (S000, S004): tramadol meeting a tricyclic is checked, whichever starts last."""
+    report = check_run(simulate(load_scenario(ROOT / "tests" / "data" / "escalation-s002-small.yaml")))
+    assert not [v for v in report.violations() if tca_with_tramadol_unchecked(v)]

@@ -1,0 +1,113 @@
+"""`painpath check` against the simulated engine: it catches a broken engine, and agrees with a sound one.
+
+Each test here breaks one rule inside the engine on purpose (monkeypatching the engine's safety helper
+that applies it) and expects the oracle, which never imports the engine, to report the matching
+invariant on a simulated run; the same run unbroken is clean. The violating scenarios of tests/data
+reproduce policies that break an invariant without declaring a departure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import simulator.engine as engine
+import simulator.patient as patient
+import simulator.safety as safety
+from simulator.invariants import check_run
+from simulator.runner import simulate
+from simulator.scenario import load_scenario
+
+DATA = Path(__file__).parent / "data"
+OLDER_RENAL = load_scenario(DATA / "older-renal-small.yaml")
+MIXED = load_scenario(DATA / "guideline-small.yaml")
+CIPN = load_scenario(DATA / "cipn-small.yaml")
+
+
+def _rules_without(**changes):
+    original = safety.drug_rules
+
+    def broken(name: str):
+        return dataclasses.replace(original(name), **changes)
+    return broken
+
+
+def _maximum_doubled():
+    original = engine.plan
+
+    def broken(*args, **kwargs):
+        p = original(*args, **kwargs)
+        return dataclasses.replace(p, maximum=2 * p.maximum)
+    return broken
+
+
+def _checks_without(check: str):
+    original = engine.required_checks
+
+    def broken(*args, **kwargs):
+        return tuple(c for c in original(*args, **kwargs) if c[0] != check)
+    return broken
+
+
+BREAKS = [
+    # (what is broken, module, attribute, replacement factory, scenario, invariant that must catch it)
+    ("renal band ignored (full doses at any CrCl)", safety, "exposure_factor", lambda: (lambda drug, facts: 1.0),
+     OLDER_RENAL, "renal_dose"),
+    ("older adults start at the adult dose", safety, "drug_rules", lambda: _rules_without(older_start=0.0),
+     OLDER_RENAL, "older_adult_start"),
+    ("drugs stopped without their taper", engine, "drug_rules", lambda: _rules_without(taper=(), taper_interval=0.0),
+     MIXED, "taper"),
+    ("dose optimisation up to twice the maximum", engine, "plan", _maximum_doubled, MIXED, "max_dose"),
+    ("no ECG before a tricyclic", engine, "required_checks", lambda: _checks_without("ecg"), MIXED, "tca_ecg"),
+    ("no serotonin check", engine, "required_checks", lambda: _checks_without("serotonin_check"), MIXED,
+     "serotonin_check"),
+    ("P8 gate always open", patient.PatientModel, "_gate_block", lambda: (lambda self: None), MIXED,
+     "strong_opioid_prerequisites"),
+    ("CIPN exclusions dropped", patient, "CIPN_EXCLUDED_CLASSES", lambda: (), CIPN, "cipn_no_tca_gabapentinoid"),
+]
+
+
+@pytest.fixture(scope="module")
+def clean_runs():
+    return {sc.name: check_run(simulate(sc)) for sc in (OLDER_RENAL, MIXED, CIPN)}
+
+
+@pytest.mark.parametrize(("what", "module", "attr", "factory", "scenario", "invariant"), BREAKS,
+                         ids=[b[0] for b in BREAKS])
+def test_check_catches_a_broken_engine(monkeypatch, clean_runs, what, module, attr, factory, scenario, invariant):
+    """Protects the oracle's independence: a rule broken inside the engine shows up as violations of the
+    matching invariant on a simulated run, while the unbroken run of the same scenario has none."""
+    clean = clean_runs[scenario.name].by_invariant()[invariant]
+    assert clean.applicable > 0 and not clean.violations, clean.violations[:3]
+    monkeypatch.setattr(module, attr, factory())
+    broken = check_run(simulate(scenario)).by_invariant()[invariant]
+    assert broken.violations, f"{what}: check did not report {invariant}"
+
+
+@pytest.mark.parametrize(("scenario", "invariant"), [("short-trial.yaml", "adequate_trial"),
+                                                     ("opioid-low-nrs.yaml", "strong_opioid_nrs"),
+                                                     ("early-opioid.yaml", "strong_opioid_prerequisites")])
+def test_violating_scenarios_are_reported(scenario, invariant):
+    """Protects the check on policies that break a rule without declaring it (tests/data): a 2-week trial
+    (P3), a strong opioid below NRS 4 (P8), the P8 gate opened after one failure."""
+    res = check_run(simulate(load_scenario(DATA / scenario))).by_invariant()[invariant]
+    assert res.violations and res.status == "FAIL"
+
+
+def test_low_nrs_violation_names_the_pain():
+    """Protects P8.nrs_threshold: each reported strong-opioid start followed an NRS below 4."""
+    result = simulate(load_scenario(DATA / "opioid-low-nrs.yaml"))
+    viol = check_run(result).by_invariant()["strong_opioid_nrs"].violations
+    ev = result.events
+    for v in viol:
+        before = ev[(ev["patient"] == v.patient) & (ev["day"] <= v.day) & ev["pain_nrs"].notna()]
+        assert before["pain_nrs"].iloc[-1] < 4
+
+
+def test_policy_option_outside_the_guideline_is_declared_not_failed():
+    """Protects cipn_exclusions: false: tricyclics and gabapentinoids in CIPN are reported as declared."""
+    report = check_run(simulate(load_scenario(DATA / "cipn-no-exclusions.yaml")))
+    res = report.by_invariant()["cipn_no_tca_gabapentinoid"]
+    assert not res.violations and res.declared and res.status == "declared departure"

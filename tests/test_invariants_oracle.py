@@ -1,0 +1,379 @@
+"""`painpath check` as an independent oracle: each invariant on hand-made event tables.
+
+For every invariant a small violating trajectory (a few rows of an event table) must be reported under
+that invariant, and a clean one must pass every invariant. The module must not import the engine or its
+safety/policy helpers (a check must not share the code it checks).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import simulator.invariants as inv
+from simulator.invariants import INVARIANTS, check_events
+from simulator.policy import Policy
+
+NAN = math.nan
+FORBIDDEN_IMPORTS = ("simulator.engine", "simulator.safety", "simulator.patient", "simulator.policy",
+                     "simulator.pathway", "simulator.clinical", "simulator.runner", "simulator.narrate",
+                     "simulator.tutor")
+BASE_PATIENT = dict(replication=0, patient=0, age=50.0, crcl=90.0, etiology="diabetic_neuropathy",
+                    localized=False, allodynia=False, hepatic_disease=False, recent_mi=False, arrhythmia=False,
+                    heart_block=False, cardiovascular_disease=False, glaucoma=False, orthostatic_hypotension=False,
+                    ssri_use=False, depression=False)
+
+
+def row(day, event, drug=None, dose=None, rule=None, outcome=None, check=None, pain=None):
+    """One event row; the rule defaults to a plausible, resolvable id for the event kind."""
+    default = {"assessment": "P1", "transition": "P1.pregabalin_first", "drug_start": "P1.pregabalin_first",
+               "dose_change": "P2.titration_step", "evaluation": "P3.adequate_trial",
+               "drug_stop": "P4.no_response_switch", "taper_start": "P4.no_response_switch",
+               "adverse_event": "X.adverse_event"}
+    if rule is None and event == "safety_check":
+        rule = {"ecg": "P5.tca_ecg", "serotonin_check": "P5.serotonin_check", "misuse_screen": "P8.misuse_screen",
+                "treatment_agreement": "P8.agreement"}[check]
+    return dict(replication=0, patient=0, day=float(day), event=event, drug=drug,
+                dose=NAN if dose is None else float(dose), pain_nrs=NAN if pain is None else float(pain),
+                outcome=outcome, check=check, rule=rule if rule is not None else default.get(event))
+
+
+def table(rows):
+    return pd.DataFrame([row(0, "assessment", pain=7), *rows])
+
+
+def run(rows, policy=None, **patient):
+    pats = pd.DataFrame([{**BASE_PATIENT, **patient}])
+    return check_events(table(rows), pats, policy or Policy())
+
+
+def violated(report) -> set[str]:
+    return {v.invariant for v in report.violations()}
+
+
+def start(day, drug, dose, rule="P1.pregabalin_first"):
+    return [row(day, "transition", rule=rule), row(day, "drug_start", drug, dose, rule=rule)]
+
+
+PREGABALIN_OK = [*start(0, "pregabalin", 150), row(7, "dose_change", "pregabalin", 300, "P2.target_reached")]
+NORTRIPTYLINE_OK = [row(0, "transition", rule="P1.tca_first"), row(0, "safety_check", "nortriptyline", check="ecg"),
+                    row(0, "drug_start", "nortriptyline", 25, "P1.tca_first"),
+                    row(7, "dose_change", "nortriptyline", 50), row(14, "dose_change", "nortriptyline", 75,
+                                                                    "P2.target_reached")]
+
+
+def shift(rows, days):
+    return [{**r, "day": r["day"] + days} for r in rows]
+
+
+def duloxetine_then(tca_rows):
+    """Duloxetine fails and is tapered, then the tricyclic rows start on day 49."""
+    return [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+            row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7),
+            row(35, "taper_start", "duloxetine", 60), row(35, "dose_change", "duloxetine", 30, "P5.taper_step"),
+            row(42, "dose_change", "duloxetine", 15, "P5.taper_step"),
+            row(49, "drug_stop", "duloxetine", 15, "P5.taper_complete"), *shift(tca_rows, 49)]
+
+
+DULOXETINE_THEN_TCA = duloxetine_then(NORTRIPTYLINE_OK)
+
+
+def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol=True):
+    """A guideline-clean path to morphine: pregabalin partial -> add duloxetine -> combination fails ->
+    tramadol (duloxetine tapered across it) -> tramadol fails -> morphine."""
+    base, addon = combination
+    rows = [*PREGABALIN_OK,
+            row(42, "evaluation", "pregabalin", 300, outcome="partial", pain=5),
+            row(42, "transition", rule="P4.partial_add")]
+    if addon == "duloxetine":
+        rows += [row(42, "drug_start", "duloxetine", 30, "P4.partial_add"), row(49, "dose_change", "duloxetine", 60),
+                 row(84, "evaluation", "duloxetine", 60, outcome="none", pain=6.5),
+                 row(84, "drug_stop", "pregabalin", 300, "P4.combination_failed"),
+                 row(84, "taper_start", "duloxetine", 60, "P4.combination_failed"),
+                 row(84, "dose_change", "duloxetine", 30, "P5.taper_step")]
+    else:  # a topical "added": not a combination (P8, item 6); then a switch to duloxetine fails
+        rows += [row(42, "drug_start", addon, 1, "P6.topical_add"),
+                 row(84, "evaluation", addon, 1, outcome="none", pain=6.5),
+                 row(84, "drug_stop", "pregabalin", 300, "P4.no_response_switch"),
+                 row(84, "drug_stop", addon, 1, "P4.no_response_switch"),
+                 row(84, "transition", rule="P4.no_response_switch"),
+                 row(84, "drug_start", "duloxetine", 30, "P4.no_response_switch"),
+                 row(91, "dose_change", "duloxetine", 60, "P2.target_reached"),
+                 row(84 + 42, "evaluation", "duloxetine", 60, outcome="none", pain=6.5),
+                 row(84 + 42, "taper_start", "duloxetine", 60, "P7.tramadol_after_first_line"),
+                 row(84 + 42, "dose_change", "duloxetine", 30, "P5.taper_step")]
+    t0 = rows[-1]["day"]
+    if tramadol:
+        rows += [row(t0, "transition", rule="P7.tramadol_after_first_line"),
+                 row(t0, "safety_check", "tramadol", check="misuse_screen"),
+                 row(t0, "safety_check", "tramadol", check="treatment_agreement"),
+                 row(t0, "safety_check", "tramadol", check="serotonin_check"),
+                 row(t0, "drug_start", "tramadol", 100, "P7.tramadol_after_first_line"),
+                 row(t0 + 7, "dose_change", "duloxetine", 15, "P5.taper_step"),
+                 row(t0 + 7, "dose_change", "tramadol", 200, "P2.target_reached"),
+                 row(t0 + 14, "drug_stop", "duloxetine", 15, "P5.taper_complete"),
+                 row(t0 + 42, "evaluation", "tramadol", 200, outcome="none", pain=last_pain),
+                 row(t0 + 42, "taper_start", "tramadol", 200, "P8.prerequisites"),
+                 row(t0 + 42, "dose_change", "tramadol", 100, "P5.taper_step"),
+                 row(t0 + 42, "transition", rule="P8.prerequisites"),
+                 row(t0 + 42, "drug_start", "morphine", 30, "P8.prerequisites"),
+                 row(t0 + 49, "drug_stop", "tramadol", 100, "P5.taper_complete")]
+    else:
+        rows += [row(t0 + 7, "dose_change", "duloxetine", 15, "P5.taper_step"),
+                 row(t0 + 14, "drug_stop", "duloxetine", 15, "P5.taper_complete"),
+                 row(t0 + 14, "transition", rule="P8.prerequisites"),
+                 row(t0 + 14, "safety_check", "morphine", check="misuse_screen"),
+                 row(t0 + 14, "safety_check", "morphine", check="treatment_agreement"),
+                 row(t0 + 14, "drug_start", "morphine", 30, "P8.prerequisites")]
+    return rows
+
+
+def with_pain(rows, pain):
+    out = [dict(r) for r in rows]
+    last_eval = max(i for i, r in enumerate(out) if r["event"] == "evaluation")
+    out[last_eval]["pain_nrs"] = pain
+    return out
+
+
+def without(rows, event, check=None):
+    return [r for r in rows if not (r["event"] == event and (check is None or r["check"] == check))]
+
+
+# (invariant, patient facts, policy kwargs, violating rows, clean rows)
+CASES = [
+    ("dose_finite", {}, {}, start(0, "pregabalin", NAN), PREGABALIN_OK),
+    ("max_dose", {}, {"target_doses": {"pregabalin": 600}},
+     [*PREGABALIN_OK, row(14, "dose_change", "pregabalin", 450), row(21, "dose_change", "pregabalin", 600),
+      row(56, "evaluation", "pregabalin", 600, outcome="none", pain=6), row(56, "dose_change", "pregabalin", 750)],
+     [*PREGABALIN_OK, row(14, "dose_change", "pregabalin", 450), row(21, "dose_change", "pregabalin", 600)]),
+    ("tca_older_cardiac", {"cardiovascular_disease": True, "hepatic_disease": True}, {},
+     [*NORTRIPTYLINE_OK, row(21, "dose_change", "nortriptyline", 100, "P3.dose_optimisation")], NORTRIPTYLINE_OK),
+    ("renal_dose", {"crcl": 45.0}, {}, PREGABALIN_OK,
+     [*start(0, "pregabalin", 75), row(7, "dose_change", "pregabalin", 150, "P2.target_reached")]),
+    ("older_adult_start", {"age": 84.0}, {}, start(0, "pregabalin", 150),
+     [*start(0, "pregabalin", 75), row(14, "dose_change", "pregabalin", 150)]),
+    ("titration_schedule", {}, {}, [*start(0, "pregabalin", 150), row(3, "dose_change", "pregabalin", 300)],
+     PREGABALIN_OK),
+    ("intolerance_reduction", {}, {},
+     [*PREGABALIN_OK, row(10, "adverse_event", "pregabalin", 300),
+      row(10, "dose_change", "pregabalin", 75, "P4.intolerance_reduce")],
+     [*PREGABALIN_OK, row(10, "adverse_event", "pregabalin", 300),
+      row(10, "dose_change", "pregabalin", 150, "P4.intolerance_reduce")]),
+    ("adequate_trial", {}, {}, [*PREGABALIN_OK, row(14, "evaluation", "pregabalin", 300, outcome="none", pain=7)],
+     [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7)]),
+    ("tca_last_resort", {"cardiovascular_disease": True}, {}, NORTRIPTYLINE_OK, DULOXETINE_THEN_TCA),
+    ("tca_last_resort", {"glaucoma": True}, {}, duloxetine_then(NORTRIPTYLINE_OK[:-1]),
+     [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+      row(35, "drug_stop", "pregabalin", 300), *shift(duloxetine_then(NORTRIPTYLINE_OK[:-1]), 35)]),
+    ("tca_ecg", {}, {}, without(NORTRIPTYLINE_OK, "safety_check"), NORTRIPTYLINE_OK),
+    ("tca_cardiac", {"recent_mi": True}, {}, NORTRIPTYLINE_OK, start(0, "pregabalin", 150)),
+    ("duloxetine_hepatic", {"hepatic_disease": True}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
+     start(0, "pregabalin", 150)),
+    ("contraindication", {"crcl": 20.0}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
+     start(0, "pregabalin", 150 * 0.25)),
+    ("serotonin_check", {"ssri_use": True}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
+     [row(0, "transition", rule="P1.duloxetine_first"),
+      row(0, "safety_check", "duloxetine", check="serotonin_check", rule="P5.serotonin_check_snri"),
+      row(0, "drug_start", "duloxetine", 30, "P1.duloxetine_first")]),
+    ("serotonin_check", {}, {}, without(escalation(), "safety_check", "serotonin_check"), escalation()),
+    ("taper", {}, {},
+     [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+      row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7), row(35, "drug_stop", "duloxetine", 60)],
+     [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+      row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7), row(35, "taper_start", "duloxetine", 60),
+      row(35, "dose_change", "duloxetine", 30, "P5.taper_step"), row(42, "dose_change", "duloxetine", 15, "P5.taper_step"),
+      row(49, "drug_stop", "duloxetine", 15, "P5.taper_complete")]),
+    ("taper", {}, {},  # too fast: the schedule (2 steps x 7 days) is not followed
+     [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+      row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7), row(35, "taper_start", "duloxetine", 60),
+      row(35, "dose_change", "duloxetine", 30, "P5.taper_step"), row(36, "drug_stop", "duloxetine", 30, "P5.taper_complete")],
+     [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+      row(20, "adverse_event", "duloxetine", 60), row(20, "drug_stop", "duloxetine", 60, "X.serious_event")]),
+    ("cipn_no_tca_gabapentinoid", {"etiology": "cipn_platinum"}, {}, NORTRIPTYLINE_OK,
+     start(0, "duloxetine", 30, "P1.duloxetine_cipn")),
+    ("topical_indication", {}, {}, start(0, "lidocaine_5pct", 1, "P6.topical_localized"),
+     start(0, "pregabalin", 150)),
+    ("topical_indication", {"localized": True}, {}, start(0, "lidocaine_5pct", 1, "P6.topical_localized"),
+     start(0, "capsaicin_8pct", 1, "P6.topical_localized")),
+    ("tramadol_after_first_line", {}, {},
+     [row(0, "safety_check", "tramadol", check="misuse_screen"),
+      row(0, "safety_check", "tramadol", check="treatment_agreement"), *start(0, "tramadol", 100, "P7")],
+     escalation()),
+    ("opioid_screen", {}, {}, without(escalation(), "safety_check", "misuse_screen"), escalation()),
+    ("strong_opioid_prerequisites", {}, {},
+     [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+      row(35, "drug_stop", "pregabalin", 300, "P8.prerequisites"),
+      row(35, "safety_check", "morphine", check="misuse_screen"),
+      row(35, "safety_check", "morphine", check="treatment_agreement"),
+      *start(35, "morphine", 30, "P8.prerequisites")], escalation()),
+    ("strong_opioid_prerequisites", {"localized": True, "allodynia": True}, {},  # oral + topical is no combination
+     escalation(combination=("pregabalin", "lidocaine_5pct")), escalation()),
+    ("strong_opioid_prerequisites", {}, {}, escalation(tramadol=False), escalation()),
+    ("strong_opioid_nrs", {}, {}, escalation(last_pain=3.0), escalation(last_pain=4.0)),
+    ("strong_opioid_hiv", {"etiology": "hiv_neuropathy"}, {}, escalation(),
+     [r for r in escalation() if r["drug"] != "morphine" and r["event"] != "transition"]),
+    ("opioid_smallest_dose", {}, {},
+     [*escalation(), row(400, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3),
+      row(407, "dose_change", "morphine", 60)],
+     [*escalation(), row(400, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="none", pain=6),
+      row(407, "dose_change", "morphine", 60),
+      row(414, "evaluation", "morphine", 60, "P8.titrate_to_response", outcome="relief", pain=3)]),
+    ("rule_ids", {}, {}, [row(0, "transition", rule="P99.nothing"), row(0, "drug_start", "pregabalin", 150, "P1")],
+     PREGABALIN_OK),
+    ("rule_ids", {}, {}, [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P2.titration_step")],
+     [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P4.intolerance_reduce")]),
+]
+
+
+@pytest.mark.parametrize(("name", "facts", "policy", "bad", "good"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_invariant_reports_violation_and_passes_clean(name, facts, policy, bad, good):
+    """Protects each invariant: a hand-made violating trajectory is reported under it, a clean one passes all."""
+    assert name in inv.BY_NAME
+    pol = Policy(**policy)
+    report = run(bad, pol, **facts)
+    assert name in violated(report), [(v.invariant, v.detail) for v in report.violations()]
+    assert all(v.replication == 0 and v.patient == 0 for v in report.violations())
+    clean = run(good, pol, **facts)
+    assert clean.ok, [(v.invariant, v.detail) for v in clean.violations()]
+
+
+def test_every_invariant_has_a_hand_made_case():
+    """Protects the oracle's coverage: no invariant goes without a violating and a clean trajectory."""
+    assert {c[0] for c in CASES} == {i.name for i in INVARIANTS}
+
+
+def test_target_doses_600_is_not_a_titration_violation():
+    """Protects agreement on legal options (v0.1: target_doses {pregabalin: 600} gave 631 false
+    titration_schedule violations): the schedule beyond its target goes on with its last increment."""
+    rows = [*PREGABALIN_OK, row(14, "dose_change", "pregabalin", 450), row(21, "dose_change", "pregabalin", 600,
+                                                                            "P2.target_reached"),
+            row(49, "evaluation", "pregabalin", 600, outcome="none", pain=7)]
+    assert run(rows, Policy(target_doses={"pregabalin": 600})).ok
+    too_fast = [*PREGABALIN_OK, row(8, "dose_change", "pregabalin", 450)]
+    assert "titration_schedule" in violated(run(too_fast, Policy(target_doses={"pregabalin": 600})))
+
+
+def test_dose_optimisation_after_trial_passes_and_is_judged_again():
+    """Protects P3 dose optimisation: raising toward the maximum after a trial is legal, and a failure
+    judged right after the raise is reported (an adequate trial at target is still required)."""
+    opt = [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+           row(35, "dose_change", "pregabalin", 450, "P3.dose_optimisation"),
+           row(42, "dose_change", "pregabalin", 600, "P3.dose_optimisation"),
+           row(70, "evaluation", "pregabalin", 600, outcome="none", pain=7)]
+    assert run(opt).ok
+    reduced = [*PREGABALIN_OK, row(10, "adverse_event", "pregabalin", 300),
+               row(10, "dose_change", "pregabalin", 150, "P4.intolerance_reduce"),
+               row(35, "evaluation", "pregabalin", 150, outcome="none", pain=7)]
+    assert run(reduced).ok  # judged at the highest tolerated dose
+    early = [*PREGABALIN_OK, row(20, "evaluation", "pregabalin", 300, outcome="none", pain=7)]
+    assert "adequate_trial" in violated(run(early))
+
+
+def test_declared_departures_and_policy_options_are_reported_as_declared():
+    """Protects declared departures: the same violation under a declared departure is reported as declared
+    and does not fail the check."""
+    rows = [*start(0, "pregabalin", 150), row(3, "dose_change", "pregabalin", 300)]
+    report = run(rows, Policy(titration_speed=0.5, declared_departures=["fast_titration"]))
+    assert report.ok and report.n_declared == 1
+    assert report.by_invariant()["titration_schedule"].status == "declared departure"
+
+
+def test_renal_older_start_combines_factors():
+    """Protects P2 + P5 together: an older adult in renal impairment starts at the older dose times the band."""
+    assert "older_adult_start" in violated(run(start(0, "pregabalin", 75), age=80.0, crcl=45.0))
+    assert run([*start(0, "pregabalin", 37.5), row(14, "dose_change", "pregabalin", 75)], age=80.0, crcl=45.0).ok
+
+
+def test_oracle_does_not_import_the_engine():
+    """Protects independence: simulator.invariants imports neither the engine nor its safety, policy,
+    patient, pathway or clinical helpers, at module level or inside a function."""
+    tree = ast.parse(Path(inv.__file__).read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ("simulator." + node.module) if node.level and node.module else (node.module or "simulator")
+            imported.add(base)
+            imported |= {f"{base}.{a.name}" for a in node.names}
+    bad = sorted(m for m in imported if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS))
+    assert not bad, f"simulator.invariants imports engine code: {bad}"
+    assert "simulator.catalog" in imported and "simulator.rules" in imported
+
+
+def test_unknown_patient_is_an_error():
+    """Protects the replay: events of a patient missing from the patients table are refused, not skipped."""
+    ev = table(start(0, "pregabalin", 150))
+    ev["patient"] = 5
+    with pytest.raises(ValueError, match="patient 5"):
+        check_events(ev, pd.DataFrame([BASE_PATIENT]), Policy())
+
+
+def test_policy_options_that_turn_a_rule_off_are_declared():
+    """Protects policy options outside the guideline (cipn_exclusions: false, strong_opioid.hiv: caution):
+    their trajectories are reported as declared departures, not as failures, and not hidden either."""
+    from types import SimpleNamespace
+
+    cipn_off = SimpleNamespace(declared_departures=[], cipn_exclusions=False)
+    pats = pd.DataFrame([{**BASE_PATIENT, "etiology": "cipn_taxane"}])
+    report = check_events(table(NORTRIPTYLINE_OK), pats, cipn_off)
+    assert report.ok and report.by_invariant()["cipn_no_tca_gabapentinoid"].status == "declared departure"
+    hiv_ok = SimpleNamespace(declared_departures=[], strong_opioid=SimpleNamespace(hiv="caution"))
+    pats = pd.DataFrame([{**BASE_PATIENT, "etiology": "hiv_neuropathy"}])
+    report = check_events(table(escalation()), pats, hiv_ok)
+    assert report.ok and len(report.by_invariant()["strong_opioid_hiv"].declared) == 1
+
+
+def test_dose_optimisation_no_faster_than_the_schedule():
+    """Protects P13 within a line: an increase after the trial still takes the schedule's interval
+    (450 -> 600 mg pregabalin needs 7 days), even though the line started long before."""
+    base = [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+            row(35, "dose_change", "pregabalin", 450, "P3.dose_optimisation")]
+    assert "titration_schedule" in violated(run([*base, row(36, "dose_change", "pregabalin", 600,
+                                                            "P3.dose_optimisation")]))
+    assert run([*base, row(42, "dose_change", "pregabalin", 600, "P3.dose_optimisation")]).ok
+    # in renal impairment the same pace applies to the scaled doses (x 1/2 at CrCl 45)
+    renal = [*start(0, "pregabalin", 75), row(7, "dose_change", "pregabalin", 150, "P2.target_reached"),
+             row(35, "evaluation", "pregabalin", 150, outcome="none", pain=7),
+             row(35, "dose_change", "pregabalin", 225, "P3.dose_optimisation")]
+    assert "titration_schedule" in violated(run([*renal, row(37, "dose_change", "pregabalin", 300)], crcl=45.0))
+    assert run([*renal, row(42, "dose_change", "pregabalin", 300, "P3.dose_optimisation")], crcl=45.0).ok
+
+
+def test_docs_list_every_invariant():
+    """Protects the documentation: docs/invariants.md has a row for each invariant with its rule id."""
+    text = (Path(__file__).parent.parent / "docs" / "invariants.md").read_text()
+    for i in INVARIANTS:
+        assert f"| `{i.name}` | `{i.rule}` |" in text, i.name
+
+
+def test_policy_start_dose_only_up_to_the_seeds_start():
+    """Protects P2/P13 on the start_doses option: duloxetine at 60 mg from day 0 is a seed position (S001);
+    pregabalin at 300 mg from day 0 is a fast titration, whatever the policy says."""
+    from types import SimpleNamespace
+
+    dul = SimpleNamespace(declared_departures=[], start_doses={"duloxetine": 60.0})
+    pats = pd.DataFrame([BASE_PATIENT])
+    assert check_events(table(start(0, "duloxetine", 60, "P1.duloxetine_first")), pats, dul).ok
+    preg = SimpleNamespace(declared_departures=[], start_doses={"pregabalin": 300.0})
+    report = check_events(table(start(0, "pregabalin", 300)), pats, preg)
+    assert "titration_schedule" in violated(report)
+
+
+def test_policy_start_dose_shifts_the_schedule():
+    """Protects agreement on start_doses + a higher target: duloxetine started at 60 may reach 90 one
+    interval later (the schedule's own pace from 60), not sooner."""
+    from types import SimpleNamespace
+
+    pol = SimpleNamespace(declared_departures=[], start_doses={"duloxetine": 60.0}, target_doses={"duloxetine": 120})
+    pats = pd.DataFrame([BASE_PATIENT])
+    ok = [*start(0, "duloxetine", 60, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 90),
+          row(14, "dose_change", "duloxetine", 120, "P2.target_reached")]
+    assert check_events(table(ok), pats, pol).ok
+    fast = [*start(0, "duloxetine", 60, "P1.duloxetine_first"), row(3, "dose_change", "duloxetine", 90)]
+    assert "titration_schedule" in violated(check_events(table(fast), pats, pol))
