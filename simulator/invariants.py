@@ -575,7 +575,7 @@ class Checker:
         out_c, ch_c, ru_c = cols["outcome"], cols["check"], cols["rule"]
         for k in rows:
             ev, name, dose, rule, day = ev_c[k], dr_c[k], do_c[k], ru_c[k], days[k]
-            if ev in ("assessment", "evaluation") and pn_c[k] is not None:
+            if ev in ("assessment", "evaluation", "maintenance_visit") and pn_c[k] is not None:  # issue 10 visits
                 t.last_nrs = float(pn_c[k])
             if ev in DECISION_EVENTS:
                 self._touch("rule_ids", key)
