@@ -131,7 +131,7 @@ def test_check_catches_an_engine_that_skips_reassessment(monkeypatch):
 
     import simulator.engine as engine
     from simulator.care import Maintenance
-    from simulator.invariants import check_scenario
+    from simulator.invariants import check_run
 
     broken = Maintenance.model_construct(visit_interval_days=200, opioid_visit_interval_days=200,
                                          confirm_loss=True, relapse=True)
@@ -144,6 +144,6 @@ def test_check_catches_an_engine_that_skips_reassessment(monkeypatch):
     monkeypatch.setattr(engine.Simulation, "__init__", patched)
     sc = load_scenario("scenarios/guideline.yaml")
     sc = sc.model_copy(update={"policy": Policy.model_validate(OPIOID_POLICY)})
-    _, report = check_scenario(sc, patients=800, seed=2)
+    report = check_run(simulate(sc, patients=800, seed=2))
     res = next(r for r in report.results if r.invariant.name == "strong_opioid_reassessed")
     assert res.applicable > 50 and len(res.violations) > 10
