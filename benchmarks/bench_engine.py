@@ -24,7 +24,7 @@ from simulator.clinical import compile_model  # noqa: E402
 from simulator.cohort import generate_cohort  # noqa: E402
 from simulator.engine import EngineConfig, Simulation  # noqa: E402
 from simulator.policy import PolicyContext  # noqa: E402
-from simulator.runner import simulate  # noqa: E402
+from simulator.runner import replication_setup, simulate  # noqa: E402
 from simulator.scenario import load_scenario  # noqa: E402
 
 
@@ -41,8 +41,10 @@ def main() -> None:
     tables = compile_model()
     ctx = PolicyContext.build(sc.policy, tables)
     t0 = time.perf_counter()
-    cohort = generate_cohort(sc.cohort_spec, sc.patients, sc.seed, 0)
-    sim = Simulation(ctx, cohort, EngineConfig(float(sc.horizon_days), sc.specialist.slots(sc.patients), sc.seed), 0)
+    n, entry, clinic = replication_setup(sc, 0, tables.specialist["consult_days"])
+    cohort = generate_cohort(sc.cohort_spec, n, sc.seed, 0)
+    config = EngineConfig(float(sc.horizon_days), clinic.consults_per_week, sc.seed, clinic=clinic, entry_days=entry)
+    sim = Simulation(ctx, cohort, config, 0)
     t1 = time.perf_counter()
     ev = sim.run()
     t2 = time.perf_counter()

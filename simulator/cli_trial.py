@@ -11,12 +11,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .calibrate import FULL_PATIENTS, run_battery
+from .calibrate import FULL_PATIENTS, run_battery, write_report
 from .cli import console, friendly
 from .cli import main as _main
 from .errors import InputError
 from .parameters import all_parameters, missing, render
-from .trial import TrialSpec, run_trial
+from .trial import TrialDesignFile, TrialSpec, load_design, protocol_design, run_trial
 
 
 def _pct(x: float | None) -> str:
@@ -32,53 +32,133 @@ def _write(path: str, text: str) -> None:
     tmp.replace(p)
 
 
+def _ci(r: dict | None, none: str = "-") -> str:
+    if not r:
+        return none
+    if not r.get("nnt"):
+        return "no difference"
+    lo, hi = r["ci_low"], r["ci_high"]
+    return f"{r['nnt']:.1f} ({lo:.1f}-{'inf' if hi is None else f'{hi:.1f}'})"
+
+
 @_main.command()
-@click.option("--cohort", "cohort", required=True, help="Trial population (cohort YAML), e.g. cohorts/trials/dpn.yaml.")
-@click.option("--arm", "arms", multiple=True, required=True, help="DRUG[:DOSE][+DRUG[:DOSE]] or placebo; repeat.")
-@click.option("--weeks", type=float, required=True, help="Trial (or period) length in weeks.")
-@click.option("--patients", type=int, default=2000, show_default=True, help="Patients randomised.")
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--design", type=click.Choice(["parallel", "crossover"]), default="parallel", show_default=True)
+@click.option("--design", "design_file", default=None,
+              help="Trial-design YAML (arms with steps, criteria, lead-in, endpoints); see README 'Virtual trials'.")
+@click.option("--scenario", "scenario_file", default=None,
+              help="Run a scenario's protocol policy (policy.protocol) as a trial: the protocol's rules govern.")
+@click.option("--cohort", "cohort", default=None, help="Trial population (cohort YAML), e.g. cohorts/trials/dpn.yaml.")
+@click.option("--arm", "arms", multiple=True, help="DRUG[:DOSE][+DRUG[:DOSE]] or placebo; repeat.")
+@click.option("--weeks", type=float, default=None, help="Trial (or period) length in weeks.")
+@click.option("--patients", type=int, default=None, help="Patients randomised [default: 2000 or the design's].")
+@click.option("--seed", type=int, default=None, help="Seed [default: 1 or the design's].")
+@click.option("--design-type", "design", type=click.Choice(["parallel", "crossover"]), default="parallel",
+              show_default=True, help="With --arm: parallel or crossover.")
+@click.option("--placebo-scale", type=float, default=1.0, show_default=True,
+              help="With --arm: trial-population modifier of the nonspecific (placebo) responder share.")
+@click.option("--blinding", type=click.Choice(["double_blind", "open_label"]), default="double_blind",
+              show_default=True, help="With --arm: open_label raises the nonspecific response (expectation).")
 @click.option("--json", "json_out", default=None, help="Also write the results as JSON to this file.")
+@click.option("--patients-out", default=None, help="Write one row per patient (and period) to this Parquet file.")
 @friendly
-def trial(cohort: str, arms: tuple[str, ...], weeks: float, patients: int, seed: int, design: str,
-          json_out: str | None) -> None:
-    """Run a virtual randomised trial with fixed arms (no pathway decisions)."""
-    res = run_trial(TrialSpec(cohort, arms, weeks, patients, seed, design))  # type: ignore[arg-type]
-    t = Table(title=f"Virtual {design} trial, {weeks:g} weeks, {patients} patients (seed {seed}; BOCF)")
-    for col in ("arm", "n", ">=30%", ">=50%", "NNT50 (95% CI)", "mean change", "AE withdrawal",
-                "median days to 1-pt", "adverse events"):
+def trial(design_file: str | None, scenario_file: str | None, cohort: str | None, arms: tuple[str, ...], weeks: float | None,
+          patients: int | None, seed: int | None, design: str, placebo_scale: float, blinding: str,
+          json_out: str | None, patients_out: str | None) -> None:
+    """Run a virtual trial: fixed arms (--arm) or a protocol from a trial-design file (--design)."""
+    if scenario_file:
+        if design_file or arms or cohort or weeks is not None:
+            raise InputError("--scenario cannot be combined with --design, --cohort, --arm or --weeks",
+                             field="--scenario", fix="use one way to describe the trial")
+        spec = protocol_design(scenario_file)
+        changes = {k: v for k, v in (("patients", patients), ("seed", seed)) if v is not None}
+        if changes:
+            spec = TrialDesignFile.model_validate({**spec.model_dump(), **changes})
+    elif design_file:
+        if arms or cohort or weeks is not None:
+            raise InputError("--design cannot be combined with --cohort, --arm or --weeks", field="--design",
+                             fix="put the cohort, arms and weeks in the design file, or drop --design")
+        spec = load_design(design_file)
+        changes = {k: v for k, v in (("patients", patients), ("seed", seed)) if v is not None}
+        if changes:
+            spec = spec.model_copy(update=changes)
+            spec = TrialDesignFile.model_validate(spec.model_dump())
+    else:
+        if not cohort or not arms or weeks is None:
+            raise InputError("a trial needs --cohort, at least one --arm and --weeks (or a --design file)",
+                             field="--arm", fix="e.g. --cohort cohorts/trials/dpn.yaml --arm pregabalin:300 --arm placebo --weeks 12")
+        spec = TrialSpec(cohort, arms, weeks, 2000 if patients is None else patients, 1 if seed is None else seed,
+                         design, placebo_scale, blinding=blinding)  # type: ignore[arg-type]
+    for out in (json_out, patients_out):
+        if out and not Path(out).parent.exists():
+            raise InputError("the output folder does not exist", file=out, fix="create the folder or choose another path")
+    res = run_trial(spec, keep_patients=bool(patients_out), file=design_file)
+    p = res.spec
+    t = Table(title=f"Virtual {p.design} trial '{p.name}', {p.days} days per period, {p.patients} patients "
+                    f"(seed {p.seed}); {res.analysis}")
+    for col in ("arm / branch", "n", ">=30%", ">=50%", "NNT50 (95% CI)", "change (since entry)", "withdrawn AE / dropout",
+                "AE intolerance, NNH", "any AE (mod-sev)", "days to 1-pt / 30%", "escalated, capped, excluded"):
         t.add_column(col)
     for a in res.arms:
-        n50 = a.nnt50
-        if n50 and n50.get("nnt"):
-            lo, hi = n50["ci_low"], n50["ci_high"]
-            nnt_txt = f"{n50['nnt']:.1f} ({lo:.1f}-{'inf' if hi is None else f'{hi:.1f}'})"
-        else:
-            nnt_txt = "-" if not n50 else "no benefit"
-        aes = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(a.ae_incidence.items(), key=lambda kv: -kv[1]) if v > 0)
-        t.add_row(a.label, str(a.n), _pct(a.responders30), _pct(a.responders50), nnt_txt, f"{a.mean_change:+.2f}",
-                  _pct(a.ae_withdrawal), "-" if a.onset_median_days is None else f"{a.onset_median_days:g}", aes or "-")
+        since = "" if a.mean_change_since_entry is None else f" ({a.mean_change_since_entry:+.2f})"
+        d1 = "-" if a.onset_median_days is None else f"{a.onset_median_days:g}"
+        d3 = "-" if a.onset_30_median_days is None else f"{a.onset_30_median_days:g}"
+        t.add_row(a.label, str(a.n), _pct(a.responders30), _pct(a.responders50), _ci(a.nnt50),
+                  f"{a.mean_change:+.2f}{since}", f"{_pct(a.withdrawn)} / {_pct(a.dropped_out)}",
+                  f"{_pct(a.ae_withdrawal)}, {_ci(a.nnh_ae_withdrawal)}",
+                  f"{_pct(a.any_ae)} ({_pct(a.any_ae_moderate_severe)})", f"{d1} / {d3}",
+                  f"{_pct(a.escalated)}, {_pct(a.dose_capped)}, {sum(a.excluded.values())}")
     console.print(t)
+    types = sorted({k for a in res.arms for k, v in a.ae_incidence.items() if v > 0},
+                   key=lambda k: -max(a.ae_incidence.get(k, 0.0) for a in res.arms))
+    if types:
+        ae = Table(title="Adverse events: any grade (moderate to severe)")
+        ae.add_column("adverse event")
+        for a in res.arms:
+            ae.add_column(a.label)
+        for k in types:
+            ae.add_row(k, *[f"{_pct(a.ae_incidence.get(k, 0.0))} ({_pct(a.ae_moderate_severe.get(k, 0.0))})" for a in res.arms])
+        t = ae
+    console.print(t)
+    excluded = {k: v for a in res.arms for k, v in a.excluded.items()}
+    if excluded:
+        console.print("Logged exclusions (a step the guideline's gates did not allow): "
+                      + ", ".join(f"{k} x{v}" for k, v in excluded.items()))
+    if res.screened > p.patients:
+        console.print(f"Screened {res.screened} to enrol {p.patients} (inclusion criteria).")
+    if res.lead_in_excluded:
+        console.print(f"Lead-in: {res.lead_in_excluded} of {p.patients} were not inadequate responders and were not randomised.")
     if json_out:
         _write(json_out, json.dumps(res.as_dict(), indent=2))
         console.print(f"JSON written to {json_out}")
+    if patients_out:
+        tmp = Path(patients_out).with_name(Path(patients_out).name + ".tmp")
+        res.patients.to_parquet(tmp, index=False)
+        tmp.replace(patients_out)
+        console.print(f"{len(res.patients)} patient rows written to {patients_out}")
 
 
 @_main.command()
 @click.option("--patients", type=int, default=FULL_PATIENTS, show_default=True, help="Patients per trial.")
 @click.option("--seed", type=int, default=2015, show_default=True)
 @click.option("--out", default=None, help="Write the checks as JSON to this file.")
+@click.option("--report", "report_dir", default=None,
+              help="Write the calibration report (calibration.md, one plot per target family) to this folder.")
+@click.option("--readme", default=None, help="With --report: regenerate the calibration table of this README.")
 @friendly
-def calibrate(patients: int, seed: int, out: str | None) -> None:
+def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None) -> None:
     """Run the calibration battery; exit 1 if any target fails."""
+    if readme and not report_dir:
+        raise InputError("--readme needs --report", field="--readme", fix="add --report DIR")
+    if readme and not Path(readme).is_file():
+        raise InputError("the README does not exist", file=readme, fix="name the README.md to update")
     checks = run_battery(patients, seed)
     t = Table(title=f"Calibration battery ({patients} patients per trial, seed {seed})")
-    for col in ("target", "arm", "metric", "published", "simulated", "tolerance", "pass"):
+    for col in ("target", "arm", "metric", "published", "simulated (95% CI)", "tolerance", "pass"):
         t.add_column(col)
     for c in checks:
         tg = c.target
         sim = "-" if c.simulated is None else f"{c.simulated:.3g}"
+        if c.ci is not None and c.simulated is not None:
+            sim += f" ({c.ci[0]:.3g} to {c.ci[1]:.3g})"
         t.add_row(tg.id, tg.arm, tg.metric, f"{tg.target:g}", sim, c.rule,
                   "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
     console.print(t)
@@ -86,6 +166,9 @@ def calibrate(patients: int, seed: int, out: str | None) -> None:
     console.print(f"{len(checks) - n_fail} of {len(checks)} targets pass.")
     if out:
         _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks]}, indent=2))
+    if report_dir:
+        files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None)
+        console.print(f"Calibration report: {len(files)} files written ({report_dir}/calibration.md)")
     if n_fail:
         sys.exit(1)
 

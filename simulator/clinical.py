@@ -7,9 +7,14 @@ Structure (each piece's numbers, sources and evidence tags are in the YAML):
   ``responder_mean``, otherwise around ``nonresponder_mean``; it builds up with time constant
   ``onset_days`` from the first visit. Responses in neuropathic-pain trials are bimodal (Moore 2014),
   hence the mixture.
-* **Drug response.** Each patient carries a latent responsiveness per drug class, correlated across
-  classes (Gaussian copula, ``responsiveness_correlation``). At dose ``x`` of drug ``d`` the patient is
-  a responder when that latent uniform is below ``responder_prob_d(x) * etiology_modifier_d``; a
+* **Nonspecific share by etiology**: ``placebo_r50[etiology]`` (Arakawa 2015) times one calibrated
+  factor, ``share_per_placebo_r50`` (CIPN has its own fitted share).
+* **Drug response.** Each patient carries a latent responsiveness per drug: a patient factor
+  (refractoriness, ``responsiveness_correlation`` across classes), a class factor
+  (``within_class_correlation``) and the drug's own factor (Gaussian copula; see :class:`Latents`). Part of
+  it drifts over weeks (``responsiveness_drift``), as does membership of the nonspecific responders. At
+  dose ``x`` of drug ``d`` the patient is a responder on a day when the latent uniform of that day is
+  below ``responder_prob_d(x) * etiology_modifier_d``; a
   responder's extra fractional reduction of the remaining pain is drawn around ``effect_mean_d`` and
   builds up with time constant ``onset_days_d`` from the drug's start. A non-responder still gets a
   partial effect: ``nonresponder_effect_d`` times the effect he would have had as a responder, scaled by
@@ -24,6 +29,8 @@ Structure (each piece's numbers, sources and evidence tags are in the YAML):
 * **Adverse events** per drug and type: incidence over a trial at the dose reached (interpolated by
   dose), onset time exponential with the drug's median onset; an event ends the drug with a
   probability chosen so that the trial's withdrawal-for-adverse-events rate is reproduced.
+* **Placebo (nocebo) adverse events** of a patient on placebo alone (trial placebo arms), and **grades**
+  (mild, moderate, severe; ``ae_severity``) of every event in trial reports.
 * **Serious events**, named parameters: falls (older adults on sedating drugs), serotonin syndrome
   (serotonergic combination), opioid misuse and respiratory depression, cardiac events on TCAs.
 
@@ -136,11 +143,71 @@ class DrugResponse(Strict):
 
 
 class Nonspecific(Strict):
-    responder_share: PerEtiology
+    placebo_r50: PerEtiology
+    share_per_placebo_r50: Num
+    responder_share_override: PerEtiology | None = None
     responder_mean: Num
     nonresponder_mean: Num
     sd: Num
     onset_days: Num
+    onset_sd_log: Num | None = None
+
+    def responder_share(self, etiology: str) -> float:
+        """Share of nonspecific (placebo) responders of an etiology: the override where one is given,
+        else ``placebo_r50[etiology] * share_per_placebo_r50`` (clipped to 1)."""
+        o = self.responder_share_override
+        if o is not None and etiology in o.value:
+            return o.value[etiology]
+        return min(1.0, self.placebo_r50.of(etiology) * self.share_per_placebo_r50.value)
+
+
+class PerType(Strict):
+    """A value per adverse-event type, with a default for the types not named."""
+
+    value: dict[str, float]
+    default: float
+    unit: str = ""
+    source: str = Field(min_length=1)
+    tag: Tag
+
+    def of(self, ae_type: str) -> float:
+        return self.value.get(ae_type, self.default)
+
+
+class Severity(Strict):
+    """Grades of adverse events: the share that is moderate or severe, and the share that is severe."""
+
+    moderate_or_severe: PerType
+    severe: PerType
+
+    @model_validator(mode="after")
+    def _shares(self) -> Severity:
+        names = set(self.moderate_or_severe.value) | set(self.severe.value) | {"default"}
+        for t in names:
+            ms = self.moderate_or_severe.default if t == "default" else self.moderate_or_severe.of(t)
+            sv = self.severe.default if t == "default" else self.severe.of(t)
+            if not 0.0 <= sv <= ms <= 1.0:
+                raise ValueError(f"ae_severity {t}: need 0 <= severe <= moderate_or_severe <= 1 (got {sv}, {ms})")
+        return self
+
+    def of(self, ae_type: str) -> tuple[float, float, float]:
+        """(mild, moderate, severe) shares."""
+        ms, sv = self.moderate_or_severe.of(ae_type), self.severe.of(ae_type)
+        return (1.0 - ms, ms - sv, sv)
+
+
+class PlaceboResponse(Strict):
+    """Nocebo adverse events of a patient on placebo alone (trial placebo arms)."""
+
+    adverse_events: dict[str, Num]
+    ae_withdrawal: Num
+    ae_onset_median_days: Num
+
+
+class Expectation(Strict):
+    """Expectation effect of the trial's blinding on the nonspecific responder share."""
+
+    open_label: Num
 
 
 class Serious(Strict):
@@ -205,10 +272,22 @@ class Specialist(Strict):
     conservative_relief_prob: Num
 
 
+class Drift(Strict):
+    """Time-varying responsiveness: a share of the latent responsiveness drifts over time (see draw_latents)."""
+
+    share: Num
+    time_scale_days: Num
+
+
 class ClinicalModel(Strict):
     nonspecific: Nonspecific
     drugs: dict[str, DrugResponse]
+    placebo: PlaceboResponse
+    ae_severity: Severity
+    expectation: Expectation
     responsiveness_correlation: Num
+    within_class_correlation: Num
+    responsiveness_drift: Drift
     combination_factor: Num
     visit_noise_sd: Num
     serious: Serious
@@ -218,10 +297,21 @@ class ClinicalModel(Strict):
 
     @model_validator(mode="after")
     def _probabilities(self) -> ClinicalModel:
-        for name in ("responsiveness_correlation",):
-            v = getattr(self, name).value
-            if not -0.99 <= v <= 0.99:
-                raise ValueError(f"{name} must be between -0.99 and 0.99")
+        rho, w = self.responsiveness_correlation.value, self.within_class_correlation.value
+        if not 0.0 <= rho <= w <= 0.99:
+            raise ValueError("responsiveness_correlation and within_class_correlation must satisfy "
+                             f"0 <= responsiveness_correlation <= within_class_correlation <= 0.99 (got {rho}, {w})")
+        for k, a in self.placebo.adverse_events.items():
+            if not 0.0 <= a.value <= 1.0:
+                raise ValueError(f"placebo.adverse_events.{k} is {a.value}, a probability outside [0, 1]")
+        if not 0.0 <= self.placebo.ae_withdrawal.value <= 1.0:
+            raise ValueError("placebo.ae_withdrawal is a probability in [0, 1]")
+        if not 0.0 <= self.responsiveness_drift.share.value <= 1.0:
+            raise ValueError("responsiveness_drift.share is a share of variance in [0, 1]")
+        if self.responsiveness_drift.time_scale_days.value <= 0:
+            raise ValueError("responsiveness_drift.time_scale_days must be positive")
+        if self.expectation.open_label.value < 0:
+            raise ValueError("expectation.open_label is a multiplier and must not be negative")
         probs = {
             "combination_factor": self.combination_factor.value,
             "follow_up.dropout_after_failed_line": self.follow_up.dropout_after_failed_line.value,
@@ -332,7 +422,11 @@ class ModelTables:
     ns_non_mean: float
     ns_sd: float
     ns_onset: float
+    ns_onset_sd_log: float
     corr: float
+    within_corr: float
+    drift_share: float
+    drift_days: float
     combination_factor: float
     noise_sd: float
     serious: dict[str, float]
@@ -342,6 +436,12 @@ class ModelTables:
     intervention_success: tuple[float, ...]
     persistence: dict[str, float] = field(default_factory=dict)
     non_ae_stop_per_year: tuple[float, ...] = ()  # per drug (catalogue order)
+    placebo_ae_types: tuple[int, ...] = ()  # global AE type codes of nocebo events on placebo
+    placebo_ae_incidence: tuple[float, ...] = ()
+    placebo_ae_withdrawal: float = 0.0
+    placebo_ae_onset_median: float = 7.0
+    ae_severity: tuple[tuple[float, float, float], ...] = ()  # (mild, moderate, severe) share per AE type code
+    open_label_multiplier: float = 1.0
 
 
 SERIOUS_TYPES: tuple[str, ...] = ("fall", "serotonin_syndrome", "opioid_misuse", "respiratory_depression",
@@ -358,6 +458,9 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
             if t not in ae_names:
                 ae_names.append(t)
     ae_names.extend(t for t in SERIOUS_TYPES if t not in ae_names)
+    ae_names.extend(t for t in model.placebo.adverse_events if t not in ae_names)
+    if len(catalog.drugs) > MAX_DRUGS:
+        raise ValueError(f"the model has room for {MAX_DRUGS} drugs (MAX_DRUGS), the catalogue has {len(catalog.drugs)}")
     slot = 0
     tables: list[DrugTable] = []
     for i, (name, drug) in enumerate(catalog.drugs.items()):
@@ -400,10 +503,13 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
     sp = model.specialist
     return ModelTables(
         drugs=tuple(tables), by_name={t.name: t for t in tables}, ae_types=tuple(ae_names), n_ae_slots=slot,
-        ns_share=tuple(model.nonspecific.responder_share.of(e) for e in ETIOLOGY_NAMES),
+        ns_share=tuple(model.nonspecific.responder_share(e) for e in ETIOLOGY_NAMES),
         ns_resp_mean=model.nonspecific.responder_mean.value, ns_non_mean=model.nonspecific.nonresponder_mean.value,
         ns_sd=model.nonspecific.sd.value, ns_onset=model.nonspecific.onset_days.value,
-        corr=model.responsiveness_correlation.value, combination_factor=model.combination_factor.value,
+        ns_onset_sd_log=model.nonspecific.onset_sd_log.value if model.nonspecific.onset_sd_log else 0.0,
+        corr=model.responsiveness_correlation.value, within_corr=model.within_class_correlation.value,
+        drift_share=model.responsiveness_drift.share.value, drift_days=model.responsiveness_drift.time_scale_days.value,
+        combination_factor=model.combination_factor.value,
         noise_sd=model.visit_noise_sd.value,
         serious={
             "falls_per_year": s.falls_per_year_older_sedated.value, "falls_min_age": s.falls_min_age.value,
@@ -427,6 +533,12 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
                      "early_stop_multiplier": model.persistence.early_stop_multiplier.value,
                      "early_days": model.persistence.early_days.value},
         non_ae_stop_per_year=tuple(model.persistence.non_ae_stop_per_year.of(t.drug_class) for t in tables),
+        placebo_ae_types=tuple(ae_names.index(t) for t in model.placebo.adverse_events),
+        placebo_ae_incidence=tuple(a.value for a in model.placebo.adverse_events.values()),
+        placebo_ae_withdrawal=model.placebo.ae_withdrawal.value,
+        placebo_ae_onset_median=model.placebo.ae_onset_median_days.value,
+        ae_severity=tuple(model.ae_severity.of(t) for t in ae_names),
+        open_label_multiplier=model.expectation.open_label.value,
     )
 
 
@@ -435,43 +547,131 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 # --------------------------------------------------------------------------------------------------
 
 N_CLASSES = len(ALL_CLASSES)
-MAX_VISITS = 48  # visit-noise slots per patient; later visits reuse slots cyclically
-RESPONSE_COLUMNS = 2 + 2 * N_CLASSES + MAX_VISITS
+MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
+DRIFT_FEATURES = 3  # random Fourier features per drifting latent
+N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
+RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
+_NS, _G, _C = 0, 1, 2  # latent index of the nonspecific membership, the patient factor, the first class
 
 
 @dataclass(frozen=True)
 class Latents:
-    """Per-patient latent draws, as numpy arrays (rows = patients)."""
+    """Per-patient latent draws, as numpy arrays (rows = patients).
 
-    ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction
-    class_u: np.ndarray  # (n, classes) copula uniforms: responder when below the responder probability
-    class_z: np.ndarray  # (n, classes) standard normals for the effect magnitude
-    noise: np.ndarray  # (n, MAX_VISITS) standard normals for visit noise
+    Responsiveness to drug ``d`` of class ``c`` is ``z_d = sqrt(rho) g + sqrt(w - rho) c_c + sqrt(1 - w) e_d``
+    with a patient factor ``g`` (refractoriness, shared by all drugs), a class factor ``c_c`` and a drug
+    factor ``e_d``: two drugs of different classes correlate with ``rho = responsiveness_correlation``, two
+    drugs of one class with ``w = within_class_correlation`` (partial cross-response: a gabapentin
+    non-responder may still respond to pregabalin). A patient responds to ``d`` on a day when
+    ``Phi(z_d)`` is below the responder probability. Membership of the nonspecific responders works the
+    same way (``Phi(x_ns) < share``).
+
+    **Drift.** Every latent normal ``x`` (``g``, ``c_c``, ``e_d``, ``x_ns``) is
+    ``sqrt(1 - s) x_static + sqrt(s) f_x(t)`` where ``s = responsiveness_drift.share`` and ``f_x`` is a
+    stationary process of unit variance, ``sqrt(2 / K) sum_k cos(omega_k t + phase_k)`` (random Fourier
+    features of a Gaussian kernel with time scale ``responsiveness_drift.time_scale_days``, ``t`` = day of
+    the simulation). Across patients every latent stays standard normal on every day, so the responder
+    share of a trial arm does not depend on the day and the correlations above hold on every day, while a
+    patient moves between responder and non-responder over weeks (COMBO-DN: many week-8 non-responders
+    respond by week 16).
+    """
+
+    ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction on day 0
+    drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
+    ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
+    static: np.ndarray  # (n, N_LATENT) static normals of the drifting latents
+    omega: np.ndarray  # (n, N_LATENT, K) angular frequencies of the drift, 1/day
+    phase: np.ndarray  # (n, N_LATENT, K) phases, radians
+    ns_share: np.ndarray  # (n,) the patient's probability of being a nonspecific responder
+    ns_resp: np.ndarray  # (n,) nonspecific reduction as a responder
+    ns_non: np.ndarray  # (n,) nonspecific reduction as a non-responder
+    loadings: np.ndarray  # (MAX_DRUGS, N_LATENT) weights of the latents in each drug's responsiveness
+    drift_share: float
+
+    def take(self, rows: np.ndarray) -> Latents:
+        """The latents of patients ``rows`` (copies), for repeated evaluation over a group of patients."""
+        from dataclasses import fields, replace
+        return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
+                                if f.name not in ("loadings", "drift_share")})
+
+    def latent(self, rows: np.ndarray | int | slice, j: int, day: float) -> np.ndarray:
+        """Latent normal ``j`` of patients ``rows`` on ``day``."""
+        x = self.static[rows, j]
+        if self.drift_share <= 0.0:
+            return x
+        om, ph = self.omega[rows, j], self.phase[rows, j]
+        f = math.sqrt(2.0 / DRIFT_FEATURES) * np.cos(om * day + ph).sum(axis=-1, dtype=np.float64)
+        return math.sqrt(1.0 - self.drift_share) * x + math.sqrt(self.drift_share) * f
+
+    def u_at(self, rows: np.ndarray | int, drug_index: int, day: float) -> np.ndarray:
+        """The latent uniform of drug ``drug_index`` on ``day`` (responder when below the responder probability)."""
+        w = self.loadings[drug_index]
+        z = sum(w[j] * self.latent(rows, j, day) for j in np.flatnonzero(w))
+        return ndtr(z)
+
+    def _latent_scalar(self, i: int, j: int, day: float) -> float:
+        x = float(self.static[i, j])
+        s = self.drift_share
+        if s <= 0.0:
+            return x
+        f = sum(math.cos(o * day + p) for o, p in zip(self.omega[i, j].tolist(), self.phase[i, j].tolist(), strict=True))
+        return math.sqrt(1.0 - s) * x + math.sqrt(s * 2.0 / DRIFT_FEATURES) * f
+
+    def u_scalar(self, i: int, drug_index: int, day: float) -> float:
+        """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
+        w = self.loadings[drug_index]
+        z = sum(float(w[j]) * self._latent_scalar(i, int(j), day) for j in np.flatnonzero(w))
+        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+    def ns_scalar(self, i: int, day: float) -> float:
+        """:meth:`ns_at` for one patient in plain Python."""
+        if self.drift_share <= 0.0:
+            return float(self.ns_reduction[i])
+        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / math.sqrt(2.0))
+        return float(self.ns_resp[i]) if u < float(self.ns_share[i]) else float(self.ns_non[i])
+
+    def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
+        """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""
+        if self.drift_share <= 0.0:
+            return self.ns_reduction[rows]
+        member = ndtr(self.latent(rows, _NS, day)) < self.ns_share[rows]
+        return np.where(member, self.ns_resp[rows], self.ns_non[rows])
 
 
 def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
-    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws."""
-    n = uniforms.shape[0]
+    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`)."""
     u = np.clip(uniforms, 1e-12, 1 - 1e-12)
     share = np.asarray(tables.ns_share)[etiology]
-    is_resp = u[:, 0] < share
-    mean = np.where(is_resp, tables.ns_resp_mean, tables.ns_non_mean)
-    ns = np.clip(mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    k = N_CLASSES
-    z = ndtri(u[:, 2:2 + k])
-    rho = tables.corr
-    cov = np.full((k, k), rho) + np.eye(k) * (1 - rho)
-    chol = np.linalg.cholesky(cov)
-    class_u = ndtr(z @ chol.T)
-    class_z = ndtri(u[:, 2 + k:2 + 2 * k])
-    noise = ndtri(u[:, 2 + 2 * k:2 + 2 * k + MAX_VISITS])
-    assert class_u.shape == (n, k)
-    return Latents(ns, class_u, class_z, noise)
+    k, m = N_CLASSES, MAX_DRUGS
+    ns_resp = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+    ns_non = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+    static = np.concatenate([ndtri(u[:, 0:1]), ndtri(u[:, 2:3 + k + m])], axis=1)  # ns, g, classes, drugs
+    ns = np.where(u[:, 0] < share, ns_resp, ns_non)
+    drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
+    c0 = 3 + k + 2 * m
+    ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
+    nf = N_LATENT * DRIFT_FEATURES
+    # drift features in single precision: half the memory of the engine's latents, ample for a phase
+    omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
+    phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
+    omega, phase = omega.astype(np.float32), phase.astype(np.float32)
+    rho, w = tables.corr, tables.within_corr
+    loadings = np.zeros((m, N_LATENT))
+    for d in tables.drugs:
+        loadings[d.index, _G] = math.sqrt(rho)
+        loadings[d.index, _C + d.class_index] = math.sqrt(max(w - rho, 0.0))
+        loadings[d.index, _C + k + d.index] = math.sqrt(1.0 - w)
+    return Latents(ns, drug_z, ns_onset, static, omega, phase, np.asarray(share, dtype=float), ns_resp, ns_non,
+                   loadings, tables.drift_share)
 
 
 def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: float, etiology: int,
                 class_u: float, class_z: float, localized: bool) -> float:
-    """Fractional reduction of the remaining pain from one drug (a partial effect for a non-responder)."""
+    """Fractional reduction of the remaining pain from one drug (a partial effect for a non-responder).
+
+    ``class_u``/``class_z``: the patient's latent uniform and normal for this drug
+    (``Latents.drug_u[i, drug.index]``, ``Latents.drug_z[i, drug.index]``).
+    """
     if days_on <= 0 or dose <= 0:
         return 0.0
     if drug.localized_only and not localized:
@@ -517,28 +717,27 @@ def interp_array(points: tuple[tuple[float, float], ...], x: float | np.ndarray)
     return np.interp(np.asarray(x, dtype=float), xs, ys)
 
 
-def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float, days_on: float | np.ndarray,
+def drug_effect_array(tables: ModelTables, drug: DrugTable, dose: float | np.ndarray, days_on: float | np.ndarray,
                       etiology: np.ndarray, class_u: np.ndarray, class_z: np.ndarray,
                       localized: np.ndarray) -> np.ndarray:
-    """:func:`drug_effect` for many patients at one dose (arrays over patients, or days broadcast)."""
+    """:func:`drug_effect` for many patients (dose and days: scalars or arrays over patients)."""
     days = np.asarray(days_on, dtype=float)
-    shape = np.broadcast(days, class_u).shape
-    if dose <= 0:
-        return np.zeros(shape)
+    dose_a = np.asarray(dose, dtype=float)
+    shape = np.broadcast(days, dose_a, class_u).shape
     mod = np.asarray(drug.etiology_modifier)[etiology]
-    p = float(interp(drug.responder_prob, dose)) * mod
+    p = interp_array(drug.responder_prob, dose_a) * mod
     pmax = max(q for _, q in drug.responder_prob)
     partial = drug.nonresponder_effect * (p / pmax) if pmax > 0 else np.zeros_like(p)
     e = np.clip(drug.effect_mean + drug.effect_sd * class_z, 0.0, 0.95)
     e = np.where(class_u < p, e, e * partial)
-    active = days > 0
+    active = (days > 0) & (dose_a > 0)
     if drug.localized_only:
         active = active & np.asarray(localized, dtype=bool)
     build = np.where(days > 0, 1.0 - np.exp(-np.maximum(days, 0.0) / drug.onset_days), 0.0)
-    return np.where(active, e * build, 0.0)
+    return np.broadcast_to(np.where(active, e * build, 0.0), shape)
 
 
-def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float,
+def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset: float | np.ndarray,
                         day: float | np.ndarray, effects: list[np.ndarray], noise_sd: float,
                         noise_z: np.ndarray | float) -> np.ndarray:
     """:func:`observed_pain` on arrays: baseline scaled by the combined reduction, plus noise, in [0, 10]."""

@@ -171,6 +171,7 @@ class Simulation:
         self.rule_ids, self.rule_code = rule_codes()
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
+        self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -254,10 +255,9 @@ class Simulation:
                              crcl=float(c.crcl[i]), flags=self.flags[i])
         p = PatientModel(i, facts, float(c.baseline_nrs[i]), bool(c.misuse_risk[i] == 2), ctx)
         lat = self.latents
-        ns = float(lat.ns_reduction[i])
+        ns_onset = float(lat.ns_onset[i])
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
-        class_u = lat.class_u[i]
-        class_z = lat.class_z[i]
+        drug_z = lat.drug_z[i]
         adv = self.adverse[i]
         fu = self.followup[i]
         horizon = self.config.horizon_days
@@ -275,7 +275,7 @@ class Simulation:
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
         adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
-        obs = (class_u, class_z, ns, adherence, entry)
+        obs = (drug_z, ns_onset, adherence, entry)
 
         log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
@@ -444,7 +444,12 @@ class Simulation:
                         lines.remove(line)
                         p.active = [ln.drug for ln in lines]
                         if line.topical_addon and lines:
-                            continue  # a topical added alongside stops alone; the trial goes on
+                            # A topical added alongside stops alone; the trial goes on, judged (and logged)
+                            # on the newest drug still taken.
+                            if line is newest:
+                                newest = lines[-1]
+                                drug = t.drugs[newest.drug]
+                            continue
                         outcome = "intolerable"
                         pain = -1.0
                         p.intolerant = line.drug
@@ -568,10 +573,15 @@ class Simulation:
         d = t.drugs[j]
         i = p.idx
         sero = self.serotonergic
+        # A taper that ends this very day still counts: the oracle orders same-day stops after starts.
         serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
-                             or any(end > now and sero[k] for k, end in p.tapering))
+                             or any(end >= now - 1e-9 and sero[k] for k, end in p.tapering))
         skipped = SKIPPED_CHECKS.get(departure, frozenset())
-        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic):
+        weak = self.weak_opioid
+        tramadol_with = (any(weak[ln.drug] for ln in lines)
+                         or any(end >= now - 1e-9 and weak[k] for k, end in p.tapering))
+        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
+                                                 tramadol_with and d.serotonergic):
             if check in skipped:
                 continue
             p.checks.add(check)
@@ -885,15 +895,17 @@ class Simulation:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
         share retained (clinical persistence block); visit noise keyed by the visit day."""
         t = self.tables
-        class_u, class_z, ns, adherence, entry = obs
+        drug_z, ns_onset, adherence, entry = obs
+        lat = self.latents
+        i = p.idx
         scale = adherence * retained
         effects = []
         for n_line, ln in enumerate(lines):
             d = t.drugs[ln.drug]
             e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
-                            float(class_u[d.class_index]), float(class_z[d.class_index]), p.facts.localized) * scale
+                            lat.u_scalar(i, d.index, now), float(drug_z[d.index]), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
-        return observed_pain(p.baseline, ns, t.ns_onset, now - entry, effects, t.noise_sd,
+        return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                              streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
 
     def _judge(self, p: PatientModel, pain: float) -> str:

@@ -288,20 +288,23 @@ def flowchart_svg(policy: Any, *, counts: Counts | None = None, current: Iterabl
             x2 = t.cx
             y1, y2 = s.y + s.h, t.y
             path = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{(y1 + y2) / 2:.0f} {x2:.0f},{(y1 + y2) / 2:.0f} {x2:.0f},{y2:.0f}"
-            lx, ly = (x1 + x2) / 2 + 6, (y1 + y2) / 2 - 4
+            lx, ly, anchor = (x1 + x2) / 2 + 6, (y1 + y2) / 2 - 4, "start"
+            if x2 < x1:  # a curve to the left rises to its source on the right: the label goes left of the middle
+                lx, ly, anchor = (x1 + x2) / 2 - 6, (y1 + y2) / 2 - 6, "end"
         else:  # sideways in the same row
             x1 = s.x + s.w if t.x > s.x else s.x
             x2 = t.x if t.x > s.x else t.x + t.w
             y1 = y2 = s.y + min(s.h, t.h) / 2
             path = f"M{x1:.0f},{y1:.0f} L{x2:.0f},{y2:.0f}"
-            lx, ly = min(x1, x2) + 4, y1 - 6
+            lx, ly, anchor = min(x1, x2) + 4, y1 - 6, "start"
         n = f"n={sum(counts.edges.get(k, 0) for k in keys)}" if counts is not None and keys else ""
         sideways = t.y <= s.y + 1
         labels = [(label, lx, ly), (n, lx, ly + 22)] if sideways else [((label + " " + n).strip(), lx, ly)]
         out.append(f'<path d="{path}" fill="none" stroke="#444" stroke-width="1.6" marker-end="url(#arrow)"/>')
         for text, tx, ty in labels:
             if text:
-                out.append(f'<text x="{tx:.0f}" y="{ty:.0f}" font-size="13" fill="#222" font-style="italic" '
+                out.append(f'<text x="{tx:.0f}" y="{ty:.0f}" text-anchor="{anchor}" font-size="13" fill="#222" '
+                           'font-style="italic" '
                            f'paint-order="stroke" stroke="white" stroke-width="4">{e(text)}</text>')
     for bx in boxes:
         fill, stroke = _STYLE[bx.kind]

@@ -7,9 +7,9 @@ A scenario may carry ``clinical_overrides: {dotted.path: number}``, where the pa
   **replaces** its value;
 * a **dose curve** (``drugs.duloxetine.responder_prob``, ``drugs.pregabalin.adverse_events.dizziness.incidence``):
   the number is a **scale factor** that multiplies the value at every dose point;
-* a **per-etiology parameter** (``nonspecific.responder_share``, ``drugs.pregabalin.etiology_modifier``):
+* a **per-etiology parameter** (``nonspecific.placebo_r50``, ``drugs.pregabalin.etiology_modifier``):
   the number is a **scale factor** that multiplies every etiology's value and the default;
-* one etiology of a per-etiology parameter (``nonspecific.responder_share.value.diabetic_neuropathy``)
+* one etiology of a per-etiology parameter (``nonspecific.placebo_r50.value.diabetic_neuropathy``)
   or the default (``....default``): the number **replaces** that one value.
 
 The path must exist, and the resulting model is validated like the packaged one; in addition every

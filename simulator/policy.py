@@ -523,10 +523,11 @@ def _exhausted(p, ctx: PolicyContext, notes: tuple[tuple[int, str], ...]) -> Dec
 
 def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> Decision:
     """The decision after an evaluation (or an intolerable adverse event) in a treating state."""
+    protocol = ctx.policy.protocol
+    if protocol is not None and (outcome != "relief" or p.protocol_step + 1 < len(protocol.steps)):
+        return _protocol_next(p, ctx, outcome, pain)  # the protocol's rules govern until its last step
     if outcome == "relief":
         return Decision("relief", rule="P4.relief")
-    if ctx.policy.protocol is not None:
-        return _protocol_next(p, ctx, outcome, pain)
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
@@ -548,7 +549,7 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)
         if add is not None:
-            return Decision("add_on", (add,), rule="P4.partial_add")
+            return Decision("add_on", (add,), rule="P4.addon_replaced")
     if inadequate and _topical_add_due(p, ctx, state):
         return Decision("add_topical", (p.topical,), rule="P6.topical_add")
     if state == "tramadol":

@@ -227,19 +227,25 @@ def reduced_dose(steps: tuple[tuple[float, float], ...], dose: float, min_effect
     return 0.0
 
 
-def required_checks(drug: DrugTable, facts: PatientFacts, serotonergic_with: bool) -> tuple[tuple[str, str], ...]:
+def required_checks(drug: DrugTable, facts: PatientFacts, serotonergic_with: bool,
+                    tramadol_with: bool = False) -> tuple[tuple[str, str], ...]:
     """Checks to log before starting ``drug``: ``((check, rule_id), ...)``.
 
-    ``serotonergic_with``: the patient takes an SSRI, or another serotonergic drug is running or tapering."""
+    ``serotonergic_with``: the patient takes an SSRI, or another serotonergic drug is running or tapering.
+    ``tramadol_with``: tramadol (a serotonergic opioid) is running or tapering. The serotonin check
+    (P5, S000, S004) is due when tramadol meets an SNRI, SSRI or TCA, and when an SNRI meets an SSRI;
+    a TCA gets it only in the tramadol pairing."""
     out: list[tuple[str, str]] = []
     for check in drug.safety_checks:
         if check == "ecg":
             if facts.age > drug.ecg_min_age:  # P5: over 40 for TCAs (drugs.yaml)
                 out.append(("ecg", "P5.tca_ecg"))
         elif check == "serotonin_check":
-            if serotonergic_with:
-                out.append(("serotonin_check",
-                            "P5.serotonin_check" if drug.drug_class == "weak_opioid" else "P5.serotonin_check_snri"))
+            if drug.drug_class == "weak_opioid" or tramadol_with:
+                if serotonergic_with:
+                    out.append(("serotonin_check", "P5.serotonin_check"))
+            elif serotonergic_with and drug.drug_class != "tca":
+                out.append(("serotonin_check", "P5.serotonin_check_snri"))
         elif check == "misuse_screen":
             out.append(("misuse_screen", "P8.misuse_screen"))
         elif check == "treatment_agreement":

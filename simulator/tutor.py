@@ -70,6 +70,8 @@ GUARD_RULE: dict[str, tuple[str, str]] = {
     "tramadol_allowed": ("P7.tramadol_after_first_line", "tramadol comes only after documented failure of a "
                          "first-line agent"),
     "strong_opioid_gate": ("P8.prerequisites", ""),
+    "referral_allowed": ("P9.discharge_plan", "the patient has already seen the pain specialist: one referral per "
+                         "patient, after which the specialist's plan is followed (a model assumption)"),
     "localized_pain": ("P6.topical_localized", "topicals are for localized pain, and this pain is not localized"),
     "topical_allowed": ("P6.topical_localized", "the policy does not use topicals for this patient"),
 }
@@ -629,7 +631,10 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             o.decision = proposed  # exactly the policy's decision: the guideline's answer replays its course
             continue
         if d.departure == "no_serotonin_check":
-            o.verdict, o.rule = "departure", "P5.serotonin_check"
+            # the rule the engine logs for the check it skips: tramadol's (P5.serotonin_check) or, for an SNRI or
+            # tricyclic, the same caution applied to any two serotonergic drugs (P5.serotonin_check_snri)
+            tramadol = any(drugs[j].drug_class == "weak_opioid" for j in d.start) or o.kind == "tramadol"
+            o.verdict, o.rule = "departure", "P5.serotonin_check" if tramadol else "P5.serotonin_check_snri"
             o.reason = ("a serotonergic drug on top of " + ("the patient's SSRI" if "ssri_use" in p.facts.flags else
                         "a serotonergic drug") + " needs the serotonin-syndrome check first: " + cite(o.rule))
             continue
@@ -638,7 +643,7 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             j = same[0]
             other = drugs[active_classes[drugs[j].drug_class]]
             cls = drugs[j].drug_class.upper() if drugs[j].drug_class in ("snri", "tca") else drugs[j].drug_class
-            risk = ("; two serotonergic drugs add serotonin-syndrome risk " + cite("P5.serotonin_check")
+            risk = ("; two serotonergic drugs add serotonin-syndrome risk " + cite("P5.serotonin_check_snri")
                     if drugs[j].serotonergic and other.serotonergic else "")
             o.verdict, o.rule = "departure", "P4.partial_add"
             o.reason = (f"{drug_name(drugs[j].name)} and {drug_name(other.name)} are both {cls}s: a second drug of "
@@ -674,6 +679,10 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
         if why_last:
             o.rule = why_last
             o.reason = f"{drug_name(drugs[d.start[0]].name)} is kept for last for this patient: {cite(why_last)}"
+            continue
+        if o.kind == "continue" and p.state == "strong_opioid":
+            o.reason = ("a strong opioid is a time-limited trial, stopped when it does not give relief, not continued: "
+                        + cite("P8.stop_ineffective"))
             continue
         o.reason = {"continue": "continuing unchanged delays the step the response calls for.",
                     "refer": "referral is for refractory pain, after the drug steps are exhausted.",

@@ -1,6 +1,6 @@
 """Calibration battery, its power to fail, and the parameter audit.
 
-Size: the battery runs at its full size (20,000 patients per trial, ~2 s in all). With 2-6 arms per
+Size: the battery runs at its full size (20,000 patients per trial, ~10-15 s in all). With 2-6 arms per
 trial each arm has >= 3,300 patients, so the binomial SE of a proportion near 0.4 is <= 0.85 points:
 a +/-5-point tolerance is ~6 SE and a +/-3-point tolerance ~3.5 SE, so a verdict reflects the model,
 not the noise (the slow test re-checks every verdict at five times the size with another seed). Every
@@ -46,6 +46,18 @@ def test_battery_can_fail_when_a_drug_effect_changes():
     assert not any(c.passed for c in after)
 
 
+COMBO_DN = ["combo_dn_combination_change", "combo_dn_high_dose_change", "combo_dn_combination_r50", "combo_dn_high_dose_r50"]
+
+
+def test_combo_dn_targets_can_fail():
+    """Protects the COMBO-DN targets' power: without drifting responsiveness (fixed responder status) the
+    week-8 non-responders improve too little over weeks 8-16 and the targets fail."""
+    fixed = dataclasses.replace(compile_model(), drift_share=0.0)
+    after = {c.target.id: c for c in run_battery(FULL_PATIENTS, tables=fixed, only=COMBO_DN)}
+    assert not after["combo_dn_high_dose_change"].passed and not after["combo_dn_combination_change"].passed
+    assert after["combo_dn_high_dose_change"].simulated > -1.5
+
+
 def test_trial_design_properties_are_sourced():
     """Protects the per-trial modifiers: a design that sets placebo_scale, titrate or nrs_resolution says why."""
     for name, d in BATTERY.trials.items():
@@ -81,3 +93,22 @@ def test_battery_verdicts_stable_at_five_times_the_size():
     small = {c.target.id: c.passed for c in run_battery(FULL_PATIENTS)}
     big = {c.target.id: c.passed for c in run_battery(5 * FULL_PATIENTS, seed=7)}
     assert small == big
+
+
+def test_calibration_report_writes_plots_and_regenerates_the_readme_table(tmp_path):
+    """Protects `painpath calibrate --report`: one plot per target family present, a markdown table with every
+    target, and the README table replaced between its markers (and nothing else of the README touched)."""
+    from simulator.calibrate import README_END, README_START, family, write_report
+
+    ids = ["pgb300_r50", "nnt_pregabalin", "pgb_placebo_dizziness", "combo_dn_high_dose_change"]
+    checks = run_battery(2000, only=ids)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{README_START}\nold table\n{README_END}\nafter\n", encoding="utf-8")
+    files = write_report(checks, 2000, 2015, tmp_path / "rep", readme)
+    pngs = sorted(p.name for p in files if p.suffix == ".png")
+    assert len(pngs) == len({family(c.target) for c in checks}) == 4
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text and text.startswith("# x\nbefore\n") and text.endswith("after\n")
+    for i in ids:
+        assert f"`{i}`" in text
+    assert all(c.ci is not None and c.ci[0] <= c.simulated <= c.ci[1] for c in checks)

@@ -134,3 +134,26 @@ def test_flowchart_png_is_legible(tmp_path: Path) -> None:
             overlap_x = min(a[3], b[3]) - max(a[1], b[1])
             overlap_y = min(a[4], b[4]) - max(a[2], b[2])
             assert overlap_x <= 1 or overlap_y <= 3, f"'{a[0]}' overlaps '{b[0]}'"
+
+
+def test_curved_arrows_do_not_strike_through_their_labels() -> None:
+    """Protects (review r13): the 'yes' and 'partial' labels of the curved arrows sat on the curve, struck through.
+    Every point of every curved arrow stays out of every italic edge label's box (an estimate: 7.5 px per
+    character at 13 px, from the baseline 12 px up and 4 px down)."""
+    svg = flowchart_svg(Policy())
+    boxes = []
+    for m in re.finditer(r'<text x="(\d+)" y="(\d+)"(?: text-anchor="(\w+)")?[^>]*font-style="italic"[^>]*>([^<]+)</text>', svg):
+        x, y, width = float(m[1]), float(m[2]), 7.5 * len(html.unescape(m[4]))
+        left = x - width if m[3] == "end" else x
+        boxes.append((m[4], left, y - 12, left + width, y + 4))
+    assert any(b[0] == "partial" for b in boxes) and any(b[0] == "yes" for b in boxes)
+    curves = re.findall(r'<path d="M(\d+),(\d+) C(\d+),(\d+) (\d+),(\d+) (\d+),(\d+)"', svg)
+    assert curves
+    for c in curves:
+        (x0, y0), (x1, y1), (x2, y2), (x3, y3) = [(float(c[i]), float(c[i + 1])) for i in range(0, 8, 2)]
+        for k in range(101):
+            t = k / 100
+            px = (1 - t) ** 3 * x0 + 3 * (1 - t) ** 2 * t * x1 + 3 * (1 - t) * t ** 2 * x2 + t ** 3 * x3
+            py = (1 - t) ** 3 * y0 + 3 * (1 - t) ** 2 * t * y1 + 3 * (1 - t) * t ** 2 * y2 + t ** 3 * y3
+            for text, left, top, right, bottom in boxes:
+                assert not (left <= px <= right and top <= py <= bottom), f"an arrow crosses the label '{text}'"

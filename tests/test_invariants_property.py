@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,22 +86,6 @@ def _scenario(spec, policy, seed=1):
     return sc.model_copy(update={"cohort_spec": spec})
 
 
-def stopped_topical_evaluated(v) -> bool:
-    """A known engine fault, reported to the engine's owner: after a topical added alongside an oral drug is
-    stopped for intolerance, the evaluation row still names the stopped topical (the engine logs the line
-    that was newest when the trial began). Remove this filter when test_engine_fault_stopped_topical passes."""
-    return (v.invariant == "adequate_trial" and CAT.drugs[v.drug].drug_class == "topical"
-            and "judged while not running" in v.detail)
-
-
-def tca_with_tramadol_unchecked(v) -> bool:
-    """A known engine fault, reported to the engine's owner: a tricyclic started while tramadol still runs
-    (a cross-taper after tramadol) gets no serotonin check, although tramadol with a tricyclic needs one
-    (S000, S004; docs/event-log.md). Remove this filter when test_engine_fault_tca_with_tramadol passes."""
-    return (v.invariant == "serotonin_check" and CAT.drugs[v.drug].drug_class == "tca"
-            and "with tramadol" in v.detail)
-
-
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=cohorts(), policy=policies(), seed=st.integers(0, 10_000))
 def test_invariants_hold_for_valid_policies(spec, policy, seed):
@@ -111,16 +94,18 @@ def test_invariants_hold_for_valid_policies(spec, policy, seed):
     guideline invariant (declared departures and policy options outside the guideline are reported as
     declared, not as failures)."""
     report = check_run(simulate(_scenario(spec, policy, seed)))
-    unexplained = [v for v in report.violations() if not stopped_topical_evaluated(v) and not tca_with_tramadol_unchecked(v)]
-    assert not unexplained, [str(v) for v in unexplained[:5]]
+    violations = report.violations()
+    assert not violations, [str(v) for v in violations[:5]]
 
 
-@pytest.mark.xfail(strict=False, reason="engine fault: the evaluation after an add-on topical stopped for "
-                   "intolerance names the stopped topical (see stopped_topical_evaluated)")
-def test_engine_fault_stopped_topical():
-    """Protects item 12 (the log tells the truth): an evaluation names a drug that is running."""
+def test_evaluation_after_stopped_topical_names_a_running_drug():
+    """Protects item 12 (the log tells the truth) and P3: after a topical added alongside an oral drug is
+    stopped for intolerance, the evaluation names a drug that is still running (v0.2 review: it named the
+    stopped topical)."""
     report = check_run(simulate(load_scenario(ROOT / "tests" / "data" / "guideline-small.yaml")))
-    assert not [v for v in report.violations() if stopped_topical_evaluated(v)]
+    stale = [v for v in report.violations() if v.invariant == "adequate_trial"
+             and CAT.drugs[v.drug].drug_class == "topical" and "judged while not running" in v.detail]
+    assert not stale, [str(v) for v in stale[:3]]
 
 
 @settings(max_examples=5, deadline=None)
@@ -134,9 +119,10 @@ def test_same_seed_same_events_other_seed_differs(spec, seed):
     assert not a.events.equals(c.events)
 
 
-@pytest.mark.xfail(strict=False, reason="engine fault: a tricyclic started while tramadol is tapering gets no "
-                   "serotonin check (see tca_with_tramadol_unchecked)")
-def test_engine_fault_tca_with_tramadol():
-    """Protects the serotonin check (S000, S004): tramadol meeting a tricyclic is checked, whichever starts last."""
+def test_tca_started_with_tramadol_gets_serotonin_check():
+    """Protects the serotonin check (S000, S004): tramadol meeting a tricyclic is checked, whichever starts
+    last (v0.2 review: a tricyclic started while tramadol tapered got none)."""
     report = check_run(simulate(load_scenario(ROOT / "tests" / "data" / "escalation-s002-small.yaml")))
-    assert not [v for v in report.violations() if tca_with_tramadol_unchecked(v)]
+    missing = [v for v in report.violations() if v.invariant == "serotonin_check"
+               and CAT.drugs[v.drug].drug_class == "tca" and "with tramadol" in v.detail]
+    assert not missing, [str(v) for v in missing[:3]]

@@ -35,15 +35,17 @@ def run():
 
 def test_rmst_moves_smoothly_with_the_visit_interval() -> None:
     """v0.1's headline median heaped on visit day 84 and 'relieved by day 84' fell from 53.6% to 37.7% when
-    visits moved from 14 to 15 days. RMST to the horizon (visit-day dating) moves by about a day."""
+    visits moved from 14 to 15 days. RMST to the horizon (visit-day dating) moves smoothly: at most in
+    proportion to the visit interval (+7%; relief is dated on later visit days), never by a heap."""
     sc = load_scenario(GUIDE)
     a = simulate(_with_policy(sc, visit_interval_days=14), patients=1000, seed=3).summary["time_to_relief"]
     b = simulate(_with_policy(sc, visit_interval_days=15), patients=1000, seed=3).summary["time_to_relief"]
     # the time-point metric jumps (9.5 points since non-adherence and stops lower relief, issue 10)
     assert a["relieved_by_day"]["84"] - b["relieved_by_day"]["84"] > 0.08
     # RMST (730-day horizon) moves by the visit shift summed over a patient's evaluations, not a cliff: with
-    # dose optimisation before add/switch (issue 9) patients have more visit-dated evaluations (about 12 days).
-    assert abs(b["rmst_days"] - a["rmst_days"]) < 15.0
+    # dose optimisation before add/switch (issue 9) patients have more visit-dated evaluations (about 12 days),
+    # and with the issue-16 model relief takes more evaluations (about 7% of RMST).
+    assert abs(b["rmst_days"] - a["rmst_days"]) < max(15.0, 0.10 * a["rmst_days"])
     assert a["rmst_ci95"][0] < a["rmst_days"] < a["rmst_ci95"][1]
 
 

@@ -184,6 +184,21 @@ def test_intolerable_add_on_stops_alone() -> None:
         assert others.empty or (g["event"] == "transition").any()
 
 
+def test_add_on_replacing_an_intolerable_add_on_cites_its_own_rule() -> None:
+    """Item 12 (narration tells the truth): when an add-on was not tolerated and another first-line class is
+    added in its place, the add is not a partial response after an adequate trial (P4.partial_add's text), so
+    it cites P4.addon_replaced; every P4.partial_add add-on follows a same-day 'partial' evaluation."""
+    ev = run(cohort(800, age=55.0, crcl=95.0, localized=False, etiology="diabetic_neuropathy"))
+    replaced = rows(ev, "transition", rule="P4.addon_replaced")
+    assert len(replaced)
+    for _, t in replaced.iterrows():
+        g = ev[(ev["patient"] == t["patient"]) & (ev["day"] == t["day"])]
+        assert (g["rule"] == "P4.addon_not_tolerated").any()
+    for _, t in rows(ev, "transition", rule="P4.partial_add").iterrows():
+        g = ev[(ev["patient"] == t["patient"]) & (ev["day"] == t["day"]) & (ev["event"] == "evaluation")]
+        assert (g["outcome"] == "partial").any(), f"patient {t['patient']} day {t['day']}"
+
+
 def test_reduction_goes_to_an_effective_tolerated_step() -> None:
     """P4.intolerance_reduce: the dose falls to a lower step that is still at least the minimum effective dose."""
     ev = run(cohort(800, age=50.0, crcl=95.0, localized=False), Policy(first_line="tca_first"))
@@ -462,6 +477,25 @@ def test_trace_names_the_drugs_stopped_at_a_switch() -> None:
     assert found
 
 
+def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
+    """Item 12: the event log has the evaluation, then drug_stop X.dropout, then dropout on the same day; the
+    trace told 'pregabalin stopped [X.dropout]' before the evaluation that preceded it. Guideline patients
+    48 and 1413 (seed 1) are evaluated and then lost to follow-up on the same day."""
+    from simulator.narrate import setup_from_scenario, trace
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    checked = 0
+    for k in (48, 1413):
+        steps = trace(setup_from_scenario(sc, patient=k)).steps
+        drop = [n for n, s in enumerate(steps) if s.kind == "stop" and s.rule == "X.dropout"]
+        for n in drop:
+            same_day_evals = [m for m, s in enumerate(steps) if s.kind == "evaluation" and s.day == steps[n].day]
+            assert all(m < n for m in same_day_evals), [s.line() for s in steps[-4:]]
+            checked += len(same_day_evals)
+    assert checked
+
+
 def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
     """S000: limited efficacy of nortriptyline, morphine and pregabalin in lumbosacral radiculopathy. The same
     patients judged on the same first drug do worse with radiculopathy than with diabetic neuropathy."""
@@ -475,7 +509,8 @@ def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
             res[etiology] = first
         common = res["diabetic_neuropathy"].index.intersection(res["lumbosacral_radiculopathy"].index)
         assert (res["lumbosacral_radiculopathy"][common] >= res["diabetic_neuropathy"][common] - 1e-9).all()
-        assert (res["lumbosacral_radiculopathy"][common] > res["diabetic_neuropathy"][common]).mean() > 0.3
+        # issue-16 model (drifting responsiveness, per-etiology placebo): about 27% worse (was > 30%)
+        assert (res["lumbosacral_radiculopathy"][common] > res["diabetic_neuropathy"][common]).mean() > 0.2
     assert TABLES.by_name["morphine"].etiology_modifier[ETIOLOGIES.index("lumbosacral_radiculopathy")] < 1
 
 

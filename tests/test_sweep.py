@@ -23,11 +23,11 @@ def test_override_semantics() -> None:
     """Protects the documented meaning: dose curves and per-etiology values scale, scalars are replaced."""
     base = load_clinical()
     m = apply_overrides({"drugs.duloxetine.responder_prob": 0.5, "combination_factor": 0.2,
-                         "nonspecific.responder_share": 2.0})
+                         "nonspecific.placebo_r50": 2.0})
     assert [p for _, p in m.drugs["duloxetine"].responder_prob.value] == pytest.approx(
         [0.5 * p for _, p in base.drugs["duloxetine"].responder_prob.value])
     assert m.combination_factor.value == 0.2
-    assert m.nonspecific.responder_share.default == pytest.approx(2 * base.nonspecific.responder_share.default)
+    assert m.nonspecific.placebo_r50.default == pytest.approx(2 * base.nonspecific.placebo_r50.default)
     assert describe("drugs.duloxetine.responder_prob")[0] == "dose_curve"
     assert base.combination_factor.value != 0.2  # the packaged model is untouched
 

@@ -60,7 +60,7 @@ def test_trial_is_deterministic_and_drug_beats_placebo():
     assert a == b
     dlx, pbo = run_trial(spec, TABLES).arms
     assert dlx.responders50 > pbo.responders50 + 0.05
-    assert pbo.ae_withdrawal == 0.0 and dlx.ae_withdrawal > 0.0
+    assert 0.0 < pbo.ae_withdrawal < dlx.ae_withdrawal  # nocebo withdrawals on placebo, fewer than on the drug
     assert dlx.nnt50["ci_low"] <= dlx.nnt50["nnt"] <= (dlx.nnt50["ci_high"] or float("inf"))
 
 

@@ -142,8 +142,18 @@ def test_snri_with_ssri_without_check_is_a_departure_and_the_checked_one_is_not(
     s.answer(s.point.guideline)
     unchecked = s.point.options[_index(s, "switch:duloxetine:no-check")]
     checked = s.point.options[_index(s, "switch:duloxetine")]
-    assert unchecked.verdict == "departure" and unchecked.rule == "P5.serotonin_check"
-    assert checked.rule != "P5.serotonin_check" and checked.verdict in ("guideline", "acceptable", "other")
+    # the SNRI's own serotonin rule, not tramadol's (whose text speaks of tramadol)
+    assert unchecked.verdict == "departure" and unchecked.rule == "P5.serotonin_check_snri"
+    assert "P5.serotonin_check_snri" in unchecked.reason and "Tramadol" not in unchecked.reason
+    assert not checked.rule.startswith("P5.serotonin") and checked.verdict in ("guideline", "acceptable", "other")
+
+
+def test_tramadol_on_an_ssri_without_check_cites_tramadols_serotonin_rule() -> None:
+    """Protects: tramadol without the serotonin check on an SSRI is a departure citing P5.serotonin_check."""
+    s = _session("ssri-tramadol")
+    s.answer(s.point.guideline)
+    o = next(x for x in s.point.options if x.kind == "tramadol" and x.key.endswith(":no-check"))
+    assert o.verdict == "departure" and o.rule == "P5.serotonin_check" and "Tramadol" in o.reason
 
 
 def test_raise_and_lower_dose_change_the_dose_in_the_trainee_course() -> None:
@@ -292,3 +302,32 @@ def test_engine_hooks_skip_the_named_check_and_taper_only_one_drug() -> None:
     nxt = ev[(ev["event"] == "evaluation") & (ev["day"] > day)]
     if len(nxt):  # the other drug runs on and is the one evaluated
         assert str(nxt["drug"].iloc[0]) in kept
+
+
+def test_continuing_a_strong_opioid_without_relief_cites_the_time_limited_trial() -> None:
+    """Protects: continuing morphine after a non-relieving reassessment is explained by P8 (time-limited trial,
+    stopped if ineffective), not by the generic 'continuing delays the next step'."""
+    s = _session("arrhythmia-no-tca")
+    s.answer(_index(s, "strong_opioid"))
+    while s.point is not None and s.point.outcome == "relief":
+        s.answer(s.point.guideline)
+    assert s.point is not None and s.point.state == "strong_opioid", "no non-relieving reassessment on morphine"
+    o = next(x for x in s.point.options if x.kind == "continue")
+    assert o.verdict == "other" and "time-limited" in o.reason and "P8.stop_ineffective" in o.reason
+
+
+def test_a_second_referral_is_explained_by_the_one_referral_rule_not_p4() -> None:
+    """Protects: once the patient has seen the specialist, 'refer' again cites P9 (one referral, then the
+    specialist's plan), not the generic P4 fallback ('the pathway's guard refuses it')."""
+    s = _session("ssri-tramadol")
+    for _ in range(40):
+        if s.point is None:
+            break
+        refer = next((o for o in s.point.options if o.kind == "refer"), None)
+        if refer is not None and refer.rule.startswith("P9.discharge"):
+            break
+        s.answer(_index(s, "refer") if refer is not None else s.point.guideline)
+    assert s.point is not None, "the case ended before a second referral could be offered"
+    refer = next(o for o in s.point.options if o.kind == "refer")
+    assert refer.rule == "P9.discharge_plan" and "already seen the pain specialist" in refer.reason
+    assert "guard refuses" not in refer.reason
