@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .catalog import load_catalog
+from .policy import StrongOpioidGate
 
 NAME = "strong_opioid_reassessed"
 RULE = "P8.reassessment"
@@ -39,7 +40,10 @@ class Gap:
 
 def unreassessed_opioid_gaps(events: pd.DataFrame, policy: Any, horizon: float) -> list[Gap]:
     """Every stretch longer than ``policy.strong_opioid.max_trial_days`` a strong opioid ran unassessed."""
-    limit = float(policy.strong_opioid.max_trial_days) + 1e-6
+    gate = getattr(policy, "strong_opioid", None)
+    if not hasattr(gate, "max_trial_days"):  # a policy read as data without the gate: the policy's default
+        gate = StrongOpioidGate()
+    limit = float(gate.max_trial_days) + 1e-6
     strong = {n for n, d in load_catalog().drugs.items() if d.drug_class == "strong_opioid"}
     ev = events[events["event"].isin(("drug_start", "drug_stop", "taper_start", *ASSESSMENTS))]
     ev = ev.sort_values(["replication", "patient", "day"], kind="stable")
