@@ -67,6 +67,7 @@ DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "ev
 RISE_RULES: tuple[str, ...] = ("P2", "P3", "P8", "X.protocol_step")  # titration, optimisation, to response
 FALL_RULES: tuple[str, ...] = ("P4", "P5")  # intolerance reduction, taper step
 FAILED_OUTCOMES: tuple[str, ...] = ("partial", "none")
+RELAPSE_RULE = "P4.relapse"  # issue 10: relief lost in maintenance; decided as a failed evaluation
 PATIENT_FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block",
                                   "cardiovascular_disease", "glaucoma", "orthostatic_hypotension", "ssri_use",
                                   "depression", "localized", "allodynia")
@@ -483,7 +484,7 @@ class _Line:
     """One drug being taken, from its start to its stop."""
 
     __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
-                 "tapered", "stop_rule", "level_day")
+                 "tapered", "stop_rule", "level_day", "failed")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -494,6 +495,7 @@ class _Line:
         self.ceiling = math.inf  # the highest tolerated dose, after an intolerance reduction
         self.last_outcome: str | None = None  # of the last evaluation while this line ran
         self.relieved = False  # a relief evaluation while this line ran (strong opioids: smallest dose)
+        self.failed = False  # judged failed while it ran (a later relief with an added drug does not undo it)
         self.taper_day: float | None = None  # day of the taper_start row
         self.tapered = False  # a dose was lowered (not for intolerance) since the last increase
         self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
@@ -515,6 +517,7 @@ class _Trajectory:
         self.tramadol_tried = False
         self.checks: list[tuple[str, str | None, float]] = []  # (check, drug, day)
         self.last_nrs: float | None = None
+        self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)
 
 
 class Checker:
@@ -584,6 +587,10 @@ class Checker:
             if ev == "safety_check":
                 t.checks.append((ch_c[k], name, day))
                 continue
+            if ev == "maintenance_visit":
+                t.visit_outcome = out_c[k]
+            elif ev == "transition" and rule == RELAPSE_RULE:
+                self._on_relapse(t)
             if ev == "dose_change" and rule is not None and name in t.active and dose is not None:
                 prev = t.active[name].dose
                 fits = (RISE_RULES if dose > prev else FALL_RULES if dose < prev else None)
@@ -840,7 +847,7 @@ class Checker:
         failed = {ln.drug.drug_class for ln in [*t.ended, *t.active.values()]
                   if ln.drug.drug_class in FIRST_LINE
                   and ((ln.stop_rule is not None and ln.stop_rule != "X.dropout")
-                       or ln.last_outcome in FAILED_OUTCOMES)}
+                       or ln.failed or ln.last_outcome in FAILED_OUTCOMES)}
         missing = []
         if len(failed) < P8_FAILED_CLASSES:
             missing.append(f"{len(failed)} first-line class(es) failed ({', '.join(sorted(failed)) or 'none'}), "
@@ -875,8 +882,26 @@ class Checker:
         if interim:  # P8.titrate_to_response: judged at a titration step, titration goes on
             return
         self._check_trial(key, f, t, d, name, day, rule)
+        self._on_failure(t, active, {d.drug_class})
+
+    def _on_relapse(self, t: _Trajectory) -> None:
+        """P4.relapse: relief lost after it was found, confirmed at a maintenance visit; the regimen is then
+        decided on as after an evaluation with that visit's outcome (a failure of the drugs taken). No
+        adequate-trial condition: the drugs already had their trial when they gave relief."""
+        outcome = t.visit_outcome
+        active = list(t.active.values())
+        for ln in active:
+            ln.last_outcome = outcome
+        if outcome in FAILED_OUTCOMES:
+            self._on_failure(t, active, {ln.drug.drug_class for ln in active})
+
+    def _on_failure(self, t: _Trajectory, active: list[_Line], judged: set[str]) -> None:
+        """A failed judgement of the regimen ``active``; ``judged``: the classes judged (the newest drug at
+        an evaluation, every drug taken at a relapse)."""
+        for ln in active:
+            ln.failed = True
         classes = {ln.drug.drug_class for ln in active}
-        if d.drug_class in FIRST_LINE or d.drug_class == "topical":
+        if any(c in FIRST_LINE or c == "topical" for c in judged):
             t.first_line_failure = True
         if "gabapentinoid" in classes and any(c in classes for c in ANTIDEPRESSANTS):
             t.combination_failed = True
