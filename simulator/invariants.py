@@ -189,6 +189,15 @@ INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED)
 
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
 
+# Usual care's departures (issue 10, simulator/care.py), each excusing one invariant when the scenario declares
+# it: (invariant, rule of the flagged row; None: any row) -> the declared departure that makes it on purpose.
+DEPARTURE_BY_RULE: dict[tuple[str, str | None], str] = {
+    ("adequate_trial", None): "under_titration",  # X.under_titration: judged below the recommended dose (P2, P3)
+    ("tca_last_resort", "X.usual_care_choice"): "usual_care_index",  # a tricyclic drawn as the index drug
+    ("cipn_no_tca_gabapentinoid", "X.usual_care_choice"): "usual_care_index",  # index drug drawn in CIPN
+    ("taper", "X.left_treatment"): "usual_care_index",  # the patient leaves treatment at once (no taper)
+}
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -537,7 +546,8 @@ class Checker:
     def _flag(self, name: str, key: tuple[int, int], day: float, event: str, drug: str | None,
               rule: str | None, detail: str) -> None:
         inv = BY_NAME[name]
-        declared = (inv.departure is not None and inv.departure in self.pol.declared) or name in self._excused
+        declared = ((inv.departure is not None and inv.departure in self.pol.declared) or name in self._excused
+                    or DEPARTURE_BY_RULE.get((name, rule), DEPARTURE_BY_RULE.get((name, None))) in self.pol.declared)
         v = Violation(name, key[0], key[1], round(float(day), 3), event, drug, rule, detail, declared)
         res = self.results[name]
         (res.declared if declared else res.violations).append(v)

@@ -383,3 +383,19 @@ def test_policy_start_dose_shifts_the_schedule():
     assert check_events(table(ok), pats, pol).ok
     fast = [*start(0, "duloxetine", 60, "P1.duloxetine_first"), row(3, "dose_change", "duloxetine", 90)]
     assert "titration_schedule" in violated(check_events(table(fast), pats, pol))
+
+
+def test_usual_care_departures_are_declared_only_when_the_scenario_declares_them():
+    """Protects the usual-care mapping (invariants.DEPARTURE_BY_RULE): an abrupt stop when the patient leaves
+    treatment (X.left_treatment) is a declared departure under usual_care_index, a violation otherwise; an
+    evaluation below target is declared under under_titration."""
+    from types import SimpleNamespace
+
+    left = [*escalation(), row(140, "drug_stop", "morphine", 30, "X.left_treatment")]
+    assert "taper" in violated(run(left, SimpleNamespace(declared_departures=[])))
+    report = run(left, SimpleNamespace(declared_departures=["usual_care_index"]))
+    assert report.ok and report.by_invariant()["taper"].status == "declared departure"
+    low = [*start(0, "pregabalin", 150), row(42, "evaluation", "pregabalin", 150, outcome="none", pain=7)]
+    assert "adequate_trial" in violated(run(low, SimpleNamespace(declared_departures=[])))
+    report = run(low, SimpleNamespace(declared_departures=["under_titration"]))
+    assert report.ok and report.by_invariant()["adequate_trial"].status == "declared departure"
