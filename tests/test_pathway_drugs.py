@@ -187,7 +187,8 @@ def test_intolerable_add_on_stops_alone() -> None:
 def test_add_on_replacing_an_intolerable_add_on_cites_its_own_rule() -> None:
     """Item 12 (narration tells the truth): when an add-on was not tolerated and another first-line class is
     added in its place, the add is not a partial response after an adequate trial (P4.partial_add's text), so
-    it cites P4.addon_replaced; every P4.partial_add add-on follows a same-day 'partial' evaluation."""
+    it cites P4.addon_replaced; every P4.partial_add add-on follows a same-day 'partial' evaluation (or, since
+    issue 10, a same-day 'partial' maintenance visit confirming a relapse, P4.relapse, decided as one)."""
     ev = run(cohort(800, age=55.0, crcl=95.0, localized=False, etiology="diabetic_neuropathy"))
     replaced = rows(ev, "transition", rule="P4.addon_replaced")
     assert len(replaced)
@@ -195,7 +196,8 @@ def test_add_on_replacing_an_intolerable_add_on_cites_its_own_rule() -> None:
         g = ev[(ev["patient"] == t["patient"]) & (ev["day"] == t["day"])]
         assert (g["rule"] == "P4.addon_not_tolerated").any()
     for _, t in rows(ev, "transition", rule="P4.partial_add").iterrows():
-        g = ev[(ev["patient"] == t["patient"]) & (ev["day"] == t["day"]) & (ev["event"] == "evaluation")]
+        g = ev[(ev["patient"] == t["patient"]) & (ev["day"] == t["day"])
+               & ev["event"].isin(["evaluation", "maintenance_visit"])]
         assert (g["outcome"] == "partial").any(), f"patient {t['patient']} day {t['day']}"
 
 
