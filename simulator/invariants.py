@@ -301,6 +301,7 @@ class PolicyView:
     serotonin_avoid: bool = False  # P5.serotonin_avoid: no serotonergic drug with an SSRI
     order: tuple[str, ...] = ()  # the first-line drugs the policy offers (empty: all)
     hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: strong_opioid.hiv 'caution' allows it
+    strong_opioid_trial_days: float | None = None  # P8.time_limited: judged by the end of the trial period
 
     @classmethod
     def of(cls, policy: Any) -> PolicyView:
@@ -321,7 +322,8 @@ class PolicyView:
                    cipn_exclusions=bool(getattr(policy, "cipn_exclusions", True)),
                    serotonin_avoid=getattr(policy, "serotonin", "monitor") == "avoid",
                    order=tuple(getattr(policy, "order", ()) or ()),
-                   hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution")
+                   hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution",
+                   strong_opioid_trial_days=getattr(gate, "max_trial_days", None))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -962,6 +964,9 @@ class Checker:
                 since = dd
         since = line.doses[-1][0] if since is None else since
         due = max(since + d.adequate_trial_days, line.start + d.min_trial_days)
+        limit = self.pol.strong_opioid_trial_days
+        if d.drug_class == "strong_opioid" and limit is not None:  # P8.time_limited (S004): judged by its end
+            due = min(due, line.start + float(limit))
         if day < due - TOL:
             self._flag("adequate_trial", key, day, "evaluation", name, rule,
                        f"{name} judged failed on day {day:g}, before the adequate trial ends on day {due:g} "
