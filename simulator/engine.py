@@ -372,7 +372,9 @@ class Simulation:
                     continue
                 if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
                     # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).
-                    until = p.taper_end
+                    # The next drug starts just after the taper's last stop (1e-6 d, below the log's resolution
+                    # of 1e-3 d), so the log orders the stop before the start whatever the float rounding.
+                    until = p.taper_end + 1e-6
                     if ltfu_day < until:
                         if ltfu_day >= horizon:
                             yield env.timeout(horizon - env.now)

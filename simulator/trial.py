@@ -28,7 +28,8 @@ follows each arm day by day:
 * **Intolerance** is handled per protocol (``on_intolerance``): ``withdraw`` (the patient leaves the
   trial; an explicit outcome), ``stop_drug`` (the drug stops, the patient stays) or ``down_titrate`` (back
   to the previous titration dose and held there, i.e. the maximum tolerated dose; at the lowest dose the
-  drug stops). Drop-out is the protocol's ``dropout_per_week`` (default none).
+  drug stops). A placebo patient with an intolerable nocebo event is handled alike (blinded): withdrawn
+  under ``withdraw``, kept in the trial otherwise. Drop-out is the protocol's ``dropout_per_week`` (default none).
 * **Gates.** Patient-level safety gates of the guideline apply to every ``start``/``increase_dose`` step
   (:mod:`simulator.safety`): a patient with a P5 contraindication, or a topical without localized pain
   (P6), cannot be given the step and is a *logged exclusion* (reason = rule id) who leaves the analysis; a
@@ -532,6 +533,7 @@ class GroupOutcome:
     capped: np.ndarray  # dose cap applied by the gates ('' = none)
     final_dose: dict[str, np.ndarray]
     completed_pain: np.ndarray  # endpoint NRS of completers (nan otherwise)
+    start_day: int = 0  # trial day the period starts (crossover: after the previous periods and their washouts)
 
 
 def _record(x: np.ndarray, res: float) -> np.ndarray:
@@ -857,8 +859,13 @@ class _Group:
         for j, sel in intolerable_slots:
             sel = sel & self.in_trial
             self.intolerable |= sel
-            if self.p.on_intolerance == "withdraw" or j == len(self.p.slots):
+            if self.p.on_intolerance == "withdraw":
                 self._leave(sel, float(day), WITHDRAWN_AE)
+            elif j == len(self.p.slots):
+                # placebo under stop_drug / down_titrate: a blinded protocol handles the dummy as the drug (stopped
+                # or reduced) and the patient stays; withdrawing here would make placebo the only arm that loses
+                # patients to adverse events
+                continue
             elif self.p.on_intolerance == "stop_drug":
                 self._stop(j, sel)
             else:
@@ -891,7 +898,8 @@ class _Group:
             onset_1pt=np.where(e1, self.onset_1pt, -np.minimum(left, end)),
             onset_30=np.where(e3, self.onset_30, -np.minimum(left, end)), evals=self.evals, branch=self.branch,
             branch_entry_nrs=self.branch_entry, escalated=self.escalated, exclusion=self.exclusion, capped=self.capped,
-            final_dose=final_dose, completed_pain=np.where(completed & (self.status != EXCLUDED), rec_end, np.nan))
+            final_dose=final_dose, completed_pain=np.where(completed & (self.status != EXCLUDED), rec_end, np.nan),
+            start_day=int(self.t0))
 
 
 # ==================================================================================================
@@ -1072,7 +1080,8 @@ def _patients_frame(pop: _Population, proto: Protocol, parts: list[tuple[str, in
     for arm, period, g in parts:
         rows = g.rows
         data: dict[str, Any] = {
-            "patient": rows, "arm": arm, "period": period, "branch": g.branch.astype(str),
+            "patient": rows, "arm": arm, "period": period, "period_start_day": g.start_day,
+            "branch": g.branch.astype(str),
             "age": pop.cohort.age[rows], "etiology": [ETIOLOGIES[e] for e in pop.etiology[rows]],
             "baseline_nrs": g.baseline, "endpoint_nrs": g.pain_end,
             "status": [STATUS_NAMES[s] for s in g.status], "left_on_day": g.stop_day,

@@ -101,6 +101,8 @@ def test_crossover_periods_and_washout():
     per = p.groupby("patient").agg(arms=("arm", "nunique"), periods=("period", "nunique"), rows=("arm", "size"))
     assert (per.arms == 2).all() and (per.periods == 2).all() and (per.rows == 2).all()
     assert set(p.period) == {0, 1}
+    # the washout separates the periods: period q starts on day q * (28 + 7)
+    assert (p.period_start_day == p.period * (28 + 7)).all()
 
 
 def test_inclusion_criteria_are_applied():
@@ -120,6 +122,12 @@ def test_lead_in_randomises_inadequate_responders_only():
     res = run(d)
     assert 0 < res.lead_in_excluded < 1500
     assert len(res.patients) == 1500 - res.lead_in_excluded
+    # the selection follows the criterion: a looser one (< 60% reduction) keeps more of the same patients
+    loose = run(design(patients=1500, lead_in={"drug": "pregabalin", "dose": 300, "weeks": 4,
+                                              "keep_if": {"reduction_below": 0.6}},
+                       guideline_gates=False, arms=["duloxetine:60", "placebo"]))
+    assert loose.lead_in_excluded < res.lead_in_excluded
+    assert set(res.patients.patient) < set(loose.patients.patient)
 
 
 @pytest.mark.parametrize("handling", ["withdraw", "stop_drug", "down_titrate"])
@@ -139,6 +147,18 @@ def test_intolerance_handling(handling):
     else:
         assert (hit.status == "completed").all()
         assert (hit.dose_end_pregabalin < 600).all() and (hit.dose_end_pregabalin > 0).any()
+
+
+@pytest.mark.parametrize("handling", ["withdraw", "stop_drug", "down_titrate"])
+def test_placebo_intolerance_follows_the_protocol(handling):
+    """Protects blinded intolerance handling: a placebo patient with an intolerable nocebo event is withdrawn
+    only when the protocol withdraws; under stop_drug or down_titrate the patient stays, as on the drug arm
+    (withdrawing placebo patients alone made placebo lose more patients to adverse events than the drug)."""
+    p = run(design(patients=3000, on_intolerance=handling, guideline_gates=False, arms=["placebo"])).patients
+    hit = p[p.intolerable_ae]
+    assert len(hit) > 30
+    expected = "withdrawn_adverse_event" if handling == "withdraw" else "completed"
+    assert (hit.status == expected).all()
 
 
 def test_locf_observed_and_dropout():
@@ -242,6 +262,7 @@ def test_readme_crossover_follows_its_design():
     assert both.mean() > 0.9 and combo[~both].intolerable_ae.all()
     gbp = p[p.arm == "gabapentin"]
     assert (gbp.dose_end_nortriptyline == 0).all()
+    assert (p.period_start_day == p.period * (42 + 7)).all()  # 6-week periods, 1-week washout
 
 
 # --- input errors and the CLI ---------------------------------------------------------------------------

@@ -307,12 +307,22 @@ def test_engine_hooks_skip_the_named_check_and_taper_only_one_drug() -> None:
 def test_continuing_a_strong_opioid_without_relief_cites_the_time_limited_trial() -> None:
     """Protects: continuing morphine after a non-relieving reassessment is explained by P8 (time-limited trial,
     stopped if ineffective), not by the generic 'continuing delays the next step'."""
-    s = _session("arrhythmia-no-tca")
-    s.answer(_index(s, "strong_opioid"))
-    while s.point is not None and s.point.outcome == "relief":
-        s.answer(s.point.guideline)
-    assert s.point is not None and s.point.state == "strong_opioid", "no non-relieving reassessment on morphine"
-    o = next(x for x in s.point.options if x.kind == "continue")
+    # Whichever packaged case meets a non-relieving morphine reassessment under the current model (which case
+    # does depends on the calibrated model's draws; at least one must).
+    found = None
+    for name in ("arrhythmia-no-tca", "ssri-tramadol", "strong-opioid-gate", "renal-older-localized", "radiculopathy",
+                 "cipn-platinum"):
+        s = _session(name)
+        if "strong_opioid" not in [o.key for o in s.point.options]:
+            continue
+        s.answer(_index(s, "strong_opioid"))
+        while s.point is not None and s.point.outcome == "relief":
+            s.answer(s.point.guideline)
+        if s.point is not None and s.point.state == "strong_opioid":
+            found = s
+            break
+    assert found is not None, "no packaged case has a non-relieving reassessment on morphine"
+    o = next(x for x in found.point.options if x.kind == "continue")
     assert o.verdict == "other" and "time-limited" in o.reason and "P8.stop_ineffective" in o.reason
 
 
