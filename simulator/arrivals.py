@@ -17,6 +17,8 @@ longer horizon only adds patients after the shorter one's.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -33,7 +35,7 @@ class PopulationSpec(Strict):
     incidence_per_100k: float = Field(
         ge=0, le=100000, allow_inf_nan=False,
         description="new patients starting treatment per 100,000 people per year (Poisson arrivals)")
-    incidence_by_year: list[float] = Field(
+    incidence_by_year: list[Annotated[float, Field(ge=0, le=100000, allow_inf_nan=False)]] = Field(
         default_factory=list, max_length=100,
         description="optional: incidence per 100,000 per year for year 1, 2, ... of the run (the last one holds "
                     "after); replaces incidence_per_100k")

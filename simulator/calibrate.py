@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from .clinical import ModelTables, compile_model
 from .errors import InputError
+from .packaged import data_root
 from .schema import Strict, load_model
 from .trial import (
     PLACEBO,
@@ -30,7 +31,6 @@ from .trial import (
 )
 
 FULL_PATIENTS = 20000
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class TrialDesign(Strict):
@@ -253,7 +253,7 @@ def _canonical(arm: str, tables: ModelTables) -> str:
 
 def _root(path: str) -> str:
     p = Path(path)
-    return str(p if p.is_absolute() else ROOT / p)
+    return str(p if p.is_absolute() else data_root() / p)  # the checkout, or the installed package (packaged.py)
 
 
 def run_design(d: TrialDesign, patients: int, seed: int, tables: ModelTables) -> TrialResult:

@@ -8,6 +8,7 @@ are registered at the bottom of this file.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import sys
 import time
@@ -17,14 +18,15 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import InputError
 
 # Wide tables stay readable when output is piped or captured (rich would otherwise assume 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160, emoji=False)
 
 NOT_FOR_CLINICAL_USE = ("painpath is for policy analysis and teaching. It is not a clinical decision tool "
                         "and must not be used to treat patients.")
@@ -42,6 +44,80 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
 
     return wrapper
+
+
+_NON_TAG = re.compile(r"(\\+)(\[(?![a-z#/@][^[]*?]))")
+
+
+def esc(value: Any) -> str:
+    """A user-given text (a name, a label, a path) made safe to print with rich: its brackets are not markup.
+
+    rich.markup.escape protects tag-like brackets; a backslash before any other '[' would still be eaten
+    by the renderer, so one more is added there."""
+    return _NON_TAG.sub(lambda m: m.group(1) + "\\" + m.group(2), escape(str(value)))
+
+
+def _usage_fix(exc: click.ClickException) -> str:
+    """The fix for a click usage error, from the parameter's type."""
+    ctx = getattr(exc, "ctx", None)
+    helper = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'painpath --help'"
+    param = getattr(exc, "param", None)
+    kind = getattr(param, "type", None)
+    if isinstance(exc, click.NoSuchOption):
+        near = f"use one of {', '.join(exc.possibilities)}" if exc.possibilities else "remove or correct it"
+        return f"{near} ({helper})"
+    if isinstance(exc, click.MissingParameter):
+        return f"add it ({helper})"
+    if isinstance(kind, click.Choice):
+        return f"use one of: {', '.join(map(str, kind.choices))} ({helper})"
+    if isinstance(kind, click.types.IntParamType):
+        return f"give a whole number such as 1 ({helper})"
+    if isinstance(kind, click.types.FloatParamType):
+        return f"give a number such as 12 ({helper})"
+    return f"correct the command line ({helper})"
+
+
+def usage_paragraph(exc: click.ClickException) -> str:
+    """A click usage error (bad option value, unknown option, missing argument) as one InputError paragraph."""
+    param = getattr(exc, "param", None)
+    field = None
+    if param is not None:
+        field = (param.opts[0] if getattr(param, "opts", None) else param.name) or None
+        if isinstance(param, click.Argument):
+            field = (param.name or "").upper()
+    elif isinstance(exc, click.NoSuchOption):
+        field = exc.option_name
+    message = exc.message if isinstance(exc, click.BadParameter | click.NoSuchOption) else exc.format_message()
+    if isinstance(exc, click.MissingParameter):
+        message = f"this {'argument' if isinstance(param, click.Argument) else 'option'} is required"
+    elif isinstance(exc, click.NoSuchOption):
+        message = f"there is no option {exc.option_name}"
+    message = " ".join(str(message).split())
+    return InputError(message, file="the command line", field=field, fix=_usage_fix(exc)).paragraph()
+
+
+class PainpathGroup(click.Group):
+    """The command group: usage errors in the same one-paragraph form as input errors (exit 2); SIGTERM is
+    handled like Ctrl-C so temporary files are removed (:mod:`simulator.interrupts`)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        from .interrupts import install_signal_handlers
+
+        install_signal_handlers()
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            err_console.print(usage_paragraph(exc) if isinstance(exc, click.UsageError) else
+                              InputError(" ".join(exc.format_message().split()), fix="see 'painpath --help'").paragraph(),
+                              markup=False, highlight=False, soft_wrap=True)
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        except click.exceptions.Abort:
+            err_console.print("Interrupted: nothing was written (temporary files removed).", markup=False)
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
 
 def command_line() -> str:
@@ -75,13 +151,30 @@ class LazyProgress:
             self.progress.stop()
 
 
-def positive(name: str, value: int | None, minimum: int = 1) -> None:
-    if value is not None and value < minimum:
+def positive(name: str, value: int | float | None, minimum: int = 1, maximum: int | float | None = None) -> None:
+    """Check a numeric command-line option: at least ``minimum`` and at most ``maximum`` (InputError naming it)."""
+    from .scenario import MAX_PATIENTS
+
+    if value is None:
+        return
+    if value < minimum:
         raise InputError(f"{name} must be at least {minimum} (got {value})", field=f"--{name}",
                          fix=f"use a whole number >= {minimum}")
+    limit = {"patients": MAX_PATIENTS, "replications": 1000, "workers": 64}.get(name) if maximum is None else maximum
+    if limit is not None and value > limit:
+        more = " (for larger samples see README, Large cohorts)" if name == "patients" else ""
+        raise InputError(f"{name} must be at most {limit:,} (got {value:,}){more}", field=f"--{name}",
+                         fix=f"use at most {limit:,}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def check_seed(seed: int | None) -> None:
+    """A seed is a whole number in [0, 2**63 - 1]."""
+    if seed is not None and not 0 <= seed <= 2**63 - 1:
+        raise InputError(f"seed must be from 0 to 2**63 - 1 (got {seed})", field="--seed",
+                         fix="use a non-negative whole number")
+
+
+@click.group(name="painpath", cls=PainpathGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="painpath")
 def main() -> None:
     """painpath: simulate the neuropathic-pain treatment pathway for policy analysis and teaching.
@@ -110,38 +203,41 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 @click.option("--replications", type=int, default=None, help="Independent replications (overrides the scenario).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Parallel processes for replications.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Run folder to write (default results/<scenario>-<timestamp>/).")
+              help="Run folder to write (default results/<scenario>-<timestamp>/); must not exist.")
+@click.option("--force", is_flag=True, help="Replace the --out folder if it exists (only a painpath output folder).")
 @click.option("--no-report", is_flag=True, help="Do not render report.html into the run folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly
 def run(scenario: str, patients: int | None, seed: int | None, replications: int | None, workers: int,
-        out: str | None, no_report: bool, quiet: bool) -> None:
-    """Simulate SCENARIO and write a run folder (summary.json, patients/events.parquet, manifest.json)."""
-    from .results import write_run
+        out: str | None, force: bool, no_report: bool, quiet: bool) -> None:
+    """Simulate SCENARIO (a file, or a packaged scenario name such as guideline) and write a run folder
+    (summary.json, patients/events.parquet, manifest.json)."""
+    from .results import preflight_out, write_run
     from .runner import default_run_dir, simulate
     from .scenario import load_scenario
 
     positive("patients", patients)
     positive("replications", replications)
     positive("workers", workers)
-    if seed is not None and seed < 0:
-        raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    check_seed(seed)
     sc = load_scenario(scenario)
-    bar = LazyProgress(f"simulating {sc.name}", enabled=not quiet)
+    sc.with_overrides(patients=patients, seed=seed, replications=replications)  # size limits, before simulating
+    dest = Path(out) if out else default_run_dir(sc)
+    preflight_out(dest, force=force, unique=out is None)
+    bar = LazyProgress(f"simulating {esc(sc.name)}", enabled=not quiet)
     try:
         result = simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers,
                           progress=bar, command=command_line())
     finally:
         bar.close()
-    dest = Path(out) if out else default_run_dir(result.scenario)
     extra = None if no_report else _report_writer(result)
-    folder = write_run(result, dest, extra=extra)
+    folder = write_run(result, dest, extra=extra, overwrite=force, unique=out is None)
     who = (f"open population, {result.summary['n_patients']} patients entering per replication on average"
            if result.scenario.population is not None else f"{result.scenario.patients} patients")
-    console.print(summary_table(result.summary, f"{result.scenario.name}: {who} x "
+    console.print(summary_table(result.summary, f"{esc(result.scenario.name)}: {who} x "
                                 f"{result.scenario.replications} replication(s), seed {result.scenario.seed}"))
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
-    console.print(f"Run folder: {folder}")
+    console.print(f"Run folder: {esc(folder)}")
 
 
 def _report_writer(result: Any) -> Callable[[Path], None] | None:
@@ -162,29 +258,35 @@ def _report_writer(result: Any) -> Callable[[Path], None] | None:
               help="Write the table to a .csv or .parquet file instead of printing it.")
 @friendly
 def cohort(cohort: str, patients: int, seed: int, replication: int, out: str | None) -> None:
-    """Preview or export the synthetic patients a COHORT file generates."""
+    """Preview or export the synthetic patients a COHORT file (or packaged cohort name) generates."""
     from .cohort import generate_cohort, load_cohort_spec
+    from .packaged import resolve_cohort
+    from .results import preflight_out, write_file_atomic
 
     positive("patients", patients)
-    spec = load_cohort_spec(cohort)
+    check_seed(seed)
+    positive("replication", replication, 0, 999)
+    if out:
+        preflight_out(out, kind="file")
+        if Path(out).suffix not in (".csv", ".parquet"):
+            raise InputError(f"unknown output format '{Path(out).suffix or '(none)'}'", field="--out",
+                             fix="end the file name in .csv or .parquet")
+    spec = load_cohort_spec(resolve_cohort(cohort, field="COHORT"))
     df = generate_cohort(spec, patients, seed, replication=replication).to_frame()
     if out:
         path = Path(out)
         if path.suffix == ".parquet":
-            df.to_parquet(path, index=False)
-        elif path.suffix == ".csv":
-            df.to_csv(path, index=False)
+            write_file_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
         else:
-            raise InputError(f"unknown output format '{path.suffix or '(none)'}'", field="--out",
-                             fix="end the file name in .csv or .parquet")
-        console.print(f"Wrote {len(df)} patients to {path}")
+            write_file_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
+        console.print(f"Wrote {len(df)} patients to {esc(path)}")
         return
-    t = Table(title=f"{spec.name}: {patients} patients, seed {seed}")
+    t = Table(title=f"{esc(spec.name)}: {patients} patients, seed {seed}")
     show = df.head(50)
     for col in show.columns:
         t.add_column(col, overflow="fold")
     for row in show.itertuples(index=False):
-        t.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in row])
+        t.add_row(*[f"{v:.1f}" if isinstance(v, float) else esc(v) for v in row])
     console.print(t)
     if len(df) > 50:
         console.print(f"... {len(df) - 50} more rows (use --out to export all)")

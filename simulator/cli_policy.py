@@ -8,15 +8,33 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from .cli import NOT_FOR_CLINICAL_USE, LazyProgress, command_line, console, friendly, main, positive
+from .cli import (
+    NOT_FOR_CLINICAL_USE,
+    LazyProgress,
+    check_seed,
+    command_line,
+    console,
+    esc,
+    friendly,
+    main,
+    positive,
+)
 from .errors import InputError
+from .results import preflight_out
+
+MAX_SCENARIOS = 12
+"""Most scenarios in one comparison."""
+MAX_SWEEP_VALUES = 50
+"""Most values in one sweep."""
 
 _common = [
     click.option("--patients", type=int, default=None, help="Patients per replication (default: the first scenario's)."),
     click.option("--replications", type=int, default=4, show_default=True, help="Replications (at least 2)."),
     click.option("--seed", type=int, default=None, help="Root seed, the same for every scenario (default: the first's)."),
     click.option("--workers", type=int, default=1, show_default=True, help="Parallel processes for replications."),
-    click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None, help="Output folder."),
+    click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+                 help="Output folder (default results/<kind>-<timestamp>/); must not exist."),
+    click.option("--force", is_flag=True, help="Replace the --out folder if it exists (only a painpath output folder)."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
 ]
 
@@ -31,8 +49,7 @@ def _check(patients: int | None, replications: int, seed: int | None, workers: i
     positive("patients", patients)
     positive("replications", replications, 2)
     positive("workers", workers)
-    if seed is not None and seed < 0:
-        raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    check_seed(seed)
 
 
 def short_label(metric: str) -> str:
@@ -57,7 +74,7 @@ def beyond_horizon(notes: list[str]) -> bool:
 @common
 @friendly
 def compare(scenarios: tuple[str, ...], patients: int | None, replications: int, seed: int | None, workers: int,
-            out: str | None, quiet: bool) -> None:
+            out: str | None, force: bool, quiet: bool) -> None:
     """Compare SCENARIOS (the first is the baseline) with common random numbers: means with 95% CIs and
     paired differences; writes comparison.json, comparison.csv and report.html."""
     from .compare import KEY_METRICS, comparison_dict, default_compare_dir, write_comparison
@@ -65,27 +82,29 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
     from .scenario import load_scenario
 
     _check(patients, replications, seed, workers)
+    if len(scenarios) > MAX_SCENARIOS:
+        raise InputError(f"{len(scenarios)} scenarios given, more than the {MAX_SCENARIOS} one comparison shows",
+                         field="SCENARIOS", fix=f"compare at most {MAX_SCENARIOS} scenarios at a time")
     scs = [load_scenario(s) for s in scenarios]
     dest = Path(out) if out else default_compare_dir()
-    if dest.exists():
-        raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
+    preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress("comparing", enabled=not quiet)
     try:
         c = run_compare(scs, patients=patients, replications=replications, seed=seed, workers=workers,
                         progress=bar, command=command_line())
     finally:
         bar.close()
-    folder = write_comparison(c, dest)
+    folder = write_comparison(c, dest, overwrite=force, unique=out is None)
     d = comparison_dict(c)
     names = c.names
-    t = Table(title=f"{' vs '.join(names)}: {d['patients']} patients x {d['replications']} replications, seed "
+    t = Table(title=f"{' vs '.join(esc(n) for n in names)}: {d['patients']} patients x {d['replications']} replications, seed "
               f"{d['seed']} (mean [95% CI]; shares in %, their differences in percentage points)",
               show_header=True, header_style="bold")
     t.add_column("metric", no_wrap=True)
     for n in names:
-        t.add_column(n, justify="right")
+        t.add_column(esc(n), justify="right")
     for n in names[1:]:
-        t.add_column(f"{n} - {names[0]} (paired CI)", justify="right")
+        t.add_column(f"{esc(n)} - {esc(names[0])} (paired CI)", justify="right")
     notes: dict[str, str] = {}
     hidden: list[str] = []
     for m in KEY_METRICS:
@@ -114,7 +133,7 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
         console.print(f"Not shown, beyond the {int(c.results[0].scenario.horizon_days)}-day horizon: "
                       + "; ".join(hidden), markup=False, highlight=False)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
-    console.print(f"Comparison folder: {folder}")
+    console.print(f"Comparison folder: {esc(folder)}")
 
 
 @main.command()
@@ -127,7 +146,7 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
 @common
 @friendly
 def sweep(scenario: str, param: str, values: str, metric: str | None, patients: int | None, replications: int,
-          seed: int | None, workers: int, out: str | None, quiet: bool) -> None:
+          seed: int | None, workers: int, out: str | None, force: bool, quiet: bool) -> None:
     """Run SCENARIO at several values of one policy or clinical parameter (common random numbers)."""
     from .scenario import load_scenario
     from .sweep import default_dir, default_metric, parse_value, write_sweep
@@ -136,28 +155,30 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
     _check(patients, replications, seed, workers)
     sc = load_scenario(scenario)
     vals = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    if not 1 <= len(vals) <= MAX_SWEEP_VALUES:
+        raise InputError(f"{len(vals)} values given; a sweep takes 1 to {MAX_SWEEP_VALUES}", field="--values",
+                         fix="give comma-separated values, e.g. 7,14,28")
     dest = Path(out) if out else default_dir("sweep", sc)
-    if dest.exists():
-        raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
-    bar = LazyProgress(f"sweeping {param}", enabled=not quiet)
+    preflight_out(dest, force=force, unique=out is None)
+    bar = LazyProgress(f"sweeping {esc(param)}", enabled=not quiet)
     try:
         data, runs = run_sweep(sc, param, vals, metric=metric or default_metric(param, sc), patients=patients,
                                replications=replications, seed=seed, workers=workers, progress=bar,
                                command=command_line())
     finally:
         bar.close()
-    folder = write_sweep(data, runs, dest)
-    t = Table(title=f"{sc.name}: sweep of {param} ({data['semantics']})", header_style="bold")
+    folder = write_sweep(data, runs, dest, overwrite=force, unique=out is None)
+    t = Table(title=f"{esc(sc.name)}: sweep of {esc(param)} ({esc(data['semantics'])})", header_style="bold")
     for h in ("value", "metric", "mean [95% CI]", "vs first value (paired 95% CI)"):
         t.add_column(h)
     for r in data["rows"]:
         note = f" ({r['note']})" if r.get("note") else ""
         dnote = f" ({r['diff_note']})" if r.get("diff_note") else ""
-        t.add_row(str(r["value"]), short_label(r["metric"]), _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], r["metric"]) + note,
-                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], r["metric"], diff=True) + dnote)
+        t.add_row(esc(r["value"]), esc(short_label(r["metric"])), _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], r["metric"]) + esc(note),
+                  _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], r["metric"], diff=True) + esc(dnote))
     console.print(t)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
-    console.print(f"Sweep folder: {folder}")
+    console.print(f"Sweep folder: {esc(folder)}")
 
 
 @main.command()
@@ -168,7 +189,7 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
 @common
 @friendly
 def tornado(scenario: str, params_file: str, metric: str | None, patients: int | None, replications: int,
-            seed: int | None, workers: int, out: str | None, quiet: bool) -> None:
+            seed: int | None, workers: int, out: str | None, force: bool, quiet: bool) -> None:
     """One-way sensitivity of SCENARIO over the parameters in PARAMS (low and high values): table and tornado plot."""
     from .scenario import load_scenario
     from .sweep import DEFAULT_METRIC, default_dir, load_tornado_params, write_tornado
@@ -178,26 +199,25 @@ def tornado(scenario: str, params_file: str, metric: str | None, patients: int |
     sc = load_scenario(scenario)
     params = load_tornado_params(params_file)
     dest = Path(out) if out else default_dir("tornado", sc)
-    if dest.exists():
-        raise InputError(f"the output folder '{dest}' already exists", field="--out", fix="name a new folder")
+    preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress("one-way sensitivity", enabled=not quiet)
     try:
         data, base = run_tornado(sc, params, metric=metric or DEFAULT_METRIC, patients=patients, replications=replications,
                            seed=seed, workers=workers, progress=bar, command=command_line())
     finally:
         bar.close()
-    folder = write_tornado(data, base, dest)
+    folder = write_tornado(data, base, dest, overwrite=force, unique=out is None)
     m = data["metric"]
-    t = Table(title=f"{sc.name}: one-way sensitivity of {short_label(m)} (base {_ci(data['base'], None, None, m)})",
+    t = Table(title=f"{esc(sc.name)}: one-way sensitivity of {esc(short_label(m))} (base {_ci(data['base'], None, None, m)})",
               header_style="bold")
     for h in ("parameter", "low", "high", "at low", "at high", "swing"):
         t.add_column(h)
     for r in data["rows"]:
-        t.add_row(r["label"], str(r["low"]), str(r["high"]), _ci(r["at_low"], None, None, m),
+        t.add_row(esc(r["label"]), esc(r["low"]), esc(r["high"]), _ci(r["at_low"], None, None, m),
                   _ci(r["at_high"], None, None, m), _ci(r["swing"], None, None, m))
     console.print(t)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
-    console.print(f"Tornado folder: {folder}")
+    console.print(f"Tornado folder: {esc(folder)}")
 
 
 @main.command()
@@ -208,4 +228,4 @@ def report(folder: str) -> None:
     from .report import render_folder
 
     path = render_folder(folder)
-    console.print(f"Report: {path}")
+    console.print(f"Report: {esc(path)}")

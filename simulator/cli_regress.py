@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import console, friendly, main, positive
+from .cli import check_seed, console, esc, friendly, main, positive
 from .errors import InputError
+from .results import preflight_out
 
 SHOW_VIOLATIONS = 20
 
@@ -22,23 +22,13 @@ def _run_options(seed: int | None, patients: int | None, replications: int | Non
     positive("patients", patients)
     positive("replications", replications)
     positive("workers", workers)
-    if seed is not None and seed < 0:
-        raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    check_seed(seed)
 
 
-def _write_json(path: str, data: Any) -> None:
-    from .results import write_json
+def _write_json(path: str, data: Any, option: str = "--json") -> None:
+    from .results import write_file_atomic, write_json
 
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        raise InputError(f"the folder of '{path}' does not exist", field="--json", fix="create it first")
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
-        write_json(tmp, data)
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_file_atomic(path, lambda tmp: write_json(tmp, data), option=option)
 
 
 # ---- check --------------------------------------------------------------------------------------
@@ -61,11 +51,13 @@ def check(scenario: str, patients: int | None, seed: int | None, replications: i
     from .scenario import load_scenario
 
     _run_options(seed, patients, replications, workers)
+    if json_out:
+        preflight_out(json_out, kind="file", option="--json")
     sc = load_scenario(scenario)
     result = simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers)
     report = check_run(result)
     r = result.scenario
-    t = Table(title=f"{r.name}: {r.patients} patients x {r.replications} replication(s), seed {r.seed}",
+    t = Table(title=f"{esc(r.name)}: {r.patients} patients x {r.replications} replication(s), seed {r.seed}",
               header_style="bold")
     t.add_column("invariant", no_wrap=True)
     t.add_column("rule", no_wrap=True)
@@ -111,12 +103,12 @@ def lint(scenario: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([f.to_dict() for f in findings], indent=2))
     else:
-        t = Table(title="painpath lint" + (f": {sc.name}" if sc else ": pathway"), header_style="bold")
+        t = Table(title="painpath lint" + (f": {esc(sc.name)}" if sc else ": pathway"), header_style="bold")
         for col in ("severity", "check", "subject", "finding"):
             t.add_column(col, overflow="fold")
         colour = {"error": "red", "warning": "yellow", "info": "dim"}
         for f in findings:
-            t.add_row(f"[{colour[f.severity]}]{f.severity}[/]", f.check, f.subject, f.message)
+            t.add_row(f"[{colour[f.severity]}]{f.severity}[/]", esc(f.check), esc(f.subject), esc(f.message))
         console.print(t)
         n_err = sum(f.severity == "error" for f in findings)
         console.print(f"{n_err} error(s), {sum(f.severity == 'warning' for f in findings)} warning(s).")
@@ -143,12 +135,13 @@ def snapshot(scenario: str, out: str, patients: int | None, replications: int | 
     _run_options(seed, patients, replications, workers)
     if not out.endswith(".json"):
         raise InputError(f"the snapshot file '{out}' must end in .json", field="--out", fix="name it e.g. golden.json")
+    preflight_out(out, kind="file")
     sc = load_scenario(scenario)
     result = simulate(sc, patients=patients, seed=seed, replications=replications, workers=workers)
     path = write_snapshot(result, out)
     r = result.scenario
-    console.print(f"Snapshot of {r.name}: {r.patients} patients x {r.replications} replication(s), seed {r.seed}, "
-                  f"{len(trajectories(result.events))} trajectories -> {path}")
+    console.print(f"Snapshot of {esc(r.name)}: {r.patients} patients x {r.replications} replication(s), seed {r.seed}, "
+                  f"{len(trajectories(result.events))} trajectories -> {esc(path)}")
 
 
 # ---- diff ---------------------------------------------------------------------------------------
@@ -181,6 +174,8 @@ def diff(scenarios: tuple[str, ...], against: str | None, patients: int | None, 
     _run_options(seed, patients, replications, workers)
     for e in fail_if:
         parse_fail_if(e)
+    if json_out:
+        preflight_out(json_out, kind="file", option="--json")
     if against:
         if len(scenarios) != 1:
             raise InputError(f"with --against give exactly one scenario (got {len(scenarios)})", field="SCENARIOS",
@@ -202,20 +197,20 @@ def diff(scenarios: tuple[str, ...], against: str | None, patients: int | None, 
         _write_json(json_out, report.to_dict())
     if report.failed:
         crossed = [b["expr"] for b in report.bounds if b["crossed"]]
-        console.print(f"[red]Bound crossed:[/] {'; '.join(crossed)}")
+        console.print(f"[red]Bound crossed:[/] {esc('; '.join(crossed))}")
         sys.exit(1)
 
 
 def _print_diff(report: Any, all_metrics: bool) -> None:
-    console.print(f"[bold]{report.old}[/] -> [bold]{report.new}[/]: {report.patients} patients x "
+    console.print(f"[bold]{esc(report.old)}[/] -> [bold]{esc(report.new)}[/]: {report.patients} patients x "
                   f"{report.replications} replication(s), seed {report.seed} (common random numbers)")
     for n in report.notes:
-        console.print(f"[yellow]note:[/] {n}")
+        console.print(f"[yellow]note:[/] {esc(n)}")
     ct = Table(title="(a) what changed", header_style="bold")
     for col in ("section", "field", "old", "new"):
         ct.add_column(col, overflow="fold")
     for c in report.changes:
-        ct.add_row(c.section, c.field, json.dumps(c.old), json.dumps(c.new))
+        ct.add_row(esc(c.section), esc(c.field), esc(json.dumps(c.old)), esc(json.dumps(c.new)))
     if not report.changes:
         ct.add_row("-", "nothing", "", "")
     console.print(ct)
@@ -232,9 +227,9 @@ def _print_diff(report: Any, all_metrics: bool) -> None:
         if not all_metrics and m.diff == 0 and m.old is not None:
             hidden += 1
             continue
-        mt.add_row(label_with_unit(m.metric), fmt(m.metric, m.old), fmt(m.metric, m.new),
+        mt.add_row(esc(label_with_unit(m.metric)), fmt(m.metric, m.old), fmt(m.metric, m.new),
                    fmt_ci(m.metric, m.diff, m.ci_lo, m.ci_hi, diff=True),
-                   m.metric + (f" ({m.note})" if m.note else ""))
+                   esc(m.metric + (f" ({m.note})" if m.note else "")))
     console.print(mt)
     if hidden:
         console.print(f"[dim]{hidden} unchanged metric(s) not shown (--all-metrics lists them)[/]")
@@ -246,7 +241,7 @@ def _print_diff(report: Any, all_metrics: bool) -> None:
         for col, j in (("step", "right"), ("at (old state, event)", "left"), ("patients", "right")):
             st.add_column(col, justify=j)  # type: ignore[arg-type]
         for s, lab, c in d.by_step[:25]:
-            st.add_row(str(s), lab, str(c))
+            st.add_row(str(s), esc(lab), str(c))
         if len(d.by_step) > 25:
             st.add_row("...", f"{len(d.by_step) - 25} more rows (see --json)", "")
         console.print(st)
@@ -265,4 +260,4 @@ def _print_diff(report: Any, all_metrics: bool) -> None:
         console.print(et)
     for b in report.bounds:
         state = "[red]crossed[/]" if b["crossed"] else "[green]holds[/]"
-        console.print(f"bound {b['expr']}: {b['compared']} = {_fmt(b['value'])} -> {state}")
+        console.print(f"bound {esc(b['expr'])}: {esc(b['compared'])} = {_fmt(b['value'])} -> {state}")

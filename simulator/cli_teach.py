@@ -6,15 +6,14 @@ from pathlib import Path
 
 import click
 
-from .cli import console, friendly, main
+from .cli import console, esc, friendly, main
 from .errors import InputError
 
 
 def _write(out: str, data: bytes) -> None:
-    path = Path(out)
-    if path.parent and not path.parent.exists():
-        raise InputError(f"the folder of '{out}' does not exist", field="--out", fix="create the folder first")
-    path.write_bytes(data)
+    from .results import write_file_atomic
+
+    write_file_atomic(out, lambda tmp: tmp.write_bytes(data))
 
 
 @main.command()
@@ -43,7 +42,7 @@ def diagram(scenario: str | None, fmt: str, out: str | None, run_dir: str | None
         click.echo(data.decode(), nl=False)
     else:
         _write(out, data)
-        console.print(f"Wrote {out}")
+        console.print(f"Wrote {esc(out)}")
 
 
 @main.command()
@@ -120,7 +119,7 @@ def trace(scenario: str | None, patient: int | None, seed: int | None, replicati
         from .cases import load_case
 
         found = teaching_seeds(load_case(case))
-        console.print(f"seeds that teach every rule of '{case}': {found or 'none in 0-199'}")
+        console.print(f"seeds that teach every rule of '{esc(case)}': {found or 'none in 0-199'}")
         return
 
     if seed is not None and seed < 0:
@@ -129,7 +128,7 @@ def trace(scenario: str | None, patient: int | None, seed: int | None, replicati
     print_journey(j, console)
     if html_out:
         _write(html_out, journey_html(j).encode())
-        console.print(f"Wrote {html_out}")
+        console.print(f"Wrote {esc(html_out)}")
 
 
 @main.command()
@@ -156,6 +155,10 @@ def tutor(case: str | None, cohort: str | None, seed: int, patient: int, answers
                          fix=f"e.g. --case arrhythmia-no-tca (cases: {', '.join(case_names())})")
     if seed < 0:
         raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
+    if cohort is not None:
+        from .packaged import resolve_cohort
+
+        cohort = str(resolve_cohort(cohort, field="--cohort"))
     setup = setup_from_case(load_case(case)) if case else setup_from_cohort(str(cohort), patient, seed)
     Tutor(setup).run(answers=parse_answers(answers), echo=click.echo, ask=input)
 

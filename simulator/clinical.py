@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -61,13 +61,44 @@ ETIOLOGY_NAMES: tuple[str, ...] = (
 )
 
 
-class Num(Strict):
-    """A scalar parameter with its source."""
+UNIT_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("probability", 0.0, 1.0), ("fraction", 0.0, 1.0), ("NRS points", 0.0, 10.0), ("days", 0.0, 36500.0),
+    ("years", 0.0, 120.0), ("events", 0.0, 1000.0), ("hazard per year", 0.0, 1000.0), ("rate ratio", 0.0, 1000.0),
+)
+"""Range of a parameter's values by its unit (prefix match); any other unit: a finite number >= 0."""
 
+
+def check_unit_range(values: list[float], unit: str, signed: bool = False) -> None:
+    """Raise ValueError when a value lies outside the range its unit allows (see :data:`UNIT_RANGES`)."""
+    lo, hi = next(((a, b) for prefix, a, b in UNIT_RANGES if unit.startswith(prefix)), (0.0, math.inf))
+    if signed:
+        lo = -hi
+    for v in values:
+        if not lo <= v <= hi:
+            what = f"'{unit}'" if unit else "no unit (a number >= 0)"
+            raise ValueError(f"{v:g} is outside [{lo:g}, {hi:g}], the range of a parameter in {what}; "
+                             f"use a value from {lo:g} to {hi:g}")
+
+
+class Num(Strict):
+    """A scalar parameter with its source; its value must lie in the range of its unit (UNIT_RANGES)."""
+
+    signed: ClassVar[bool] = False
     value: float
     unit: str = ""
     source: str = Field(min_length=1)
     tag: Tag
+
+    @model_validator(mode="after")
+    def _in_unit_range(self) -> Num:
+        check_unit_range([self.value], self.unit, self.signed)
+        return self
+
+
+class SignedNum(Num):
+    """A scalar parameter that may be negative (a correlation)."""
+
+    signed: ClassVar[bool] = True
 
 
 class DoseCurve(Strict):
@@ -85,6 +116,7 @@ class DoseCurve(Strict):
             raise ValueError("dose points must be in increasing order of dose")
         if any(d < 0 for d in doses):
             raise ValueError("doses must not be negative")
+        check_unit_range([v for _, v in self.value], self.unit)
         return self
 
 
@@ -102,6 +134,11 @@ class PerEtiology(Strict):
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
         require_known(list(v), ETIOLOGY_NAMES, "etiology")
         return v
+
+    @model_validator(mode="after")
+    def _in_unit_range(self) -> PerEtiology:
+        check_unit_range([*self.value.values(), self.default], self.unit)
+        return self
 
     def of(self, etiology: str) -> float:
         return self.value.get(etiology, self.default)
@@ -285,8 +322,8 @@ class ClinicalModel(Strict):
     placebo: PlaceboResponse
     ae_severity: Severity
     expectation: Expectation
-    responsiveness_correlation: Num
-    within_class_correlation: Num
+    responsiveness_correlation: SignedNum
+    within_class_correlation: SignedNum
     responsiveness_drift: Drift
     combination_factor: Num
     visit_noise_sd: Num
@@ -342,6 +379,8 @@ class ClinicalModel(Strict):
                 raise ValueError("nonresponder_effect is a fraction of the responder effect and lies in [0, 1]")
             if d.onset_days.value <= 0 or d.ae_onset_median_days.value <= 0:
                 raise ValueError("onset times must be positive")
+        if self.nonspecific.onset_days.value <= 0:
+            raise ValueError("nonspecific.onset_days must be positive (it divides the time since the first visit)")
         return self
 
 

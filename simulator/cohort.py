@@ -92,7 +92,7 @@ Num = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Nrs = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
-OddsRatio = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+OddsRatio = Annotated[float, Field(gt=0.0, le=1000.0, allow_inf_nan=False)]
 T = TypeVar("T")
 
 
@@ -107,22 +107,29 @@ PerEtiology = Annotated[dict[str, T], AfterValidator(_check_etiology_keys)]
 """A mapping keyed by etiology name; unknown names are an error listing the allowed ones."""
 
 
+AdultAge = Annotated[float, Field(ge=18.0, le=110.0, allow_inf_nan=False)]
+"""Age in years of an adult: the pathway (seeds S000-S004) is for adults with neuropathic pain."""
+AgeSd = Annotated[float, Field(ge=0.0, le=50.0, allow_inf_nan=False)]
+"""Standard deviation of age in years."""
+
+
 class AgeOverride(Strict):
     """Per-etiology override of the age distribution; omitted fields fall back to the cohort-wide value."""
 
-    mean: Num | None = None
-    sd: NonNegative | None = None
-    min: Num | None = None
-    max: Num | None = None
+    mean: AdultAge | None = None
+    sd: AgeSd | None = None
+    min: AdultAge | None = None
+    max: AdultAge | None = None
 
 
 class AgeSpec(Strict):
-    """Age in years: a normal distribution truncated to [min, max] (mean and sd are before truncation)."""
+    """Age in years: a normal distribution truncated to [min, max] (mean and sd are before truncation).
+    Ages lie in 18-110 years: the guideline pathway is for adults."""
 
-    mean: Num
-    sd: NonNegative
-    min: Annotated[float, Field(ge=0.0, le=120.0)] = 18.0
-    max: Annotated[float, Field(ge=0.0, le=120.0)] = 100.0
+    mean: AdultAge
+    sd: AgeSd
+    min: AdultAge = 18.0
+    max: AdultAge = 100.0
     by_etiology: PerEtiology[AgeOverride] = {}
 
     @model_validator(mode="after")
@@ -153,8 +160,9 @@ class NrsSpec(Strict):
     """Baseline average pain, NRS 0-10: a normal truncated to [min, max]; min is the inclusion threshold."""
 
     mean: Nrs
-    sd: NonNegative
-    min: Nrs = 4.0
+    sd: Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
+    min: Annotated[float, Field(ge=1.0, le=10.0, allow_inf_nan=False,
+                                description="patients enter the pathway with pain: NRS >= 1 (trials require >= 4)")] = 4.0
     max: Nrs = 10.0
 
     @model_validator(mode="after")
@@ -179,12 +187,13 @@ class RenalSpec(Strict):
     * (female_factor if female else 1) + sd * z``, floored at 5 mL/min.
     """
 
-    ref_age: Annotated[float, Field(ge=0.0, le=120.0)] = 60.0
-    crcl_at_ref_age: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    decline_per_decade: NonNegative
-    sd: NonNegative
+    ref_age: AdultAge = 60.0
+    crcl_at_ref_age: Annotated[float, Field(gt=0.0, le=200.0, allow_inf_nan=False, description="mL/min")]
+    decline_per_decade: Annotated[float, Field(ge=0.0, le=50.0, allow_inf_nan=False, description="mL/min per decade")]
+    sd: Annotated[float, Field(ge=0.0, le=60.0, allow_inf_nan=False, description="mL/min")]
     female_factor: Annotated[float, Field(gt=0.0, le=1.5, allow_inf_nan=False)] = 0.85
-    shift_by_etiology: PerEtiology[Num] = {}
+    shift_by_etiology: PerEtiology[Annotated[float, Field(ge=-100.0, le=100.0, allow_inf_nan=False,
+                                                          description="mL/min")]] = {}
 
 
 class AgeLogistic(Strict):
@@ -194,8 +203,9 @@ class AgeLogistic(Strict):
     """
 
     p_at_ref_age: Probability
-    ref_age: Annotated[float, Field(ge=0.0, le=120.0)] = 60.0
-    slope_per_decade: Num = 0.0
+    ref_age: AdultAge = 60.0
+    slope_per_decade: Annotated[float, Field(ge=-10.0, le=10.0, allow_inf_nan=False,
+                                             description="change in log-odds per decade of age")] = 0.0
     odds_ratio_by_etiology: PerEtiology[OddsRatio] = {}
 
 
@@ -245,8 +255,8 @@ PARAMETER_GROUPS: tuple[str, ...] = (
 class CohortSpec(Strict):
     """A population to draw synthetic patients from. Every number is sourced in ``sources``."""
 
-    name: Annotated[str, Field(min_length=1)]
-    description: str
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    description: Annotated[str, Field(max_length=10_000)]
     age: AgeSpec
     sex: SexSpec
     etiology: dict[str, Probability]

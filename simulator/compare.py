@@ -15,7 +15,6 @@ replications with a note, never as the mean of the replications that have it; a 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 from .errors import InputError
 from .metrics import ZERO_IF_MISSING, label, unit
 from .outcomes import flat_metrics
-from .results import atomic_folder, write_json, write_tables
+from .results import atomic_folder, default_dest, folder_name, write_json, write_tables
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .stats import mean_ci, n_missing, paired_diff_ci, unpaired_diff_ci
@@ -276,7 +275,8 @@ def _write_run_files(res: RunResult, folder: Path) -> None:
     write_json(folder / "manifest.json", res.manifest)
 
 
-def write_comparison(c: Comparison, dest: str | Path, report: bool = True) -> Path:
+def write_comparison(c: Comparison, dest: str | Path, report: bool = True, overwrite: bool = False,
+                     unique: bool = False) -> Path:
     """Write ``comparison.json``, ``comparison.csv``, ``replication_metrics.csv``/``.parquet`` (all scenarios,
     long), each scenario's run under ``runs/`` and ``report.html``."""
 
@@ -287,17 +287,17 @@ def write_comparison(c: Comparison, dest: str | Path, report: bool = True) -> Pa
         long.to_csv(tmp / "replication_metrics.csv", index=False)
         long.to_parquet(tmp / "replication_metrics.parquet", index=False)
         for i, res in enumerate(c.results):
-            _write_run_files(res, tmp / "runs" / f"{i:02d}-{res.scenario.name}")
+            _write_run_files(res, tmp / "runs" / f"{i:02d}-{folder_name(res.scenario.name)}")
         if report:
             from .report import write_comparison_report
 
             write_comparison_report(tmp, tmp / "report.html")
 
-    return atomic_folder(dest, fill)
+    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
 
 
 def default_compare_dir(root: str | Path = "results") -> Path:
-    return Path(root) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    return default_dest("compare", root)
 
 
 def ci_widths(c: Comparison, metric: str, scenario: str | None = None) -> tuple[float, float]:

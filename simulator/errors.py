@@ -20,13 +20,19 @@ class InputError(Exception):
         super().__init__(self.paragraph())
 
     def paragraph(self) -> str:
+        """The error as one paragraph: where (file, field or option), what, and the fix."""
         where = []
-        if self.file:
-            where.append(f"in {self.file}")
+        option = bool(self.field) and (self.field.startswith("-") or self.field.isupper())
+        file = self.file or ("the command line" if option else None)
+        if file:
+            where.append(f"in {file}")
         if self.field:
-            where.append(f"field '{self.field}'")
+            where.append(f"{'option' if self.field.startswith('-') else 'argument' if option else 'field'} "
+                         f"'{self.field}'")
         head = "Error " + ", ".join(where) + ": " if where else "Error: "
         text = head + self.message.rstrip(".") + "."
         if self.fix:
-            text += " Fix: " + self.fix.rstrip(".") + "."
+            fix = self.fix.strip()
+            fix = fix[4:].strip() if fix.lower().startswith("fix:") else fix
+            text += " Fix: " + fix.rstrip(".") + "."
         return text

@@ -19,7 +19,6 @@ Typical use::
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -453,39 +452,18 @@ def journey_html(j: Journey) -> str:
     """A self-contained page (no network): the timeline beside the clinical flowchart (trainee view,
     :mod:`simulator.flowchart`) with the states the patient visited highlighted; the state-machine Mermaid
     source (developer view) is folded below it."""
+    import jinja2
+
     from .flowchart import flowchart_svg
 
-    e = html.escape
     mermaid, _ = diagram_for(j)
     svg = flowchart_svg(j.setup.ctx.policy, current=j.states)  # the clinical flowchart, visited states highlighted
-    prof = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in j.profile)
-    items = []
-    for s in j.steps:
-        cite = ""
-        if s.rule:
-            cite = f' <span class="cite">[{e(s.rule)}{"; " + e(", ".join(s.seeds)) if s.seeds else ""}]</span>'
-        why = f'<span class="why">{e(s.rule_text)}</span>' if s.kind == "decision" and s.rule_text else ""
-        items.append(f'<li class="{e(s.kind)}" data-day="{s.day:.0f}">Day {s.day:.0f}: {e(s.text)}{cite}{why}</li>')
-    path = "".join(f"<li>{e(x.replace('_', ' '))}</li>" for x in j.states)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("simulator", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
     seeds = sorted({sd for s in j.steps for sd in s.seeds})
-    seed_list = "".join(f"<li><b>{e(sd)}</b>: {e(SEED_LABELS.get(sd, ''))}</li>" for sd in seeds)
-    teach = ""
-    if j.setup.case is not None:
-        teach = f'<p><b>Teaching point.</b> {e(j.setup.case.teaching_point.strip())}</p>'
-    figure = f'<div class="diagram" id="diagram-svg">{svg}</div>'
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>painpath journey - {e(j.setup.label)}</title>
-<style>{_CSS}</style></head><body>
-<h1>Journey of {e(j.setup.label)}</h1>
-<p class="note">{e(NOT_CLINICAL)} {e(j.setup.caveat)}</p>
-{teach}
-<div class="layout">
-<section id="timeline-section"><h2>Profile</h2><table class="profile">{prof}</table>
-<h2>Timeline</h2><ol class="timeline" id="timeline">{''.join(items)}</ol>
-<h2>Sources</h2><ul class="seeds">{seed_list}</ul></section>
-<section id="diagram-section"><h2>Clinical pathway, the states this patient visited highlighted</h2>
-<ol class="path" id="path">{path}</ol>
-{figure}
-<details><summary>Developer view: state-machine Mermaid source (path highlighted)</summary><pre class="mermaid-source">{e(mermaid)}</pre></details>
-</section></div></body></html>
-"""
+    case = j.setup.case
+    return env.get_template("journey.html.j2").render(
+        label=j.setup.label, css=_CSS, note=NOT_CLINICAL, caveat=j.setup.caveat,
+        teaching_point=case.teaching_point.strip() if case is not None else "",
+        profile=j.profile, steps=j.steps, seeds=[(sd, SEED_LABELS.get(sd, "")) for sd in seeds],
+        states=[x.replace("_", " ") for x in j.states], svg=svg, mermaid=mermaid)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -118,17 +119,20 @@ def apply_overrides(overrides: Mapping[str, float], base: ClinicalModel | None =
         return base
     data = copy.deepcopy(base.model_dump(mode="python"))
     for path, value in overrides.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise InputError(f"the override for '{path}' must be a number (got {value!r})",
-                             field=f"clinical_overrides.{path}", fix="give a number")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise InputError(f"the override for '{path}' must be a finite number (got {value!r})",
+                             field=f"clinical_overrides.{path}", fix="give a finite number")
         _apply_one(data, path, float(value))
     _check_units(data)
     try:
         return ClinicalModel.model_validate(data)
     except ValidationError as exc:
-        msg = exc.errors()[0].get("msg", "invalid value").removeprefix("Value error, ")
-        raise InputError(f"the overridden clinical model is invalid: {msg}", field="clinical_overrides",
-                         fix="choose override values that keep the model valid") from None
+        err = exc.errors()[0]
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ").split("; ")[0]
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "value")
+        raise InputError(f"the overrides make the clinical parameter '{loc}' invalid: {msg}",
+                         field=f"clinical_overrides.{loc}" if loc else "clinical_overrides",
+                         fix="choose override values that keep every parameter in its range") from None
 
 
 @lru_cache(maxsize=16)
@@ -148,6 +152,6 @@ def validate_overrides(overrides: Mapping[str, float]) -> dict[str, float]:
     try:
         apply_overrides(overrides)
     except InputError as exc:
-        text = exc.message + (f"; fix: {exc.fix}" if exc.fix else "")
+        text = exc.message + (f"; {exc.fix}" if exc.fix else "")
         raise ValueError(text) from None
     return dict(overrides)

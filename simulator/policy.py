@@ -10,9 +10,9 @@ fires the trigger through the compiled pathway, which refuses what the safety ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .care import Maintenance, UsualCare
 from .catalog import FIRST_LINE_CLASSES, load_catalog
@@ -113,13 +113,16 @@ class ProtocolStep(Strict):
             raise ValueError(f"unknown drug '{v}'; use drugs of the catalogue: {', '.join(cat.drugs)}")
         return v
 
-    @model_validator(mode="after")
-    def _dose(self) -> ProtocolStep:
-        drug = load_catalog().drugs[self.drug]
-        if isinstance(self.dose, float | int) and not 0 < self.dose <= drug.max_dose:
-            raise ValueError(f"{self.drug}: dose {self.dose:g} {drug.unit} is outside (0, {drug.max_dose:g}] (P2); "
-                             f"use a dose of at most {drug.max_dose:g}")
-        return self
+    @field_validator("dose")
+    @classmethod
+    def _dose(cls, v: float | str, info: ValidationInfo) -> float | str:
+        name = info.data.get("drug")
+        if isinstance(v, float | int) and name is not None:
+            drug = load_catalog().drugs[name]
+            if not 0 < v <= drug.max_dose:
+                raise ValueError(f"{name}: dose {v:g} {drug.unit} is outside (0, {drug.max_dose:g}] (P2); "
+                                 f"use a dose above 0 and at most {drug.max_dose:g}")
+        return v
 
 
 class Protocol(Strict):
@@ -133,6 +136,15 @@ class Protocol(Strict):
             if step.next_if_nrs_above is None:
                 raise ValueError(f"step {k + 1} needs next_if_nrs_above (when to move to step {k + 2}); "
                                  "give an NRS threshold")
+        regimen = {self.steps[0].drug}
+        for k, step in enumerate(self.steps[1:], start=1):
+            prev = self.steps[k - 1]
+            # A step of a drug already held only continues it; adding it (NRS above a threshold below 10) cannot be.
+            if prev.action == "add" and step.drug in regimen and (prev.next_if_nrs_above or 0.0) < 10:
+                raise ValueError(f"step {k + 1} adds {step.drug}, which the regimen already holds (a drug cannot be "
+                                 f"added to itself); use action: switch at step {k}, another drug, or "
+                                 f"next_if_nrs_above: 10 at step {k} to continue {step.drug} for another step")
+            regimen = regimen | {step.drug} if prev.action == "add" else {step.drug}
         return self
 
 
@@ -148,7 +160,7 @@ class TopicalPreferred(Strict):
 
 
 class Policy(Strict):
-    name: str = "guideline"
+    name: str = Field("guideline", min_length=1, max_length=120)
     first_line: FirstLine = Field("guideline", description="P1")
     tca: Literal["nortriptyline", "amitriptyline"] = Field(
         "nortriptyline", description="P1: the tricyclic used (S000/S002/S004 nortriptyline; S001 amitriptyline)")
@@ -193,7 +205,7 @@ class Policy(Strict):
     visit_interval_days: int = Field(14, ge=1, le=180)
     titration_speed: float = Field(1.0, gt=0, le=10, description="multiplies titration intervals; >1 is slower")
     referral: Referral = Referral()
-    target_doses: dict[str, float] = Field(
+    target_doses: dict[str, Annotated[float, Field(gt=0, description="daily dose in the drug's unit")]] = Field(
         default_factory=dict,
         description="P2: titrate these drugs to this daily dose instead of the catalogue target (<= its maximum)")
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
@@ -213,6 +225,12 @@ class Policy(Strict):
     @field_validator("order")
     @classmethod
     def _order_known(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("order is empty; list the first-line drugs in order of preference, e.g. [pregabalin, "
+                             "duloxetine], or leave order out for the guideline default")
+        if len(set(v)) != len(v):
+            twice = next(n for n in v if v.count(n) > 1)
+            raise ValueError(f"'{twice}' appears twice in order; list each drug once")
         cat = load_catalog()
         for name in v:
             if name not in cat.drugs:
@@ -276,6 +294,28 @@ class Policy(Strict):
         for dep, why in self.usual_care.departures_needed():
             if dep not in self.declared_departures:
                 raise ValueError(f"usual_care: {why}; declare '{dep}' in declared_departures to simulate it on purpose")
+        # Options that would do nothing are errors (compared with their defaults, so a dumped and
+        # re-validated policy is judged the same as the one written).
+        default = type(self).model_fields
+        changed = {f for f in default if f != "name" and getattr(self, f) != default[f].get_default(call_default_factory=True)}
+        if self.protocol is not None:
+            idle = [f for f in ("first_line", "order", "on_partial", "max_first_line_regimens", "tramadol", "topicals")
+                    if f in changed]
+            if idle:
+                raise ValueError(f"protocol replaces the guideline's choices, so {idle[0]} does nothing; remove "
+                                 f"{idle[0]}, or remove the protocol")
+        if self.topicals == "never" and "topical_drug" in changed:
+            raise ValueError("topicals: never starts no topical, so topical_drug does nothing; remove topical_drug, "
+                             "or choose another topicals mode")
+        if self.topicals != "guideline" and "topical_preferred" in changed:
+            raise ValueError(f"topical_preferred applies only with topicals: guideline (here {self.topicals}), so it "
+                             "does nothing; remove topical_preferred, or use topicals: guideline")
+        if not self.strong_opioid.allowed:
+            gate = StrongOpioidGate(allowed=False)
+            idle = [f for f in StrongOpioidGate.model_fields if getattr(self.strong_opioid, f) != getattr(gate, f)]
+            if idle:
+                raise ValueError(f"strong_opioid.allowed is false, so strong_opioid.{idle[0]} does nothing; remove "
+                                 f"strong_opioid.{idle[0]}, or allow strong opioids")
         if self.response.partial_min_reduction > self.response.relief_min_reduction:
             raise ValueError("response.partial_min_reduction cannot exceed relief_min_reduction; use a value "
                              "at most relief_min_reduction")

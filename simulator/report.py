@@ -1,7 +1,9 @@
 """Self-contained HTML reports for run, comparison, sweep and tornado folders.
 
 One HTML file, no external resources: figures are matplotlib PNGs (Agg backend) embedded as base64,
-tables are HTML. A report has the sections a reader needs to judge a result: scenario description and
+tables are HTML. The page is rendered by the jinja2 template ``templates/report.html.j2`` with
+autoescaping on: this module builds plain data (blocks of text, tables, figures), never HTML strings, so a
+name or label such as ``<script>`` is shown as text wherever it appears. A report has the sections a reader needs to judge a result: scenario description and
 rationale, summary tables, Kaplan-Meier curves of time-to-relief with 95% CIs (drawn as the share
 relieved by each day, 1 - S(t)), adverse-event burden by type, the share of patients at each pathway
 step over time, the specialist queue and waits over time, the parameters with their sources (policy
@@ -12,13 +14,13 @@ fields with their rules, clinical parameters with source and evidence tag), a re
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +88,7 @@ def _plt() -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
+    plt.rcParams.update({"text.parse_math": False, "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
                          "xtick.labelsize": 10, "ytick.labelsize": 10})
     return plt
 
@@ -98,8 +100,37 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _img(b64: str, alt: str) -> str:
-    return f'<img class="fig" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+# ---- blocks: the plain data the template renders (simulator/templates/report.html.j2) -----------
+Block = dict[str, Any]
+
+
+def _img(b64: str, alt: str) -> Block:
+    return {"kind": "img", "b64": b64, "alt": alt}
+
+
+def _p(text: str) -> Block:
+    return {"kind": "p", "text": text}
+
+
+def _h3(text: str) -> Block:
+    return {"kind": "h3", "text": text}
+
+
+def _pre(text: str) -> Block:
+    return {"kind": "pre", "text": text}
+
+
+def _details(summary: str, blocks: list[Block]) -> Block:
+    return {"kind": "details", "summary": summary, "blocks": blocks}
+
+
+def _scenario(name: str, description: str, rationale: str, note: str = "") -> Block:
+    return {"kind": "scenario", "name": name, "description": description, "rationale": rationale, "note": note}
+
+
+def _bold(text: str) -> dict[str, str]:
+    """A table cell shown in bold."""
+    return {"bold": text}
 
 
 def km_figure(runs: Sequence[RunData]) -> str:
@@ -329,38 +360,42 @@ def queue_figure(runs: Sequence[RunData]) -> str:
     return _png(fig)
 
 
-def queue_table(runs: Sequence[RunData]) -> str:
+def queue_table(runs: Sequence[RunData]) -> list[Block]:
     """Clinic figures per run: referrals, waits (KM, censored), competing exits, utilisation, backlog."""
     rows = []
     for r in runs:
         sp = r.summary["specialist"]
         ss = sp.get("steady_state") or {}
         backlog = next((v for k, v in sp.items() if k.startswith("backlog_at_horizon")), None)
-        rows.append([html.escape(r.name), sp.get("consults_per_week"), sp["referred"], sp["wait_days_median"],
+        rows.append([r.name, sp.get("consults_per_week"), sp["referred"], sp["wait_days_median"],
                      sp.get("wait_days_p90"), sp["seen"], sp.get("left_queue"), sp["still_waiting_at_horizon"],
                      backlog, sp.get("utilisation"), ss.get("wait_days_median"), ss.get("utilisation")])
-    return table(["scenario", "consults / week", "referred", "median wait (days, KM)", "90th centile wait",
+    out = [table(["scenario", "consults / week", "referred", "median wait (days, KM)", "90th centile wait",
                   "seen", "left the queue", "still waiting at horizon", "backlog at horizon (per base)",
-                  "utilisation", "steady-state median wait", "steady-state utilisation"], rows) + (
-        "<p>Waits are Kaplan-Meier estimates: a consult is the event; patients who left the queue (drop-out, "
-        "loss to follow-up) and those still waiting at the horizon are censored, and leavers are never counted "
-        "as waiting. Utilisation is consults started divided by the consults the clinic could start. Steady "
-        "state: referrals after the warm-up of an open population.</p>") + "".join(
-        _entry_cohort_table(r) for r in runs if r.summary.get("population"))
+                  "utilisation", "steady-state median wait", "steady-state utilisation"], rows),
+           _p("Waits are Kaplan-Meier estimates: a consult is the event; patients who left the queue (drop-out, "
+              "loss to follow-up) and those still waiting at the horizon are censored, and leavers are never counted "
+              "as waiting. Utilisation is consults started divided by the consults the clinic could start. Steady "
+              "state: referrals after the warm-up of an open population.")]
+    for r in runs:
+        if r.summary.get("population"):
+            out += _entry_cohort_table(r)
+    return out
 
 
-def _entry_cohort_table(r: RunData) -> str:
+def _entry_cohort_table(r: RunData) -> list[Block]:
     """Open populations: time to relief by year of entry and for the steady state (entered after warm-up)."""
     pop = r.summary["population"]
     blocks = [(f"day {c['from_day']:.0f}-{c['to_day']:.0f}", c) for c in pop["by_entry_cohort"]]
     if pop.get("steady_state"):
         blocks.append((f"steady state (entered after day {pop['warmup_days']:.0f})", pop["steady_state"]))
-    rows = [[html.escape(r.name), label, b["patients"], *(b["time_to_relief"]["relieved_by_day"].get(d) for d in
-                                                          ("84", "182", "365")), b["referred"]] for label, b in blocks]
-    return ("<h3>Outcomes by entry cohort</h3>" + table(
-        ["scenario", "entered", "patients", "relieved by day 84", "by day 182", "by day 365", "referred"], rows) +
-        "<p>Days since each patient's own entry; Kaplan-Meier, censored at the horizon (late cohorts are followed "
-        "for less time).</p>")
+    rows = [[r.name, label, b["patients"], *(b["time_to_relief"]["relieved_by_day"].get(d) for d in
+                                             ("84", "182", "365")), b["referred"]] for label, b in blocks]
+    return [_h3("Outcomes by entry cohort"),
+            table(["scenario", "entered", "patients", "relieved by day 84", "by day 182", "by day 365", "referred"],
+                  rows),
+            _p("Days since each patient's own entry; Kaplan-Meier, censored at the horizon (late cohorts are followed "
+               "for less time).")]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,21 +409,20 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):  # fixed notation, never scientific (1.2e-05 -> 0.000012)
         return np.format_float_positional(v, precision=digits, unique=False, fractional=False, trim="-") \
             if abs(v) < 1000 else f"{v:.0f}"
-    return html.escape(str(v))
+    return str(v)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, str) else _fmt(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> Block:
+    """A table block; cells are text (numbers formatted by _fmt) or _bold(text)."""
+    return {"kind": "table", "cls": cls, "header": [str(h) for h in header],
+            "rows": [[c if isinstance(c, dict | str) else _fmt(c) for c in r] for r in rows]}
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
     """Rows (label with unit, value [95% CI], note) of every metric (the metric registry's labels)."""
     from .metrics import summary_rows as rows
 
-    return [[html.escape(lab), html.escape(text), html.escape(note)] for _k, lab, text, note in rows(summary)]
+    return [[lab, text, note] for _k, lab, text, note in rows(summary)]
 
 
 def _flatten_policy(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -414,8 +448,8 @@ def policy_rows(resolved: dict[str, Any]) -> list[list[Any]]:
                                                                  "horizon_days") if kk in resolved}):
         rule = _field_rule(k)
         changed = k in default and default[k] != v
-        rows.append([html.escape(k), html.escape(json.dumps(v)), rule,
-                     "<b>changed</b>" if changed or (k.startswith("clinical_overrides") and v != "{}") else ""])
+        rows.append([k, json.dumps(v), rule,
+                     _bold("changed") if changed or (k.startswith("clinical_overrides") and v != "{}") else ""])
     return rows
 
 
@@ -434,7 +468,7 @@ def _field_rule(path: str) -> str:
             break
         desc = f.description or desc
         model = f.annotation
-    return html.escape(desc or "")
+    return desc or ""
 
 
 def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
@@ -453,8 +487,7 @@ def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
                 val = ", ".join(f"{e}: {p:.3g}" for e, p in v.items()) + f"; default {node.get('default', 0):.3g}"
             else:
                 val = f"{v:.4g}"
-            rows.append([html.escape(path), html.escape(val), html.escape(node.get("unit", "")),
-                         html.escape(node.get("tag", "")), html.escape(node.get("source", ""))])
+            rows.append([path, val, node.get("unit", ""), node.get("tag", ""), node.get("source", "")])
             return
         if isinstance(node, dict):
             for k, v in node.items():
@@ -464,44 +497,36 @@ def clinical_rows(overrides: dict[str, float] | None = None) -> list[list[Any]]:
     return rows
 
 
-def reproducibility_block(manifests: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+def reproducibility_block(manifests: Sequence[dict[str, Any]], extra: dict[str, Any] | None = None) -> list[Block]:
     keys = ("scenario", "painpath_version", "scenario_hash", "policy_hash", "cohort_hash", "model_hash", "seed",
             "patients", "replications", "horizon_days", "python", "platform")
-    rows = [[html.escape(m.get("scenario", "")), *[_fmt(m.get(k)) for k in keys[1:]]] for m in manifests]
-    out = table(keys, rows)
+    rows = [[str(m.get("scenario", "")), *[_fmt(m.get(k)) for k in keys[1:]]] for m in manifests]
+    out = [table(keys, rows)]
     libs = manifests[0].get("libraries", {}) if manifests else {}
-    out += "<p>Libraries: " + html.escape(", ".join(f"{k} {v}" for k, v in libs.items())) + "</p>"
+    out.append(_p("Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items())))
     cmds = {m.get("command", "") for m in manifests if m.get("command")}
     if extra and extra.get("command"):
         cmds = {extra["command"]}
     for c in sorted(cmds):
-        out += f"<p>Command:</p><pre>{html.escape(c)}</pre>"
+        out += [_p("Command:"), _pre(c)]
     if extra:
-        out += "<pre>" + html.escape(json.dumps({k: v for k, v in extra.items() if k != "command"}, indent=1)) + "</pre>"
+        out.append(_pre(json.dumps({k: v for k, v in extra.items() if k != "command"}, indent=1)))
     return out
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1150px;margin:1.5em auto;padding:0 1em;
-color:#1a1a1a;line-height:1.4}
-h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.statement{background:#fff3cd;border:2px solid #c69500;padding:.8em 1em;font-weight:600}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;
-text-align:left;vertical-align:top}th{background:#f2f2f2}img.fig{max-width:100%;display:block;margin:.6em 0}
-pre{background:#f6f6f6;padding:.5em;overflow-x:auto;font-size:.85em}details{margin:.6em 0}
-.scen{border-left:4px solid #4a78b5;padding:.2em .8em;margin:.6em 0}
-"""
+@lru_cache(maxsize=1)
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("simulator", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html.j2")
 
 
-def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """The HTML document: ``sections`` are (id, heading, inner HTML); the statement comes first and last."""
-    nav = " · ".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{html.escape(h)}</h2>{inner}</section>' for sid, h, inner in sections)
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f'<section id="statement"><p class="statement">{NOT_FOR_CLINICAL_USE}</p></section>'
-            f"<nav>{nav}</nav>{body}<footer><p class=\"statement\">{NOT_FOR_CLINICAL_USE}</p></footer>"
-            "</body></html>")
+def page(title: str, sections: Sequence[tuple[str, str, list[Block]]]) -> str:
+    """The HTML document: ``sections`` are (id, heading, blocks); the statement comes first and last."""
+    return _template().render(title=title, statement=NOT_FOR_CLINICAL_USE,
+                              sections=[{"id": sid, "heading": h, "blocks": blocks} for sid, h, blocks in sections])
 
 
 def write_html(text: str, path: str | Path) -> Path:
@@ -519,41 +544,36 @@ def write_html(text: str, path: str | Path) -> Path:
     return path
 
 
-def _scenario_block(runs: Sequence[RunData]) -> str:
-    out = ""
-    for r in runs:
-        out += (f'<div class="scen"><h3>{html.escape(r.name)}</h3><p><b>Description.</b> '
-                f"{html.escape(r.description or '(none given)')}</p><p><b>Rationale.</b> "
-                f"{html.escape(r.rationale or '(none given)')}</p></div>")
-    return out
+def _scenario_block(runs: Sequence[RunData]) -> list[Block]:
+    return [_scenario(r.name, r.description, r.rationale) for r in runs]
 
 
-def _parameters_block(runs: Sequence[RunData]) -> str:
-    out = ""
+def _parameters_block(runs: Sequence[RunData]) -> list[Block]:
+    out: list[Block] = []
     for r in runs:
         resolved = r.manifest.get("scenario_resolved", {})
-        out += f"<h3>Policy and capacity: {html.escape(r.name)}</h3>"
-        out += table(["setting", "value", "rule / meaning", "vs guideline default"], policy_rows(resolved))
+        out.append(_h3(f"Policy and capacity: {r.name}"))
+        out.append(table(["setting", "value", "rule / meaning", "vs guideline default"], policy_rows(resolved)))
     overrides = (runs[0].manifest.get("scenario_resolved", {}) or {}).get("clinical_overrides") or {}
-    out += ("<details><summary>Clinical model parameters (simulator/data/clinical.yaml"
-            + (", with this run's overrides" if overrides else "") + "): value, unit, evidence tag, source</summary>")
-    out += table(["parameter", "value", "unit", "tag", "source"], clinical_rows(overrides)) + "</details>"
+    out.append(_details("Clinical model parameters (simulator/data/clinical.yaml"
+                        + (", with this run's overrides" if overrides else "") + "): value, unit, evidence tag, source",
+                        [table(["parameter", "value", "unit", "tag", "source"], clinical_rows(overrides))]))
     return out
 
 
-def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, str]]:
+def _figure_sections(runs: Sequence[RunData]) -> list[tuple[str, str, list[Block]]]:
     return [
         ("time-to-relief", "Time to relief",
-         _img(km_figure(runs), "Kaplan-Meier share relieved by day") +
-         "<p>Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
-         "replications, censored at drop-out and at the horizon; shaded: 95% CI. Relief seen at a visit is dated "
-         "on the visit day, so the curve steps at visits; the restricted mean time to relief (RMST, the area "
-         "above the curve to the horizon) in the summary does not depend on where a visit falls.</p>"),
-        ("adverse-events", "Adverse-event burden", _img(ae_figure(runs), "adverse events by type per 100 patients")),
+         [_img(km_figure(runs), "Kaplan-Meier share relieved by day"),
+          _p("Share of patients relieved by each day: 1 - S(t) of the Kaplan-Meier estimate over all patients of all "
+             "replications, censored at drop-out and at the horizon; shaded: 95% CI. Relief seen at a visit is dated "
+             "on the visit day, so the curve steps at visits; the restricted mean time to relief (RMST, the area "
+             "above the curve to the horizon) in the summary does not depend on where a visit falls.")]),
+        ("adverse-events", "Adverse-event burden", [_img(ae_figure(runs), "adverse events by type per 100 patients")]),
         ("pathway-occupancy", "Share of patients at each pathway step over time",
-         _img(occupancy_figure(runs), "pathway state occupancy over time")),
+         [_img(occupancy_figure(runs), "pathway state occupancy over time")]),
         ("specialist-queue", "Specialist queue and waits over time",
-         _img(queue_figure(runs), "specialist queue length and waits") + queue_table(runs)),
+         [_img(queue_figure(runs), "specialist queue length and waits"), *queue_table(runs)]),
     ]
 
 
@@ -567,7 +587,7 @@ def run_report_html(run: RunData) -> str:
     title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
             f"seed {s.get('seed')})"
     sections = [("scenarios", "Scenario", _scenario_block([run])),
-                ("summary", "Summary", table(["metric", "value [95% CI]", "note"], summary_rows(s))),
+                ("summary", "Summary", [table(["metric", "value [95% CI]", "note"], summary_rows(s))]),
                 *_figure_sections([run]),
                 ("parameters", "Parameters and their sources", _parameters_block([run])),
                 ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
@@ -579,11 +599,11 @@ def write_run_report(result: Any, path: str | Path) -> Path:
     return write_html(run_report_html(run_data_from_result(result)), path)
 
 
-def _comparison_tables(comp: dict[str, Any]) -> str:
+def _comparison_tables(comp: dict[str, Any]) -> list[Block]:
     from .compare import KEY_METRICS
     from .metrics import fmt_ci, label_with_unit
 
-    names = comp["scenarios"]
+    names = [str(n) for n in comp["scenarios"]]
     metrics = comp["metrics"]
     allm = [m for m in metrics[names[0]]]
     keys = [m for m in KEY_METRICS if m in allm] + [m for m in allm if m not in KEY_METRICS]
@@ -592,16 +612,16 @@ def _comparison_tables(comp: dict[str, Any]) -> str:
         if not d:
             return "-"
         text = fmt_ci(m, d["mean"], *d["ci95"])
-        return html.escape(text + (f" ({d['note']})" if d.get("note") else ""))
+        return text + (f" ({d['note']})" if d.get("note") else "")
 
-    rows = [[html.escape(label_with_unit(m)), *[cell(m, metrics[n].get(m)) for n in names]] for m in keys]
+    rows = [[label_with_unit(m), *[cell(m, metrics[n].get(m)) for n in names]] for m in keys]
     n_key = len([m for m in KEY_METRICS if m in allm])
-    out = ("<h3>Each scenario: mean across replications [95% CI]; shares in %</h3>" +
-           table(["metric", *names], rows[:n_key]) +
-           "<details><summary>All metrics</summary>" + table(["metric", *names], rows) + "</details>")
+    out = [_h3("Each scenario: mean across replications [95% CI]; shares in %"),
+           table(["metric", *names], rows[:n_key]),
+           _details("All metrics", [table(["metric", *names], rows)])]
     diffs = comp["differences_vs_baseline"]
-    out += (f"<h3>Differences from {html.escape(names[0])}: paired 95% CI (common random numbers) and unpaired; "
-            "shares in percentage points</h3>")
+    out.append(_h3(f"Differences from {names[0]}: paired 95% CI (common random numbers) and unpaired; "
+                   "shares in percentage points"))
     drows, key_rows = [], []
     for n in names[1:]:
         for m in keys:
@@ -610,16 +630,15 @@ def _comparison_tables(comp: dict[str, Any]) -> str:
                 continue
             pw = _width(d["paired_ci95"])
             uw = _width(d["unpaired_ci95"])
-            row = [html.escape(n), html.escape(label_with_unit(m)),
-                   html.escape(fmt_ci(m, d["diff"], *d["paired_ci95"], diff=True)),
-                   html.escape(fmt_ci(m, d["diff"], *d["unpaired_ci95"], diff=True)),
-                   "-" if pw is None or not uw else f"{pw / uw:.2f}", html.escape(d.get("note", ""))]
+            row = [n, label_with_unit(m), fmt_ci(m, d["diff"], *d["paired_ci95"], diff=True),
+                   fmt_ci(m, d["diff"], *d["unpaired_ci95"], diff=True),
+                   "-" if pw is None or not uw else f"{pw / uw:.2f}", d.get("note", "")]
             drows.append(row)
             if m in KEY_METRICS:
                 key_rows.append(row)
     hdr = ["scenario", "metric", "difference [paired 95% CI]", "difference [unpaired 95% CI]",
            "paired/unpaired width", "note"]
-    out += table(hdr, key_rows) + "<details><summary>All differences</summary>" + table(hdr, drows) + "</details>"
+    out += [table(hdr, key_rows), _details("All differences", [table(hdr, drows)])]
     return out
 
 
@@ -630,6 +649,8 @@ def _width(ci: list[float | None]) -> float | None:
 def _cell(v: Any) -> Any:
     if isinstance(v, list):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return json.dumps(v)
     return v
 
 
@@ -641,18 +662,28 @@ def _load_runs(folder: Path) -> list[RunData]:
 
 
 def comparison_report_html(folder: str | Path) -> str:
+    from .results import read_json
+
     folder = Path(folder)
-    comp = json.loads((folder / "comparison.json").read_text())
-    runs = _load_runs(folder)
-    title = (f"painpath comparison: {' vs '.join(comp['scenarios'])} ({comp['patients']} patients x "
-             f"{comp['replications']} replications, seed {comp['seed']})")
-    sections = [("scenarios", "Scenarios", _scenario_block(runs)),
-                ("summary", "Summary tables", _comparison_tables(comp)),
-                *_figure_sections(runs),
-                ("parameters", "Parameters and their sources", _parameters_block(runs)),
-                ("reproducibility", "Reproducibility",
-                 reproducibility_block([r.manifest for r in runs], {"command": comp.get("command", "")}))]
+    comp = read_json(folder / "comparison.json", "comparison.json")
+    try:
+        runs = _load_runs(folder)
+        title = (f"painpath comparison: {' vs '.join(map(str, comp['scenarios']))} ({comp['patients']} patients x "
+                 f"{comp['replications']} replications, seed {comp['seed']})")
+        sections = [("scenarios", "Scenarios", _scenario_block(runs)),
+                    ("summary", "Summary tables", _comparison_tables(comp)),
+                    *_figure_sections(runs),
+                    ("parameters", "Parameters and their sources", _parameters_block(runs)),
+                    ("reproducibility", "Reproducibility",
+                     reproducibility_block([r.manifest for r in runs], {"command": comp.get("command", "")}))]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise _damaged(folder / "comparison.json", exc) from None
     return page(title, sections)
+
+
+def _damaged(path: Path, exc: Exception) -> InputError:
+    return InputError(f"the folder's results do not have the expected content ({type(exc).__name__}: {exc})",
+                      file=str(path), fix="re-create the folder with painpath (the files were damaged or edited)")
 
 
 def write_comparison_report(folder: str | Path, path: str | Path | None = None) -> Path:
@@ -667,30 +698,36 @@ def _sens_figure(data: dict[str, Any]) -> str:
 
 
 def sensitivity_report_html(folder: str | Path) -> str:
+    from .results import read_json
+
     folder = Path(folder)
     name = "sweep.json" if (folder / "sweep.json").exists() else "tornado.json"
-    data = json.loads((folder / name).read_text())
+    data = read_json(folder / name, name)
+    try:
+        return _sensitivity_page(folder, data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise _damaged(folder / name, exc) from None
+
+
+def _sensitivity_page(folder: Path, data: dict[str, Any]) -> str:
     runs = _load_runs(folder)
     kind = data["kind"]
     rows = data["rows"]
     header = list(rows[0].keys()) if rows else []
     title = (f"painpath {kind}: {data['scenario']} — "
-             + (data["param"] if kind == "sweep" else f"{len(rows)} parameters, metric {data['metric']}"))
+             + (str(data["param"]) if kind == "sweep" else f"{len(rows)} parameters, metric {data['metric']}"))
     base = data.get("base_manifest", {})
-    sc_block = (f'<div class="scen"><h3>{html.escape(data["scenario"])}</h3><p><b>Description.</b> '
-                f"{html.escape(data.get('description') or '(none given)')}</p><p><b>Rationale.</b> "
-                f"{html.escape(data.get('rationale') or '(none given)')}</p><p>{html.escape(data.get('semantics', ''))}"
-                "</p></div>")
+    sc_block = [_scenario(str(data["scenario"]), data.get("description") or "", data.get("rationale") or "",
+                          data.get("semantics", ""))]
     sections = [("scenarios", "Scenario", sc_block),
-                ("summary", "Results table", table(header, [[_cell(r[h]) for h in header] for r in rows]) +
-                 _img(_sens_figure(data), f"{kind} plot")),
+                ("summary", "Results table", [table(header, [[_cell(r[h]) for h in header] for r in rows]),
+                                              _img(_sens_figure(data), f"{kind} plot")]),
                 *(_figure_sections(runs) if runs else []),
                 ("parameters", "Parameters and their sources",
-                 table(["parameter", "values"], [[html.escape(p["path"]), html.escape(json.dumps(p["values"]))]
-                                                 for p in data["params"]]) +
-                 ("<p>" + html.escape(data.get("semantics", "")) + "</p>") +
-                 (_parameters_block([RunData(data["scenario"], "", "", {}, base, pd.DataFrame(), pd.DataFrame())])
-                  if base else "")),
+                 [table(["parameter", "values"], [[str(p["path"]), json.dumps(p["values"])] for p in data["params"]]),
+                  _p(data.get("semantics", "")),
+                  *(_parameters_block([RunData(data["scenario"], "", "", {}, base, pd.DataFrame(), pd.DataFrame())])
+                    if base else [])]),
                 ("reproducibility", "Reproducibility",
                  reproducibility_block([base] if base else [], {"command": data.get("command", ""),
                                                                "seed": data.get("seed"),
@@ -723,7 +760,12 @@ def render_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     kind = folder_kind(folder)
     if kind == "run":
-        return write_html(run_report_html(run_data_from_folder(folder)), folder / "report.html")
+        run = run_data_from_folder(folder)
+        try:
+            text = run_report_html(run)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise _damaged(folder / "summary.json", exc) from None
+        return write_html(text, folder / "report.html")
     if kind == "comparison":
         return write_comparison_report(folder)
     return write_sensitivity_report(folder)

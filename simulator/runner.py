@@ -12,9 +12,7 @@ import json
 import math
 import platform
 import sys
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
@@ -26,6 +24,7 @@ import pandas as pd
 from .clinical import ETIOLOGY_NAMES, compile_model
 from .cohort import generate_cohort
 from .engine import EngineConfig, Simulation
+from .interrupts import worker_pool
 from .outcomes import (
     SCHEMA_VERSION,
     beyond_horizon,
@@ -43,6 +42,7 @@ from .pathway import definition_fingerprint
 from .policy import PolicyContext
 from .population import entry_cohort_summary, relative_outcomes, replication_setup
 from .queue_stats import clinic_summary
+from .results import default_dest
 from .scenario import Scenario
 
 Progress = Callable[[float], None]
@@ -148,8 +148,8 @@ def simulate(scenario: Scenario, *, patients: int | None = None, seed: int | Non
     if workers > 1 and reps > 1:
         jobs = [(scenario, r) for r in range(reps)]
         raw = []
-        with ProcessPoolExecutor(max_workers=min(workers, reps)) as pool:
-            for r, arr in enumerate(pool.map(_replication_worker, jobs)):
+        with worker_pool(min(workers, reps)) as pool:  # workers end with the block, and with this process
+            for r, arr in enumerate(pool.imap(_replication_worker, jobs)):
                 raw.append(arr)
                 if progress:
                     progress((r + 1) / reps)
@@ -290,5 +290,5 @@ def _version(name: str) -> str:
 
 
 def default_run_dir(scenario: Scenario, root: str | Path = "results") -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{scenario.name}-{stamp}"
+    """``root/NAME-YYYYmmdd-HHMMSS``, the name made a safe folder name (a label is never a path)."""
+    return default_dest(scenario.name, root)

@@ -13,18 +13,18 @@ differences between settings are estimated from paired replications.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field
 
 from .compare import _write_run_files, analyse, replication_metrics
 from .errors import InputError
 from .metrics import label, label_with_unit, unit
 from .overrides import describe
-from .results import atomic_folder, write_json
+from .results import atomic_folder, default_dest, write_json
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .schema import Strict, parse_model, read_yaml
@@ -154,7 +154,11 @@ class TornadoParam(Strict):
     path: str
     low: float | int | str | bool
     high: float | int | str | bool
-    label: str = ""
+    label: str = Field("", max_length=120)
+
+
+MAX_TORNADO_PARAMS = 50
+"""Most parameters in one tornado (each costs two simulations)."""
 
 
 def load_tornado_params(path: str | Path) -> list[TornadoParam]:
@@ -163,6 +167,9 @@ def load_tornado_params(path: str | Path) -> list[TornadoParam]:
     if not isinstance(raw, list) or not raw:
         raise InputError("expected a non-empty YAML list of {path, low, high, label}", file=str(path),
                          fix="write one '- path: ...' entry per parameter, each with low and high")
+    if len(raw) > MAX_TORNADO_PARAMS:
+        raise InputError(f"{len(raw)} parameters listed, more than the {MAX_TORNADO_PARAMS} a tornado takes",
+                         file=str(path), fix=f"list at most {MAX_TORNADO_PARAMS} parameters")
     return [parse_model(item, TornadoParam, str(path), prefix=f"[{i}]") for i, item in enumerate(raw)]
 
 
@@ -219,7 +226,8 @@ def _rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
     pd.DataFrame([{k: (str(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]).to_csv(path, index=False)
 
 
-def write_sweep(data: dict[str, Any], runs: Sequence[RunResult], dest: str | Path, report: bool = True) -> Path:
+def write_sweep(data: dict[str, Any], runs: Sequence[RunResult], dest: str | Path, report: bool = True,
+                overwrite: bool = False, unique: bool = False) -> Path:
     def fill(tmp: Path) -> None:
         write_json(tmp / "sweep.json", data)
         _rows_csv(data["rows"], tmp / "sweep.csv")
@@ -230,10 +238,11 @@ def write_sweep(data: dict[str, Any], runs: Sequence[RunResult], dest: str | Pat
 
             write_sensitivity_report(tmp)
 
-    return atomic_folder(dest, fill)
+    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
 
 
-def write_tornado(data: dict[str, Any], base: RunResult, dest: str | Path, report: bool = True) -> Path:
+def write_tornado(data: dict[str, Any], base: RunResult, dest: str | Path, report: bool = True,
+                  overwrite: bool = False, unique: bool = False) -> Path:
     def fill(tmp: Path) -> None:
         write_json(tmp / "tornado.json", data)
         _rows_csv(data["rows"], tmp / "tornado.csv")
@@ -243,11 +252,11 @@ def write_tornado(data: dict[str, Any], base: RunResult, dest: str | Path, repor
 
             write_sensitivity_report(tmp)
 
-    return atomic_folder(dest, fill)
+    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
 
 
 def default_dir(kind: str, scenario: Scenario, root: str | Path = "results") -> Path:
-    return Path(root) / f"{kind}-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return default_dest(f"{kind}-{scenario.name}", root)
 
 
 def _label(metric: str) -> str:

@@ -88,6 +88,7 @@ from .clinical import (
 from .cohort import Cohort, generate_cohort, load_cohort_spec
 from .engine import N_SERIOUS
 from .errors import InputError
+from .packaged import resolve_cohort
 from .safety import PatientFacts, contraindication, dose_cap
 from .schema import Strict, load_model
 
@@ -172,6 +173,12 @@ class Inclusion(Strict):
         return self
 
 
+MAX_WEEKS = 520
+"""Longest virtual trial (weeks): ten years, beyond any published neuropathic-pain trial."""
+MAX_PATIENTS = 200_000
+"""Most patients randomised in one virtual trial (every arm's daily pain is held in memory)."""
+
+
 class LeadIn(Strict):
     """A lead-in on a prior drug; patients meeting ``keep_if`` at its end are randomised, the drug stops then."""
 
@@ -195,8 +202,8 @@ class TrialDesignFile(Strict):
     name: str = "trial"
     cohort: str
     arms: list[ArmSpec | str] = Field(min_length=1)
-    weeks: float = Field(gt=0, allow_inf_nan=False)
-    patients: int = Field(default=2000, ge=1)
+    weeks: float = Field(gt=0, le=MAX_WEEKS, allow_inf_nan=False)
+    patients: int = Field(default=2000, ge=1, le=MAX_PATIENTS)
     seed: int = Field(default=1, ge=0)
     design: Design = "parallel"
     washout_days: float = Field(default=0, ge=0, allow_inf_nan=False)
@@ -1101,7 +1108,7 @@ def _patients_frame(pop: _Population, proto: Protocol, parts: list[tuple[str, in
 
 
 def _screen(proto: Protocol, tables: ModelTables) -> tuple[Cohort, int]:
-    spec = load_cohort_spec(Path(proto.cohort))
+    spec = load_cohort_spec(resolve_cohort(proto.cohort, field="cohort"))
     inc = proto.inclusion
     if inc is None:
         return generate_cohort(spec, proto.patients, proto.seed, 0), proto.patients
@@ -1223,8 +1230,12 @@ class TrialSpec:
         """The equivalent trial design (guideline gates off: trial populations exclude those patients)."""
         if not self.arms:
             raise InputError("a trial needs at least one arm", field="--arm", fix="add --arm DRUG[:DOSE] --arm placebo")
-        if not (isinstance(self.weeks, int | float) and math.isfinite(self.weeks) and self.weeks > 0):
-            raise InputError(f"weeks must be positive (got {self.weeks})", field="--weeks", fix="use e.g. --weeks 12")
+        if not (isinstance(self.weeks, int | float) and math.isfinite(self.weeks) and 0 < self.weeks <= MAX_WEEKS):
+            raise InputError(f"weeks must be positive and at most {MAX_WEEKS} (got {self.weeks:g})", field="--weeks",
+                             fix="use e.g. --weeks 12")
+        if self.patients > MAX_PATIENTS:
+            raise InputError(f"patients must be at most {MAX_PATIENTS:,} (got {self.patients:,})", field="--patients",
+                             fix="use e.g. --patients 2000")
         if self.patients < 1:
             raise InputError(f"patients must be at least 1 (got {self.patients})", field="--patients",
                              fix="use e.g. --patients 2000")

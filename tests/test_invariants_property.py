@@ -60,9 +60,11 @@ def policies(draw):
         after_combination=draw(st.sampled_from(["switch", "escalate"])),
         tramadol=draw(st.sampled_from(["second_line", "third_line", "never"])),
         tramadol_mode=draw(st.sampled_from(["add", "replace"])),
-        topicals=draw(st.sampled_from(["guideline", "first", "add_on", "never"])),
+        topicals=(topicals := draw(st.sampled_from(["guideline", "first", "add_on", "never"]))),
         topical_add=draw(st.sampled_from(["any_stage", "after_combination", "never"])),
-        topical_drug=draw(st.sampled_from(["per_patient", "lidocaine_5pct", "capsaicin_8pct"])),
+        # topicals: never with a topical_drug is an input error (an option that does nothing, issue 14)
+        topical_drug=(draw(st.sampled_from(["per_patient", "lidocaine_5pct", "capsaicin_8pct"])) if topicals != "never"
+                      else Policy.model_fields["topical_drug"].default),
         tca=draw(st.sampled_from(["nortriptyline", "amitriptyline"])),
         dose_optimisation=draw(st.sampled_from(["to_maximum", "before_switch", "off"])),
         start_doses=draw(st.sampled_from([{}, {"duloxetine": 60.0}])),
