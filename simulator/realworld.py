@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .calibrate import ROOT, UsualCareTarget, load_battery
+from .calibrate import UsualCareTarget, load_battery
 from .clinical import ModelTables
+from .packaged import data_root
 from .persistence import KEY, discontinuation, drug_changes, drug_spells
 
 
@@ -85,10 +86,10 @@ def run_usual_care(patients: int | None = None, seed: int | None = None) -> list
     if section is None:
         return []
     path = Path(section.scenario)
-    scenario = load_scenario(str(path if path.is_absolute() else ROOT / path))
+    scenario = load_scenario(str(path if path.is_absolute() else data_root() / path))
     if section.cohort:
         cohort = Path(section.cohort)
-        cohort = cohort if cohort.is_absolute() else ROOT / cohort
+        cohort = cohort if cohort.is_absolute() else data_root() / cohort
         scenario = scenario.model_copy(update={"cohort": str(cohort), "cohort_spec": load_cohort_spec(cohort)})
     run = simulate(scenario, patients=patients or section.patients, seed=section.seed if seed is None else seed,
                    replications=1)
