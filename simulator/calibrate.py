@@ -77,9 +77,39 @@ class Target(Strict):
         return self
 
 
+class UsualCareTarget(Strict):
+    """A target on the usual-care scenario's event log (``simulator.realworld.usual_care_metrics``)."""
+
+    id: str
+    metric: str
+    target: float
+    tolerance: float | None = Field(default=None, ge=0)
+    range: tuple[float, float] | None = None
+    source: str = Field(min_length=1)
+    tolerance_why: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> UsualCareTarget:
+        if (self.tolerance is None) == (self.range is None):
+            raise ValueError(f"target '{self.id}' needs exactly one of tolerance or range")
+        return self
+
+
+class UsualCareSection(Strict):
+    """Usual care as observed in claims (issue 10): a scenario and its targets (``simulator.realworld``)."""
+
+    scenario: str
+    cohort: str | None = Field(None, description="the population the targets were measured in (replaces the "
+                               "scenario's cohort), relative to the checkout")
+    patients: int = Field(5000, ge=1)
+    seed: int = 2016
+    targets: list[UsualCareTarget]
+
+
 class Battery(Strict):
     trials: dict[str, TrialDesign]
     targets: list[Target]
+    usual_care: UsualCareSection | None = None
 
     @model_validator(mode="after")
     def _refs(self) -> Battery:

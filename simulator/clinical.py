@@ -41,7 +41,7 @@ pydantic object is touched per event.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -263,6 +263,44 @@ class FollowUp(Strict):
     dropout_after_failed_line: Num
 
 
+class PerClass(Strict):
+    """A value per drug class (``catalog.ALL_CLASSES``), with a default for the classes not named."""
+
+    value: dict[str, float]
+    default: float
+    unit: str = ""
+    source: str = Field(min_length=1)
+    tag: Tag
+
+    @field_validator("value")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        require_known(list(v), ALL_CLASSES, "drug class")
+        return v
+
+    def of(self, drug_class: str) -> float:
+        return self.value.get(drug_class, self.default)
+
+
+class Persistence(Strict):
+    """The year after the first answer (issue 10): relapse, adherence and stopping for other reasons.
+
+    Patient behaviour, shared by every scenario (the care a scenario gives changes what follows a stop,
+    not whether patients stop): ``relapse_per_year`` is the hazard of losing response on a relieving
+    regimen, after which the regimen keeps ``relapse_effect_retained`` of its effect; a share
+    ``non_adherence_share`` of patients take their drugs irregularly and get ``non_adherent_effect`` of
+    each drug's effect; ``non_ae_stop_per_year`` is the hazard of stopping a drug for reasons other than
+    adverse events, ``early_stop_multiplier`` times higher during its first ``early_days``."""
+
+    relapse_per_year: Num
+    relapse_effect_retained: Num
+    non_adherence_share: Num
+    non_adherent_effect: Num
+    non_ae_stop_per_year: PerClass
+    early_stop_multiplier: Num
+    early_days: Num
+
+
 class Specialist(Strict):
     consult_days: Num
     intervention_prob: Num
@@ -292,6 +330,7 @@ class ClinicalModel(Strict):
     serious: Serious
     follow_up: FollowUp
     specialist: Specialist
+    persistence: Persistence
 
     @model_validator(mode="after")
     def _probabilities(self) -> ClinicalModel:
@@ -316,10 +355,22 @@ class ClinicalModel(Strict):
             "specialist.intervention_prob": self.specialist.intervention_prob.value,
             "specialist.conservative_relief_prob": self.specialist.conservative_relief_prob.value,
             "serious.serotonin_syndrome_per_exposure": self.serious.serotonin_syndrome_per_exposure.value,
+            "persistence.relapse_effect_retained": self.persistence.relapse_effect_retained.value,
+            "persistence.non_adherence_share": self.persistence.non_adherence_share.value,
+            "persistence.non_adherent_effect": self.persistence.non_adherent_effect.value,
         }
         for k, v in probs.items():
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{k} is {v}, a probability outside [0, 1]")
+        pe = self.persistence
+        rates = {"persistence.relapse_per_year": pe.relapse_per_year.value,
+                 "persistence.early_stop_multiplier": pe.early_stop_multiplier.value,
+                 "persistence.early_days": pe.early_days.value,
+                 **{f"persistence.non_ae_stop_per_year.{k}": v for k, v in pe.non_ae_stop_per_year.value.items()},
+                 "persistence.non_ae_stop_per_year.default": pe.non_ae_stop_per_year.default}
+        for k, v in rates.items():
+            if not (math.isfinite(v) and v >= 0.0):
+                raise ValueError(f"{k} is {v}; use a number of at least 0")
         for d in self.drugs.values():
             for v in (d.effect_mean.value, d.effect_sd.value):
                 if not 0.0 <= v <= 1.0:
@@ -422,6 +473,8 @@ class ModelTables:
     follow_up: dict[str, float]
     specialist: dict[str, float]
     intervention_success: tuple[float, ...]
+    persistence: dict[str, float] = field(default_factory=dict)
+    non_ae_stop_per_year: tuple[float, ...] = ()  # per drug (catalogue order)
     placebo_ae_types: tuple[int, ...] = ()  # global AE type codes of nocebo events on placebo
     placebo_ae_incidence: tuple[float, ...] = ()
     placebo_ae_withdrawal: float = 0.0
@@ -512,6 +565,13 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
                     "days_to_relief": sp.days_to_intervention_relief.value,
                     "conservative_relief_prob": sp.conservative_relief_prob.value},
         intervention_success=tuple(sp.intervention_success.of(e) for e in ETIOLOGY_NAMES),
+        persistence={"relapse_per_year": model.persistence.relapse_per_year.value,
+                     "relapse_effect_retained": model.persistence.relapse_effect_retained.value,
+                     "non_adherence_share": model.persistence.non_adherence_share.value,
+                     "non_adherent_effect": model.persistence.non_adherent_effect.value,
+                     "early_stop_multiplier": model.persistence.early_stop_multiplier.value,
+                     "early_days": model.persistence.early_days.value},
+        non_ae_stop_per_year=tuple(model.persistence.non_ae_stop_per_year.of(t.drug_class) for t in tables),
         placebo_ae_types=tuple(ae_names.index(t) for t in model.placebo.adverse_events),
         placebo_ae_incidence=tuple(a.value for a in model.placebo.adverse_events.values()),
         placebo_ae_withdrawal=model.placebo.ae_withdrawal.value,

@@ -26,6 +26,7 @@ import numpy as np
 import simpy
 
 from . import streams
+from .care import index_drug, stop_day
 from .catalog import FIRST_LINE_CLASSES
 from .clinic import Clinic, ClinicConfig
 from .clinical import (
@@ -39,7 +40,7 @@ from .clinical import (
     onset_days,
 )
 from .cohort import Cohort
-from .pathway import OUTCOMES, STATES, TRANSITIONS, TRIGGERS, Table, can_fire, compile_table, fire
+from .pathway import OUTCOMES, STATES, TRANSITIONS, TREATING, TRIGGERS, Table, can_fire, compile_table, fire
 from .patient import PatientModel
 from .policy import Decision, PolicyContext, first_choice, next_step, serotonin_blocked
 from .rules import load_rules
@@ -56,9 +57,9 @@ from .safety import (
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
                            "adverse_event", "safety_check", "excluded", "referral_queued", "consult",
-                           "dropout", "dose_limit", "taper_start")
+                           "dropout", "dose_limit", "taper_start", "maintenance_visit")
 (E_ASSESS, E_TRANSITION, E_START, E_DOSE, E_STOP, E_EVAL, E_AE, E_CHECK, E_EXCLUDE, E_QUEUE, E_CONSULT,
- E_DROPOUT, E_LIMIT, E_TAPER) = range(len(EVENTS))
+ E_DROPOUT, E_LIMIT, E_TAPER, E_MAINT) = range(len(EVENTS))
 """Event kinds (docs/event-log.md); new kinds are appended so older codes keep their meaning."""
 _OPTIMISABLE = ("gabapentinoid", "snri", "tca", "weak_opioid")  # P3.dose_optimisation applies to these
 CHECKS: tuple[str, ...] = ("ecg", "serotonin_check", "misuse_screen", "treatment_agreement")
@@ -70,6 +71,11 @@ STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 N_SERIOUS = len(SERIOUS_TYPES)
+MAX_RELAPSES = 8  # relapse draws per patient (later relief episodes reuse the last; issue 10)
+MAX_RETURNS = 16  # return-after-stop draws per patient (later lines reuse the last; issue 10)
+_INDEX_TRIGGER = {"gabapentinoid": "start_first_line", "snri": "start_first_line", "tca": "start_first_line",
+                  "topical": "start_topical", "weak_opioid": "escalate_tramadol",
+                  "strong_opioid": "escalate_strong_opioid"}
 FOLLOWUP_COLUMNS = 16  # column 0: loss to follow-up; 1-15 unused since per-visit draws are keyed (kept: same draws)
 SPECIALIST_COLUMNS = 4
 
@@ -102,7 +108,7 @@ class _Line:
     """One drug being taken: its schedule and pending adverse events."""
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
-                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response")
+                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -124,6 +130,7 @@ class _Line:
         self.topical_addon = topical_addon
         self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
         self.to_response = to_response
+        self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
 
     def dose_at(self, day: float) -> float:
         dose = self.steps[0][1]
@@ -173,6 +180,17 @@ class Simulation:
         self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)
         self.followup = streams.block(seed, replication, streams.FOLLOWUP, n, FOLLOWUP_COLUMNS)
         self.special = streams.block(seed, replication, streams.SPECIALIST, n, SPECIALIST_COLUMNS)
+        # Issue 10: adherence, index choice, stops for other reasons and under-titration (per drug),
+        # relapses and returns after a stop; one row per patient (common random numbers).
+        nd = len(self.tables.drugs)
+        self.persist = streams.block(seed, replication, streams.PERSISTENCE, n,
+                                     2 + 2 * nd + MAX_RELAPSES + MAX_RETURNS, dtype=np.float32)
+        uc = ctx.policy.usual_care
+        self.non_ae_stop = tuple(r * uc.stop_rate_ratio for r in self.tables.non_ae_stop_per_year)
+        self.index_mix = tuple((ctx.by_name[name], share) for name, share in uc.index_drugs.items() if share > 0)
+        self.under = tuple(uc.under_titration.get(d.drug_class, 0.0) for d in self.tables.drugs)
+        self.return_after_stop = uc.return_after_stop
+        self.relapse_rate = self.tables.persistence["relapse_per_year"] if ctx.policy.maintenance.relapse else 0.0
         # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
@@ -248,17 +266,23 @@ class Simulation:
         p.until = min(ltfu_day, horizon)  # tapers are logged up to here
         log = self._log
         policy = ctx.policy
-        resp = policy.response
         visit = float(policy.visit_interval_days)
         lines: list[_Line] = []
         self._regimens[i] = (p, lines)  # for the end-of-run titration log (see run)
         outcome: str | None = None
         pain = p.baseline
+        pu = self.persist[i]
+        pe = t.persistence
+        # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
+        adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
+        obs = (drug_z, ns_onset, adherence, entry)
 
         log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
             log(i, entry, E_EXCLUDE, "assessment", drug=j, rule=why)
-        decision = first_choice(p, ctx)
+        decision = self._usual_index(p, float(pu[1])) if self.index_mix else None
+        if decision is None:
+            decision = first_choice(p, ctx)
         if self.decide is not None:
             decision = self.decide(p, None, 0.0, p.baseline, decision)
 
@@ -276,6 +300,7 @@ class Simulation:
                 self._optimise(p, lines[-1], now, adv)
             else:
                 # "continue": a protocol keeps the regimen for another step (no transition).
+                before = p.state
                 moving = decision.trigger not in ("continue", "stay")
                 dest = can_fire(self.table, p, decision.trigger) if moving else None
                 # A declared departure (tutor) takes the step the pathway's guard refuses.
@@ -310,8 +335,21 @@ class Simulation:
                         fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
-                if p.state in ("relieved", "discharged"):
-                    yield from self._maintenance(p, lines)
+                if p.state == "relieved" and before not in TREATING:  # e.g. relief the clinic brought
+                    yield from self._regimen_continues(p, lines)
+                    return
+                if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
+                    p.relieved_from = before
+                    res = yield from self._maintenance(p, lines, obs, ltfu_day)
+                    if res is None:
+                        return
+                    outcome, pain = res
+                    decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+                    if decision is None:
+                        return
+                    continue
+                if p.state == "discharged":
+                    yield from self._regimen_continues(p, lines)
                     return
                 if p.state == "specialist_referral":
                     result = yield from self._specialist(p, lines, ltfu_day, adv)
@@ -322,7 +360,7 @@ class Simulation:
                         fire(self.table, p, "relief")
                         log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                             rule="P9.specialist_consult")
-                        yield from self._maintenance(p, lines)
+                        yield from self._regimen_continues(p, lines)  # relapse after the clinic: not modelled
                         return
                     if result == "waiting":
                         return
@@ -376,8 +414,11 @@ class Simulation:
                 due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
                 k = math.ceil((due - newest.start) / visit - 1e-9)
                 eval_day = newest.start + max(k, 1) * visit
+                if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
+                    eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
             outcome = None
             pain = -1.0
+            by_patient = False  # the line ended because the patient stopped (not judged)
             judged = 0  # P8.titrate_to_response: the titration step judged last
             while outcome is None:
                 interim = False
@@ -417,23 +458,22 @@ class Simulation:
                         if base_left and p.state == "add_on":
                             p.n_failed -= 1  # P4.addon_not_tolerated: no failed line is counted
                     continue
+                if kind == "stop":  # stopped for reasons other than adverse events (persistence, issue 10)
+                    self._stop_line(p, line, now, "X.patient_stop")
+                    lines.remove(line)
+                    p.active = [ln.drug for ln in lines]
+                    if not lines:  # the line ended: decided as when a drug cannot be continued
+                        outcome = "intolerable"
+                        pain = -1.0
+                        by_patient = True
+                    elif line is newest:  # the regimen's remaining drugs are judged when due
+                        newest = lines[-1]
+                        drug = t.drugs[newest.drug]
+                    continue
                 # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
-                effects = []
-                for n_line, ln in enumerate(lines):
-                    d = t.drugs[ln.drug]
-                    e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
-                                    lat.u_scalar(i, d.index, now), float(drug_z[d.index]), facts.localized)
-                    effects.append(e * t.combination_factor if n_line > 0 else e)
-                pain = observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
-                                     streams.keyed_normal(self.noise_key, i, streams.day_slot(now - entry)))
+                pain = self._pain(p, lines, now, obs, 1.0)
                 p.last_pain = pain
-                red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
-                if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
-                    outcome = "relief"
-                elif red >= resp.partial_min_reduction:
-                    outcome = "partial"
-                else:
-                    outcome = "none"
+                outcome = self._judge(p, pain)
                 if interim:
                     rule = "P8.titrate_to_response"
                 elif drug.drug_class == "tca":
@@ -450,33 +490,49 @@ class Simulation:
                     else:
                         outcome = None
 
-            now = env.now
-            if outcome in _FAILED_OUTCOMES:
-                self._judge_failure(p, lines)
-            newest_line = lines[-1] if lines else None
-            # P3: one oral drug judged on its own (a topical alongside does not count)
-            p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
-                             and sum(1 for ln in lines if not ln.topical_addon) == 1
-                             and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
-                             and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
-            if outcome != "relief":
-                p.n_failed += 1
-            decision = next_step(p, ctx, outcome, now - entry, pain)
-            if outcome != "relief" and decision.trigger in ("optimise", "continue"):
-                # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
-                p.n_failed -= 1
-            elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
-                    and p.taper_end <= now:
-                # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
-                # middle of a taper, whose rows are already logged.
-                u = streams.keyed_uniform(self.dropout_key, i, streams.day_slot(now - entry))
-                if u < t.follow_up["dropout_after_failed_line"]:
-                    self._drop_out(p, lines, now)
-                    return
-            if self.decide is not None:
-                decision = self.decide(p, outcome, now - entry, pain, decision)
+            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient)
+            if decision is None:
+                return
 
     # ---------------------------------------------------------------------------------------------
+    def _decide_after(self, p: PatientModel, lines: list[_Line], outcome: str, now: float, pain: float,
+                      entry: float, by_patient: bool = False) -> Decision | None:
+        """The policy's next decision after a line's outcome, or None when the patient leaves care.
+
+        ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
+        was judged at an evaluation, so no agent or combination is counted as failed (P8)."""
+        t = self.tables
+        if outcome in _FAILED_OUTCOMES and not by_patient:
+            self._judge_failure(p, lines)
+        newest_line = lines[-1] if lines else None
+        # P3: one oral drug judged on its own (a topical alongside does not count)
+        p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
+                         and sum(1 for ln in lines if not ln.topical_addon) == 1
+                         and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
+                         and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        if outcome != "relief":
+            p.n_failed += 1
+        decision = next_step(p, self.ctx, outcome, now - entry, pain)
+        if outcome != "relief" and decision.trigger in ("optimise", "continue"):
+            # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
+            p.n_failed -= 1
+        elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
+                and p.taper_end <= now:
+            # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
+            # middle of a taper, whose rows are already logged.
+            u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
+            if u < t.follow_up["dropout_after_failed_line"]:
+                self._drop_out(p, lines, now)
+                return None
+            if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
+                col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
+                if float(self.persist[p.idx][col]) >= self.return_after_stop:
+                    self._drop_out(p, lines, now, "X.left_treatment")
+                    return None
+        if self.decide is not None:
+            decision = self.decide(p, outcome, now - entry, pain, decision)
+        return decision
+
     def _judge_failure(self, p: PatientModel, lines: list[_Line]) -> None:
         """An inadequate evaluation: the running first-line agents failed (P8 count), and a gabapentinoid
         running with an antidepressant is a failed combination (P4, P8; S000, S002, S004)."""
@@ -534,7 +590,14 @@ class Simulation:
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
+        pu = self.persist[i]
+        nd = len(t.drugs)
+        if self.under[j] > 0 and float(pu[2 + nd + j]) < self.under[j]:  # usual care: X.under_titration
+            pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
         line = _Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
+        pe = t.persistence
+        line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"],
+                                float(pu[2 + j]))
         p.tried.add(j)
         cls = d.drug_class
         if cls in FIRST_LINE_CLASSES:
@@ -656,6 +719,8 @@ class Simulation:
         for ln in lines:
             if ln.aes and ln.aes[0][0] < best[0]:
                 best = (ln.aes[0][0], "ae", ln, ln.aes[0])
+            if ln.stop_at < best[0]:
+                best = (ln.stop_at, "stop", ln, None)
         return best
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
@@ -768,19 +833,20 @@ class Simulation:
         lines[:] = kept
         p.active = [ln.drug for ln in kept]
 
-    def _drop_out(self, p: PatientModel, lines: list[_Line], now: float) -> None:
-        """The patient leaves care: every drug stops at once (tapers included), then the drop-out row."""
+    def _drop_out(self, p: PatientModel, lines: list[_Line], now: float, rule: str = "X.dropout") -> None:
+        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every drug stops
+        at once (tapers included), then the drop-out row."""
         for ln in lines:
-            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule="X.dropout")
+            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
         for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
             if end > now:
-                self._log(p.idx, now, E_STOP, p.state, drug=j, rule="X.dropout")
+                self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
         p.tapering.clear()
         p.taper_rest.clear()
         lines.clear()
         p.active = []
         fire(self.table, p, "drop_out")
-        self._log(p.idx, now, E_DROPOUT, p.state, rule="X.dropout")
+        self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
 
     def _finish_tapers(self, p: PatientModel) -> None:
         """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
@@ -798,8 +864,8 @@ class Simulation:
                     self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
         p.taper_rest.clear()
 
-    def _maintenance(self, p: PatientModel, lines: list[_Line]):
-        """After relief: the regimen continues; its remaining adverse events are still recorded."""
+    def _regimen_continues(self, p: PatientModel, lines: list[_Line]):
+        """After a specialist's relief or a discharge: the regimen continues; its adverse events are recorded."""
         env = self.env
         horizon = self.config.horizon_days
         if p.taper_rest:
@@ -813,6 +879,112 @@ class Simulation:
             self._log_doses(p.idx, p, lines, env.now)
             if self._adverse_event(p, line, ae, env.now, lines):
                 lines.remove(line)
+
+    # ---- issue 10: usual care's index drug, the year after the first answer -----------------------
+    def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
+        """Usual care's index drug (X.usual_care_choice), drawn from the policy's observed mix; None when
+        the pathway would refuse it for this patient (the guideline's first choice is made instead)."""
+        j = index_drug(self.index_mix, u)
+        d = self.tables.drugs[j]
+        if contraindication(d, p.facts) is not None:
+            return None
+        trigger = _INDEX_TRIGGER[d.drug_class]
+        ok = {"start_topical": p.facts.localized, "escalate_tramadol": p.tramadol_allowed(),
+              "escalate_strong_opioid": p.strong_opioid_gate()}.get(trigger, True)
+        return Decision(trigger, (j,), rule="X.usual_care_choice") if ok else None
+
+    def _pain(self, p: PatientModel, lines: list[_Line], now: float, obs: tuple, retained: float) -> float:
+        """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
+        share retained (clinical persistence block); visit noise keyed by the visit day."""
+        t = self.tables
+        drug_z, ns_onset, adherence, entry = obs
+        lat = self.latents
+        i = p.idx
+        scale = adherence * retained
+        effects = []
+        for n_line, ln in enumerate(lines):
+            d = t.drugs[ln.drug]
+            e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
+                            lat.u_scalar(i, d.index, now), float(drug_z[d.index]), p.facts.localized) * scale
+            effects.append(e * t.combination_factor if n_line > 0 else e)
+        return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
+                             streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
+
+    def _judge(self, p: PatientModel, pain: float) -> str:
+        """P4: relief, partial or none, by the policy's response rule."""
+        resp = self.ctx.policy.response
+        red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
+        if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
+            return "relief"
+        return "partial" if red >= resp.partial_min_reduction else "none"
+
+    def _maintenance(self, p: PatientModel, lines: list[_Line], obs: tuple, ltfu_day: float):
+        """After relief: the regimen continues with maintenance visits (P4.maintenance_visit), every
+        ``opioid_visit_interval_days`` while an opioid runs (P8.reassessment, S004). Adverse events, stops
+        for other reasons and loss to follow-up continue. At each visit the response is judged again; relief
+        not found (confirmed at a visit one policy visit interval later) or no drug left sends the patient
+        back to the state he was relieved in (P4.relapse).
+
+        Returns ``(outcome, pain)`` for the policy's next decision, or None (horizon, drop-out)."""
+        env = self.env
+        t = self.tables
+        i = p.idx
+        horizon = self.config.horizon_days
+        mt = self.ctx.policy.maintenance
+        u = float(self.persist[i][2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1)])
+        rate = self.relapse_rate
+        relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
+        retained = t.persistence["relapse_effect_retained"]
+        last_visit = env.now
+        confirming = False  # a visit without relief is confirmed at the next regular visit before any change
+        while True:
+            classes = [t.drugs[ln.drug].drug_class for ln in lines]
+            opioid = "weak_opioid" in classes or "strong_opioid" in classes
+            if confirming:
+                visit_day = last_visit + self.ctx.policy.visit_interval_days
+            else:
+                visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
+            nxt, kind, line, ae = self._next_event(lines, visit_day, ltfu_day)
+            if nxt >= horizon:
+                yield env.timeout(horizon - env.now)
+                return None
+            if nxt > env.now:
+                yield env.timeout(nxt - env.now)
+            now = env.now
+            self._log_doses(i, p, lines, now)
+            if kind == "dropout":
+                self._drop_out(p, lines, now)
+                return None
+            if kind in ("ae", "stop"):
+                if kind == "ae":
+                    if not self._adverse_event(p, line, ae, now, lines):
+                        continue
+                else:
+                    self._stop_line(p, line, now, "X.patient_stop")
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+                if lines:  # the rest of the regimen is judged at the next visit
+                    continue
+                outcome, pain = "intolerable", -1.0
+            else:
+                last_visit = now
+                pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
+                p.last_pain = pain
+                outcome = self._judge(p, pain)
+                newest = lines[-1] if lines else None
+                self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
+                          dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
+                          rule="P8.reassessment" if "strong_opioid" in classes else "P4.maintenance_visit")
+                if outcome == "relief":
+                    confirming = False
+                    continue
+                if not confirming and mt.confirm_loss:
+                    confirming = True
+                    continue
+            p.n_relapses += 1
+            fire(self.table, p, "relapse")
+            self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relapse"], rule="P4.relapse")
+            return outcome, pain
 
     def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
         """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
@@ -854,7 +1026,11 @@ class Simulation:
                 return "until" if until <= horizon else "horizon"
             if kind == "dropout":
                 return "dropout"
-            if self._adverse_event(p, line, ae, now, lines):
+            if kind == "stop":  # stopped for reasons other than adverse events (issue 10)
+                self._stop_line(p, line, now, "X.patient_stop")
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+            elif self._adverse_event(p, line, ae, now, lines):
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
 

@@ -67,6 +67,7 @@ DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "ev
 RISE_RULES: tuple[str, ...] = ("P2", "P3", "P8", "X.protocol_step")  # titration, optimisation, to response
 FALL_RULES: tuple[str, ...] = ("P4", "P5")  # intolerance reduction, taper step
 FAILED_OUTCOMES: tuple[str, ...] = ("partial", "none")
+RELAPSE_RULE = "P4.relapse"  # issue 10: relief lost in maintenance; decided as a failed evaluation
 PATIENT_FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block",
                                   "cardiovascular_disease", "glaucoma", "orthostatic_hypotension", "ssri_use",
                                   "depression", "localized", "allodynia")
@@ -178,7 +179,24 @@ INVARIANTS: tuple[Invariant, ...] = (
               "rule id, and a dose change cites a rule of its direction (a rise P2/P3/P8, a fall P4/P5)",
               "events: rule, dose; rules.yaml"),
 )
+# issue 10; checked by simulator/opioid_check.py (event log, catalogue and policy only)
+OPIOID_REASSESSED = Invariant(
+    "strong_opioid_reassessed", "P8.reassessment", "S004",
+    "no strong opioid continued beyond the trial period (strong_opioid.max_trial_days) without a documented "
+    "reassessment (time-limited trial, monitoring every 1-3 months)",
+    "events: strong-opioid starts, stops, taper starts, evaluations and maintenance visits; policy: max_trial_days")
+INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED)
+
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
+
+# Usual care's departures (issue 10, simulator/care.py), each excusing one invariant when the scenario declares
+# it: (invariant, rule of the flagged row; None: any row) -> the declared departure that makes it on purpose.
+DEPARTURE_BY_RULE: dict[tuple[str, str | None], str] = {
+    ("adequate_trial", None): "under_titration",  # X.under_titration: judged below the recommended dose (P2, P3)
+    ("tca_last_resort", "X.usual_care_choice"): "usual_care_index",  # a tricyclic drawn as the index drug
+    ("cipn_no_tca_gabapentinoid", "X.usual_care_choice"): "usual_care_index",  # index drug drawn in CIPN
+    ("taper", "X.left_treatment"): "usual_care_index",  # the patient leaves treatment at once (no taper)
+}
 
 
 @dataclass(frozen=True)
@@ -283,6 +301,7 @@ class PolicyView:
     serotonin_avoid: bool = False  # P5.serotonin_avoid: no serotonergic drug with an SSRI
     order: tuple[str, ...] = ()  # the first-line drugs the policy offers (empty: all)
     hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: strong_opioid.hiv 'caution' allows it
+    strong_opioid_trial_days: float | None = None  # P8.time_limited: judged by the end of the trial period
 
     @classmethod
     def of(cls, policy: Any) -> PolicyView:
@@ -303,7 +322,8 @@ class PolicyView:
                    cipn_exclusions=bool(getattr(policy, "cipn_exclusions", True)),
                    serotonin_avoid=getattr(policy, "serotonin", "monitor") == "avoid",
                    order=tuple(getattr(policy, "order", ()) or ()),
-                   hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution")
+                   hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution",
+                   strong_opioid_trial_days=getattr(gate, "max_trial_days", None))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -475,7 +495,7 @@ class _Line:
     """One drug being taken, from its start to its stop."""
 
     __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
-                 "tapered", "stop_rule", "level_day")
+                 "tapered", "stop_rule", "level_day", "failed")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -486,6 +506,7 @@ class _Line:
         self.ceiling = math.inf  # the highest tolerated dose, after an intolerance reduction
         self.last_outcome: str | None = None  # of the last evaluation while this line ran
         self.relieved = False  # a relief evaluation while this line ran (strong opioids: smallest dose)
+        self.failed = False  # judged failed while it ran (a later relief with an added drug does not undo it)
         self.taper_day: float | None = None  # day of the taper_start row
         self.tapered = False  # a dose was lowered (not for intolerance) since the last increase
         self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
@@ -507,6 +528,7 @@ class _Trajectory:
         self.tramadol_tried = False
         self.checks: list[tuple[str, str | None, float]] = []  # (check, drug, day)
         self.last_nrs: float | None = None
+        self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)
 
 
 class Checker:
@@ -526,7 +548,8 @@ class Checker:
     def _flag(self, name: str, key: tuple[int, int], day: float, event: str, drug: str | None,
               rule: str | None, detail: str) -> None:
         inv = BY_NAME[name]
-        declared = (inv.departure is not None and inv.departure in self.pol.declared) or name in self._excused
+        declared = ((inv.departure is not None and inv.departure in self.pol.declared) or name in self._excused
+                    or DEPARTURE_BY_RULE.get((name, rule), DEPARTURE_BY_RULE.get((name, None))) in self.pol.declared)
         v = Violation(name, key[0], key[1], round(float(day), 3), event, drug, rule, detail, declared)
         res = self.results[name]
         (res.declared if declared else res.violations).append(v)
@@ -567,7 +590,7 @@ class Checker:
         out_c, ch_c, ru_c = cols["outcome"], cols["check"], cols["rule"]
         for k in rows:
             ev, name, dose, rule, day = ev_c[k], dr_c[k], do_c[k], ru_c[k], days[k]
-            if ev in ("assessment", "evaluation") and pn_c[k] is not None:
+            if ev in ("assessment", "evaluation", "maintenance_visit") and pn_c[k] is not None:  # issue 10 visits
                 t.last_nrs = float(pn_c[k])
             if ev in DECISION_EVENTS:
                 self._touch("rule_ids", key)
@@ -576,6 +599,10 @@ class Checker:
             if ev == "safety_check":
                 t.checks.append((ch_c[k], name, day))
                 continue
+            if ev == "maintenance_visit":
+                t.visit_outcome = out_c[k]
+            elif ev == "transition" and rule == RELAPSE_RULE:
+                self._on_relapse(t)
             if ev == "dose_change" and rule is not None and name in t.active and dose is not None:
                 prev = t.active[name].dose
                 fits = (RISE_RULES if dose > prev else FALL_RULES if dose < prev else None)
@@ -832,7 +859,7 @@ class Checker:
         failed = {ln.drug.drug_class for ln in [*t.ended, *t.active.values()]
                   if ln.drug.drug_class in FIRST_LINE
                   and ((ln.stop_rule is not None and ln.stop_rule != "X.dropout")
-                       or ln.last_outcome in FAILED_OUTCOMES)}
+                       or ln.failed or ln.last_outcome in FAILED_OUTCOMES)}
         missing = []
         if len(failed) < P8_FAILED_CLASSES:
             missing.append(f"{len(failed)} first-line class(es) failed ({', '.join(sorted(failed)) or 'none'}), "
@@ -867,8 +894,26 @@ class Checker:
         if interim:  # P8.titrate_to_response: judged at a titration step, titration goes on
             return
         self._check_trial(key, f, t, d, name, day, rule)
+        self._on_failure(t, active, {d.drug_class})
+
+    def _on_relapse(self, t: _Trajectory) -> None:
+        """P4.relapse: relief lost after it was found, confirmed at a maintenance visit; the regimen is then
+        decided on as after an evaluation with that visit's outcome (a failure of the drugs taken). No
+        adequate-trial condition: the drugs already had their trial when they gave relief."""
+        outcome = t.visit_outcome
+        active = list(t.active.values())
+        for ln in active:
+            ln.last_outcome = outcome
+        if outcome in FAILED_OUTCOMES:
+            self._on_failure(t, active, {ln.drug.drug_class for ln in active})
+
+    def _on_failure(self, t: _Trajectory, active: list[_Line], judged: set[str]) -> None:
+        """A failed judgement of the regimen ``active``; ``judged``: the classes judged (the newest drug at
+        an evaluation, every drug taken at a relapse)."""
+        for ln in active:
+            ln.failed = True
         classes = {ln.drug.drug_class for ln in active}
-        if d.drug_class in FIRST_LINE or d.drug_class == "topical":
+        if any(c in FIRST_LINE or c == "topical" for c in judged):
             t.first_line_failure = True
         if "gabapentinoid" in classes and any(c in classes for c in ANTIDEPRESSANTS):
             t.combination_failed = True
@@ -919,11 +964,33 @@ class Checker:
                 since = dd
         since = line.doses[-1][0] if since is None else since
         due = max(since + d.adequate_trial_days, line.start + d.min_trial_days)
+        limit = self.pol.strong_opioid_trial_days
+        if d.drug_class == "strong_opioid" and limit is not None:  # P8.time_limited (S004): judged by its end
+            due = min(due, line.start + float(limit))
         if day < due - TOL:
             self._flag("adequate_trial", key, day, "evaluation", name, rule,
                        f"{name} judged failed on day {day:g}, before the adequate trial ends on day {due:g} "
                        f"(at {need:g} {d.unit} since day {since:g} + {d.adequate_trial_days} d, "
                        f"min {d.min_trial_days} d from the start)")
+
+
+def _opioid_reassessment(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: int) -> InvariantResult:
+    """The ``strong_opioid_reassessed`` invariant (simulator/opioid_check.py): event log and policy only."""
+    from .opioid_check import unreassessed_opioid_gaps
+
+    if "followup_days" in patients and len(patients):
+        horizon = float(patients["followup_days"].max())
+    else:
+        horizon = float(events["day"].max()) if len(events) else 0.0
+    strong = [name for name, d in load_catalog().drugs.items() if d.drug_class == "strong_opioid"]
+    starts = events[(events["event"] == "drug_start") & events["drug"].astype(str).isin(strong)]
+    res = InvariantResult(OPIOID_REASSESSED, checked=n,
+                          applicable=starts[["replication", "patient"]].drop_duplicates().shape[0])
+    for g in unreassessed_opioid_gaps(events, policy, horizon):
+        res.violations.append(Violation(OPIOID_REASSESSED.name, int(g.replication), int(g.patient), round(g.to_day, 3),
+                                        "drug_stop" if g.to_day < horizon else "horizon", g.drug,
+                                        OPIOID_REASSESSED.rule, g.detail, False))
+    return res
 
 
 def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Any = None, scenario: str = "",
@@ -939,6 +1006,9 @@ def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Any = Non
     checker = Checker(policy, catalog)
     results = checker.check(events, patients)
     n = len(patients[["replication", "patient"]].drop_duplicates())
+    if policy is not None:
+        results = [_opioid_reassessment(events, patients, policy, n) if r.invariant is OPIOID_REASSESSED else r
+                   for r in results]
     return CheckReport(scenario=scenario, trajectories=n,
                        declared_departures=tuple(sorted(checker.pol.declared)), results=results)
 

@@ -34,6 +34,7 @@ ESCALATION_RANK: dict[str, int] = {"assessment": 0, "topical": 1, "first_line": 
                                    "specialist_care": 2}
 STRONG_MIN_RANK = 2  # P8: earliest line from which the prerequisites can have been met
 TRAMADOL_MIN_RANK = 1  # P7: after a first-line (or topical) trial
+MAINTENANCE_EXITS = frozenset({"relapse", "drop_out"})  # how a relieved patient leaves maintenance (issue 10)
 GATE_GUARDS: dict[str, str] = {"strong_opioid": "strong_opioid_gate", "tramadol": "tramadol_allowed"}
 
 
@@ -94,7 +95,10 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
             exits.setdefault(s, []).append(e)
     for s in states:
         if s in terminal:
-            if exits.get(s):
+            if exits.get(s) and {e.trigger for e in exits[s]} <= MAINTENANCE_EXITS:
+                found.append(Finding("dead_end", INFO, s, f"maintenance: '{s}' is left only by "
+                                     f"{', '.join(sorted({e.trigger for e in exits[s]}))} (P4.relapse, X.dropout)"))
+            elif exits.get(s):
                 found.append(Finding("dead_end", WARNING, s,
                                      f"terminal state '{s}' has exits: {', '.join(e.trigger for e in exits[s])}"))
             continue
@@ -114,7 +118,7 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
 
     # Escalation order (P7, P8)
     for e in transitions:
-        if e.dest not in GATE_GUARDS:
+        if e.dest not in GATE_GUARDS or e.trigger == "relapse":  # a relapse returns to a line already entered
             continue
         guard = GATE_GUARDS[e.dest]
         min_rank = STRONG_MIN_RANK if e.dest == "strong_opioid" else TRAMADOL_MIN_RANK
@@ -235,6 +239,7 @@ def lint_policy(policy: Any, catalog: Any = None) -> list[Finding]:
         "fast_titration": policy.titration_speed < 1.0,
         "short_trial": any(f.check == "policy_trial" for f in found),
         "tramadol_first_line": policy.tramadol != "never",
+        **{d: True for d, _ in policy.usual_care.departures_needed()},  # usual care (simulator/care.py)
     }
     for d in sorted(declared):
         if not used.get(d, False):

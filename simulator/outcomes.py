@@ -27,6 +27,7 @@ from .engine import (
     E_CHECK,
     E_CONSULT,
     E_EVAL,
+    E_MAINT,
     E_STOP,
     E_TAPER,
     E_TRANSITION,
@@ -34,6 +35,7 @@ from .engine import (
     rule_codes,
 )
 from .pathway import OUTCOMES, STATES, TRIGGERS
+from .persistence import maintenance_summary
 
 SCHEMA_VERSION = 2
 REACHED_STATES: tuple[str, ...] = tuple(s for s in STATES if s != "assessment")
@@ -83,7 +85,7 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
         "dose": df["dose"].where(df["dose"] >= 0),
         "pain_nrs": df["pain"].where(df["pain"] >= 0),
         "adverse_event": _codes(np.where(np.isin(ev, [E_AE, E_STOP, E_TAPER]), detail, -1), list(tables.ae_types)),
-        "outcome": _codes(np.where(ev == E_EVAL, detail, -1), list(OUTCOMES)),
+        "outcome": _codes(np.where(np.isin(ev, [E_EVAL, E_MAINT]), detail, -1), list(OUTCOMES)),
         "trigger": _codes(np.where(ev == E_TRANSITION, detail, -1), list(TRIGGERS)),
         "check": _codes(np.where(ev == E_CHECK, detail, -1), list(CHECKS)),
         "consult_outcome": _codes(np.where((ev == E_CONSULT) & (detail >= 0), detail, -1), list(CONSULT_OUTCOMES)),
@@ -212,7 +214,8 @@ def pain_by_day(events: pd.DataFrame, outcomes: pd.DataFrame, days: tuple[int, .
                 horizon: float = math.inf) -> dict[str, float | None]:
     """Mean observed NRS (last observation carried forward) among patients still in follow-up on each day;
     ``None`` for a day beyond the horizon or when nobody is in follow-up."""
-    obs = events[events["event"].isin(["assessment", "evaluation"])][["replication", "patient", "day", "pain_nrs"]]
+    obs = events[events["event"].isin(["assessment", "evaluation", "maintenance_visit"])]
+    obs = obs[["replication", "patient", "day", "pain_nrs"]]
     obs = obs.sort_values(["replication", "patient", "day"], kind="stable")
     follow = outcomes.set_index(["replication", "patient"])["followup_days"]
     result: dict[str, float | None] = {}
@@ -414,12 +417,14 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float | Non
         "pathway": pathway_summary(outcomes),
         "specialist": specialist,
         "resources": resource_summary(outcomes),
+        # issue 10: relief held, relapses, regimens, persistence (simulator.persistence)
+        "maintenance": maintenance_summary(events, outcomes, horizon),
         "not_estimable": dict(sorted(reasons.items())),
     }
 
 
 METRIC_BLOCKS: tuple[str, ...] = ("time_to_relief", "pain", "adverse_events", "pathway", "specialist", "resources",
-                                  "population")
+                                  "population", "maintenance")
 """The summary blocks whose numeric leaves are metrics."""
 NOT_METRICS: frozenset[str] = frozenset({"time_to_relief.rmst_tau_days", "specialist.steady_state.from_day",
                                          "population.warmup_days",

@@ -47,8 +47,8 @@ STATE_GROUPS: dict[str, tuple[str, ...]] = {
     "Outcome": ("relieved", "dropped_out", "discharged"),
 }
 TERMINAL: frozenset[str] = frozenset({"relieved", "dropped_out", "discharged"})
-"""States no trigger leaves (maintenance after relief; out of care; back in primary care on the current
-regimen after a specialist consult, with no pathway option left)."""
+"""Outcome states: out of care; back in primary care on the current regimen after a specialist consult,
+with no pathway option left; or relieved (maintenance, which only relapse and drop-out leave)."""
 
 TREATING: tuple[str, ...] = ("topical", "first_line", "add_on", "switch", "tramadol", "strong_opioid")
 """States in which a drug trial runs and is evaluated."""
@@ -102,6 +102,14 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge("discharge", TREATING + ("specialist_care",), "discharged", ("seen_by_specialist",), "P9.discharge_plan"),
     # Drop-out and loss to follow-up can happen anywhere before an outcome.
     Edge("drop_out", _ANY_ACTIVE, "dropped_out", (), "X.dropout", ("dropout",)),
+    # Maintenance (issue 10): relief lost at a maintenance visit (or the regimen stopped) sends the patient
+    # back to the treating state he was relieved in, where the policy decides the next step (P4.relapse).
+    *(Edge("relapse", ("relieved",), s, (f"relieved_in_{s}",), "P4.relapse") for s in TREATING),
+    # A relieved patient can be lost to follow-up too.
+    Edge("drop_out", ("relieved",), "dropped_out", (), "X.dropout"),
+    # Usual care (declared departures tramadol_first_line / early_strong_opioid): an opioid as index drug.
+    Edge("escalate_tramadol", ("assessment",), "tramadol", ("tramadol_allowed",), "P7"),
+    Edge("escalate_strong_opioid", ("assessment",), "strong_opioid", ("strong_opioid_gate",), "P8"),
 )
 
 TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(e.trigger for e in TRANSITIONS))

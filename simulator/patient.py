@@ -19,7 +19,7 @@ class PatientModel:
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
-                 "optimisable", "consulted")
+                 "optimisable", "consulted", "relieved_from", "n_relapses")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -48,6 +48,8 @@ class PatientModel:
         self.strong_tried = False
         self.checks: set[str] = set()
         self.protocol_step = 0
+        self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
+        self.n_relapses = 0
         self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
         self.taper_end = 0.0
         self.taper_rest: list[tuple[int, float, int, float]] = []  # tapers cut at `until`: (drug, dose, step, day)
@@ -107,6 +109,25 @@ class PatientModel:
         return -1
 
     # ---- guards (conditions of the pathway's transitions) ---------------------------------------
+    # P4.relapse: back to the treating state the patient was relieved in.
+    def relieved_in_topical(self) -> bool:
+        return self.relieved_from == "topical"
+
+    def relieved_in_first_line(self) -> bool:
+        return self.relieved_from == "first_line"
+
+    def relieved_in_add_on(self) -> bool:
+        return self.relieved_from == "add_on"
+
+    def relieved_in_switch(self) -> bool:
+        return self.relieved_from == "switch"
+
+    def relieved_in_tramadol(self) -> bool:
+        return self.relieved_from == "tramadol"
+
+    def relieved_in_strong_opioid(self) -> bool:
+        return self.relieved_from == "strong_opioid"
+
     def localized_pain(self) -> bool:
         """P6: topicals are for localized pain."""
         return self.facts.localized

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from .care import Maintenance, UsualCare
 from .catalog import FIRST_LINE_CLASSES, load_catalog
 from .schema import Strict
 
@@ -30,6 +31,8 @@ DEPARTURES: tuple[str, ...] = (
     "no_misuse_screen",  # strong opioid without the misuse-risk screen (P8)
     "no_serotonin_check",  # a serotonergic drug with another without the serotonin check (P5; tutor)
     "guard_bypass",  # a step the pathway's guard refuses, taken on purpose (tutor: the trainee meets the consequence)
+    "usual_care_index",  # the index drug drawn from usual care's observed mix, not P1 (simulator.care)
+    "under_titration",  # drugs left below their recommended dose (P2, P13; simulator.care)
 )
 
 
@@ -208,6 +211,8 @@ class Policy(Strict):
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
     declared_departures: list[str] = []
     protocol: Protocol | None = Field(None, description="a fixed protocol replaces the guideline's choices")
+    maintenance: Maintenance = Maintenance()
+    usual_care: UsualCare = UsualCare()
 
     @field_validator("declared_departures")
     @classmethod
@@ -281,6 +286,14 @@ class Policy(Strict):
         if self.titration_speed < 1.0 and "fast_titration" not in self.declared_departures:
             raise ValueError("titration_speed below 1 titrates faster than the schedule (P13); use 1 or more, "
                              "or declare 'fast_titration' in declared_departures to simulate it on purpose")
+        if self.maintenance.opioid_visit_interval_days > self.strong_opioid.max_trial_days:
+            raise ValueError(f"maintenance.opioid_visit_interval_days ({self.maintenance.opioid_visit_interval_days}) "
+                             f"is longer than strong_opioid.max_trial_days ({self.strong_opioid.max_trial_days}): a "
+                             "strong opioid would run beyond its trial period unassessed (P8.reassessment); use an "
+                             "interval of at most the trial period")
+        for dep, why in self.usual_care.departures_needed():
+            if dep not in self.declared_departures:
+                raise ValueError(f"usual_care: {why}; declare '{dep}' in declared_departures to simulate it on purpose")
         # Options that would do nothing are errors (compared with their defaults, so a dumped and
         # re-validated policy is judged the same as the one written).
         default = type(self).model_fields

@@ -32,6 +32,7 @@ TRIAL = 6  # virtual-trial randomisation
 VISIT_NOISE = 7  # measurement noise of the NRS observed at a visit (keyed by visit day)
 VISIT_DROPOUT = 8  # drop-out after a failed line, drawn at the visit that found it failed (keyed by day)
 ARRIVALS = 20  # open populations: arrival days (simulator.arrivals); far from the others to avoid clashes
+PERSISTENCE = 21  # adherence, stops for other reasons, relapse, usual-care choices (issue 10; 7, 8 and 20 are taken)
 
 
 def rng_for(seed: int, replication: int, purpose: int) -> np.random.Generator:

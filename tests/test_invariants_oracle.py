@@ -216,12 +216,18 @@ CASES = [
     ("strong_opioid_nrs", {}, {}, escalation(last_pain=3.0), escalation(last_pain=4.0)),
     ("strong_opioid_hiv", {"etiology": "hiv_neuropathy"}, {}, escalation(),
      [r for r in escalation() if r["drug"] != "morphine" and r["event"] != "transition"]),
+    # morphine starts on day 126; it is judged within the trial period (P8.reassessment, S004: every 1-3 months)
     ("opioid_smallest_dose", {}, {},
-     [*escalation(), row(400, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3),
-      row(407, "dose_change", "morphine", 60)],
-     [*escalation(), row(400, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="none", pain=6),
-      row(407, "dose_change", "morphine", 60),
-      row(414, "evaluation", "morphine", 60, "P8.titrate_to_response", outcome="relief", pain=3)]),
+     [*escalation(), row(196, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3),
+      row(203, "dose_change", "morphine", 60)],
+     [*escalation(), row(196, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="none", pain=6),
+      row(203, "dose_change", "morphine", 60),
+      row(210, "evaluation", "morphine", 60, "P8.titrate_to_response", outcome="relief", pain=3)]),
+    ("strong_opioid_reassessed", {}, {},
+     [*escalation(), row(400, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3)],
+     [*escalation(), row(196, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3),
+      row(280, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3),
+      row(364, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3)]),
     ("rule_ids", {}, {}, [row(0, "transition", rule="P99.nothing"), row(0, "drug_start", "pregabalin", 150, "P1")],
      PREGABALIN_OK),
     ("rule_ids", {}, {}, [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P2.titration_step")],
@@ -377,3 +383,19 @@ def test_policy_start_dose_shifts_the_schedule():
     assert check_events(table(ok), pats, pol).ok
     fast = [*start(0, "duloxetine", 60, "P1.duloxetine_first"), row(3, "dose_change", "duloxetine", 90)]
     assert "titration_schedule" in violated(check_events(table(fast), pats, pol))
+
+
+def test_usual_care_departures_are_declared_only_when_the_scenario_declares_them():
+    """Protects the usual-care mapping (invariants.DEPARTURE_BY_RULE): an abrupt stop when the patient leaves
+    treatment (X.left_treatment) is a declared departure under usual_care_index, a violation otherwise; an
+    evaluation below target is declared under under_titration."""
+    from types import SimpleNamespace
+
+    left = [*escalation(), row(140, "drug_stop", "morphine", 30, "X.left_treatment")]
+    assert "taper" in violated(run(left, SimpleNamespace(declared_departures=[])))
+    report = run(left, SimpleNamespace(declared_departures=["usual_care_index"]))
+    assert report.ok and report.by_invariant()["taper"].status == "declared departure"
+    low = [*start(0, "pregabalin", 150), row(42, "evaluation", "pregabalin", 150, outcome="none", pain=7)]
+    assert "adequate_trial" in violated(run(low, SimpleNamespace(declared_departures=[])))
+    report = run(low, SimpleNamespace(declared_departures=["under_titration"]))
+    assert report.ok and report.by_invariant()["adequate_trial"].status == "declared departure"

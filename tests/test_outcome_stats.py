@@ -40,7 +40,8 @@ def test_rmst_moves_smoothly_with_the_visit_interval() -> None:
     sc = load_scenario(GUIDE)
     a = simulate(_with_policy(sc, visit_interval_days=14), patients=1000, seed=3).summary["time_to_relief"]
     b = simulate(_with_policy(sc, visit_interval_days=15), patients=1000, seed=3).summary["time_to_relief"]
-    assert a["relieved_by_day"]["84"] - b["relieved_by_day"]["84"] > 0.10  # the time-point metric jumps
+    # the time-point metric jumps (9.5 points since non-adherence and stops lower relief, issue 10)
+    assert a["relieved_by_day"]["84"] - b["relieved_by_day"]["84"] > 0.08
     # RMST (730-day horizon) moves by the visit shift summed over a patient's evaluations, not a cliff: with
     # dose optimisation before add/switch (issue 9) patients have more visit-dated evaluations (about 12 days),
     # and with the issue-16 model relief takes more evaluations (about 7% of RMST).

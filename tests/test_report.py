@@ -41,7 +41,8 @@ def test_occupancy_shares_sum_to_one(result) -> None:
     """Protects: each patient is in exactly one pathway state on every day of the occupancy plot."""
     occ = occupancy(result.events, len(result.patients), 730.0)
     assert np.allclose(occ.sum(axis=1), 1.0)
-    assert occ.loc[0.0, "relieved"] == 0 and occ["relieved"].iloc[-1] > 0.5
+    # relief can be lost since the maintenance phase (issue 10): still relieved at day 730 ~0.5
+    assert occ.loc[0.0, "relieved"] == 0 and occ["relieved"].iloc[-1] > 0.35
 
 
 def test_queue_series_counts_patients_waiting(result) -> None:
@@ -51,11 +52,13 @@ def test_queue_series_counts_patients_waiting(result) -> None:
     q = queue_series(ev, 730.0)
     assert (q["waiting"] >= 0).all()
     refs = ev[ev["event"] == "referral_queued"].set_index(["replication", "patient"])["day"]
-    started = ev["wait_days"].notna().sum()
+    g = float(q.index[-1])  # the last grid day (the grid may stop short of the horizon)
+    consults = ev[ev["wait_days"].notna()].set_index(["replication", "patient"])["day"]
     drops = ev[ev["event"] == "dropout"].set_index(["replication", "patient"])["day"]
-    seen = ev[ev["wait_days"].notna()].set_index(["replication", "patient"]).index
-    left = sum(1 for k, d in refs.items() if k not in seen and k in drops.index and drops[k] >= d)
-    assert q["waiting"].iloc[-1] == len(refs) - started - left
+    joined = int((refs <= g).sum())
+    started = int((consults <= g).sum())
+    left = sum(1 for k, d in refs.items() if k not in consults.index and k in drops.index and d <= drops[k] <= g)
+    assert q["waiting"].iloc[-1] == joined - started - left
 
 
 def test_painpath_report_rerenders_run_folder(result, tmp_path: Path) -> None:

@@ -96,6 +96,10 @@ CHECKS = {
     and m(r, "duloxetine-first", "adverse_events.by_type.dizziness") < m(r, "guideline", "adverse_events.by_type.dizziness"),
     "comorbidity-guided": lambda r: _first_drug_share(r["comorbidity-guided"][1], ("duloxetine",))
     > _first_drug_share(r["guideline"][1], ("duloxetine",)) + 0.2,
+    "usual-care": lambda r: _first_drug_share(r["usual-care"][1], ("gabapentin",)) > 0.4
+    and m(r, "usual-care", "maintenance.persistence.on_index_drug_at_month.12")
+    < m(r, "guideline", "maintenance.persistence.on_index_drug_at_month.12")
+    and m(r, "usual-care", "maintenance.relieved_on_day.365") < m(r, "guideline", "maintenance.relieved_on_day.365") - 0.1,
     "duloxetine-60-start": lambda r: m(r, "duloxetine-60-start", "adverse_events.by_type.nausea")
     > m(r, "duloxetine-first", "adverse_events.by_type.nausea")
     and m(r, "duloxetine-60-start", "time_to_relief.relieved_by_day.84")
