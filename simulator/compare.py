@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,35 +24,10 @@ import pandas as pd
 from .errors import InputError
 from .metrics import ZERO_IF_MISSING, label, unit
 from .outcomes import flat_metrics
-from .results import atomic_folder, default_dest, folder_name, write_json, write_tables
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .stats import mean_ci, n_missing, paired_diff_ci, unpaired_diff_ci
 
-KEY_METRICS: tuple[str, ...] = (
-    "time_to_relief.rmst_days",
-    "time_to_relief.median_days",
-    "time_to_relief.relieved_by_day.84",
-    "time_to_relief.relieved_by_day.182",
-    "time_to_relief.relieved_by_day.365",
-    "maintenance.relieved_on_day.365",
-    "maintenance.sustained_relief",
-    "maintenance.relapses_per_patient",
-    "maintenance.persistence.on_index_drug_at_month.3",
-    "maintenance.persistence.on_index_drug_at_month.12",
-    "pain.mean_nrs_by_day.182",
-    "adverse_events.per_patient_year",
-    "adverse_events.serious_per_100_patients",
-    "adverse_events.discontinuations_per_100_patients",
-    "pathway.reached.add_on",
-    "pathway.reached.tramadol",
-    "pathway.reached.strong_opioid",
-    "pathway.reached.dropped_out",
-    "specialist.referred",
-    "specialist.wait_days_median",
-    "resources.visits_per_patient",
-)
-"""The headline metrics of tables (RMST first: it does not heap on visit days)."""
 # Pooled (all replications) confidence intervals written in the summary beside a metric.
 POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
              "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
@@ -267,37 +241,6 @@ def comparison_frame(c: Comparison) -> pd.DataFrame:
 def replication_frame(c: Comparison) -> pd.DataFrame:
     """Every scenario's per-replication metrics as one long table: scenario, replication, metric, value, unit."""
     return pd.concat([r.replication_table() for r in c.results], ignore_index=True)
-
-
-def _write_run_files(res: RunResult, folder: Path) -> None:
-    folder.mkdir(parents=True)
-    write_tables(res, folder)
-    write_json(folder / "manifest.json", res.manifest)
-
-
-def write_comparison(c: Comparison, dest: str | Path, report: bool = True, overwrite: bool = False,
-                     unique: bool = False) -> Path:
-    """Write ``comparison.json``, ``comparison.csv``, ``replication_metrics.csv``/``.parquet`` (all scenarios,
-    long), each scenario's run under ``runs/`` and ``report.html``."""
-
-    def fill(tmp: Path) -> None:
-        write_json(tmp / "comparison.json", comparison_dict(c))
-        comparison_frame(c).to_csv(tmp / "comparison.csv", index=False)
-        long = replication_frame(c)
-        long.to_csv(tmp / "replication_metrics.csv", index=False)
-        long.to_parquet(tmp / "replication_metrics.parquet", index=False)
-        for i, res in enumerate(c.results):
-            _write_run_files(res, tmp / "runs" / f"{i:02d}-{folder_name(res.scenario.name)}")
-        if report:
-            from .report import write_comparison_report
-
-            write_comparison_report(tmp, tmp / "report.html")
-
-    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
-
-
-def default_compare_dir(root: str | Path = "results") -> Path:
-    return default_dest("compare", root)
 
 
 def ci_widths(c: Comparison, metric: str, scenario: str | None = None) -> tuple[float, float]:

@@ -77,6 +77,32 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("resources.drug_days_by_drug.*", "days on {0} per patient", "drug-days per patient", "days"),
 )
 
+KEY_METRICS: tuple[str, ...] = (
+    "time_to_relief.rmst_days",
+    "time_to_relief.median_days",
+    "time_to_relief.relieved_by_day.84",
+    "time_to_relief.relieved_by_day.182",
+    "time_to_relief.relieved_by_day.365",
+    "maintenance.relieved_on_day.365",
+    "maintenance.sustained_relief",
+    "maintenance.relapses_per_patient",
+    "maintenance.persistence.on_index_drug_at_month.3",
+    "maintenance.persistence.on_index_drug_at_month.12",
+    "pain.mean_nrs_by_day.182",
+    "adverse_events.per_patient_year",
+    "adverse_events.serious_per_100_patients",
+    "adverse_events.discontinuations_per_100_patients",
+    "pathway.reached.add_on",
+    "pathway.reached.tramadol",
+    "pathway.reached.strong_opioid",
+    "pathway.reached.dropped_out",
+    "specialist.referred",
+    "specialist.wait_days_median",
+    "resources.visits_per_patient",
+)
+"""The headline metrics of comparison tables, in the terminal and in reports (RMST first: it does not heap
+on visit days)."""
+
 ZERO_IF_MISSING: tuple[str, ...] = ("adverse_events.by_type.", "adverse_events.by_drug.", "pathway.final_state.",
                                     "resources.drug_days_by_drug.")
 """Metric families that are written only when non-zero: a missing key means 0."""

@@ -20,11 +20,10 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from .compare import _write_run_files, analyse, replication_metrics
+from .compare import analyse, replication_metrics
 from .errors import InputError
-from .metrics import label, label_with_unit, unit
+from .metrics import label, unit
 from .overrides import describe
-from .results import atomic_folder, default_dest, write_json
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
 from .schema import Strict, parse_model, read_yaml
@@ -215,104 +214,3 @@ def tornado(scenario: Scenario, params: Sequence[TornadoParam], *, metric: str =
     return data, runs[0]
 
 
-# ------------------------------------------------------------------------------------------------
-# Output folders and plots
-# ------------------------------------------------------------------------------------------------
-
-
-def _rows_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    import pandas as pd
-
-    pd.DataFrame([{k: (str(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]).to_csv(path, index=False)
-
-
-def write_sweep(data: dict[str, Any], runs: Sequence[RunResult], dest: str | Path, report: bool = True,
-                overwrite: bool = False, unique: bool = False) -> Path:
-    def fill(tmp: Path) -> None:
-        write_json(tmp / "sweep.json", data)
-        _rows_csv(data["rows"], tmp / "sweep.csv")
-        for i, r in enumerate(runs):
-            _write_run_files(r, tmp / "runs" / f"{i:02d}-value")
-        if report:
-            from .report import write_sensitivity_report
-
-            write_sensitivity_report(tmp)
-
-    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
-
-
-def write_tornado(data: dict[str, Any], base: RunResult, dest: str | Path, report: bool = True,
-                  overwrite: bool = False, unique: bool = False) -> Path:
-    def fill(tmp: Path) -> None:
-        write_json(tmp / "tornado.json", data)
-        _rows_csv(data["rows"], tmp / "tornado.csv")
-        _write_run_files(base, tmp / "runs" / "00-base")
-        if report:
-            from .report import write_sensitivity_report
-
-            write_sensitivity_report(tmp)
-
-    return atomic_folder(dest, fill, overwrite=overwrite, unique=unique)
-
-
-def default_dir(kind: str, scenario: Scenario, root: str | Path = "results") -> Path:
-    return default_dest(f"{kind}-{scenario.name}", root)
-
-
-def _label(metric: str) -> str:
-    return label_with_unit(metric)
-
-
-def sweep_figure(data: dict[str, Any]) -> str:
-    """The chosen metric (mean and 95% CI across replications) against the swept values."""
-    from .report import _plt, _png
-
-    plt = _plt()
-    rows = [r for r in data["rows"] if r["metric"] == data["metric"]]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    xs = list(range(len(rows)))
-    means = [r["mean"] if r["mean"] is not None else math.nan for r in rows]
-    lo = [m - (r["ci95_lo"] if r["ci95_lo"] is not None else m) for m, r in zip(means, rows, strict=True)]
-    hi = [(r["ci95_hi"] if r["ci95_hi"] is not None else m) - m for m, r in zip(means, rows, strict=True)]
-    ax.errorbar(xs, means, yerr=[lo, hi], marker="o", capsize=4, lw=1.8)
-    ax.set_xticks(xs, [str(r["value"]) for r in rows])
-    ax.set_xlabel(data["param"])
-    ax.set_ylabel(_label(data["metric"]))
-    ax.set_title(f"Sweep of {data['param']} (mean, 95% CI over {data['replications']} replications)")
-    ax.grid(alpha=0.3)
-    # Capacity sweeps: utilisation on a second axis shows where the waits' knee sits (utilisation near 1).
-    util_key = next((k for k in ("specialist.steady_state.utilisation", "specialist.utilisation")
-                     if data["metric"].startswith("specialist.") and any(r["metric"] == k for r in data["rows"])), None)
-    if util_key is not None:
-        util = [r["mean"] if r["mean"] is not None else math.nan for r in data["rows"] if r["metric"] == util_key]
-        ax2 = ax.twinx()
-        ax2.plot(xs, util, color="grey", ls="--", marker="s", ms=4, label="utilisation")
-        ax2.set_ylabel("clinic utilisation (dashed)")
-        ax2.set_ylim(0, 1.05)
-    return _png(fig)
-
-
-def tornado_figure(data: dict[str, Any]) -> str:
-    """Tornado chart: the chosen metric at each parameter's low and high value, around the base value."""
-    from .report import _plt, _png
-
-    plt = _plt()
-    rows = data["rows"]
-    base = data["base"] or 0.0
-    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.6 * len(rows)))
-    for i, r in enumerate(rows):
-        for key, color, name in (("at_low", "#4a78b5", "low"), ("at_high", "#d9822b", "high")):
-            v = r[key]
-            if v is None:
-                continue
-            ax.barh(i, v - base, left=base, color=color, height=0.6, label=name if i == 0 else None)
-            ax.text(v, i, f" {r[key.replace('at_', '')]}", va="center",
-                    ha="left" if v >= base else "right", fontsize=10)
-    ax.axvline(base, color="k", lw=1)
-    ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel(_label(data["metric"]) + f" (base {base:.3g})")
-    ax.set_title("One-way sensitivity (tornado)")
-    ax.legend(loc="lower right")
-    ax.grid(axis="x", alpha=0.3)
-    return _png(fig)

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from simulator import load_scenario
 from simulator.cli import main
-from simulator.compare import ci_widths, compare, write_comparison
+from simulator.compare import ci_widths, compare
 from simulator.errors import InputError
+from simulator.folders import write_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "scenarios" / "guideline.yaml"

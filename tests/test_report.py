@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from simulator import load_scenario, simulate
 from simulator.cli import main
-from simulator.report import SECTIONS, occupancy, queue_series, run_data_from_result, run_report_html
+from simulator.figures import occupancy, queue_series, run_data_from_result
+from simulator.report import SECTIONS, run_report_html
 from simulator.results import write_run
 
 ROOT = Path(__file__).resolve().parents[1]

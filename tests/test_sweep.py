@@ -12,8 +12,9 @@ from simulator import load_scenario, simulate
 from simulator.cli import main
 from simulator.clinical import load_clinical
 from simulator.errors import InputError
+from simulator.folders import write_sweep, write_tornado
 from simulator.overrides import apply_overrides, describe
-from simulator.sweep import load_tornado_params, sweep, tornado, with_param, write_sweep, write_tornado
+from simulator.sweep import load_tornado_params, sweep, tornado, with_param
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "scenarios" / "guideline.yaml"
