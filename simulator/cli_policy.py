@@ -1,5 +1,5 @@
 """Policy what-if commands: ``painpath compare``, ``sweep``, ``tornado`` and ``report`` (thin; logic in
-:mod:`simulator.compare`, :mod:`simulator.sweep` and :mod:`simulator.report`)."""
+:mod:`simulator.compare`, :mod:`simulator.sweep`, :mod:`simulator.folders` and :mod:`simulator.report`)."""
 
 from __future__ import annotations
 
@@ -77,8 +77,10 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
             out: str | None, force: bool, quiet: bool) -> None:
     """Compare SCENARIOS (the first is the baseline) with common random numbers: means with 95% CIs and
     paired differences; writes comparison.json, comparison.csv and report.html."""
-    from .compare import KEY_METRICS, comparison_dict, default_compare_dir, write_comparison
     from .compare import compare as run_compare
+    from .compare import comparison_dict
+    from .folders import default_compare_dir, write_comparison
+    from .metrics import KEY_METRICS
     from .scenario import load_scenario
 
     _check(patients, replications, seed, workers)
@@ -148,8 +150,9 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
 def sweep(scenario: str, param: str, values: str, metric: str | None, patients: int | None, replications: int,
           seed: int | None, workers: int, out: str | None, force: bool, quiet: bool) -> None:
     """Run SCENARIO at several values of one policy or clinical parameter (common random numbers)."""
+    from .folders import default_dir, write_sweep
     from .scenario import load_scenario
-    from .sweep import default_dir, default_metric, parse_value, write_sweep
+    from .sweep import default_metric, parse_value
     from .sweep import sweep as run_sweep
 
     _check(patients, replications, seed, workers)
@@ -191,8 +194,9 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
 def tornado(scenario: str, params_file: str, metric: str | None, patients: int | None, replications: int,
             seed: int | None, workers: int, out: str | None, force: bool, quiet: bool) -> None:
     """One-way sensitivity of SCENARIO over the parameters in PARAMS (low and high values): table and tornado plot."""
+    from .folders import default_dir, write_tornado
     from .scenario import load_scenario
-    from .sweep import DEFAULT_METRIC, default_dir, load_tornado_params, write_tornado
+    from .sweep import DEFAULT_METRIC, load_tornado_params
     from .sweep import tornado as run_tornado
 
     _check(patients, replications, seed, workers)
