@@ -144,7 +144,7 @@ def tutor(case: str | None, cohort: str | None, seed: int, patient: int, answers
     """An interactive case: choose each step, see whether it follows the guideline and what it leads to."""
     from .cases import case_names, load_case
     from .narrate import setup_from_case, setup_from_cohort
-    from .tutor import Tutor, parse_answers
+    from .tutor_terminal import Tutor, parse_answers
 
     if list_cases:
         for name in case_names():

@@ -29,7 +29,8 @@ from .cases import case_names, load_case
 from .errors import InputError
 from .flowchart import flowchart_svg
 from .narrate import NOT_CLINICAL, Setup, drug_name, narrate, profile, setup_from_case, setup_from_cohort
-from .tutor import GOOD, Session, guideline_run
+from .tutor import GOOD
+from .tutor_session import Session, guideline_run
 
 
 def course_chart(setup: Setup, events: pd.DataFrame, title: str, until: float | None = None) -> str:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from simulator.cases import all_cases, load_case
 from simulator.cli import main
 from simulator.narrate import setup_from_case, simulate
-from simulator.tutor import Session, first_difference, guideline_answers
+from simulator.tutor_session import Session, first_difference
+from simulator.tutor_terminal import guideline_answers
 
 
 def _session(name: str) -> Session:

@@ -12,7 +12,7 @@ import pytest
 
 from simulator.cases import load_case
 from simulator.narrate import setup_from_case
-from simulator.tutor import Session
+from simulator.tutor_session import Session
 from simulator.webapp import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
