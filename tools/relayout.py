@@ -150,6 +150,20 @@ def rewrite_relative_imports(old: str, source: str) -> tuple[str, list[str]]:
     return "".join(lines), log
 
 
+def rebase_file_paths(text: str, depth: int, old: str, log: list[str]) -> str:
+    """``Path(__file__).resolve().parent`` (the ``simulator/`` folder in the flat layout) becomes the
+    ``parents[k]`` that still reaches it from the module's new folder (data, cases, templates, checkout)."""
+    def fix(m: re.Match[str]) -> str:
+        k = m.group(2).count(".parent") - 1 + depth
+        new = f"Path(__file__){m.group(1) or ''}.parents[{k}]"
+        log.append(f"  {old}.py: {m.group(0)} -> {new}")
+        return new
+
+    if depth == 0:
+        return text
+    return re.sub(r"Path\(__file__\)(\.resolve\(\))?((?:\.parent)+)(?![\w\[])", fix, text)
+
+
 def dotted_and_path_rewriter() -> tuple[re.Pattern[str], dict[str, str]]:
     """One regex for ``simulator.<old>`` and ``simulator/<old>.py``, with the replacement of each match."""
     moved = {k: v for k, v in MODULES.items() if k not in FACADES and v != k}
@@ -213,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"simulator/{old}.py: fix-up text not found: {before}")
                 src = src.replace(before, after)
         text, lg = rewrite_relative_imports(old, src)
+        depth = len(package_of(old))
+        text = rebase_file_paths(text, depth, old, lg)
         new_text[pkg / f"{old}.py"] = text
         log += lg
     # 3. dotted names and paths everywhere else (and in the modules' docstrings and strings)
