@@ -150,6 +150,36 @@ def rewrite_relative_imports(old: str, source: str) -> tuple[str, list[str]]:
     return "".join(lines), log
 
 
+def rewrite_from_simulator(source: str) -> str:
+    """``from simulator import streams, load_scenario`` (tests, benchmarks): module names go to their new
+    package (``from simulator.model import streams``), other names (the facade's) stay."""
+    if "from simulator import" not in source:
+        return source
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    edits = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "simulator"):
+            continue
+        mods = [a for a in node.names if a.name in MODULES and a.name not in FACADES]
+        if not mods:
+            continue
+        indent = re.match(r"\s*", lines[node.lineno - 1]).group(0)
+        keep = [a for a in node.names if a not in mods]
+        text = _statement(indent, "simulator", _names(keep)) if keep else ""
+        groups: dict[str, list[str]] = {}
+        for a in mods:
+            parts = MODULES[a.name].split(".")
+            alias = a.asname or a.name
+            groups.setdefault(".".join(["simulator", *parts[:-1]]), []).append(
+                parts[-1] + (f" as {alias}" if alias != parts[-1] else ""))
+        text += "".join(_statement(indent, mod, names) for mod, names in groups.items())
+        edits.append((node.lineno, node.end_lineno or node.lineno, text))
+    for start, end, text in sorted(edits, reverse=True):
+        lines[start - 1:end] = [text]
+    return "".join(lines)
+
+
 def rebase_file_paths(text: str, depth: int, old: str, log: list[str]) -> str:
     """``Path(__file__).resolve().parent`` (the ``simulator/`` folder in the flat layout) becomes the
     ``parents[k]`` that still reaches it from the module's new folder (data, cases, templates, checkout)."""
@@ -236,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     changed_text = 0
     for path in text_files(root):
         src = new_text.get(path) or path.read_text(encoding="utf-8")
+        if path.suffix == ".py":
+            src = rewrite_from_simulator(src)
         out = pattern.sub(lambda m: repl[m.group(1)], src)
         if path.name == "pyproject.toml":
             out = pyproject_packages(out)
