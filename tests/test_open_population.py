@@ -61,10 +61,6 @@ def test_queue_statistics_agree_with_the_event_log():
     assert sp["still_waiting_at_horizon"] == len(queued) - len(seen) - len(left)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap (issues 10 and 12): with the maintenance phase, relieved patients stay in care and relapse, so "
-    "referral demand still grows after a two-year warm-up (1.44 -> 1.62 a week per 100k) and the clinic has no "
-    "steady state yet; needs an exit from maintenance or a longer warm-up"))
 @pytest.mark.parametrize("size,horizons,reps", [
     (150000, (1461, 2191), 4),
     pytest.param(500000, (1826, 2557), 3, marks=pytest.mark.slow),  # the scenario at full size
