@@ -164,7 +164,7 @@ def test_stable_discharge_ends_follow_up_after_six_months_of_relief():
     maintenance visit at least 182 days after relief was found (or found again after a visit without it),
     with relief at every visit in between and no opioid running; nothing is decided for him afterwards. With the option off, nobody is discharged."""
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
-    res = simulate(sc, patients=800, replications=1, seed=3)
+    res = simulate(sc, patients=500, replications=1, seed=3)
     ev = res.events
     out = ev[ev["rule"] == "P4.stable_discharge"]
     assert len(out) > 50
@@ -190,6 +190,6 @@ def test_stable_discharge_ends_follow_up_after_six_months_of_relief():
         assert after.empty
     off = sc.with_overrides(policy={**sc.policy.model_dump(mode="json"), "maintenance": {
         **sc.policy.maintenance.model_dump(mode="json"), "discharge_after_days": None}})
-    kept = simulate(off, patients=800, replications=1, seed=3).events
+    kept = simulate(off, patients=500, replications=1, seed=3).events
     assert (kept["rule"] == "P4.stable_discharge").sum() == 0
     assert (kept["event"] == "maintenance_visit").sum() > (ev["event"] == "maintenance_visit").sum()
