@@ -85,7 +85,7 @@ def test_renal_band_scales_the_whole_pregabalin_schedule(crcl: float) -> None:
     ev = run(c, Policy(first_line="pregabalin_first"), horizon=200)
     f = _factor(crcl)
     starts = rows(ev, "drug_start", "pregabalin")
-    assert len(starts) and np.allclose(starts["dose"], 150 * f)
+    assert len(starts) and np.allclose(starts["dose"], max(150 * f, CAT["pregabalin"].min_dose))  # P2.min_dose
     assert dosed(ev, "pregabalin")["dose"].max() <= 600 * f + 1e-9
     if f < 1:
         assert len(rows(ev, "dose_limit", "pregabalin", "P5.renal_dose")) == len(starts)
@@ -97,7 +97,8 @@ def test_reduced_dose_in_reduced_clearance_acts_like_full_dose() -> None:
     evaluation whatever their clearance band."""
     kw = dict(age=50.0, localized=False, etiology="diabetic_neuropathy")
     normal = run(cohort(crcl=95.0, **kw), Policy(first_line="pregabalin_first"), horizon=120)
-    low = run(cohort(crcl=10.0, **kw), Policy(first_line="pregabalin_first"), horizon=120)
+    # CrCl 20 (factor 1/4): no dose of the band's schedule is raised to the 25 mg floor (P2.min_dose)
+    low = run(cohort(crcl=20.0, **kw), Policy(first_line="pregabalin_first"), horizon=120)
 
     def first_eval(ev):
         e = rows(ev, "evaluation", "pregabalin")
@@ -120,6 +121,57 @@ def test_older_adult_starts_pregabalin_lower_and_slower() -> None:
     assert len(rows(old, "dose_limit", "pregabalin", "P2.older_adult_start")) == len(rows(old, "drug_start", "pregabalin"))
     first_step = lambda ev: rows(ev, "dose_change", "pregabalin").groupby("patient")["day"].min().median()  # noqa: E731
     assert first_step(old) > first_step(young)
+
+
+GABAPENTINOID_FIRST = {"pregabalin": "pregabalin_first", "gabapentin": "gabapentin_first"}
+
+
+@settings(max_examples=10, deadline=None)
+@given(crcl=st.floats(min_value=6, max_value=120), age=st.sampled_from([50.0, 70.0, 84.0]),
+       drug=st.sampled_from(["pregabalin", "gabapentin"]))
+def test_older_adult_and_renal_reductions_do_not_stack(crcl: float, age: float, drug: str) -> None:
+    """Issue 9 review: an older adult at CrCl < 15 started pregabalin at 9.375 mg/day (the older-adult start
+    75 times the band's 1/8). Now, on simulated trajectories of every age and clearance: the first dose is
+    the lower of the older-adult start and the band's first dose, never their product (P2.older_renal_start),
+    and no treating dose (taper steps aside) is below the smallest marketed daily dose (P2.min_dose)."""
+    d = CAT[drug]
+    c = cohort(40, age=age, crcl=crcl, localized=False, etiology="diabetic_neuropathy")
+    ev = run(c, Policy(first_line=GABAPENTINOID_FIRST[drug]), horizon=200)
+    f = 1.0
+    for band in d.renal_exposure:
+        if crcl < band.crcl_below:
+            f = min(f, band.factor)
+    first = d.titration[0].dose * f
+    if age >= d.older_adult.min_age:
+        first = min(first, d.older_adult.start_dose)
+    first = max(first, d.min_dose)
+    starts = rows(ev, "drug_start", drug)
+    assert len(starts) and np.allclose(starts["dose"], first)
+    treating = dosed(ev, drug)
+    treating = treating[treating["rule"] != "P5.taper_step"]
+    assert treating["dose"].min() >= d.min_dose - 1e-9
+    older_renal = rows(ev, "dose_limit", drug, "P2.older_renal_start")
+    assert len(older_renal) == (len(starts) if age >= d.older_adult.min_age and f < 1 else 0)
+    assert (len(rows(ev, "dose_limit", drug, "P2.min_dose")) > 0) == (d.titration[0].dose * f < d.min_dose
+                                                                        or (age >= d.older_adult.min_age and f < 1
+                                                                            and d.older_adult.start_dose < d.min_dose))
+
+
+def test_every_reduced_drug_has_a_floor_at_or_below_its_lowest_start() -> None:
+    """Every drug with a renal or age reduction (gabapentinoids, duloxetine's CrCl < 30 avoidance, TCAs and
+    the others' older-adult start) names its smallest marketed daily dose, and every older-adult start dose
+    is at least that dose (so an age reduction alone never goes below it); duloxetine is excluded, not
+    reduced, below CrCl 30."""
+    for name, d in CAT.items():
+        if d.drug_class == "topical":
+            continue
+        if d.renal_exposure or d.older_adult.start_dose or d.renal_caps:
+            assert d.min_dose is not None, name
+        if d.older_adult.start_dose is not None:
+            assert d.older_adult.start_dose >= d.min_dose, name
+    assert [(c.crcl_below, c.max_dose) for c in CAT["duloxetine"].renal_caps] == [(30, 0)]
+    ev = run(cohort(60, age=84.0, crcl=20.0, localized=False), Policy(first_line="duloxetine_first"), horizon=120)
+    assert rows(ev, "drug_start", "duloxetine").empty
 
 
 @pytest.mark.parametrize("fixed", [{"age": 75.0}, {"age": 50.0, "cardiovascular_disease": True}])
@@ -456,8 +508,8 @@ def test_every_dose_limit_stop_and_taper_row_has_its_rule() -> None:
     assert sub["rule"].notna().all()
     assert all(book.is_resolvable(str(r)) for r in sub["rule"].unique())
     assert set(rows(ev, "dose_limit")["rule"].astype(str)) <= {
-        "P2.older_adult_start", "P2.start_dose_policy", "P5.renal_dose", "P5.renal_cap", "P5.older_adult_cap",
-        "P5.tca_cardiac_cap", "P5.tca_glaucoma", "P5.tca_orthostatic", "P2.max_dose_cap"}
+        "P2.older_adult_start", "P2.older_renal_start", "P2.min_dose", "P2.start_dose_policy", "P5.renal_dose",
+        "P5.renal_cap", "P5.older_adult_cap", "P5.tca_cardiac_cap", "P5.tca_glaucoma", "P5.tca_orthostatic", "P2.max_dose_cap"}
     assert "150 mg/day (75" not in book.text_of("P1.pregabalin_first")
 
 
