@@ -298,6 +298,7 @@ class Simulation:
                 log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
             if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
                 self._optimise(p, lines[-1], now, adv)
+                self._add_alongside(p, decision, lines, now, adv, len(lines) - 1)
             else:
                 # "continue": a protocol keeps the regimen for another step (no transition).
                 before = p.state
@@ -387,6 +388,7 @@ class Simulation:
                         return
                     yield env.timeout(until - env.now)
                     now = env.now
+                self._add_alongside(p, decision, lines, now, adv, len(lines))
                 added = bool(lines) and not decision.stop_all
                 for j in decision.start:
                     why = contraindication(t.drugs[j], facts)
@@ -624,6 +626,21 @@ class Simulation:
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
         return line
+
+    def _add_alongside(self, p: PatientModel, decision: Decision, lines: list[_Line], now: float, adv: np.ndarray,
+                       at: int) -> None:
+        """P6.topical_add (S004, any stage): the decision's topicals start at the same visit as its own step,
+        placed before that step's drug in ``lines`` so the trial is still judged on the oral step."""
+        for j in decision.also:
+            why = contraindication(self.tables.drugs[j], p.facts)
+            if why is not None:
+                self._log(p.idx, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                continue
+            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, True,
+                                              decision.departure))
+            at += 1
+        if decision.also:
+            p.active = [ln.drug for ln in lines]
 
     def _optimise(self, p: PatientModel, line: _Line, now: float, adv: np.ndarray) -> None:
         """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum."""
