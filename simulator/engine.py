@@ -325,7 +325,7 @@ class Simulation:
                     if decision.trigger == "refer":
                         self._stop_for_referral(p, lines, now, decision.rule)
                     elif decision.stop_all and lines:
-                        self._stop_all(p, lines, now, decision.rule,
+                        self._stop_all(p, lines, now, decision.stop_rule or decision.rule,
                                        outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
                     if decision.trigger == "stay":
                         self._finish_tapers(p)

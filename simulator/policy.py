@@ -388,6 +388,7 @@ class Decision:
     adjust: tuple[tuple[int, float], ...] = ()  # running drugs re-dosed: (drug, new daily dose; 0 stops it) (tutor)
     departure: str = ""  # a declared departure (DEPARTURES): the pathway's guard or a named check is bypassed (tutor)
     also: tuple[int, ...] = ()  # topicals added alongside this step at the same visit (P6.topical_add, S004)
+    stop_rule: str = ""  # the rule the stops of ``stop_all`` cite when it is not ``rule`` (the start's)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -572,8 +573,9 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
-    if state == "strong_opioid":
-        return Decision("refer", stop_all=True, rule="P8.stop_ineffective")
+    if state == "strong_opioid":  # not tolerated: the opioid has stopped for it; refer as refractory (P9)
+        return Decision("refer", stop_all=True,
+                        rule="P9.refractory_referral" if outcome == "intolerable" else "P8.stop_ineffective")
     if referral_due(p, ctx, day, pain) and p.referral_allowed():
         return Decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
@@ -621,7 +623,8 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
         if first is not None:
             keep = outcome == "partial"
             return Decision("start_first_line", (first[0],), stop_all=not keep,
-                            rule="P6.oral_after_topical" if keep else first[1])
+                            rule="P6.oral_after_topical" if keep else first[1],
+                            stop_rule="" if keep else "P6.topical_stop")
     if add_possible:
         if outcome == "partial" and pol.on_partial == "add":
             if pol.topicals == "add_on" and p.topical_addable():

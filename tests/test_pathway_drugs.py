@@ -588,6 +588,59 @@ def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
     assert checked
 
 
+def _journeys(path: str, n: int = 20, cohort_file: str | None = None):
+    from simulator.cohort import load_cohort_spec
+    from simulator.narrate import setup_from_scenario, trace
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / path)
+    if cohort_file:
+        sc = sc.model_copy(update={"cohort_spec": load_cohort_spec(ROOT / "cohorts" / cohort_file)})
+    return [trace(setup_from_scenario(sc, patient=k, seed=7)) for k in range(n)]
+
+
+def test_trace_rule_ids_match_what_happened() -> None:
+    """Issue 9 review (item 12, 'the rule text matches what happened'), walked on 20 older/renal patients with
+    localized pain and 20 radiculopathy patients: a topical started first and stopped for an oral drug cites
+    P6.topical_stop (it cited P1.pregabalin_first); a topical added at the same visit as an oral step is told
+    as its own step citing P6.topical_add (the oral decision keeps its own rule and names only its drug); a
+    strong opioid stopped as not tolerated is followed by a referral citing P9.refractory_referral, not
+    'did not give relief' (P8.stop_ineffective); units agree with the dose ('1 application', not '1
+    applications'); the older-adult renal start and the dose floor have their own words."""
+    journeys = _journeys("guideline.yaml", 20, "older-renal.yaml") + \
+        _journeys("guideline.yaml", 20, "lumbosacral-radiculopathy.yaml")
+    topical_stops = alongside = 0
+    for j in journeys:
+        topicals = set(TOPICALS) | {t.replace("_5pct", " 5%").replace("_8pct", " 8%") for t in TOPICALS}
+        for s in j.steps:
+            assert "1 applications" not in s.text and "1 plasters" not in s.text, s.line()
+            assert " limit " not in s.text, s.line()  # every dose_limit rule has its own words
+            if s.kind == "stop" and any(s.text.startswith(t) for t in topicals):
+                assert not s.rule.startswith("P1"), s.line()
+                topical_stops += s.rule == "P6.topical_stop"
+            if s.kind == "decision" and s.rule != "P6.topical_add":
+                assert not any(f"{t} " in s.text.split("(")[0] for t in topicals if "start" not in s.text), s.line()
+            if s.rule == "P6.topical_add":
+                alongside += 1
+        ev = j.events
+        so_stop = ev[(ev["event"].isin(["drug_stop", "taper_start"])) & (ev["drug"] == "morphine")
+                     & (ev["rule"] == "P4.intolerance_stop")]
+        for day in so_stop["day"]:
+            refer = ev[(ev["event"] == "transition") & (ev["trigger"] == "refer") & (abs(ev["day"] - day) < 1e-9)]
+            assert set(refer["rule"]) <= {"P9.refractory_referral"}
+    assert topical_stops > 0 and alongside > 0
+
+
+def test_units_agree_with_the_dose() -> None:
+    """'1 applications' (issue 9 review): the catalogue's plural unit is made singular for a dose of 1."""
+    from simulator.narrate import unit_for
+
+    assert unit_for("applications", 1.0) == "application"
+    assert unit_for("plasters/day", 1.0) == "plaster/day"
+    assert unit_for("plasters/day", 2.0) == "plasters/day"
+    assert unit_for("mg/day", 1.0) == "mg/day" and unit_for("MME/day", 1.0) == "MME/day"
+
+
 def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
     """S000: limited efficacy of nortriptyline, morphine and pregabalin in lumbosacral radiculopathy. The same
     patients judged on the same first drug do worse with radiculopathy than with diabetic neuropathy."""
