@@ -468,9 +468,13 @@ class Simulation:
                         outcome = "intolerable"
                         pain = -1.0
                         by_patient = True
-                    elif line is newest:  # the regimen's remaining drugs are judged when due
-                        newest = lines[-1]
+                    elif line is newest:  # the regimen's remaining drugs are judged when due: the newest oral
+                        # one, not a topical added alongside it (P6.topical_add; the topical has its own trial)
+                        newest = next((ln for ln in reversed(lines) if not ln.topical_addon), lines[-1])
                         drug = t.drugs[newest.drug]
+                        if newest.topical_addon:  # only the topical is left: judged after its own trial (P3)
+                            k = math.ceil((newest.target_day + ctx.trial_days[drug.name] - newest.start) / visit - 1e-9)
+                            eval_day = max(eval_day, newest.start + max(k, 1) * visit)
                     continue
                 # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
                 pain = self._pain(p, lines, now, obs, 1.0)
