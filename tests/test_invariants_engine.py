@@ -57,6 +57,8 @@ BREAKS = [
      OLDER_RENAL, "renal_dose"),
     ("older adults start at the adult dose", safety, "drug_rules", lambda: _rules_without(older_start=0.0),
      OLDER_RENAL, "older_adult_start"),
+    ("renal and older-adult reductions below the smallest marketed dose", safety, "drug_rules",
+     lambda: _rules_without(min_dose=0.0), OLDER_RENAL, "min_dose"),
     ("drugs stopped without their taper", engine, "drug_rules", lambda: _rules_without(taper=(), taper_interval=0.0),
      MIXED, "taper"),
     ("dose optimisation up to twice the maximum", engine, "plan", _maximum_doubled, MIXED, "max_dose"),

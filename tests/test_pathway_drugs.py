@@ -479,6 +479,25 @@ def test_topical_added_at_any_stage_does_not_postpone_the_oral_step(etiology: st
     assert with_step > 0.9 * len(added)  # the rest: no oral step left (referral), the topical is the step
 
 
+def test_topical_alongside_is_judged_only_after_its_own_trial() -> None:
+    """When the oral drug a topical was added alongside is stopped by the patient, the evaluation is not
+    logged on the topical before its own adequate trial (first seen by `painpath check` at seed 13: capsaicin
+    8% judged 42 days after it was added, adequate_trial needs 56): the remaining oral drug is judged, or the
+    topical left alone after its own trial. Checked by the oracle on a radiculopathy run."""
+    from simulator.cohort import load_cohort_spec
+    from simulator.invariants import check_run
+    from simulator.runner import simulate
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml").model_copy(update={
+        "cohort_spec": load_cohort_spec(ROOT / "cohorts" / "lumbosacral-radiculopathy.yaml"), "seed": 13,
+        "patients": 1500, "horizon_days": 365})
+    res = simulate(sc)
+    ev = res.events
+    assert (ev["rule"] == "P6.topical_add").sum() > 50
+    assert not check_run(res).by_invariant()["adequate_trial"].violations
+
+
 # ---- item 10: etiology modifiers ---------------------------------------------------------------------
 
 def test_cipn_gets_no_tca_or_gabapentinoid_and_duloxetine_then_venlafaxine() -> None:
