@@ -377,3 +377,31 @@ def test_nothing_is_added_when_nothing_runs() -> None:
             assert not any(o.kind in ("add", "continue", "raise", "lower", "taper") for o in pt.options), name
             assert pt.options[pt.guideline].verdict == "guideline"
     assert empty > 0
+
+
+def test_guideline_option_names_a_topical_added_alongside() -> None:
+    """Protects the tutor's truth after P6.topical_add moved to the oral step's visit: when the policy adds a
+    topical at the same visit as its oral step, the guideline's option says so, and answering it replays the
+    guideline's course (topical included)."""
+    from simulator.cohort import load_cohort_spec
+    from simulator.narrate import setup_from_scenario
+    from simulator.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    sc = load_scenario(root / "scenarios" / "guideline.yaml").model_copy(
+        update={"cohort_spec": load_cohort_spec(root / "cohorts" / "lumbosacral-radiculopathy.yaml")})
+    for k in range(40):
+        setup = setup_from_scenario(sc, patient=k, seed=7)
+        ev = simulate(setup)
+        if not ((ev["rule"] == "P6.topical_add") & (ev["event"] == "drug_start")).any() \
+                or (ev["trigger"] == "add_topical").any():
+            continue
+        s = Session(setup)
+        labels = []
+        while s.point is not None:
+            labels.append(s.point.guideline_option.label)
+            s.answer(s.point.guideline)
+        assert any("alongside" in lb for lb in labels), labels
+        assert first_difference(s.trainee_course().events, ev) is None
+        return
+    pytest.fail("no radiculopathy patient with a topical added alongside among the first 40")
