@@ -299,6 +299,7 @@ def test_renal_older_start_takes_the_lower_first_dose_not_the_product():
     assert run([*start(0, "pregabalin", 75), row(14, "dose_change", "pregabalin", 150)], age=80.0, crcl=45.0).ok
     assert "older_adult_start" in violated(run(start(0, "pregabalin", 150), age=80.0, crcl=45.0))
     assert "older_adult_start" in violated(run(start(0, "pregabalin", 75), age=80.0, crcl=20.0))
+    assert "older_adult_start" in violated(run(start(0, "pregabalin", 37.5), age=80.0, crcl=45.0))  # 75 x 1/2
     assert run([*start(0, "pregabalin", 37.5), row(28, "dose_change", "pregabalin", 75)], age=80.0, crcl=20.0).ok
     stacked = violated(run(start(0, "pregabalin", 9.375), age=80.0, crcl=10.0))
     assert "min_dose" in stacked
