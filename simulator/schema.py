@@ -326,7 +326,10 @@ def validation_to_input_error(exc: ValidationError, file: str, model: type[BaseM
         shown = f" (got {_shown(value)})"
     more = len(exc.errors()) - 1
     tail = f"; {more} more problem(s) in the same file" if more > 0 else ""
-    return InputError(f"{msg}{shown}{tail}", file=file, field=field or None, fix=_fix_for(err, model))
+    fix = _fix_for(err, model)
+    if field.rsplit(".", 1)[-1] == "patients" and err.get("type") == "less_than_equal":
+        fix += "; for more patients use replications or several seeds (README, Large cohorts)"
+    return InputError(f"{msg}{shown}{tail}", file=file, field=field or None, fix=fix)
 
 
 def parse_model(data: Any, model: type[M], file: str, prefix: str = "") -> M:

@@ -175,7 +175,7 @@ def test_cohort_naming_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None
 def test_huge_cohorts_are_refused_with_the_way_to_run_large_cohorts(tmp_path: Path, patients: int) -> None:
     """patients: 10**7 or 10**9 -> exit 2 naming the field; on the command line, the README way is named."""
     sc = _scenario(tmp_path, {"name": "x", "patients": patients})
-    _refused(_cli(["run", sc]), "field 'patients'", "200000")
+    _refused(_cli(["run", sc]), "field 'patients'", "200000", "Large cohorts")
     _refused(_cli(["run", GUIDE, "--patients", patients]), "option '--patients'", "Large cohorts")
     sc2 = _scenario(tmp_path, {"name": "x", "patients": 100_000, "replications": 50}, "s2.yaml")
     _refused(_cli(["run", sc2]), "replications", "1,000,000")
@@ -372,3 +372,70 @@ def test_default_names_are_made_unique_not_refused(tmp_path: Path, monkeypatch) 
     made = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert made == ["guideline-20260101-000000", "guideline-20260101-000000-2"], made
     assert (taken / "manifest.json").read_text() == "{}"
+
+
+# ---- every output file is checked before any work (review of issue 14, 2nd pass) -----------------
+
+def _file_options():
+    """(command, option) for every option naming a file painpath writes."""
+    import click
+
+    from simulator import cli_policy, cli_regress, cli_teach, cli_trial  # noqa: F401  (register commands)
+
+    found = []
+    for name, cmd in sorted(main.commands.items()):
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.is_flag:
+                continue
+            folder = isinstance(p.type, click.Path) and not p.type.file_okay
+            if set(p.opts) & {"--out", "--json", "--html", "--patients-out"} and not folder:
+                found.append((name, p))
+    return found
+
+
+def test_every_output_file_option_is_preflighted() -> None:
+    """Protects the class: a file option written after the work (trial --json, calibrate --out, parameters
+    --out...) used to crash with a traceback when it named a folder or a path below a file."""
+    from simulator.cli import OutputFile
+
+    opts = _file_options()
+    assert len(opts) >= 10, opts
+    bad = [(c, p.opts[0]) for c, p in opts if not isinstance(p.type, OutputFile)]
+    assert not bad, bad
+
+
+FILE_OUT_CASES = [
+    (["parameters"], "--out"),
+    (["trial", "--cohort", "trials/dpn", "--arm", "placebo", "--weeks", "4", "--patients", "20"], "--json"),
+    (["trial", "--cohort", "trials/dpn", "--arm", "placebo", "--weeks", "4", "--patients", "20"], "--patients-out"),
+    (["calibrate", "--patients", "20"], "--out"),
+    (["calibrate", "--patients", "20"], "--report"),
+    (["trace", str(GUIDE), "--patient", "1"], "--html"),
+    (["snapshot", str(GUIDE), "--patients", "20"], "--out"),
+    (["check", str(GUIDE), "--patients", "20"], "--json"),
+]
+
+
+@pytest.mark.parametrize(("args", "option"), FILE_OUT_CASES, ids=lambda x: x if isinstance(x, str) else x[0])
+def test_output_file_below_a_file_or_a_folder_is_refused_before_any_work(tmp_path: Path, args, option,
+                                                                          no_simulation, monkeypatch) -> None:
+    import simulator.cli_trial as cli_trial
+
+    def boom(*a, **k):
+        raise AssertionError("worked before refusing")
+
+    monkeypatch.setattr(cli_trial, "run_battery", boom)
+    monkeypatch.setattr(cli_trial, "run_trial", boom)
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    _refused(_cli([*args, option, tmp_path / "f" / "x.json"]), f"option '{option}'", "is a file", "Fix:")
+    if option != "--report":
+        _refused(_cli([*args, option, tmp_path / "d"]), f"option '{option}'", "is a folder")
+
+
+def test_output_file_parents_are_created(tmp_path: Path) -> None:
+    """A missing parent folder of an output file is made (as snapshot and calibrate always did)."""
+    out = tmp_path / "new" / "deeper" / "parameters.md"
+    res = _cli(["parameters", "--out", out])
+    assert res.exit_code == 0, res.output
+    assert out.read_text().startswith("#")
