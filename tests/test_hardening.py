@@ -439,3 +439,8 @@ def test_output_file_parents_are_created(tmp_path: Path) -> None:
     res = _cli(["parameters", "--out", out])
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith("#")
+
+
+def test_a_misspelt_scenario_name_lists_the_packaged_scenarios(no_simulation) -> None:
+    """`painpath run guidline` said only "the file does not exist"; it now names the packaged scenarios."""
+    _refused(_cli(["run", "guidline"]), "guidline", "packaged scenario", "guideline, ")
