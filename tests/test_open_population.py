@@ -66,7 +66,7 @@ def test_queue_statistics_agree_with_the_event_log():
     "referral demand still grows after a two-year warm-up (1.44 -> 1.62 a week per 100k) and the clinic has no "
     "steady state yet; needs an exit from maintenance or a longer warm-up"))
 @pytest.mark.parametrize("size,horizons,reps", [
-    (150000, (1461, 2191), 4),
+    pytest.param(150000, (1461, 2191), 4, marks=pytest.mark.slow),  # xfail today and ~30 s: with -m slow
     pytest.param(500000, (1826, 2557), 3, marks=pytest.mark.slow),  # the scenario at full size
 ])
 def test_open_population_steady_state_does_not_depend_on_horizon(size: float, horizons: tuple[int, int], reps: int):
