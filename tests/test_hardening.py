@@ -445,3 +445,24 @@ def test_output_file_parents_are_created(tmp_path: Path) -> None:
 def test_a_misspelt_scenario_name_lists_the_packaged_scenarios(no_simulation) -> None:
     """`painpath run guidline` said only "the file does not exist"; it now names the packaged scenarios."""
     _refused(_cli(["run", "guidline"]), "guidline", "packaged scenario", "guideline, ")
+
+
+def test_a_refused_sweep_or_tornado_value_names_where_it_came_from(tmp_path: Path, no_simulation) -> None:
+    """`sweep --values nan,2` blamed the scenario file ("Error in guideline.yaml, field ..."), which is fine;
+    the value came from the command line (or the tornado's params file), and the error now says so."""
+    text = _refused(_cli(["sweep", GUIDE, "--param", "specialist.slots_per_week_per_1000", "--values", "nan,2"]),
+                    "option '--values'", "specialist.slots_per_week_per_1000", "finite")
+    assert "guideline.yaml" not in text
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump([{"path": "specialist.slots_per_week_per_1000", "low": -1, "high": 3,
+                                       "label": "x"}]))
+    text = _refused(_cli(["tornado", GUIDE, "--params", params]), "option '--params'", ">= 0")
+    assert "guideline.yaml" not in text
+
+
+def test_union_members_tried_by_the_validator_are_not_named_as_fields(tmp_path: Path) -> None:
+    """A NaN in a tornado bound (a number or a text) was reported at field '[0].low.float'."""
+    params = tmp_path / "p.yaml"
+    params.write_text("- path: specialist.slots_per_week_per_1000\n  low: .nan\n  high: 3\n  label: x\n")
+    text = _refused(_cli(["tornado", GUIDE, "--params", params]), "field '[0].low'", "finite")
+    assert ".float" not in text
