@@ -23,6 +23,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
+_OPTION_OF = {"design": "--design-type", "placebo_scale": "--placebo-scale"}
+"""TrialSpec fields whose command-line option is not simply --FIELD."""
+
+
 def _write(path: str, text: str, option: str = "--out") -> None:
     from .results import write_file_atomic
 
@@ -84,10 +88,14 @@ def trial(design_file: str | None, scenario_file: str | None, cohort: str | None
                              field="--arm", fix="e.g. --cohort cohorts/trials/dpn.yaml --arm pregabalin:300 --arm placebo --weeks 12")
         spec = TrialSpec(cohort, arms, weeks, 2000 if patients is None else patients, 1 if seed is None else seed,
                          design, placebo_scale, blinding=blinding)  # type: ignore[arg-type]
-    for out in (json_out, patients_out):
-        if out and not Path(out).parent.exists():
-            raise InputError("the output folder does not exist", file=out, fix="create the folder or choose another path")
-    res = run_trial(spec, keep_patients=bool(patients_out), file=design_file)
+    try:
+        res = run_trial(spec, keep_patients=bool(patients_out), file=design_file)
+    except InputError as exc:
+        if exc.file is None and not design_file and not scenario_file and exc.field and not exc.field.startswith("-"):
+            # a trial given by options: the field is one of them (--arm, --placebo-scale, --weeks...)
+            opt = "--arm" if exc.field.startswith("arm") else _OPTION_OF.get(exc.field, "--" + exc.field.replace("_", "-"))
+            raise InputError(exc.message, field=opt, fix=exc.fix) from None
+        raise
     p = res.spec
     t = Table(title=f"Virtual {p.design} trial '{p.name}', {p.days} days per period, {p.patients} patients "
                     f"(seed {p.seed}); {res.analysis}")

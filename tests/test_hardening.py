@@ -466,3 +466,11 @@ def test_union_members_tried_by_the_validator_are_not_named_as_fields(tmp_path: 
     params.write_text("- path: specialist.slots_per_week_per_1000\n  low: .nan\n  high: 3\n  label: x\n")
     text = _refused(_cli(["tornado", GUIDE, "--params", params]), "field '[0].low'", "finite")
     assert ".float" not in text
+
+
+@pytest.mark.parametrize(("extra", "option"), [(["--placebo-scale", "nan"], "--placebo-scale"),
+                                               (["--arm", "aspirin"], "--arm")])
+def test_trial_option_errors_name_the_command_line_option(extra: list[str], option: str, monkeypatch) -> None:
+    """`trial --placebo-scale nan` said "Error field 'placebo_scale'": neither the command line nor the option."""
+    base = ["trial", "--cohort", "trials/dpn", "--arm", "placebo", "--weeks", "4", "--patients", "20"]
+    _refused(_cli([*base, *extra]), "in the command line", f"option '{option}'")
