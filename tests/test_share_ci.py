@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sst
@@ -62,3 +63,22 @@ def test_run_summary_table_shows_a_rare_share_without_a_negative_bound():
     summary = {"specialist": {"referred": sum(RARE) / 3}, "replications": 3, "per_replication": per}
     row = next(r for r in summary_rows(summary) if r[0] == "specialist.referred")
     assert "-" not in row[2].split("[", 1)[1], row
+
+
+def test_comparison_table_bounds_a_rare_share_and_keeps_t_intervals_for_the_rest():
+    """`painpath compare` (compare.analyse) uses the bounded interval for shares, the t-interval otherwise."""
+    from types import SimpleNamespace
+
+    from simulator.compare import analyse
+
+    def run(name, referred, visits):
+        per = [{"specialist.referred": r, "resources.visits_per_patient": v} for r, v in zip(referred, visits, strict=True)]
+        return SimpleNamespace(scenario=SimpleNamespace(name=name), summary={"per_replication": per})
+
+    metrics, _ = analyse([run("a", RARE, [4.0, 5.0, 6.0]), run("b", [0.01, 0.02, 0.0], [4.5, 5.0, 5.5])])
+    for _, row in metrics.iterrows():
+        if row["metric"] == "specialist.referred":
+            assert 0.0 <= row["lo"] <= row["mean"] <= row["hi"] <= 1.0, row.to_dict()
+        else:
+            vals = [4.0, 5.0, 6.0] if row["scenario"] == "a" else [4.5, 5.0, 5.5]
+            assert (row["lo"], row["hi"]) == pytest.approx(mean_ci(vals)[1:])
