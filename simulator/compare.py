@@ -22,11 +22,11 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
-from .metrics import ZERO_IF_MISSING, label, unit
+from .metrics import ZERO_IF_MISSING, kind, label, unit
 from .outcomes import flat_metrics
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
-from .stats import mean_ci, n_missing, paired_diff_ci, unpaired_diff_ci
+from .stats import mean_ci, n_missing, paired_diff_ci, share_ci, unpaired_diff_ci
 
 # Pooled (all replications) confidence intervals written in the summary beside a metric.
 POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
@@ -127,7 +127,7 @@ def analyse(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
             vals = list(f[m])
             k = n_missing(vals)
             if k == 0:
-                mean, lo, hi = mean_ci(vals)
+                mean, lo, hi = (share_ci if kind(m) == "share" else mean_ci)(vals)
                 note = ""
             else:
                 mean, lo, hi = pooled(res, m)

@@ -214,6 +214,10 @@ class Session:
                 o = options[guideline]
                 o.decision, o.verdict, o.rule = snap.proposed, "guideline", snap.proposed.rule
                 o.reason = cite(snap.proposed.rule)
+        if guideline >= 0 and snap.proposed.also:  # the policy adds a topical at the same visit (P6.topical_add)
+            o = options[guideline]
+            o.label += " and add " + " + ".join(drug_name(self.drugs[j].name) for j in snap.proposed.also) \
+                + " alongside"
         if guideline < 0:  # a policy step no option expresses: offer it as it is
             options.append(Option("policy", "continue", "The policy's step: " + describe(self, snap.proposed),
                                   snap.proposed, "guideline", snap.proposed.rule, cite(snap.proposed.rule)))
