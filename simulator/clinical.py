@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -590,6 +590,7 @@ MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow witho
 DRIFT_FEATURES = 3  # random Fourier features per drifting latent
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
+_SQRT2 = math.sqrt(2.0)
 _NS, _G, _C = 0, 1, 2  # latent index of the nonspecific membership, the patient factor, the first class
 
 
@@ -648,26 +649,45 @@ class Latents:
         z = sum(w[j] * self.latent(rows, j, day) for j in np.flatnonzero(w))
         return ndtr(z)
 
-    def _latent_scalar(self, i: int, j: int, day: float) -> float:
-        x = float(self.static[i, j])
+    # ---- scalar twins for the engine's hot path (one patient, one day) ---------------------------------
+    # The same arithmetic as latent/u_at/ns_at, in the same order, on Python floats: the engine calls these a
+    # few times per visit for 100k patients, where numpy scalar operations and per-call setup dominated.
+
+    @cached_property
+    def _drift_weights(self) -> tuple[float, float]:
+        """(weight of the static normal, weight of the sum of drift features) of every drifting latent."""
         s = self.drift_share
-        if s <= 0.0:
+        return math.sqrt(1.0 - s), math.sqrt(s * 2.0 / DRIFT_FEATURES)
+
+    @cached_property
+    def _drug_loadings(self) -> tuple[tuple[tuple[int, float], ...], ...]:
+        """Per drug index, its nonzero loadings as (latent index, weight) pairs, in latent order (as u_at)."""
+        return tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
+
+    def _latent_scalar(self, i: int, j: int, day: float) -> float:
+        x = self.static.item(i, j)  # item(): a Python float at once (exact, float32 included), no numpy scalar
+        if self.drift_share <= 0.0:
             return x
-        f = sum(math.cos(o * day + p) for o, p in zip(self.omega[i, j].tolist(), self.phase[i, j].tolist(), strict=True))
-        return math.sqrt(1.0 - s) * x + math.sqrt(s * 2.0 / DRIFT_FEATURES) * f
+        omega, phase = self.omega.item, self.phase.item
+        f = 0.0  # cos and sums in double precision, feature by feature, as latent()
+        for k in range(DRIFT_FEATURES):
+            f += math.cos(omega(i, j, k) * day + phase(i, j, k))
+        static_w, drift_w = self._drift_weights
+        return static_w * x + drift_w * f
 
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
-        w = self.loadings[drug_index]
-        z = sum(float(w[j]) * self._latent_scalar(i, int(j), day) for j in np.flatnonzero(w))
-        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+        z = 0.0
+        for j, w in self._drug_loadings[drug_index]:
+            z += w * self._latent_scalar(i, j, day)
+        return 0.5 * math.erfc(-z / _SQRT2)
 
     def ns_scalar(self, i: int, day: float) -> float:
         """:meth:`ns_at` for one patient in plain Python."""
         if self.drift_share <= 0.0:
-            return float(self.ns_reduction[i])
-        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / math.sqrt(2.0))
-        return float(self.ns_resp[i]) if u < float(self.ns_share[i]) else float(self.ns_non[i])
+            return self.ns_reduction.item(i)
+        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / _SQRT2)
+        return self.ns_resp.item(i) if u < self.ns_share.item(i) else self.ns_non.item(i)
 
     def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
         """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""
