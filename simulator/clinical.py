@@ -587,7 +587,7 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 
 N_CLASSES = len(ALL_CLASSES)
 MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
-DRIFT_FEATURES = 3  # random Fourier features per drifting latent
+DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents._latent_scalar unpacks three)
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _SQRT2 = math.sqrt(2.0)
@@ -620,8 +620,7 @@ class Latents:
     drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
     ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
     static: np.ndarray  # (n, N_LATENT) static normals of the drifting latents
-    omega: np.ndarray  # (n, N_LATENT, K) angular frequencies of the drift, 1/day
-    phase: np.ndarray  # (n, N_LATENT, K) phases, radians
+    drift: np.ndarray  # (n, N_LATENT, 2K) float32: K angular frequencies (1/day), then K phases (radians)
     ns_share: np.ndarray  # (n,) the patient's probability of being a nonspecific responder
     ns_resp: np.ndarray  # (n,) nonspecific reduction as a responder
     ns_non: np.ndarray  # (n,) nonspecific reduction as a non-responder
@@ -633,6 +632,16 @@ class Latents:
         from dataclasses import fields, replace
         return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
                                 if f.name not in ("loadings", "drift_share")})
+
+    @property
+    def omega(self) -> np.ndarray:
+        """(n, N_LATENT, K) angular frequencies of the drift features, 1/day (a view of ``drift``)."""
+        return self.drift[..., :DRIFT_FEATURES]
+
+    @property
+    def phase(self) -> np.ndarray:
+        """(n, N_LATENT, K) phases of the drift features, radians (a view of ``drift``)."""
+        return self.drift[..., DRIFT_FEATURES:]
 
     def latent(self, rows: np.ndarray | int | slice, j: int, day: float) -> np.ndarray:
         """Latent normal ``j`` of patients ``rows`` on ``day``."""
@@ -665,13 +674,13 @@ class Latents:
         return tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
 
     def _latent_scalar(self, i: int, j: int, day: float) -> float:
-        x = self.static.item(i, j)  # item(): a Python float at once (exact, float32 included), no numpy scalar
+        x = self.static.item(i, j)  # item(): a Python float at once, no numpy scalar
         if self.drift_share <= 0.0:
             return x
-        omega, phase = self.omega.item, self.phase.item
-        f = 0.0  # cos and sums in double precision, feature by feature, as latent()
-        for k in range(DRIFT_FEATURES):
-            f += math.cos(omega(i, j, k) * day + phase(i, j, k))
+        # One row of the patient's features as Python floats (exact from float32); cos and sums in double
+        # precision, feature by feature, as latent(). Unpacking fails loudly if DRIFT_FEATURES changes.
+        o0, o1, o2, p0, p1, p2 = self.drift[i, j].tolist()
+        f = math.cos(o0 * day + p0) + math.cos(o1 * day + p1) + math.cos(o2 * day + p2)
         static_w, drift_w = self._drift_weights
         return static_w * x + drift_w * f
 
@@ -713,14 +722,14 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
     # drift features in single precision: half the memory of the engine's latents, ample for a phase
     omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
     phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    omega, phase = omega.astype(np.float32), phase.astype(np.float32)
+    drift = np.concatenate([omega, phase], axis=2).astype(np.float32)  # a patient's features side by side
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:
         loadings[d.index, _G] = math.sqrt(rho)
         loadings[d.index, _C + d.class_index] = math.sqrt(max(w - rho, 0.0))
         loadings[d.index, _C + k + d.index] = math.sqrt(1.0 - w)
-    return Latents(ns, drug_z, ns_onset, static, omega, phase, np.asarray(share, dtype=float), ns_resp, ns_non,
+    return Latents(ns, drug_z, ns_onset, static, drift, np.asarray(share, dtype=float), ns_resp, ns_non,
                    loadings, tables.drift_share)
 
 
