@@ -217,8 +217,9 @@ class Simulation:
         called after each (results are identical either way).
         """
         env = self.env
-        for i in (range(self.cohort.n) if self.only is None else self.only):
-            env.process(self._patient(i))
+        patients = [self._patient(i) for i in (range(self.cohort.n) if self.only is None else self.only)]
+        for gen in patients:
+            env.process(gen)
         horizon = self.config.horizon_days
         # The run allocates millions of short-lived objects but creates little cyclic garbage: pausing the
         # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after.
@@ -238,6 +239,12 @@ class Simulation:
         # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
         for i, (p, lines) in self._regimens.items():
             self._log_doses(i, p, lines, horizon, before=True)
+        # Free the patients' state now (their processes wait at the horizon, in a reference cycle with the
+        # environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
+        # collection, through the outcomes computed next.
+        for gen in patients:
+            gen.close()
+        self._regimens.clear()
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
