@@ -401,12 +401,14 @@ def load_clinical(path: str | None = None) -> ClinicalModel:
 
 def interp(points: tuple[tuple[float, float], ...], x: float) -> float:
     """Piecewise-linear interpolation, flat outside the points (plain Python, fast for scalars)."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points:  # (the first point repeats x0, y0: x > x0 here)
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return points[-1][1]
+        x0, y0 = x1, y1
+    return y0
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +450,10 @@ class DrugTable:
     ae_withdrawal: tuple[tuple[float, float], ...]
     ae_onset_median: float
     nonresponder_effect: float = 0.0  # fraction of the responder effect a non-responder gets (at max prob)
+    responder_max: float = field(init=False, default=0.0)  # max of responder_prob (derived once; drug_effect)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "responder_max", max(q for _, q in self.responder_prob))
 
 
 @dataclass(frozen=True)
@@ -748,7 +754,7 @@ def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: floa
     e = drug.effect_mean + drug.effect_sd * class_z
     e = 0.0 if e < 0.0 else (0.95 if e > 0.95 else e)
     if class_u >= p:
-        pmax = max(q for _, q in drug.responder_prob)
+        pmax = drug.responder_max
         e *= drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0)
     return e * (1.0 - math.exp(-days_on / drug.onset_days))
 

@@ -916,7 +916,7 @@ class Simulation:
         for n_line, ln in enumerate(lines):
             d = t.drugs[ln.drug]
             e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
-                            lat.u_scalar(i, d.index, now), float(drug_z[d.index]), p.facts.localized) * scale
+                            lat.u_scalar(i, d.index, now), drug_z.item(d.index), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                              streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
