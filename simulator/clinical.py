@@ -41,6 +41,7 @@ pydantic object is touched per event.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -594,6 +595,10 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 N_CLASSES = len(ALL_CLASSES)
 MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
 DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents._latent_scalar unpacks three)
+# One drifting latent of one patient: its static normal, then K angular frequencies and K phases in single
+# precision (half the memory, ample for a phase), side by side so the engine reads them in one go (_RECORD).
+LATENT_RECORD = np.dtype([("x", "<f8"), ("f", "<f4", (2 * DRIFT_FEATURES,))])
+_RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _SQRT2 = math.sqrt(2.0)
@@ -625,8 +630,7 @@ class Latents:
     ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction on day 0
     drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
     ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
-    static: np.ndarray  # (n, N_LATENT) static normals of the drifting latents
-    drift: np.ndarray  # (n, N_LATENT, 2K) float32: K angular frequencies (1/day), then K phases (radians)
+    records: np.ndarray  # (n, N_LATENT) of LATENT_RECORD: each drifting latent's static normal and drift features
     ns_share: np.ndarray  # (n,) the patient's probability of being a nonspecific responder
     ns_resp: np.ndarray  # (n,) nonspecific reduction as a responder
     ns_non: np.ndarray  # (n,) nonspecific reduction as a non-responder
@@ -640,14 +644,19 @@ class Latents:
                                 if f.name not in ("loadings", "drift_share")})
 
     @property
+    def static(self) -> np.ndarray:
+        """(n, N_LATENT) static normals of the drifting latents (a view of ``records``)."""
+        return self.records["x"]
+
+    @property
     def omega(self) -> np.ndarray:
-        """(n, N_LATENT, K) angular frequencies of the drift features, 1/day (a view of ``drift``)."""
-        return self.drift[..., :DRIFT_FEATURES]
+        """(n, N_LATENT, K) angular frequencies of the drift features, 1/day (float32, a view of ``records``)."""
+        return self.records["f"][..., :DRIFT_FEATURES]
 
     @property
     def phase(self) -> np.ndarray:
-        """(n, N_LATENT, K) phases of the drift features, radians (a view of ``drift``)."""
-        return self.drift[..., DRIFT_FEATURES:]
+        """(n, N_LATENT, K) phases of the drift features, radians (float32, a view of ``records``)."""
+        return self.records["f"][..., DRIFT_FEATURES:]
 
     def latent(self, rows: np.ndarray | int | slice, j: int, day: float) -> np.ndarray:
         """Latent normal ``j`` of patients ``rows`` on ``day``."""
@@ -679,13 +688,16 @@ class Latents:
         """Per drug index, its nonzero loadings as (latent index, weight) pairs, in latent order (as u_at)."""
         return tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
 
+    @cached_property
+    def _record_bytes(self) -> memoryview:
+        return memoryview(np.ascontiguousarray(self.records)).cast("B")
+
     def _latent_scalar(self, i: int, j: int, day: float) -> float:
-        x = self.static.item(i, j)  # item(): a Python float at once, no numpy scalar
+        # The latent's record read straight into Python floats (exact, float32 included): one C call instead of
+        # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
+        x, o0, o1, o2, p0, p1, p2 = _RECORD.unpack_from(self._record_bytes, (i * N_LATENT + j) * _RECORD.size)
         if self.drift_share <= 0.0:
             return x
-        # One row of the patient's features as Python floats (exact from float32); cos and sums in double
-        # precision, feature by feature, as latent(). Unpacking fails loudly if DRIFT_FEATURES changes.
-        o0, o1, o2, p0, p1, p2 = self.drift[i, j].tolist()
         f = math.cos(o0 * day + p0) + math.cos(o1 * day + p1) + math.cos(o2 * day + p2)
         static_w, drift_w = self._drift_weights
         return static_w * x + drift_w * f
@@ -725,17 +737,18 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
     c0 = 3 + k + 2 * m
     ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
-    # drift features in single precision: half the memory of the engine's latents, ample for a phase
     omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
     phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    drift = np.concatenate([omega, phase], axis=2).astype(np.float32)  # a patient's features side by side
+    records = np.empty(static.shape, dtype=LATENT_RECORD)
+    records["x"] = static
+    records["f"] = np.concatenate([omega, phase], axis=2)  # to float32
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:
         loadings[d.index, _G] = math.sqrt(rho)
         loadings[d.index, _C + d.class_index] = math.sqrt(max(w - rho, 0.0))
         loadings[d.index, _C + k + d.index] = math.sqrt(1.0 - w)
-    return Latents(ns, drug_z, ns_onset, static, drift, np.asarray(share, dtype=float), ns_resp, ns_non,
+    return Latents(ns, drug_z, ns_onset, records, np.asarray(share, dtype=float), ns_resp, ns_non,
                    loadings, tables.drift_share)
 
 
