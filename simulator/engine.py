@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import math
+import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,7 @@ CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_faile
                                      "conservative_no_relief")
 COLUMNS: tuple[str, ...] = ("patient", "day", "event", "state", "drug", "dose", "pain", "detail", "rule")
 NCOL = len(COLUMNS)
+_ROW = struct.Struct(f"{NCOL}d")  # one row of the event buffer: NCOL doubles in native order, as array("d")
 STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
@@ -249,9 +251,10 @@ class Simulation:
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
              pain: float = -1.0, detail: int = -1, rule: str | None = None) -> None:
-        # fromlist() of a list converts about twice as fast as extend() of a tuple (one call per log row).
-        self.buf.fromlist([i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
-                           self.rule_code[rule] if rule else -1])
+        # One call per log row (millions per run): struct packs the row in one C loop, several times faster than
+        # array.extend/fromlist, which parse every item on its own.
+        self.buf.frombytes(_ROW.pack(i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
+                                     self.rule_code[rule] if rule else -1))
 
     # ---------------------------------------------------------------------------------------------
     def _patient(self, i: int):
