@@ -124,7 +124,12 @@ class _Line:
         self.interval = plan.interval
         self.next_step = 1
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
-        self.target_day = start + next((off for off, d in self.steps if d >= self.target), self.steps[-1][0])
+        target_off = self.steps[-1][0]
+        for off, d in self.steps:  # the first step at the target dose (a loop: no generator per drug start)
+            if d >= self.target:
+                target_off = off
+                break
+        self.target_day = start + target_off
         self.reduced = False
         self.optimised = False
         self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
@@ -588,14 +593,13 @@ class Simulation:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        sero = self.serotonergic
-        # A taper that ends this very day still counts: the oracle orders same-day stops after starts.
-        serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
-                             or any(end >= now - 1e-9 and sero[k] for k, end in p.tapering))
+        # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day stops
+        # after starts).
+        taking = [ln.drug for ln in lines] + [k for k, end in p.tapering if end >= now - 1e-9]
+        sero, weak = self.serotonergic, self.weak_opioid
+        serotonergic_with = "ssri_use" in p.facts.flags or any([sero[k] for k in taking])
+        tramadol_with = any([weak[k] for k in taking])
         skipped = SKIPPED_CHECKS.get(departure, frozenset())
-        weak = self.weak_opioid
-        tramadol_with = (any(weak[ln.drug] for ln in lines)
-                         or any(end >= now - 1e-9 and weak[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
@@ -727,15 +731,19 @@ class Simulation:
         return self.tables.ae_types.index(name)
 
     def _next_event(self, lines: list[_Line], eval_day: float, ltfu_day: float):
-        best = (eval_day, "eval", None, None)
-        if ltfu_day < best[0]:
-            best = (ltfu_day, "dropout", None, None)
+        """The first of: the evaluation, loss to follow-up, a line's next adverse event or its stop (ties: in
+        that order): ``(day, kind, line, adverse event)``."""
+        day, kind, line, ae = eval_day, "eval", None, None
+        if ltfu_day < day:
+            day, kind = ltfu_day, "dropout"
         for ln in lines:
-            if ln.aes and ln.aes[0][0] < best[0]:
-                best = (ln.aes[0][0], "ae", ln, ln.aes[0])
-            if ln.stop_at < best[0]:
-                best = (ln.stop_at, "stop", ln, None)
-        return best
+            aes = ln.aes
+            if aes and aes[0][0] < day:
+                ae = aes[0]
+                day, kind, line = ae[0], "ae", ln
+            if ln.stop_at < day:
+                day, kind, line, ae = ln.stop_at, "stop", ln, None
+        return day, kind, line, ae
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
         """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those
