@@ -143,9 +143,13 @@ def trial(design_file: str | None, scenario_file: str | None, cohort: str | None
 @click.option("--report", "report_dir", default=None,
               help="Write the calibration report (calibration.md, one plot per target family) to this folder.")
 @click.option("--readme", default=None, help="With --report: regenerate the calibration table of this README.")
+@click.option("--usual-care/--no-usual-care", "usual_care", default=True, show_default=True,
+              help="Also run the usual-care scenario against its claims and primary-care targets (at the "
+                   "battery's usual-care size and seed, not --patients/--seed).")
 @friendly
-def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None) -> None:
-    """Run the calibration battery; exit 1 if any target fails."""
+def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None,
+              usual_care: bool) -> None:
+    """Run the calibration battery (and the usual-care targets); exit 1 if any target fails."""
     if readme and not report_dir:
         raise InputError("--readme needs --report", field="--readme", fix="add --report DIR")
     if readme and not Path(readme).is_file():
@@ -164,10 +168,31 @@ def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None,
     console.print(t)
     n_fail = sum(not c.passed for c in checks)
     console.print(f"{len(checks) - n_fail} of {len(checks)} targets pass.")
+    usual = None
+    if usual_care:
+        from .calibrate import load_battery
+        from .realworld import run_usual_care
+
+        section = load_battery().usual_care
+        if section is not None:
+            uc = run_usual_care()
+            usual = (uc, section.patients, section.seed)
+            u = Table(title=f"Usual care ({section.scenario}, {section.patients} patients, seed {section.seed})")
+            for col in ("target", "metric", "published", "simulated", "rule", "pass"):
+                u.add_column(col)
+            for c in uc:
+                u.add_row(c.target.id, c.target.metric, f"{c.target.target:g}",
+                          "-" if c.simulated is None else f"{c.simulated:.3g}", c.rule,
+                          "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+            console.print(u)
+            u_fail = sum(not c.passed for c in uc)
+            console.print(f"Usual care: {len(uc) - u_fail} of {len(uc)} targets pass.")
+            n_fail += u_fail
     if out:
-        _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks]}, indent=2))
+        _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks],
+                                "usual_care": [c.as_dict() for c in usual[0]] if usual else None}, indent=2))
     if report_dir:
-        files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None)
+        files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None, usual)
         console.print(f"Calibration report: {len(files)} files written ({report_dir}/calibration.md)")
     if n_fail:
         sys.exit(1)
