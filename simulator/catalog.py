@@ -107,6 +107,9 @@ class Drug(Strict):
     renal_exposure: list[RenalExposure] = []
     min_effective_dose: float | None = Field(
         None, gt=0, description="lowest daily dose still effective: an intolerance reduction never goes below it (P4)")
+    min_dose: float | None = Field(
+        None, gt=0, description="smallest marketed daily dose: no start or titration dose goes below it, whatever "
+        "the renal band and age reductions (P2.min_dose)")
     taper: Taper | None = Field(None, description="taper schedule used when the drug is stopped (P5)")
     titrate_to_response: bool = Field(False, description="judge at each titration step; stop titrating at relief")
     requires: list[str] = Field(default_factory=list, description="patient flags the drug needs (lidocaine: allodynia)")
@@ -150,6 +153,11 @@ class Drug(Strict):
                              f"dose {doses[0]:g}; older adults start lower (P2)")
         if self.min_effective_dose is not None and self.min_effective_dose > self.target_dose:
             raise ValueError(f"min_effective_dose {self.min_effective_dose:g} is above the target dose")
+        if self.min_dose is not None:
+            lowest = min([b.factor for b in self.renal_exposure] + [1.0])
+            if self.min_dose > doses[0] or self.min_dose > self.max_dose * lowest:
+                raise ValueError(f"min_dose {self.min_dose:g} is above the first titration dose {doses[0]:g} or the "
+                                 f"lowest renal band's maximum {self.max_dose * lowest:g}")
         if self.contraindications:
             needed.add("contraindications")
         if self.cautions:
@@ -159,7 +167,7 @@ class Drug(Strict):
         if ("ecg" in self.safety_checks) != (self.ecg_min_age is not None):
             raise ValueError("an 'ecg' safety check needs ecg_min_age, and ecg_min_age needs the check; give both")
         for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating", "ecg_min_age", "min_effective_dose",
-                     "taper", "titrate_to_response", "requires"):
+                     "min_dose", "taper", "titrate_to_response", "requires"):
             if getattr(self, flag):
                 needed.add(flag)
         missing = sorted(needed - set(self.sources))

@@ -317,6 +317,7 @@ class Simulation:
                 log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
             if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition
                 self._optimise(p, lines[-1], now, adv)
+                self._add_alongside(p, decision, lines, now, adv, len(lines) - 1)
             else:
                 # "continue": a protocol keeps the regimen for another step (no transition).
                 before = p.state
@@ -343,7 +344,7 @@ class Simulation:
                     if decision.trigger == "refer":
                         self._stop_for_referral(p, lines, now, decision.rule)
                     elif decision.stop_all and lines:
-                        self._stop_all(p, lines, now, decision.rule,
+                        self._stop_all(p, lines, now, decision.stop_rule or decision.rule,
                                        outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
                     if decision.trigger == "stay":
                         self._finish_tapers(p)
@@ -406,6 +407,7 @@ class Simulation:
                         return
                     yield env.timeout(until - env.now)
                     now = env.now
+                self._add_alongside(p, decision, lines, now, adv, len(lines))
                 added = bool(lines) and not decision.stop_all
                 for j in decision.start:
                     why = contraindication(t.drugs[j], facts)
@@ -485,9 +487,13 @@ class Simulation:
                         outcome = "intolerable"
                         pain = -1.0
                         by_patient = True
-                    elif line is newest:  # the regimen's remaining drugs are judged when due
-                        newest = lines[-1]
+                    elif line is newest:  # the regimen's remaining drugs are judged when due: the newest oral
+                        # one, not a topical added alongside it (P6.topical_add; the topical has its own trial)
+                        newest = next((ln for ln in reversed(lines) if not ln.topical_addon), lines[-1])
                         drug = t.drugs[newest.drug]
+                        if newest.topical_addon:  # only the topical is left: judged after its own trial (P3)
+                            k = math.ceil((newest.target_day + ctx.trial_days[drug.name] - newest.start) / visit - 1e-9)
+                            eval_day = max(eval_day, newest.start + max(k, 1) * visit)
                     continue
                 # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
                 pain = self._pain(p, lines, now, obs, 1.0)
@@ -642,6 +648,21 @@ class Simulation:
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
         return line
+
+    def _add_alongside(self, p: PatientModel, decision: Decision, lines: list[_Line], now: float, adv: np.ndarray,
+                       at: int) -> None:
+        """P6.topical_add (S004, any stage): the decision's topicals start at the same visit as its own step,
+        placed before that step's drug in ``lines`` so the trial is still judged on the oral step."""
+        for j in decision.also:
+            why = contraindication(self.tables.drugs[j], p.facts)
+            if why is not None:
+                self._log(p.idx, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                continue
+            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, True,
+                                              decision.departure))
+            at += 1
+        if decision.also:
+            p.active = [ln.drug for ln in lines]
 
     def _optimise(self, p: PatientModel, line: _Line, now: float, adv: np.ndarray) -> None:
         """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum."""

@@ -57,6 +57,9 @@ NO_TAPER_RULES: tuple[str, ...] = ("X.dropout", "X.serious_event")  # a drop-out
 # the drug at once: the clinician cannot taper (reading choice)
 PROTOCOL_RULE = "X.protocol_step"
 INTERIM_RULE = "P8.titrate_to_response"  # an evaluation at a titration step (titration goes on unless relief)
+LABEL_LOWEST_DOSE: dict[str, float] = {"pregabalin": 25.0, "gabapentin": 100.0}  # mg/day: the lowest daily
+# dose of the US labels' renal tables (Lyrica 25-75 below CrCl 15; Neurontin 100-300 below CrCl 15), which is
+# also the smallest capsule; S000, S001 "reduce ... doses based on creatinine clearance", not below the label
 RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
 # gabapentin and pregabalin doses based on creatinine clearance"
 
@@ -101,9 +104,15 @@ INVARIANTS: tuple[Invariant, ...] = (
               "times the normal-clearance schedule (the whole schedule scales, not only its maximum)",
               "events: gabapentinoid doses and days; patients: CrCl; drugs.yaml: titration, renal_exposure"),
     Invariant("older_adult_start", "P2.older_adult_start", "S000, S001",
-              "older adults start at the catalogue's lower older-adult first dose (times the renal factor)",
-              "events: drug_start doses; patients: age, CrCl; drugs.yaml: older_adult.start_dose; "
-              "policy: start_doses"),
+              "older adults start at the catalogue's lower older-adult first dose; in a renal band at the lower "
+              "of that dose and the band's first dose (P2.older_renal_start), never below the smallest marketed dose",
+              "events: drug_start doses; patients: age, CrCl; drugs.yaml: older_adult.start_dose, titration, "
+              "renal_exposure, min_dose; policy: start_doses"),
+    Invariant("min_dose", "P2.min_dose", "S000, S001",
+              "no start, titration or reduced dose below the drug's smallest marketed daily dose (renal-band and "
+              "older-adult reductions do not multiply into a sub-therapeutic dose); taper steps are exempt",
+              "events: drug_start and dose_change doses (not taper steps); drugs.yaml: min_dose; the labels' "
+              "lowest renal-band doses held by the oracle (LABEL_LOWEST_DOSE)"),
     Invariant("titration_schedule", "P13", "S000",
               "titration never faster than the catalogue schedule (older adults stretched; beyond the target "
               "the schedule goes on with its last increment and interval)",
@@ -394,6 +403,12 @@ def older_start(drug: Drug) -> float | None:
     return drug.older_adult.start_dose
 
 
+def lowest_dose(name: str, drug: Drug) -> float:
+    """The smallest daily dose a drug is given at (P2.min_dose): the catalogue's ``min_dose``, and never
+    below the label's lowest renal-band dose the oracle holds itself (:data:`LABEL_LOWEST_DOSE`)."""
+    return max(drug.min_dose or 0.0, LABEL_LOWEST_DOSE.get(name, 0.0))
+
+
 def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = None) -> float:
     """The highest dose the catalogue schedule may have reached ``offset`` days after the start (P2, P13).
 
@@ -619,6 +634,8 @@ class Checker:
                     dose = None
             if dose is not None and ev in DOSE_EVENTS:
                 self._check_caps(key, f, d, name, dose, day, ev, rule)
+            if dose is not None and ev in ("drug_start", "dose_change"):
+                self._check_floor(key, t, d, name, dose, day, ev, rule)
             if ev == "drug_start":
                 self._on_start(key, f, t, d, name, day, rule, dose)
                 line = _Line(name, d, day, dose if dose is not None else 0.0)
@@ -654,6 +671,20 @@ class Checker:
                 self._flag("tca_older_cardiac", key, day, ev, name, rule,
                            f"{name} {dose:g} mg/day with {why}; must stay below {TCA_OLDER_CARDIAC_BELOW:g}")
 
+    def _check_floor(self, key: tuple[int, int], t: _Trajectory, d: Drug, name: str, dose: float, day: float,
+                     ev: str, rule: str | None) -> None:
+        """P2.min_dose: a treating dose (not a taper step) is at least the drug's smallest marketed dose."""
+        line = t.active.get(name)
+        if rule == "P5.taper_step" or (ev == "dose_change" and line is not None and line.taper_day is not None):
+            return
+        floor = lowest_dose(name, d)
+        if floor <= 0:
+            return
+        self._touch("min_dose", key)
+        if dose < floor * (1 - EPS):
+            self._flag("min_dose", key, day, ev, name, rule,
+                       f"{name} {dose:g} {d.unit}, below its smallest marketed daily dose {floor:g}")
+
     def _check_titration(self, key: tuple[int, int], f: Facts, line: _Line, day: float, dose: float,
                          rule: str | None, event: str) -> bool:
         """P13 from the start of the line, and P5.renal_dose; True when the titration was too fast."""
@@ -672,7 +703,7 @@ class Checker:
         if d.drug_class == "gabapentinoid" and f.crcl < RENAL_IMPAIRMENT_BELOW:
             self._touch("renal_dose", key)
             factor = renal_factor(d, f)
-            limit = allowed * factor
+            limit = max(allowed * factor, lowest_dose(line.name, d))  # P2.min_dose: a floor, not a rise
             if factor >= 1.0:
                 self._flag("renal_dose", key, day, event, line.name, rule,
                            f"{line.name} at CrCl {f.crcl:.0f} with no renal reduction in the data")
@@ -736,11 +767,21 @@ class Checker:
         lower = older_start(d)
         if is_older(d, f) and dose is not None and lower is not None:
             self._touch("older_adult_start", key)
-            limit = max(lower, self.pol.start_doses.get(name, 0.0)) * renal_factor(d, f)
+            factor = renal_factor(d, f)
+            # P2.older_renal_start: in a renal band, the lower of the two first doses, not their product
+            first = min(lower, d.titration[0].dose * factor) if factor < 1.0 else lower
+            limit = max(first, self.pol.start_doses.get(name, 0.0) * factor, lowest_dose(name, d))
             if dose > limit * (1 + EPS):
                 self._flag("older_adult_start", key, day, "drug_start", name, rule,
                            f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}; the older-adult first dose is "
                            f"{limit:g}")
+            elif factor < 1.0 and name not in self.pol.start_doses and rule != PROTOCOL_RULE \
+                    and dose < max(first, lowest_dose(name, d)) * (1 - EPS):
+                # the two reductions multiplied (issue 9 review: 75 x 1/8 = 9.375 mg/day at CrCl < 15)
+                self._flag("older_adult_start", key, day, "drug_start", name, rule,
+                           f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}, CrCl {f.crcl:.0f}: below the lower "
+                           f"of the older-adult and the renal band's first doses ({max(first, lowest_dose(name, d)):g}); "
+                           "the reductions must not multiply")
         protocol = rule == PROTOCOL_RULE
         if f.etiology in CIPN_ETIOLOGIES:
             self._touch("cipn_no_tca_gabapentinoid", key)

@@ -206,7 +206,17 @@ def _dose(setup: Setup, drug: str, dose: Any) -> str:
     d = setup.ctx.tables.drugs[setup.ctx.by_name[str(drug)]]
     if dose is None or pd.isna(dose):
         return drug_name(d.name)
-    return f"{drug_name(d.name)} {float(dose):g} {d.unit}"
+    return f"{drug_name(d.name)} {float(dose):g} {unit_for(d.unit, float(dose))}"
+
+
+def unit_for(unit: str, dose: float) -> str:
+    """The catalogue unit in agreement with the dose: 1 application, 1 plaster/day, 2 plasters/day; mg/day and
+    MME/day stay as they are."""
+    if abs(dose - 1.0) < 1e-9:
+        head, sep, tail = unit.partition("/")
+        if head.endswith("s") and head not in ("mg", "MME"):
+            return head[:-1] + sep + tail
+    return unit
 
 
 def drug_name(name: str) -> str:
@@ -224,6 +234,8 @@ DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "
               "P4.intolerance_reduce": "dose lowered to the last tolerated step",
               "P5.taper_step": "taper step"}
 LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
+               "P2.older_renal_start": "older adult in renal impairment, first dose (the lower of the two, not "
+               "their product)", "P2.min_dose": "no dose below the smallest marketed dose,",
                "P5.renal_dose": "renal dosing, maximum", "P5.renal_cap": "renal cap",
                "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
                "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
@@ -234,7 +246,8 @@ _ACTION = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}"
            "escalate_strong_opioid": "time-limited strong-opioid trial: {drugs}",
            "refer": "refer to the pain specialist", "relief": "continue the regimen as maintenance",
            "consult": "specialist consultation completed",
-           "discharge": "back to primary care on the current regimen (specialist's plan)"}
+           "discharge": "back to primary care on the current regimen (specialist's plan)",
+           "relapse": "relief lost at the maintenance visit: back into the pathway"}
 
 
 def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
@@ -289,13 +302,16 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                 steps.append(_step(day, "stop", f"{name} stopped: taper complete", rule))
             else:
                 stopped.append((day, f"{verb} {name}"))
-                steps.append(_step(day, "stop", f"{name} {verb} "
-                                   f"({_dose(setup, r['drug'], r['dose']) or 'no dose'} before)", rule))
+                before = f" ({_dose(setup, r['drug'], r['dose'])} before)" if pd.notna(r["dose"]) else ""
+                steps.append(_step(day, "stop", f"{name} {verb}{before}", rule))
         elif ev == "dose_change":
             if rule == "P3.dose_optimisation":
                 flush_eval()  # the evaluation that led to the optimisation comes first
             what = DOSE_WORDS.get(rule, "dose change")
             steps.append(_step(day, "dose", f"{_dose(setup, r['drug'], r['dose'])} ({what})", rule))
+        elif ev == "drug_start":  # a start without its own transition: a topical alongside a dose optimisation
+            steps.append(_step(day, "decision", f"{_dose(setup, r['drug'], r['dose'])} added alongside"
+                               + (" for the localized pain" if rule == "P6.topical_add" else ""), rule))
         elif ev == "dose_limit":
             steps.append(_step(day, "dose", f"{drug_name(str(r['drug']))} for this patient: "
                                f"{LIMIT_WORDS.get(rule, 'limit')} {_dose(setup, r['drug'], r['dose'])}", rule))
@@ -305,12 +321,16 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             trig = str(r["trigger"])
             j = i + 1
             starts: list[str] = []
+            alongside: list[Step] = []  # topicals added at the same visit, with their own rule (P6.topical_add)
             while j < len(rows) and str(rows[j]["event"]) in ("drug_start", "safety_check") \
                     and float(rows[j]["day"]) <= day + 1e-9:
                 rj = rows[j]
                 if str(rj["event"]) == "safety_check":
                     steps.append(_step(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}",
                                        str(rj["rule"])))
+                elif str(rj["rule"]) == "P6.topical_add" and rule != "P6.topical_add":
+                    alongside.append(_step(day, "decision", f"and {_dose(setup, rj['drug'], rj['dose'])} added "
+                                           "alongside for the localized pain", "P6.topical_add"))
                 else:
                     starts.append(_dose(setup, rj["drug"], rj["dose"]))
                 j += 1
@@ -328,6 +348,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                 action += f" ({', '.join(gone)})"
             stopped.clear()
             steps.append(_step(day, "decision", context + action, rule))
+            steps.extend(alongside)
             i = j
             continue
         elif ev == "referral_queued":

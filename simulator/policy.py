@@ -9,7 +9,7 @@ fires the trigger through the compiled pathway, which refuses what the safety ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -387,6 +387,8 @@ class Decision:
     fails_class: bool = True  # the stopped drugs' classes count as failed (not offered again) after no relief
     adjust: tuple[tuple[int, float], ...] = ()  # running drugs re-dosed: (drug, new daily dose; 0 stops it) (tutor)
     departure: str = ""  # a declared departure (DEPARTURES): the pathway's guard or a named check is bypassed (tutor)
+    also: tuple[int, ...] = ()  # topicals added alongside this step at the same visit (P6.topical_add, S004)
+    stop_rule: str = ""  # the rule the stops of ``stop_all`` cite when it is not ``rule`` (the start's)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -571,11 +573,33 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
-    if state == "strong_opioid":
-        return Decision("refer", stop_all=True, rule="P8.stop_ineffective")
+    if state == "strong_opioid":  # not tolerated: the opioid has stopped for it; refer as refractory (P9)
+        return Decision("refer", stop_all=True,
+                        rule="P9.refractory_referral" if outcome == "intolerable" else "P8.stop_ineffective")
     if referral_due(p, ctx, day, pain) and p.referral_allowed():
         return Decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
+    oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
+    if inadequate and _topical_add_due(p, ctx, state):
+        if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
+            return Decision("add_topical", (p.topical,), rule="P6.topical_add")
+        # S004 "for localized pain at any stage: add topical": alongside the oral step the algorithm calls for
+        # at this visit (optimise, add, switch, escalate), never in its place; with no such step left
+        # (refer, stay), the topical is the step.
+        if oral.trigger in WITH_TOPICAL:
+            return replace(oral, also=(p.topical,))
+        return Decision("add_topical", (p.topical,), rule="P6.topical_add")
+    return oral
+
+
+# Steps a topical may accompany at the same visit (P6.topical_add): the oral or opioid step goes on.
+WITH_TOPICAL: tuple[str, ...] = ("optimise", "add_on", "switch", "start_first_line", "escalate_tramadol",
+                                 "escalate_strong_opioid")
+
+
+def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool, add_possible: bool) -> Decision:
+    """The decision after an inadequate or intolerable evaluation, topicals at any stage aside (P3, P4, P7-P9)."""
+    pol = ctx.policy
     # P3: ensure the dose is optimised before judging failure (S000, S001, S002, S004).
     if inadequate and p.optimisable and state in ("first_line", "switch", "tramadol"):
         mode = pol.dose_optimisation
@@ -590,8 +614,6 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         add = pick_add(p, ctx)
         if add is not None:
             return Decision("add_on", (add,), rule="P4.addon_replaced")
-    if inadequate and _topical_add_due(p, ctx, state):
-        return Decision("add_topical", (p.topical,), rule="P6.topical_add")
     if state == "tramadol":
         if p.strong_opioid_gate():
             return _strong(p, ctx)
@@ -601,7 +623,8 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         if first is not None:
             keep = outcome == "partial"
             return Decision("start_first_line", (first[0],), stop_all=not keep,
-                            rule="P6.oral_after_topical" if keep else first[1])
+                            rule="P6.oral_after_topical" if keep else first[1],
+                            stop_rule="" if keep else "P6.topical_stop")
     if add_possible:
         if outcome == "partial" and pol.on_partial == "add":
             if pol.topicals == "add_on" and p.topical_addable():

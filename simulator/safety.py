@@ -38,6 +38,7 @@ class DrugRules:
     renal_exposure: tuple[tuple[float, float], ...]  # (crcl_below, factor), highest threshold first
     older_start: float  # 0: no lower older-adult start dose
     min_effective: float  # 0: any tolerated step is effective
+    min_dose: float  # 0: no floor; the smallest marketed daily dose (P2.min_dose)
     taper: tuple[float, ...]  # fractions of the dose before the taper; () = stopped abruptly
     taper_interval: float
     to_response: bool
@@ -53,6 +54,7 @@ def drug_rules(name: str) -> DrugRules:
         renal_exposure=tuple(sorted(((b.crcl_below, b.factor) for b in d.renal_exposure), reverse=True)),
         older_start=d.older_adult.start_dose or 0.0,
         min_effective=d.min_effective_dose or 0.0,
+        min_dose=d.min_dose or 0.0,
         taper=tuple(d.taper.steps) if d.taper else (),
         taper_interval=float(d.taper.interval_days) if d.taper else 0.0,
         to_response=d.titrate_to_response,
@@ -130,8 +132,10 @@ def plan(drug: DrugTable, facts: PatientFacts, speed: float = 1.0, target: float
     replaces the catalogue target: below it the schedule stops early; above it the schedule continues with
     steps of its own last increment and interval. ``start`` (policy ``start_doses``) replaces the first dose.
     Older adults start at the catalogue's ``older_adult.start_dose`` and titrate ``titration_stretch`` times
-    more slowly; in renal impairment every dose is scaled by the band's factor (P5.renal_dose); caps
-    (older adult, renal, cautions) bound every dose.
+    more slowly; in renal impairment every dose is scaled by the band's factor (P5.renal_dose), and an older
+    adult there starts at the lower of the two first doses, not their product (P2.older_renal_start); caps
+    (older adult, renal, cautions) bound every dose, and no dose goes below the drug's smallest marketed
+    daily dose ``min_dose`` (P2.min_dose).
     """
     x = drug_rules(drug.name)
     limits: list[tuple[str, float]] = []
@@ -173,6 +177,11 @@ def plan(drug: DrugTable, facts: PatientFacts, speed: float = 1.0, target: float
     if start is not None:
         first = start
         limits.append(("P2.start_dose_policy", start * factor))
+    elif older and 0 < x.older_start < doses[0] and factor < 1.0:
+        # P2.older_renal_start: in a renal band the older adult starts at the lower of the older-adult first
+        # dose and the band's first dose, not at their product (the band already is the low start).
+        if x.older_start < doses[0] * factor:
+            first = x.older_start / factor
     elif older and 0 < x.older_start < doses[0]:
         first = x.older_start
         limits.append(("P2.older_adult_start", first * factor))
@@ -186,12 +195,17 @@ def plan(drug: DrugTable, facts: PatientFacts, speed: float = 1.0, target: float
         else:
             days, doses = [0.0], [first]
     top = min(goal * factor, cap)
+    floor = x.min_dose  # P2.min_dose: no scheduled dose below the smallest marketed daily dose
     steps: list[tuple[float, float]] = []
     for day, dose in zip(days, doses, strict=True):
-        d = min(dose * factor, top)
+        d = max(min(dose * factor, top), floor)
         if steps and d <= steps[-1][1] + 1e-9:
             continue
         steps.append((round(day * stretch, 3), d))
+    if older and 0 < x.older_start < drug.titration[0][1] and factor < 1.0 and start is None:
+        limits.append(("P2.older_renal_start", steps[0][1]))
+    if floor > 0 and min(dose * factor for dose in doses) < floor - 1e-9:
+        limits.append(("P2.min_dose", floor))
     target_dose = steps[-1][1]
     return Plan(tuple(steps), target_dose, max(cap, target_dose), factor, inc * factor, gap * stretch,
                 tuple((r, round(v, 6)) for r, v in limits))

@@ -33,6 +33,7 @@ new decision kinds of the policy appear in the tutor without changes here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -320,6 +321,10 @@ class Session:
                 o = options[guideline]
                 o.decision, o.verdict, o.rule = snap.proposed, "guideline", snap.proposed.rule
                 o.reason = cite(snap.proposed.rule)
+        if guideline >= 0 and snap.proposed.also:  # the policy adds a topical at the same visit (P6.topical_add)
+            o = options[guideline]
+            o.label += " and add " + " + ".join(drug_name(self.drugs[j].name) for j in snap.proposed.also) \
+                + " alongside"
         if guideline < 0:  # a policy step no option expresses: offer it as it is
             options.append(Option("policy", "continue", "The policy's step: " + describe(self, snap.proposed),
                                   snap.proposed, "guideline", snap.proposed.rule, cite(snap.proposed.rule)))
@@ -498,7 +503,11 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
         if j in active:
             continue
         name = drug_name(drugs[j].name)
-        if p.state == "topical":
+        if not active:  # nothing runs (the last drug was stopped): a drug is started, nothing is added to
+            trig = "start_first_line" if p.state == "topical" else "switch"
+            with_check_variants(f"switch:{drugs[j].name}", "switch", f"Start {name}",
+                                _decision("switch", trigger=trig, start=(j,), stop_all=True), j)
+        elif p.state == "topical":
             with_check_variants(f"add:{drugs[j].name}", "add", f"Add oral {name} to the topical",
                                 _decision("add", trigger="start_first_line", start=(j,)), j)
             with_check_variants(f"switch:{drugs[j].name}", "switch", f"Stop the topical, start {name}",
@@ -511,10 +520,11 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
     add_topical = "add_topical" if "add_topical" in TRIGGERS else "add_on"  # P6: a topical alongside, any stage
     for j in topicals:
         if j not in active and p.state != "topical":
-            opts.append(Option(f"topical:{drugs[j].name}", "topical", f"Add a topical: {drug_name(drugs[j].name)}",
+            verb = "Add" if active else "Start"
+            opts.append(Option(f"topical:{drugs[j].name}", "topical", f"{verb} a topical: {drug_name(drugs[j].name)}",
                                _decision("topical", trigger=add_topical, start=(j,))))
     if ctx.tramadol not in active:
-        with_check_variants("tramadol", "tramadol", "Switch to tramadol",
+        with_check_variants("tramadol", "tramadol", "Switch to tramadol" if active else "Start tramadol",
                             _decision("tramadol", trigger="escalate_tramadol", start=(ctx.tramadol,), stop_all=True),
                             ctx.tramadol)
         if active:
@@ -523,7 +533,7 @@ def build_options(s: Session, p: PatientModel, outcome: str | None, doses: dict[
                                 ctx.tramadol)
     if ctx.strong not in active:
         opts.append(Option("strong_opioid", "strong_opioid",
-                           f"Switch to a strong opioid ({drug_name(drugs[ctx.strong].name)})",
+                           f"{'Switch to' if active else 'Start'} a strong opioid ({drug_name(drugs[ctx.strong].name)})",
                            _decision("strong_opioid", trigger="escalate_strong_opioid", start=(ctx.strong,),
                                      stop_all=True)))
     opts.append(Option("refer", "refer", "Refer to the pain specialist",
@@ -553,6 +563,8 @@ def describe(s: Session, d: Decision) -> str:
              "stay": "no further step"}.get(d.trigger, d.trigger.replace("_", " "))
     for j, x in d.adjust:
         words += f"; {drug_name(s.drugs[j].name)} " + (f"to {x:g} {s.drugs[j].unit}" if x > 0 else "stopped")
+    if d.also:  # P6.topical_add: a topical added at the same visit
+        words += "; " + " + ".join(drug_name(s.drugs[j].name) for j in d.also) + " added alongside"
     return words[0].upper() + words[1:]
 
 
@@ -684,10 +696,49 @@ def judge_all(s: Session, p: PatientModel, outcome: str | None, proposed: Decisi
             o.reason = ("a strong opioid is a time-limited trial, stopped when it does not give relief, not continued: "
                         + cite("P8.stop_ineffective"))
             continue
-        o.reason = {"continue": "continuing unchanged delays the step the response calls for.",
-                    "refer": "referral is for refractory pain, after the drug steps are exhausted.",
-                    "lower": "a lower dose is for a dose-limiting side effect, not for an inadequate response.",
-                    "taper": "stopping a drug that is part of a working regimen removes its effect."}.get(o.kind, "")
+        o.reason = _other_reason(s, p, o, outcome)
+
+
+# Why an option that is possible is still not the guideline's step ("other"), by kind and outcome; each
+# sentence names the rule it rests on (the guideline's own step and rule are added by Answer.feedback).
+OTHER_REASON: dict[tuple[str, str], str] = {
+    ("continue", ""): "continuing unchanged delays the step the response calls for ({P4}).",
+    ("refer", ""): "referral is for refractory pain, after the drug steps are exhausted ({P9.refractory_referral}).",
+    ("lower", "relief"): "the regimen gives relief at this dose: it continues as it is ({P4.relief}).",
+    ("lower", ""): "a lower dose is for a dose-limiting side effect, not for an inadequate response "
+                   "({P4.intolerance_reduce}).",
+    ("taper", ""): "stopping a drug that is part of a working regimen removes its effect ({P4}).",
+    ("raise", "relief"): "the regimen gives relief at this dose: raising it adds side effects without need "
+                         "({P4.relief}).",
+    ("raise", "intolerable"): "a higher dose after a dose-limiting side effect adds to it ({P4.intolerance_reduce}).",
+    ("add", "relief"): "the regimen gives relief: nothing needs adding ({P4.relief}).",
+    ("add", "none"): "adding is for a partial response; with no response the failed drug is replaced "
+                     "({P4.no_response_switch}).",
+    ("add", "intolerable"): "after intolerance the drug not tolerated is replaced, not added to "
+                            "({P4.intolerance_switch}).",
+    ("add", ""): "this is not the drug or class the next step offers for this patient ({P4}).",
+    ("switch", "relief"): "the regimen gives relief: it continues as maintenance ({P4.relief}).",
+    ("switch", "partial"): "a partial response calls for adding the other first-line class rather than switching "
+                           "({P4.partial_add}).",
+    ("switch", ""): "this is not the drug the pathway offers next for this patient ({P4}).",
+    ("start", ""): "this is not the first choice the guideline makes for this patient ({P1}).",
+    ("topical", ""): "a topical first is for localized pain in older adults or renal impairment "
+                     "({P5.older_topical}).",
+    ("tramadol", "relief"): "the regimen gives relief: no opioid is needed ({P4.relief}).",
+    ("tramadol", ""): "tramadol comes after documented failure of the first-line options the guideline still has "
+                      "for this patient ({P7}).",
+    ("strong_opioid", "relief"): "the regimen gives relief: no opioid is needed ({P4.relief}).",
+    ("strong_opioid", ""): "a strong opioid is the last drug step, after first-line classes, their combination and "
+                           "tramadol ({P8.prerequisites}).",
+}
+
+
+def _other_reason(s: Session, p: PatientModel, o: Option, outcome: str | None) -> str:
+    """Why a possible option is not the guideline's step (verdict ``other``), citing the rule it rests on."""
+    text = OTHER_REASON.get((o.kind, outcome or "")) or OTHER_REASON.get((o.kind, ""))
+    if text is None:
+        return "this is not the step the guideline takes here."
+    return re.sub(r"\{([^}]+)\}", lambda m: cite(m.group(1)), text)
 
 
 def _acceptable(s: Session, p: PatientModel, o: Option, proposed: Decision, outcome: str | None) -> tuple[str, str]:

@@ -40,8 +40,11 @@ def test_metrics_have_cis_and_differences(comp) -> None:
     """Protects: every flat metric per scenario as mean within its 95% CI; differences = new - baseline."""
     mt = comp.metrics
     assert set(mt["scenario"]) == {"guideline", "switch-on-partial"}
-    ok = mt.dropna(subset=["mean"])
+    ok = mt.dropna(subset=["mean", "lo", "hi"])
     assert ((ok["lo"] <= ok["mean"] + 1e-12) & (ok["mean"] <= ok["hi"] + 1e-12)).all()
+    # a mean without a CI is a pooled estimate where some replication could not estimate it, and says so
+    pooled = mt[mt["mean"].notna() & (mt["lo"].isna() | mt["hi"].isna())]
+    assert pooled["note"].astype(str).str.contains("not estimable").all(), pooled[["scenario", "metric"]]
     assert "adverse_events.by_type.dizziness" in set(mt["metric"])
     g = mt.set_index(["scenario", "metric"])["mean"]
     d = comp.diffs.set_index("metric")

@@ -228,6 +228,8 @@ CASES = [
      [*escalation(), row(196, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3),
       row(280, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3),
       row(364, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3)]),
+    ("min_dose", {"crcl": 10.0, "age": 80.0}, {}, [*start(0, "gabapentin", 10.0, "P1.gabapentin_cost")],
+     [*start(0, "gabapentin", 100.0, "P1.gabapentin_cost"), row(28, "dose_change", "gabapentin", 120.0)]),
     ("rule_ids", {}, {}, [row(0, "transition", rule="P99.nothing"), row(0, "drug_start", "pregabalin", 150, "P1")],
      PREGABALIN_OK),
     ("rule_ids", {}, {}, [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P2.titration_step")],
@@ -289,10 +291,19 @@ def test_declared_departures_and_policy_options_are_reported_as_declared():
     assert report.by_invariant()["titration_schedule"].status == "declared departure"
 
 
-def test_renal_older_start_combines_factors():
-    """Protects P2 + P5 together: an older adult in renal impairment starts at the older dose times the band."""
-    assert "older_adult_start" in violated(run(start(0, "pregabalin", 75), age=80.0, crcl=45.0))
-    assert run([*start(0, "pregabalin", 37.5), row(14, "dose_change", "pregabalin", 75)], age=80.0, crcl=45.0).ok
+def test_renal_older_start_takes_the_lower_first_dose_not_the_product():
+    """Protects P2.older_renal_start: an older adult in a renal band starts at the lower of the older-adult
+    first dose (pregabalin 75) and the band's first dose (150 x 1/2 = 75 at CrCl 30-59; 150 x 1/4 = 37.5 at
+    15-29), not at their product; higher is reported, and below the smallest capsule (25 mg) is reported as
+    P2.min_dose (issue 9 review: 9.375 mg/day at CrCl < 15)."""
+    assert run([*start(0, "pregabalin", 75), row(14, "dose_change", "pregabalin", 150)], age=80.0, crcl=45.0).ok
+    assert "older_adult_start" in violated(run(start(0, "pregabalin", 150), age=80.0, crcl=45.0))
+    assert "older_adult_start" in violated(run(start(0, "pregabalin", 75), age=80.0, crcl=20.0))
+    assert "older_adult_start" in violated(run(start(0, "pregabalin", 37.5), age=80.0, crcl=45.0))  # 75 x 1/2
+    assert run([*start(0, "pregabalin", 37.5), row(28, "dose_change", "pregabalin", 75)], age=80.0, crcl=20.0).ok
+    stacked = violated(run(start(0, "pregabalin", 9.375), age=80.0, crcl=10.0))
+    assert "min_dose" in stacked
+    assert run([*start(0, "pregabalin", 25), row(28, "dose_change", "pregabalin", 37.5)], age=80.0, crcl=10.0).ok
 
 
 def test_oracle_does_not_import_the_engine():

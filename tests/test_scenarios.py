@@ -102,8 +102,10 @@ CHECKS = {
     and m(r, "usual-care", "maintenance.relieved_on_day.365") < m(r, "guideline", "maintenance.relieved_on_day.365") - 0.1,
     "duloxetine-60-start": lambda r: m(r, "duloxetine-60-start", "adverse_events.by_type.nausea")
     > m(r, "duloxetine-first", "adverse_events.by_type.nausea")
+    # "at least as many relieved by day 84": equal within noise (issue 9 leftovers, topicals alongside the oral
+    # step: 61.4% vs 61.8% at 3000 x 2, paired difference -0.4 points [-2.2, 1.3]), so 2 points of slack
     and m(r, "duloxetine-60-start", "time_to_relief.relieved_by_day.84")
-    >= m(r, "duloxetine-first", "time_to_relief.relieved_by_day.84"),
+    >= m(r, "duloxetine-first", "time_to_relief.relieved_by_day.84") - 0.02,
     "escalation-s002": lambda r: m(r, "escalation-s002", "pathway.reached.switch")
     < m(r, "guideline", "pathway.reached.switch") - 0.07  # issue-16 model: about 0.095 fewer (was > 0.1)
     and m(r, "escalation-s002", "pathway.reached.add_on") > m(r, "guideline", "pathway.reached.add_on")

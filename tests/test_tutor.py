@@ -341,3 +341,67 @@ def test_a_second_referral_is_explained_by_the_one_referral_rule_not_p4() -> Non
     refer = next(o for o in s.point.options if o.kind == "refer")
     assert refer.rule == "P9.discharge_plan" and "already seen the pain specialist" in refer.reason
     assert "guard refuses" not in refer.reason
+
+
+def _guideline_points():
+    """Every decision point of every packaged case along the guideline's course."""
+    for case in all_cases():
+        s = Session(setup_from_case(case))
+        while s.point is not None:
+            yield case.name, s.point
+            s.answer(s.point.guideline)
+
+
+def test_every_other_verdict_gives_its_reason_with_a_rule() -> None:
+    """Issue 13 review: 'other' verdicts had no reason text (e.g. 'Add pregabalin' after relief). Every option
+    judged 'other' at every guideline decision point of every packaged case now says why, citing a rule id."""
+    others = 0
+    for name, pt in _guideline_points():
+        for o in pt.options:
+            if o.verdict == "other":
+                others += 1
+                assert o.reason and "[" in o.reason, (name, pt.n, o.label)
+    assert others > 50
+
+
+def test_nothing_is_added_when_nothing_runs() -> None:
+    """Issue 13 review: 'Add X' was offered when no drug was running (after the last drug was stopped as not
+    tolerated). At such points every drug option says 'Start', none says 'Add', and the guideline's step is
+    one of them (the options still include the policy's own decision)."""
+    empty = 0
+    for name, pt in _guideline_points():
+        if pt.outcome is not None and not pt.regimen:
+            empty += 1
+            labels = [o.label for o in pt.options]
+            assert not any(lb.startswith(("Add", "Switch")) for lb in labels), (name, labels)
+            assert not any(o.kind in ("add", "continue", "raise", "lower", "taper") for o in pt.options), name
+            assert pt.options[pt.guideline].verdict == "guideline"
+    assert empty > 0
+
+
+def test_guideline_option_names_a_topical_added_alongside() -> None:
+    """Protects the tutor's truth after P6.topical_add moved to the oral step's visit: when the policy adds a
+    topical at the same visit as its oral step, the guideline's option says so, and answering it replays the
+    guideline's course (topical included)."""
+    from simulator.cohort import load_cohort_spec
+    from simulator.narrate import setup_from_scenario
+    from simulator.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    sc = load_scenario(root / "scenarios" / "guideline.yaml").model_copy(
+        update={"cohort_spec": load_cohort_spec(root / "cohorts" / "lumbosacral-radiculopathy.yaml")})
+    for k in range(40):
+        setup = setup_from_scenario(sc, patient=k, seed=7)
+        ev = simulate(setup)
+        if not ((ev["rule"] == "P6.topical_add") & (ev["event"] == "drug_start")).any() \
+                or (ev["trigger"] == "add_topical").any():
+            continue
+        s = Session(setup)
+        labels = []
+        while s.point is not None:
+            labels.append(s.point.guideline_option.label)
+            s.answer(s.point.guideline)
+        assert any("alongside" in lb for lb in labels), labels
+        assert first_difference(s.trainee_course().events, ev) is None
+        return
+    pytest.fail("no radiculopathy patient with a topical added alongside among the first 40")
