@@ -41,8 +41,9 @@ pydantic object is touched per event.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -401,12 +402,14 @@ def load_clinical(path: str | None = None) -> ClinicalModel:
 
 def interp(points: tuple[tuple[float, float], ...], x: float) -> float:
     """Piecewise-linear interpolation, flat outside the points (plain Python, fast for scalars)."""
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    x0, y0 = points[0]
+    if x <= x0:
+        return y0
+    for x1, y1 in points:  # (the first point repeats x0, y0: x > x0 here)
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return points[-1][1]
+        x0, y0 = x1, y1
+    return y0
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +451,10 @@ class DrugTable:
     ae_withdrawal: tuple[tuple[float, float], ...]
     ae_onset_median: float
     nonresponder_effect: float = 0.0  # fraction of the responder effect a non-responder gets (at max prob)
+    responder_max: float = field(init=False, default=0.0)  # max of responder_prob (derived once; drug_effect)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "responder_max", max(q for _, q in self.responder_prob))
 
 
 @dataclass(frozen=True)
@@ -587,9 +594,14 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
 
 N_CLASSES = len(ALL_CLASSES)
 MAX_DRUGS = 12  # latent columns reserved per drug (the catalogue may grow without shifting other draws)
-DRIFT_FEATURES = 3  # random Fourier features per drifting latent
+DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents._latent_scalar unpacks three)
+# One drifting latent of one patient: its static normal, then K angular frequencies and K phases in single
+# precision (half the memory, ample for a phase), side by side so the engine reads them in one go (_RECORD).
+LATENT_RECORD = np.dtype([("x", "<f8"), ("f", "<f4", (2 * DRIFT_FEATURES,))])
+_RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
+_SQRT2 = math.sqrt(2.0)
 _NS, _G, _C = 0, 1, 2  # latent index of the nonspecific membership, the patient factor, the first class
 
 
@@ -618,9 +630,7 @@ class Latents:
     ns_reduction: np.ndarray  # (n,) steady-state nonspecific fractional reduction on day 0
     drug_z: np.ndarray  # (n, MAX_DRUGS) standard normals for the effect magnitude, by drug index
     ns_onset: np.ndarray  # (n,) the patient's time constant of the nonspecific response, days
-    static: np.ndarray  # (n, N_LATENT) static normals of the drifting latents
-    omega: np.ndarray  # (n, N_LATENT, K) angular frequencies of the drift, 1/day
-    phase: np.ndarray  # (n, N_LATENT, K) phases, radians
+    records: np.ndarray  # (n, N_LATENT) of LATENT_RECORD: each drifting latent's static normal and drift features
     ns_share: np.ndarray  # (n,) the patient's probability of being a nonspecific responder
     ns_resp: np.ndarray  # (n,) nonspecific reduction as a responder
     ns_non: np.ndarray  # (n,) nonspecific reduction as a non-responder
@@ -632,6 +642,21 @@ class Latents:
         from dataclasses import fields, replace
         return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
                                 if f.name not in ("loadings", "drift_share")})
+
+    @property
+    def static(self) -> np.ndarray:
+        """(n, N_LATENT) static normals of the drifting latents (a view of ``records``)."""
+        return self.records["x"]
+
+    @property
+    def omega(self) -> np.ndarray:
+        """(n, N_LATENT, K) angular frequencies of the drift features, 1/day (float32, a view of ``records``)."""
+        return self.records["f"][..., :DRIFT_FEATURES]
+
+    @property
+    def phase(self) -> np.ndarray:
+        """(n, N_LATENT, K) phases of the drift features, radians (float32, a view of ``records``)."""
+        return self.records["f"][..., DRIFT_FEATURES:]
 
     def latent(self, rows: np.ndarray | int | slice, j: int, day: float) -> np.ndarray:
         """Latent normal ``j`` of patients ``rows`` on ``day``."""
@@ -648,26 +673,48 @@ class Latents:
         z = sum(w[j] * self.latent(rows, j, day) for j in np.flatnonzero(w))
         return ndtr(z)
 
-    def _latent_scalar(self, i: int, j: int, day: float) -> float:
-        x = float(self.static[i, j])
+    # ---- scalar twins for the engine's hot path (one patient, one day) ---------------------------------
+    # The same arithmetic as latent/u_at/ns_at, in the same order, on Python floats: the engine calls these a
+    # few times per visit for 100k patients, where numpy scalar operations and per-call setup dominated.
+
+    @cached_property
+    def _drift_weights(self) -> tuple[float, float]:
+        """(weight of the static normal, weight of the sum of drift features) of every drifting latent."""
         s = self.drift_share
-        if s <= 0.0:
+        return math.sqrt(1.0 - s), math.sqrt(s * 2.0 / DRIFT_FEATURES)
+
+    @cached_property
+    def _drug_loadings(self) -> tuple[tuple[tuple[int, float], ...], ...]:
+        """Per drug index, its nonzero loadings as (latent index, weight) pairs, in latent order (as u_at)."""
+        return tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
+
+    @cached_property
+    def _record_bytes(self) -> memoryview:
+        return memoryview(np.ascontiguousarray(self.records)).cast("B")
+
+    def _latent_scalar(self, i: int, j: int, day: float) -> float:
+        # The latent's record read straight into Python floats (exact, float32 included): one C call instead of
+        # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
+        x, o0, o1, o2, p0, p1, p2 = _RECORD.unpack_from(self._record_bytes, (i * N_LATENT + j) * _RECORD.size)
+        if self.drift_share <= 0.0:
             return x
-        f = sum(math.cos(o * day + p) for o, p in zip(self.omega[i, j].tolist(), self.phase[i, j].tolist(), strict=True))
-        return math.sqrt(1.0 - s) * x + math.sqrt(s * 2.0 / DRIFT_FEATURES) * f
+        f = math.cos(o0 * day + p0) + math.cos(o1 * day + p1) + math.cos(o2 * day + p2)
+        static_w, drift_w = self._drift_weights
+        return static_w * x + drift_w * f
 
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
-        w = self.loadings[drug_index]
-        z = sum(float(w[j]) * self._latent_scalar(i, int(j), day) for j in np.flatnonzero(w))
-        return 0.5 * math.erfc(-z / math.sqrt(2.0))
+        z = 0.0
+        for j, w in self._drug_loadings[drug_index]:
+            z += w * self._latent_scalar(i, j, day)
+        return 0.5 * math.erfc(-z / _SQRT2)
 
     def ns_scalar(self, i: int, day: float) -> float:
         """:meth:`ns_at` for one patient in plain Python."""
         if self.drift_share <= 0.0:
-            return float(self.ns_reduction[i])
-        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / math.sqrt(2.0))
-        return float(self.ns_resp[i]) if u < float(self.ns_share[i]) else float(self.ns_non[i])
+            return self.ns_reduction.item(i)
+        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / _SQRT2)
+        return self.ns_resp.item(i) if u < self.ns_share.item(i) else self.ns_non.item(i)
 
     def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
         """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""
@@ -690,17 +737,18 @@ def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray
     c0 = 3 + k + 2 * m
     ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
-    # drift features in single precision: half the memory of the engine's latents, ample for a phase
     omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
     phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    omega, phase = omega.astype(np.float32), phase.astype(np.float32)
+    records = np.empty(static.shape, dtype=LATENT_RECORD)
+    records["x"] = static
+    records["f"] = np.concatenate([omega, phase], axis=2)  # to float32
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:
         loadings[d.index, _G] = math.sqrt(rho)
         loadings[d.index, _C + d.class_index] = math.sqrt(max(w - rho, 0.0))
         loadings[d.index, _C + k + d.index] = math.sqrt(1.0 - w)
-    return Latents(ns, drug_z, ns_onset, static, omega, phase, np.asarray(share, dtype=float), ns_resp, ns_non,
+    return Latents(ns, drug_z, ns_onset, records, np.asarray(share, dtype=float), ns_resp, ns_non,
                    loadings, tables.drift_share)
 
 
@@ -719,7 +767,7 @@ def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: floa
     e = drug.effect_mean + drug.effect_sd * class_z
     e = 0.0 if e < 0.0 else (0.95 if e > 0.95 else e)
     if class_u >= p:
-        pmax = max(q for _, q in drug.responder_prob)
+        pmax = drug.responder_max
         e *= drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0)
     return e * (1.0 - math.exp(-days_on / drug.onset_days))
 

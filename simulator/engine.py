@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import math
+import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,7 @@ CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_faile
                                      "conservative_no_relief")
 COLUMNS: tuple[str, ...] = ("patient", "day", "event", "state", "drug", "dose", "pain", "detail", "rule")
 NCOL = len(COLUMNS)
+_ROW = struct.Struct(f"{NCOL}d")  # one row of the event buffer: NCOL doubles in native order, as array("d")
 STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
@@ -122,7 +124,12 @@ class _Line:
         self.interval = plan.interval
         self.next_step = 1
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
-        self.target_day = start + next((off for off, d in self.steps if d >= self.target), self.steps[-1][0])
+        target_off = self.steps[-1][0]
+        for off, d in self.steps:  # the first step at the target dose (a loop: no generator per drug start)
+            if d >= self.target:
+                target_off = off
+                break
+        self.target_day = start + target_off
         self.reduced = False
         self.optimised = False
         self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
@@ -133,6 +140,9 @@ class _Line:
         self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
 
     def dose_at(self, day: float) -> float:
+        last_off, last_dose = self.steps[-1]
+        if self.start + last_off <= day + 1e-9:  # steps are in day order: past the last, its dose (most calls)
+            return last_dose
         dose = self.steps[0][1]
         for off, d in self.steps:
             if self.start + off <= day + 1e-9:
@@ -214,8 +224,9 @@ class Simulation:
         called after each (results are identical either way).
         """
         env = self.env
-        for i in (range(self.cohort.n) if self.only is None else self.only):
-            env.process(self._patient(i))
+        patients = [self._patient(i) for i in (range(self.cohort.n) if self.only is None else self.only)]
+        for gen in patients:
+            env.process(gen)
         horizon = self.config.horizon_days
         # The run allocates millions of short-lived objects but creates little cyclic garbage: pausing the
         # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after.
@@ -235,12 +246,20 @@ class Simulation:
         # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
         for i, (p, lines) in self._regimens.items():
             self._log_doses(i, p, lines, horizon, before=True)
+        # Free the patients' state now (their processes wait at the horizon, in a reference cycle with the
+        # environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
+        # collection, through the outcomes computed next.
+        for gen in patients:
+            gen.close()
+        self._regimens.clear()
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
              pain: float = -1.0, detail: int = -1, rule: str | None = None) -> None:
-        self.buf.extend((i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
-                         self.rule_code[rule] if rule else -1))
+        # One call per log row (millions per run): struct packs the row in one C loop, several times faster than
+        # array.extend/fromlist, which parse every item on its own.
+        self.buf.frombytes(_ROW.pack(i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
+                                     self.rule_code[rule] if rule else -1))
 
     # ---------------------------------------------------------------------------------------------
     def _patient(self, i: int):
@@ -580,14 +599,13 @@ class Simulation:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        sero = self.serotonergic
-        # A taper that ends this very day still counts: the oracle orders same-day stops after starts.
-        serotonergic_with = ("ssri_use" in p.facts.flags or any(sero[ln.drug] for ln in lines)
-                             or any(end >= now - 1e-9 and sero[k] for k, end in p.tapering))
+        # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day stops
+        # after starts).
+        taking = [ln.drug for ln in lines] + [k for k, end in p.tapering if end >= now - 1e-9]
+        sero, weak = self.serotonergic, self.weak_opioid
+        serotonergic_with = "ssri_use" in p.facts.flags or any([sero[k] for k in taking])
+        tramadol_with = any([weak[k] for k in taking])
         skipped = SKIPPED_CHECKS.get(departure, frozenset())
-        weak = self.weak_opioid
-        tramadol_with = (any(weak[ln.drug] for ln in lines)
-                         or any(end >= now - 1e-9 and weak[k] for k, end in p.tapering))
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
@@ -734,15 +752,19 @@ class Simulation:
         return self.tables.ae_types.index(name)
 
     def _next_event(self, lines: list[_Line], eval_day: float, ltfu_day: float):
-        best = (eval_day, "eval", None, None)
-        if ltfu_day < best[0]:
-            best = (ltfu_day, "dropout", None, None)
+        """The first of: the evaluation, loss to follow-up, a line's next adverse event or its stop (ties: in
+        that order): ``(day, kind, line, adverse event)``."""
+        day, kind, line, ae = eval_day, "eval", None, None
+        if ltfu_day < day:
+            day, kind = ltfu_day, "dropout"
         for ln in lines:
-            if ln.aes and ln.aes[0][0] < best[0]:
-                best = (ln.aes[0][0], "ae", ln, ln.aes[0])
-            if ln.stop_at < best[0]:
-                best = (ln.stop_at, "stop", ln, None)
-        return best
+            aes = ln.aes
+            if aes and aes[0][0] < day:
+                ae = aes[0]
+                day, kind, line = ae[0], "ae", ln
+            if ln.stop_at < day:
+                day, kind, line, ae = ln.stop_at, "stop", ln, None
+        return day, kind, line, ae
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[_Line], now: float, before: bool = False) -> None:
         """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those
@@ -926,7 +948,7 @@ class Simulation:
         for n_line, ln in enumerate(lines):
             d = t.drugs[ln.drug]
             e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
-                            lat.u_scalar(i, d.index, now), float(drug_z[d.index]), p.facts.localized) * scale
+                            lat.u_scalar(i, d.index, now), drug_z.item(d.index), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                              streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))

@@ -73,8 +73,16 @@ def day_slot(day: float) -> int:
 
 
 def keyed_uniform(key: int, patient: int, slot: int) -> float:
-    """A uniform in (0, 1) that depends only on (``key``, ``patient``, ``slot``)."""
-    h = _mix(_mix(key ^ (patient & _MASK)) ^ (slot & _MASK))
+    """A uniform in (0, 1) that depends only on (``key``, ``patient``, ``slot``).
+
+    ``_mix(_mix(key ^ patient) ^ slot)``, with both mixes written out (a draw per visit: the hot path)."""
+    z = ((key ^ (patient & _MASK)) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    z = ((z ^ (z >> 31) ^ (slot & _MASK)) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    h = z ^ (z >> 31)
     return ((h >> 11) + 0.5) * (1.0 / (1 << 53))
 
 
