@@ -326,8 +326,8 @@ class Simulation:
                     elif decision.stop_all and lines:
                         self._stop_all(p, lines, now, decision.rule,
                                        outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
-                    if decision.trigger == "stay":
-                        self._finish_tapers(p)
+                    if decision.trigger == "stay":  # nothing more is decided; what still runs continues
+                        yield from self._regimen_continues(p, lines, obs)
                         return
                     if forced:
                         p.state = _destination(p.state, decision.trigger)
@@ -336,7 +336,7 @@ class Simulation:
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state == "relieved" and before not in TREATING:  # e.g. relief the clinic brought
-                    yield from self._regimen_continues(p, lines)
+                    yield from self._regimen_continues(p, lines, obs)
                     return
                 if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
                     p.relieved_from = before
@@ -349,7 +349,8 @@ class Simulation:
                         return
                     continue
                 if p.state == "discharged":
-                    yield from self._regimen_continues(p, lines)
+                    self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
+                    yield from self._regimen_continues(p, lines, obs)
                     return
                 if p.state == "specialist_referral":
                     result = yield from self._specialist(p, lines, ltfu_day, adv)
@@ -360,7 +361,7 @@ class Simulation:
                         fire(self.table, p, "relief")
                         log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                             rule="P9.specialist_consult")
-                        yield from self._regimen_continues(p, lines)  # relapse after the clinic: not modelled
+                        yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
                         return
                     if result == "waiting":
                         return
@@ -416,6 +417,8 @@ class Simulation:
                 eval_day = newest.start + max(k, 1) * visit
                 if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
                     eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
+            # P8.reassessment: whatever the newest drug, a strong opioid still running is reassessed in time.
+            eval_day = min(eval_day, self._reassess_by(p, lines))
             outcome = None
             pain = -1.0
             by_patient = False  # the line ended because the patient stopped (not judged)
@@ -473,6 +476,7 @@ class Simulation:
                 # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
                 pain = self._pain(p, lines, now, obs, 1.0)
                 p.last_pain = pain
+                p.assessed = now
                 outcome = self._judge(p, pain)
                 if interim:
                     rule = "P8.titrate_to_response"
@@ -606,6 +610,7 @@ class Simulation:
             p.tramadol_tried = True
         elif cls == "strong_opioid":
             p.strong_tried = True
+            p.assessed = now  # its start is the trial's first documented assessment (P8)
         elif cls == "topical":
             p.topical_tried = True
         self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
@@ -864,21 +869,64 @@ class Simulation:
                     self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
         p.taper_rest.clear()
 
-    def _regimen_continues(self, p: PatientModel, lines: list[_Line]):
-        """After a specialist's relief or a discharge: the regimen continues; its adverse events are recorded."""
+    def _regimen_continues(self, p: PatientModel, lines: list[_Line], obs: tuple):
+        """After a specialist's relief, a discharge, or when nothing more is decided: the regimen continues;
+        its adverse events and the patient's own stops are recorded. While a strong opioid runs it is
+        reassessed every ``maintenance.opioid_visit_interval_days`` (P8.reassessment, S004), whatever the
+        state, and tapered and stopped when the visit finds no relief (P8.stop_ineffective)."""
         env = self.env
         horizon = self.config.horizon_days
         if p.taper_rest:
             self._finish_tapers(p)
         while True:
-            nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
-            if kind != "ae" or nxt >= horizon:
+            nxt, kind, line, ae = self._next_event(lines, self._reassess_by(p, lines, visits=True), math.inf)
+            if nxt >= horizon:
                 return
             if nxt > env.now:
                 yield env.timeout(nxt - env.now)
-            self._log_doses(p.idx, p, lines, env.now)
-            if self._adverse_event(p, line, ae, env.now, lines):
+            now = env.now
+            self._log_doses(p.idx, p, lines, now)
+            if kind == "eval":  # P8.reassessment of the strong opioid still running
+                pain = self._pain(p, lines, now, obs, 1.0)
+                p.last_pain = pain
+                p.assessed = now
+                outcome = self._judge(p, pain)
+                strong = [ln for ln in lines if self.tables.drugs[ln.drug].drug_class == "strong_opioid"]
+                self._log(p.idx, now, E_MAINT, p.state, drug=strong[-1].drug, dose=strong[-1].dose_at(now), pain=pain,
+                          detail=OUTCOME_CODE[outcome], rule="P8.reassessment")
+                if outcome != "relief":
+                    for ln in strong:
+                        self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
+                        lines.remove(ln)
+            elif kind == "stop":
+                self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
+            elif self._adverse_event(p, line, ae, now, lines):
+                lines.remove(line)
+            p.active = [ln.drug for ln in lines]
+            if p.taper_rest:  # a taper begun here is logged to the horizon (no loss to follow-up from here)
+                self._finish_tapers(p)
+
+    def _reassess_by(self, p: PatientModel, lines: list[_Line], visits: bool = False) -> float:
+        """Day by which a running strong opioid must be reassessed (P8.time_limited, P8.reassessment; S004):
+        its last documented assessment plus the trial period (``strong_opioid.max_trial_days``), or with
+        ``visits`` plus the reassessment interval (``maintenance.opioid_visit_interval_days``); inf when no
+        strong opioid runs. Every loop of the engine that lets a regimen run waits at most until this day."""
+        drugs = self.tables.drugs
+        if not any(drugs[ln.drug].drug_class == "strong_opioid" for ln in lines):
+            return math.inf
+        pol = self.ctx.policy
+        return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits else pol.strong_opioid.max_trial_days)
+
+    def _stop_opioids(self, p: PatientModel, lines: list[_Line], now: float) -> None:
+        """Opioids still running when the pathway ends without relief (discharge after the specialist) are
+        tapered and stopped: "reassess necessity at each visit, discontinue if ineffective" (P8.stop_ineffective,
+        S004), whether tramadol or a strong opioid."""
+        drugs = self.tables.drugs
+        for ln in [ln for ln in lines if drugs[ln.drug].drug_class in _OPIOID_TRIGGER]:
+            self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
+            lines.remove(ln)
+        p.active = [ln.drug for ln in lines]
 
     # ---- issue 10: usual care's index drug, the year after the first answer -----------------------
     def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
@@ -970,6 +1018,7 @@ class Simulation:
                 last_visit = now
                 pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
                 p.last_pain = pain
+                p.assessed = now
                 outcome = self._judge(p, pain)
                 newest = lines[-1] if lines else None
                 self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
