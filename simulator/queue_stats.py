@@ -178,6 +178,8 @@ def waits_by_period(ep: pd.DataFrame, period_days: float, horizon: float, replic
 
 def _bridged(events: pd.DataFrame) -> int:
     """Patients given tramadol as a bridge while queued (``drug_start`` rule P9.tramadol_bridge)."""
+    if "rule" not in events:  # a bare queue record (the M/M/c cross-check): no drugs
+        return 0
     rows = events[(events["event"] == "drug_start") & (events["rule"] == "P9.tramadol_bridge")]
     return len(rows[KEY].drop_duplicates())
 

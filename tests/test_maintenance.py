@@ -89,16 +89,21 @@ def test_check_finds_an_unreassessed_opioid():
 
 
 def test_relapse_returns_to_the_state_of_relief(guideline):
-    """Protects P4.relapse: a relapse goes back to the treating state the patient was relieved in."""
+    """Protects P4.relapse: a relapse goes back to the treating state the patient was relieved in (or, relieved
+    while queued, the state he was referred from)."""
     _, run = guideline
     tr = run.events[run.events["event"] == "transition"].sort_values(["replication", "patient", "day"],
                                                                      kind="stable")
     n = 0
     for _, g in tr.groupby(["replication", "patient"]):
         states, trig = list(g["state"].astype(str)), list(g["trigger"].astype(str))
+        rules = list(g["rule"].astype(str))
         for k, t in enumerate(trig):
             if t == "relapse":
-                assert trig[k - 1] == "relief" and states[k] == states[k - 2]
+                # relieved while queued for the specialist (P9.relieved_while_waiting): back to the state the
+                # patient was referred from
+                before = k - 3 if rules[k - 1] == "P9.relieved_while_waiting" else k - 2
+                assert trig[k - 1] == "relief" and states[k] == states[before]
                 n += 1
     assert n > 20
 
