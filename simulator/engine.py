@@ -354,7 +354,7 @@ class Simulation:
                     return
                 if p.state == "specialist_referral":
                     p.referred_from = before
-                    result = yield from self._specialist(p, lines, ltfu_day, adv, obs)
+                    result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
                     if result == "dropout":
                         self._drop_out(p, lines, env.now)
                         return
@@ -1097,19 +1097,24 @@ class Simulation:
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
 
-    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray, obs: tuple):
+    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray, obs: tuple,
+                    why_referred: str = "P9.refractory_referral"):
         """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
 
         Returns "dropout" (left the queue or care), "relief", "no_relief", "relieved_waiting" (relieved at
         a review while queued and left the queue), or "waiting" (the horizon came first). The clinic
         (:mod:`simulator.clinic`) decides when the consult starts. With ``policy.referral.bridge_tramadol``
         tramadol is started while waiting (P7 permitting) and stopped at the consult (P9.tramadol_bridge).
-        While queued on a regimen the patient is reviewed (:meth:`_wait_for_consult`)."""
+        While queued on a regimen the patient is reviewed (:meth:`_wait_for_consult`). ``why_referred``: the
+        referral decision's rule; the ``referral_queued`` row cites P9.referral_criteria for the policy's early
+        criteria, P9.refractory_referral otherwise."""
         env = self.env
         t = self.tables
         i = p.idx
         queued = env.now
-        self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
+        # The queue row cites why: the policy's early criteria, or refractory pain (the steps exhausted or failed).
+        self._log(i, queued, E_QUEUE, p.state,
+                  rule="P9.referral_criteria" if why_referred == "P9.referral_criteria" else "P9.refractory_referral")
         u = self.special[i].tolist()
         bridge = None
         if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed():
