@@ -563,9 +563,10 @@ class Simulation:
             p.combination_failed = True
 
     def _wait_for_taper(self, p: PatientModel, start: tuple[int, ...]) -> bool:
-        """True when the next drug must wait for the running tapers to end (P5)."""
+        """True when the next drug must wait for the running tapers to end (P5); a drug being tapered is never
+        restarted during its own taper (e.g. P7 tramadol after a tramadol bridge tapered at the consult)."""
         pol = self.ctx.policy
-        if not pol.cross_taper:
+        if not pol.cross_taper or any(j in start and end > self.env.now + 1e-9 for j, end in p.tapering):
             return True
         drugs = self.tables.drugs
         return pol.serotonin == "avoid" and any(drugs[j].serotonergic for j in start) \
@@ -1117,7 +1118,8 @@ class Simulation:
                   rule="P9.referral_criteria" if why_referred == "P9.referral_criteria" else "P9.refractory_referral")
         u = self.special[i].tolist()
         bridge = None
-        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed():
+        # Once per patient (rescue, not a regimen: a patient referred again does not get a second bridge).
+        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed() and self.ctx.tramadol not in p.tried:
             bridge = self._start_drug(p, self.ctx.tramadol, queued, "P9.tramadol_bridge", adv, lines)
             lines.append(bridge)
             p.active = [ln.drug for ln in lines]

@@ -211,6 +211,10 @@ def test_bridge_is_not_a_tramadol_trial_until_judged():
             assert len(p7) or failed <= float(mor["day"].iloc[0]), f"patient {pid}: morphine after an unfailed bridge"
     assert n_p7_after_bridge > 0 and n_failed_bridge > 0
     assert res.summary["specialist"]["tramadol_bridge"] > 0
+    # The bridge and a later P7 tramadol never overlap (one tramadol at a time in the log): the oracle agrees.
+    from simulator.invariants import check_run
+
+    assert [v.detail for v in check_run(res).violations()] == []
 
 
 def test_referral_criteria_rule_tells_what_early_referral_does():
