@@ -316,15 +316,31 @@ def markdown_table(checks: list[Check], patients: int, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def usual_care_markdown(checks: list[Any], patients: int, seed: int) -> str:
+    """The usual-care table (``simulator.realworld.UsualCareCheck`` rows): one row per target."""
+    n_pass = sum(c.passed for c in checks)
+    lines = [f"Usual care: {n_pass} of {len(checks)} targets pass (`scenarios/usual-care.yaml` on the claims "
+             f"population, {patients:,} patients, seed {seed}; docs/usual-care.md).", "",
+             "| target | metric | published | rule | simulated | pass |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| `{c.target.id}` | {c.target.metric} | {c.target.target:g} | {c.rule} | {_fmt(c.simulated)} | "
+                     f"{'pass' if c.passed else '**FAIL**'} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_family(checks: list[Check], fam: str, path: Path) -> None:
     """One figure per target family: the published value and its tolerance or CI (band), the simulated value
     with its Monte-Carlo 95% CI (point and bar); failing targets in red."""
+    plot_rows([c for c in checks if family(c.target) == fam], fam, path)
+
+
+def plot_rows(rows: list[Any], fam: str, path: Path) -> None:
+    """The figure of :func:`plot_family` for any rows with ``target``, ``simulated``, ``passed``, ``ci``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [c for c in checks if family(c.target) == fam]
     fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(rows) + 1.4))
     for y, c in enumerate(rows):
         t = c.target
@@ -345,13 +361,27 @@ def plot_family(checks: list[Check], fam: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(checks: list[Check], patients: int, seed: int, out: Path, readme: Path | None = None) -> list[Path]:
+def write_report(checks: list[Check], patients: int, seed: int, out: Path, readme: Path | None = None,
+                 usual: tuple[list[Any], int, int] | None = None) -> list[Path]:
     """Write ``calibration.md`` (table + plots) and one PNG per family into ``out``; optionally regenerate
-    the README table between :data:`README_START` and :data:`README_END`. Returns the files written."""
+    the README table between :data:`README_START` and :data:`README_END`. ``usual``: the usual-care checks
+    with their patients and seed (``simulator.realworld.run_usual_care``), a section and two plots (shares,
+    drug changes) of their own. Returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     table = markdown_table(checks, patients, seed)
+    if usual is not None and usual[0]:
+        table += "\n" + usual_care_markdown(*usual)
     md = ["# Calibration report", "", table, ""]
+    if usual is not None and usual[0]:
+        for name, rows in (("usual care", [c for c in usual[0] if not c.target.metric.startswith("drug_changes")]),
+                           ("usual care drug changes", [c for c in usual[0]
+                                                        if c.target.metric.startswith("drug_changes")])):
+            if rows:
+                png = out / f"calibration-{name.replace(' ', '-')}.png"
+                plot_rows(rows, name, png)
+                written.append(png)
+                md += [f"## {name}", "", f"![{name}]({png.name})", ""]
     for fam in FAMILIES:
         if not any(family(c.target) == fam for c in checks):
             continue

@@ -41,6 +41,13 @@ class Maintenance(Strict):
         "later before the regimen is changed (assumption: one noisy NRS rating does not end a working regimen)")
     relapse: bool = Field(True, description="P4.relapse: relief can be lost (clinical persistence.relapse_per_year); "
                           "false keeps v0.1's absorbing relief")
+    discharge_after_days: int | None = Field(
+        182, ge=91, le=3650, description="P4.stable_discharge: a patient whose relief has held at every maintenance "
+        "visit for this many days, on no opioid, is discharged from scheduled follow-up to repeat prescribing "
+        "(the regimen continues; a later relapse is a new episode, outside the run). Assumption: six months of "
+        "stable relief, two quarterly visits after relief, as a stable regimen is defined for Hall 2006/2008 "
+        "(simulator.persistence.STABLE_DAYS; no source in the evidence, calibration.md 6 [NF]); null keeps "
+        "patients in maintenance to the horizon. Opioids are never discharged: P8 reassesses them every 1-3 months while they continue (S004)")
 
 
 class UsualCare(Strict):

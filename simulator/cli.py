@@ -63,6 +63,8 @@ def _usage_fix(exc: click.ClickException) -> str:
     helper = f"see '{ctx.command_path} --help'" if ctx is not None else "see 'painpath --help'"
     param = getattr(exc, "param", None)
     kind = getattr(param, "type", None)
+    if getattr(exc, "fix", None):  # an OutputFile preflight: its own fix
+        return str(exc.fix)
     if isinstance(exc, click.NoSuchOption):
         near = f"use one of {', '.join(exc.possibilities)}" if exc.possibilities else "remove or correct it"
         return f"{near} ({helper})"
@@ -94,6 +96,32 @@ def usage_paragraph(exc: click.ClickException) -> str:
         message = f"there is no option {exc.option_name}"
     message = " ".join(str(message).split())
     return InputError(message, file="the command line", field=field, fix=_usage_fix(exc)).paragraph()
+
+
+class OutputFile(click.ParamType):
+    """A command-line option naming a file painpath will write (``--json``, ``--html``, ``--out FILE``...).
+
+    Checked when the command line is read, so before any simulation (:func:`simulator.results.preflight_out`,
+    kind "file"): not a folder, no file among its parent folders, a place that can be written. The file
+    itself is then written with :func:`simulator.results.write_file_atomic`, which creates missing parent
+    folders."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from .results import preflight_out
+
+        option = (param.opts[0] if param is not None and param.opts else "--out")
+        try:
+            preflight_out(str(value), kind="file", option=option)
+        except InputError as exc:
+            err = click.BadParameter(exc.message, ctx=ctx, param=param)
+            err.fix = exc.fix  # type: ignore[attr-defined]
+            raise err from None
+        return str(value)
+
+
+OUT_FILE = OutputFile()
 
 
 class PainpathGroup(click.Group):
@@ -254,7 +282,7 @@ def _report_writer(result: Any) -> Callable[[Path], None] | None:
 @click.option("--patients", type=int, default=10, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--replication", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+@click.option("--out", type=OUT_FILE, default=None,
               help="Write the table to a .csv or .parquet file instead of printing it.")
 @friendly
 def cohort(cohort: str, patients: int, seed: int, replication: int, out: str | None) -> None:

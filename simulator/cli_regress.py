@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import check_seed, console, esc, friendly, main, positive
+from .cli import OUT_FILE, check_seed, console, esc, friendly, main, positive
 from .errors import InputError
 from .results import preflight_out
 
@@ -40,7 +40,7 @@ def _write_json(path: str, data: Any, option: str = "--json") -> None:
 @click.option("--seed", type=int, default=None, help="Root random seed (overrides the scenario).")
 @click.option("--replications", type=int, default=None, help="Replications (overrides the scenario).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Parallel processes for replications.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Also write the full report (every violation) as JSON to this file.")
 @friendly
 def check(scenario: str, patients: int | None, seed: int | None, replications: int | None, workers: int,
@@ -119,7 +119,7 @@ def lint(scenario: str | None, as_json: bool) -> None:
 # ---- snapshot -----------------------------------------------------------------------------------
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="Snapshot JSON file.")
+@click.option("--out", required=True, type=OUT_FILE, help="Snapshot JSON file.")
 @click.option("--patients", type=int, default=None)
 @click.option("--replications", type=int, default=None)
 @click.option("--seed", type=int, default=None)
@@ -160,7 +160,7 @@ def _fmt(x: float | None) -> str:
 @click.option("--fail-if", "fail_if", multiple=True,
               help="Bound such as 'time_to_relief.median_days > +7' (signed = change new-old; plain = new value). "
                    "Exit 1 when crossed. Repeatable.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+@click.option("--json", "json_out", type=OUT_FILE, default=None,
               help="Also write the whole report as JSON to this file.")
 @click.option("--all-metrics", is_flag=True, help="List unchanged metrics too.")
 @friendly

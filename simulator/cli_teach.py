@@ -6,20 +6,20 @@ from pathlib import Path
 
 import click
 
-from .cli import console, esc, friendly, main
+from .cli import OUT_FILE, console, esc, friendly, main
 from .errors import InputError
 
 
-def _write(out: str, data: bytes) -> None:
+def _write(out: str, data: bytes, option: str = "--out") -> None:
     from .results import write_file_atomic
 
-    write_file_atomic(out, lambda tmp: tmp.write_bytes(data))
+    write_file_atomic(out, lambda tmp: tmp.write_bytes(data), option=option)
 
 
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "svg", "png"]), default="mermaid", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+@click.option("--out", type=OUT_FILE, default=None,
               help="File to write (default: print Mermaid text; svg/png need --out).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="A run folder: label each edge with how many patients took it.")
@@ -47,7 +47,7 @@ def diagram(scenario: str | None, fmt: str, out: str | None, run_dir: str | None
 
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=str), required=True,
+@click.option("--out", type=OUT_FILE, required=True,
               help="File to write: .svg, .html (nothing to install) or .png (needs Chromium).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="A run folder of the SAME scenario: patients per step and per arrow.")
@@ -102,7 +102,7 @@ def _setup(scenario: str | None, case: str | None, patient: int | None, seed: in
 @click.option("--seed", type=int, default=None, help="Seed (default: the scenario's).")
 @click.option("--replication", type=int, default=0, show_default=True)
 @click.option("--case", "case", default=None, help="A teaching case (packaged name or YAML file) instead of a scenario.")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+@click.option("--html", "html_out", type=OUT_FILE, default=None,
               help="Also write a self-contained HTML page: timeline beside the highlighted diagram.")
 @click.option("--find-seeds", is_flag=True,
               help="With --case: list simulation seeds under which the case shows every rule it teaches.")
@@ -127,7 +127,7 @@ def trace(scenario: str | None, patient: int | None, seed: int | None, replicati
     j = run_trace(_setup(scenario, case, patient, seed, replication))
     print_journey(j, console)
     if html_out:
-        _write(html_out, journey_html(j).encode())
+        _write(html_out, journey_html(j).encode(), option="--html")
         console.print(f"Wrote {esc(html_out)}")
 
 

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from .calibrate import FULL_PATIENTS, run_battery, write_report
-from .cli import console, friendly
+from .cli import OUT_FILE, console, friendly
 from .cli import main as _main
 from .errors import InputError
 from .parameters import all_parameters, missing, render
@@ -23,13 +23,14 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
-def _write(path: str, text: str) -> None:
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        raise InputError("the output folder does not exist", file=path, fix="create the folder or choose another path")
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(p)
+_OPTION_OF = {"design": "--design-type", "placebo_scale": "--placebo-scale"}
+"""TrialSpec fields whose command-line option is not simply --FIELD."""
+
+
+def _write(path: str, text: str, option: str = "--out") -> None:
+    from .results import write_file_atomic
+
+    write_file_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), option=option)
 
 
 def _ci(r: dict | None, none: str = "-") -> str:
@@ -57,8 +58,8 @@ def _ci(r: dict | None, none: str = "-") -> str:
               help="With --arm: trial-population modifier of the nonspecific (placebo) responder share.")
 @click.option("--blinding", type=click.Choice(["double_blind", "open_label"]), default="double_blind",
               show_default=True, help="With --arm: open_label raises the nonspecific response (expectation).")
-@click.option("--json", "json_out", default=None, help="Also write the results as JSON to this file.")
-@click.option("--patients-out", default=None, help="Write one row per patient (and period) to this Parquet file.")
+@click.option("--json", "json_out", type=OUT_FILE, default=None, help="Also write the results as JSON to this file.")
+@click.option("--patients-out", type=OUT_FILE, default=None, help="Write one row per patient (and period) to this Parquet file.")
 @friendly
 def trial(design_file: str | None, scenario_file: str | None, cohort: str | None, arms: tuple[str, ...], weeks: float | None,
           patients: int | None, seed: int | None, design: str, placebo_scale: float, blinding: str,
@@ -87,10 +88,14 @@ def trial(design_file: str | None, scenario_file: str | None, cohort: str | None
                              field="--arm", fix="e.g. --cohort cohorts/trials/dpn.yaml --arm pregabalin:300 --arm placebo --weeks 12")
         spec = TrialSpec(cohort, arms, weeks, 2000 if patients is None else patients, 1 if seed is None else seed,
                          design, placebo_scale, blinding=blinding)  # type: ignore[arg-type]
-    for out in (json_out, patients_out):
-        if out and not Path(out).parent.exists():
-            raise InputError("the output folder does not exist", file=out, fix="create the folder or choose another path")
-    res = run_trial(spec, keep_patients=bool(patients_out), file=design_file)
+    try:
+        res = run_trial(spec, keep_patients=bool(patients_out), file=design_file)
+    except InputError as exc:
+        if exc.file is None and not design_file and not scenario_file and exc.field and not exc.field.startswith("-"):
+            # a trial given by options: the field is one of them (--arm, --placebo-scale, --weeks...)
+            opt = "--arm" if exc.field.startswith("arm") else _OPTION_OF.get(exc.field, "--" + exc.field.replace("_", "-"))
+            raise InputError(exc.message, field=opt, fix=exc.fix) from None
+        raise
     p = res.spec
     t = Table(title=f"Virtual {p.design} trial '{p.name}', {p.days} days per period, {p.patients} patients "
                     f"(seed {p.seed}); {res.analysis}")
@@ -127,29 +132,37 @@ def trial(design_file: str | None, scenario_file: str | None, cohort: str | None
     if res.lead_in_excluded:
         console.print(f"Lead-in: {res.lead_in_excluded} of {p.patients} were not inadequate responders and were not randomised.")
     if json_out:
-        _write(json_out, json.dumps(res.as_dict(), indent=2))
+        _write(json_out, json.dumps(res.as_dict(), indent=2), option="--json")
         console.print(f"JSON written to {json_out}")
     if patients_out:
-        tmp = Path(patients_out).with_name(Path(patients_out).name + ".tmp")
-        res.patients.to_parquet(tmp, index=False)
-        tmp.replace(patients_out)
+        from .results import write_file_atomic
+
+        write_file_atomic(patients_out, lambda tmp: res.patients.to_parquet(tmp, index=False), option="--patients-out")
         console.print(f"{len(res.patients)} patient rows written to {patients_out}")
 
 
 @_main.command()
 @click.option("--patients", type=int, default=FULL_PATIENTS, show_default=True, help="Patients per trial.")
 @click.option("--seed", type=int, default=2015, show_default=True)
-@click.option("--out", default=None, help="Write the checks as JSON to this file.")
+@click.option("--out", type=OUT_FILE, default=None, help="Write the checks as JSON to this file.")
 @click.option("--report", "report_dir", default=None,
               help="Write the calibration report (calibration.md, one plot per target family) to this folder.")
 @click.option("--readme", default=None, help="With --report: regenerate the calibration table of this README.")
+@click.option("--usual-care/--no-usual-care", "usual_care", default=True, show_default=True,
+              help="Also run the usual-care scenario against its claims and primary-care targets (at the "
+                   "battery's usual-care size and seed, not --patients/--seed).")
 @friendly
-def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None) -> None:
-    """Run the calibration battery; exit 1 if any target fails."""
+def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None,
+              usual_care: bool) -> None:
+    """Run the calibration battery (and the usual-care targets); exit 1 if any target fails."""
     if readme and not report_dir:
         raise InputError("--readme needs --report", field="--readme", fix="add --report DIR")
     if readme and not Path(readme).is_file():
         raise InputError("the README does not exist", file=readme, fix="name the README.md to update")
+    if report_dir:  # before the battery runs: a folder (made if missing) that can be written
+        from .results import preflight_out
+
+        preflight_out(Path(report_dir) / "calibration.md", kind="file", option="--report")
     checks = run_battery(patients, seed)
     t = Table(title=f"Calibration battery ({patients} patients per trial, seed {seed})")
     for col in ("target", "arm", "metric", "published", "simulated (95% CI)", "tolerance", "pass"):
@@ -164,10 +177,31 @@ def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None,
     console.print(t)
     n_fail = sum(not c.passed for c in checks)
     console.print(f"{len(checks) - n_fail} of {len(checks)} targets pass.")
+    usual = None
+    if usual_care:
+        from .calibrate import load_battery
+        from .realworld import run_usual_care
+
+        section = load_battery().usual_care
+        if section is not None:
+            uc = run_usual_care()
+            usual = (uc, section.patients, section.seed)
+            u = Table(title=f"Usual care ({section.scenario}, {section.patients} patients, seed {section.seed})")
+            for col in ("target", "metric", "published", "simulated", "rule", "pass"):
+                u.add_column(col)
+            for c in uc:
+                u.add_row(c.target.id, c.target.metric, f"{c.target.target:g}",
+                          "-" if c.simulated is None else f"{c.simulated:.3g}", c.rule,
+                          "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+            console.print(u)
+            u_fail = sum(not c.passed for c in uc)
+            console.print(f"Usual care: {len(uc) - u_fail} of {len(uc)} targets pass.")
+            n_fail += u_fail
     if out:
-        _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks]}, indent=2))
+        _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks],
+                                "usual_care": [c.as_dict() for c in usual[0]] if usual else None}, indent=2))
     if report_dir:
-        files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None)
+        files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None, usual)
         console.print(f"Calibration report: {len(files)} files written ({report_dir}/calibration.md)")
     if n_fail:
         sys.exit(1)
@@ -175,7 +209,7 @@ def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None,
 
 @_main.command()
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
-@click.option("--out", default=None, help="Write the table to this file (e.g. docs/parameters.md).")
+@click.option("--out", type=OUT_FILE, default=None, help="Write the table to this file (e.g. docs/parameters.md).")
 @friendly
 def parameters(fmt: str, out: str | None) -> None:
     """List every parameter of clinical.yaml and drugs.yaml; exit 1 if any lacks a source or tag."""

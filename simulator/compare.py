@@ -23,12 +23,12 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
-from .metrics import ZERO_IF_MISSING, label, unit
+from .metrics import ZERO_IF_MISSING, kind, label, unit
 from .outcomes import flat_metrics
 from .results import atomic_folder, default_dest, folder_name, write_json, write_tables
 from .runner import RunResult, simulate_many
 from .scenario import Scenario
-from .stats import mean_ci, n_missing, paired_diff_ci, unpaired_diff_ci
+from .stats import mean_ci, n_missing, paired_diff_ci, share_ci, unpaired_diff_ci
 
 KEY_METRICS: tuple[str, ...] = (
     "time_to_relief.rmst_days",
@@ -153,7 +153,7 @@ def analyse(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
             vals = list(f[m])
             k = n_missing(vals)
             if k == 0:
-                mean, lo, hi = mean_ci(vals)
+                mean, lo, hi = (share_ci if kind(m) == "share" else mean_ci)(vals)
                 note = ""
             else:
                 mean, lo, hi = pooled(res, m)

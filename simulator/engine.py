@@ -1004,6 +1004,8 @@ class Simulation:
         retained = t.persistence["relapse_effect_retained"]
         last_visit = env.now
         confirming = False  # a visit without relief is confirmed at the next regular visit before any change
+        discharge = mt.discharge_after_days  # P4.stable_discharge: days of relief held at every visit
+        held_since = env.now
         while True:
             classes = [t.drugs[ln.drug].drug_class for ln in lines]
             opioid = "weak_opioid" in classes or "strong_opioid" in classes
@@ -1040,10 +1042,18 @@ class Simulation:
                 p.assessed = now
                 outcome = self._judge(p, pain)
                 newest = lines[-1] if lines else None
+                leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
+                         and now - held_since >= discharge)
                 self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
                           dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
-                          rule="P8.reassessment" if "strong_opioid" in classes else "P4.maintenance_visit")
+                          rule="P8.reassessment" if "strong_opioid" in classes else
+                          "P4.stable_discharge" if leave else "P4.maintenance_visit")
+                if leave:  # discharged from scheduled follow-up: the regimen continues, no visit follows
+                    yield from self._regimen_continues(p, lines)
+                    return None
                 if outcome == "relief":
+                    if confirming or opioid:
+                        held_since = now  # relief held again from this visit (an opioid: reassessed, not held)
                     confirming = False
                     continue
                 if not confirming and mt.confirm_loss:

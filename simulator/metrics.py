@@ -202,11 +202,12 @@ def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str
     """Rows (metric key, label with unit, value [95% CI], note) for a run's summary.
 
     The value is the pooled estimate of ``summary.json``. Its CI is the Kaplan-Meier one for time-to-relief
-    metrics, otherwise the t-based CI of the mean across replications when there are several (and every
-    replication has the metric). ``note`` is the reason a metric is missing (beyond the horizon, not
+    metrics, otherwise the CI of the mean across replications when there are several (and every
+    replication has the metric): bounded to [0, 1] for shares (:func:`simulator.stats.share_ci`), t-based
+    for the others. ``note`` is the reason a metric is missing (beyond the horizon, not
     reached). ``detail=False`` leaves out the by-type / by-drug / final-state families."""
     from .outcomes import flat_metrics
-    from .stats import mean_ci, n_missing
+    from .stats import mean_ci, n_missing, share_ci
 
     flat = flat_metrics(summary)
     per = summary.get("per_replication") or []
@@ -224,7 +225,7 @@ def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str
         elif len(per) > 1 and kind(key) != "count":  # counts are pooled totals, not means
             vals = [p.get(key, 0.0 if key.startswith(ZERO_IF_MISSING) else None) for p in per]
             if n_missing(vals) == 0:
-                _, lo, hi = mean_ci(vals)
+                _, lo, hi = (share_ci if kind(key) == "share" else mean_ci)(vals)
         note = notes.get(key, "")
         text = fmt_ci(key, v, lo, hi) if v is not None else ("not reached" if key.endswith("median_days") else "-")
         rows.append((key, label_with_unit(key), text, note))

@@ -88,11 +88,17 @@ def resolve_cohort(value: str, base: Path | None = None, *, file: str | None = N
 
 
 def resolve_scenario(value: str) -> Path:
-    """A scenario argument as a path: an existing file, else a packaged scenario name, else the value itself."""
+    """A scenario argument as a path: an existing file, else a packaged scenario name, else the value itself
+    (whose reading then says what is wrong with it). A bare name that is neither: InputError listing the
+    packaged scenarios."""
     p = Path(value)
     try:
         if p.exists():
             return p
     except OSError:
         return p
-    return packaged_scenario(value) or p
+    found = packaged_scenario(value)
+    if found is None and is_bare_name(value):
+        raise InputError(f"there is no scenario file '{value}' and no packaged scenario of that name", file=value,
+                         fix="give the path of a scenario YAML or a packaged scenario: " + ", ".join(scenario_names()))
+    return found or p

@@ -67,6 +67,12 @@ class UsualCareCheck:
     target: UsualCareTarget
     simulated: float | None
     passed: bool
+    ci: tuple[float, float] | None = None  # not estimated (one run of the scenario)
+
+    @property
+    def rule(self) -> str:
+        t = self.target
+        return f"[{t.range[0]:g}, {t.range[1]:g}]" if t.range is not None else f"±{t.tolerance:g}"
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target

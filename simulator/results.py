@@ -156,17 +156,17 @@ def _temp_name(dest: Path, suffix: str = "") -> str:
     return f".{dest.name[:80]}.{os.getpid()}.{secrets.token_hex(4)}{suffix}.tmp"
 
 
-def _mkdir_parents(dest: Path) -> None:
+def _mkdir_parents(dest: Path, option: str = "--out") -> None:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise InputError(f"'{dest.parent}' cannot be created: a part of it is a file", field="--out",
+        raise InputError(f"'{dest.parent}' cannot be created: a part of it is a file", field=option,
                          fix="name a path whose parent folders are folders") from None
     except PermissionError:
-        raise InputError(f"cannot create '{dest.parent}' (permission denied)", field="--out",
+        raise InputError(f"cannot create '{dest.parent}' (permission denied)", field=option,
                          fix="name a place you can write to") from None
     except OSError as exc:
-        raise InputError(f"cannot create '{dest.parent}' ({exc.strerror or exc})", field="--out",
+        raise InputError(f"cannot create '{dest.parent}' ({exc.strerror or exc})", field=option,
                          fix="name another place") from None
 
 
@@ -233,15 +233,23 @@ def atomic_folder(dest: str | Path, fill: Callable[[Path], None], overwrite: boo
 
 
 def write_file_atomic(path: str | Path, write: Callable[[Path], None], option: str = "--out") -> Path:
-    """Write one output file through a temporary twin in the same folder, renamed into place when complete."""
+    """Write one output file through a temporary twin in the same folder, renamed into place when complete.
+
+    Missing parent folders are created; a folder at ``path`` or a file among its parents is an InputError
+    naming ``option``, as is a write the operating system refuses."""
     path = Path(path)
     check_path_text(path, field=option)
-    if not path.parent.is_dir():
-        raise InputError(f"the folder of '{path}' does not exist", field=option, fix="create it first")
+    if path.is_dir():
+        raise InputError(f"'{path}' is a folder", field=option, fix="name a file")
+    _mkdir_parents(path, option)
     tmp = path.with_name(_temp_name(path).removesuffix(".tmp") + ".part")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write '{path}' ({exc.strerror or exc})", field=option,
+                         fix="name a file in a place you can write to") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

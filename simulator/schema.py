@@ -15,6 +15,7 @@ boolean where a number is expected (``yes`` is not 1.0).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import types
 import typing
@@ -309,11 +310,16 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+_UNION_TAG = re.compile(r"^(float|int|str|bool|none|(list|dict|tuple|set|literal|function-[a-z]+|constrained-[a-z]+|"
+                        r"tagged-union|union)\[.*\])$")
+"""Location parts pydantic adds for the member of a union it tried (``low.float``): not the user's field names."""
+
+
 def validation_to_input_error(exc: ValidationError, file: str, model: type[BaseModel],
                               prefix: str = "") -> InputError:
     """Turn the first pydantic error into an InputError naming file, field and fix."""
     err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ()))
+    loc = ".".join(str(x) for x in err.get("loc", ()) if not _UNION_TAG.match(str(x)))
     field = f"{prefix}.{loc}".strip(".") if prefix else loc
     msg = err.get("msg", "invalid value")
     if msg.startswith("Value error, "):
@@ -326,7 +332,10 @@ def validation_to_input_error(exc: ValidationError, file: str, model: type[BaseM
         shown = f" (got {_shown(value)})"
     more = len(exc.errors()) - 1
     tail = f"; {more} more problem(s) in the same file" if more > 0 else ""
-    return InputError(f"{msg}{shown}{tail}", file=file, field=field or None, fix=_fix_for(err, model))
+    fix = _fix_for(err, model)
+    if field.rsplit(".", 1)[-1] == "patients" and err.get("type") == "less_than_equal":
+        fix += "; for more patients use replications or several seeds (README, Large cohorts)"
+    return InputError(f"{msg}{shown}{tail}", file=file, field=field or None, fix=fix)
 
 
 def parse_model(data: Any, model: type[M], file: str, prefix: str = "") -> M:

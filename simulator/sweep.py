@@ -65,8 +65,9 @@ def semantics(path: str) -> str:
     return f"{path} is a scenario setting: the value given replaces it."
 
 
-def with_param(scenario: Scenario, path: str, value: Any) -> Scenario:
-    """A copy of ``scenario`` with the parameter at ``path`` set to ``value``, validated."""
+def with_param(scenario: Scenario, path: str, value: Any, option: str = "--values") -> Scenario:
+    """A copy of ``scenario`` with the parameter at ``path`` set to ``value``, validated; a value the scenario
+    refuses is an InputError naming ``option`` (where the value came from), not the scenario file."""
     data = scenario.model_dump(mode="json", exclude={"source_path", "cohort_spec"})
     where = scenario.source_path or "command line"
     if path.startswith("clinical."):
@@ -90,7 +91,11 @@ def with_param(scenario: Scenario, path: str, value: Any) -> Scenario:
                 node[p] = value
             else:
                 node = node[p]
-    new = parse_model(data, Scenario, where)
+    try:
+        new = parse_model(data, Scenario, where)
+    except InputError as exc:
+        raise InputError(f"the value {value!r} for '{path}' is refused ({exc.message})", field=option,
+                         fix=exc.fix) from None
     return new.model_copy(update={"source_path": scenario.source_path, "cohort_spec": scenario.cohort_spec})
 
 
@@ -182,8 +187,8 @@ def tornado(scenario: Scenario, params: Sequence[TornadoParam], *, metric: str =
     _check_common(patients, replications)
     variants = [scenario]
     for p in params:  # validate everything before running anything
-        variants.append(with_param(scenario, p.path, p.low).model_copy(update={"name": f"{p.path}=low"}))
-        variants.append(with_param(scenario, p.path, p.high).model_copy(update={"name": f"{p.path}=high"}))
+        variants.append(with_param(scenario, p.path, p.low, "--params").model_copy(update={"name": f"{p.path}=low"}))
+        variants.append(with_param(scenario, p.path, p.high, "--params").model_copy(update={"name": f"{p.path}=high"}))
     runs = simulate_many(variants, patients=patients, replications=replications, seed=seed, workers=workers,
                          progress=progress, command=command)
     frames = [replication_metrics(r) for r in runs]

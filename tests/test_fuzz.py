@@ -39,7 +39,7 @@ SCENARIO_DOC = {"name": "fuzz", "description": "fuzzed", "cohort": str(COHORT), 
                            "strong_opioid": {"max_trial_days": 84}, "referral": {"pain_above": 6, "after_days": 90},
                            "trial_days": {"snri": 28}, "loss_to_follow_up_per_year": 0.1},
                 "clinical_overrides": {"combination_factor": 0.8}}
-FAST_CASES = 300
+FAST_CASES = 200
 SLOW_CASES = 1200
 TIME_LIMIT_S = 20
 BAD_NUMBERS = [float("nan"), float("inf"), float("-inf"), -1e9, 1e300, "abc", True, [], {"x": 1}, "", "1e3x"]

@@ -86,7 +86,7 @@ def test_signal_during_simulation_leaves_nothing(tmp_path: Path, sig: int) -> No
 @pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_signal_during_writing_leaves_nothing(tmp_path: Path, sig: int) -> None:
     """Ctrl-C or SIGTERM while the run folder is being written: the temporary folder is removed."""
-    p = _start(["run", GUIDE, "--patients", 3000, "--out", tmp_path / "out", "--quiet"], tmp_path)
+    p = _start(["run", GUIDE, "--patients", 1000, "--out", tmp_path / "out", "--quiet"], tmp_path)
     assert _wait_for(lambda: bool(_temps(tmp_path)) or p.poll() is not None), p.communicate()
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
@@ -102,7 +102,7 @@ def test_signal_during_writing_leaves_nothing(tmp_path: Path, sig: int) -> None:
 @pytest.mark.slow
 def test_sigkill_during_writing_is_swept_by_the_next_run(tmp_path: Path) -> None:
     """SIGKILL while writing leaves the temporary folder; the next run into the same parent removes it."""
-    p = _start(["run", GUIDE, "--patients", 3000, "--out", tmp_path / "out", "--quiet"], tmp_path)
+    p = _start(["run", GUIDE, "--patients", 1000, "--out", tmp_path / "out", "--quiet"], tmp_path)
     assert _wait_for(lambda: bool(_temps(tmp_path)) or p.poll() is not None)
     p.kill()
     p.communicate(timeout=60)

@@ -9,6 +9,7 @@ reproduce policies that break an invariant without declaring a departure.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import pytest
@@ -92,14 +93,21 @@ def test_check_catches_a_broken_engine(monkeypatch, clean_runs, what, module, at
 def test_violating_scenarios_are_reported(scenario, invariant):
     """Protects the check on policies that break a rule without declaring it (tests/data): a 2-week trial
     (P3), a strong opioid below NRS 4 (P8), the P8 gate opened after one failure."""
-    res = check_run(simulate(load_scenario(DATA / scenario))).by_invariant()[invariant]
+    res = _checked(scenario)[1].by_invariant()[invariant]
     assert res.violations and res.status == "FAIL"
+
+
+@functools.cache
+def _checked(scenario: str):
+    """(run, check report) of a tests/data scenario, simulated once per session (read-only use)."""
+    result = simulate(load_scenario(DATA / scenario))
+    return result, check_run(result)
 
 
 def test_low_nrs_violation_names_the_pain():
     """Protects P8.nrs_threshold: each reported strong-opioid start followed an NRS below 4."""
-    result = simulate(load_scenario(DATA / "opioid-low-nrs.yaml"))
-    viol = check_run(result).by_invariant()["strong_opioid_nrs"].violations
+    result, report = _checked("opioid-low-nrs.yaml")
+    viol = report.by_invariant()["strong_opioid_nrs"].violations
     ev = result.events
     for v in viol:
         before = ev[(ev["patient"] == v.patient) & (ev["day"] <= v.day) & ev["pain_nrs"].notna()]

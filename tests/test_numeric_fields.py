@@ -38,6 +38,9 @@ SIGNED = {("comorbidities", "*", "slope_per_decade"), ("renal", "shift_by_etiolo
 DICT_KEYS = {"target_doses": "pregabalin", "start_doses": "pregabalin", "by_etiology": "diabetic_neuropathy",
              "shift_by_etiology": "diabetic_neuropathy", "odds_ratio_by_etiology": "diabetic_neuropathy"}
 BAD = {"nan": float("nan"), "inf": float("inf"), "negative": -1.0}
+KINDS = ["nan", "negative", pytest.param("inf", marks=pytest.mark.slow)]
+"""NaN and infinity go through the same finite-number check, so the default suite feeds every field NaN and
+a negative value (the range check); ``-m slow`` adds infinity on every field."""
 
 
 def _strip(ann: Any) -> Any:
@@ -202,7 +205,7 @@ def test_the_walker_finds_the_numeric_fields() -> None:
     assert len(OVERRIDE_PATHS) > 80 and "drugs.pregabalin.responder_prob" in OVERRIDE_PATHS
 
 
-@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("path", SCENARIO_PATHS, ids=_shown)
 def test_every_scenario_number_is_checked(tmp_path: Path, path: tuple, kind: str) -> None:
     """NaN, inf and a negative value in any scenario or policy number: exit 2 naming file and field."""
@@ -214,7 +217,7 @@ def test_every_scenario_number_is_checked(tmp_path: Path, path: tuple, kind: str
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("path", COHORT_PATHS, ids=_shown)
 def test_every_cohort_number_is_checked(tmp_path: Path, path: tuple, kind: str) -> None:
     """NaN, inf and a negative value in any cohort number: exit 2 naming the cohort file and the field."""
@@ -223,7 +226,7 @@ def test_every_cohort_number_is_checked(tmp_path: Path, path: tuple, kind: str) 
     _assert_refused(_cli(["cohort", str(f), "--patients", "3"]), f, _shown(path))
 
 
-@pytest.mark.parametrize("kind", sorted(BAD))
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_clinical_override_is_checked(tmp_path: Path, kind: str) -> None:
     """NaN, inf and a negative value (a negative scale or replacement) for every clinical override path:
     exit 2 naming the scenario file and the overridden parameter."""
@@ -246,8 +249,9 @@ def _packaged_cases(model: type[BaseModel], name: str) -> list[tuple[str, tuple,
 PACKAGED = {"clinical.yaml": ClinicalModel, "drugs.yaml": Catalog}
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", sorted(PACKAGED))
-def test_every_packaged_number_is_checked(name: str) -> None:
+def test_every_packaged_number_is_checked(name: str, kind: str) -> None:
     """NaN, inf and a negative value in any number of the packaged clinical data (clinical.yaml, drugs.yaml):
     the loader raises the input error naming the file and the field (the path to the parameter)."""
     model = PACKAGED[name]
@@ -256,15 +260,14 @@ def test_every_packaged_number_is_checked(name: str) -> None:
     assert len(paths) > {"clinical.yaml": 300, "drugs.yaml": 40}[name], len(paths)
     parse_model(doc, model, name)  # the shipped file itself is valid
     for path in paths:
-        for kind in sorted(BAD):
-            value = _bad(kind, path)
-            if kind == "negative" and path == ("responsiveness_correlation", "value"):
-                value = -1.0  # a correlation may be negative, but not -1
-            with pytest.raises(InputError) as err:
-                parse_model(_set(doc, path, value), model, name)
-            text = err.value.paragraph()
-            # the parameter's group is named (checks across a group's values name the group)
-            assert name in text and str(path[0]) in text, (path, kind, text)
+        value = _bad(kind, path)
+        if kind == "negative" and path == ("responsiveness_correlation", "value"):
+            value = -1.0  # a correlation may be negative, but not -1
+        with pytest.raises(InputError) as err:
+            parse_model(_set(doc, path, value), model, name)
+        text = err.value.paragraph()
+        # the parameter's group is named (checks across a group's values name the group)
+        assert name in text and str(path[0]) in text, (path, kind, text)
 
 
 def test_every_clinical_parameter_states_its_unit() -> None:

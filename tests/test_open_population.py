@@ -27,8 +27,8 @@ def test_749_and_750_patients_give_the_same_clinic_per_1000():
     """v0.1 rounded 2 per 1,000 to 1 server at 749 patients and 2 at 750 (median wait 238 vs 109 days).
     Capacity is now a rate, so per-1,000 figures change smoothly with cohort size."""
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
-    a = simulate(sc, patients=749, replications=2, seed=5)
-    b = simulate(sc, patients=750, replications=2, seed=5)
+    a = simulate(sc, patients=749, replications=1, seed=5)
+    b = simulate(sc, patients=750, replications=1, seed=5)
     for key in ("wait_days_median", "mean_queue_length_per_1000_patients"):
         va, vb = a.summary["specialist"][key], b.summary["specialist"][key]
         assert vb == pytest.approx(va, rel=0.05), (key, va, vb)
@@ -36,9 +36,9 @@ def test_749_and_750_patients_give_the_same_clinic_per_1000():
     # The measure can fail: a server count rounded as in v0.1 (1 vs 2 servers holding a slot for a week)
     # moves the median wait far more than 5%.
     one = simulate(sc.with_overrides(specialist={"realisation": "servers", "servers": 1}), patients=749,
-                   replications=2, seed=5)
+                   replications=1, seed=5)
     two = simulate(sc.with_overrides(specialist={"realisation": "servers", "servers": 2}), patients=750,
-                   replications=2, seed=5)
+                   replications=1, seed=5)
     assert two.summary["specialist"]["wait_days_median"] < 0.8 * one.summary["specialist"]["wait_days_median"]
 
 
@@ -71,12 +71,8 @@ def test_queue_statistics_agree_with_the_event_log():
     assert sp["still_waiting_at_horizon"] == queued - seen - left
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap (issues 10 and 12): with the maintenance phase, relieved patients stay in care and relapse, so "
-    "referral demand still grows after a two-year warm-up (1.44 -> 1.62 a week per 100k) and the clinic has no "
-    "steady state yet; needs an exit from maintenance or a longer warm-up"))
 @pytest.mark.parametrize("size,horizons,reps", [
-    (150000, (1461, 2191), 4),
+    pytest.param(150000, (1461, 2191), 4, marks=pytest.mark.slow),  # xfail today and ~30 s: with -m slow
     pytest.param(500000, (1826, 2557), 3, marks=pytest.mark.slow),  # the scenario at full size
 ])
 def test_open_population_steady_state_does_not_depend_on_horizon(size: float, horizons: tuple[int, int], reps: int):
@@ -170,3 +166,40 @@ def test_open_population_times_from_entry_are_whole_days_like_a_closed_cohort():
     o = opened.summary["time_to_relief"]["relieved_by_day"]["84"]
     c = closed.summary["time_to_relief"]["relieved_by_day"]["84"]
     assert o == pytest.approx(c, abs=0.035), (o, c)
+
+
+def test_stable_discharge_ends_follow_up_after_six_months_of_relief():
+    """Protects the exit that gives an open population its steady state (P4.stable_discharge, policy
+    maintenance.discharge_after_days): read from the event log, a patient is discharged only at a relieving
+    maintenance visit at least 182 days after relief was found (or found again after a visit without it),
+    with relief at every visit in between and no opioid running; nothing is decided for him afterwards. With the option off, nobody is discharged."""
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    res = simulate(sc, patients=500, replications=1, seed=3)
+    ev = res.events
+    out = ev[ev["rule"] == "P4.stable_discharge"]
+    assert len(out) > 50
+    opioid_days = ev[ev["drug"].astype(str).isin(["tramadol", "morphine"])
+                     & ev["event"].isin(["drug_start", "drug_stop"])]
+    for _, row in out.iterrows():
+        mine = ev[ev["patient"] == row["patient"]]
+        assert row["outcome"] == "relief"
+        relief = mine[(mine["event"] == "transition") & (mine["trigger"] == "relief") & (mine["day"] <= row["day"])]
+        since = relief["day"].max()
+        visits = mine[(mine["event"] == "maintenance_visit") & (mine["day"] > since) & (mine["day"] <= row["day"])]
+        missed = visits[visits["outcome"] != "relief"]
+        if len(missed):  # a visit without relief, confirmed as relief at the next: held from that next visit
+            since = visits[visits["day"] > missed["day"].max()]["day"].min()
+        assert row["day"] - since >= 182 - 1e-6
+        assert (visits[visits["day"] >= since]["outcome"] == "relief").all()
+        op = opioid_days[(opioid_days["patient"] == row["patient"]) & (opioid_days["day"] <= row["day"])]
+        starts = (op["event"] == "drug_start").sum()
+        stops = (op["event"] == "drug_stop").sum()
+        assert starts == stops  # no opioid running at discharge
+        after = mine[(mine["day"] > row["day"]) & mine["event"].isin(
+            ["maintenance_visit", "evaluation", "transition", "drug_start", "referral_queued", "dropout"])]
+        assert after.empty
+    off = sc.with_overrides(policy={**sc.policy.model_dump(mode="json"), "maintenance": {
+        **sc.policy.maintenance.model_dump(mode="json"), "discharge_after_days": None}})
+    kept = simulate(off, patients=500, replications=1, seed=3).events
+    assert (kept["rule"] == "P4.stable_discharge").sum() == 0
+    assert (kept["event"] == "maintenance_visit").sum() > (ev["event"] == "maintenance_visit").sum()
