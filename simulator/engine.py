@@ -1049,7 +1049,7 @@ class Simulation:
                           rule="P8.reassessment" if "strong_opioid" in classes else
                           "P4.stable_discharge" if leave else "P4.maintenance_visit")
                 if leave:  # discharged from scheduled follow-up: the regimen continues, no visit follows
-                    yield from self._regimen_continues(p, lines)
+                    yield from self._regimen_continues(p, lines, obs)
                     return None
                 if outcome == "relief":
                     if confirming or opioid:
