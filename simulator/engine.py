@@ -58,9 +58,9 @@ from .safety import (
 # Event codes (column ``event``).
 EVENTS: tuple[str, ...] = ("assessment", "transition", "drug_start", "dose_change", "drug_stop", "evaluation",
                            "adverse_event", "safety_check", "excluded", "referral_queued", "consult",
-                           "dropout", "dose_limit", "taper_start", "maintenance_visit")
+                           "dropout", "dose_limit", "taper_start", "maintenance_visit", "queue_left")
 (E_ASSESS, E_TRANSITION, E_START, E_DOSE, E_STOP, E_EVAL, E_AE, E_CHECK, E_EXCLUDE, E_QUEUE, E_CONSULT,
- E_DROPOUT, E_LIMIT, E_TAPER, E_MAINT) = range(len(EVENTS))
+ E_DROPOUT, E_LIMIT, E_TAPER, E_MAINT, E_LEFT) = range(len(EVENTS))
 """Event kinds (docs/event-log.md); new kinds are appended so older codes keep their meaning."""
 _OPTIMISABLE = ("gabapentinoid", "snri", "tca", "weak_opioid")  # P3.dose_optimisation applies to these
 CHECKS: tuple[str, ...] = ("ecg", "serotonin_check", "misuse_screen", "treatment_agreement")
@@ -346,8 +346,8 @@ class Simulation:
                     elif decision.stop_all and lines:
                         self._stop_all(p, lines, now, decision.stop_rule or decision.rule,
                                        outcome in _FAILED_OUTCOMES and decision.fails_class, decision.keep)
-                    if decision.trigger == "stay":
-                        self._finish_tapers(p)
+                    if decision.trigger == "stay":  # nothing more is decided; what still runs continues
+                        yield from self._regimen_continues(p, lines, obs)
                         return
                     if forced:
                         p.state = _destination(p.state, decision.trigger)
@@ -356,7 +356,7 @@ class Simulation:
                 if decision.trigger != "continue":
                     log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
                 if p.state == "relieved" and before not in TREATING:  # e.g. relief the clinic brought
-                    yield from self._regimen_continues(p, lines)
+                    yield from self._regimen_continues(p, lines, obs)
                     return
                 if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
                     p.relieved_from = before
@@ -369,10 +369,12 @@ class Simulation:
                         return
                     continue
                 if p.state == "discharged":
-                    yield from self._regimen_continues(p, lines)
+                    self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
+                    yield from self._regimen_continues(p, lines, obs)
                     return
                 if p.state == "specialist_referral":
-                    result = yield from self._specialist(p, lines, ltfu_day, adv)
+                    p.referred_from = before
+                    result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
                     if result == "dropout":
                         self._drop_out(p, lines, env.now)
                         return
@@ -380,10 +382,23 @@ class Simulation:
                         fire(self.table, p, "relief")
                         log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                             rule="P9.specialist_consult")
-                        yield from self._regimen_continues(p, lines)  # relapse after the clinic: not modelled
+                        yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
                         return
                     if result == "waiting":
                         return
+                    if result == "relieved_waiting":  # relieved by the regimen while queued: left the queue
+                        fire(self.table, p, "relief")
+                        log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
+                            rule="P9.relieved_while_waiting")
+                        p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
+                        res = yield from self._maintenance(p, lines, obs, ltfu_day)
+                        if res is None:
+                            return
+                        outcome, pain = res
+                        decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+                        if decision is None:
+                            return
+                        continue
                     # A consult without relief returns the patient to the pathway's remaining options, decided
                     # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
                     outcome = "none"
@@ -437,6 +452,8 @@ class Simulation:
                 eval_day = newest.start + max(k, 1) * visit
                 if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
                     eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
+            # P8.reassessment: whatever the newest drug, a strong opioid still running is reassessed in time.
+            eval_day = min(eval_day, self._reassess_by(p, lines))
             outcome = None
             pain = -1.0
             by_patient = False  # the line ended because the patient stopped (not judged)
@@ -498,6 +515,7 @@ class Simulation:
                 # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
                 pain = self._pain(p, lines, now, obs, 1.0)
                 p.last_pain = pain
+                p.assessed = now
                 outcome = self._judge(p, pain)
                 if interim:
                     rule = "P8.titrate_to_response"
@@ -570,9 +588,10 @@ class Simulation:
             p.combination_failed = True
 
     def _wait_for_taper(self, p: PatientModel, start: tuple[int, ...]) -> bool:
-        """True when the next drug must wait for the running tapers to end (P5)."""
+        """True when the next drug must wait for the running tapers to end (P5); a drug being tapered is never
+        restarted during its own taper (e.g. P7 tramadol after a tramadol bridge tapered at the consult)."""
         pol = self.ctx.policy
-        if not pol.cross_taper:
+        if not pol.cross_taper or any(j in start and end > self.env.now + 1e-9 for j, end in p.tapering):
             return True
         drugs = self.tables.drugs
         return pol.serotonin == "avoid" and any(drugs[j].serotonergic for j in start) \
@@ -626,10 +645,11 @@ class Simulation:
         cls = d.drug_class
         if cls in FIRST_LINE_CLASSES:
             p.n_first_line += 1
-        elif cls == "weak_opioid":
+        elif cls == "weak_opioid" and rule != "P9.tramadol_bridge":  # a bridge counts once judged (_judge_bridge)
             p.tramadol_tried = True
         elif cls == "strong_opioid":
             p.strong_tried = True
+            p.assessed = now  # its start is the trial's first documented assessment (P8)
         elif cls == "topical":
             p.topical_tried = True
         self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
@@ -795,6 +815,8 @@ class Simulation:
         if serious >= 0:
             self._stop_line(p, line, now, "X.serious_event", code, abrupt=True)
             p.failed_agent_classes.add(d.drug_class)
+            if d.drug_class == "weak_opioid":  # a tramadol bridge not tolerated was tried (P8 gate)
+                p.tramadol_tried = True
             return True
         key = (line.drug, code, exposure)
         threshold = self._stop_cache.get(key)
@@ -823,6 +845,8 @@ class Simulation:
         addon = p.state == "add_on" and len(lines) > 1 and line is not lines[0] and d.drug_class in FIRST_LINE_CLASSES
         self._stop_line(p, line, now, "P4.addon_not_tolerated" if addon else "P4.intolerance_stop", code)
         p.failed_agent_classes.add(d.drug_class)
+        if d.drug_class == "weak_opioid":  # a tramadol bridge not tolerated was tried (P8 gate)
+            p.tramadol_tried = True
         return True
 
     def _stop_line(self, p: PatientModel, line: _Line, now: float, rule: str, code: int = -1,
@@ -907,21 +931,64 @@ class Simulation:
                     self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
         p.taper_rest.clear()
 
-    def _regimen_continues(self, p: PatientModel, lines: list[_Line]):
-        """After a specialist's relief or a discharge: the regimen continues; its adverse events are recorded."""
+    def _regimen_continues(self, p: PatientModel, lines: list[_Line], obs: tuple):
+        """After a specialist's relief, a discharge, or when nothing more is decided: the regimen continues;
+        its adverse events and the patient's own stops are recorded. While a strong opioid runs it is
+        reassessed every ``maintenance.opioid_visit_interval_days`` (P8.reassessment, S004), whatever the
+        state, and tapered and stopped when the visit finds no relief (P8.stop_ineffective)."""
         env = self.env
         horizon = self.config.horizon_days
         if p.taper_rest:
             self._finish_tapers(p)
         while True:
-            nxt, kind, line, ae = self._next_event(lines, math.inf, math.inf)
-            if kind != "ae" or nxt >= horizon:
+            nxt, kind, line, ae = self._next_event(lines, self._reassess_by(p, lines, visits=True), math.inf)
+            if nxt >= horizon:
                 return
             if nxt > env.now:
                 yield env.timeout(nxt - env.now)
-            self._log_doses(p.idx, p, lines, env.now)
-            if self._adverse_event(p, line, ae, env.now, lines):
+            now = env.now
+            self._log_doses(p.idx, p, lines, now)
+            if kind == "eval":  # P8.reassessment of the strong opioid still running
+                pain = self._pain(p, lines, now, obs, 1.0)
+                p.last_pain = pain
+                p.assessed = now
+                outcome = self._judge(p, pain)
+                strong = [ln for ln in lines if self.tables.drugs[ln.drug].drug_class == "strong_opioid"]
+                self._log(p.idx, now, E_MAINT, p.state, drug=strong[-1].drug, dose=strong[-1].dose_at(now), pain=pain,
+                          detail=OUTCOME_CODE[outcome], rule="P8.reassessment")
+                if outcome != "relief":
+                    for ln in strong:
+                        self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
+                        lines.remove(ln)
+            elif kind == "stop":
+                self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
+            elif self._adverse_event(p, line, ae, now, lines):
+                lines.remove(line)
+            p.active = [ln.drug for ln in lines]
+            if p.taper_rest:  # a taper begun here is logged to the horizon (no loss to follow-up from here)
+                self._finish_tapers(p)
+
+    def _reassess_by(self, p: PatientModel, lines: list[_Line], visits: bool = False) -> float:
+        """Day by which a running strong opioid must be reassessed (P8.time_limited, P8.reassessment; S004):
+        its last documented assessment plus the trial period (``strong_opioid.max_trial_days``), or with
+        ``visits`` plus the reassessment interval (``maintenance.opioid_visit_interval_days``); inf when no
+        strong opioid runs. Every loop of the engine that lets a regimen run waits at most until this day."""
+        drugs = self.tables.drugs
+        if not any(drugs[ln.drug].drug_class == "strong_opioid" for ln in lines):
+            return math.inf
+        pol = self.ctx.policy
+        return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits else pol.strong_opioid.max_trial_days)
+
+    def _stop_opioids(self, p: PatientModel, lines: list[_Line], now: float) -> None:
+        """Opioids still running after an evaluation without relief when the pathway moves to the specialist
+        (referral) or ends (discharge after the specialist) are tapered and stopped: "reassess necessity at each visit, discontinue if ineffective" (P8.stop_ineffective,
+        S004), whether tramadol or a strong opioid."""
+        drugs = self.tables.drugs
+        for ln in [ln for ln in lines if drugs[ln.drug].drug_class in _OPIOID_TRIGGER]:
+            self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
+            lines.remove(ln)
+        p.active = [ln.drug for ln in lines]
 
     # ---- issue 10: usual care's index drug, the year after the first answer -----------------------
     def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
@@ -1015,6 +1082,7 @@ class Simulation:
                 last_visit = now
                 pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
                 p.last_pain = pain
+                p.assessed = now
                 outcome = self._judge(p, pain)
                 newest = lines[-1] if lines else None
                 leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
@@ -1024,7 +1092,7 @@ class Simulation:
                           rule="P8.reassessment" if "strong_opioid" in classes else
                           "P4.stable_discharge" if leave else "P4.maintenance_visit")
                 if leave:  # discharged from scheduled follow-up: the regimen continues, no visit follows
-                    yield from self._regimen_continues(p, lines)
+                    yield from self._regimen_continues(p, lines, obs)
                     return None
                 if outcome == "relief":
                     if confirming or opioid:
@@ -1041,17 +1109,13 @@ class Simulation:
 
     def _stop_for_referral(self, p: PatientModel, lines: list[_Line], now: float, rule: str) -> None:
         """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
-        except a strong opioid, which P8 stops when it has not worked (P8.stop_ineffective); under 'stop'
-        every drug stops (v0.1)."""
+        except an opioid (tramadol or a strong opioid): referral follows an evaluation without relief, and an
+        opioid that has not worked is stopped (P8.stop_ineffective, S004); under 'stop' every drug stops (v0.1)."""
         if self.ctx.policy.referral.while_waiting == "stop":
             if lines:
                 self._stop_all(p, lines, now, rule, False, (), True)
             return
-        drugs = self.tables.drugs
-        for ln in [ln for ln in lines if drugs[ln.drug].drug_class == "strong_opioid"]:
-            self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
-            lines.remove(ln)
-        p.active = [ln.drug for ln in lines]
+        self._stop_opioids(p, lines, now)
 
     def _carry_on(self, p: PatientModel, lines: list[_Line], until: float, ltfu_day: float,
                   event: simpy.Event | None = None):
@@ -1087,26 +1151,41 @@ class Simulation:
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
 
-    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray):
+    def _specialist(self, p: PatientModel, lines: list[_Line], ltfu_day: float, adv: np.ndarray, obs: tuple,
+                    why_referred: str = "P9.refractory_referral"):
         """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
 
-        Returns "dropout" (left the queue or care), "relief", "no_relief", or "waiting" (the horizon came
-        first). The clinic (:mod:`simulator.clinic`) decides when the consult starts. With
-        ``policy.referral.bridge_tramadol`` tramadol is started while waiting (P7 permitting) and stopped
-        at the consult (P9.tramadol_bridge)."""
+        Returns "dropout" (left the queue or care), "relief", "no_relief", "relieved_waiting" (relieved at
+        a review while queued and left the queue), or "waiting" (the horizon came first). The clinic
+        (:mod:`simulator.clinic`) decides when the consult starts. With ``policy.referral.bridge_tramadol``
+        tramadol is started while waiting (P7 permitting) and stopped at the consult (P9.tramadol_bridge).
+        While queued on a regimen the patient is reviewed (:meth:`_wait_for_consult`). ``why_referred``: the
+        referral decision's rule; the ``referral_queued`` row cites P9.referral_criteria for the policy's early
+        criteria, P9.refractory_referral otherwise."""
         env = self.env
         t = self.tables
         i = p.idx
         queued = env.now
-        self._log(i, queued, E_QUEUE, p.state, rule="P9.refractory_referral")
+        # The queue row cites why: the policy's early criteria, or refractory pain (the steps exhausted or failed).
+        self._log(i, queued, E_QUEUE, p.state,
+                  rule="P9.referral_criteria" if why_referred == "P9.referral_criteria" else "P9.refractory_referral")
         u = self.special[i].tolist()
         bridge = None
-        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed():
+        # Once per patient (rescue, not a regimen: a patient referred again does not get a second bridge).
+        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed() and self.ctx.tramadol not in p.tried:
             bridge = self._start_drug(p, self.ctx.tramadol, queued, "P9.tramadol_bridge", adv, lines)
             lines.append(bridge)
             p.active = [ln.drug for ln in lines]
         req = self.clinic.request(i, u[3])
-        why = yield from self._carry_on(p, lines, math.inf, ltfu_day, req.event)
+        why, relieved = yield from self._wait_for_consult(p, lines, ltfu_day, req, bridge, obs)
+        if why == "relieved":
+            self.clinic.cancel(req)
+            self._log(i, env.now, E_LEFT, p.state, rule="P9.relieved_while_waiting")
+            if bridge is not None and bridge in lines:  # rescue while waiting, not long-term (NICE CG173)
+                self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")
+                lines.remove(bridge)
+                p.active = [ln.drug for ln in lines]
+            return "relieved_waiting"
         if why != "event":
             self.clinic.cancel(req)
             return "dropout" if why == "dropout" else "waiting"
@@ -1117,7 +1196,9 @@ class Simulation:
         if why != "until":
             return "dropout" if why == "dropout" else "waiting"
         fire(self.table, p, "consult")
-        if u[0] < t.specialist["intervention_prob"]:
+        if relieved:  # policy keep_appointment: the specialist confirms the regimen that relieves (no draw used)
+            ok, code = True, 2
+        elif u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
             code = 0 if ok else 1
         else:
@@ -1131,10 +1212,63 @@ class Simulation:
             p.active = [ln.drug for ln in lines]
         if not ok:
             return "no_relief"
+        if relieved:
+            return "relief"
         why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day)
         if why == "until":
             return "relief"
         return "dropout" if why == "dropout" else "waiting"
+
+
+    def _wait_for_consult(self, p: PatientModel, lines: list[_Line], ltfu_day: float, req, bridge: _Line | None,
+                          obs: tuple):
+        """Wait in the clinic's queue while the regimen continues (P9.care_while_waiting). A patient on a
+        regimen is reviewed at the maintenance intervals (``maintenance.visit_interval_days``, or
+        ``opioid_visit_interval_days`` while an opioid runs; P8.reassessment): the visit is logged as a
+        ``maintenance_visit``. Relief found at a review ends the wait (``referral.relieved_while_waiting:
+        leave_queue``: the referral criterion, persistent refractory pain, no longer holds) or is kept for the
+        consult (``keep_appointment``). A tramadol bridge judged without relief after its adequate trial counts
+        as tramadol tried (P7, P8 gate; :meth:`_judge_bridge`). No drug, no review (``while_waiting: stop``).
+
+        Returns ``(why, relieved)``: why is "event" (the consult starts), "relieved", "dropout" or "horizon";
+        relieved: the last review found relief (keep_appointment)."""
+        env = self.env
+        i = p.idx
+        pol = self.ctx.policy
+        mt = pol.maintenance
+        drugs = self.tables.drugs
+        last = env.now
+        relieved = False
+        while True:
+            opioid = any(drugs[ln.drug].drug_class in _OPIOID_TRIGGER for ln in lines)
+            review = last + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days) if lines else math.inf
+            why = yield from self._carry_on(p, lines, review, ltfu_day, req.event)
+            if why != "until":
+                return why, relieved
+            now = last = env.now
+            if not lines:  # the last drug stopped since: nothing to review
+                continue
+            pain = self._pain(p, lines, now, obs, 1.0)
+            p.last_pain = pain
+            p.assessed = now
+            outcome = self._judge(p, pain)
+            newest = lines[-1]
+            self._log(i, now, E_MAINT, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
+                      detail=OUTCOME_CODE[outcome], rule="P9.care_while_waiting")
+            relieved = outcome == "relief"
+            if bridge is not None and bridge in lines and not relieved:
+                self._judge_bridge(p, bridge, now)
+            if relieved and pol.referral.relieved_while_waiting == "leave_queue":
+                return "relieved", True
+
+    def _judge_bridge(self, p: PatientModel, bridge: _Line, now: float) -> None:
+        """P7, P8 gate: the tramadol bridge counts as tramadol tried only once it has had an adequate trial
+        (its target dose plus the policy's tramadol trial days, P3) and a review still finds no relief; a
+        bridge cut short by the consult is not a failed tramadol trial (NICE CG173 allows tramadol only as
+        rescue while waiting; S004 requires tramadol to fail before a strong opioid)."""
+        if now + 1e-9 >= bridge.target_day + self.ctx.trial_days[self.tables.drugs[bridge.drug].name]:
+            p.tramadol_tried = True
+            p.bridge_judged = True
 
 
 def _destination(state: str, trigger: str) -> str:

@@ -70,6 +70,8 @@ DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "ev
 RISE_RULES: tuple[str, ...] = ("P2", "P3", "P8", "X.protocol_step")  # titration, optimisation, to response
 FALL_RULES: tuple[str, ...] = ("P4", "P5")  # intolerance reduction, taper step
 FAILED_OUTCOMES: tuple[str, ...] = ("partial", "none")
+INTOLERANCE_RULES = ("P4.intolerance_stop", "P4.addon_not_tolerated", "X.serious_event")
+BRIDGE_RULE = "P9.tramadol_bridge"  # tramadol as rescue while queued: tried for P8 only once judged failed
 RELAPSE_RULE = "P4.relapse"  # issue 10: relief lost in maintenance; decided as a failed evaluation
 PATIENT_FLAGS: tuple[str, ...] = ("hepatic_disease", "recent_mi", "arrhythmia", "heart_block",
                                   "cardiovascular_disease", "glaucoma", "orthostatic_hypotension", "ssri_use",
@@ -544,6 +546,7 @@ class _Trajectory:
         self.checks: list[tuple[str, str | None, float]] = []  # (check, drug, day)
         self.last_nrs: float | None = None
         self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)
+        self.bridge: _Line | None = None  # a tramadol bridge running (P9.tramadol_bridge)
 
 
 class Checker:
@@ -616,6 +619,10 @@ class Checker:
                 continue
             if ev == "maintenance_visit":
                 t.visit_outcome = out_c[k]
+                b = t.bridge
+                if b is not None and out_c[k] in FAILED_OUTCOMES and b.name in t.active \
+                        and day - b.start >= b.drug.adequate_trial_days - EPS:
+                    t.tramadol_tried = True  # the bridge had its trial and did not relieve (P8 gate)
             elif ev == "transition" and rule == RELAPSE_RULE:
                 self._on_relapse(t)
             if ev == "dose_change" and rule is not None and name in t.active and dose is not None:
@@ -636,10 +643,15 @@ class Checker:
                 self._check_caps(key, f, d, name, dose, day, ev, rule)
             if dose is not None and ev in ("drug_start", "dose_change"):
                 self._check_floor(key, t, d, name, dose, day, ev, rule)
+            if ev in ("taper_start", "drug_stop") and t.bridge is not None and t.active.get(name) is t.bridge \
+                    and rule in INTOLERANCE_RULES:
+                t.tramadol_tried = True  # a bridge not tolerated was tried (P8 gate)
             if ev == "drug_start":
                 self._on_start(key, f, t, d, name, day, rule, dose)
                 line = _Line(name, d, day, dose if dose is not None else 0.0)
                 t.active[name] = line
+                if rule == BRIDGE_RULE:
+                    t.bridge = line
                 self._check_titration(key, f, line, day, line.dose, rule, "drug_start")
             elif ev == "dose_change":
                 line = t.active.get(name)
@@ -831,7 +843,8 @@ class Checker:
             if not t.first_line_failure:
                 self._flag("tramadol_after_first_line", key, day, "drug_start", name, rule,
                            f"{name} started before any first-line failure")
-            t.tramadol_tried = True
+            if rule != BRIDGE_RULE:  # a bridge counts once judged failed (maintenance_visit below)
+                t.tramadol_tried = True
         elif cls == "strong_opioid":
             self._strong_opioid(key, f, t, name, day, rule)
 

@@ -353,6 +353,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             continue
         elif ev == "referral_queued":
             steps.append(_step(day, "referral", "on the pain clinic's list", rule))
+        elif ev == "queue_left":
+            steps.append(_step(day, "referral", "leaves the pain clinic's list: relieved while waiting", rule))
         elif ev == "consult":
             if pd.notna(r["wait_days"]):
                 steps.append(_step(day, "referral", f"seen by the pain specialist after {float(r['wait_days']):.0f} "

@@ -98,6 +98,8 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge("refer", TREATING, "specialist_referral", ("referral_allowed",), "P9",
          ("partial", "none", "intolerable")),
     Edge("consult", ("specialist_referral",), "specialist_care", (), "P9.specialist_consult"),
+    # P9: the regimen that continues while queued relieves the pain; the patient leaves the queue (policy).
+    Edge("relief", ("specialist_referral",), "relieved", (), "P9.relieved_while_waiting", ("relief",)),
     # P9: after a consult with nothing left to try, back to primary care on the current regimen.
     Edge("discharge", TREATING + ("specialist_care",), "discharged", ("seen_by_specialist",), "P9.discharge_plan"),
     # Drop-out and loss to follow-up can happen anywhere before an outcome.

@@ -19,7 +19,7 @@ class PatientModel:
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
-                 "optimisable", "consulted", "relieved_from", "n_relapses")
+                 "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -59,6 +59,9 @@ class PatientModel:
         self.optimisable = False
         self.topical_tried = False
         self.consulted = False  # seen by the pain specialist (P9)
+        self.assessed = 0.0  # day of the last documented assessment (evaluation, visit, strong-opioid start; P8)
+        self.referred_from = ""  # the treating state the patient was referred from (care while waiting, P9)
+        self.bridge_judged = False  # the tramadol bridge had an adequate trial without relief (P7, P8 gate)
 
     def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
         """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;

@@ -81,11 +81,17 @@ class Referral(Strict):
     pain_above: float | None = Field(None, ge=0, le=10)
     after_days: int | None = Field(None, ge=0)
     while_waiting: Literal["continue", "stop"] = Field(
-        "continue", description="P9.care_while_waiting: the regimen continues while queued (a strong opioid that "
-        "failed still stops, P8); 'stop' reproduces v0.1's treatment gap")
+        "continue", description="P9.care_while_waiting: the regimen continues while queued and is reviewed at the "
+        "maintenance intervals (an opioid that failed still stops, P8.stop_ineffective); 'stop' reproduces v0.1's "
+        "treatment gap")
     bridge_tramadol: bool = Field(
         False, description="P9.tramadol_bridge: start tramadol while awaiting the specialist (NICE CG173), stopped "
         "at the consult")
+    relieved_while_waiting: Literal["leave_queue", "keep_appointment"] = Field(
+        "leave_queue", description="P9.relieved_while_waiting: a patient whom the regimen relieves at a review while "
+        "queued leaves the queue (assumption: referral is for persistent refractory pain, S002, S004, which no longer "
+        "holds; a relapse may refer him again), or keeps the appointment, where the specialist confirms the regimen "
+        "(relief is then dated at the consult)")
 
     @model_validator(mode="after")
     def _pair(self) -> Referral:

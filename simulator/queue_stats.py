@@ -4,8 +4,8 @@ Everything starts from **queue episodes** (:func:`episodes`): one row per referr
 joined the queue, the day the episode ended and how it ended:
 
 * ``seen``: the consult started (the wait is observed);
-* ``left``: the patient left the queue before a consult (drop-out, loss to follow-up or death): a
-  *competing exit*, never counted as waiting after that day;
+* ``left``: the patient left the queue before a consult (drop-out, loss to follow-up or death, or relieved
+  while waiting, ``queue_left``): a *competing exit*, never counted as waiting after that day;
 * ``waiting``: still in the queue at the horizon: the wait is *censored* there.
 
 From episodes:
@@ -19,8 +19,8 @@ From episodes:
   (:meth:`simulator.clinic.ClinicConfig.offered`);
 * the same by entry period (when the referral was made), and for the steady state (a window after warm-up).
 
-Nothing here reads the engine: the event log's ``referral_queued``, ``consult`` (with ``wait_days``) and
-``dropout`` rows are all it needs, so the M/M/c cross-check can feed it the clinic's own records.
+Nothing here reads the engine: the event log's ``referral_queued``, ``consult`` (with ``wait_days``),
+``dropout`` and ``queue_left`` rows are all it needs, so the M/M/c cross-check can feed it the clinic's own records.
 """
 
 from __future__ import annotations
@@ -41,23 +41,25 @@ KEY = ["replication", "patient"]
 
 def episodes(events: pd.DataFrame, horizon: float) -> pd.DataFrame:
     """One row per referral: replication, patient, queued (day), end (day), status ('seen', 'left',
-    'waiting'), wait (end - queued, days). A patient who drops out after the consult is 'seen'."""
+    'waiting'), wait (end - queued, days). A patient who drops out after the consult is 'seen'. A patient may
+    be referred again after leaving the queue relieved (``queue_left``, P9.relieved_while_waiting): each
+    referral is its own episode, ended by the first consult, drop-out or ``queue_left`` on or after it."""
     ev = events["event"]
-    queued = events[ev == "referral_queued"].groupby(KEY)["day"].min()
+    queued = events.loc[ev == "referral_queued", [*KEY, "day"]]
     if queued.empty:
         return pd.DataFrame({"replication": pd.Series(dtype=int), "patient": pd.Series(dtype=int),
                              "queued": [], "end": [], "status": pd.Series(dtype=object), "wait": []})
-    seen = events[events["wait_days"].notna()].groupby(KEY)["day"].min()
-    drop = events[ev == "dropout"].groupby(KEY)["day"].min()
-    ep = queued.rename("queued").to_frame()
-    ep["seen"] = seen.reindex(ep.index)
-    ep["drop"] = drop.reindex(ep.index)
-    is_seen = ep["seen"].notna().to_numpy()
-    is_left = ~is_seen & (ep["drop"].to_numpy() >= ep["queued"].to_numpy())
-    end = np.where(is_seen, ep["seen"], np.where(is_left, ep["drop"], float(horizon)))
-    status = np.where(is_seen, "seen", np.where(is_left, "left", "waiting"))
-    out = pd.DataFrame({"queued": ep["queued"].to_numpy(float), "end": end.astype(float), "status": status},
-                       index=ep.index).reset_index()
+    seen = events["wait_days"].notna()
+    exits = events.loc[seen | ev.isin(("dropout", "queue_left")), [*KEY, "day"]].copy()
+    exits["how"] = np.where(seen[exits.index], "seen", "left")
+    exits = exits.rename(columns={"day": "end"}).sort_values("end", kind="stable")
+    q = queued.rename(columns={"day": "queued"}).sort_values("queued", kind="stable")
+    ep = pd.merge_asof(q, exits, left_on="queued", right_on="end", by=KEY, direction="forward")
+    status = ep["how"].fillna("waiting").astype(object).to_numpy()
+    end = np.where(status == "waiting", float(horizon), ep["end"].to_numpy(float))
+    out = pd.DataFrame({"replication": ep["replication"].to_numpy(), "patient": ep["patient"].to_numpy(),
+                        "queued": ep["queued"].to_numpy(float), "end": end.astype(float), "status": status})
+    out = out.sort_values([*KEY, "queued"], kind="stable").reset_index(drop=True)
     out["wait"] = out["end"] - out["queued"]
     return out
 
@@ -174,6 +176,14 @@ def waits_by_period(ep: pd.DataFrame, period_days: float, horizon: float, replic
 # ------------------------------------------------------------------------------------------------
 
 
+def _bridged(events: pd.DataFrame) -> int:
+    """Patients given tramadol as a bridge while queued (``drug_start`` rule P9.tramadol_bridge)."""
+    if "rule" not in events:  # a bare queue record (the M/M/c cross-check): no drugs
+        return 0
+    rows = events[(events["event"] == "drug_start") & (events["rule"] == "P9.tramadol_bridge")]
+    return len(rows[KEY].drop_duplicates())
+
+
 def clinic_summary(events: pd.DataFrame, *, horizon: float, clinic: ClinicConfig, patients: float,
                    replications: int, warmup: float = 0.0, per: float = 1000.0, per_label: str = "1000_patients",
                    period_days: float = 91.0, base: float | None = None) -> dict[str, Any]:
@@ -186,7 +196,7 @@ def clinic_summary(events: pd.DataFrame, *, horizon: float, clinic: ClinicConfig
     """
     ep = episodes(events, horizon)
     reps = max(replications, 1)
-    n_ref = len(ep)
+    n_ref = len(ep[KEY].drop_duplicates())  # patients (one may be referred again after leaving relieved)
     counts = ep["status"].value_counts() if n_ref else pd.Series(dtype=int)
     km = wait_km(ep)
     base = patients / reps if base is None else base
@@ -198,6 +208,8 @@ def clinic_summary(events: pd.DataFrame, *, horizon: float, clinic: ClinicConfig
         "wait_days_p90": km["p90"],
         "seen": int(counts.get("seen", 0)),
         "left_queue": int(counts.get("left", 0)),
+        "left_queue_relieved": int((events["event"] == "queue_left").sum()),
+        "tramadol_bridge": round(_bridged(events) / patients, 4) if patients > 0 else None,
         "still_waiting_at_horizon": int(counts.get("waiting", 0)),
         **cumulative_incidence(ep),
         f"backlog_at_horizon_per_{per_label}": _r(counts.get("waiting", 0) / reps * scale, 3),

@@ -410,3 +410,24 @@ def test_usual_care_departures_are_declared_only_when_the_scenario_declares_them
     assert "adequate_trial" in violated(run(low, SimpleNamespace(declared_departures=[])))
     report = run(low, SimpleNamespace(declared_departures=["under_titration"]))
     assert report.ok and report.by_invariant()["adequate_trial"].status == "declared departure"
+
+
+def _bridged_escalation(judged: bool) -> list[dict]:
+    """The clean escalation, but its tramadol is a bridge while queued (P9.tramadol_bridge): judged at a review
+    without relief after its adequate trial (a maintenance_visit, P9.care_while_waiting), or only evaluated."""
+    rows = []
+    for r in escalation():
+        if r["event"] == "drug_start" and r["drug"] == "tramadol":
+            r = {**r, "rule": "P9.tramadol_bridge"}
+        if judged and r["event"] == "evaluation" and r["drug"] == "tramadol":
+            r = {**r, "event": "maintenance_visit", "rule": "P9.care_while_waiting"}
+        rows.append(r)
+    return rows
+
+
+def test_a_bridge_is_a_tramadol_trial_only_once_failed():
+    """P8 gate (S004: tramadol before a strong opioid; NICE CG173: tramadol as rescue while waiting): morphine
+    after a tramadol bridge that no review judged is flagged; after a review without relief once the bridge
+    had its adequate trial it is clean."""
+    assert "strong_opioid_prerequisites" in violated(run(_bridged_escalation(judged=False)))
+    assert "strong_opioid_prerequisites" not in violated(run(_bridged_escalation(judged=True)))

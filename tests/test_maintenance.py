@@ -6,6 +6,8 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.opioid_check import unreassessed_opioid_gaps
 from simulator.policy import Policy
@@ -87,16 +89,21 @@ def test_check_finds_an_unreassessed_opioid():
 
 
 def test_relapse_returns_to_the_state_of_relief(guideline):
-    """Protects P4.relapse: a relapse goes back to the treating state the patient was relieved in."""
+    """Protects P4.relapse: a relapse goes back to the treating state the patient was relieved in (or, relieved
+    while queued, the state he was referred from)."""
     _, run = guideline
     tr = run.events[run.events["event"] == "transition"].sort_values(["replication", "patient", "day"],
                                                                      kind="stable")
     n = 0
     for _, g in tr.groupby(["replication", "patient"]):
         states, trig = list(g["state"].astype(str)), list(g["trigger"].astype(str))
+        rules = list(g["rule"].astype(str))
         for k, t in enumerate(trig):
             if t == "relapse":
-                assert trig[k - 1] == "relief" and states[k] == states[k - 2]
+                # relieved while queued for the specialist (P9.relieved_while_waiting): back to the state the
+                # patient was referred from
+                before = k - 3 if rules[k - 1] == "P9.relieved_while_waiting" else k - 2
+                assert trig[k - 1] == "relief" and states[k] == states[before]
                 n += 1
     assert n > 20
 
@@ -147,3 +154,54 @@ def test_check_catches_an_engine_that_skips_reassessment(monkeypatch):
     report = check_run(simulate(sc, patients=800, seed=2))
     res = next(r for r in report.results if r.invariant.name == "strong_opioid_reassessed")
     assert res.applicable > 50 and len(res.violations) > 10
+
+
+def _opioid_running_at(events: pd.DataFrame, trigger: str) -> list[tuple[int, int, str]]:
+    """(replication, patient, drug) of every opioid still running just after ``trigger`` fires (same-day
+    stops and taper starts count as stopped); read from the event log only."""
+    opioids = ("tramadol", "morphine")
+    ev = events[events["event"].isin(("transition", "drug_start", "drug_stop", "taper_start"))]
+    fired = ev[(ev["event"] == "transition") & (ev["trigger"] == trigger)]
+    out = []
+    for (rep, pat), g in ev[ev["patient"].isin(fired["patient"])].groupby(["replication", "patient"]):
+        at = g[(g["event"] == "transition") & (g["trigger"] == trigger)]
+        if at.empty:
+            continue
+        day = float(at["day"].iloc[0])
+        running: set[str] = set()
+        for r in g[g["day"] <= day + 1e-9].sort_values("day", kind="stable").itertuples():
+            if r.event == "drug_start" and r.drug in opioids:
+                running.add(r.drug)
+            elif r.event in ("drug_stop", "taper_start"):
+                running.discard(r.drug)
+        out += [(rep, pat, d) for d in sorted(running)]
+    return out
+
+
+def test_strong_opioid_reassessed_after_discharge_seed_13():
+    """Protects P8.reassessment whatever the state (issue 10 criterion, found at seed 13): escalation-s002 at
+    800 patients had morphine run 411 days unassessed (patient 9, days 318.9-730) because a failed strong
+    opioid after a specialist consult led to a discharge on the current regimen. Now every strong-opioid
+    stretch has its reassessment, and no opioid (tramadol or morphine) is still running on the day of a
+    discharge (P8.stop_ineffective: discontinue if ineffective, S004)."""
+    sc = load_scenario("scenarios/escalation-s002.yaml").with_overrides(patients=800, seed=13)
+    ev = simulate(sc).events
+    dis = ev[(ev["event"] == "transition") & (ev["trigger"] == "discharge")]
+    mor = ev[(ev["event"] == "drug_start") & (ev["drug"] == "morphine")]
+    assert len(set(dis["patient"]) & set(mor["patient"])) > 20  # the path is exercised
+    assert unreassessed_opioid_gaps(ev, sc.policy, float(sc.horizon_days)) == []
+    assert _opioid_running_at(ev, "discharge") == []
+    stops = ev[(ev["patient"] == 9) & (ev["drug"] == "morphine") & (ev["rule"] == "P8.stop_ineffective")]
+    assert len(stops) == 1
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**31 - 1))
+def test_strong_opioid_never_runs_unassessed_property(seed):
+    """Property (P8.reassessment, S004): on any seed, no strong opioid runs longer than the trial period
+    without a documented reassessment, and none outlives a discharge, in a scenario where many patients go
+    through the specialist, a strong opioid and discharge (escalation-s002, 300 patients)."""
+    sc = load_scenario("scenarios/escalation-s002.yaml").with_overrides(patients=300, seed=seed)
+    ev = simulate(sc).events
+    assert unreassessed_opioid_gaps(ev, sc.policy, float(sc.horizon_days)) == []
+    assert _opioid_running_at(ev, "discharge") == []

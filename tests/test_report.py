@@ -52,13 +52,21 @@ def test_queue_series_counts_patients_waiting(result) -> None:
     ev = result.events
     q = queue_series(ev, 730.0)
     assert (q["waiting"] >= 0).all()
-    refs = ev[ev["event"] == "referral_queued"].set_index(["replication", "patient"])["day"]
     g = float(q.index[-1])  # the last grid day (the grid may stop short of the horizon)
-    consults = ev[ev["wait_days"].notna()].set_index(["replication", "patient"])["day"]
-    drops = ev[ev["event"] == "dropout"].set_index(["replication", "patient"])["day"]
-    joined = int((refs <= g).sum())
-    started = int((consults <= g).sum())
-    left = sum(1 for k, d in refs.items() if k not in consults.index and k in drops.index and d <= drops[k] <= g)
+    # Per referral: it ends at the first consult, drop-out or queue_left (relieved while waiting) after it.
+    rows = ev[(ev["event"].isin(["referral_queued", "dropout", "queue_left"]) | ev["wait_days"].notna())
+              & (ev["day"] <= g)]
+    joined = started = left = 0
+    for _, pat in rows.groupby(["replication", "patient"]):
+        waiting = False
+        for r in pat.itertuples():
+            if r.event == "referral_queued":
+                joined += 1
+                waiting = True
+            elif waiting:
+                waiting = False
+                started += r.event == "consult"
+                left += r.event != "consult"
     assert q["waiting"].iloc[-1] == joined - started - left
 
 
