@@ -87,6 +87,10 @@ class UsualCareTarget(Strict):
     range: tuple[float, float] | None = None
     source: str = Field(min_length=1)
     tolerance_why: str = Field(min_length=1)
+    also_metric: str | None = Field(None, description="the same figure under another definition, reported beside "
+                                    "the verdict (never judged)")
+    not_reproduced: str | None = Field(None, description="declared: the model does not reproduce this target, and "
+                                       "why; a failure then shows as 'not reproduced', a pass as a stale declaration")
 
     @model_validator(mode="after")
     def _one_rule(self) -> UsualCareTarget:
@@ -319,12 +323,20 @@ def markdown_table(checks: list[Check], patients: int, seed: int) -> str:
 def usual_care_markdown(checks: list[Any], patients: int, seed: int) -> str:
     """The usual-care table (``simulator.realworld.UsualCareCheck`` rows): one row per target."""
     n_pass = sum(c.passed for c in checks)
-    lines = [f"Usual care: {n_pass} of {len(checks)} targets pass (`scenarios/usual-care.yaml` on the claims "
-             f"population, {patients:,} patients, seed {seed}; docs/usual-care.md).", "",
+    declared = [c for c in checks if c.status == "not reproduced"]
+    lines = [f"Usual care: {n_pass} of {len(checks)} targets pass"
+             + (f", {len(declared)} declared not reproduced" if declared else "")
+             + f" (`scenarios/usual-care.yaml` on the claims population, {patients:,} patients, seed {seed}; "
+             "docs/usual-care.md).", "",
              "| target | metric | published | rule | simulated | pass |", "|---|---|---|---|---|---|"]
     for c in checks:
-        lines.append(f"| `{c.target.id}` | {c.target.metric} | {c.target.target:g} | {c.rule} | {_fmt(c.simulated)} | "
-                     f"{'pass' if c.passed else '**FAIL**'} |")
+        sim = _fmt(c.simulated)
+        if c.target.also_metric is not None:
+            sim += f" ({c.target.also_metric}: {_fmt(c.also)})"
+        verdict = {"pass": "pass", "not reproduced": "not reproduced"}.get(c.status, "**FAIL**")
+        lines.append(f"| `{c.target.id}` | {c.target.metric} | {c.target.target:g} | {c.rule} | {sim} | {verdict} |")
+    for c in declared:
+        lines.append(f"\nNot reproduced, `{c.target.id}`: {c.target.not_reproduced}")
     return "\n".join(lines) + "\n"
 
 

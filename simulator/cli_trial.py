@@ -189,14 +189,20 @@ def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None,
             u = Table(title=f"Usual care ({section.scenario}, {section.patients} patients, seed {section.seed})")
             for col in ("target", "metric", "published", "simulated", "rule", "pass"):
                 u.add_column(col)
+            style = {"pass": "[green]pass[/green]", "not reproduced": "[yellow]not reproduced[/yellow]"}
             for c in uc:
-                u.add_row(c.target.id, c.target.metric, f"{c.target.target:g}",
-                          "-" if c.simulated is None else f"{c.simulated:.3g}", c.rule,
-                          "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+                sim = "-" if c.simulated is None else f"{c.simulated:.3g}"
+                if c.target.also_metric is not None and c.also is not None:
+                    sim += f" ({c.target.also_metric}: {c.also:.3g})"
+                u.add_row(c.target.id, c.target.metric, f"{c.target.target:g}", sim, c.rule,
+                          style.get(c.status, f"[red]{c.status}[/red]"))
             console.print(u)
-            u_fail = sum(not c.passed for c in uc)
-            console.print(f"Usual care: {len(uc) - u_fail} of {len(uc)} targets pass.")
-            n_fail += u_fail
+            declared = [c for c in uc if c.status == "not reproduced"]
+            console.print(f"Usual care: {sum(c.passed for c in uc)} of {len(uc)} targets pass"
+                          + (f", {len(declared)} declared not reproduced." if declared else "."))
+            for c in declared:
+                console.print(f"Not reproduced, {c.target.id}: {c.target.not_reproduced}")
+            n_fail += sum(c.is_failure for c in uc)
     if out:
         _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks],
                                 "usual_care": [c.as_dict() for c in usual[0]] if usual else None}, indent=2))

@@ -30,7 +30,7 @@ def usual_care_metrics(events: pd.DataFrame, outcomes: pd.DataFrame, tables: Mod
     among patients with that index drug), ``monotherapy_start`` (one drug started on the index day),
     ``never_titrated_gabapentinoid_antidepressant`` (index gabapentinoid/SNRI/TCA never at its catalogue target
     dose), ``discontinued_all_index_1y``, ``discontinued_within_3m_share`` (of those), ``switched_after_
-    discontinuation``, ``drug_changes_mean`` / ``drug_changes_median`` (before a stable regimen)."""
+    discontinuation``, and the drug changes before a stable regimen of :func:`hall_change_metrics`."""
     spells = drug_spells(events, horizon)
     n = len(outcomes)
     out: dict[str, float] = {}
@@ -56,10 +56,20 @@ def usual_care_metrics(events: pd.DataFrame, outcomes: pd.DataFrame, tables: Mod
     out["discontinued_all_index_1y"] = disc["discontinued_all_index_1y"]
     out["discontinued_within_3m_share"] = disc["of_which_within_3_months"]
     out["switched_after_discontinuation"] = disc["switched_within_12_months_of_discontinuation"]
-    ch = drug_changes(spells, horizon)
-    out["drug_changes_mean"] = ch["drug_changes_before_stable_mean"]
-    out["drug_changes_median"] = ch["drug_changes_before_stable_median"]
+    out.update(hall_change_metrics(drug_changes(spells, horizon)))
     return {k: v for k, v in out.items() if v is not None}
+
+
+def hall_change_metrics(changes: dict[str, Any]) -> dict[str, float | None]:
+    """Hall's drug changes before a stable regimen (calibration.md 6) under two definitions, from
+    :func:`simulator.persistence.drug_changes`: ``drug_changes_after_index_mean`` / ``_median`` (changes after the
+    first drug: a patient stable on his first drug made 0; the plain reading of "changes", on which Hall's
+    targets are judged) and ``drug_changes_from_first_prescription_mean`` / ``_median`` (the first prescription
+    counted as a change: a named assumption, reported beside the verdict; docs/usual-care.md)."""
+    return {"drug_changes_after_index_mean": changes["drug_changes_after_index_mean"],
+            "drug_changes_after_index_median": changes["drug_changes_after_index_median"],
+            "drug_changes_from_first_prescription_mean": changes["drug_changes_before_stable_mean"],
+            "drug_changes_from_first_prescription_median": changes["drug_changes_before_stable_median"]}
 
 
 @dataclass
@@ -68,6 +78,20 @@ class UsualCareCheck:
     simulated: float | None
     passed: bool
     ci: tuple[float, float] | None = None  # not estimated (one run of the scenario)
+    also: float | None = None  # the target's also_metric, reported beside the verdict
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``FAIL``, ``not reproduced`` (a failure the battery declares, with its reason) or
+        ``stale declaration`` (declared not reproduced, yet it passes: remove the declaration)."""
+        if self.target.not_reproduced is None:
+            return "pass" if self.passed else "FAIL"
+        return "stale declaration" if self.passed else "not reproduced"
+
+    @property
+    def is_failure(self) -> bool:
+        """What makes ``painpath calibrate`` exit 1: an undeclared failure or a stale declaration."""
+        return self.status in ("FAIL", "stale declaration")
 
     @property
     def rule(self) -> str:
@@ -78,7 +102,8 @@ class UsualCareCheck:
         t = self.target
         return {"id": t.id, "metric": t.metric, "target": t.target, "tolerance": t.tolerance,
                 "range": list(t.range) if t.range else None, "simulated": self.simulated, "pass": self.passed,
-                "source": t.source, "tolerance_why": t.tolerance_why}
+                "status": self.status, "also_metric": t.also_metric, "also": self.also,
+                "not_reproduced": t.not_reproduced, "source": t.source, "tolerance_why": t.tolerance_why}
 
 
 def run_usual_care(patients: int | None = None, seed: int | None = None) -> list[UsualCareCheck]:
@@ -106,5 +131,7 @@ def run_usual_care(patients: int | None = None, seed: int | None = None) -> list
         v = metrics.get(t.metric)
         ok = v is not None and math.isfinite(v) and (
             t.range[0] <= v <= t.range[1] if t.range is not None else abs(v - t.target) <= t.tolerance + 1e-12)
-        checks.append(UsualCareCheck(t, None if v is None else round(float(v), 4), bool(ok)))
+        also = metrics.get(t.also_metric) if t.also_metric else None
+        checks.append(UsualCareCheck(t, None if v is None else round(float(v), 4), bool(ok),
+                                     also=None if also is None else round(float(also), 4)))
     return checks

@@ -54,10 +54,46 @@ def test_no_stable_regimen_leaves_the_patient_out_of_the_denominator():
 
 @pytest.mark.slow
 def test_usual_care_targets_all_pass():
-    """Protects the usual-care calibration: every MarketScan and Hall target within its tolerance."""
+    """Protects the usual-care calibration: every MarketScan target within its tolerance, and Hall's two targets
+    (declared not reproduced, with the reason) still failing: a pass would make the declaration stale."""
     from simulator.realworld import run_usual_care
 
     checks = run_usual_care()
     assert len(checks) == 16
-    failed = [c.as_dict() for c in checks if not c.passed]
+    failed = [c.as_dict() for c in checks if c.is_failure]
     assert not failed, failed
+    assert {c.target.id for c in checks if c.status == "not reproduced"} == {"uc_changes_mean", "uc_changes_median"}
+
+
+def test_hall_targets_judge_changes_after_the_first_drug():
+    """Protects the verdict of Hall's targets (uc_changes_*): Hall counted drug *changes* before a stable regimen,
+    so a patient stable on his first drug made none. The verdict must read the count after the first drug; the
+    count from the first prescription (a named assumption, docs/usual-care.md) is reported beside it only.
+    Before this test the targets read the from-first-prescription count (1 for that patient), which passed
+    Hall's range only by that redefinition."""
+    from simulator.calibrate import load_battery
+    from simulator.realworld import hall_change_metrics
+
+    section = load_battery().usual_care
+    hall = {t.id: t for t in section.targets if t.id.startswith("uc_changes")}
+    assert set(hall) == {"uc_changes_mean", "uc_changes_median"}
+    metrics = hall_change_metrics(drug_changes(_spells([(0, "gabapentin", 0, INF)]), horizon=730.0))
+    for t in hall.values():
+        assert metrics[t.metric] == 0.0, t.metric  # stable on the first drug: no change
+        assert t.also_metric is not None and metrics[t.also_metric] == 1.0  # the other definition, reported
+
+
+def test_a_target_declared_not_reproduced_is_neither_pass_nor_silent():
+    """A usual-care target the model is declared not to reproduce shows as 'not reproduced' when it fails, and
+    as stale (a failure) when it passes: the declaration must be removed then."""
+    from simulator.calibrate import UsualCareTarget
+    from simulator.realworld import UsualCareCheck
+
+    t = UsualCareTarget(id="x", metric="m", target=1.0, range=(1.0, 2.0), source="s", tolerance_why="w",
+                        not_reproduced="why")
+    assert UsualCareCheck(t, 0.4, passed=False).status == "not reproduced"
+    assert not UsualCareCheck(t, 0.4, passed=False).is_failure
+    assert UsualCareCheck(t, 1.4, passed=True).is_failure  # declared but passing: stale declaration
+    plain = t.model_copy(update={"not_reproduced": None})
+    assert UsualCareCheck(plain, 0.4, passed=False).is_failure
+    assert UsualCareCheck(plain, 1.4, passed=True).status == "pass"
