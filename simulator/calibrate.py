@@ -335,8 +335,9 @@ def usual_care_markdown(checks: list[Any], patients: int, seed: int) -> str:
             sim += f" ({c.target.also_metric}: {_fmt(c.also)})"
         verdict = {"pass": "pass", "not reproduced": "not reproduced"}.get(c.status, "**FAIL**")
         lines.append(f"| `{c.target.id}` | {c.target.metric} | {c.target.target:g} | {c.rule} | {sim} | {verdict} |")
-    for c in declared:
-        lines.append(f"\nNot reproduced, `{c.target.id}`: {c.target.not_reproduced}")
+    for why in dict.fromkeys(c.target.not_reproduced for c in declared):
+        ids = ", ".join(f"`{c.target.id}`" for c in declared if c.target.not_reproduced == why)
+        lines.append(f"\nNot reproduced, {ids}: {why}.")
     return "\n".join(lines) + "\n"
 
 
