@@ -430,6 +430,8 @@ NOT_METRICS: frozenset[str] = frozenset({"time_to_relief.rmst_tau_days", "specia
                                          "population.warmup_days",
                                          "population.steady_state.time_to_relief.rmst_tau_days"})
 """Numeric leaves that are settings, not estimates."""
+BY_DRUG_LISTS: frozenset[str] = frozenset({"maintenance.persistence.on_index_drug_at_month_by_drug"})
+"""Lists of per-drug rows (``{"drug": name, <point>: value, ...}``) read as one metric per drug and point."""
 
 
 def flat_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, float | None]:
@@ -449,6 +451,10 @@ def flat_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, float |
             out.update(flat_metrics(v, key + "."))
         elif v is None:
             out[key] = None
+        elif key in BY_DRUG_LISTS:  # one metric per drug and time point: <key>.<drug>.<month>
+            for row in v:
+                out.update({f"{key}.{row['drug']}.{m}": None if x is None else float(x)
+                            for m, x in row.items() if m != "drug"})
         elif isinstance(v, bool) or isinstance(v, list | str):
             continue
         elif isinstance(v, int | float):

@@ -142,3 +142,19 @@ def test_horizon_nulls_have_reasons(written: Path) -> None:
     assert len(rmst) == 2 and (rmst["unit"] == "days").all() and rmst["value"].between(0, 120).all()
     par = pd.read_parquet(written / "replication_metrics.parquet")
     assert len(par) == len(long) and list(par["metric"]) == list(long["metric"])
+
+
+def test_every_metric_of_a_run_has_a_label_and_a_unit(written: Path) -> None:
+    """Protects the tables people read (compare, run, reports, replication_metrics.csv): every numeric metric
+    of summary.json, the issue-10 maintenance block included, is in the metric registry, so that a share
+    prints as a share (in %, differences in points) under a human label, not as a raw fraction under its
+    dotted key; and persistence on each index drug (issue 10) is a metric, not only a list in summary.json."""
+    from simulator.metrics import lookup
+    from simulator.outcomes import flat_metrics
+
+    flat = flat_metrics(json.loads((written / "summary.json").read_text()))
+    unlabelled = [k for k in flat if lookup(k)[0] is None]
+    assert not unlabelled, unlabelled
+    by_drug = [k for k in flat if k.startswith("maintenance.persistence.on_index_drug_at_month_by_drug.")]
+    assert any(k.endswith(".3") for k in by_drug) and any(k.endswith(".12") for k in by_drug), by_drug
+    assert lookup("maintenance.sustained_relief")[0].kind == "share"
