@@ -240,6 +240,10 @@ LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.star
                "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
                "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
                "P2.max_dose_cap": "policy target capped at"}
+VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge": "maintenance visit",
+               "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
+               "for the specialist"}
+VISIT_AFTER = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up to repeat prescribing"}
 _ACTION = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}", "add_on": "add {drugs}",
            "add_topical": "add {drugs} alongside",
            "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
@@ -285,6 +289,12 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             steps.append(_step(day, "excluded", f"{drug_name(str(r['drug']))} ruled out for this patient", rule))
         elif ev == "evaluation":
             pending_eval = r
+        elif ev == "maintenance_visit":  # told on its own: a documented review (P4, P8, P9), whatever follows
+            flush_eval()
+            what = VISIT_WORDS.get(rule, "maintenance visit")
+            steps.append(_step(day, "evaluation", f"{what} on {_dose(setup, r['drug'], r['dose'])}: {pain_words(r)}, "
+                               f"{OUTCOME_WORDS.get(str(r['outcome']), str(r['outcome']))}"
+                               + VISIT_AFTER.get(rule, ""), rule))
         elif ev == "adverse_event":
             serious = " (serious)" if rule == "X.serious_event" else ""
             steps.append(_step(day, "adverse_event", f"adverse event{serious}: {str(r['adverse_event']).replace('_', ' ')} "

@@ -191,3 +191,30 @@ def test_find_seeds_lists_seeds_that_teach_the_case() -> None:
     case = load_case("arrhythmia-no-tca")
     found = teaching_seeds(case, candidates=range(case.seed, case.seed + 3), limit=2)
     assert found and found[0] == case.seed
+
+
+def test_trace_tells_every_maintenance_visit_and_opioid_reassessment():
+    """Protects the narrated journey (issue 10): a maintenance visit, a strong-opioid reassessment (P8, S004
+    "monitoring every 1-3 months"), a review while queued and a stable discharge are documented decisions of
+    the pathway; the trace must show each one with its day and rule, not only the relapse that follows some.
+    Patients are found in a run of the guideline (any with such visits), so the test does not hang on one id."""
+    from simulator.narrate import setup_from_scenario, trace
+    from simulator.runner import simulate
+    from simulator.scenario import load_scenario
+
+    root = Path(__file__).resolve().parent.parent
+    scenario = load_scenario(str(root / "scenarios" / "guideline.yaml"))
+    ev = simulate(scenario, patients=400, seed=7, replications=1).events
+    visits = ev[ev["event"] == "maintenance_visit"]
+    wanted = {}
+    for rule in ("P8.reassessment", "P4.maintenance_visit", "P4.stable_discharge"):
+        rows = visits[visits["rule"].astype(str) == rule]
+        assert len(rows), f"no {rule} visit in 400 patients"
+        wanted[rule] = int(rows["patient"].iloc[0])
+    for patient in wanted.values():
+        j = trace(setup_from_scenario(scenario, patient, seed=7))
+        own = j.events[j.events["event"] == "maintenance_visit"]
+        told = {(round(s.day), s.rule) for s in j.steps}
+        missing = [(round(d), str(r)) for d, r in zip(own["day"], own["rule"], strict=True)
+                   if (round(d), str(r)) not in told]
+        assert not missing, f"patient {patient}: visits not told {missing[:5]}"
