@@ -582,7 +582,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if state == "strong_opioid":  # not tolerated: the opioid has stopped for it; refer as refractory (P9)
         return Decision("refer", stop_all=True,
                         rule="P9.refractory_referral" if outcome == "intolerable" else "P8.stop_ineffective")
-    if referral_due(p, ctx, day, pain) and p.referral_allowed():
+    # P9.referral_criteria refers while options remain, and the regimen goes on while queued (issue 10): when
+    # the line has just ended with nothing running (not tolerated, stopped by the patient), the pathway's next
+    # step comes first and the criteria refer at its evaluation, so the wait is never a treatment gap.
+    if referral_due(p, ctx, day, pain) and p.referral_allowed() and (p.active or outcome != "intolerable"):
         return Decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
     oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
