@@ -300,8 +300,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             steps.append(_step(day, "adverse_event", f"adverse event{serious}: {str(r['adverse_event']).replace('_', ' ')} "
                                f"on {_dose(setup, r['drug'], r['dose'])}", rule))
         elif ev in ("drug_stop", "taper_start"):
-            if rule == "X.dropout":
-                flush_eval()  # the evaluation of that day came first; the drop-out is not its decision
+            if rule in ("X.dropout", "X.left_treatment"):
+                flush_eval()  # the evaluation of that day came first; leaving care is not its decision
             name = drug_name(str(r["drug"]))
             verb = "tapering off" if ev == "taper_start" else "stopped"
             if pd.notna(r["adverse_event"]):

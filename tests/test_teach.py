@@ -218,3 +218,24 @@ def test_trace_tells_every_maintenance_visit_and_opioid_reassessment():
         missing = [(round(d), str(r)) for d, r in zip(own["day"], own["rule"], strict=True)
                    if (round(d), str(r)) not in told]
         assert not missing, f"patient {patient}: visits not told {missing[:5]}"
+
+
+def test_trace_tells_the_evaluation_before_the_stops_of_leaving_care():
+    """Protects the order of the narrated journey: when a patient leaves treatment after an evaluation (usual
+    care's X.left_treatment, as for X.dropout), the evaluation that came first is told first, then the stops."""
+    from simulator.narrate import setup_from_scenario, trace
+    from simulator.runner import simulate
+    from simulator.scenario import load_scenario
+
+    root = Path(__file__).resolve().parent.parent
+    scenario = load_scenario(str(root / "scenarios" / "usual-care.yaml"))
+    ev = simulate(scenario, patients=120, seed=13, replications=1).events
+    left = ev[(ev["event"] == "drug_stop") & (ev["rule"].astype(str) == "X.left_treatment")][["patient", "day"]]
+    evals = ev[ev["event"] == "evaluation"][["patient", "day"]]
+    both = left.merge(evals, on=["patient", "day"])
+    assert len(both), "no evaluation followed by leaving treatment in 120 patients"
+    patient, day = int(both["patient"].iloc[0]), float(both["day"].iloc[0])
+    steps = [s for s in trace(setup_from_scenario(scenario, patient, seed=13)).steps if abs(s.day - day) < 1e-6]
+    kinds = [s.kind for s in steps]
+    assert "evaluation" in kinds and "stop" in kinds, kinds
+    assert kinds.index("evaluation") < kinds.index("stop"), [s.text for s in steps]
