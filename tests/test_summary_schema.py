@@ -149,8 +149,8 @@ def test_every_metric_of_a_run_has_a_label_and_a_unit(written: Path) -> None:
     of summary.json, the issue-10 maintenance block included, is in the metric registry, so that a share
     prints as a share (in %, differences in points) under a human label, not as a raw fraction under its
     dotted key; and persistence on each index drug (issue 10) is a metric, not only a list in summary.json."""
-    from simulator.metrics import lookup
-    from simulator.outcomes import flat_metrics
+    from simulator.analysis.metrics import lookup
+    from simulator.analysis.outcomes import flat_metrics
 
     flat = flat_metrics(json.loads((written / "summary.json").read_text()))
     unlabelled = [k for k in flat if lookup(k)[0] is None]

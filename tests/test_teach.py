@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from simulator import diagram, pathway
-from simulator.cases import all_cases, load_case
+from simulator.analysis.outcomes import events_frame
 from simulator.cli import main
-from simulator.clinical import compile_model
-from simulator.cohort import generate_cohort
-from simulator.engine import EngineConfig, Simulation
-from simulator.errors import InputError
-from simulator.narrate import journey_html, setup_from_case, setup_from_scenario, simulate, trace
-from simulator.outcomes import events_frame
-from simulator.policy import PolicyContext
+from simulator.engine.simulation import EngineConfig, Simulation
+from simulator.inputs.errors import InputError
+from simulator.model import pathway
+from simulator.model.clinical import compile_model
+from simulator.model.policy import PolicyContext
+from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
+from simulator.teaching import diagram
+from simulator.teaching.cases import all_cases, load_case
+from simulator.teaching.narrate import journey_html, setup_from_case, setup_from_scenario, simulate, trace
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDELINE = ROOT / "scenarios" / "guideline.yaml"
@@ -66,8 +67,8 @@ def test_mermaid_is_a_plausible_flowchart() -> None:
 
 def test_edge_counts_of_a_run_are_pathway_edges_and_label_the_diagram(tmp_path: Path) -> None:
     """Protects: --run counts only edges the pathway has; every patient leaves assessment once."""
-    from simulator.results import write_run
-    from simulator.runner import simulate as run_scenario
+    from simulator.analysis.runner import simulate as run_scenario
+    from simulator.output.results import write_run
 
     res = run_scenario(load_scenario(GUIDELINE), patients=60, seed=3)
     counts = diagram.edge_counts(res.events)
@@ -186,7 +187,7 @@ def test_bad_case_file_is_one_paragraph(tmp_path: Path) -> None:
 def test_find_seeds_lists_seeds_that_teach_the_case() -> None:
     """Protects the maintenance path for cases: the recorded seed is among the seeds found, and each found
     seed really teaches the case's rules."""
-    from simulator.narrate import teaching_seeds
+    from simulator.teaching.narrate import teaching_seeds
 
     case = load_case("arrhythmia-no-tca")
     found = teaching_seeds(case, candidates=range(case.seed, case.seed + 3), limit=2)
@@ -198,9 +199,9 @@ def test_trace_tells_every_maintenance_visit_and_opioid_reassessment():
     "monitoring every 1-3 months"), a review while queued and a stable discharge are documented decisions of
     the pathway; the trace must show each one with its day and rule, not only the relapse that follows some.
     Patients are found in a run of the guideline (any with such visits), so the test does not hang on one id."""
-    from simulator.narrate import setup_from_scenario, trace
-    from simulator.runner import simulate
+    from simulator.analysis.runner import simulate
     from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario, trace
 
     root = Path(__file__).resolve().parent.parent
     scenario = load_scenario(str(root / "scenarios" / "guideline.yaml"))
@@ -223,9 +224,9 @@ def test_trace_tells_every_maintenance_visit_and_opioid_reassessment():
 def test_trace_tells_the_evaluation_before_the_stops_of_leaving_care():
     """Protects the order of the narrated journey: when a patient leaves treatment after an evaluation (usual
     care's X.left_treatment, as for X.dropout), the evaluation that came first is told first, then the stops."""
-    from simulator.narrate import setup_from_scenario, trace
-    from simulator.runner import simulate
+    from simulator.analysis.runner import simulate
     from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario, trace
 
     root = Path(__file__).resolve().parent.parent
     scenario = load_scenario(str(root / "scenarios" / "usual-care.yaml"))

@@ -1,6 +1,6 @@
 """Usual care's drug-change metric (Hall 2006/2008) on hand-made drug spells, and the usual-care targets.
 
-Protects the definition in ``simulator.persistence.drug_changes``: a drug change is a drug start, the first
+Protects the definition in ``simulator.analysis.persistence.drug_changes``: a drug change is a drug start, the first
 prescription included; a stable regimen is a non-empty set of drugs unchanged for 182 days within follow-up;
 the denominator is the patients who reach one.
 """
@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import pytest
 
-from simulator.persistence import STABLE_DAYS, drug_changes
+from simulator.analysis.persistence import STABLE_DAYS, drug_changes
 
 INF = math.inf
 
@@ -56,7 +56,7 @@ def test_no_stable_regimen_leaves_the_patient_out_of_the_denominator():
 def test_usual_care_targets_all_pass():
     """Protects the usual-care calibration: every MarketScan target within its tolerance, and Hall's two targets
     (declared not reproduced, with the reason) still failing: a pass would make the declaration stale."""
-    from simulator.realworld import run_usual_care
+    from simulator.analysis.realworld import run_usual_care
 
     checks = run_usual_care()
     assert len(checks) == 16
@@ -71,8 +71,8 @@ def test_hall_targets_judge_changes_after_the_first_drug():
     count from the first prescription (a named assumption, docs/usual-care.md) is reported beside it only.
     Before this test the targets read the from-first-prescription count (1 for that patient), which passed
     Hall's range only by that redefinition."""
-    from simulator.calibrate import load_battery
-    from simulator.realworld import hall_change_metrics
+    from simulator.analysis.calibrate import load_battery
+    from simulator.analysis.realworld import hall_change_metrics
 
     section = load_battery().usual_care
     hall = {t.id: t for t in section.targets if t.id.startswith("uc_changes")}
@@ -86,8 +86,8 @@ def test_hall_targets_judge_changes_after_the_first_drug():
 def test_a_target_declared_not_reproduced_is_neither_pass_nor_silent():
     """A usual-care target the model is declared not to reproduce shows as 'not reproduced' when it fails, and
     as stale (a failure) when it passes: the declaration must be removed then."""
-    from simulator.calibrate import UsualCareTarget
-    from simulator.realworld import UsualCareCheck
+    from simulator.analysis.calibrate import UsualCareTarget
+    from simulator.analysis.realworld import UsualCareCheck
 
     t = UsualCareTarget(id="x", metric="m", target=1.0, range=(1.0, 2.0), source="s", tolerance_why="w",
                         not_reproduced="why")
