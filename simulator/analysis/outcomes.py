@@ -35,7 +35,7 @@ from ..engine.simulation import (
 )
 from ..model.clinical import ModelTables
 from ..model.pathway import OUTCOMES, STATES, TRIGGERS
-from .persistence import maintenance_summary
+from .persistence import MONTH_DAYS, maintenance_summary
 
 SCHEMA_VERSION = 2
 REACHED_STATES: tuple[str, ...] = tuple(s for s in STATES if s != "assessment")
@@ -418,9 +418,38 @@ def summarize(events: pd.DataFrame, outcomes: pd.DataFrame, horizon: float | Non
         "specialist": specialist,
         "resources": resource_summary(outcomes),
         # issue 10: relief held, relapses, regimens, persistence (simulator.analysis.persistence)
-        "maintenance": maintenance_summary(events, outcomes, horizon),
-        "not_estimable": dict(sorted(reasons.items())),
+        "maintenance": (maint := maintenance_summary(events, outcomes, horizon)),
+        "not_estimable": dict(sorted({**reasons, **maintenance_reasons(maint, horizon)}.items())),
     }
+
+
+# The day each null-able maintenance time point needs (simulator.analysis.persistence): month m is MONTH_DAYS[m].
+_ONE_YEAR = ("sustained_relief", "persistence.discontinued_all_index_1y", "persistence.of_which_within_3_months",
+             "persistence.switched_within_12_months_of_discontinuation")
+
+
+def maintenance_reasons(maint: dict[str, Any], horizon: float) -> dict[str, str]:
+    """``not_estimable`` reasons of the maintenance time points that are null because they lie beyond the
+    horizon (relief on day d, sustained relief and one-year discontinuation at day 365, persistence at month m),
+    so that comparisons say why and hide them as they hide relief by day d."""
+    out: dict[str, str] = {}
+    flat = flat_metrics({"maintenance": maint})
+    for key, v in flat.items():
+        if v is not None:
+            continue
+        rest = key[len("maintenance."):]
+        last = rest.rsplit(".", 1)[-1]
+        if rest.startswith("relieved_on_day."):
+            day: float | None = float(last)
+        elif rest.startswith("persistence.on_index_drug_at_month"):
+            day = MONTH_DAYS.get(last)
+        elif rest in _ONE_YEAR:
+            day = 365
+        else:
+            day = None
+        if day is not None and beyond_horizon(day, horizon):
+            out[key] = beyond_reason(int(day), horizon)
+    return out
 
 
 METRIC_BLOCKS: tuple[str, ...] = ("time_to_relief", "pain", "adverse_events", "pathway", "specialist", "resources",
