@@ -90,10 +90,8 @@ class DecisionChecks(CheckerBase):
             if bad:
                 self._flag("tca_cardiac", key, day, "drug_start", name, rule, f"{name} started with {', '.join(bad)}")
             if f.age > ECG_OVER_AGE:
-                self._touch("tca_ecg", key)
-                if not self._checked(t, "ecg", name, day):
-                    self._flag("tca_ecg", key, day, "drug_start", name, rule,
-                               f"{name} started at age {f.age:.0f} without an ECG logged before it")
+                self._require_check("tca_ecg", "ecg", key, t, name, day, rule,
+                                    f"{name} started at age {f.age:.0f} without an ECG logged before it")
         if name == "duloxetine":
             self._touch("duloxetine_hepatic", key)
             if "hepatic_disease" in f.flags:
@@ -152,6 +150,13 @@ class DecisionChecks(CheckerBase):
                 self._flag("tca_last_resort", key, day, "drug_start", name, rule,
                        f"{name} started before {' and '.join(lacking)}")
 
+    def _require_check(self, invariant: str, check: str, key: tuple[int, int], t: Trajectory, name: str, day: float,
+                       rule: str | None, detail: str) -> None:
+        """``invariant`` applies to this start, and fails with ``detail`` unless ``check`` was logged before it."""
+        self._touch(invariant, key)
+        if not self._checked(t, check, name, day):
+            self._flag(invariant, key, day, "drug_start", name, rule, detail)
+
     @staticmethod
     def _checked(t: Trajectory, check: str, drug: str, day: float) -> bool:
         """A ``check`` for ``drug`` was logged on the start day, before the start row."""
@@ -171,10 +176,8 @@ class DecisionChecks(CheckerBase):
             why = ["tramadol"] * ("weak_opioid" in taken)
         if not why:
             return
-        self._touch("serotonin_check", key)
-        if not self._checked(t, "serotonin_check", name, day):
-            self._flag("serotonin_check", key, day, "drug_start", name, rule,
-                       f"{name} started with {' and '.join(why)} and no serotonin check logged before it")
+        self._require_check("serotonin_check", "serotonin_check", key, t, name, day, rule,
+                            f"{name} started with {' and '.join(why)} and no serotonin check logged before it")
 
     def _strong_opioid(self, key: tuple[int, int], f: Facts, t: Trajectory, name: str, day: float,
                        rule: str | None) -> None:
