@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import simulator.engine.simulation as engine_mod
 from simulator.engine.simulation import EngineConfig, Simulation
-from simulator.model.clinical import compile_model
+from simulator.model.clinical_tables import compile_model
 from simulator.model.pathway import STATES, TRANSITIONS, TRIGGERS, build_machine, compile_table, fire
 from simulator.model.patient import PatientModel
 from simulator.model.policy import Policy, PolicyContext

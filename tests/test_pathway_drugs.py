@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from simulator.analysis.outcomes import events_frame
 from simulator.engine.simulation import EngineConfig, Simulation
 from simulator.model.catalog import load_catalog
-from simulator.model.clinical import compile_model
+from simulator.model.clinical_tables import compile_model
 from simulator.model.policy import Policy, PolicyContext, Protocol, ProtocolStep
 from simulator.model.rules import load_rules
 from simulator.population.cohort import ETIOLOGIES, generate_cohort, load_cohort_spec

@@ -41,6 +41,8 @@ MODULES: dict[str, str] = {
     "rules": "model.rules",
     "catalog": "model.catalog",
     "clinical": "model.clinical",
+    "clinical_tables": "model.clinical_tables",
+    "response": "model.response",
     "care": "model.care",
     "policy": "model.policy",
     "safety": "model.safety",

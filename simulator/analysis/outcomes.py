@@ -33,7 +33,7 @@ from ..engine.simulation import (
     EVENTS,
     rule_codes,
 )
-from ..model.clinical import ModelTables
+from ..model.clinical_tables import ModelTables
 from ..model.pathway import OUTCOMES, STATES, TRIGGERS
 from .persistence import maintenance_summary
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..inputs.packaged import data_root
-from ..model.clinical import ModelTables
+from ..model.clinical_tables import ModelTables
 from .calibrate import UsualCareTarget, load_battery
 from .persistence import KEY, discontinuation, drug_changes, drug_spells
 

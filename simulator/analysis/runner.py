@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..engine.simulation import EngineConfig, Simulation
-from ..model.clinical import ETIOLOGY_NAMES, compile_model
+from ..model.clinical import ETIOLOGY_NAMES
+from ..model.clinical_tables import compile_model
 from ..model.overrides import model_tables
 from ..model.pathway import definition_fingerprint
 from ..model.policy import PolicyContext

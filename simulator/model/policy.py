@@ -19,7 +19,7 @@ from .care import Maintenance, UsualCare
 from .catalog import FIRST_LINE_CLASSES, load_catalog
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .clinical import ModelTables
+    from .clinical_tables import ModelTables
 
 FirstLine = Literal["guideline", "pregabalin_first", "duloxetine_first", "gabapentin_first", "tca_first",
                     "comorbidity_guided"]
