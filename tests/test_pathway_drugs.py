@@ -17,7 +17,8 @@ from simulator.analysis.outcomes import events_frame
 from simulator.engine.simulation import EngineConfig, Simulation
 from simulator.model.catalog import load_catalog
 from simulator.model.clinical_tables import compile_model
-from simulator.model.policy import Policy, PolicyContext, Protocol, ProtocolStep
+from simulator.model.policy import Policy, Protocol, ProtocolStep
+from simulator.model.policy_context import PolicyContext
 from simulator.model.rules import load_rules
 from simulator.population.cohort import ETIOLOGIES, generate_cohort, load_cohort_spec
 from simulator.regression.lint import lint_policy

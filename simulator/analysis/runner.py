@@ -26,7 +26,7 @@ from ..model.clinical import ETIOLOGY_NAMES
 from ..model.clinical_tables import compile_model
 from ..model.overrides import model_tables
 from ..model.pathway import definition_fingerprint
-from ..model.policy import PolicyContext
+from ..model.policy_context import PolicyContext
 from ..output.results import default_dest
 from ..population.cohort import generate_cohort
 from ..scenario import Scenario

@@ -7,7 +7,7 @@ Two blocks of a scenario's ``policy:`` (issue 10):
   while an opioid runs (``P8.reassessment``: "regular monitoring (every 1-3 months)", "reassess necessity at
   each visit, discontinue if ineffective", S004). At a visit the response is judged as at an evaluation;
   relief lost sends the patient back into the pathway from where he is (``P4.relapse``), through the
-  policy's own decision (:func:`simulator.model.policy.next_step`).
+  policy's own decision (:func:`simulator.model.decisions.next_step`).
 * :class:`UsualCare` (``policy.usual_care``): care as observed in claims data, each part a declared
   departure from the guideline (``declared_departures``) so that ``lint`` and ``check`` see it: the index
   drug drawn from an observed distribution (``usual_care_index``; tramadol and strong opioids there also

@@ -30,7 +30,7 @@ from ..analysis.outcomes import events_frame
 from ..engine.simulation import EngineConfig, Simulation
 from ..inputs.errors import InputError
 from ..model.pathway import TERMINAL
-from ..model.policy import PolicyContext
+from ..model.policy_context import PolicyContext
 from ..model.rules import SEED_LABELS, load_rules
 from ..population.cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort, generate_cohort
 from . import diagram

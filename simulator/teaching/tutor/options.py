@@ -22,7 +22,7 @@ Each option is judged by the rule that actually applies (:func:`judge`):
   asked again.
 
 Options are built from a small vocabulary of decision kinds (:data:`KINDS`), each turned into an engine
-:class:`~simulator.model.policy.Decision`; a policy step no option matches is offered as its own option, so
+:class:`~simulator.model.policy_context.Decision`; a policy step no option matches is offered as its own option, so
 new decision kinds of the policy appear in the tutor without changes here.
 
 This module owns the options and their verdicts (:func:`build_options`, :func:`judge_all`, :func:`refusal`);
@@ -43,9 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from ...model import safety
 from ...model.catalog import FIRST_LINE_CLASSES
+from ...model.decisions import CIPN
 from ...model.pathway import TRIGGERS
 from ...model.patient import PatientModel
-from ...model.policy import CIPN, Decision
+from ...model.policy_context import Decision
 from ...model.rules import load_rules
 from ...model.safety import contraindication, dose_cap, schedule
 from ..narrate import drug_name
