@@ -55,6 +55,7 @@ MODULES: dict[str, str] = {
     "streams": "model.streams",
     # population: who the patients are and when they come
     "cohort": "population.cohort",
+    "cohort_spec": "population.cohort_spec",
     "arrivals": "population.arrivals",
     # engine: the SimPy simulation and the specialist clinic it queues patients for
     "engine": "engine.simulation",

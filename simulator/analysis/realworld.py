@@ -84,7 +84,7 @@ class UsualCareCheck:
 def run_usual_care(patients: int | None = None, seed: int | None = None) -> list[UsualCareCheck]:
     """Run the usual-care scenario of the battery and check every usual-care target."""
     from ..model.overrides import model_tables
-    from ..population.cohort import load_cohort_spec
+    from ..population.cohort_spec import load_cohort_spec
     from ..scenario import load_scenario
     from .runner import simulate
 

@@ -32,7 +32,8 @@ from ..inputs.errors import InputError
 from ..model.pathway import TERMINAL
 from ..model.policy_context import PolicyContext
 from ..model.rules import SEED_LABELS, load_rules
-from ..population.cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort, generate_cohort
+from ..population.cohort import Cohort, generate_cohort
+from ..population.cohort_spec import ETIOLOGIES, MISUSE_RISK_LEVELS
 from . import diagram
 from .cases import Case
 
@@ -126,7 +127,7 @@ def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: in
     """A patient of a cohort file under the guideline policy (tutor ``--cohort``)."""
     from ..model.clinical_tables import compile_model
     from ..model.policy import Policy
-    from ..population.cohort import load_cohort_spec
+    from ..population.cohort_spec import load_cohort_spec
 
     if patient < 0:
         raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",

@@ -81,7 +81,8 @@ from ...inputs.errors import InputError
 from ...inputs.packaged import resolve_cohort
 from ...model import streams
 from ...model.clinical_tables import ModelTables, compile_model
-from ...population.cohort import Cohort, generate_cohort, load_cohort_spec
+from ...population.cohort import Cohort, generate_cohort
+from ...population.cohort_spec import load_cohort_spec
 from .courses import COMPLETED, GroupOutcome, TrialPopulation
 from .design import MAX_PATIENTS, MAX_WEEKS, PLACEBO, Design, TrialDesignFile, load_design
 from .group import ArmGroup
