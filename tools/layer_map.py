@@ -66,6 +66,7 @@ MODULES: dict[str, str] = {
     "runner": "analysis.runner",
     "interrupts": "analysis.interrupts",
     "outcomes": "analysis.outcomes",
+    "summary": "analysis.summary",
     "persistence": "analysis.persistence",
     "population": "analysis.open_population",
     "queue_stats": "analysis.queue_stats",
