@@ -46,9 +46,9 @@ import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..inputs.schema import Strict, load_model, require_known
 from .catalog import ALL_CLASSES
@@ -166,32 +166,26 @@ def _prob_curve(c: DoseCurve) -> DoseCurve:
     return c
 
 
-class AdverseEvent(Strict):
-    incidence: DoseCurve
-    serious: bool = False
+ProbCurve = Annotated[DoseCurve, AfterValidator(_prob_curve)]
+"""A dose curve of probabilities (every value in [0, 1])."""
 
-    @field_validator("incidence")
-    @classmethod
-    def _p(cls, v: DoseCurve) -> DoseCurve:
-        return _prob_curve(v)
+
+class AdverseEvent(Strict):
+    incidence: ProbCurve
+    serious: bool = False
 
 
 class DrugResponse(Strict):
-    responder_prob: DoseCurve
+    responder_prob: ProbCurve
     effect_mean: Num
     effect_sd: Num
     onset_days: Num
     etiology_modifier: PerEtiology
     localized_only: bool = False
     adverse_events: dict[str, AdverseEvent] = {}
-    ae_withdrawal: DoseCurve
+    ae_withdrawal: ProbCurve
     ae_onset_median_days: Num
     nonresponder_effect: Num | None = None
-
-    @field_validator("responder_prob", "ae_withdrawal")
-    @classmethod
-    def _p(cls, v: DoseCurve) -> DoseCurve:
-        return _prob_curve(v)
 
 
 class Nonspecific(Strict):

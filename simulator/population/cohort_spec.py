@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 import numpy as np
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from ..inputs.schema import Strict, load_model
+from ..inputs.schema import Strict, check_shares, load_model
 
 ETIOLOGIES: tuple[str, ...] = (
     "diabetic_neuropathy",
@@ -218,11 +218,7 @@ class CohortSpec(Strict):
     @field_validator("etiology")
     @classmethod
     def _etiology_mix(cls, v: dict[str, float]) -> dict[str, float]:
-        _check_etiology_keys(v)
-        total = sum(v.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"etiology probabilities must sum to 1, got {total:.6g}; rescale them")
-        return v
+        return check_shares(v, ETIOLOGIES, "etiology", "etiology")
 
     @field_validator("sources")
     @classmethod
