@@ -283,4 +283,3 @@ def flat_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, float |
         elif isinstance(v, int | float):
             out[key] = float(v)
     return out
-

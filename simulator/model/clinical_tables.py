@@ -206,4 +206,3 @@ def compile_model(model: ClinicalModel | None = None, catalog: Catalog | None = 
         ae_severity=tuple(model.ae_severity.of(t) for t in ae_names),
         open_label_multiplier=model.expectation.open_label.value,
     )
-

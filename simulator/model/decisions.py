@@ -278,4 +278,3 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
     if p.strong_opioid_gate():
         return _strong(p, ctx)
     return _exhausted(p, ctx, p.strong_opioid_notes())
-

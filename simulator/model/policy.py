@@ -322,4 +322,3 @@ class Policy(Strict):
             raise ValueError("response.partial_min_reduction cannot exceed relief_min_reduction; use a value "
                              "at most relief_min_reduction")
         return self
-

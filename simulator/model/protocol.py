@@ -56,4 +56,3 @@ def protocol_next(p, ctx: PolicyContext, outcome: str, pain: float) -> Decision:
         return protocol_start(p, ctx, k + 1, step.action)
     p.protocol_step = k + 1
     return Decision("continue", rule="X.protocol_step", eval_after=7.0 * steps[k + 1].weeks)
-

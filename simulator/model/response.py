@@ -266,4 +266,3 @@ def observed_pain_array(baseline: np.ndarray, ns_reduction: np.ndarray, ns_onset
 def onset_days_array(median: float, u: np.ndarray) -> np.ndarray:
     """:func:`onset_days` on arrays."""
     return -median * np.log1p(-u) / math.log(2.0)
-

@@ -219,4 +219,3 @@ def generate_cohort(spec: CohortSpec, n: int, seed: int, replication: int = 0) -
 
     return Cohort(age=age, sex=sex, etiology=etiology, baseline_nrs=baseline_nrs, localized=localized,
                   allodynia=allodynia, crcl=crcl, misuse_risk=misuse_risk, **flags)
-

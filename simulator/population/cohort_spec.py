@@ -248,4 +248,3 @@ class CohortSpec(Strict):
 def load_cohort_spec(path: str | Path) -> CohortSpec:
     """Load and validate a cohort YAML file; raise InputError naming file, field and fix."""
     return load_model(path, CohortSpec)
-
