@@ -150,7 +150,7 @@ def test_every_metric_of_a_run_has_a_label_and_a_unit(written: Path) -> None:
     prints as a share (in %, differences in points) under a human label, not as a raw fraction under its
     dotted key; and persistence on each index drug (issue 10) is a metric, not only a list in summary.json."""
     from simulator.analysis.metrics import lookup
-    from simulator.analysis.outcomes import flat_metrics
+    from simulator.analysis.summary import flat_metrics
 
     flat = flat_metrics(json.loads((written / "summary.json").read_text()))
     unlabelled = [k for k in flat if lookup(k)[0] is None]
