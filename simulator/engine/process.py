@@ -41,6 +41,8 @@ class PatientProcess:
         pain = p.baseline
         while True:
             step = yield from self._apply(p, lines, decision, outcome, pain, obs, ltfu_day, adv)
+            if type(step) is str:  # a transition to relief, discharge or the specialist (from state ``step``)
+                step = yield from self._after_move(p, lines, decision, step, pain, obs, ltfu_day, adv)
             if step is None:
                 return
             decision, outcome, pain, decided = step
@@ -98,8 +100,9 @@ class PatientProcess:
         """Apply a decision: stop what it stops, fire its trigger (refused: refer instead, P9), then follow the
         transition or start the step's drugs.
 
-        Returns None when the process ends, else ``(decision, outcome, pain, decided)``: with ``decided``
-        a new decision to apply (after maintenance or a consult), otherwise the step whose trial runs next."""
+        Returns None when the process ends, the state left (a str) when :meth:`_after_move` follows, else
+        ``(decision, outcome, pain, decided)``: with ``decided`` a new decision to apply, otherwise the step
+        whose trial runs next."""
         now = self.env.now
         i = p.idx
         t = self.tables
@@ -152,7 +155,7 @@ class PatientProcess:
         if decision.trigger != "continue":
             log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
         if p.state in ("relieved", "discharged", "specialist_referral"):
-            return (yield from self._after_move(p, lines, decision, before, pain, obs, ltfu_day, adv))
+            return before  # _patient runs _after_move itself: one generator level less while a regimen runs on
         started = yield from self._start_step(p, lines, decision, ltfu_day, adv)
         return (decision, outcome, pain, False) if started else None
 
@@ -169,7 +172,12 @@ class PatientProcess:
             return None
         if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
             p.relieved_from = before
-            return (yield from self._relapsed(p, lines, obs, ltfu_day))
+            res = yield from self._maintenance(p, lines, obs, ltfu_day)
+            if res is None:
+                return None
+            outcome, pain = res
+            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+            return None if decision is None else (decision, outcome, pain, True)
         if p.state == "discharged":
             self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
             yield from self._regimen_continues(p, lines, obs)
@@ -192,22 +200,16 @@ class PatientProcess:
             log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                 rule="P9.relieved_while_waiting")
             p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
-            return (yield from self._relapsed(p, lines, obs, ltfu_day))
+            res = yield from self._maintenance(p, lines, obs, ltfu_day)
+            if res is None:
+                return None
+            outcome, pain = res
+            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+            return None if decision is None else (decision, outcome, pain, True)
         # A consult without relief returns the patient to the pathway's remaining options, decided
         # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
         p.optimisable = False
         return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
-
-    def _relapsed(self, p: PatientModel, lines: list[Line], obs: tuple, ltfu_day: float):
-        """Maintenance after relief until a relapse, then the policy's decision (as :meth:`_apply` returns)."""
-        res = yield from self._maintenance(p, lines, obs, ltfu_day)
-        if res is None:
-            return None
-        outcome, pain = res
-        decision = self._decide_after(p, lines, outcome, self.env.now, pain, obs[3], by_patient=True)
-        if decision is None:
-            return None
-        return decision, outcome, pain, True
 
     def _start_step(self, p: PatientModel, lines: list[Line], decision: Decision, ltfu_day: float,
                     adv: np.ndarray):
