@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ..model.catalog import FIRST_LINE_CLASSES
-from ..model.clinical import SERIOUS_TYPES, interp
+from ..model.clinical_tables import SERIOUS_TYPES, interp
 from ..model.patient import PatientModel
 from ..model.safety import reduced_dose
 from .events import E_AE, E_DOSE

@@ -14,9 +14,10 @@ import math
 
 from ..model import streams
 from ..model.catalog import FIRST_LINE_CLASSES
-from ..model.clinical import drug_effect, observed_pain
+from ..model.decisions import next_step
 from ..model.patient import PatientModel
-from ..model.policy import Decision, next_step
+from ..model.policy_context import Decision
+from ..model.response import drug_effect, observed_pain
 from .events import E_EVAL, OUTCOME_CODE
 from .lines import Line
 from .maintenance import MAX_RELAPSES, MAX_RETURNS

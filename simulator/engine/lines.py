@@ -16,9 +16,10 @@ import numpy as np
 
 from ..model.care import stop_day
 from ..model.catalog import FIRST_LINE_CLASSES
-from ..model.clinical import interp, onset_days
+from ..model.clinical_tables import interp
 from ..model.patient import PatientModel
-from ..model.policy import Decision
+from ..model.policy_context import Decision
+from ..model.response import onset_days
 from ..model.safety import Plan, contraindication, plan, required_checks
 from .events import CHECKS, E_CHECK, E_DOSE, E_EXCLUDE, E_LIMIT, E_START
 

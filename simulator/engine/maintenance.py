@@ -18,7 +18,7 @@ import simpy
 from ..model.care import index_drug
 from ..model.pathway import fire
 from ..model.patient import PatientModel
-from ..model.policy import Decision
+from ..model.policy_context import Decision
 from ..model.safety import contraindication
 from .events import E_MAINT, E_TRANSITION, OUTCOME_CODE, TRIGGER_CODE
 from .lines import Line

@@ -17,9 +17,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..model.decisions import first_choice, next_step, serotonin_blocked
 from ..model.pathway import TRANSITIONS, TREATING, can_fire, fire
 from ..model.patient import PatientModel
-from ..model.policy import Decision, first_choice, next_step, serotonin_blocked
+from ..model.policy_context import Decision
 from ..model.safety import PatientFacts, contraindication
 from .evaluation import FAILED_OUTCOMES
 from .events import E_ASSESS, E_EXCLUDE, E_TRANSITION, TRIGGER_CODE

@@ -35,10 +35,11 @@ import numpy as np
 import simpy
 
 from ..model import streams
-from ..model.clinical import RESPONSE_COLUMNS, ModelTables, draw_latents
+from ..model.clinical_tables import ModelTables
 from ..model.pathway import Table, compile_table
 from ..model.patient import PatientModel
-from ..model.policy import Decision, PolicyContext
+from ..model.policy_context import Decision, PolicyContext
+from ..model.response import RESPONSE_COLUMNS, draw_latents
 from ..model.safety import Plan, drug_rules
 from ..population.cohort import Cohort
 from .adverse import N_SERIOUS, AdverseEvents
