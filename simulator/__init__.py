@@ -5,8 +5,28 @@ For policy analysis and teaching; not for clinical use. The public API mirrors t
 
 from __future__ import annotations
 
-from .analysis.runner import RunResult, simulate
+from pathlib import Path
+
+from .analysis.runner import RunResult, register_writers, simulate
 from .inputs.errors import InputError
 from .scenario import Scenario, load_scenario
 
 __all__ = ["InputError", "RunResult", "Scenario", "load_scenario", "simulate"]
+
+
+# RunResult.save()/.report() write through the output layer, which analysis never imports: wired here, the
+# package's entry point, which runs before any of its modules. The output modules (reports, figures) are
+# imported when a run is first saved, not by every ``import simulator`` (worker processes included).
+def _save_run(result: RunResult, dest: str | Path, report: bool = True) -> Path:
+    from .output.folders import save_run
+
+    return save_run(result, dest, report)
+
+
+def _write_run_report(result: RunResult, path: str | Path) -> Path:
+    from .output.report import write_run_report
+
+    return write_run_report(result, path)
+
+
+register_writers(save=_save_run, report=_write_run_report)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import simulator.engine.lines as lines
 import simulator.engine.simulation as engine
 import simulator.model.patient as patient
 import simulator.model.safety as safety
@@ -36,7 +37,7 @@ def _rules_without(**changes):
 
 
 def _maximum_doubled():
-    original = engine.plan
+    original = lines.plan
 
     def broken(*args, **kwargs):
         p = original(*args, **kwargs)
@@ -45,7 +46,7 @@ def _maximum_doubled():
 
 
 def _checks_without(check: str):
-    original = engine.required_checks
+    original = lines.required_checks
 
     def broken(*args, **kwargs):
         return tuple(c for c in original(*args, **kwargs) if c[0] != check)
@@ -62,9 +63,9 @@ BREAKS = [
      lambda: _rules_without(min_dose=0.0), OLDER_RENAL, "min_dose"),
     ("drugs stopped without their taper", engine, "drug_rules", lambda: _rules_without(taper=(), taper_interval=0.0),
      MIXED, "taper"),
-    ("dose optimisation up to twice the maximum", engine, "plan", _maximum_doubled, MIXED, "max_dose"),
-    ("no ECG before a tricyclic", engine, "required_checks", lambda: _checks_without("ecg"), MIXED, "tca_ecg"),
-    ("no serotonin check", engine, "required_checks", lambda: _checks_without("serotonin_check"), MIXED,
+    ("dose optimisation up to twice the maximum", lines, "plan", _maximum_doubled, MIXED, "max_dose"),
+    ("no ECG before a tricyclic", lines, "required_checks", lambda: _checks_without("ecg"), MIXED, "tca_ecg"),
+    ("no serotonin check", lines, "required_checks", lambda: _checks_without("serotonin_check"), MIXED,
      "serotonin_check"),
     ("P8 gate always open", patient.PatientModel, "_gate_block", lambda: (lambda self: None), MIXED,
      "strong_opioid_prerequisites"),

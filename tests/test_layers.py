@@ -11,9 +11,9 @@ Protects the one direction of flow (inputs -> model -> population -> engine -> s
   (:func:`target_contract`). The switch is that file's existence, nothing else: no skip or xfail can hide
   the contract after the move.
 
-Function-level (lazy) imports count; ``if TYPE_CHECKING:`` imports do not (they never run). The few
-violations left in modules other helpers were editing are listed, each with its fix, in
-``KNOWN_VIOLATIONS``: the check fails on any other, and on a listed one that no longer exists.
+Function-level (lazy) imports count; ``if TYPE_CHECKING:`` imports do not (they never run). A violation
+allowed for a while is listed, with its fix, in ``KNOWN_VIOLATIONS`` (empty today): the check fails on any
+other, and on a listed one that no longer exists.
 The checker itself is tested on small fake packages built in ``tmp_path``, where a deliberate upward
 import, a sibling import, a lazy import and a circle must each be reported.
 """

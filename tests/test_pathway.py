@@ -7,11 +7,14 @@ trigger on random patients and for a whole simulated cohort.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulator.engine.simulation as engine_mod
+import simulator.engine
 from simulator.engine.simulation import EngineConfig, Simulation
 from simulator.model.clinical_tables import compile_model
 from simulator.model.pathway import STATES, TRANSITIONS, TRIGGERS, build_machine, compile_table, fire
@@ -23,6 +26,8 @@ from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
 
 TABLES = compile_model()
+ENGINE_MODULES = tuple(importlib.import_module(f"simulator.engine.{m.name}")
+                       for m in pkgutil.iter_modules(simulator.engine.__path__))
 FLAGS = ("hepatic_disease", "recent_mi", "arrhythmia", "cardiovascular_disease", "ssri_use", "high_misuse_risk")
 
 
@@ -86,7 +91,11 @@ def test_whole_cohort_identical_with_machine(monkeypatch) -> None:
         calls.append(trigger)
         return bool(machine.events[trigger].trigger(patient))
 
-    monkeypatch.setattr(engine_mod, "fire", machine_fire)
+    # Every engine module that fires triggers (the Simulation mixins) goes through the Machine.
+    patched = [m for m in ENGINE_MODULES if getattr(m, "fire", None) is fire]
+    assert len(patched) >= 4, patched
+    for mod in patched:
+        monkeypatch.setattr(mod, "fire", machine_fire)
     via_machine = Simulation(ctx, cohort, cfg, 0).run()
     assert len(calls) > 400  # the Machine really drove the run
     np.testing.assert_array_equal(compiled, via_machine)

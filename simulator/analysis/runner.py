@@ -27,7 +27,6 @@ from ..model.clinical_tables import compile_model
 from ..model.overrides import model_tables
 from ..model.pathway import definition_fingerprint
 from ..model.policy_context import PolicyContext
-from ..output.results import default_dest
 from ..population.cohort import generate_cohort
 from ..scenario import Scenario
 from .interrupts import worker_pool
@@ -67,23 +66,35 @@ class RunResult:
         """Write the run folder ``dest`` (summary.json, manifest.json, patients/events/resource_use.parquet,
         replication_metrics.parquet and .csv, and report.html unless ``report`` is False); returns its path.
 
+        The writing is done by the ``output`` layer (:func:`simulator.output.results.save_run`), registered
+        with :func:`register_writers` when ``simulator`` is imported: analysis never imports output.
         Raises :class:`~simulator.inputs.errors.InputError` if ``dest`` exists."""
-        from ..output.results import write_run
-
-        extra = None
-        if report:
-            from ..output.report import write_run_report
-
-            def extra(tmp: Path) -> None:
-                write_run_report(self, tmp / "report.html")
-
-        return write_run(self, dest, extra=extra)
+        return _writer("save")(self, dest, report)
 
     def report(self, path: str | Path) -> Path:
-        """Render the self-contained HTML report of this run to ``path``; returns the path."""
-        from ..output.report import write_run_report
+        """Render the self-contained HTML report of this run to ``path``; returns the path (written by
+        :func:`simulator.output.report.write_run_report`, registered as for :meth:`save`)."""
+        return _writer("report")(self, path)
 
-        return write_run_report(self, path)
+
+_WRITERS: dict[str, Callable[..., Path]] = {}
+
+
+def register_writers(save: Callable[[RunResult, str | Path, bool], Path],
+                     report: Callable[[RunResult, str | Path], Path]) -> None:
+    """Give :meth:`RunResult.save` and :meth:`RunResult.report` their writers (the ``output`` layer's).
+
+    Called once by ``simulator/__init__.py``, which every import of the package runs first, so the documented
+    ``simulator.simulate(...).save(...)`` works while this layer never imports the one above it."""
+    _WRITERS["save"] = save
+    _WRITERS["report"] = report
+
+
+def _writer(name: str) -> Callable[..., Path]:
+    try:
+        return _WRITERS[name]
+    except KeyError:  # pragma: no cover - simulator/__init__.py registers them on any import of the package
+        raise RuntimeError("no run writers registered: import simulator (it registers simulator.output's)") from None
 
 
 def replication_long_table(scenario: str, summary: dict[str, Any]) -> pd.DataFrame:
@@ -278,8 +289,3 @@ def _version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:  # pragma: no cover
         return "unknown"
-
-
-def default_run_dir(scenario: Scenario, root: str | Path = "results") -> Path:
-    """``root/NAME-YYYYmmdd-HHMMSS``, the name made a safe folder name (a label is never a path)."""
-    return default_dest(scenario.name, root)

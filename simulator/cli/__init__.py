@@ -240,8 +240,8 @@ def run(scenario: str, patients: int | None, seed: int | None, replications: int
         out: str | None, force: bool, no_report: bool, quiet: bool) -> None:
     """Simulate SCENARIO (a file, or a packaged scenario name such as guideline) and write a run folder
     (summary.json, patients/events.parquet, manifest.json)."""
-    from ..analysis.runner import default_run_dir, simulate
-    from ..output.results import preflight_out, write_run
+    from ..analysis.runner import simulate
+    from ..output.results import default_dest, preflight_out, write_run
     from ..scenario import load_scenario
 
     positive("patients", patients)
@@ -250,7 +250,7 @@ def run(scenario: str, patients: int | None, seed: int | None, replications: int
     check_seed(seed)
     sc = load_scenario(scenario)
     sc.with_overrides(patients=patients, seed=seed, replications=replications)  # size limits, before simulating
-    dest = Path(out) if out else default_run_dir(sc)
+    dest = Path(out) if out else default_dest(sc.name)
     preflight_out(dest, force=force, unique=out is None)
     bar = LazyProgress(f"simulating {esc(sc.name)}", enabled=not quiet)
     try:

@@ -1,4 +1,5 @@
-"""Comparison, sweep and tornado folders: what ``painpath compare``, ``sweep`` and ``tornado`` write.
+"""Run, comparison, sweep and tornado folders: what ``RunResult.save``, ``painpath compare``, ``sweep`` and
+``tornado`` write.
 
 Each folder is written atomically (:func:`simulator.output.results.atomic_folder`): the analysis results as JSON
 and CSV, every scenario's run under ``runs/`` (tables and manifest, no per-run report) and the folder's
@@ -17,8 +18,21 @@ import pandas as pd
 from ..analysis.compare import Comparison, comparison_dict, comparison_frame, replication_frame
 from ..analysis.runner import RunResult
 from ..scenario import Scenario
-from .report import write_comparison_report, write_sensitivity_report
-from .results import atomic_folder, default_dest, folder_name, write_json, write_tables
+from .report import write_comparison_report, write_run_report, write_sensitivity_report
+from .results import atomic_folder, default_dest, folder_name, write_json, write_run, write_tables
+
+
+def save_run(result: RunResult, dest: str | Path, report: bool = True) -> Path:
+    """Write ``result`` as the run folder ``dest`` with its ``report.html`` unless ``report`` is False: what
+    :meth:`~simulator.analysis.runner.RunResult.save` does (registered by ``simulator/__init__.py``).
+
+    Raises :class:`~simulator.inputs.errors.InputError` if ``dest`` exists."""
+    extra = None
+    if report:
+        def extra(tmp: Path) -> None:
+            write_run_report(result, tmp / "report.html")
+
+    return write_run(result, dest, extra=extra)
 
 
 def write_run_files(res: RunResult, folder: Path) -> None:

@@ -154,10 +154,11 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
         elif not rules.is_resolvable(e.rule):
             found.append(Finding("rule_ids", ERROR, e.trigger, f"edge '{e.trigger}' cites unknown rule '{e.rule}'"))
     if rule_modules is None:
-        from ..engine import simulation as engine
+        from ..engine import adverse, evaluation, lines, maintenance, process, referral, simulation, stops
         from ..model import patient, policy, safety
 
-        rule_modules = (policy, engine, safety, patient)
+        engine = (simulation, process, evaluation, lines, stops, adverse, maintenance, referral)
+        rule_modules = (policy, *engine, safety, patient)
     for mod in rule_modules:
         for rid, line in rule_ids_in_source(inspect.getsource(mod)):
             if not rules.is_resolvable(rid):

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..inputs.errors import InputError
 from ..model import pathway
+from .words import FLAG_WORDS, drug_name
 
 WIDTH = 1100
 FONT = 14
@@ -102,8 +103,6 @@ def _drug(tables: Any, name: str) -> Any:
 
 def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str, set[EdgeKey]]]]:
     """Boxes (laid out) and arrows ``(from, to, label, edges)`` of the flowchart for ``policy``."""
-    from .narrate import FLAG_WORDS, drug_name
-
     drugs = tables.drugs
     resp = policy.response
     gate = policy.strong_opioid

@@ -39,6 +39,7 @@ from ..population.cohort import Cohort, generate_cohort
 from ..population.cohort_spec import ETIOLOGIES, MISUSE_RISK_LEVELS
 from . import diagram
 from .cases import Case
+from .words import FLAG_WORDS, drug_name
 
 QUEUE_CAVEAT = ("This patient was simulated alone with the draws it has in the full cohort: the journey is the one "
                 "it has in a run of the cohort, except that it never queues behind other patients for the pain "
@@ -48,11 +49,6 @@ NOT_CLINICAL = "Teaching material from a simulation; not clinical advice and not
 
 OUTCOME_WORDS = {"relief": "relief", "partial": "partial response", "none": "no response",
                  "intolerable": "not tolerated", "dropout": "dropped out"}
-FLAG_WORDS = {"hepatic_disease": "hepatic disease", "recent_mi": "recent myocardial infarction",
-              "arrhythmia": "arrhythmia", "heart_block": "heart block",
-              "cardiovascular_disease": "cardiovascular disease", "glaucoma": "glaucoma",
-              "orthostatic_hypotension": "orthostatic hypotension", "ssri_use": "takes an SSRI",
-              "depression": "depression"}
 
 
 @dataclass
@@ -221,11 +217,6 @@ def unit_for(unit: str, dose: float) -> str:
         if head.endswith("s") and head not in ("mg", "MME"):
             return head[:-1] + sep + tail
     return unit
-
-
-def drug_name(name: str) -> str:
-    """A drug's catalogue name for reading: lidocaine_5pct -> lidocaine 5%."""
-    return name.replace("_5pct", " 5%").replace("_8pct", " 8%").replace("_", " ")
 
 
 def _step(day: float, kind: str, text: str, rule: str = "") -> Step:

@@ -1,0 +1,214 @@
+"""Judging a line: the trial run to its evaluation visit, the observed pain, the response, the next decision.
+
+Owns :class:`Evaluation`, the mixin of :class:`simulator.engine.simulation.Simulation` that runs a line's
+adequate trial (P3; a strong opioid's time-limited trial and titration to response, P8) up to its evaluation
+visit or an interruption (adverse event, the patient's own stop, loss to follow-up), observes the pain at a
+visit, judges it (P4: relief, partial, none), counts failed agents and combinations (P4, P8) and asks the
+policy for the next decision. A mixin, so the trial loop, the hottest code of the engine, calls the other
+concerns as plain methods of the one simulation object.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..model import streams
+from ..model.catalog import FIRST_LINE_CLASSES
+from ..model.decisions import next_step
+from ..model.patient import PatientModel
+from ..model.policy_context import Decision
+from ..model.response import drug_effect, observed_pain
+from .events import E_EVAL, OUTCOME_CODE
+from .lines import Line
+from .maintenance import MAX_RELAPSES, MAX_RETURNS
+
+_OPTIMISABLE = ("gabapentinoid", "snri", "tca", "weak_opioid")  # P3.dose_optimisation applies to these
+FAILED_OUTCOMES = ("partial", "none")
+"""Outcomes of an evaluation that count as a failed line (P4)."""
+
+
+class Evaluation:
+    """Mixin: a line's trial to its evaluation, the pain observed, the response judged, the next decision."""
+
+    def _trial(self, p: PatientModel, lines: list[Line], decision: Decision, obs: tuple, ltfu_day: float):
+        """Run the newest line's trial up to its evaluation visit, or an interruption (P3, P8).
+
+        Returns ``(outcome, pain, by_patient)`` for :meth:`_decide_after`, or None when the patient's process
+        ends (horizon, drop-out). ``by_patient``: the line ended because the patient stopped (not judged)."""
+        env = self.env
+        t = self.tables
+        ctx = self.ctx
+        policy = ctx.policy
+        visit = float(policy.visit_interval_days)
+        horizon = self.config.horizon_days
+        i = p.idx
+        log = self._log
+        now = env.now
+        newest = lines[-1]
+        drug = t.drugs[newest.drug]
+        if decision.eval_after > 0:  # protocols fix the step's length
+            eval_day = now + decision.eval_after
+        else:  # P3: adequate trial at target dose, at the next scheduled visit
+            trial = ctx.trial_days[drug.name]
+            if drug.drug_class == "strong_opioid":
+                trial = min(trial, policy.strong_opioid.max_trial_days)
+            due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
+            k = math.ceil((due - newest.start) / visit - 1e-9)
+            eval_day = newest.start + max(k, 1) * visit
+            if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
+                eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
+        # P8.reassessment: whatever the newest drug, a strong opioid still running is reassessed in time.
+        eval_day = min(eval_day, self._reassess_by(p, lines))
+        outcome = None
+        pain = -1.0
+        by_patient = False  # the line ended because the patient stopped (not judged)
+        judged = 0  # P8.titrate_to_response: the titration step judged last
+        while outcome is None:
+            interim = False
+            day_eval = eval_day
+            if newest.to_response and judged < newest.next_step < len(newest.steps):
+                # P8.titrate_to_response: judged the day before each titration step
+                step_day = newest.start + newest.steps[newest.next_step][0] - 1.0
+                if step_day < eval_day:
+                    day_eval, interim = max(step_day, env.now), True
+            nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
+            if nxt >= horizon:
+                yield env.timeout(horizon - env.now)
+                return
+            if nxt > env.now:
+                yield env.timeout(nxt - env.now)
+            now = env.now
+            self._log_doses(i, p, lines, now)
+            if kind == "dropout":
+                self._drop_out(p, lines, now)
+                return
+            if kind == "ae":
+                stop = self._adverse_event(p, line, ae, now, lines)
+                if stop:
+                    base_left = len(lines) > 1 and line is not lines[0]
+                    lines.remove(line)
+                    p.active = [ln.drug for ln in lines]
+                    if line.topical_addon and lines:
+                        # A topical added alongside stops alone; the trial goes on, judged (and logged)
+                        # on the newest drug still taken.
+                        if line is newest:
+                            newest = lines[-1]
+                            drug = t.drugs[newest.drug]
+                        continue
+                    outcome = "intolerable"
+                    pain = -1.0
+                    p.intolerant = line.drug
+                    if base_left and p.state == "add_on":
+                        p.n_failed -= 1  # P4.addon_not_tolerated: no failed line is counted
+                continue
+            if kind == "stop":  # stopped for reasons other than adverse events (persistence, issue 10)
+                self._stop_line(p, line, now, "X.patient_stop")
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+                if not lines:  # the line ended: decided as when a drug cannot be continued
+                    outcome = "intolerable"
+                    pain = -1.0
+                    by_patient = True
+                elif line is newest:  # the regimen's remaining drugs are judged when due: the newest oral
+                    # one, not a topical added alongside it (P6.topical_add; the topical has its own trial)
+                    newest = next((ln for ln in reversed(lines) if not ln.topical_addon), lines[-1])
+                    drug = t.drugs[newest.drug]
+                    if newest.topical_addon:  # only the topical is left: judged after its own trial (P3)
+                        k = math.ceil((newest.target_day + ctx.trial_days[drug.name] - newest.start) / visit - 1e-9)
+                        eval_day = max(eval_day, newest.start + max(k, 1) * visit)
+                continue
+            # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
+            pain = self._pain(p, lines, now, obs, 1.0)
+            p.last_pain = pain
+            p.assessed = now
+            outcome = self._judge(p, pain)
+            if interim:
+                rule = "P8.titrate_to_response"
+            elif drug.drug_class == "tca":
+                rule = "P3.tca_trial"
+            else:
+                rule = "P3.adequate_trial"
+            log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
+                detail=OUTCOME_CODE[outcome], rule=rule)
+            if interim:
+                judged = newest.next_step
+                if outcome == "relief":  # the smallest effective dose: titration stops here
+                    newest.steps = newest.steps[:newest.next_step]
+                    newest.target = newest.steps[-1][1]
+                else:
+                    outcome = None
+        return outcome, pain, by_patient
+
+    def _decide_after(self, p: PatientModel, lines: list[Line], outcome: str, now: float, pain: float,
+                      entry: float, by_patient: bool = False) -> Decision | None:
+        """The policy's next decision after a line's outcome, or None when the patient leaves care.
+
+        ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
+        was judged at an evaluation, so no agent or combination is counted as failed (P8)."""
+        t = self.tables
+        if outcome in FAILED_OUTCOMES and not by_patient:
+            self._judge_failure(p, lines)
+        newest_line = lines[-1] if lines else None
+        # P3: one oral drug judged on its own (a topical alongside does not count)
+        p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
+                         and sum(1 for ln in lines if not ln.topical_addon) == 1
+                         and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
+                         and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        if outcome != "relief":
+            p.n_failed += 1
+        decision = next_step(p, self.ctx, outcome, now - entry, pain)
+        if outcome != "relief" and decision.trigger in ("optimise", "continue"):
+            # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
+            p.n_failed -= 1
+        elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
+                and p.taper_end <= now:
+            # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
+            # middle of a taper, whose rows are already logged.
+            u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
+            if u < t.follow_up["dropout_after_failed_line"]:
+                self._drop_out(p, lines, now)
+                return None
+            if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
+                col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
+                if float(self.persist[p.idx][col]) >= self.return_after_stop:
+                    self._drop_out(p, lines, now, "X.left_treatment")
+                    return None
+        if self.decide is not None:
+            decision = self.decide(p, outcome, now - entry, pain, decision)
+        return decision
+
+    def _judge_failure(self, p: PatientModel, lines: list[Line]) -> None:
+        """An inadequate evaluation: the running first-line agents failed (P8 count), and a gabapentinoid
+        running with an antidepressant is a failed combination (P4, P8; S000, S002, S004)."""
+        drugs = self.tables.drugs
+        classes = {drugs[ln.drug].drug_class for ln in lines}
+        for c in classes:
+            if c in FIRST_LINE_CLASSES:
+                p.failed_agent_classes.add(c)
+        if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):
+            p.combination_failed = True
+
+    def _pain(self, p: PatientModel, lines: list[Line], now: float, obs: tuple, retained: float) -> float:
+        """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
+        share retained (clinical persistence block); visit noise keyed by the visit day."""
+        t = self.tables
+        drug_z, ns_onset, adherence, entry = obs
+        lat = self.latents
+        i = p.idx
+        scale = adherence * retained
+        effects = []
+        for n_line, ln in enumerate(lines):
+            d = t.drugs[ln.drug]
+            e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
+                            lat.u_scalar(i, d.index, now), drug_z.item(d.index), p.facts.localized) * scale
+            effects.append(e * t.combination_factor if n_line > 0 else e)
+        return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
+                             streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
+
+    def _judge(self, p: PatientModel, pain: float) -> str:
+        """P4: relief, partial or none, by the policy's response rule."""
+        resp = self.ctx.policy.response
+        red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
+        if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
+            return "relief"
+        return "partial" if red >= resp.partial_min_reduction else "none"

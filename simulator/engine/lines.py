@@ -1,0 +1,259 @@
+"""Drug lines: one drug being taken, its titration schedule, starting it, re-dosing it and finding what comes next.
+
+Owns :class:`Line` (a drug's dose steps, target, maximum and pending adverse events) and :class:`Dosing`, the
+mixin of :class:`simulator.engine.simulation.Simulation` that plans a drug's schedule (P2, from
+:func:`simulator.model.safety.plan`), starts it with its safety checks (P5) and potential adverse events,
+adds a topical alongside (P6), optimises (P3) or adjusts doses, logs the titration steps reached, and finds a
+regimen's next event. A mixin keeps the hot path's ``self._log_doses(...)``, ``self._next_event(...)`` plain
+method calls on the one simulation object (no delegate object, no extra attribute hop per event).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..model.care import stop_day
+from ..model.catalog import FIRST_LINE_CLASSES
+from ..model.clinical_tables import interp
+from ..model.patient import PatientModel
+from ..model.policy_context import Decision
+from ..model.response import onset_days
+from ..model.safety import Plan, contraindication, plan, required_checks
+from .events import CHECKS, E_CHECK, E_DOSE, E_EXCLUDE, E_LIMIT, E_START
+
+
+class Line:
+    """One drug being taken: its schedule and pending adverse events."""
+
+    __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
+                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at")
+
+    def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
+                 to_response: bool = False) -> None:
+        self.drug = drug
+        self.start = start
+        self.steps = plan.steps
+        self.target = plan.target
+        self.maximum = plan.maximum
+        self.factor = plan.factor  # renal exposure: a dose x acts like x / factor (P5.renal_dose)
+        self.inc = plan.increment
+        self.interval = plan.interval
+        self.next_step = 1
+        self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
+        target_off = self.steps[-1][0]
+        for off, d in self.steps:  # the first step at the target dose (a loop: no generator per drug start)
+            if d >= self.target:
+                target_off = off
+                break
+        self.target_day = start + target_off
+        self.reduced = False
+        self.optimised = False
+        self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
+        self.added = added
+        self.topical_addon = topical_addon
+        self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
+        self.to_response = to_response
+        self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
+
+    def dose_at(self, day: float) -> float:
+        last_off, last_dose = self.steps[-1]
+        if self.start + last_off <= day + 1e-9:  # steps are in day order: past the last, its dose (most calls)
+            return last_dose
+        dose = self.steps[0][1]
+        for off, d in self.steps:
+            if self.start + off <= day + 1e-9:
+                dose = d
+            else:
+                break
+        return dose
+
+
+
+# Checks a declared departure skips (teaching: the trainee meets the consequence of skipping them).
+SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"serotonin_check"}),
+                                             "no_misuse_screen": frozenset({"misuse_screen", "treatment_agreement"})}
+
+
+class Dosing:
+    """Mixin: planning, starting and re-dosing drug lines, and the next event of a running regimen."""
+
+    def _plan(self, p: PatientModel, j: int, goal: float | None) -> Plan:
+        d = self.tables.drugs[j]
+        f = p.facts
+        start = self.ctx.start_doses.get(j)
+        factor = 1.0
+        for below, fac in self.extras[j].renal_exposure:
+            if f.crcl < below:
+                factor = fac
+        renal = tuple(f.crcl < below for below, _ in d.renal_caps) if d.renal_caps else ()
+        key = (j, f.age >= d.older_min_age, factor, renal, f.flags, goal, start)
+        cached = self._plan_cache.get(key)
+        if cached is None:  # few distinct combinations: compute each once
+            cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
+        return cached
+
+    def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
+                    lines: list[Line], target: float = 0.0, added: bool = False,
+                    topical_addon: bool = False, departure: str = "") -> Line:
+        t = self.tables
+        d = t.drugs[j]
+        i = p.idx
+        # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day stops
+        # after starts).
+        taking = [ln.drug for ln in lines] + [k for k, end in p.tapering if end >= now - 1e-9]
+        sero, weak = self.serotonergic, self.weak_opioid
+        serotonergic_with = "ssri_use" in p.facts.flags or any([sero[k] for k in taking])
+        tramadol_with = any([weak[k] for k in taking])
+        skipped = SKIPPED_CHECKS.get(departure, frozenset())
+        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
+                                                 tramadol_with and d.serotonergic):
+            if check in skipped:
+                continue
+            p.checks.add(check)
+            self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
+        goal = target if target > 0 else self.ctx.target_doses.get(j)
+        pl = self._plan(p, j, goal)
+        pu = self.persist[i]
+        nd = len(t.drugs)
+        if self.under[j] > 0 and float(pu[2 + nd + j]) < self.under[j]:  # usual care: X.under_titration
+            pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
+        line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
+        pe = t.persistence
+        line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"],
+                                float(pu[2 + j]))
+        p.tried.add(j)
+        cls = d.drug_class
+        if cls in FIRST_LINE_CLASSES:
+            p.n_first_line += 1
+        elif cls == "weak_opioid" and rule != "P9.tramadol_bridge":  # a bridge counts once judged (_judge_bridge)
+            p.tramadol_tried = True
+        elif cls == "strong_opioid":
+            p.strong_tried = True
+            p.assessed = now  # its start is the trial's first documented assessment (P8)
+        elif cls == "topical":
+            p.topical_tried = True
+        self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
+        for lim_rule, lim_dose in pl.limits:
+            self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
+        # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
+        # follows exposure (dose / renal factor).
+        for k, slot in enumerate(d.ae_slots):
+            u_inc = float(adv[2 * slot])
+            if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
+                continue
+            day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+            if u_inc < interp(d.ae_incidence[k], line.dose_at(day) / line.factor):
+                line.aes.append((day, d.ae_types[k], u_inc, -1))
+                line.seen |= 1 << k
+        self._serious_events(p, d, line, adv, serotonergic_with)
+        line.aes.sort()
+        return line
+
+    def _add_alongside(self, p: PatientModel, decision: Decision, lines: list[Line], now: float, adv: np.ndarray,
+                       at: int) -> None:
+        """P6.topical_add (S004, any stage): the decision's topicals start at the same visit as its own step,
+        placed before that step's drug in ``lines`` so the trial is still judged on the oral step."""
+        for j in decision.also:
+            why = contraindication(self.tables.drugs[j], p.facts)
+            if why is not None:
+                self._log(p.idx, now, E_EXCLUDE, p.state, drug=j, rule=why)
+                continue
+            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, True,
+                                              decision.departure))
+            at += 1
+        if decision.also:
+            p.active = [ln.drug for ln in lines]
+
+    def _optimise(self, p: PatientModel, line: Line, now: float, adv: np.ndarray) -> None:
+        """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum."""
+        d = self.tables.drugs[line.drug]
+        cur = line.dose_at(now)
+        reached = line.steps[:line.next_step]
+        off = now - line.start
+        dose = cur
+        new: list[tuple[float, float]] = []
+        while dose < line.maximum - 1e-9:
+            dose = min(dose + line.inc, line.maximum)
+            new.append((round(off, 3), dose))
+            off += line.interval
+        line.opt_from = len(reached)
+        line.steps = reached + tuple(new)
+        line.next_step = len(reached)
+        line.target = line.maximum
+        line.target_day = line.start + new[-1][0]
+        line.optimised = True
+        self._log_doses(p.idx, p, [line], now)
+        # Adverse events that the higher exposure makes possible (same draws: more events at higher dose).
+        for k, slot in enumerate(d.ae_slots):
+            if line.seen & (1 << k):
+                continue
+            u_inc = float(adv[2 * slot])
+            if u_inc < interp(d.ae_incidence[k], line.maximum / line.factor):
+                day = line.start + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                if day <= now:
+                    day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                line.aes.append((day, d.ae_types[k], u_inc, -1))
+                line.seen |= 1 << k
+        line.aes.sort()
+
+    def _adjust(self, p: PatientModel, lines: list[Line], now: float, decision: Decision, adv: np.ndarray) -> None:
+        """Re-dose running drugs (tutor: raise, lower, taper off one drug); same draws, so same luck.
+
+        A higher dose is dose optimisation (:meth:`_optimise`, up to the patient's maximum); a lower dose
+        applies at once, like a dose reduction for a side effect; 0 stops the drug (tapered when its
+        catalogue entry has a taper)."""
+        t = self.tables
+        for j, dose in decision.adjust:
+            line = next((ln for ln in lines if ln.drug == j), None)
+            if line is None:
+                continue
+            if dose <= 0:
+                self._stop_line(p, line, now, decision.rule)
+                lines.remove(line)
+                continue
+            if dose > line.dose_at(now) + 1e-9:
+                self._optimise(p, line, now, adv)
+                continue
+            d = t.drugs[j]
+            kept = tuple(s for s in line.steps[:line.next_step] if s[1] <= dose + 1e-9)
+            if not kept or abs(kept[-1][1] - dose) > 1e-9:
+                kept += ((round(now - line.start, 3), dose),)
+            line.steps = kept
+            line.next_step = len(kept)
+            line.target = dose
+            line.reduced = True
+            self._log(p.idx, now, E_DOSE, p.state, drug=j, dose=dose, rule=decision.rule)
+            low = dose / line.factor
+            line.aes = [a for a in line.aes if a[3] >= 0 or a[2] < interp(d.ae_incidence[d.ae_types.index(a[1])], low)]
+        p.active = [ln.drug for ln in lines]
+
+    def _next_event(self, lines: list[Line], eval_day: float, ltfu_day: float):
+        """The first of: the evaluation, loss to follow-up, a line's next adverse event or its stop (ties: in
+        that order): ``(day, kind, line, adverse event)``."""
+        day, kind, line, ae = eval_day, "eval", None, None
+        if ltfu_day < day:
+            day, kind = ltfu_day, "dropout"
+        for ln in lines:
+            aes = ln.aes
+            if aes and aes[0][0] < day:
+                ae = aes[0]
+                day, kind, line = ae[0], "ae", ln
+            if ln.stop_at < day:
+                day, kind, line, ae = ln.stop_at, "stop", ln, None
+        return day, kind, line, ae
+
+    def _log_doses(self, i: int, p: PatientModel, lines: list[Line], now: float, before: bool = False) -> None:
+        """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those
+        strictly before ``now`` (the horizon: the run simulates days < horizon)."""
+        limit = now - 1e-9 if before else now + 1e-9
+        for ln in lines:
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
+                off, dose = ln.steps[ln.next_step]
+                if ln.next_step >= ln.opt_from:
+                    rule = "P3.dose_optimisation"
+                else:
+                    rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
+                self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
+                ln.next_step += 1

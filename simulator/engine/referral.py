@@ -1,0 +1,153 @@
+"""Specialist referral: the queue for the pain clinic, care while waiting, the consult and its outcome.
+
+Owns :class:`Referral`, the mixin of :class:`simulator.engine.simulation.Simulation` for P9: what is stopped
+at referral (P9.care_while_waiting, P8.stop_ineffective), queueing at the clinic (:mod:`simulator.engine.clinic`
+decides when a consult starts), reviews while queued (a relieved patient may leave the queue), the tramadol
+bridge while waiting (P9.tramadol_bridge) and when it counts as tramadol tried (P7, P8 gate), and the
+consult's outcome from the patient's specialist draws. A mixin, so its generators are plain methods of the
+one simulation object, delegated to with ``yield from``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..model.pathway import fire
+from ..model.patient import PatientModel
+from .events import E_CONSULT, E_LEFT, E_MAINT, E_QUEUE, E_TRANSITION, OUTCOME_CODE, TRIGGER_CODE
+from .lines import Line
+from .stops import OPIOID_TRIGGER
+
+
+class Referral:
+    """Mixin: referral to the pain clinic, the wait, the consult."""
+
+    def _stop_for_referral(self, p: PatientModel, lines: list[Line], now: float, rule: str) -> None:
+        """At referral: under ``policy.referral.while_waiting: continue`` the regimen continues while queued,
+        except an opioid (tramadol or a strong opioid): referral follows an evaluation without relief, and an
+        opioid that has not worked is stopped (P8.stop_ineffective, S004); under 'stop' every drug stops (v0.1)."""
+        if self.ctx.policy.referral.while_waiting == "stop":
+            if lines:
+                self._stop_all(p, lines, now, rule, False, (), True)
+            return
+        self._stop_opioids(p, lines, now)
+
+    def _specialist(self, p: PatientModel, lines: list[Line], ltfu_day: float, adv: np.ndarray, obs: tuple,
+                    why_referred: str = "P9.refractory_referral"):
+        """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
+
+        Returns "dropout" (left the queue or care), "relief", "no_relief", "relieved_waiting" (relieved at
+        a review while queued and left the queue), or "waiting" (the horizon came first). The clinic
+        (:mod:`simulator.engine.clinic`) decides when the consult starts. With ``policy.referral.bridge_tramadol``
+        tramadol is started while waiting (P7 permitting) and stopped at the consult (P9.tramadol_bridge).
+        While queued on a regimen the patient is reviewed (:meth:`_wait_for_consult`). ``why_referred``: the
+        referral decision's rule; the ``referral_queued`` row cites P9.referral_criteria for the policy's early
+        criteria, P9.refractory_referral otherwise."""
+        env = self.env
+        t = self.tables
+        i = p.idx
+        queued = env.now
+        # The queue row cites why: the policy's early criteria, or refractory pain (the steps exhausted or failed).
+        self._log(i, queued, E_QUEUE, p.state,
+                  rule="P9.referral_criteria" if why_referred == "P9.referral_criteria" else "P9.refractory_referral")
+        u = self.special[i].tolist()
+        bridge = None
+        # Once per patient (rescue, not a regimen: a patient referred again does not get a second bridge).
+        if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed() and self.ctx.tramadol not in p.tried:
+            bridge = self._start_drug(p, self.ctx.tramadol, queued, "P9.tramadol_bridge", adv, lines)
+            lines.append(bridge)
+            p.active = [ln.drug for ln in lines]
+        req = self.clinic.request(i, u[3])
+        why, relieved = yield from self._wait_for_consult(p, lines, ltfu_day, req, bridge, obs)
+        if why == "relieved":
+            self.clinic.cancel(req)
+            self._log(i, env.now, E_LEFT, p.state, rule="P9.relieved_while_waiting")
+            if bridge is not None and bridge in lines:  # rescue while waiting, not long-term (NICE CG173)
+                self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")
+                lines.remove(bridge)
+                p.active = [ln.drug for ln in lines]
+            return "relieved_waiting"
+        if why != "event":
+            self.clinic.cancel(req)
+            return "dropout" if why == "dropout" else "waiting"
+        p.consulted = True
+        self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
+                  rule="P9.specialist_consult")
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["consult_days"], ltfu_day)
+        if why != "until":
+            return "dropout" if why == "dropout" else "waiting"
+        fire(self.table, p, "consult")
+        if relieved:  # policy keep_appointment: the specialist confirms the regimen that relieves (no draw used)
+            ok, code = True, 2
+        elif u[0] < t.specialist["intervention_prob"]:
+            ok = u[1] < t.intervention_success[p.etiology]
+            code = 0 if ok else 1
+        else:
+            ok = u[2] < t.specialist["conservative_relief_prob"]
+            code = 2 if ok else 3
+        self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
+        self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
+        if bridge is not None and bridge in lines:
+            self._stop_line(p, bridge, env.now, "P9.tramadol_bridge")
+            lines.remove(bridge)
+            p.active = [ln.drug for ln in lines]
+        if not ok:
+            return "no_relief"
+        if relieved:
+            return "relief"
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day)
+        if why == "until":
+            return "relief"
+        return "dropout" if why == "dropout" else "waiting"
+
+    def _wait_for_consult(self, p: PatientModel, lines: list[Line], ltfu_day: float, req, bridge: Line | None,
+                          obs: tuple):
+        """Wait in the clinic's queue while the regimen continues (P9.care_while_waiting). A patient on a
+        regimen is reviewed at the maintenance intervals (``maintenance.visit_interval_days``, or
+        ``opioid_visit_interval_days`` while an opioid runs; P8.reassessment): the visit is logged as a
+        ``maintenance_visit``. Relief found at a review ends the wait (``referral.relieved_while_waiting:
+        leave_queue``: the referral criterion, persistent refractory pain, no longer holds) or is kept for the
+        consult (``keep_appointment``). A tramadol bridge judged without relief after its adequate trial counts
+        as tramadol tried (P7, P8 gate; :meth:`_judge_bridge`). No drug, no review (``while_waiting: stop``).
+
+        Returns ``(why, relieved)``: why is "event" (the consult starts), "relieved", "dropout" or "horizon";
+        relieved: the last review found relief (keep_appointment)."""
+        env = self.env
+        i = p.idx
+        pol = self.ctx.policy
+        mt = pol.maintenance
+        drugs = self.tables.drugs
+        last = env.now
+        relieved = False
+        while True:
+            opioid = any(drugs[ln.drug].drug_class in OPIOID_TRIGGER for ln in lines)
+            review = last + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days) if lines else math.inf
+            why = yield from self._carry_on(p, lines, review, ltfu_day, req.event)
+            if why != "until":
+                return why, relieved
+            now = last = env.now
+            if not lines:  # the last drug stopped since: nothing to review
+                continue
+            pain = self._pain(p, lines, now, obs, 1.0)
+            p.last_pain = pain
+            p.assessed = now
+            outcome = self._judge(p, pain)
+            newest = lines[-1]
+            self._log(i, now, E_MAINT, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
+                      detail=OUTCOME_CODE[outcome], rule="P9.care_while_waiting")
+            relieved = outcome == "relief"
+            if bridge is not None and bridge in lines and not relieved:
+                self._judge_bridge(p, bridge, now)
+            if relieved and pol.referral.relieved_while_waiting == "leave_queue":
+                return "relieved", True
+
+    def _judge_bridge(self, p: PatientModel, bridge: Line, now: float) -> None:
+        """P7, P8 gate: the tramadol bridge counts as tramadol tried only once it has had an adequate trial
+        (its target dose plus the policy's tramadol trial days, P3) and a review still finds no relief; a
+        bridge cut short by the consult is not a failed tramadol trial (NICE CG173 allows tramadol only as
+        rescue while waiting; S004 requires tramadol to fail before a strong opioid)."""
+        if now + 1e-9 >= bridge.target_day + self.ctx.trial_days[self.tables.drugs[bridge.drug].name]:
+            p.tramadol_tried = True
+            p.bridge_judged = True

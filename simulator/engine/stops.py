@@ -1,0 +1,125 @@
+"""Stopping drugs: one line (tapered when its catalogue entry has a taper), the regimen, opioids, leaving care.
+
+Owns :class:`Stopping`, the mixin of :class:`simulator.engine.simulation.Simulation` that stops a drug
+(P5.taper_step: a taper's rows are logged when it starts, up to loss to follow-up or the horizon, with no
+SimPy process per taper), stops a regimen for a decision (keeping the classes it names), stops the opioids
+that did not work (P8.stop_ineffective), finishes tapers cut at loss to follow-up, says whether the next drug
+must wait for a taper (P5), and ends care at a drop-out. A mixin, so these stay plain method calls of the one
+simulation object on the hot path.
+"""
+
+from __future__ import annotations
+
+from ..model.pathway import fire
+from ..model.patient import PatientModel
+from .events import E_DOSE, E_DROPOUT, E_STOP, E_TAPER
+from .lines import Line
+
+OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
+"""The opioid classes and the trigger that starts each (P7, P8)."""
+
+
+class Stopping:
+    """Mixin: stopping lines, regimens and opioids; tapers; drop-out."""
+
+    def _stop_line(self, p: PatientModel, line: Line, now: float, rule: str, code: int = -1,
+                   failed: bool = False, abrupt: bool = False) -> None:
+        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step), else at once.
+
+        A taper is deterministic, so its rows are logged when it starts, with their own (future) days, up to
+        the patient's loss to follow-up or the horizon (no SimPy process per taper)."""
+        j = line.drug
+        dose = line.dose_at(now)
+        if failed:
+            cls = self.tables.drugs[j].drug_class
+            if cls in ("gabapentinoid", "snri", "tca", "topical"):
+                p.failed_classes.add(cls)
+        x = self.extras[j]
+        i = p.idx
+        if x.taper and not abrupt:
+            self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            limit = p.until
+            day = now
+            for k, f in enumerate(x.taper):
+                if day >= limit:  # loss to follow-up first: the rest is logged only if the patient stays in care
+                    p.taper_rest.append((j, dose, k, day))
+                    break
+                self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            else:
+                if day < limit:
+                    self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+                else:
+                    p.taper_rest.append((j, dose, len(x.taper), day))
+            end = now + x.taper_interval * len(x.taper)
+            p.tapering.append((j, end))
+            if end > p.taper_end:
+                p.taper_end = end
+        else:
+            self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
+
+    def _stop_all(self, p: PatientModel, lines: list[Line], now: float, rule: str, failed: bool,
+                  keep: tuple[str, ...] = (), everything: bool = False) -> None:
+        """Stop the regimen for a decision; drugs of the ``keep`` classes and a topical added earlier
+        alongside (not the one just judged) continue unless ``everything`` (referral)."""
+        drugs = self.tables.drugs
+        newest = lines[-1]
+        kept: list[Line] = []
+        for ln in lines:
+            if not everything and (drugs[ln.drug].drug_class in keep or (ln.topical_addon and ln is not newest)):
+                kept.append(ln)
+                continue
+            self._stop_line(p, ln, now, rule, failed=failed)
+        lines[:] = kept
+        p.active = [ln.drug for ln in kept]
+
+    def _stop_opioids(self, p: PatientModel, lines: list[Line], now: float) -> None:
+        """Opioids still running after an evaluation without relief when the pathway moves to the specialist
+        (referral) or ends (discharge after the specialist) are tapered and stopped: "reassess necessity at each visit, discontinue if ineffective" (P8.stop_ineffective,
+        S004), whether tramadol or a strong opioid."""
+        drugs = self.tables.drugs
+        for ln in [ln for ln in lines if drugs[ln.drug].drug_class in OPIOID_TRIGGER]:
+            self._stop_line(p, ln, now, "P8.stop_ineffective", failed=True)
+            lines.remove(ln)
+        p.active = [ln.drug for ln in lines]
+
+    def _drop_out(self, p: PatientModel, lines: list[Line], now: float, rule: str = "X.dropout") -> None:
+        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every drug stops
+        at once (tapers included), then the drop-out row."""
+        for ln in lines:
+            self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
+        for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
+            if end > now:
+                self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
+        p.tapering.clear()
+        p.taper_rest.clear()
+        lines.clear()
+        p.active = []
+        fire(self.table, p, "drop_out")
+        self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
+
+    def _finish_tapers(self, p: PatientModel) -> None:
+        """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
+        leaves care that way (relief, discharge, nothing more to do): up to the horizon."""
+        horizon = self.config.horizon_days
+        for j, dose, k, day in p.taper_rest:
+            x = self.extras[j]
+            for f in x.taper[k:]:
+                if day >= horizon:
+                    break
+                self._log(p.idx, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                day += x.taper_interval
+            else:
+                if day < horizon:
+                    self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+        p.taper_rest.clear()
+
+    def _wait_for_taper(self, p: PatientModel, start: tuple[int, ...]) -> bool:
+        """True when the next drug must wait for the running tapers to end (P5); a drug being tapered is never
+        restarted during its own taper (e.g. P7 tramadol after a tramadol bridge tapered at the consult)."""
+        pol = self.ctx.policy
+        if not pol.cross_taper or any(j in start and end > self.env.now + 1e-9 for j, end in p.tapering):
+            return True
+        drugs = self.tables.drugs
+        return pol.serotonin == "avoid" and any(drugs[j].serotonergic for j in start) \
+            and any(drugs[j].serotonergic for j, _end in p.tapering)
