@@ -60,6 +60,14 @@ INTERIM_RULE = "P8.titrate_to_response"  # an evaluation at a titration step (ti
 LABEL_LOWEST_DOSE: dict[str, float] = {"pregabalin": 25.0, "gabapentin": 100.0}  # mg/day: the lowest daily
 # dose of the US labels' renal tables (Lyrica 25-75 below CrCl 15; Neurontin 100-300 below CrCl 15), which is
 # also the smallest capsule; S000, S001 "reduce ... doses based on creatinine clearance", not below the label
+LABEL_RENAL_MAX: dict[str, tuple[tuple[float, float], ...]] = {  # (CrCl below mL/min, max mg/day) held by the
+    # oracle from the US labels' renal tables, whatever drugs.yaml scales: Lyrica 300 / 150 / 75 at CrCl 30-60 /
+    # 15-30 / < 15; Neurontin 1400 / 700 / 300 at 30-59 / 15-29 / < 15; Ultram 200 below 30 (S000, S001 "reduce
+    # gabapentin and pregabalin doses based on creatinine clearance")
+    "pregabalin": ((60.0, 300.0), (30.0, 150.0), (15.0, 75.0)),
+    "gabapentin": ((60.0, 1400.0), (30.0, 700.0), (15.0, 300.0)),
+    "tramadol": ((30.0, 200.0),),
+}
 RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
 # gabapentin and pregabalin doses based on creatinine clearance"
 
@@ -97,7 +105,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "events: dose of drug_start/dose_change rows"),
     Invariant("max_dose", "P2.max_dose_cap", "S000, S001, S004",
               "no dose above the catalogue maximum adjusted for age, renal band and cautions",
-              "events: doses; patients: age, CrCl, flags; drugs.yaml: max_dose, older_adult, renal_caps, cautions"),
+              "events: doses; patients: age, CrCl, flags; drugs.yaml: max_dose, older_adult, renal_caps, cautions; "
+              "the labels' renal-band maxima held by the oracle (LABEL_RENAL_MAX)"),
     Invariant("tca_older_cardiac", "P5.tca_cardiac_cap", "S000",
               "a tricyclic stays below 100 mg/day in older adults and in cardiac disease",
               "events: TCA doses; patients: age, cardiac flags; drugs.yaml: older_adult.min_age"),
@@ -400,6 +409,12 @@ def max_allowed(drug: Drug, facts: Facts) -> float:
     return cap
 
 
+def label_renal_max(name: str, facts: Facts) -> float:
+    """The label's highest daily dose in the patient's CrCl band (:data:`LABEL_RENAL_MAX`; inf outside them)."""
+    caps = [cap for below, cap in LABEL_RENAL_MAX.get(name, ()) if facts.crcl < below]
+    return min(caps) if caps else math.inf
+
+
 def older_start(drug: Drug) -> float | None:
     """The catalogue's first dose for older adults, when it gives one (P2.older_adult_start)."""
     return drug.older_adult.start_dose
@@ -671,7 +686,7 @@ class Checker:
     def _check_caps(self, key: tuple[int, int], f: Facts, d: Drug, name: str, dose: float, day: float,
                     ev: str, rule: str | None) -> None:
         self._touch("max_dose", key)
-        cap = max_allowed(d, f)
+        cap = min(max_allowed(d, f), label_renal_max(name, f))
         if dose > cap * (1 + EPS):
             self._flag("max_dose", key, day, ev, name, rule,
                        f"{name} {dose:g} {d.unit} above the adjusted maximum {cap:g} "

@@ -1,0 +1,83 @@
+"""Doses against the product labels' figures (issue 9 review, rev9).
+
+The catalogue scales a gabapentinoid's whole schedule by a CrCl band factor (P5.renal_dose, S000, S001). A
+factor is an approximation of the label's renal table: the label's maximum daily dose in each band is a hard
+figure that neither the engine nor dose optimisation (P3, "maximum dose 3600 mg/day may be needed") may pass.
+The figures are written here, from the labels, not read from drugs.yaml (a check must not share what it
+checks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.clinical import compile_model
+from simulator.cohort import generate_cohort, load_cohort_spec
+from simulator.engine import EngineConfig, Simulation
+from simulator.invariants import check_events
+from simulator.outcomes import events_frame
+from simulator.policy import Policy, PolicyContext
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# US labels' renal tables: (CrCl low, CrCl high, maximum daily dose)
+LABEL_MAX = {
+    "gabapentin": [(30, 60, 1400.0), (15, 30, 700.0), (5, 15, 300.0)],  # Neurontin
+    "pregabalin": [(30, 60, 300.0), (15, 30, 150.0), (5, 15, 75.0)],  # Lyrica
+}
+FIRST = {"gabapentin": "gabapentin_first", "pregabalin": "pregabalin_first"}
+BASE_PATIENT = dict(replication=0, patient=0, age=50.0, crcl=45.0, etiology="diabetic_neuropathy",
+                    localized=False, allodynia=False, hepatic_disease=False, recent_mi=False, arrhythmia=False,
+                    heart_block=False, cardiovascular_disease=False, glaucoma=False, orthostatic_hypotension=False,
+                    ssri_use=False, depression=False)
+
+
+def _row(day, event, drug=None, dose=None, rule=None, pain=None):
+    return dict(replication=0, patient=0, day=float(day), event=event, drug=drug,
+                dose=math.nan if dose is None else float(dose), pain_nrs=math.nan if pain is None else float(pain),
+                outcome=None, check=None, rule=rule)
+
+
+def test_oracle_reports_a_gabapentin_dose_above_the_labels_renal_maximum():
+    """Protects `check` as an oracle of the label: at CrCl 45 Neurontin's maximum is 1400 mg/day; v0.2's
+    catalogue factor (3600 x 0.4 = 1440) let the engine reach 1440 and `check` agreed (it read the same
+    factor). 1440 must be reported under max_dose, 1400 must pass."""
+    def report(top):
+        rows = [_row(0, "assessment", pain=7, rule="P1"),
+                _row(0, "transition", rule="P1.gabapentin_cost"),
+                _row(0, "drug_start", "gabapentin", 120, rule="P1.gabapentin_cost"),
+                *[_row(d, "dose_change", "gabapentin", x, rule="P2.titration_step")
+                  for d, x in ((1, 240), (2, 360), (7, 480), (14, 720))],
+                _row(42, "evaluation", "gabapentin", 720, rule="P3.adequate_trial", pain=6),
+                *[_row(42 + 7 * i, "dose_change", "gabapentin", x, rule="P3.dose_optimisation")
+                  for i, x in enumerate((960, 1200, top))]]
+        return check_events(pd.DataFrame(rows), pd.DataFrame([BASE_PATIENT]), Policy(first_line="gabapentin_first"))
+    bad = report(1440)
+    assert "max_dose" in {v.invariant for v in bad.violations()}
+    assert report(1400).ok
+
+
+@pytest.mark.parametrize("drug", sorted(LABEL_MAX))
+def test_no_gabapentinoid_dose_above_the_labels_renal_maximum(drug):
+    """Protects P5.renal_dose against the labels on simulated trajectories: younger patients in each CrCl
+    band, the gabapentinoid first and raised to the maximum before judging failure (P3 to_maximum), never
+    get a daily dose above the label's maximum for the band (v0.2: gabapentin 1440 / 720 / 360 mg/day
+    against Neurontin's 1400 / 700 / 300)."""
+    tables = compile_model()
+    spec = load_cohort_spec(ROOT / "cohorts" / "mixed-primary-care.yaml")
+    ctx = PolicyContext.build(Policy(first_line=FIRST[drug]), tables)
+    for lo, hi, label_max in LABEL_MAX[drug]:
+        c = generate_cohort(spec, 200, 11)
+        crcl = np.linspace(lo, hi - 0.5, 200)
+        c = dataclasses.replace(c, crcl=crcl.astype(c.crcl.dtype), age=np.full(200, 50.0, dtype=c.age.dtype))
+        sim = Simulation(ctx, c, EngineConfig(horizon_days=365, specialist_slots_per_week=2, seed=11), 0)
+        ev = events_frame([sim.run()], tables)
+        doses = ev[ev["event"].isin(["drug_start", "dose_change"]) & (ev["drug"] == drug)]["dose"]
+        assert len(doses), (drug, lo, hi)
+        assert doses.max() <= label_max + 1e-9, (drug, lo, hi, doses.max())
