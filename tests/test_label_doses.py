@@ -81,3 +81,22 @@ def test_no_gabapentinoid_dose_above_the_labels_renal_maximum(drug):
         doses = ev[ev["event"].isin(["drug_start", "dose_change"]) & (ev["drug"] == drug)]["dose"]
         assert len(doses), (drug, lo, hi)
         assert doses.max() <= label_max + 1e-9, (drug, lo, hi, doses.max())
+
+
+def test_the_policys_tricyclic_is_the_only_tricyclic():
+    """Protects P1 (S000: "use secondary amines (nortriptyline or desipramine) over tertiary amines due to fewer
+    anticholinergic effects"): under the guideline (tca: nortriptyline) no patient is moved on to
+    amitriptyline after nortriptyline. v0.2's default order ended with amitriptyline, so 72-year-olds whose
+    nortriptyline caused constipation got amitriptyline, nortriptyline's tertiary-amine parent drug (it is
+    demethylated to nortriptyline), with more anticholinergic effect. With tca: amitriptyline (S001) the
+    converse holds."""
+    tables = compile_model()
+    spec = load_cohort_spec(ROOT / "cohorts" / "older-renal.yaml")
+    c = generate_cohort(spec, 1500, 5)
+    for tca, other in (("nortriptyline", "amitriptyline"), ("amitriptyline", "nortriptyline")):
+        ctx = PolicyContext.build(Policy(tca=tca), tables)
+        sim = Simulation(ctx, c, EngineConfig(horizon_days=730, specialist_slots_per_week=2, seed=5), 0)
+        ev = events_frame([sim.run()], tables)
+        starts = ev[ev["event"] == "drug_start"]["drug"].astype(str)
+        assert (starts == tca).sum() > 0, tca
+        assert (starts == other).sum() == 0, (tca, (starts == other).sum())
