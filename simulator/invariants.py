@@ -157,7 +157,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "events: drug starts; patients: flags, CrCl; drugs.yaml: contraindications, renal_caps"),
     Invariant("serotonin_check", "P5.serotonin_check", "S000, S004",
               "a serotonin check is logged before tramadol starts with an SSRI, SNRI or tricyclic, before an SNRI "
-              "starts with an SSRI or tramadol, and before a tricyclic starts with tramadol",
+              "starts with an SSRI, a tricyclic or tramadol, and before a tricyclic starts with an SSRI, an SNRI or "
+              "tramadol",
               "events: safety_check rows, starts and stops (a drug being tapered is still taken); patients: ssri_use"),
     Invariant("taper", "P5.taper_step", "S001",
               "duloxetine, venlafaxine, tricyclics, tramadol and strong opioids are tapered before they stop "
@@ -911,9 +912,9 @@ class Checker:
         if cls == "weak_opioid":
             why = ["an SSRI"] * ssri + [c.upper() for c in ("snri", "tca") if c in taken]
         elif cls == "snri":
-            why = ["an SSRI"] * ssri + ["tramadol"] * ("weak_opioid" in taken)
+            why = ["an SSRI"] * ssri + [c.upper() for c in ("tca",) if c in taken] + ["tramadol"] * ("weak_opioid" in taken)
         elif cls == "tca":
-            why = ["tramadol"] * ("weak_opioid" in taken)
+            why = ["an SSRI"] * ssri + [c.upper() for c in ("snri",) if c in taken] + ["tramadol"] * ("weak_opioid" in taken)
         if not why:
             return
         self._touch("serotonin_check", key)

@@ -100,3 +100,33 @@ def test_the_policys_tricyclic_is_the_only_tricyclic():
         starts = ev[ev["event"] == "drug_start"]["drug"].astype(str)
         assert (starts == tca).sum() > 0, tca
         assert (starts == other).sum() == 0, (tca, (starts == other).sum())
+
+
+def test_a_tricyclic_with_an_ssri_or_snri_gets_the_serotonin_check():
+    """Protects P5.serotonin_check_snri for tricyclics: drugs.yaml marks TCAs serotonergic and `serotonin:
+    avoid` keeps them from SSRI users, yet under `monitor` v0.2 started nortriptyline in SSRI users, and while
+    duloxetine or venlafaxine was being tapered, with no check (the rule text said "any two serotonergic
+    drugs"). The oracle must report it, and the engine must log the check before every such start."""
+    pat = {**BASE_PATIENT, "crcl": 90.0, "ssri_use": True}
+    rows = [_row(0, "assessment", pain=7, rule="P1"), _row(0, "transition", rule="P1.tca_first"),
+            _row(0, "safety_check", "nortriptyline", rule="P5.tca_ecg") | {"check": "ecg"},
+            _row(0, "drug_start", "nortriptyline", 25, rule="P1.tca_first")]
+    bad = check_events(pd.DataFrame(rows), pd.DataFrame([pat]), Policy(first_line="tca_first"))
+    assert "serotonin_check" in {v.invariant for v in bad.violations()}
+    checked = rows[:3] + [_row(0, "safety_check", "nortriptyline", rule="P5.serotonin_check_snri")
+                          | {"check": "serotonin_check"}] + rows[3:]
+    assert check_events(pd.DataFrame(checked), pd.DataFrame([pat]), Policy(first_line="tca_first")).ok
+
+    tables = compile_model()
+    spec = load_cohort_spec(ROOT / "cohorts" / "mixed-primary-care.yaml")
+    c = generate_cohort(spec, 300, 7)
+    c = dataclasses.replace(c, ssri_use=np.ones(300, dtype=c.ssri_use.dtype))
+    ctx = PolicyContext.build(Policy(), tables)
+    ev = events_frame([Simulation(ctx, c, EngineConfig(horizon_days=730, specialist_slots_per_week=2, seed=7),
+                                  0).run()], tables)
+    tca = ev[(ev["event"] == "drug_start") & (ev["drug"] == "nortriptyline")]
+    assert len(tca) > 10
+    for _, s in tca.iterrows():
+        chk = ev[(ev["patient"] == s["patient"]) & (ev["day"] == s["day"]) & (ev["event"] == "safety_check")
+                 & (ev["check"] == "serotonin_check") & (ev["drug"] == "nortriptyline")]
+        assert len(chk), (s["patient"], s["day"])
