@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulator.cohort import generate_cohort  # noqa: E402
-from simulator.engine import EngineConfig, Simulation  # noqa: E402
-from simulator.overrides import model_tables  # noqa: E402
-from simulator.policy import PolicyContext  # noqa: E402
-from simulator.runner import replication_setup, simulate  # noqa: E402
+from simulator.analysis.runner import replication_setup, simulate  # noqa: E402
+from simulator.engine.simulation import EngineConfig, Simulation  # noqa: E402
+from simulator.model.overrides import model_tables  # noqa: E402
+from simulator.model.policy import PolicyContext  # noqa: E402
+from simulator.population.cohort import generate_cohort  # noqa: E402
 from simulator.scenario import load_scenario  # noqa: E402
 
 

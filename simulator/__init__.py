@@ -5,8 +5,8 @@ For policy analysis and teaching; not for clinical use. The public API mirrors t
 
 from __future__ import annotations
 
-from .errors import InputError
-from .runner import RunResult, simulate
+from .analysis.runner import RunResult, simulate
+from .inputs.errors import InputError
 from .scenario import Scenario, load_scenario
 
 __all__ = ["InputError", "RunResult", "Scenario", "load_scenario", "simulate"]

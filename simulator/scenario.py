@@ -9,15 +9,15 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from .arrivals import PopulationSpec
-from .clinic import CapacitySpec
-from .cohort import CohortSpec, load_cohort_spec
-from .overrides import validate_overrides
-from .policy import Policy
-from .schema import Strict, parse_model, read_yaml
+from .engine.clinic import CapacitySpec
+from .inputs.schema import Strict, parse_model, read_yaml
+from .model.overrides import validate_overrides
+from .model.policy import Policy
+from .population.arrivals import PopulationSpec
+from .population.cohort import CohortSpec, load_cohort_spec
 
 SpecialistCapacity = CapacitySpec
-"""P9: pain-clinic capacity as a rate (see :mod:`simulator.clinic`)."""
+"""P9: pain-clinic capacity as a rate (see :mod:`simulator.engine.clinic`)."""
 
 
 MAX_PATIENTS = 200_000
@@ -60,7 +60,7 @@ class Scenario(Strict):
         None, description="an open population (patients enter over time); absent: a closed cohort of `patients`")
     policy: Policy = Policy()
     clinical_overrides: dict[str, float] = Field(
-        default_factory=dict, max_length=500, description="dotted path into clinical.yaml -> value (see simulator/overrides.py)")
+        default_factory=dict, max_length=500, description="dotted path into clinical.yaml -> value (see simulator/model/overrides.py)")
     # Set by the loader, not by the user:
     source_path: str = Field("", exclude=True)
     cohort_spec: CohortSpec | None = Field(None, exclude=True)
@@ -135,7 +135,7 @@ class Scenario(Strict):
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file (or a packaged scenario name) and the cohort it names."""
-    from .packaged import resolve_cohort, resolve_scenario
+    from .inputs.packaged import resolve_cohort, resolve_scenario
 
     path = resolve_scenario(str(path))
     data = read_yaml(path)

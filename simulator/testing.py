@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from .invariants import check_run
-from .outcomes import flat_metrics
+from .analysis.outcomes import flat_metrics
+from .regression.invariants import check_run
 
 
 @lru_cache(maxsize=32)
 def _cached_run(path: str, mtime: float, patients: int | None, seed: int | None, replications: int | None) -> Any:
-    from .runner import simulate
+    from .analysis.runner import simulate
     from .scenario import load_scenario
 
     del mtime  # part of the cache key only: an edited scenario file is simulated again

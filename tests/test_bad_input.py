@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from simulator.cli import main
-from simulator.errors import InputError
-from simulator.results import atomic_folder
+from simulator.inputs.errors import InputError
+from simulator.output.results import atomic_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_COHORT = ROOT / "cohorts" / "mixed-primary-care.yaml"

@@ -13,9 +13,9 @@ import dataclasses
 
 import pytest
 
-from simulator.calibrate import FULL_PATIENTS, load_battery, run_battery
-from simulator.clinical import compile_model
-from simulator.parameters import Parameter, clinical_parameters, missing
+from simulator.analysis.calibrate import FULL_PATIENTS, load_battery, run_battery
+from simulator.model.clinical import compile_model
+from simulator.model.parameters import Parameter, clinical_parameters, missing
 
 BATTERY = load_battery()
 
@@ -98,7 +98,7 @@ def test_battery_verdicts_stable_at_five_times_the_size():
 def test_calibration_report_writes_plots_and_regenerates_the_readme_table(tmp_path):
     """Protects `painpath calibrate --report`: one plot per target family present, a markdown table with every
     target, and the README table replaced between its markers (and nothing else of the README touched)."""
-    from simulator.calibrate import README_END, README_START, family, write_report
+    from simulator.analysis.calibrate import README_END, README_START, family, write_report
 
     ids = ["pgb300_r50", "nnt_pregabalin", "pgb_placebo_dizziness", "combo_dn_high_dose_change"]
     checks = run_battery(2000, only=ids)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
 from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +64,8 @@ def test_drug_exposure_continues_during_the_wait():
     assert (e_cont > 0).mean() > 0.5  # most queued patients keep taking their regimen
     # the check can fail: v0.1's behaviour has no exposure while queued, apart from the taper of a drug stopped
     # at referral (P5.taper_step, issue 9)
-    from simulator.catalog import load_catalog
-    from simulator.safety import drug_rules
+    from simulator.model.catalog import load_catalog
+    from simulator.model.safety import drug_rules
 
     longest_taper = max(len(drug_rules(n).taper) * drug_rules(n).taper_interval for n in load_catalog().drugs)
     assert (e_stop <= 3 * longest_taper + 1e-6).all()  # at most three drugs tapering together
@@ -212,7 +212,7 @@ def test_bridge_is_not_a_tramadol_trial_until_judged():
     assert n_p7_after_bridge > 0 and n_failed_bridge > 0
     assert res.summary["specialist"]["tramadol_bridge"] > 0
     # The bridge and a later P7 tramadol never overlap (one tramadol at a time in the log): the oracle agrees.
-    from simulator.invariants import check_run
+    from simulator.regression.invariants import check_run
 
     assert [v.detail for v in check_run(res).violations()] == []
 
@@ -220,7 +220,7 @@ def test_bridge_is_not_a_tramadol_trial_until_judged():
 def test_referral_criteria_rule_tells_what_early_referral_does():
     """Narration tells the truth: P9.referral_criteria (the policy's early referral) no longer claims tramadol
     or an opioid trial failed first, and early referral cites it for patients who never had tramadol."""
-    from simulator.rules import load_rules
+    from simulator.model.rules import load_rules
 
     text = load_rules().get("P9.referral_criteria").text
     assert "failed treatment lines" in text and "after tramadol" not in text

@@ -1,4 +1,4 @@
-"""The pain clinic and its queue statistics (simulator.clinic, simulator.queue_stats, simulator.arrivals).
+"""The pain clinic and its queue statistics (simulator.engine.clinic, simulator.analysis.queue_stats, simulator.population.arrivals).
 
 Protects: capacity realised exactly as a rate (slot calendar, capacity changes); the M/M/c cross-check
 against Erlang C; competing exits and censoring in the queue statistics; arrivals that are reproducible,
@@ -16,10 +16,10 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import queue_stats as qs
-from simulator.arrivals import PopulationSpec, entry_days
-from simulator.clinic import CapacitySpec, Clinic, ClinicConfig, slot_times
-from simulator.stats import mean_ci
+from simulator.analysis import queue_stats as qs
+from simulator.analysis.stats import mean_ci
+from simulator.engine.clinic import CapacitySpec, Clinic, ClinicConfig, slot_times
+from simulator.population.arrivals import PopulationSpec, entry_days
 
 # ------------------------------------------------------------------------------------------------
 # Capacity as a rate
@@ -207,7 +207,7 @@ def test_clinic_in_the_engine_respects_capacity_fifo_and_uses_every_slot(per_100
     wasted while someone waits (the calendar is work-conserving)."""
     from pathlib import Path
 
-    from simulator.runner import simulate
+    from simulator.analysis.runner import simulate
     from simulator.scenario import load_scenario
 
     root = Path(__file__).resolve().parent.parent

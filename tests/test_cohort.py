@@ -1,4 +1,4 @@
-"""Tests for simulator.cohort: reproducible, evidence-calibrated synthetic cohorts and their input errors."""
+"""Tests for simulator.population.cohort: reproducible, evidence-calibrated synthetic cohorts and their input errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.cohort import (
+from simulator.inputs.errors import InputError
+from simulator.population.cohort import (
     CARDIAC,
     ETIOLOGIES,
     Cohort,
@@ -21,7 +22,6 @@ from simulator.cohort import (
     generate_cohort,
     load_cohort_spec,
 )
-from simulator.errors import InputError
 
 COHORTS = Path(__file__).resolve().parent.parent / "cohorts"
 COHORT_FILES = ["mixed-primary-care", "diabetic-neuropathy", "chemotherapy-induced",

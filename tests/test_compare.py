@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from simulator import load_scenario
+from simulator.analysis.compare import ci_widths, compare
 from simulator.cli import main
-from simulator.compare import ci_widths, compare, write_comparison
-from simulator.errors import InputError
+from simulator.inputs.errors import InputError
+from simulator.output.folders import write_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "scenarios" / "guideline.yaml"

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from simulator.cli import main
-from simulator.diff import diff_scenarios, first_divergence, parse_fail_if
-from simulator.errors import InputError
+from simulator.inputs.errors import InputError
+from simulator.regression.diff import diff_scenarios, first_divergence, parse_fail_if
 from simulator.scenario import load_scenario
 
 DATA = Path(__file__).parent / "data"

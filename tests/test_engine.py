@@ -1,6 +1,6 @@
 """The engine's guarantees: reproducibility, worker independence, the summary schema, policy dose targets.
 
-The safety rules on every trajectory are checked by simulator.invariants (tests/test_invariants*.py)."""
+The safety rules on every trajectory are checked by simulator.regression.invariants (tests/test_invariants*.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
 from simulator.scenario import load_scenario
 
 
@@ -17,7 +17,7 @@ def _scenario(cohort: str | None = None, **policy):
     if cohort or policy:
         data = sc.model_dump(exclude={"source_path", "cohort_spec"})
         data["policy"].update(policy)
-        from simulator.cohort import load_cohort_spec
+        from simulator.population.cohort import load_cohort_spec
         from simulator.scenario import Scenario
 
         spec = load_cohort_spec(cohort) if cohort else sc.cohort_spec
@@ -62,7 +62,7 @@ def test_summary_has_documented_keys_and_fractions() -> None:
     ae = s["adverse_events"]
     assert set(ae) >= {"per_patient_year", "patients_with_any", "discontinuations_per_100_patients",
                        "serious_per_100_patients", "by_type"}
-    from simulator.pathway import STATES
+    from simulator.model.pathway import STATES
 
     assert set(s["pathway"]["reached"]) == set(STATES) - {"assessment"}  # every state, drop-out included
     assert "dropped_out" in s["pathway"]["reached"]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from simulator import pathway
-from simulator.catalog import load_catalog
 from simulator.cli import main
-from simulator.flowchart import flowchart_svg
-from simulator.policy import Policy
+from simulator.model import pathway
+from simulator.model.catalog import load_catalog
+from simulator.model.policy import Policy
 from simulator.scenario import load_scenario
+from simulator.teaching.flowchart import flowchart_svg
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDELINE = ROOT / "scenarios" / "guideline.yaml"

@@ -59,7 +59,7 @@ def _scenario(tmp: Path, body: dict, name: str = "s.yaml") -> Path:
 @pytest.fixture
 def no_simulation(monkeypatch):
     """Fail the test if a simulation starts (for checks that must happen before simulating)."""
-    import simulator.runner as runner
+    import simulator.analysis.runner as runner
 
     def boom(*a, **k):
         raise AssertionError("simulated before refusing")
@@ -131,7 +131,7 @@ def test_existing_out_is_refused_before_simulating_unless_force(tmp_path: Path, 
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
-    import simulator.runner as runner
+    import simulator.analysis.runner as runner
 
     real = runner.simulate
     calls = []
@@ -336,7 +336,7 @@ def test_packaged_names_resolve(tmp_path: Path) -> None:
 @given(st.text(max_size=200))
 def test_folder_names_are_single_safe_components(label: str) -> None:
     """Whatever the label, its folder name is one path component of safe characters, never '.' or '..'."""
-    from simulator.results import folder_name
+    from simulator.output.results import folder_name
 
     name = folder_name(label)
     assert 1 <= len(name) <= 60
@@ -362,7 +362,7 @@ def test_rich_prints_escaped_names_as_written(label: str) -> None:
 def test_default_names_are_made_unique_not_refused(tmp_path: Path, monkeypatch) -> None:
     """A default run folder name already taken (a run in the same second) gets a suffix; nothing is refused
     or replaced."""
-    import simulator.results as results
+    import simulator.output.results as results
 
     monkeypatch.setattr(results.time, "strftime", lambda fmt: "20260101-000000")
     taken = tmp_path / "results" / "guideline-20260101-000000"
@@ -381,7 +381,6 @@ def _file_options():
     """(command, option) for every option naming a file painpath writes."""
     import click
 
-    from simulator import cli_policy, cli_regress, cli_teach, cli_trial  # noqa: F401  (register commands)
 
     found = []
     for name, cmd in sorted(main.commands.items()):
@@ -420,7 +419,7 @@ FILE_OUT_CASES = [
 @pytest.mark.parametrize(("args", "option"), FILE_OUT_CASES, ids=lambda x: x if isinstance(x, str) else x[0])
 def test_output_file_below_a_file_or_a_folder_is_refused_before_any_work(tmp_path: Path, args, option,
                                                                           no_simulation, monkeypatch) -> None:
-    import simulator.cli_trial as cli_trial
+    import simulator.cli.trial as cli_trial
 
     def boom(*a, **k):
         raise AssertionError("worked before refusing")

@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
 from simulator.scenario import load_scenario
 
 

@@ -1,4 +1,4 @@
-"""`painpath check` and simulator.invariants: guideline invariants on every trajectory."""
+"""`painpath check` and simulator.regression.invariants: guideline invariants on every trajectory."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from simulator.catalog import load_catalog
 from simulator.cli import main
-from simulator.invariants import INVARIANTS, Facts, check_events, check_run, earliest_offset, max_allowed
+from simulator.model.catalog import load_catalog
+from simulator.regression.invariants import (
+    INVARIANTS,
+    Facts,
+    check_events,
+    check_run,
+    earliest_offset,
+    max_allowed,
+)
 from simulator.scenario import load_scenario
 from simulator.testing import assert_metric, assert_no_violations, painpath_run
 

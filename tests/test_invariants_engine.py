@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import simulator.engine as engine
-import simulator.patient as patient
-import simulator.safety as safety
-from simulator.invariants import check_run
-from simulator.runner import simulate
+import simulator.engine.simulation as engine
+import simulator.model.patient as patient
+import simulator.model.safety as safety
+from simulator.analysis.runner import simulate
+from simulator.regression.invariants import check_run
 from simulator.scenario import load_scenario
 
 DATA = Path(__file__).parent / "data"

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import simulator.invariants as inv
-from simulator.invariants import INVARIANTS, check_events
-from simulator.policy import Policy
+import simulator.regression.invariants as inv
+from simulator.model.policy import Policy
+from simulator.regression.invariants import INVARIANTS, check_events
 
 NAN = math.nan
-FORBIDDEN_IMPORTS = ("simulator.engine", "simulator.safety", "simulator.patient", "simulator.policy",
-                     "simulator.pathway", "simulator.clinical", "simulator.runner", "simulator.narrate",
-                     "simulator.tutor")
+FORBIDDEN_IMPORTS = ("simulator.engine.simulation", "simulator.model.safety", "simulator.model.patient", "simulator.model.policy",
+                     "simulator.model.pathway", "simulator.model.clinical", "simulator.analysis.runner", "simulator.teaching.narrate",
+                     "simulator.teaching.tutor.options")
 BASE_PATIENT = dict(replication=0, patient=0, age=50.0, crcl=90.0, etiology="diabetic_neuropathy",
                     localized=False, allodynia=False, hepatic_disease=False, recent_mi=False, arrhythmia=False,
                     heart_block=False, cardiovascular_disease=False, glaucoma=False, orthostatic_hypotension=False,
@@ -307,7 +307,7 @@ def test_renal_older_start_takes_the_lower_first_dose_not_the_product():
 
 
 def test_oracle_does_not_import_the_engine():
-    """Protects independence: simulator.invariants imports neither the engine nor its safety, policy,
+    """Protects independence: simulator.regression.invariants imports neither the engine nor its safety, policy,
     patient, pathway or clinical helpers, at module level or inside a function."""
     tree = ast.parse(Path(inv.__file__).read_text())
     imported: set[str] = set()
@@ -319,8 +319,8 @@ def test_oracle_does_not_import_the_engine():
             imported.add(base)
             imported |= {f"{base}.{a.name}" for a in node.names}
     bad = sorted(m for m in imported if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS))
-    assert not bad, f"simulator.invariants imports engine code: {bad}"
-    assert "simulator.catalog" in imported and "simulator.rules" in imported
+    assert not bad, f"simulator.regression.invariants imports engine code: {bad}"
+    assert "simulator.model.catalog" in imported and "simulator.model.rules" in imported
 
 
 def test_unknown_patient_is_an_error():

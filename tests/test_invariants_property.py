@@ -8,11 +8,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.catalog import load_catalog
-from simulator.cohort import ETIOLOGIES, load_cohort_spec
-from simulator.invariants import check_run
-from simulator.policy import Policy, StrongOpioidGate
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
+from simulator.model.catalog import load_catalog
+from simulator.model.policy import Policy, StrongOpioidGate
+from simulator.population.cohort import ETIOLOGIES, load_cohort_spec
+from simulator.regression.invariants import check_run
 from simulator.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).parent.parent

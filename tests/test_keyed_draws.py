@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator import streams
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
+from simulator.model import streams
 from simulator.scenario import Scenario, load_scenario
 
 BASE = "tests/data/protocol-gilron.yaml"

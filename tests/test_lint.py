@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from simulator.cli import main
-from simulator.lint import ERROR, has_errors, lint_pathway, lint_policy, rule_ids_in_source
-from simulator.pathway import STATES, TRANSITIONS, Edge
-from simulator.policy import Policy, StrongOpioidGate
+from simulator.model.pathway import STATES, TRANSITIONS, Edge
+from simulator.model.policy import Policy, StrongOpioidGate
+from simulator.regression.lint import ERROR, has_errors, lint_pathway, lint_policy, rule_ids_in_source
 
 DATA = Path(__file__).parent / "data"
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.opioid_check import unreassessed_opioid_gaps
-from simulator.policy import Policy
-from simulator.realworld import run_usual_care
-from simulator.runner import simulate
+from simulator.analysis.realworld import run_usual_care
+from simulator.analysis.runner import simulate
+from simulator.model.policy import Policy
+from simulator.regression.opioid_check import unreassessed_opioid_gaps
 from simulator.scenario import load_scenario
 
 OPIOID_POLICY = {"name": "opioid-trial", "declared_departures": ["early_strong_opioid"],
@@ -136,9 +136,9 @@ def test_check_catches_an_engine_that_skips_reassessment(monkeypatch):
     code with the engine."""
     import dataclasses
 
-    import simulator.engine as engine
-    from simulator.care import Maintenance
-    from simulator.invariants import check_run
+    import simulator.engine.simulation as engine
+    from simulator.model.care import Maintenance
+    from simulator.regression.invariants import check_run
 
     broken = Maintenance.model_construct(visit_interval_days=200, opioid_visit_interval_days=200,
                                          confirm_loss=True, relapse=True)

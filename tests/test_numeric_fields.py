@@ -21,14 +21,14 @@ import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from simulator.catalog import Catalog
 from simulator.cli import main
-from simulator.clinical import ClinicalModel, load_clinical
-from simulator.cohort import CohortSpec
-from simulator.errors import InputError
-from simulator.overrides import _kind
+from simulator.inputs.errors import InputError
+from simulator.inputs.schema import parse_model, read_yaml
+from simulator.model.catalog import Catalog
+from simulator.model.clinical import ClinicalModel, load_clinical
+from simulator.model.overrides import _kind
+from simulator.population.cohort import CohortSpec
 from simulator.scenario import Scenario
-from simulator.schema import parse_model, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COHORT = ROOT / "cohorts" / "mixed-primary-care.yaml"

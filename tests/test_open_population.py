@@ -1,7 +1,7 @@
 """Whole runs through the clinic: capacity that does not jump with cohort size, queue statistics that
 agree with the event log, and open-population steady states that do not depend on the horizon.
 
-Protects issue 12's done-when criteria at the level of `painpath run` (simulator.runner.simulate).
+Protects issue 12's done-when criteria at the level of `painpath run` (simulator.analysis.runner.simulate).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
+from simulator.analysis.stats import mean_ci, paired_diff_ci
 from simulator.scenario import load_scenario
-from simulator.stats import mean_ci, paired_diff_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def test_open_population_steady_state_does_not_depend_on_horizon(size: float, ho
 def test_bad_clinic_or_population_is_one_clear_error(change: dict, message: str):
     """Protects: an open population without a capacity per 100,000, a warm-up as long as the run, or
     capacity changes out of order are input errors naming the field, not a crash or a silent default."""
-    from simulator.errors import InputError
+    from simulator.inputs.errors import InputError
 
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
     with pytest.raises(InputError) as err:
@@ -121,7 +121,7 @@ def test_bad_clinic_or_population_is_one_clear_error(change: dict, message: str)
 
 
 def test_capacity_sweep_plots_waits_by_default():
-    from simulator.sweep import DEFAULT_METRIC, default_metric
+    from simulator.analysis.sweep import DEFAULT_METRIC, default_metric
 
     closed = load_scenario(ROOT / "scenarios" / "guideline.yaml")
     opened = load_scenario(ROOT / "scenarios" / "open-population.yaml")

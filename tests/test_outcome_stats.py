@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from simulator.analysis.compare import analyse
+from simulator.analysis.metrics import fmt, fmt_ci, label_with_unit
+from simulator.analysis.outcomes import kaplan_meier, rmst
+from simulator.analysis.runner import simulate
 from simulator.cli import main
-from simulator.compare import analyse
-from simulator.metrics import fmt, fmt_ci, label_with_unit
-from simulator.outcomes import kaplan_meier, rmst
-from simulator.runner import simulate
 from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +125,7 @@ def test_patients_table_has_one_baseline_and_resource_use(run) -> None:
 def test_one_patient_drug_days_by_dose() -> None:
     """A patient titrated 75 -> 150 -> 300 mg then relieved is on each dose from its step to the next, and
     on the last dose to the horizon (checked by hand on a short horizon)."""
-    from simulator.outcomes import drug_days
+    from simulator.analysis.outcomes import drug_days
 
     ev = pd.DataFrame({"replication": [0, 0, 0], "patient": [0, 0, 0], "drug": pd.Categorical(["pregabalin"] * 3),
                        "day": [0.0, 7.0, 14.0], "event": ["drug_start", "dose_change", "dose_change"],
@@ -179,7 +179,7 @@ def test_compare_shows_rmst_difference_and_nothing_beyond_the_horizon(tmp_path: 
         (tmp_path / f"{name}.yaml").write_text(text)
         short = "\n".join("horizon_days: 90" if ln.startswith("horizon_days:") else ln for ln in text.splitlines())
         (tmp_path / f"{name}-90.yaml").write_text(short + "\n")
-    from simulator.compare import compare, comparison_dict
+    from simulator.analysis.compare import compare, comparison_dict
 
     c = compare([load_scenario(tmp_path / "guideline.yaml"), load_scenario(tmp_path / "early-referral.yaml")],
                 patients=300, replications=3)
@@ -200,8 +200,8 @@ def test_compare_shows_rmst_difference_and_nothing_beyond_the_horizon(tmp_path: 
 
 def test_sweep_and_diff_say_why_a_time_point_is_missing() -> None:
     """Sweep and diff: a day beyond the horizon has no value (not 0, not an extrapolation) and says why."""
-    from simulator.diff import diff_scenarios
-    from simulator.sweep import sweep
+    from simulator.analysis.sweep import sweep
+    from simulator.regression.diff import diff_scenarios
 
     sc = load_scenario(GUIDE)
     data, _ = sweep(sc, "horizon_days", [120, 365], metric="time_to_relief.relieved_by_day.182", patients=150,

@@ -11,14 +11,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulator.engine as engine_mod
-from simulator.clinical import compile_model
-from simulator.cohort import generate_cohort
-from simulator.engine import EngineConfig, Simulation
-from simulator.pathway import STATES, TRANSITIONS, TRIGGERS, build_machine, compile_table, fire
-from simulator.patient import PatientModel
-from simulator.policy import Policy, PolicyContext
-from simulator.safety import PatientFacts
+import simulator.engine.simulation as engine_mod
+from simulator.engine.simulation import EngineConfig, Simulation
+from simulator.model.clinical import compile_model
+from simulator.model.pathway import STATES, TRANSITIONS, TRIGGERS, build_machine, compile_table, fire
+from simulator.model.patient import PatientModel
+from simulator.model.policy import Policy, PolicyContext
+from simulator.model.safety import PatientFacts
+from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
 
 TABLES = compile_model()

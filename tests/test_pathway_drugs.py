@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.catalog import load_catalog
-from simulator.clinical import compile_model
-from simulator.cohort import ETIOLOGIES, generate_cohort, load_cohort_spec
-from simulator.engine import EngineConfig, Simulation
-from simulator.lint import lint_policy
-from simulator.outcomes import events_frame
-from simulator.policy import Policy, PolicyContext, Protocol, ProtocolStep
-from simulator.rules import load_rules
+from simulator.analysis.outcomes import events_frame
+from simulator.engine.simulation import EngineConfig, Simulation
+from simulator.model.catalog import load_catalog
+from simulator.model.clinical import compile_model
+from simulator.model.policy import Policy, PolicyContext, Protocol, ProtocolStep
+from simulator.model.rules import load_rules
+from simulator.population.cohort import ETIOLOGIES, generate_cohort, load_cohort_spec
+from simulator.regression.lint import lint_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = compile_model()
@@ -484,9 +484,9 @@ def test_topical_alongside_is_judged_only_after_its_own_trial() -> None:
     logged on the topical before its own adequate trial (first seen by `painpath check` at seed 13: capsaicin
     8% judged 42 days after it was added, adequate_trial needs 56): the remaining oral drug is judged, or the
     topical left alone after its own trial. Checked by the oracle on a radiculopathy run."""
-    from simulator.cohort import load_cohort_spec
-    from simulator.invariants import check_run
-    from simulator.runner import simulate
+    from simulator.analysis.runner import simulate
+    from simulator.population.cohort import load_cohort_spec
+    from simulator.regression.invariants import check_run
     from simulator.scenario import load_scenario
 
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml").model_copy(update={
@@ -572,8 +572,8 @@ def test_every_dose_limit_stop_and_taper_row_has_its_rule() -> None:
 
 def test_trace_names_the_drugs_stopped_at_a_switch() -> None:
     """v0.1: the trace did not say which drugs a switch stopped. Now the decision names them."""
-    from simulator.narrate import setup_from_scenario, trace
     from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario, trace
 
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
     found = False
@@ -592,8 +592,8 @@ def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
     """Item 12: the event log has the evaluation, then drug_stop X.dropout, then dropout on the same day; the
     trace told 'pregabalin stopped [X.dropout]' before the evaluation that preceded it. Guideline patients
     48 and 1413 (seed 1) are evaluated and then lost to follow-up on the same day."""
-    from simulator.narrate import setup_from_scenario, trace
     from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario, trace
 
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
     checked = 0
@@ -608,9 +608,9 @@ def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
 
 
 def _journeys(path: str, n: int = 20, cohort_file: str | None = None):
-    from simulator.cohort import load_cohort_spec
-    from simulator.narrate import setup_from_scenario, trace
+    from simulator.population.cohort import load_cohort_spec
     from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario, trace
 
     sc = load_scenario(ROOT / "scenarios" / path)
     if cohort_file:
@@ -652,7 +652,7 @@ def test_trace_rule_ids_match_what_happened() -> None:
 
 def test_units_agree_with_the_dose() -> None:
     """'1 applications' (issue 9 review): the catalogue's plural unit is made singular for a dose of 1."""
-    from simulator.narrate import unit_for
+    from simulator.teaching.narrate import unit_for
 
     assert unit_for("applications", 1.0) == "application"
     assert unit_for("plasters/day", 1.0) == "plaster/day"
@@ -679,7 +679,7 @@ def test_radiculopathy_limits_nortriptyline_morphine_and_pregabalin() -> None:
 
 
 def _independent_max(drug: str, age: float, crcl: float, flags: set[str]) -> float:
-    """The patient's maximum daily dose read straight from drugs.yaml (not through simulator.safety)."""
+    """The patient's maximum daily dose read straight from drugs.yaml (not through simulator.model.safety)."""
     d = CAT[drug]
     f = 1.0
     for band in d.renal_exposure:

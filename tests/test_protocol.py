@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.catalog import load_catalog
-from simulator.errors import InputError
-from simulator.runner import simulate
+from simulator.analysis.runner import simulate
+from simulator.inputs.errors import InputError
+from simulator.model.catalog import load_catalog
 from simulator.scenario import load_scenario
 
 PROTOCOL = Path(__file__).parent / "data" / "protocol-gilron.yaml"

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from simulator import load_scenario, simulate
 from simulator.cli import main
-from simulator.report import SECTIONS, occupancy, queue_series, run_data_from_result, run_report_html
-from simulator.results import write_run
+from simulator.output.figures import occupancy, queue_series, run_data_from_result
+from simulator.output.report import SECTIONS, run_report_html
+from simulator.output.results import write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_report_renders_in_headless_chromium(result, tmp_path: Path) -> None:
     from PIL import Image
 
     folder = write_run(result, tmp_path / "run", extra=None)
-    from simulator.report import render_folder
+    from simulator.output.report import render_folder
 
     html = render_folder(folder)
     png = tmp_path / "shot.png"

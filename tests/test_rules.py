@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from simulator.errors import InputError
-from simulator.rules import SEED_FILES, SEED_LABELS, RuleBook, load_rulebook, load_rules
+from simulator.inputs.errors import InputError
+from simulator.model.rules import SEED_FILES, SEED_LABELS, RuleBook, load_rulebook, load_rules
 
 ENGINE_IDS = """
 P1.pregabalin_first P1.duloxetine_first P1.duloxetine_cipn P1.gabapentin_cost P1.comorbidity_choice

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from simulator import load_scenario, simulate
-from simulator.compare import compare, replication_metrics
+from simulator.analysis.compare import compare, replication_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

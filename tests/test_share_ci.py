@@ -1,6 +1,6 @@
 """Share CIs across replications stay inside [0, 1] (issue 11 leftover: "referred 0.2% [-0.3, 0.7]").
 
-Protects :func:`simulator.stats.share_ci` and its use for every share in run summaries and comparisons."""
+Protects :func:`simulator.analysis.stats.share_ci` and its use for every share in run summaries and comparisons."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sst
 
-from simulator.metrics import summary_rows
-from simulator.stats import mean_ci, share_ci
+from simulator.analysis.metrics import summary_rows
+from simulator.analysis.stats import mean_ci, share_ci
 
 RARE = [0.0, 0.001, 0.005]  # a rare share over 3 replications: the t-interval's lower bound is negative
 
@@ -69,7 +69,7 @@ def test_comparison_table_bounds_a_rare_share_and_keeps_t_intervals_for_the_rest
     """`painpath compare` (compare.analyse) uses the bounded interval for shares, the t-interval otherwise."""
     from types import SimpleNamespace
 
-    from simulator.compare import analyse
+    from simulator.analysis.compare import analyse
 
     def run(name, referred, visits):
         per = [{"specialist.referred": r, "resources.visits_per_patient": v} for r, v in zip(referred, visits, strict=True)]

@@ -9,11 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from simulator import load_scenario, simulate
+from simulator.analysis.sweep import load_tornado_params, sweep, tornado, with_param
 from simulator.cli import main
-from simulator.clinical import load_clinical
-from simulator.errors import InputError
-from simulator.overrides import apply_overrides, describe
-from simulator.sweep import load_tornado_params, sweep, tornado, with_param, write_sweep, write_tornado
+from simulator.inputs.errors import InputError
+from simulator.model.clinical import load_clinical
+from simulator.model.overrides import apply_overrides, describe
+from simulator.output.folders import write_sweep, write_tornado
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "scenarios" / "guideline.yaml"

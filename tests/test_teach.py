@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from simulator import diagram, pathway
-from simulator.cases import all_cases, load_case
+from simulator.analysis.outcomes import events_frame
 from simulator.cli import main
-from simulator.clinical import compile_model
-from simulator.cohort import generate_cohort
-from simulator.engine import EngineConfig, Simulation
-from simulator.errors import InputError
-from simulator.narrate import journey_html, setup_from_case, setup_from_scenario, simulate, trace
-from simulator.outcomes import events_frame
-from simulator.policy import PolicyContext
+from simulator.engine.simulation import EngineConfig, Simulation
+from simulator.inputs.errors import InputError
+from simulator.model import pathway
+from simulator.model.clinical import compile_model
+from simulator.model.policy import PolicyContext
+from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
+from simulator.teaching import diagram
+from simulator.teaching.cases import all_cases, load_case
+from simulator.teaching.narrate import journey_html, setup_from_case, setup_from_scenario, simulate, trace
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDELINE = ROOT / "scenarios" / "guideline.yaml"
@@ -66,8 +67,8 @@ def test_mermaid_is_a_plausible_flowchart() -> None:
 
 def test_edge_counts_of_a_run_are_pathway_edges_and_label_the_diagram(tmp_path: Path) -> None:
     """Protects: --run counts only edges the pathway has; every patient leaves assessment once."""
-    from simulator.results import write_run
-    from simulator.runner import simulate as run_scenario
+    from simulator.analysis.runner import simulate as run_scenario
+    from simulator.output.results import write_run
 
     res = run_scenario(load_scenario(GUIDELINE), patients=60, seed=3)
     counts = diagram.edge_counts(res.events)
@@ -186,7 +187,7 @@ def test_bad_case_file_is_one_paragraph(tmp_path: Path) -> None:
 def test_find_seeds_lists_seeds_that_teach_the_case() -> None:
     """Protects the maintenance path for cases: the recorded seed is among the seeds found, and each found
     seed really teaches the case's rules."""
-    from simulator.narrate import teaching_seeds
+    from simulator.teaching.narrate import teaching_seeds
 
     case = load_case("arrhythmia-no-tca")
     found = teaching_seeds(case, candidates=range(case.seed, case.seed + 3), limit=2)

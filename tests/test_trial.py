@@ -8,15 +8,15 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.analysis.trial import TrialSpec, arm_schedule, nnt, run_trial
 from simulator.cli import main
-from simulator.clinical import (
+from simulator.model.clinical import (
     compile_model,
     drug_effect,
     drug_effect_array,
     observed_pain,
     observed_pain_array,
 )
-from simulator.trial import TrialSpec, arm_schedule, nnt, run_trial
 
 TABLES = compile_model()
 DPN = "cohorts/trials/dpn.yaml"

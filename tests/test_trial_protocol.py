@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.analysis.trial import TrialDesignFile, TrialSpec, load_design, run_trial
 from simulator.cli import main
-from simulator.clinical import RESPONSE_COLUMNS, compile_model, draw_latents
-from simulator.errors import InputError
-from simulator.trial import TrialDesignFile, TrialSpec, load_design, run_trial
+from simulator.inputs.errors import InputError
+from simulator.model.clinical import RESPONSE_COLUMNS, compile_model, draw_latents
 
 TABLES = compile_model()
 DPN = "cohorts/trials/dpn.yaml"
@@ -301,7 +301,7 @@ def test_protocol_scenario_runs_as_a_trial_with_its_own_rules():
     """Protects the shared facility: a scenario's protocol policy run as a trial follows the protocol, not the
     pathway's relief rule: every patient with NRS > 3 at week 6 gets nortriptyline (unless excluded by a
     logged gate or stopped for intolerance) and every enrolled patient has a week-16 value."""
-    from simulator.trial import protocol_design
+    from simulator.analysis.trial import protocol_design
 
     d = protocol_design("tests/data/protocol-gilron.yaml")
     assert d.weeks == 16 and d.on_intolerance == "down_titrate"
@@ -331,7 +331,7 @@ def test_engine_protocol_mode_relief_does_not_preempt_steps():
     """Protects protocol mode in the engine: the pathway's relief rule does not end follow-up before the
     protocol's last step, so every patient evaluated above NRS 3 at week 6 gets nortriptyline (unless a
     gate excluded it or the patient dropped out), and no patient is relieved before the last step."""
-    from simulator.runner import simulate
+    from simulator.analysis.runner import simulate
     from simulator.scenario import load_scenario
 
     ev = simulate(load_scenario("tests/data/protocol-gilron.yaml")).events

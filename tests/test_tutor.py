@@ -9,10 +9,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.cases import all_cases, load_case
 from simulator.cli import main
-from simulator.narrate import setup_from_case, simulate
-from simulator.tutor import Session, first_difference, guideline_answers
+from simulator.teaching.cases import all_cases, load_case
+from simulator.teaching.narrate import setup_from_case, simulate
+from simulator.teaching.tutor.session import Session, first_difference
+from simulator.teaching.tutor.terminal import guideline_answers
 
 
 def _session(name: str) -> Session:
@@ -383,9 +384,9 @@ def test_guideline_option_names_a_topical_added_alongside() -> None:
     """Protects the tutor's truth after P6.topical_add moved to the oral step's visit: when the policy adds a
     topical at the same visit as its oral step, the guideline's option says so, and answering it replays the
     guideline's course (topical included)."""
-    from simulator.cohort import load_cohort_spec
-    from simulator.narrate import setup_from_scenario
+    from simulator.population.cohort import load_cohort_spec
     from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario
 
     root = Path(__file__).resolve().parents[1]
     sc = load_scenario(root / "scenarios" / "guideline.yaml").model_copy(

@@ -1,6 +1,6 @@
 """Usual care's drug-change metric (Hall 2006/2008) on hand-made drug spells, and the usual-care targets.
 
-Protects the definition in ``simulator.persistence.drug_changes``: a drug change is a drug start, the first
+Protects the definition in ``simulator.analysis.persistence.drug_changes``: a drug change is a drug start, the first
 prescription included; a stable regimen is a non-empty set of drugs unchanged for 182 days within follow-up;
 the denominator is the patients who reach one.
 """
@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import pytest
 
-from simulator.persistence import STABLE_DAYS, drug_changes
+from simulator.analysis.persistence import STABLE_DAYS, drug_changes
 
 INF = math.inf
 
@@ -55,7 +55,7 @@ def test_no_stable_regimen_leaves_the_patient_out_of_the_denominator():
 @pytest.mark.slow
 def test_usual_care_targets_all_pass():
     """Protects the usual-care calibration: every MarketScan and Hall target within its tolerance."""
-    from simulator.realworld import run_usual_care
+    from simulator.analysis.realworld import run_usual_care
 
     checks = run_usual_care()
     assert len(checks) == 16

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cases import load_case
-from simulator.narrate import setup_from_case
-from simulator.tutor import Session
-from simulator.webapp import create_app
+from simulator.teaching.cases import load_case
+from simulator.teaching.narrate import setup_from_case
+from simulator.teaching.tutor.session import Session
+from simulator.teaching.webapp import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 

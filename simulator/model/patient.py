@@ -1,0 +1,235 @@
+"""The patient model the pathway machine fires triggers on, and the pathway's guards.
+
+One plain slotted object per simulated patient holds its state and treatment history. The guard
+methods are the conditions named in :data:`simulator.model.pathway.TRANSITIONS`; each encodes a safety rule
+(P4, P5, P6, P7, P8) and reads the compiled policy. They are cheap: no pydantic, no logging.
+"""
+
+from __future__ import annotations
+
+from .catalog import FIRST_LINE_CLASSES
+from .policy import ANTIDEPRESSANTS, CIPN, HIV, PolicyContext
+from .safety import PatientFacts, contraindication, last_resort
+
+CIPN_EXCLUDED_CLASSES = ("tca", "gabapentinoid")  # P11.cipn_no_efficacy (S000, S001)
+
+
+class PatientModel:
+    __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
+                 "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
+                 "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
+                 "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
+                 "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged")
+
+    def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
+                 ctx: PolicyContext) -> None:
+        self.idx = idx
+        self.state = "assessment"
+        self.facts = facts
+        self.etiology = facts.etiology
+        self.baseline = baseline
+        self.misuse_high = misuse_high
+        self.ctx = ctx
+        # Eligibility depends only on these facts: computed once per distinct combination (hot path).
+        key = (facts.etiology, facts.localized, facts.flags, facts.crcl < ctx.renal_threshold)
+        cached = ctx.eligibility.get(key)
+        if cached is None:
+            cached = ctx.eligibility[key] = self._eligibility()
+        self.eligible, self.excluded, self.last_resort, self.topical = cached
+        self._topical_ok = self.topical >= 0
+        self.active: list[int] = []
+        self.tried: set[int] = set()
+        self.failed_classes: set[str] = set()  # classes judged ineffective (not offered again)
+        self.failed_agent_classes: set[str] = set()  # classes with an agent failed or not tolerated (P8 count)
+        self.combination_failed = False
+        self.n_failed = 0
+        self.n_first_line = 0
+        self.tramadol_tried = False
+        self.strong_tried = False
+        self.checks: set[str] = set()
+        self.protocol_step = 0
+        self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
+        self.n_relapses = 0
+        self.tapering: list[tuple[int, float]] = []  # (drug, day its taper ends)
+        self.taper_end = 0.0
+        self.taper_rest: list[tuple[int, float, int, float]] = []  # tapers cut at `until`: (drug, dose, step, day)
+        self.until = float("inf")  # loss to follow-up or horizon (set by the engine)
+        self.last_pain = baseline
+        self.intolerant = -1
+        self.optimisable = False
+        self.topical_tried = False
+        self.consulted = False  # seen by the pain specialist (P9)
+        self.assessed = 0.0  # day of the last documented assessment (evaluation, visit, strong-opioid start; P8)
+        self.referred_from = ""  # the treating state the patient was referred from (care while waiting, P9)
+        self.bridge_judged = False  # the tramadol bridge had an adequate trial without relief (P7, P8 gate)
+
+    def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
+        """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;
+        the patient's topical or -1) from the policy's order (P1, P5, P6, P11)."""
+        ctx = self.ctx
+        facts = self.facts
+        drugs = ctx.tables.drugs
+        pol = ctx.policy
+        guideline = pol.protocol is None
+        eligible: list[int] = []
+        later: list[int] = []
+        self.excluded: list[tuple[int, str]] = []
+        self.last_resort: dict[int, str] = {}
+        for j in ctx.order:
+            d = drugs[j]
+            why = contraindication(d, facts)
+            if why is None and guideline and pol.cipn_exclusions and facts.etiology in CIPN \
+                    and d.drug_class in CIPN_EXCLUDED_CLASSES:
+                why = "P11.cipn_no_efficacy"
+            if why is None and pol.serotonin == "avoid" and d.serotonergic and "ssri_use" in facts.flags:
+                why = "P5.serotonin_avoid"
+            if why is not None:
+                self.excluded.append((j, why))
+                continue
+            lr = last_resort(d, facts)
+            if lr is not None:  # P5: offered only after the other first-line classes
+                self.last_resort[j] = lr
+                later.append(j)
+            else:
+                eligible.append(j)
+        topical = self._choose_topical()
+        return eligible + later, self.excluded, self.last_resort, topical
+
+    def _choose_topical(self) -> int:
+        """P6: the policy's topical, or per patient lidocaine 5% with allodynia, capsaicin 8% otherwise (S000)."""
+        ctx = self.ctx
+        if ctx.policy.topicals == "never":
+            return -1
+        drugs = ctx.tables.drugs
+        if ctx.topical >= 0:
+            return ctx.topical if contraindication(drugs[ctx.topical], self.facts) is None else -1
+        for j in (ctx.lidocaine, ctx.capsaicin):
+            why = contraindication(drugs[j], self.facts)
+            if why is None:
+                return j
+            if why != "P6.topical_localized":
+                self.excluded.append((j, why))
+        return -1
+
+    # ---- guards (conditions of the pathway's transitions) ---------------------------------------
+    # P4.relapse: back to the treating state the patient was relieved in.
+    def relieved_in_topical(self) -> bool:
+        return self.relieved_from == "topical"
+
+    def relieved_in_first_line(self) -> bool:
+        return self.relieved_from == "first_line"
+
+    def relieved_in_add_on(self) -> bool:
+        return self.relieved_from == "add_on"
+
+    def relieved_in_switch(self) -> bool:
+        return self.relieved_from == "switch"
+
+    def relieved_in_tramadol(self) -> bool:
+        return self.relieved_from == "tramadol"
+
+    def relieved_in_strong_opioid(self) -> bool:
+        return self.relieved_from == "strong_opioid"
+
+    def localized_pain(self) -> bool:
+        """P6: topicals are for localized pain."""
+        return self.facts.localized
+
+    def topical_allowed(self) -> bool:
+        """P6: the policy uses topicals and a topical is suitable for this patient."""
+        return self._topical_ok
+
+    def can_add_topical(self) -> bool:
+        """P6: a topical may be added to the running drugs at any stage (localized pain, none tried yet)."""
+        return self.topical_addable()
+
+    def topical_addable(self) -> bool:
+        return self._topical_ok and self.facts.localized and not self.topical_tried and self.topical not in self.active
+
+    def first_line_available(self) -> bool:
+        """P1/P5: an eligible, untried first-line drug of a class that has not failed."""
+        drugs = self.ctx.tables.drugs
+        return any(j not in self.tried and drugs[j].drug_class not in self.failed_classes for j in self.eligible)
+
+    def can_add_on(self) -> bool:
+        """P4: exactly one oral first-line drug running, no failed combination, and the complementary class
+        (gabapentinoid with antidepressant, S000, S002) available."""
+        drugs = self.ctx.tables.drugs
+        oral = [d for d in self.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
+        if len(oral) != 1 or self.combination_failed:
+            return False
+        want = ANTIDEPRESSANTS if drugs[oral[0]].drug_class == "gabapentinoid" else ("gabapentinoid",)
+        return any(j not in self.tried and drugs[j].drug_class in want and drugs[j].drug_class not in self.failed_classes
+                   for j in self.eligible)
+
+    def has_untried_first_line(self) -> bool:
+        """P4: an alternative first-line class is left, within the policy's number of regimens."""
+        if self.n_first_line >= self.ctx.policy.max_first_line_regimens:
+            return False
+        return self.first_line_available()
+
+    def tramadol_allowed(self) -> bool:
+        """P7: tramadol only after documented failure of a first-line agent, if the policy uses it; P5: not
+        with a serotonergic drug under the policy ``serotonin: avoid``."""
+        ctx = self.ctx
+        pol = ctx.policy
+        if pol.tramadol == "never" or self.tramadol_tried:
+            return False
+        if self.n_failed < 1 and "tramadol_first_line" not in pol.declared_departures:
+            return False
+        if pol.serotonin == "avoid":
+            drugs = ctx.tables.drugs
+            if "ssri_use" in self.facts.flags or (
+                    pol.tramadol_mode == "add" and any(drugs[d].serotonergic for d in self.active)):
+                return False
+        return contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
+
+    def strong_opioid_gate(self) -> bool:
+        """P8: two first-line classes and a combination failed, tramadol tried, misuse risk screened,
+        moderate-to-severe pain (NRS >= 4), not HIV neuropathy (S004)."""
+        return self._gate_block() is None
+
+    def _gate_block(self) -> str | None:
+        ctx = self.ctx
+        pol = ctx.policy
+        gate = pol.strong_opioid
+        if not gate.allowed or self.strong_tried:
+            return "closed"
+        departure = pol.protocol is not None and "early_strong_opioid" in pol.declared_departures
+        if not departure:
+            first_failed = sum(1 for c in self.failed_agent_classes if c in FIRST_LINE_CLASSES)
+            if first_failed < gate.require_failed_classes:
+                return "prerequisites"
+            if gate.require_combination and not self.combination_failed:
+                return "prerequisites"
+            if gate.require_tramadol and not self.tramadol_tried and self._tramadol_possible():
+                return "prerequisites"
+        if gate.misuse_screen and gate.exclude_high_misuse_risk and self.misuse_high:
+            return "misuse"
+        if contraindication(ctx.tables.drugs[ctx.strong], self.facts) is not None:
+            return "contraindicated"
+        if gate.hiv == "avoid" and self.etiology == HIV:
+            return "P8.hiv_caution"
+        if self.last_pain < gate.min_nrs:
+            return "P8.nrs_threshold"
+        return None
+
+    def strong_opioid_notes(self) -> tuple[tuple[int, str], ...]:
+        """``excluded`` rows to log when only HIV neuropathy or NRS < 4 keep the strong opioid out (P8)."""
+        why = self._gate_block()
+        if why in ("P8.hiv_caution", "P8.nrs_threshold"):
+            return ((self.ctx.strong, why),)
+        return ()
+
+    def _tramadol_possible(self) -> bool:
+        ctx = self.ctx
+        return ctx.policy.tramadol != "never" and contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
+
+    def referral_allowed(self) -> bool:
+        """P9: one referral per patient (assumption: after a consult the specialist's plan is followed, no
+        re-referral); capacity decides how long it takes."""
+        return not self.consulted
+
+    def seen_by_specialist(self) -> bool:
+        """P9.discharge_plan: discharge back to primary care follows a specialist consult."""
+        return self.consulted

@@ -1,0 +1,91 @@
+"""Random streams for common random numbers.
+
+Every random number painpath draws is keyed by what it is for, never by how many numbers were drawn
+before it:
+
+* **Blocks** (:func:`block`): a stream keyed by (seed, replication, purpose); patient ``i`` always reads
+  row ``i`` of an ``(n, k)`` block, so a patient's draws do not depend on how many patients are simulated,
+  which policy is simulated, or how many worker processes run the replications. Used for draws fixed per
+  patient (attributes, latent response, adverse-event draws per drug, loss to follow-up).
+* **Keyed draws** (:func:`keyed_uniform`, :func:`keyed_normal`): stateless (counter-based) draws keyed by
+  (seed, replication, purpose, patient, slot), where the slot is the visit day (:func:`day_slot`). Used
+  for every per-visit draw (visit noise, drop-out after a failed line): adding or removing a visit leaves
+  every other visit's draws unchanged.
+
+Two scenarios run with the same seed therefore see the same patients with the same luck, and their
+difference is mostly policy, not noise.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+# Purposes: fixed integers so that adding a purpose never shifts the others.
+COHORT = 1  # patient attributes (cohort generation)
+RESPONSE = 2  # latent responsiveness, placebo response (and the virtual trials' visit noise)
+ADVERSE = 3  # adverse-event incidence and onset
+FOLLOWUP = 4  # loss to follow-up
+SPECIALIST = 5  # specialist consult outcomes
+TRIAL = 6  # virtual-trial randomisation
+VISIT_NOISE = 7  # measurement noise of the NRS observed at a visit (keyed by visit day)
+VISIT_DROPOUT = 8  # drop-out after a failed line, drawn at the visit that found it failed (keyed by day)
+ARRIVALS = 20  # open populations: arrival days (simulator.population.arrivals); far from the others to avoid clashes
+PERSISTENCE = 21  # adherence, stops for other reasons, relapse, usual-care choices (issue 10; 7, 8 and 20 are taken)
+
+
+def rng_for(seed: int, replication: int, purpose: int) -> np.random.Generator:
+    """The generator for one (seed, replication, purpose) stream."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(replication), int(purpose))))
+
+
+def block(seed: int, replication: int, purpose: int, n: int, k: int, dtype: type = np.float64) -> np.ndarray:
+    """An ``(n, k)`` block of uniforms in [0, 1); row i belongs to patient i whatever n is.
+
+    ``float32`` halves the memory of wide blocks (2^-24 resolution is ample for event draws).
+    """
+    return rng_for(seed, replication, purpose).random((n, k), dtype=dtype)
+
+
+# ---- keyed (stateless) draws -------------------------------------------------------------------
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_STD_NORMAL = NormalDist()
+
+
+def _mix(z: int) -> int:
+    """The SplitMix64 finaliser: a bijection of 64-bit integers with good avalanche."""
+    z = (z + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def stream_key(seed: int, replication: int, purpose: int) -> int:
+    """The 64-bit key of a (seed, replication, purpose) family of keyed draws."""
+    return _mix(_mix(_mix(int(seed) & _MASK) ^ (int(replication) & _MASK)) ^ (int(purpose) & _MASK))
+
+
+def day_slot(day: float) -> int:
+    """The schedule slot of a visit on ``day``: the day in thousandths (visits on the same day share it)."""
+    return int(round(day * 1000.0))
+
+
+def keyed_uniform(key: int, patient: int, slot: int) -> float:
+    """A uniform in (0, 1) that depends only on (``key``, ``patient``, ``slot``).
+
+    ``_mix(_mix(key ^ patient) ^ slot)``, with both mixes written out (a draw per visit: the hot path)."""
+    z = ((key ^ (patient & _MASK)) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    z = ((z ^ (z >> 31) ^ (slot & _MASK)) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    h = z ^ (z >> 31)
+    return ((h >> 11) + 0.5) * (1.0 / (1 << 53))
+
+
+def keyed_normal(key: int, patient: int, slot: int) -> float:
+    """A standard normal that depends only on (``key``, ``patient``, ``slot``)."""
+    return _STD_NORMAL.inv_cdf(keyed_uniform(key, patient, slot))

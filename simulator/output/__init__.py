@@ -1,0 +1,3 @@
+"""Run, comparison, sweep and tornado folders (written atomically), the HTML reports and their figures. Never
+imports teaching, regression or cli.
+"""

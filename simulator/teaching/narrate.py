@@ -1,0 +1,492 @@
+"""One patient's journey through the pathway, told in plain clinical language with the reason for each step.
+
+How a single patient is simulated (:func:`setup_from_scenario`): the scenario's full-size cohort is
+generated (``generate_cohort(spec, max(K + 1, scenario.patients), seed, replication)``) and the engine runs
+with ``only=[K]``. Every random stream is keyed by (seed, replication, purpose) and read by patient row,
+so patient K gets exactly the draws it gets in a full run of the cohort: same profile, same drug
+responses, same adverse events, same drop-out. The one thing that differs is the pain clinic's queue
+(P9): alone in the simulation, the patient never waits behind other referrals, so a referral is seen
+at once where the full run may make it wait. Simulating the whole cohort to extract one patient would
+give the queue too but costs the whole cohort's run (seconds instead of milliseconds, and the tutor
+re-simulates at every answer); the caveat is printed instead.
+
+Typical use::
+
+    setup = setup_from_scenario(load_scenario("scenarios/guideline.yaml"), patient=3, seed=1)
+    journey = trace(setup)
+    print(journey_text(journey)); Path("j.html").write_text(journey_html(journey))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.outcomes import events_frame
+from ..engine.simulation import EngineConfig, Simulation
+from ..inputs.errors import InputError
+from ..model.pathway import TERMINAL
+from ..model.policy import PolicyContext
+from ..model.rules import SEED_LABELS, load_rules
+from ..population.cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort, generate_cohort
+from . import diagram
+from .cases import Case
+
+QUEUE_CAVEAT = ("This patient was simulated alone with the draws it has in the full cohort: the journey is the one "
+                "it has in a run of the cohort, except that it never queues behind other patients for the pain "
+                "clinic (P9), so specialist waits may be shorter than in the full run.")
+CASE_NOTE = "A curated teaching case, simulated alone (no queue for the pain clinic)."
+NOT_CLINICAL = "Teaching material from a simulation; not clinical advice and not for treating patients."
+
+OUTCOME_WORDS = {"relief": "relief", "partial": "partial response", "none": "no response",
+                 "intolerable": "not tolerated", "dropout": "dropped out"}
+FLAG_WORDS = {"hepatic_disease": "hepatic disease", "recent_mi": "recent myocardial infarction",
+              "arrhythmia": "arrhythmia", "heart_block": "heart block",
+              "cardiovascular_disease": "cardiovascular disease", "glaucoma": "glaucoma",
+              "orthostatic_hypotension": "orthostatic hypotension", "ssri_use": "takes an SSRI",
+              "depression": "depression"}
+
+
+@dataclass
+class Setup:
+    """Everything needed to simulate one patient."""
+
+    ctx: PolicyContext
+    cohort: Cohort
+    config: EngineConfig
+    index: int
+    replication: int
+    label: str
+    caveat: str
+    case: Case | None = None
+
+
+@dataclass
+class Step:
+    day: float
+    kind: str  # profile-free steps: decision, evaluation, dose, check, excluded, adverse_event, stop, referral, dropout, end
+    text: str
+    rule: str = ""
+    seeds: list[str] = field(default_factory=list)
+    rule_text: str = ""
+
+    def line(self) -> str:
+        cite = ""
+        if self.rule:
+            cite = f" [{self.rule}" + (f"; {', '.join(self.seeds)}" if self.seeds else "") + "]"
+        return f"Day {self.day:.0f}: {self.text}{cite}"
+
+
+@dataclass
+class Journey:
+    setup: Setup
+    profile: list[tuple[str, str]]
+    steps: list[Step]
+    events: pd.DataFrame
+    states: list[str]
+    edges: list[diagram.EdgeKey]
+    final_state: str
+    relief_day: float | None
+
+    @property
+    def decisions(self) -> list[Step]:
+        return [s for s in self.steps if s.kind == "decision"]
+
+    def rule_ids(self) -> set[str]:
+        return {str(r) for r in self.events["rule"].dropna().astype(str)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Setting up and simulating one patient
+# ------------------------------------------------------------------------------------------------
+
+def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0) -> Setup:
+    from ..model.clinical import compile_model
+
+    if patient < 0:
+        raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
+                         fix="give a patient index such as 0, 1, 2 ...")
+    if replication < 0:
+        raise InputError(f"the replication must be 0 or more (got {replication})", field="--replication",
+                         fix="use a whole number >= 0")
+    sc = scenario.with_overrides(seed=seed) if seed is not None else scenario
+    cohort = generate_cohort(sc.cohort_spec, max(patient + 1, sc.patients), sc.seed, replication=replication)
+    ctx = PolicyContext.build(sc.policy, compile_model())
+    config = EngineConfig(horizon_days=float(sc.horizon_days),
+                          specialist_slots_per_week=sc.specialist.slots(sc.patients), seed=sc.seed)
+    return Setup(ctx, cohort, config, patient, replication,
+                 f"{sc.name}: patient {patient}, seed {sc.seed}, replication {replication}", QUEUE_CAVEAT)
+
+
+def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: int = 0) -> Setup:
+    """A patient of a cohort file under the guideline policy (tutor ``--cohort``)."""
+    from ..model.clinical import compile_model
+    from ..model.policy import Policy
+    from ..population.cohort import load_cohort_spec
+
+    if patient < 0:
+        raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
+                         fix="give a patient index such as 0, 1, 2 ...")
+    spec = load_cohort_spec(cohort_file)
+    cohort = generate_cohort(spec, patient + 1, seed, replication=replication)
+    ctx = PolicyContext.build(Policy(), compile_model())
+    config = EngineConfig(horizon_days=730.0, specialist_slots_per_week=1, seed=seed)
+    return Setup(ctx, cohort, config, patient, replication,
+                 f"{spec.name}: patient {patient}, seed {seed}, guideline policy", QUEUE_CAVEAT)
+
+
+def setup_from_case(case: Case) -> Setup:
+    from ..model.clinical import compile_model
+
+    ctx = PolicyContext.build(case.policy, compile_model())
+    config = EngineConfig(horizon_days=float(case.horizon_days), specialist_slots_per_week=1, seed=case.seed)
+    return Setup(ctx, case.to_cohort(), config, 0, case.replication, f"case '{case.name}': {case.title}",
+                 CASE_NOTE, case)
+
+
+def teaching_seeds(case: Case, candidates: range = range(200), limit: int = 5) -> list[int]:
+    """Simulation seeds under which the case's journey shows every rule it claims to teach.
+
+    A case's recorded ``seed`` depends on the clinical model: after a recalibration, run
+    ``painpath trace --case NAME --find-seeds`` and record one of these in the case file.
+    """
+    found: list[int] = []
+    for s in candidates:
+        j = trace(setup_from_case(case.model_copy(update={"seed": s})))
+        if set(case.rules) <= j.rule_ids():
+            found.append(s)
+            if len(found) >= limit:
+                break
+    return found
+
+
+Decide = Callable[..., Any]
+
+
+def simulate(setup: Setup, decide: Decide | None = None) -> pd.DataFrame:
+    """The readable event log of the one patient (``decide`` as in :class:`simulator.engine.simulation.Simulation`)."""
+    sim = Simulation(setup.ctx, setup.cohort, setup.config, setup.replication, only=[setup.index], decide=decide)
+    ev = events_frame([sim.run()], setup.ctx.tables)
+    return ev[ev["patient"] == setup.index].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Telling the journey
+# ------------------------------------------------------------------------------------------------
+
+def profile(setup: Setup) -> list[tuple[str, str]]:
+    c, i = setup.cohort, setup.index
+    flags = [w for f, w in FLAG_WORDS.items() if bool(getattr(c, f)[i])]
+    loc = "localized" if bool(c.localized[i]) else "not localized"
+    if bool(c.allodynia[i]):
+        loc += ", with allodynia"
+    crcl = float(c.crcl[i])
+    renal = f"{crcl:.0f} mL/min" + (" (renal impairment)" if crcl < 60 else "")
+    return [("age", f"{float(c.age[i]):.0f}"), ("sex", "male" if int(c.sex[i]) == 1 else "female"),
+            ("etiology", ETIOLOGIES[int(c.etiology[i])].replace("_", " ")),
+            ("baseline pain", f"{float(c.baseline_nrs[i]):.1f}/10"), ("pain", loc),
+            ("creatinine clearance", renal), ("comorbidities that matter", ", ".join(flags) or "none"),
+            ("opioid misuse risk", MISUSE_RISK_LEVELS[int(c.misuse_risk[i])])]
+
+
+def _cite(rule: str) -> tuple[list[str], str]:
+    book = load_rules()
+    if not rule or not book.is_resolvable(rule):
+        return [], ""
+    return book.seeds_of(rule), book.text_of(rule)
+
+
+def _dose(setup: Setup, drug: str, dose: Any) -> str:
+    if drug is None or (isinstance(drug, float) and math.isnan(drug)):
+        return ""
+    d = setup.ctx.tables.drugs[setup.ctx.by_name[str(drug)]]
+    if dose is None or pd.isna(dose):
+        return drug_name(d.name)
+    return f"{drug_name(d.name)} {float(dose):g} {unit_for(d.unit, float(dose))}"
+
+
+def unit_for(unit: str, dose: float) -> str:
+    """The catalogue unit in agreement with the dose: 1 application, 1 plaster/day, 2 plasters/day; mg/day and
+    MME/day stay as they are."""
+    if abs(dose - 1.0) < 1e-9:
+        head, sep, tail = unit.partition("/")
+        if head.endswith("s") and head not in ("mg", "MME"):
+            return head[:-1] + sep + tail
+    return unit
+
+
+def drug_name(name: str) -> str:
+    """A drug's catalogue name for reading: lidocaine_5pct -> lidocaine 5%."""
+    return name.replace("_5pct", " 5%").replace("_8pct", " 8%").replace("_", " ")
+
+
+def _step(day: float, kind: str, text: str, rule: str = "") -> Step:
+    seeds, words = _cite(rule)
+    return Step(float(day), kind, text, rule, seeds, words)
+
+
+DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "titration step",
+              "P3.dose_optimisation": "dose raised toward the maximum before judging failure",
+              "P4.intolerance_reduce": "dose lowered to the last tolerated step",
+              "P5.taper_step": "taper step"}
+LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
+               "P2.older_renal_start": "older adult in renal impairment, first dose (the lower of the two, not "
+               "their product)", "P2.min_dose": "no dose below the smallest marketed dose,",
+               "P5.renal_dose": "renal dosing, maximum", "P5.renal_cap": "renal cap",
+               "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
+               "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
+               "P2.max_dose_cap": "policy target capped at"}
+_ACTION = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}", "add_on": "add {drugs}",
+           "add_topical": "add {drugs} alongside",
+           "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
+           "escalate_strong_opioid": "time-limited strong-opioid trial: {drugs}",
+           "refer": "refer to the pain specialist", "relief": "continue the regimen as maintenance",
+           "consult": "specialist consultation completed",
+           "discharge": "back to primary care on the current regimen (specialist's plan)",
+           "relapse": "relief lost at the maintenance visit: back into the pathway"}
+
+
+def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
+    """The journey as steps, in order; each decision step carries its rule id, text and seeds."""
+    steps: list[Step] = []
+    base = float(setup.cohort.baseline_nrs[setup.index])
+    rows = events.to_dict("records")
+    pending_eval: dict[str, Any] | None = None
+    pending_ae: dict[str, Any] | None = None
+    stopped: list[tuple[float, str]] = []
+    i = 0
+
+    def pain_words(r: dict[str, Any]) -> str:
+        p = float(r["pain_nrs"])
+        pct = 100.0 * (p - base) / base if base > 0 else 0.0
+        return f"pain {p:.1f}/10 ({pct:+.0f}%)"
+
+    def flush_eval() -> None:
+        nonlocal pending_eval
+        if pending_eval is not None:
+            r = pending_eval
+            steps.append(_step(r["day"], "evaluation", f"evaluation on {_dose(setup, r['drug'], r['dose'])}: "
+                               f"{pain_words(r)}, {OUTCOME_WORDS.get(str(r['outcome']), str(r['outcome']))}",
+                               str(r["rule"])))
+            pending_eval = None
+
+    while i < len(rows):
+        r = rows[i]
+        ev, day, rule = str(r["event"]), float(r["day"]), str(r["rule"]) if pd.notna(r["rule"]) else ""
+        if pending_eval is not None and (day > pending_eval["day"] + 1e-9 or ev in ("dropout",)):
+            flush_eval()
+        if ev == "assessment":
+            steps.append(_step(day, "assessment", f"assessment, baseline pain {float(r['pain_nrs']):.1f}/10", rule))
+        elif ev == "excluded":
+            steps.append(_step(day, "excluded", f"{drug_name(str(r['drug']))} ruled out for this patient", rule))
+        elif ev == "evaluation":
+            pending_eval = r
+        elif ev == "adverse_event":
+            serious = " (serious)" if rule == "X.serious_event" else ""
+            steps.append(_step(day, "adverse_event", f"adverse event{serious}: {str(r['adverse_event']).replace('_', ' ')} "
+                               f"on {_dose(setup, r['drug'], r['dose'])}", rule))
+        elif ev in ("drug_stop", "taper_start"):
+            if rule == "X.dropout":
+                flush_eval()  # the evaluation of that day came first; the drop-out is not its decision
+            name = drug_name(str(r["drug"]))
+            verb = "tapering off" if ev == "taper_start" else "stopped"
+            if pd.notna(r["adverse_event"]):
+                pending_ae = r
+                steps.append(_step(day, "stop", f"{name} {verb}: not tolerated "
+                                   f"({str(r['adverse_event']).replace('_', ' ')})", rule))
+            elif rule == "P5.taper_complete":
+                steps.append(_step(day, "stop", f"{name} stopped: taper complete", rule))
+            else:
+                stopped.append((day, f"{verb} {name}"))
+                before = f" ({_dose(setup, r['drug'], r['dose'])} before)" if pd.notna(r["dose"]) else ""
+                steps.append(_step(day, "stop", f"{name} {verb}{before}", rule))
+        elif ev == "dose_change":
+            if rule == "P3.dose_optimisation":
+                flush_eval()  # the evaluation that led to the optimisation comes first
+            what = DOSE_WORDS.get(rule, "dose change")
+            steps.append(_step(day, "dose", f"{_dose(setup, r['drug'], r['dose'])} ({what})", rule))
+        elif ev == "drug_start":  # a start without its own transition: a topical alongside a dose optimisation
+            steps.append(_step(day, "decision", f"{_dose(setup, r['drug'], r['dose'])} added alongside"
+                               + (" for the localized pain" if rule == "P6.topical_add" else ""), rule))
+        elif ev == "dose_limit":
+            steps.append(_step(day, "dose", f"{drug_name(str(r['drug']))} for this patient: "
+                               f"{LIMIT_WORDS.get(rule, 'limit')} {_dose(setup, r['drug'], r['dose'])}", rule))
+        elif ev == "safety_check":
+            steps.append(_step(day, "check", f"{str(r['check']).replace('_', ' ')} before {r['drug']}", rule))
+        elif ev == "transition":
+            trig = str(r["trigger"])
+            j = i + 1
+            starts: list[str] = []
+            alongside: list[Step] = []  # topicals added at the same visit, with their own rule (P6.topical_add)
+            while j < len(rows) and str(rows[j]["event"]) in ("drug_start", "safety_check") \
+                    and float(rows[j]["day"]) <= day + 1e-9:
+                rj = rows[j]
+                if str(rj["event"]) == "safety_check":
+                    steps.append(_step(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}",
+                                       str(rj["rule"])))
+                elif str(rj["rule"]) == "P6.topical_add" and rule != "P6.topical_add":
+                    alongside.append(_step(day, "decision", f"and {_dose(setup, rj['drug'], rj['dose'])} added "
+                                           "alongside for the localized pain", "P6.topical_add"))
+                else:
+                    starts.append(_dose(setup, rj["drug"], rj["dose"]))
+                j += 1
+            context = ""
+            if pending_eval is not None and abs(float(pending_eval["day"]) - day) < 1e-9:
+                context = (f"{pain_words(pending_eval)}: "
+                           f"{OUTCOME_WORDS.get(str(pending_eval['outcome']), str(pending_eval['outcome']))}, ")
+                pending_eval = None
+            elif pending_ae is not None and abs(float(pending_ae["day"]) - day) < 1e-9:
+                context = "after intolerance, "
+            pending_ae = None
+            action = _ACTION.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+            gone = [w for d, w in stopped if abs(d - day) < 1e-9]
+            if gone:  # the trace names the drugs stopped at a switch (item 12)
+                action += f" ({', '.join(gone)})"
+            stopped.clear()
+            steps.append(_step(day, "decision", context + action, rule))
+            steps.extend(alongside)
+            i = j
+            continue
+        elif ev == "referral_queued":
+            steps.append(_step(day, "referral", "on the pain clinic's list", rule))
+        elif ev == "queue_left":
+            steps.append(_step(day, "referral", "leaves the pain clinic's list: relieved while waiting", rule))
+        elif ev == "consult":
+            if pd.notna(r["wait_days"]):
+                steps.append(_step(day, "referral", f"seen by the pain specialist after {float(r['wait_days']):.0f} "
+                                   "days' wait", rule))
+            elif pd.notna(r["consult_outcome"]):
+                steps.append(_step(day, "referral", "specialist outcome: "
+                                   f"{str(r['consult_outcome']).replace('_', ' ')}", rule))
+        elif ev == "dropout":
+            steps.append(_step(day, "dropout", "drops out of care (lost to follow-up)", rule))
+        i += 1
+    flush_eval()
+    return steps
+
+
+def path_of(events: pd.DataFrame) -> tuple[list[str], list[diagram.EdgeKey]]:
+    """Visited states (in order, from assessment) and the edges taken."""
+    states = ["assessment"]
+    edges: list[diagram.EdgeKey] = []
+    for ev, state, trig in zip(events["event"].astype(str), events["state"].astype(str),
+                               events["trigger"].astype(object), strict=True):
+        if ev not in ("transition", "dropout"):
+            continue
+        t = "drop_out" if ev == "dropout" else str(trig)
+        edges.append((states[-1], t, state))
+        states.append(state)
+    return states, edges
+
+
+def trace(setup: Setup) -> Journey:
+    """Simulate the patient under the policy and tell the journey."""
+    events = simulate(setup)
+    steps = narrate(setup, events)
+    states, edges = path_of(events)
+    final = states[-1]
+    relief = events[(events["event"] == "transition") & (events["state"] == "relieved")]["day"]
+    horizon = setup.config.horizon_days
+    if final not in TERMINAL:
+        steps.append(Step(horizon, "end", f"end of follow-up, still in {final.replace('_', ' ')}"))
+    return Journey(setup, profile(setup), steps, events, states, edges, final,
+                   float(relief.iloc[0]) if len(relief) else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rendering
+# ------------------------------------------------------------------------------------------------
+
+def journey_text(j: Journey) -> str:
+    """Plain text: profile, then one line per step (decisions followed by the rule in words)."""
+    out = [f"Journey of {j.setup.label}", ""]
+    if j.setup.case is not None:
+        out += [f"Teaching point: {j.setup.case.teaching_point.strip()}", ""]
+    out += [f"  {k}: {v}" for k, v in j.profile] + [""]
+    for s in j.steps:
+        out.append(s.line())
+        if s.kind == "decision" and s.rule_text:
+            out.append(f"    {s.rule_text}")
+    out += ["", f"Path: {' -> '.join(x.replace('_', ' ') for x in j.states)}", "", j.setup.caveat, NOT_CLINICAL]
+    return "\n".join(out) + "\n"
+
+
+_KIND_STYLE = {"decision": "bold", "adverse_event": "red", "stop": "red", "dropout": "red", "evaluation": "cyan",
+               "excluded": "magenta", "check": "magenta", "dose": "dim", "referral": "blue", "end": "bold"}
+
+
+def print_journey(j: Journey, console: Any) -> None:
+    """Rich terminal rendering."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(Text(f"Journey of {j.setup.label}", style="bold underline"))
+    if j.setup.case is not None:
+        console.print(Text(f"Teaching point: {j.setup.case.teaching_point.strip()}", style="italic"))
+    t = Table(show_header=False, box=None, padding=(0, 2))
+    for k, v in j.profile:
+        t.add_row(Text(k, style="dim"), Text(v))
+    console.print(t)
+    for s in j.steps:
+        console.print(Text(s.line(), style=_KIND_STYLE.get(s.kind, "")), soft_wrap=True)
+        if s.kind == "decision" and s.rule_text:
+            console.print(Text(f"    {s.rule_text}", style="dim"), soft_wrap=True)
+    console.print(Text(f"Path: {' -> '.join(x.replace('_', ' ') for x in j.states)}", style="bold"))
+    console.print(Text(j.setup.caveat, style="dim"), soft_wrap=True)
+    console.print(Text(NOT_CLINICAL, style="dim"), soft_wrap=True)
+
+
+_CSS = """
+body{font-family:system-ui,Helvetica,Arial,sans-serif;margin:1.5rem;color:#222}
+h1{font-size:1.3rem} .note{color:#555;font-size:.9rem}
+.layout{display:grid;grid-template-columns:minmax(22rem,1fr) minmax(22rem,1.3fr);gap:1.5rem;align-items:start}
+table.profile td{padding:.1rem .8rem .1rem 0} table.profile td:first-child{color:#666}
+ol.timeline{list-style:none;padding-left:0;border-left:3px solid #c05600;margin-left:.4rem}
+ol.timeline li{margin:.25rem 0 .25rem -.55rem;padding-left:1rem;position:relative}
+ol.timeline li::before{content:"";position:absolute;left:0;top:.45rem;width:.6rem;height:.6rem;border-radius:50%;background:#bbb}
+ol.timeline li.decision::before{background:#c05600} ol.timeline li.decision{font-weight:600}
+ol.timeline li.adverse_event,ol.timeline li.stop,ol.timeline li.dropout{color:#a00}
+ol.timeline li.dose{color:#777;font-size:.9rem}
+.why{display:block;font-weight:400;color:#555;font-size:.88rem}
+.cite{color:#c05600;font-family:monospace}
+ol.path{display:flex;flex-wrap:wrap;list-style:none;padding:0;gap:.3rem}
+ol.path li{background:#ffe08a;border:2px solid #c05600;border-radius:1rem;padding:.1rem .6rem}
+ol.path li+li::before{content:"\\2192  ";color:#c05600}
+.diagram svg{max-width:100%;height:auto} pre{background:#f6f6f6;padding:.6rem;overflow:auto;font-size:.75rem}
+"""
+
+
+def diagram_for(j: Journey) -> tuple[str, str]:
+    """(Mermaid text with the path highlighted, inline SVG of it or '' when Graphviz is not installed)."""
+    kw: dict[str, Any] = {"visited_states": j.states, "visited_edges": j.edges}
+    mermaid = diagram.to_mermaid(**kw)
+    svg = ""
+    if diagram.graphviz_available():
+        raw = diagram.render_graphviz(diagram.to_dot(**kw), "svg").decode()
+        svg = raw[raw.find("<svg"):]
+    return mermaid, svg
+
+
+def journey_html(j: Journey) -> str:
+    """A self-contained page (no network): the timeline beside the clinical flowchart (trainee view,
+    :mod:`simulator.teaching.flowchart`) with the states the patient visited highlighted; the state-machine Mermaid
+    source (developer view) is folded below it."""
+    import jinja2
+
+    from .flowchart import flowchart_svg
+
+    mermaid, _ = diagram_for(j)
+    svg = flowchart_svg(j.setup.ctx.policy, current=j.states)  # the clinical flowchart, visited states highlighted
+    env = jinja2.Environment(loader=jinja2.PackageLoader("simulator", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    seeds = sorted({sd for s in j.steps for sd in s.seeds})
+    case = j.setup.case
+    return env.get_template("journey.html.j2").render(
+        label=j.setup.label, css=_CSS, note=NOT_CLINICAL, caveat=j.setup.caveat,
+        teaching_point=case.teaching_point.strip() if case is not None else "",
+        profile=j.profile, steps=j.steps, seeds=[(sd, SEED_LABELS.get(sd, "")) for sd in seeds],
+        states=[x.replace("_", " ") for x in j.states], svg=svg, mermaid=mermaid)
