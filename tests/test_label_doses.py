@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.clinical import compile_model
-from simulator.cohort import generate_cohort, load_cohort_spec
-from simulator.engine import EngineConfig, Simulation
-from simulator.invariants import check_events
-from simulator.outcomes import events_frame
-from simulator.policy import Policy, PolicyContext
+from simulator.analysis.outcomes import events_frame
+from simulator.engine.simulation import EngineConfig, Simulation
+from simulator.model.clinical import compile_model
+from simulator.model.policy import Policy, PolicyContext
+from simulator.population.cohort import generate_cohort, load_cohort_spec
+from simulator.regression.invariants import check_events
 
 ROOT = Path(__file__).resolve().parents[1]
 
