@@ -130,3 +130,21 @@ def test_a_tricyclic_with_an_ssri_or_snri_gets_the_serotonin_check():
         chk = ev[(ev["patient"] == s["patient"]) & (ev["day"] == s["day"]) & (ev["event"] == "safety_check")
                  & (ev["check"] == "serotonin_check") & (ev["drug"] == "nortriptyline")]
         assert len(chk), (s["patient"], s["day"])
+
+
+def test_venlafaxine_is_halved_below_crcl_30():
+    """Protects the Effexor XR label in the catalogue: below CrCl 30 mL/min venlafaxine's total daily dose is
+    reduced by 50% or more. Venlafaxine is the SNRI these patients get (duloxetine is avoided below CrCl 30),
+    and v0.2 titrated it to 150-225 mg/day at CrCl 17. Now no dose passes 112.5 mg/day there, and the
+    patients still reach venlafaxine."""
+    tables = compile_model()
+    spec = load_cohort_spec(ROOT / "cohorts" / "chemotherapy-induced.yaml")
+    c = generate_cohort(spec, 300, 3)
+    c = dataclasses.replace(c, crcl=np.linspace(10, 29.5, 300).astype(c.crcl.dtype),
+                            age=np.full(300, 55.0, dtype=c.age.dtype))
+    ctx = PolicyContext.build(Policy(), tables)
+    ev = events_frame([Simulation(ctx, c, EngineConfig(horizon_days=365, specialist_slots_per_week=2, seed=3),
+                                  0).run()], tables)
+    doses = ev[ev["event"].isin(["drug_start", "dose_change"]) & (ev["drug"] == "venlafaxine")]["dose"]
+    assert len(doses) > 10
+    assert doses.max() <= 112.5 + 1e-9, doses.max()

@@ -63,10 +63,11 @@ LABEL_LOWEST_DOSE: dict[str, float] = {"pregabalin": 25.0, "gabapentin": 100.0} 
 LABEL_RENAL_MAX: dict[str, tuple[tuple[float, float], ...]] = {  # (CrCl below mL/min, max mg/day) held by the
     # oracle from the US labels' renal tables, whatever drugs.yaml scales: Lyrica 300 / 150 / 75 at CrCl 30-60 /
     # 15-30 / < 15; Neurontin 1400 / 700 / 300 at 30-59 / 15-29 / < 15; Ultram 200 below 30 (S000, S001 "reduce
-    # gabapentin and pregabalin doses based on creatinine clearance")
+    # gabapentin and pregabalin doses based on creatinine clearance"); Effexor XR: at least halved below 30
     "pregabalin": ((60.0, 300.0), (30.0, 150.0), (15.0, 75.0)),
     "gabapentin": ((60.0, 1400.0), (30.0, 700.0), (15.0, 300.0)),
     "tramadol": ((30.0, 200.0),),
+    "venlafaxine": ((30.0, 112.5),),
 }
 RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
 # gabapentin and pregabalin doses based on creatinine clearance"
