@@ -309,9 +309,11 @@ def test_renal_older_start_takes_the_lower_first_dose_not_the_product():
 def test_oracle_does_not_import_the_engine():
     """Protects independence: simulator.regression.invariants imports neither the engine nor its safety, policy,
     patient, pathway or clinical helpers, at module level or inside a function."""
-    tree = ast.parse(Path(inv.__file__).read_text())
+    import simulator.regression.opioid_check as opioid_check  # the oracle's own helper module (issue 10)
+
     imported: set[str] = set()
-    for node in ast.walk(tree):
+    nodes = [n for mod in (inv, opioid_check) for n in ast.walk(ast.parse(Path(mod.__file__).read_text()))]
+    for node in nodes:
         if isinstance(node, ast.Import):
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -321,6 +323,7 @@ def test_oracle_does_not_import_the_engine():
     bad = sorted(m for m in imported if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS))
     assert not bad, f"simulator.regression.invariants imports engine code: {bad}"
     assert "simulator.model.catalog" in imported and "simulator.model.rules" in imported
+    assert opioid_check.DEFAULT_MAX_TRIAL_DAYS == Policy().strong_opioid.max_trial_days
 
 
 def test_unknown_patient_is_an_error():
