@@ -148,3 +148,26 @@ def test_venlafaxine_is_halved_below_crcl_30():
     doses = ev[ev["event"].isin(["drug_start", "dose_change"]) & (ev["drug"] == "venlafaxine")]["dose"]
     assert len(doses) > 10
     assert doses.max() <= 112.5 + 1e-9, doses.max()
+
+
+def test_a_switch_after_the_patients_own_stop_cites_a_rule_that_says_so():
+    """Protects narration truth (issue 9 item 12): when the patient stops a drug for reasons other than adverse
+    events (X.patient_stop, issue 10 persistence), the engine decides the next step as after an intolerable
+    drug and cites P4.intolerance_switch / P4.intolerance_same_class; v0.2's texts said "the drug was not
+    tolerated" (228 of 2,000 guideline patients, seed 7). The rule text of every rule that follows such a
+    stop on the same day must cover the patient's own stop."""
+    from simulator.model.rules import load_rules
+
+    tables = compile_model()
+    spec = load_cohort_spec(ROOT / "cohorts" / "mixed-primary-care.yaml")
+    c = generate_cohort(spec, 800, 7)
+    ctx = PolicyContext.build(Policy(), tables)
+    ev = events_frame([Simulation(ctx, c, EngineConfig(horizon_days=730, specialist_slots_per_week=2, seed=7),
+                                  0).run()], tables)
+    stops = ev[ev["rule"] == "X.patient_stop"][["patient", "day"]].drop_duplicates()
+    starts = ev[ev["event"] == "drug_start"].merge(stops, on=["patient", "day"])
+    rules = load_rules()
+    after = set(starts["rule"].astype(str)) & {"P4.intolerance_switch", "P4.intolerance_same_class"}
+    assert "P4.intolerance_switch" in after
+    for rid in after:
+        assert "X.patient_stop" in rules.get(rid).text, rid
