@@ -19,7 +19,7 @@ from simulator.model.policy import Policy
 from simulator.regression.invariants import INVARIANTS, check_events
 
 NAN = math.nan
-FORBIDDEN_IMPORTS = ("simulator.engine.simulation", "simulator.model.safety", "simulator.model.patient", "simulator.model.policy",
+FORBIDDEN_IMPORTS = ("simulator.engine", "simulator.model.safety", "simulator.model.patient", "simulator.model.policy",
                      "simulator.model.pathway", "simulator.model.clinical", "simulator.analysis.runner", "simulator.teaching.narrate",
                      "simulator.teaching.tutor.options")
 BASE_PATIENT = dict(replication=0, patient=0, age=50.0, crcl=90.0, etiology="diabetic_neuropathy",
@@ -306,24 +306,66 @@ def test_renal_older_start_takes_the_lower_first_dose_not_the_product():
     assert run([*start(0, "pregabalin", 25), row(28, "dose_change", "pregabalin", 37.5)], age=80.0, crcl=10.0).ok
 
 
-def test_oracle_does_not_import_the_engine():
-    """Protects independence: simulator.regression.invariants imports neither the engine nor its safety, policy,
-    patient, pathway or clinical helpers, at module level or inside a function."""
-    import simulator.regression.opioid_check as opioid_check  # the oracle's own helper module (issue 10)
+def _oracle_imports() -> dict[str, set[str]]:
+    """Every module of the oracle package (``simulator/regression/invariants/*.py``) -> the dotted names it
+    imports (relative imports resolved against its own package; lazy imports included)."""
+    root = Path(inv.__file__).parent
+    out: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        package = inv.__name__.split(".")  # every module of the oracle sits in this package
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                parts = package[:len(package) - node.level + 1] if node.level else []
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+                imported.add(base)
+                imported |= {f"{base}.{a.name}" for a in node.names}
+        out[path.name] = imported
+    return out
 
-    imported: set[str] = set()
-    nodes = [n for mod in (inv, opioid_check) for n in ast.walk(ast.parse(Path(mod.__file__).read_text()))]
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            imported |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = ("simulator." + node.module) if node.level and node.module else (node.module or "simulator")
-            imported.add(base)
-            imported |= {f"{base}.{a.name}" for a in node.names}
+
+def test_oracle_does_not_import_the_engine():
+    """Protects independence: no module of simulator.regression.invariants imports the engine or its safety,
+    policy, patient, pathway or clinical helpers, at module level or inside a function; of painpath it imports
+    only the catalogue, the rulebook, the opioid reassessment check and itself. Every module of the package
+    is read (a new one is covered without a change here)."""
+    found = _oracle_imports()
+    assert {"__init__.py", "checker.py", "rules.py"} <= set(found)  # the walk reads the package
+    import simulator.regression.opioid_check as opioid_check  # the oracle's helper module (issue 10), read too
+
+    helper: set[str] = set()
+    for node in ast.walk(ast.parse(Path(opioid_check.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            base = ".".join(["simulator"] * (node.level == 2) + [node.module]) if node.level else node.module
+            helper |= {base, *(f"{base}.{a.name}" for a in node.names)}
+    assert not [m for m in helper if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS)], helper
+    assert opioid_check.DEFAULT_MAX_TRIAL_DAYS == Policy().strong_opioid.max_trial_days
+    imported = set().union(*found.values())
     bad = sorted(m for m in imported if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS))
     assert not bad, f"simulator.regression.invariants imports engine code: {bad}"
+    own = inv.__name__
+    allowed = ("simulator.model.catalog", "simulator.model.rules", "simulator.regression.opioid_check", own)
+    other = {f"{name}: {m}" for name, ms in found.items() for m in ms
+             if m.startswith("simulator") and not any(m == a or m.startswith(a + ".") for a in allowed)}
+    assert not other, f"the oracle imports painpath code beyond the catalogue and the rules: {sorted(other)}"
     assert "simulator.model.catalog" in imported and "simulator.model.rules" in imported
     assert opioid_check.DEFAULT_MAX_TRIAL_DAYS == Policy().strong_opioid.max_trial_days
+
+
+def test_oracle_import_check_can_fail(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Protects the check above: a module of the oracle that imports the engine's safety helpers is seen."""
+    fake = tmp_path / "invariants"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("from ...model.catalog import load_catalog\nfrom ...model.rules import load_rules\n")
+    (fake / "checker.py").write_text("def f():\n    from ...model import safety\n")
+    (fake / "rules.py").write_text("")
+    monkeypatch.setattr(inv, "__file__", str(fake / "__init__.py"))
+    found = _oracle_imports()
+    assert "simulator.model.safety" in found["checker.py"]
+    with pytest.raises(AssertionError, match="engine code"):
+        test_oracle_does_not_import_the_engine()
 
 
 def test_unknown_patient_is_an_error():

@@ -22,7 +22,8 @@ from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
 from simulator.teaching import diagram
 from simulator.teaching.cases import all_cases, load_case
-from simulator.teaching.narrate import journey_html, setup_from_case, setup_from_scenario, simulate, trace
+from simulator.teaching.journey import journey_html
+from simulator.teaching.narrate import setup_from_case, setup_from_scenario, simulate, trace
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDELINE = ROOT / "scenarios" / "guideline.yaml"

@@ -116,7 +116,8 @@ def _setup(scenario: str | None, case: str | None, patient: int | None, seed: in
 def trace(scenario: str | None, patient: int | None, seed: int | None, replication: int, case: str | None,
           html_out: str | None, find_seeds: bool) -> None:
     """Tell one simulated patient's journey, with the rule and seed source of every decision."""
-    from ..teaching.narrate import journey_html, print_journey, teaching_seeds
+    from ..teaching.journey import journey_html, print_journey
+    from ..teaching.narrate import teaching_seeds
     from ..teaching.narrate import trace as run_trace
 
     if find_seeds:

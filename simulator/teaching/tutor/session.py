@@ -21,7 +21,8 @@ from ...model.pathway import compile_table
 from ...model.patient import PatientModel
 from ...model.policy import Decision
 from ..narrate import Setup, drug_name, narrate
-from .options import GOOD, Option, Point, build_options, cite, describe, judge_all, same_step, seeds_of
+from .options import GOOD, Option, Point, build_options, cite, describe, same_step, seeds_of
+from .verdicts import judge_all
 
 
 @dataclass

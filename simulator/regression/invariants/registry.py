@@ -1,0 +1,141 @@
+"""The registry of guideline invariants: each one's name, rule id, seeds, what it reads and the declared
+departure that excuses it (:data:`INVARIANTS`, :data:`BY_NAME`), and usual care's departures by rule
+(:data:`DEPARTURE_BY_RULE`). Data only; ``docs/invariants.md`` has a row for each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One guideline rule checked on every trajectory: its name, rule id, seeds, what it reads."""
+
+    name: str
+    rule: str
+    seeds: str
+    description: str
+    reads: str
+    departure: str | None = None  # the declared departure that excuses it, if any
+
+
+INVARIANTS: tuple[Invariant, ...] = (
+    # --- doses -----------------------------------------------------------------------------------
+    Invariant("dose_finite", "P2", "S000-S004",
+              "every drug start and dose change carries a finite dose above 0 (NaN never reaches a dose)",
+              "events: dose of drug_start/dose_change rows"),
+    Invariant("max_dose", "P2.max_dose_cap", "S000, S001, S004",
+              "no dose above the catalogue maximum adjusted for age, renal band and cautions",
+              "events: doses; patients: age, CrCl, flags; drugs.yaml: max_dose, older_adult, renal_caps, cautions; "
+              "the labels' renal-band maxima held by the oracle (LABEL_RENAL_MAX)"),
+    Invariant("tca_older_cardiac", "P5.tca_cardiac_cap", "S000",
+              "a tricyclic stays below 100 mg/day in older adults and in cardiac disease",
+              "events: TCA doses; patients: age, cardiac flags; drugs.yaml: older_adult.min_age"),
+    Invariant("renal_dose", "P5.renal_dose", "S000, S001",
+              "below CrCl 60 a gabapentinoid is reduced from the first dose: every dose within the band's factor "
+              "times the normal-clearance schedule (the whole schedule scales, not only its maximum)",
+              "events: gabapentinoid doses and days; patients: CrCl; drugs.yaml: titration, renal_exposure"),
+    Invariant("older_adult_start", "P2.older_adult_start", "S000, S001",
+              "older adults start at the catalogue's lower older-adult first dose; in a renal band at the lower "
+              "of that dose and the band's first dose (P2.older_renal_start), never below the smallest marketed dose",
+              "events: drug_start doses; patients: age, CrCl; drugs.yaml: older_adult.start_dose, titration, "
+              "renal_exposure, min_dose; policy: start_doses"),
+    Invariant("min_dose", "P2.min_dose", "S000, S001",
+              "no start, titration or reduced dose below the drug's smallest marketed daily dose (renal-band and "
+              "older-adult reductions do not multiply into a sub-therapeutic dose); taper steps are exempt",
+              "events: drug_start and dose_change doses (not taper steps); drugs.yaml: min_dose; the labels' "
+              "lowest renal-band doses held by the oracle (LABEL_LOWEST_DOSE)"),
+    Invariant("titration_schedule", "P13", "S000",
+              "titration never faster than the catalogue schedule (older adults stretched; beyond the target "
+              "the schedule goes on with its last increment and interval)",
+              "events: doses and days per line; patients: age, CrCl; drugs.yaml: titration, older_adult; "
+              "policy: start doses", "fast_titration"),
+    Invariant("intolerance_reduction", "P4.intolerance_reduce", "S000, S002",
+              "a dose lowered for intolerance stays at or above the drug's lowest effective dose (else it stops)",
+              "events: dose changes with an intolerance rule; patients: CrCl; drugs.yaml: min_effective_dose"),
+    Invariant("adequate_trial", "P3", "S000, S002, S004",
+              "no drug judged failed before an adequate trial at the target dose (or the highest tolerated)",
+              "events: evaluations, doses, dose reductions; drugs.yaml: target_dose, adequate_trial_days, "
+              "min_trial_days; policy: target_doses", "short_trial"),
+    # --- checks and contraindications ------------------------------------------------------------
+    Invariant("tca_ecg", "P5.tca_ecg", "S000, S002, S004",
+              "an ECG is logged before a tricyclic starts in a patient over 40",
+              "events: safety_check rows, TCA starts; patients: age"),
+    Invariant("tca_cardiac", "P5.tca_cardiac_contraindicated", "S000",
+              "no tricyclic after recent MI, with arrhythmia or heart block",
+              "events: TCA starts; patients: recent_mi, arrhythmia, heart_block"),
+    Invariant("tca_last_resort", "P5.cardiac_prefer_duloxetine", "S000, S001",
+              "a tricyclic in cardiovascular disease only after duloxetine or its class (S000: duloxetine "
+              "preferred), and with "
+              "a last-resort caution (glaucoma, orthostatic hypotension) only after the other first-line classes, "
+              "unless they are excluded for the patient",
+              "events: starts; patients: flags, CrCl, etiology; drugs.yaml: cautions (last_resort), "
+              "contraindications, renal_caps, requires; policy: order, serotonin, cipn_exclusions"),
+    Invariant("duloxetine_hepatic", "P5.duloxetine_hepatic", "S001",
+              "no duloxetine with hepatic disease", "events: duloxetine starts; patients: hepatic_disease"),
+    Invariant("contraindication", "P5", "S000, S001",
+              "no drug started against a contraindication of the catalogue (or a renal cap of 0)",
+              "events: drug starts; patients: flags, CrCl; drugs.yaml: contraindications, renal_caps"),
+    Invariant("serotonin_check", "P5.serotonin_check", "S000, S004",
+              "a serotonin check is logged before tramadol starts with an SSRI, SNRI or tricyclic, before an SNRI "
+              "starts with an SSRI, a tricyclic or tramadol, and before a tricyclic starts with an SSRI, an SNRI or "
+              "tramadol",
+              "events: safety_check rows, starts and stops (a drug being tapered is still taken); patients: ssri_use"),
+    Invariant("taper", "P5.taper_step", "S001",
+              "duloxetine, venlafaxine, tricyclics, tramadol and strong opioids are tapered before they stop "
+              "(a taper start, lowered doses, the stop no sooner than the taper schedule allows), unless the "
+              "patient dropped out or had a serious event",
+              "events: taper_start, dose changes and stops per drug; drugs.yaml: class, taper"),
+    # --- etiology and topicals -------------------------------------------------------------------
+    Invariant("cipn_no_tca_gabapentinoid", "P11.cipn_no_efficacy", "S000, S001",
+              "no tricyclic or gabapentinoid started in chemotherapy-induced neuropathy under the guideline",
+              "events: starts; patients: etiology; policy: cipn_exclusions (false is reported as declared), "
+              "protocol steps are exempt"),
+    Invariant("topical_indication", "P6.lidocaine_allodynia", "S000, S001, S004",
+              "topicals only for localized pain, lidocaine 5% only with allodynia",
+              "events: topical starts; patients: localized, allodynia"),
+    # --- opioids ---------------------------------------------------------------------------------
+    Invariant("tramadol_after_first_line", "P7", "S000, S004",
+              "tramadol only after a documented first-line failure", "events: evaluations, stops, tramadol starts",
+              "tramadol_first_line"),
+    Invariant("opioid_screen", "P8.misuse_screen", "S004",
+              "misuse-risk screen and treatment agreement logged before any opioid (tramadol included)",
+              "events: safety_check rows, opioid starts", "no_misuse_screen"),
+    Invariant("strong_opioid_prerequisites", "P8.prerequisites", "S004",
+              "strong opioid only after >= 2 first-line classes failed, a failed combination of a gabapentinoid "
+              "with an antidepressant (oral + topical is not one), and tramadol tried when the patient could have it",
+              "events: evaluations, stops, starts; patients: flags, CrCl; drugs.yaml: contraindications; "
+              "policy: tramadol never", "early_strong_opioid"),
+    Invariant("strong_opioid_nrs", "P8.nrs_threshold", "S004",
+              "strong opioid only at moderate-to-severe pain: the last NRS before it is >= 4",
+              "events: pain_nrs of the assessment and evaluations", "early_strong_opioid"),
+    Invariant("strong_opioid_hiv", "P8.hiv_caution", "S004",
+              "no strong opioid in HIV neuropathy under the guideline",
+              "events: strong opioid starts; patients: etiology; policy: a strong-opioid option allowing HIV "
+              "neuropathy (reported as declared)"),
+    Invariant("opioid_smallest_dose", "P8.titrate_to_response", "S000, S004",
+              "a strong opioid is not titrated further once it has given relief (smallest effective dose)",
+              "events: evaluations and strong-opioid dose changes"),
+    Invariant("rule_ids", "P1-P13", "S000-S004",
+              "every decision, start, stop, taper, dose change, limit, check and evaluation carries a resolvable "
+              "rule id, and a dose change cites a rule of its direction (a rise P2/P3/P8, a fall P4/P5)",
+              "events: rule, dose; rules.yaml"),
+)
+# issue 10; checked by simulator/regression/opioid_check.py (event log, catalogue and policy only)
+OPIOID_REASSESSED = Invariant(
+    "strong_opioid_reassessed", "P8.reassessment", "S004",
+    "no strong opioid continued beyond the trial period (strong_opioid.max_trial_days) without a documented "
+    "reassessment (time-limited trial, monitoring every 1-3 months)",
+    "events: strong-opioid starts, stops, taper starts, evaluations and maintenance visits; policy: max_trial_days")
+INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED)
+
+BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
+
+# Usual care's departures (issue 10, simulator/model/care.py), each excusing one invariant when the scenario declares
+# it: (invariant, rule of the flagged row; None: any row) -> the declared departure that makes it on purpose.
+DEPARTURE_BY_RULE: dict[tuple[str, str | None], str] = {
+    ("adequate_trial", None): "under_titration",  # X.under_titration: judged below the recommended dose (P2, P3)
+    ("tca_last_resort", "X.usual_care_choice"): "usual_care_index",  # a tricyclic drawn as the index drug
+    ("cipn_no_tca_gabapentinoid", "X.usual_care_choice"): "usual_care_index",  # index drug drawn in CIPN
+    ("taper", "X.left_treatment"): "usual_care_index",  # the patient leaves treatment at once (no taper)
+}
