@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from simulator.analysis.runner import replication_setup, simulate  # noqa: E402
 from simulator.engine.simulation import EngineConfig, Simulation  # noqa: E402
 from simulator.model.overrides import model_tables  # noqa: E402
-from simulator.model.policy import PolicyContext  # noqa: E402
+from simulator.model.policy_context import PolicyContext  # noqa: E402
 from simulator.population.cohort import generate_cohort  # noqa: E402
 from simulator.scenario import load_scenario  # noqa: E402
 

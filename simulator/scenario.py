@@ -14,7 +14,7 @@ from .inputs.schema import Strict, parse_model, read_yaml
 from .model.overrides import validate_overrides
 from .model.policy import Policy
 from .population.arrivals import PopulationSpec
-from .population.cohort import CohortSpec, load_cohort_spec
+from .population.cohort_spec import CohortSpec, load_cohort_spec
 
 SpecialistCapacity = CapacitySpec
 """P9: pain-clinic capacity as a rate (see :mod:`simulator.engine.clinic`)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from .analysis.outcomes import flat_metrics
+from .analysis.summary import flat_metrics
 from .regression.invariants import check_run
 
 

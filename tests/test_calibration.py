@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 
 from simulator.analysis.calibrate import FULL_PATIENTS, load_battery, run_battery
-from simulator.model.clinical import compile_model
+from simulator.model.clinical_tables import compile_model
 from simulator.model.parameters import Parameter, clinical_parameters, missing
 
 BATTERY = load_battery()

@@ -13,15 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.inputs.errors import InputError
-from simulator.population.cohort import (
-    CARDIAC,
-    ETIOLOGIES,
-    Cohort,
-    CohortSpec,
-    _truncated_normal,
-    generate_cohort,
-    load_cohort_spec,
-)
+from simulator.population.cohort import CARDIAC, Cohort, _truncated_normal, generate_cohort
+from simulator.population.cohort_spec import ETIOLOGIES, CohortSpec, load_cohort_spec
 
 COHORTS = Path(__file__).resolve().parent.parent / "cohorts"
 COHORT_FILES = ["mixed-primary-care", "diabetic-neuropathy", "chemotherapy-induced",

@@ -17,7 +17,7 @@ def _scenario(cohort: str | None = None, **policy):
     if cohort or policy:
         data = sc.model_dump(exclude={"source_path", "cohort_spec"})
         data["policy"].update(policy)
-        from simulator.population.cohort import load_cohort_spec
+        from simulator.population.cohort_spec import load_cohort_spec
         from simulator.scenario import Scenario
 
         spec = load_cohort_spec(cohort) if cohort else sc.cohort_spec

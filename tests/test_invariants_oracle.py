@@ -21,7 +21,8 @@ from simulator.regression.invariants import INVARIANTS, check_events
 NAN = math.nan
 FORBIDDEN_IMPORTS = ("simulator.engine", "simulator.model.safety", "simulator.model.patient", "simulator.model.policy",
                      "simulator.model.pathway", "simulator.model.clinical", "simulator.analysis.runner", "simulator.teaching.narrate",
-                     "simulator.teaching.tutor.options")
+                     "simulator.teaching.tutor.options", "simulator.model.policy_context", "simulator.model.decisions",
+                     "simulator.model.protocol", "simulator.model.clinical_tables", "simulator.model.response")
 BASE_PATIENT = dict(replication=0, patient=0, age=50.0, crcl=90.0, etiology="diabetic_neuropathy",
                     localized=False, allodynia=False, hepatic_disease=False, recent_mi=False, arrhythmia=False,
                     heart_block=False, cardiovascular_disease=False, glaucoma=False, orthostatic_hypotension=False,

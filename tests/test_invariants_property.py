@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from simulator.analysis.runner import simulate
 from simulator.model.catalog import load_catalog
 from simulator.model.policy import Policy, StrongOpioidGate
-from simulator.population.cohort import ETIOLOGIES, load_cohort_spec
+from simulator.population.cohort_spec import ETIOLOGIES, load_cohort_spec
 from simulator.regression.invariants import check_run
 from simulator.scenario import Scenario, load_scenario
 

@@ -27,7 +27,7 @@ from simulator.inputs.schema import parse_model, read_yaml
 from simulator.model.catalog import Catalog
 from simulator.model.clinical import ClinicalModel, load_clinical
 from simulator.model.overrides import _kind
-from simulator.population.cohort import CohortSpec
+from simulator.population.cohort_spec import CohortSpec
 from simulator.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]

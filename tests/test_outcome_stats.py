@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from simulator.analysis.compare import analyse
 from simulator.analysis.metrics import fmt, fmt_ci, label_with_unit
-from simulator.analysis.outcomes import kaplan_meier, rmst
 from simulator.analysis.runner import simulate
+from simulator.analysis.summary import kaplan_meier, rmst
 from simulator.cli import main
 from simulator.scenario import load_scenario
 

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 import simulator.engine.simulation as engine_mod
 from simulator.engine.simulation import EngineConfig, Simulation
-from simulator.model.clinical import compile_model
+from simulator.model.clinical_tables import compile_model
 from simulator.model.pathway import STATES, TRANSITIONS, TRIGGERS, build_machine, compile_table, fire
 from simulator.model.patient import PatientModel
-from simulator.model.policy import Policy, PolicyContext
+from simulator.model.policy import Policy
+from simulator.model.policy_context import PolicyContext
 from simulator.model.safety import PatientFacts
 from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario

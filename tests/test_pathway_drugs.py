@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from simulator.analysis.outcomes import events_frame
 from simulator.engine.simulation import EngineConfig, Simulation
 from simulator.model.catalog import load_catalog
-from simulator.model.clinical import compile_model
-from simulator.model.policy import Policy, PolicyContext, Protocol, ProtocolStep
+from simulator.model.clinical_tables import compile_model
+from simulator.model.policy import Policy, Protocol, ProtocolStep
+from simulator.model.policy_context import PolicyContext
 from simulator.model.rules import load_rules
-from simulator.population.cohort import ETIOLOGIES, generate_cohort, load_cohort_spec
+from simulator.population.cohort import generate_cohort
+from simulator.population.cohort_spec import ETIOLOGIES, load_cohort_spec
 from simulator.regression.lint import lint_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -485,7 +487,7 @@ def test_topical_alongside_is_judged_only_after_its_own_trial() -> None:
     8% judged 42 days after it was added, adequate_trial needs 56): the remaining oral drug is judged, or the
     topical left alone after its own trial. Checked by the oracle on a radiculopathy run."""
     from simulator.analysis.runner import simulate
-    from simulator.population.cohort import load_cohort_spec
+    from simulator.population.cohort_spec import load_cohort_spec
     from simulator.regression.invariants import check_run
     from simulator.scenario import load_scenario
 
@@ -608,7 +610,7 @@ def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
 
 
 def _journeys(path: str, n: int = 20, cohort_file: str | None = None):
-    from simulator.population.cohort import load_cohort_spec
+    from simulator.population.cohort_spec import load_cohort_spec
     from simulator.scenario import load_scenario
     from simulator.teaching.narrate import setup_from_scenario, trace
 

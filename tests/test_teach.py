@@ -16,8 +16,8 @@ from simulator.cli import main
 from simulator.engine.simulation import EngineConfig, Simulation
 from simulator.inputs.errors import InputError
 from simulator.model import pathway
-from simulator.model.clinical import compile_model
-from simulator.model.policy import PolicyContext
+from simulator.model.clinical_tables import compile_model
+from simulator.model.policy_context import PolicyContext
 from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
 from simulator.teaching import diagram

@@ -10,13 +10,8 @@ from hypothesis import strategies as st
 
 from simulator.analysis.trial import TrialSpec, arm_schedule, nnt, run_trial
 from simulator.cli import main
-from simulator.model.clinical import (
-    compile_model,
-    drug_effect,
-    drug_effect_array,
-    observed_pain,
-    observed_pain_array,
-)
+from simulator.model.clinical_tables import compile_model
+from simulator.model.response import drug_effect, drug_effect_array, observed_pain, observed_pain_array
 
 TABLES = compile_model()
 DPN = "cohorts/trials/dpn.yaml"

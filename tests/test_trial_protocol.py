@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from simulator.analysis.trial import TrialDesignFile, TrialSpec, load_design, run_trial
 from simulator.cli import main
 from simulator.inputs.errors import InputError
-from simulator.model.clinical import RESPONSE_COLUMNS, compile_model, draw_latents
+from simulator.model.clinical_tables import compile_model
+from simulator.model.response import RESPONSE_COLUMNS, draw_latents
 
 TABLES = compile_model()
 DPN = "cohorts/trials/dpn.yaml"

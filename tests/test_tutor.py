@@ -384,7 +384,7 @@ def test_guideline_option_names_a_topical_added_alongside() -> None:
     """Protects the tutor's truth after P6.topical_add moved to the oral step's visit: when the policy adds a
     topical at the same visit as its oral step, the guideline's option says so, and answering it replays the
     guideline's course (topical included)."""
-    from simulator.population.cohort import load_cohort_spec
+    from simulator.population.cohort_spec import load_cohort_spec
     from simulator.scenario import load_scenario
     from simulator.teaching.narrate import setup_from_scenario
 

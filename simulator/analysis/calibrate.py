@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from ..inputs.errors import InputError
 from ..inputs.packaged import data_root
 from ..inputs.schema import Strict, load_model
-from ..model.clinical import ModelTables, compile_model
+from ..model.clinical_tables import ModelTables, compile_model
 from .trial import (
     PLACEBO,
     ArmResult,

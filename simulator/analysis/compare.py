@@ -24,9 +24,9 @@ import pandas as pd
 from ..inputs.errors import InputError
 from ..scenario import Scenario
 from .metrics import ZERO_IF_MISSING, kind, label, unit
-from .outcomes import flat_metrics
 from .runner import RunResult, simulate_many
 from .stats import mean_ci, n_missing, paired_diff_ci, share_ci, unpaired_diff_ci
+from .summary import flat_metrics
 
 # Pooled (all replications) confidence intervals written in the summary beside a metric.
 POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),

@@ -2,7 +2,7 @@
 
 Every table a person reads (CLI, HTML reports, ``replication_metrics.csv``) takes its labels and units
 from here, so a metric is named the same way everywhere. Keys are the dotted paths of the numeric
-leaves of ``summary.json`` (:func:`simulator.analysis.outcomes.flat_metrics`); ``*`` stands for one path segment
+leaves of ``summary.json`` (:func:`simulator.analysis.summary.flat_metrics`); ``*`` stands for one path segment
 (a day, a state, a drug, an adverse-event type) and ``{0}`` in the label is replaced by it.
 
 Numbers are printed in fixed notation with a number of decimals fixed per kind of metric (never in
@@ -232,8 +232,8 @@ def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str
     replication has the metric): bounded to [0, 1] for shares (:func:`simulator.analysis.stats.share_ci`), t-based
     for the others. ``note`` is the reason a metric is missing (beyond the horizon, not
     reached). ``detail=False`` leaves out the by-type / by-drug / final-state families."""
-    from .outcomes import flat_metrics
     from .stats import mean_ci, n_missing, share_ci
+    from .summary import flat_metrics
 
     flat = flat_metrics(summary)
     per = summary.get("per_replication") or []

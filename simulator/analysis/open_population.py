@@ -21,7 +21,8 @@ from ..engine.clinic import ClinicConfig
 from ..inputs.errors import InputError
 from ..population.arrivals import DAYS_PER_YEAR, entry_days
 from ..scenario import Scenario
-from .outcomes import patient_outcomes, summarize
+from .outcomes import patient_outcomes
+from .summary import summarize
 
 TIME_COLUMNS = ("relief_day", "dropout_day", "time_days", "followup_days", "referral_day")
 

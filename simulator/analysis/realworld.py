@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..inputs.packaged import data_root
-from ..model.clinical import ModelTables
+from ..model.clinical_tables import ModelTables
 from .calibrate import UsualCareTarget, load_battery
 from .persistence import KEY, discontinuation, drug_changes, drug_spells
 
@@ -84,7 +84,7 @@ class UsualCareCheck:
 def run_usual_care(patients: int | None = None, seed: int | None = None) -> list[UsualCareCheck]:
     """Run the usual-care scenario of the battery and check every usual-care target."""
     from ..model.overrides import model_tables
-    from ..population.cohort import load_cohort_spec
+    from ..population.cohort_spec import load_cohort_spec
     from ..scenario import load_scenario
     from .runner import simulate
 

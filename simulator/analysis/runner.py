@@ -22,28 +22,19 @@ import numpy as np
 import pandas as pd
 
 from ..engine.simulation import EngineConfig, Simulation
-from ..model.clinical import ETIOLOGY_NAMES, compile_model
+from ..model.clinical import ETIOLOGY_NAMES
+from ..model.clinical_tables import compile_model
 from ..model.overrides import model_tables
 from ..model.pathway import definition_fingerprint
-from ..model.policy import PolicyContext
+from ..model.policy_context import PolicyContext
 from ..output.results import default_dest
 from ..population.cohort import generate_cohort
 from ..scenario import Scenario
 from .interrupts import worker_pool
 from .open_population import entry_cohort_summary, relative_outcomes, replication_setup
-from .outcomes import (
-    SCHEMA_VERSION,
-    beyond_horizon,
-    beyond_reason,
-    drug_days,
-    events_frame,
-    flat_metrics,
-    followup_days,
-    patient_outcomes,
-    resource_use,
-    summarize,
-)
+from .outcomes import drug_days, events_frame, followup_days, patient_outcomes, resource_use
 from .queue_stats import clinic_summary
+from .summary import SCHEMA_VERSION, beyond_horizon, beyond_reason, flat_metrics, summarize
 
 Progress = Callable[[float], None]
 """Called with the fraction of the run done, 0..1."""

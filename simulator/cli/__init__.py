@@ -289,7 +289,8 @@ def cohort(cohort: str, patients: int, seed: int, replication: int, out: str | N
     """Preview or export the synthetic patients a COHORT file (or packaged cohort name) generates."""
     from ..inputs.packaged import resolve_cohort
     from ..output.results import preflight_out, write_file_atomic
-    from ..population.cohort import generate_cohort, load_cohort_spec
+    from ..population.cohort import generate_cohort
+    from ..population.cohort_spec import load_cohort_spec
 
     positive("patients", patients)
     check_seed(seed)

@@ -34,6 +34,7 @@ from pydantic import Field, model_validator
 
 from ..inputs.errors import InputError
 from ..inputs.schema import Strict
+from ..population.arrivals import integrate_rate
 
 DAYS_PER_WEEK = 7.0
 
@@ -145,14 +146,7 @@ class ClinicConfig:
 
     def offered(self, t0: float, t1: float) -> float:
         """Consults the clinic can start between days ``t0`` and ``t1`` (the integral of the rate)."""
-        segs = self.segments()
-        total = 0.0
-        for k, (start, rate) in enumerate(segs):
-            end = segs[k + 1][0] if k + 1 < len(segs) else math.inf
-            lo, hi = max(start, t0), min(end, t1)
-            if hi > lo:
-                total += rate * (hi - lo)
-        return total
+        return integrate_rate(self.segments(), t0, t1)
 
     def rate_per_week(self, day: float) -> float:
         """Consults a week the clinic offers on ``day``."""

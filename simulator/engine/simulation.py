@@ -29,16 +29,8 @@ import simpy
 from ..model import streams
 from ..model.care import index_drug, stop_day
 from ..model.catalog import FIRST_LINE_CLASSES
-from ..model.clinical import (
-    RESPONSE_COLUMNS,
-    SERIOUS_TYPES,
-    ModelTables,
-    draw_latents,
-    drug_effect,
-    interp,
-    observed_pain,
-    onset_days,
-)
+from ..model.clinical_tables import SERIOUS_TYPES, ModelTables, interp
+from ..model.decisions import first_choice, next_step, serotonin_blocked
 from ..model.pathway import (
     OUTCOMES,
     STATES,
@@ -51,7 +43,8 @@ from ..model.pathway import (
     fire,
 )
 from ..model.patient import PatientModel
-from ..model.policy import Decision, PolicyContext, first_choice, next_step, serotonin_blocked
+from ..model.policy_context import Decision, PolicyContext
+from ..model.response import RESPONSE_COLUMNS, draw_latents, drug_effect, observed_pain, onset_days
 from ..model.rules import load_rules
 from ..model.safety import (
     PatientFacts,

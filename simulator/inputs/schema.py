@@ -19,7 +19,7 @@ import re
 import stat
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,44 +44,40 @@ MAX_PATH_BYTES = 4000
 
 # ---- numbers: finite, and never a boolean ------------------------------------------------------
 
-def _is_number_type(ann: Any) -> bool:
-    """True when ``ann`` is float or int, possibly Annotated, optional or in a union with literals."""
-    if ann in (float, int):
+def _matches(ann: Any, leaf: Callable[[Any], bool], into_containers: bool = False) -> bool:
+    """True when ``ann`` or a type inside it satisfies ``leaf``, looking through Annotated and unions (and, with
+    ``into_containers``, the values of list/tuple/dict at any depth)."""
+    if leaf(ann):
         return True
     origin = typing.get_origin(ann)
     if origin is typing.Annotated:
-        return _is_number_type(typing.get_args(ann)[0])
+        return _matches(typing.get_args(ann)[0], leaf, into_containers)
     if origin in (typing.Union, types.UnionType):
-        return any(_is_number_type(a) for a in typing.get_args(ann))
+        return any(_matches(a, leaf, into_containers) for a in typing.get_args(ann))
+    if into_containers and origin in (dict, list, tuple):
+        args = typing.get_args(ann)
+        values = args[1:] if origin is dict else args
+        return any(a is not Ellipsis and _matches(a, leaf, True) for a in values)
     return False
+
+
+def _number_leaf(ann: Any) -> bool:
+    return ann in (float, int)
+
+
+def _is_number_type(ann: Any) -> bool:
+    """True when ``ann`` is float or int, possibly Annotated, optional or in a union with literals."""
+    return _matches(ann, _number_leaf)
 
 
 def _holds_numbers(ann: Any) -> bool:
     """True when ``ann`` is a number or a list/tuple/dict (at any depth) whose values are numbers."""
-    if _is_number_type(ann):
-        return True
-    origin = typing.get_origin(ann)
-    if origin is typing.Annotated:
-        return _holds_numbers(typing.get_args(ann)[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(_holds_numbers(a) for a in typing.get_args(ann))
-    if origin in (dict, list, tuple):
-        args = typing.get_args(ann)
-        values = args[1:] if origin is dict else args
-        return any(a is not Ellipsis and _holds_numbers(a) for a in values)
-    return False
+    return _matches(ann, _number_leaf, into_containers=True)
 
 
 def _accepts_bool(ann: Any) -> bool:
     """True when ``ann`` itself admits a boolean (``bool`` or a union with it)."""
-    if ann is bool:
-        return True
-    origin = typing.get_origin(ann)
-    if origin is typing.Annotated:
-        return _accepts_bool(typing.get_args(ann)[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts_bool(a) for a in typing.get_args(ann))
-    return False
+    return _matches(ann, lambda a: a is bool)
 
 
 def _has_bool(value: Any) -> bool:
@@ -120,6 +116,24 @@ def require_known(values: str | Iterable[str], allowed: Iterable[str], what: str
     if bad:
         shown = bad[0] if len(bad) == 1 else bad
         raise ValueError(f"unknown {what} {shown!r}; use one of: {', '.join(allowed)}")
+
+
+
+def check_shares(values: dict[str, float], allowed: Iterable[str], what: str, field: str,
+                 sums_to_one: bool = True) -> dict[str, float]:
+    """Validate a mix of shares keyed by name (for field validators): every key a known ``what``, every share a
+    probability in [0, 1], and (``sums_to_one``) the shares summing to 1 within 1e-6.
+
+    Returns ``values`` unchanged; raises ValueError naming ``field`` and the fix."""
+    require_known(list(values), allowed, what)
+    for name, p in values.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{field}.{name} is {p}, a probability outside [0, 1]")
+    if sums_to_one:
+        total = sum(values.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"{field} must sum to 1, got {total:.6g}; rescale the shares")
+    return values
 
 
 # ---- paths ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Two blocks of a scenario's ``policy:`` (issue 10):
   while an opioid runs (``P8.reassessment``: "regular monitoring (every 1-3 months)", "reassess necessity at
   each visit, discontinue if ineffective", S004). At a visit the response is judged as at an evaluation;
   relief lost sends the patient back into the pathway from where he is (``P4.relapse``), through the
-  policy's own decision (:func:`simulator.model.policy.next_step`).
+  policy's own decision (:func:`simulator.model.decisions.next_step`).
 * :class:`UsualCare` (``policy.usual_care``): care as observed in claims data, each part a declared
   departure from the guideline (``declared_departures``) so that ``lint`` and ``check`` see it: the index
   drug drawn from an observed distribution (``usual_care_index``; tramadol and strong opioids there also
@@ -23,7 +23,7 @@ import math
 
 from pydantic import Field, field_validator
 
-from ..inputs.schema import Strict, require_known
+from ..inputs.schema import Strict, check_shares
 from .catalog import ALL_CLASSES, load_catalog
 
 
@@ -73,23 +73,12 @@ class UsualCare(Strict):
     def _mix(cls, v: dict[str, float]) -> dict[str, float]:
         if not v:
             return v
-        require_known(list(v), tuple(load_catalog().drugs), "drug")
-        for name, p in v.items():
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"index_drugs.{name} is {p}, a probability outside [0, 1]")
-        total = sum(v.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"index_drugs sum to {total:g}; the shares of the index drugs must sum to 1")
-        return v
+        return check_shares(v, tuple(load_catalog().drugs), "drug", "index_drugs")
 
     @field_validator("under_titration")
     @classmethod
     def _classes(cls, v: dict[str, float]) -> dict[str, float]:
-        require_known(list(v), ALL_CLASSES, "drug class")
-        for name, p in v.items():
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"under_titration.{name} is {p}, a probability outside [0, 1]")
-        return v
+        return check_shares(v, ALL_CLASSES, "drug class", "under_titration", sums_to_one=False)
 
     def departures_needed(self) -> list[tuple[str, str]]:
         """(departure, why) pairs this block needs declared."""

@@ -29,7 +29,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..inputs.errors import InputError
-from .clinical import ClinicalModel, ModelTables, compile_model, load_clinical
+from .clinical import ClinicalModel, load_clinical
+from .clinical_tables import ModelTables, compile_model
 
 SEMANTICS = {"scalar": "replaces the value", "dose_curve": "multiplies every dose point",
              "per_etiology": "multiplies every etiology's value and the default", "leaf": "replaces the value"}

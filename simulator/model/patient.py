@@ -8,7 +8,8 @@ methods are the conditions named in :data:`simulator.model.pathway.TRANSITIONS`;
 from __future__ import annotations
 
 from .catalog import FIRST_LINE_CLASSES
-from .policy import ANTIDEPRESSANTS, CIPN, HIV, PolicyContext
+from .decisions import ANTIDEPRESSANTS, CIPN, HIV
+from .policy_context import PolicyContext
 from .safety import PatientFacts, contraindication, last_resort
 
 CIPN_EXCLUDED_CLASSES = ("tca", "gabapentinoid")  # P11.cipn_no_efficacy (S000, S001)

@@ -4,7 +4,7 @@ These functions are the one place the contraindications, dose adjustments (renal
 adults' start dose and caps, cautions), taper schedules and pre-start checks are decided from the drug
 catalogue (``data/drugs.yaml``). The engine calls them when it starts or stops a drug; the pathway guards
 call them to know what is available. ``painpath check`` re-derives the same rules independently from the
-catalogue to audit trajectories. They work on plain values (a :class:`~simulator.model.clinical.DrugTable`, the
+catalogue to audit trajectories. They work on plain values (a :class:`~simulator.model.clinical_tables.DrugTable`, the
 catalogue extras of :func:`drug_rules` and patient attributes), so they are cheap enough for the hot path.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .catalog import load_catalog
-from .clinical import DrugTable
+from .clinical_tables import DrugTable
 
 # The rule id logged when a drug needs a patient flag the patient lacks (drugs.yaml ``requires``).
 REQUIRES_RULE: dict[str, str] = {"allodynia": "P6.lidocaine_allodynia"}

@@ -90,7 +90,7 @@ def png(fig: Any) -> str:
 
 def km_figure(runs: Sequence[RunData]) -> str:
     """Share relieved by each day (1 - Kaplan-Meier survival) with its 95% CI band, one curve per run."""
-    from ..analysis.outcomes import kaplan_meier
+    from ..analysis.summary import kaplan_meier
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.6))

@@ -28,6 +28,21 @@ from ..model import streams
 DAYS_PER_YEAR = 365.25
 
 
+def integrate_rate(segments: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """The integral from day ``t0`` to ``t1`` of a piecewise-constant rate.
+
+    ``segments``: ``(from_day, rate per day)`` pieces in increasing order of day, the last running to infinity;
+    before the first piece the rate is 0. Returns the expected count (rate x days); 0 when ``t1 <= t0``. Shared
+    by the arrivals of an open population and the specialist clinic's offered consults."""
+    total = 0.0
+    for k, (start, rate) in enumerate(segments):
+        end = segments[k + 1][0] if k + 1 < len(segments) else np.inf
+        lo, hi = max(start, t0), min(end, t1)
+        if hi > lo:
+            total += rate * (hi - lo)
+    return total
+
+
 class PopulationSpec(Strict):
     """The scenario's ``population:`` block (an open population)."""
 
@@ -59,14 +74,7 @@ class PopulationSpec(Strict):
 
     def expected_arrivals(self, t0: float, t1: float) -> float:
         """Expected incident patients entering between days ``t0`` and ``t1``."""
-        segs = self.rate_segments()
-        total = 0.0
-        for k, (start, rate) in enumerate(segs):
-            end = segs[k + 1][0] if k + 1 < len(segs) else np.inf
-            lo, hi = max(start, t0), min(end, t1)
-            if hi > lo:
-                total += rate * (hi - lo)
-        return total
+        return integrate_rate(self.rate_segments(), t0, t1)
 
 
 def _inverse_cumulative(segs: list[tuple[float, float]], levels: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis.outcomes import flat_metrics
+from ..analysis.summary import flat_metrics
 from ..inputs.errors import InputError
 from ..model.pathway import definition_fingerprint
 

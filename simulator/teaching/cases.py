@@ -21,7 +21,8 @@ from ..inputs.errors import InputError
 from ..inputs.schema import Strict, load_model, require_known
 from ..model.policy import Policy
 from ..model.rules import SEED_FILES, load_rules
-from ..population.cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort
+from ..population.cohort import Cohort
+from ..population.cohort_spec import ETIOLOGIES, MISUSE_RISK_LEVELS
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "data" / "cases"
 

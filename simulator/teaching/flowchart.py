@@ -7,7 +7,7 @@ install), from the same sources the engine runs:
   know is still drawn, in a row of its own) and every arrow is a set of the machine's edges;
 * the scenario's policy (:class:`simulator.model.policy.Policy`): the first-line order and strategy, what a partial
   response does, when tramadol comes, the strong-opioid gate, topicals, response thresholds, trial lengths;
-* the drug catalogue compiled by :func:`simulator.model.clinical.compile_model` (doses, caps, checks,
+* the drug catalogue compiled by :func:`simulator.model.clinical_tables.compile_model` (doses, caps, checks,
   contraindications) and the rule book (rule ids on every criterion).
 
 With a run's events (:func:`counts_from_events`), each box shows how many patients entered the state and
@@ -259,7 +259,7 @@ def flowchart_svg(policy: Any, *, counts: Counts | None = None, current: Iterabl
 
     ``counts`` adds patients per box and per arrow; ``current`` highlights states (the tutor's position).
     """
-    from ..model.clinical import compile_model
+    from ..model.clinical_tables import compile_model
 
     tables = compile_model()
     boxes, arrows = build(policy, tables)

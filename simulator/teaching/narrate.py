@@ -33,9 +33,10 @@ from ..analysis.outcomes import events_frame
 from ..engine.simulation import EngineConfig, Simulation
 from ..inputs.errors import InputError
 from ..model.pathway import TERMINAL
-from ..model.policy import PolicyContext
+from ..model.policy_context import PolicyContext
 from ..model.rules import load_rules
-from ..population.cohort import ETIOLOGIES, MISUSE_RISK_LEVELS, Cohort, generate_cohort
+from ..population.cohort import Cohort, generate_cohort
+from ..population.cohort_spec import ETIOLOGIES, MISUSE_RISK_LEVELS
 from . import diagram
 from .cases import Case
 
@@ -108,7 +109,7 @@ class Journey:
 # ------------------------------------------------------------------------------------------------
 
 def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0) -> Setup:
-    from ..model.clinical import compile_model
+    from ..model.clinical_tables import compile_model
 
     if patient < 0:
         raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
@@ -127,9 +128,9 @@ def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, re
 
 def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: int = 0) -> Setup:
     """A patient of a cohort file under the guideline policy (tutor ``--cohort``)."""
-    from ..model.clinical import compile_model
+    from ..model.clinical_tables import compile_model
     from ..model.policy import Policy
-    from ..population.cohort import load_cohort_spec
+    from ..population.cohort_spec import load_cohort_spec
 
     if patient < 0:
         raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
@@ -143,7 +144,7 @@ def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: in
 
 
 def setup_from_case(case: Case) -> Setup:
-    from ..model.clinical import compile_model
+    from ..model.clinical_tables import compile_model
 
     ctx = PolicyContext.build(case.policy, compile_model())
     config = EngineConfig(horizon_days=float(case.horizon_days), specialist_slots_per_week=1, seed=case.seed)

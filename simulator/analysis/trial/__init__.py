@@ -12,10 +12,10 @@ follows each arm day by day:
   the NRS observed that day and on the relative change from baseline; patients who do not meet it skip the
   step. A started drug follows the catalogue titration (``drugs.yaml``) up to the step's dose unless the
   design says ``titrate: false``; ``increase_dose`` moves to the new dose on the step's day.
-* **Clinical model.** The same functions as the engine (``simulator/model/clinical.py``): latent draws
-  (:func:`~simulator.model.clinical.draw_latents` on the ``streams.RESPONSE`` block), drug effects and observed
-  pain (the vectorised twins of :func:`~simulator.model.clinical.drug_effect` and
-  :func:`~simulator.model.clinical.observed_pain`, checked equal in ``tests/test_trial.py``). Drugs other than
+* **Clinical model.** The same functions as the engine (``simulator/model/response.py``): latent draws
+  (:func:`~simulator.model.response.draw_latents` on the ``streams.RESPONSE`` block), drug effects and observed
+  pain (the vectorised twins of :func:`~simulator.model.response.drug_effect` and
+  :func:`~simulator.model.response.observed_pain`, checked equal in ``tests/test_trial.py``). Drugs other than
   the first active one contribute ``combination_factor`` of their effect, as in the engine.
 * **Adverse events.** The engine's rule on the ``streams.ADVERSE`` block: the event of type ``k`` of a
   drug course occurs when ``u_inc < incidence_k(dose on its onset day)``, onset exponential with the drug's
@@ -80,8 +80,9 @@ import numpy as np
 from ...inputs.errors import InputError
 from ...inputs.packaged import resolve_cohort
 from ...model import streams
-from ...model.clinical import ModelTables, compile_model
-from ...population.cohort import Cohort, generate_cohort, load_cohort_spec
+from ...model.clinical_tables import ModelTables, compile_model
+from ...population.cohort import Cohort, generate_cohort
+from ...population.cohort_spec import load_cohort_spec
 from .courses import COMPLETED, GroupOutcome, TrialPopulation
 from .design import MAX_PATIENTS, MAX_WEEKS, PLACEBO, Design, TrialDesignFile, load_design
 from .group import ArmGroup

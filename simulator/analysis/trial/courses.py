@@ -15,7 +15,8 @@ from scipy.special import ndtri
 
 from ...engine.simulation import N_SERIOUS
 from ...model import streams
-from ...model.clinical import RESPONSE_COLUMNS, ModelTables, draw_latents, interp_array, onset_days_array
+from ...model.clinical_tables import ModelTables
+from ...model.response import RESPONSE_COLUMNS, draw_latents, interp_array, onset_days_array
 from ...model.safety import PatientFacts
 from ...population.cohort import Cohort
 from .design import COHORT_FLAGS

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ...model.clinical import drug_effect_array, observed_pain_array
+from ...model.response import drug_effect_array, observed_pain_array
 from ...model.safety import contraindication, dose_cap
 from .courses import DROPOUT, EXCLUDED, WITHDRAWN_AE, DrugCourses, GroupOutcome, TrialPopulation, record_nrs
 from .protocol import INCREASE, START, STOP, Protocol, Step

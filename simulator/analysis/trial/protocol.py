@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...inputs.errors import InputError
-from ...model.clinical import DrugTable, ModelTables
+from ...model.clinical_tables import DrugTable, ModelTables
 from .design import PLACEBO, ArmSpec, Condition, Design, Inclusion, StepSpec, TrialDesignFile
 
 START, INCREASE, STOP, RANDOMISE = 0, 1, 2, 3

@@ -184,7 +184,7 @@ def _sd(x: np.ndarray) -> float:
 def patients_frame(pop: TrialPopulation, proto: Protocol, parts: list[tuple[str, int, GroupOutcome]]) -> Any:
     import pandas as pd
 
-    from ...population.cohort import ETIOLOGIES
+    from ...population.cohort_spec import ETIOLOGIES
 
     frames = []
     for arm, period, g in parts:

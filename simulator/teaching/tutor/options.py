@@ -13,7 +13,7 @@ Each option gets a verdict (``guideline``, ``acceptable``, ``other``, ``departur
 that actually applies: :mod:`simulator.teaching.tutor.verdicts`.
 
 Options are built from a small vocabulary of decision kinds (:data:`KINDS`), each turned into an engine
-:class:`~simulator.model.policy.Decision`; a policy step no option matches is offered as its own option, so
+:class:`~simulator.model.policy_context.Decision`; a policy step no option matches is offered as its own option, so
 new decision kinds of the policy appear in the tutor without changes here.
 
 This module owns the options (:func:`build_options`, :class:`Option`, :class:`Point`, :func:`same_step`,
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ...model.catalog import FIRST_LINE_CLASSES
 from ...model.pathway import TRIGGERS
 from ...model.patient import PatientModel
-from ...model.policy import Decision
+from ...model.policy_context import Decision
 from ...model.rules import load_rules
 from ...model.safety import dose_cap, schedule
 from ..narrate import drug_name

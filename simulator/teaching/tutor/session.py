@@ -19,7 +19,7 @@ from ...engine.simulation import NCOL, Simulation
 from ...inputs.errors import InputError
 from ...model.pathway import compile_table
 from ...model.patient import PatientModel
-from ...model.policy import Decision
+from ...model.policy_context import Decision
 from ..narrate import Setup, drug_name, narrate
 from .options import GOOD, Option, Point, build_options, cite, describe, same_step, seeds_of
 from .verdicts import judge_all

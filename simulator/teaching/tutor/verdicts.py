@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from ...model import safety
 from ...model.catalog import FIRST_LINE_CLASSES
+from ...model.decisions import CIPN
 from ...model.patient import PatientModel
-from ...model.policy import CIPN, Decision
+from ...model.policy_context import Decision
 from ...model.safety import contraindication, dose_cap
 from ..narrate import drug_name
 from .options import Option, cite, same_step
