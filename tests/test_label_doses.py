@@ -19,9 +19,11 @@ import pytest
 
 from simulator.analysis.outcomes import events_frame
 from simulator.engine.simulation import EngineConfig, Simulation
-from simulator.model.clinical import compile_model
-from simulator.model.policy import Policy, PolicyContext
-from simulator.population.cohort import generate_cohort, load_cohort_spec
+from simulator.model.clinical_tables import compile_model
+from simulator.model.policy import Policy
+from simulator.model.policy_context import PolicyContext
+from simulator.population.cohort import generate_cohort
+from simulator.population.cohort_spec import load_cohort_spec
 from simulator.regression.invariants import check_events
 
 ROOT = Path(__file__).resolve().parents[1]
