@@ -334,6 +334,15 @@ def test_oracle_does_not_import_the_engine():
     is read (a new one is covered without a change here)."""
     found = _oracle_imports()
     assert {"__init__.py", "checker.py", "rules.py"} <= set(found)  # the walk reads the package
+    import simulator.regression.opioid_check as opioid_check  # the oracle's helper module (issue 10), read too
+
+    helper: set[str] = set()
+    for node in ast.walk(ast.parse(Path(opioid_check.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            base = ".".join(["simulator"] * (node.level == 2) + [node.module]) if node.level else node.module
+            helper |= {base, *(f"{base}.{a.name}" for a in node.names)}
+    assert not [m for m in helper if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS)], helper
+    assert opioid_check.DEFAULT_MAX_TRIAL_DAYS == Policy().strong_opioid.max_trial_days
     imported = set().union(*found.values())
     bad = sorted(m for m in imported if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS))
     assert not bad, f"simulator.regression.invariants imports engine code: {bad}"
@@ -343,6 +352,7 @@ def test_oracle_does_not_import_the_engine():
              if m.startswith("simulator") and not any(m == a or m.startswith(a + ".") for a in allowed)}
     assert not other, f"the oracle imports painpath code beyond the catalogue and the rules: {sorted(other)}"
     assert "simulator.model.catalog" in imported and "simulator.model.rules" in imported
+    assert opioid_check.DEFAULT_MAX_TRIAL_DAYS == Policy().strong_opioid.max_trial_days
 
 
 def test_oracle_import_check_can_fail(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

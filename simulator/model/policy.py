@@ -188,9 +188,9 @@ class Policy(Strict):
     cipn_exclusions: bool = Field(
         True, description="P11.cipn_no_efficacy: no tricyclic or gabapentinoid in chemotherapy-induced neuropathy (S000, S001)")
     order: list[str] = Field(
-        default_factory=lambda: ["pregabalin", "duloxetine", "gabapentin", "nortriptyline", "venlafaxine",
-                                 "amitriptyline"],
-        description="P1.next_in_order: alternatives in order of preference")
+        default_factory=lambda: ["pregabalin", "duloxetine", "gabapentin", "nortriptyline", "venlafaxine"],
+        description="P1.next_in_order: alternatives in order of preference; one tricyclic, the policy's `tca` "
+        "(S000: secondary amines over tertiary; amitriptyline is nortriptyline's parent drug)")
     on_partial: Literal["add", "switch"] = Field("add", description="P4.partial_add / P4.partial_switch")
     max_first_line_regimens: int = Field(4, ge=1, le=8)
     tramadol: Literal["second_line", "third_line", "never"] = Field("third_line", description="P7")

@@ -247,8 +247,9 @@ def required_checks(drug: DrugTable, facts: PatientFacts, serotonergic_with: boo
 
     ``serotonergic_with``: the patient takes an SSRI, or another serotonergic drug is running or tapering.
     ``tramadol_with``: tramadol (a serotonergic opioid) is running or tapering. The serotonin check
-    (P5, S000, S004) is due when tramadol meets an SNRI, SSRI or TCA, and when an SNRI meets an SSRI;
-    a TCA gets it only in the tramadol pairing."""
+    (P5, S000, S004) is due when tramadol meets an SNRI, SSRI or TCA, and when an SNRI or a TCA meets an SSRI
+    or another serotonergic drug (the catalogue marks TCAs ``serotonergic``; ``serotonin: avoid`` already
+    keeps them from an SSRI, so ``monitor`` checks them)."""
     out: list[tuple[str, str]] = []
     for check in drug.safety_checks:
         if check == "ecg":
@@ -258,7 +259,7 @@ def required_checks(drug: DrugTable, facts: PatientFacts, serotonergic_with: boo
             if drug.drug_class == "weak_opioid" or tramadol_with:
                 if serotonergic_with:
                     out.append(("serotonin_check", "P5.serotonin_check"))
-            elif serotonergic_with and drug.drug_class != "tca":
+            elif serotonergic_with:
                 out.append(("serotonin_check", "P5.serotonin_check_snri"))
         elif check == "misuse_screen":
             out.append(("misuse_screen", "P8.misuse_screen"))

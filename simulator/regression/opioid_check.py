@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 
 from ..model.catalog import load_catalog
-from ..model.policy import StrongOpioidGate
 
 NAME = "strong_opioid_reassessed"
+DEFAULT_MAX_TRIAL_DAYS = 84.0  # days: the policy's default strong_opioid.max_trial_days (S004 time-limited
+# trial), held here so the oracle imports nothing from the policy module (a test pins it to the policy's default)
 RULE = "P8.reassessment"
 ASSESSMENTS = ("evaluation", "maintenance_visit")
 
@@ -41,9 +42,8 @@ class Gap:
 def unreassessed_opioid_gaps(events: pd.DataFrame, policy: Any, horizon: float) -> list[Gap]:
     """Every stretch longer than ``policy.strong_opioid.max_trial_days`` a strong opioid ran unassessed."""
     gate = getattr(policy, "strong_opioid", None)
-    if not hasattr(gate, "max_trial_days"):  # a policy read as data without the gate: the policy's default
-        gate = StrongOpioidGate()
-    limit = float(gate.max_trial_days) + 1e-6
+    # a policy read as data without the gate: the policy's default
+    limit = float(getattr(gate, "max_trial_days", DEFAULT_MAX_TRIAL_DAYS)) + 1e-6
     strong = {n for n, d in load_catalog().drugs.items() if d.drug_class == "strong_opioid"}
     ev = events[events["event"].isin(("drug_start", "drug_stop", "taper_start", *ASSESSMENTS))]
     ev = ev.sort_values(["replication", "patient", "day"], kind="stable")

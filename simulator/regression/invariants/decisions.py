@@ -171,9 +171,9 @@ class DecisionChecks(CheckerBase):
         if cls == "weak_opioid":
             why = ["an SSRI"] * ssri + [c.upper() for c in ("snri", "tca") if c in taken]
         elif cls == "snri":
-            why = ["an SSRI"] * ssri + ["tramadol"] * ("weak_opioid" in taken)
+            why = ["an SSRI"] * ssri + [c.upper() for c in ("tca",) if c in taken] + ["tramadol"] * ("weak_opioid" in taken)
         elif cls == "tca":
-            why = ["tramadol"] * ("weak_opioid" in taken)
+            why = ["an SSRI"] * ssri + [c.upper() for c in ("snri",) if c in taken] + ["tramadol"] * ("weak_opioid" in taken)
         if not why:
             return
         self._require_check("serotonin_check", "serotonin_check", key, t, name, day, rule,

@@ -18,6 +18,7 @@ from .rules import (
     earliest_offset,
     fastest_dose,
     is_older,
+    label_renal_max,
     legal_start,
     lowest_dose,
     max_allowed,
@@ -32,7 +33,7 @@ class DoseChecks(CheckerBase):
     def _check_caps(self, key: tuple[int, int], f: Facts, d: Drug, name: str, dose: float, day: float,
                     ev: str, rule: str | None) -> None:
         self._touch("max_dose", key)
-        cap = max_allowed(d, f)
+        cap = min(max_allowed(d, f), label_renal_max(name, f))
         if dose > cap * (1 + EPS):
             self._flag("max_dose", key, day, ev, name, rule,
                        f"{name} {dose:g} {d.unit} above the adjusted maximum {cap:g} "

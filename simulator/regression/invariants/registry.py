@@ -26,7 +26,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "events: dose of drug_start/dose_change rows"),
     Invariant("max_dose", "P2.max_dose_cap", "S000, S001, S004",
               "no dose above the catalogue maximum adjusted for age, renal band and cautions",
-              "events: doses; patients: age, CrCl, flags; drugs.yaml: max_dose, older_adult, renal_caps, cautions"),
+              "events: doses; patients: age, CrCl, flags; drugs.yaml: max_dose, older_adult, renal_caps, cautions; "
+              "the labels' renal-band maxima held by the oracle (LABEL_RENAL_MAX)"),
     Invariant("tca_older_cardiac", "P5.tca_cardiac_cap", "S000",
               "a tricyclic stays below 100 mg/day in older adults and in cardiac disease",
               "events: TCA doses; patients: age, cardiac flags; drugs.yaml: older_adult.min_age"),
@@ -77,7 +78,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "events: drug starts; patients: flags, CrCl; drugs.yaml: contraindications, renal_caps"),
     Invariant("serotonin_check", "P5.serotonin_check", "S000, S004",
               "a serotonin check is logged before tramadol starts with an SSRI, SNRI or tricyclic, before an SNRI "
-              "starts with an SSRI or tramadol, and before a tricyclic starts with tramadol",
+              "starts with an SSRI, a tricyclic or tramadol, and before a tricyclic starts with an SSRI, an SNRI or "
+              "tramadol",
               "events: safety_check rows, starts and stops (a drug being tapered is still taken); patients: ssri_use"),
     Invariant("taper", "P5.taper_step", "S001",
               "duloxetine, venlafaxine, tricyclics, tramadol and strong opioids are tapered before they stop "

@@ -45,6 +45,15 @@ INTERIM_RULE = "P8.titrate_to_response"  # an evaluation at a titration step (ti
 LABEL_LOWEST_DOSE: dict[str, float] = {"pregabalin": 25.0, "gabapentin": 100.0}  # mg/day: the lowest daily
 # dose of the US labels' renal tables (Lyrica 25-75 below CrCl 15; Neurontin 100-300 below CrCl 15), which is
 # also the smallest capsule; S000, S001 "reduce ... doses based on creatinine clearance", not below the label
+LABEL_RENAL_MAX: dict[str, tuple[tuple[float, float], ...]] = {  # (CrCl below mL/min, max mg/day) held by the
+    # oracle from the US labels' renal tables, whatever drugs.yaml scales: Lyrica 300 / 150 / 75 at CrCl 30-60 /
+    # 15-30 / < 15; Neurontin 1400 / 700 / 300 at 30-59 / 15-29 / < 15; Ultram 200 below 30 (S000, S001 "reduce
+    # gabapentin and pregabalin doses based on creatinine clearance"); Effexor XR: at least halved below 30
+    "pregabalin": ((60.0, 300.0), (30.0, 150.0), (15.0, 75.0)),
+    "gabapentin": ((60.0, 1400.0), (30.0, 700.0), (15.0, 300.0)),
+    "tramadol": ((30.0, 200.0),),
+    "venlafaxine": ((30.0, 112.5),),
+}
 RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
 # gabapentin and pregabalin doses based on creatinine clearance"
 
@@ -154,6 +163,12 @@ def renal_factor(drug: Drug, facts: Facts) -> float:
     """
     factors = [b.factor for b in drug.renal_exposure if facts.crcl < b.crcl_below]
     return min(factors) if factors else 1.0
+
+
+def label_renal_max(name: str, facts: Facts) -> float:
+    """The label's highest daily dose in the patient's CrCl band (:data:`LABEL_RENAL_MAX`; inf outside them)."""
+    caps = [cap for below, cap in LABEL_RENAL_MAX.get(name, ()) if facts.crcl < below]
+    return min(caps) if caps else math.inf
 
 
 def max_allowed(drug: Drug, facts: Facts) -> float:
