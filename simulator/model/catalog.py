@@ -53,6 +53,9 @@ class Taper(Strict):
 
     steps: list[float] = Field(min_length=1, max_length=12)
     interval_days: int = Field(ge=1, le=56)
+    after_days: int = Field(ge=0, le=365, description="the drug is tapered only after it was taken this many days; "
+                            "a shorter course stops at once (P5.taper_short_use: discontinuation symptoms follow "
+                            "sustained use)")
 
     @field_validator("steps")
     @classmethod
@@ -110,6 +113,10 @@ class Drug(Strict):
     min_dose: float | None = Field(
         None, gt=0, description="smallest marketed daily dose: no start or titration dose goes below it, whatever "
         "the renal band and age reductions (P2.min_dose)")
+    strengths: list[float] = Field(
+        min_length=1, description="marketed unit strengths (capsule, tablet, patch, application) in the drug's dose "
+        "unit; every daily dose given is a sum of whole units (P2.givable_dose)")
+    units_per_day: int = Field(ge=1, le=12, description="most units taken in a day (doses a day x units a dose)")
     taper: Taper | None = Field(None, description="taper schedule used when the drug is stopped (P5)")
     titrate_to_response: bool = Field(False, description="judge at each titration step; stop titrating at relief")
     requires: list[str] = Field(default_factory=list, description="patient flags the drug needs (lidocaine: allodynia)")
@@ -158,6 +165,16 @@ class Drug(Strict):
             if self.min_dose > doses[0] or self.min_dose > self.max_dose * lowest:
                 raise ValueError(f"min_dose {self.min_dose:g} is above the first titration dose {doses[0]:g} or the "
                                  f"lowest renal band's maximum {self.max_dose * lowest:g}")
+        if any(u <= 0 for u in self.strengths) or len(set(self.strengths)) != len(self.strengths):
+            raise ValueError("strengths must be distinct doses above 0 (e.g. gabapentin [100, 300, 400, 600, 800])")
+        givable = givable_doses(self.strengths, self.units_per_day)
+        for what, dose in (("min_dose", self.min_dose), ("the first titration dose", doses[0])):
+            if dose is not None and not any(abs(g - dose) < 1e-9 for g in givable):
+                raise ValueError(f"{what} {dose:g} is not a sum of at most {self.units_per_day} units of the "
+                                 f"strengths {self.strengths}")
+        if self.min_dose is not None and self.min_dose < givable[0] - 1e-9:
+            raise ValueError(f"min_dose {self.min_dose:g} is below the smallest strength {givable[0]:g}")
+        needed.update(("strengths", "units_per_day"))
         if self.contraindications:
             needed.add("contraindications")
         if self.cautions:
@@ -178,6 +195,17 @@ class Drug(Strict):
     @property
     def first_line(self) -> bool:
         return self.drug_class in FIRST_LINE_CLASSES
+
+
+def givable_doses(strengths: list[float] | tuple[float, ...], units_per_day: int) -> tuple[float, ...]:
+    """Every daily dose that whole units of the marketed ``strengths`` give, taking 1 to ``units_per_day``
+    units a day, ascending (P2.givable_dose; drugs.yaml ``strengths``, ``units_per_day``)."""
+    sums = {0.0}
+    out: set[float] = set()
+    for _ in range(units_per_day):
+        sums = {round(s + u, 6) for s in sums for u in strengths}
+        out |= sums
+    return tuple(sorted(out))
 
 
 class Catalog(Strict):

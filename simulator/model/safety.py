@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .catalog import load_catalog
+from .catalog import givable_doses, load_catalog
 from .clinical_tables import DrugTable
 
 # The rule id logged when a drug needs a patient flag the patient lacks (drugs.yaml ``requires``).
@@ -41,6 +41,8 @@ class DrugRules:
     min_dose: float  # 0: no floor; the smallest marketed daily dose (P2.min_dose)
     taper: tuple[float, ...]  # fractions of the dose before the taper; () = stopped abruptly
     taper_interval: float
+    taper_after: float  # days taken before a stop is tapered (P5.taper_short_use)
+    givable: tuple[float, ...]  # every daily dose whole marketed units give, ascending (P2.givable_dose)
     to_response: bool
     requires: tuple[str, ...]
     cautions: tuple[tuple[str, float, str, bool, float], ...]  # (flag, max dose, rule, last resort, stretch)
@@ -57,10 +59,40 @@ def drug_rules(name: str) -> DrugRules:
         min_dose=d.min_dose or 0.0,
         taper=tuple(d.taper.steps) if d.taper else (),
         taper_interval=float(d.taper.interval_days) if d.taper else 0.0,
+        taper_after=float(d.taper.after_days) if d.taper else 0.0,
+        givable=givable_doses(d.strengths, d.units_per_day),
         to_response=d.titrate_to_response,
         requires=tuple(d.requires),
         cautions=tuple((c.flag, c.max_dose, c.rule, c.last_resort, c.titration_stretch) for c in d.cautions),
     )
+
+
+def to_givable(dose: float, givable: tuple[float, ...]) -> float:
+    """P2.givable_dose, the one rounding rule: the largest daily dose whole marketed units give that is not
+    above ``dose``, and never below the smallest (``givable``: ascending, from :func:`drug_rules`)."""
+    best = givable[0]
+    for g in givable:
+        if g > dose + 1e-9:
+            break
+        best = g
+    return best
+
+
+def taper_doses(dose: float, fractions: tuple[float, ...], givable: tuple[float, ...]) -> tuple[float, ...]:
+    """The daily doses of a taper from ``dose`` (P5.taper_step): each fraction of ``dose`` rounded down to a
+    givable dose (:func:`to_givable`), each step strictly below the one before; a step that reaches the smallest
+    givable dose is the last. Empty when ``dose`` already is the smallest (P5.taper_smallest_dose)."""
+    out: list[float] = []
+    prev = dose
+    for f in fractions:
+        d = to_givable(dose * f, givable)
+        if d >= prev - 1e-9:
+            continue
+        out.append(d)
+        prev = d
+        if d <= givable[0] + 1e-9:
+            break
+    return tuple(out)
 
 
 def contraindication(drug: DrugTable, facts: PatientFacts) -> str | None:
@@ -197,8 +229,12 @@ def plan(drug: DrugTable, facts: PatientFacts, speed: float = 1.0, target: float
     top = min(goal * factor, cap)
     floor = x.min_dose  # P2.min_dose: no scheduled dose below the smallest marketed daily dose
     steps: list[tuple[float, float]] = []
+    rounded = 0.0
     for day, dose in zip(days, doses, strict=True):
-        d = max(min(dose * factor, top), floor)
+        raw = max(min(dose * factor, top), floor)
+        d = to_givable(raw, x.givable)  # P2.givable_dose: whole units of the marketed strengths
+        if d < raw - 1e-9 and not rounded:
+            rounded = d
         if steps and d <= steps[-1][1] + 1e-9:
             continue
         steps.append((round(day * stretch, 3), d))
@@ -206,8 +242,11 @@ def plan(drug: DrugTable, facts: PatientFacts, speed: float = 1.0, target: float
         limits.append(("P2.older_renal_start", steps[0][1]))
     if floor > 0 and min(dose * factor for dose in doses) < floor - 1e-9:
         limits.append(("P2.min_dose", floor))
+    if rounded:
+        limits.append(("P2.givable_dose", rounded))
     target_dose = steps[-1][1]
-    return Plan(tuple(steps), target_dose, max(cap, target_dose), factor, inc * factor, gap * stretch,
+    maximum = max(to_givable(cap, x.givable), target_dose)
+    return Plan(tuple(steps), target_dose, maximum, factor, inc * factor, gap * stretch,
                 tuple((r, round(v, 6)) for r, v in limits))
 
 
