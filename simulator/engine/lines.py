@@ -20,7 +20,7 @@ from ..model.clinical_tables import interp
 from ..model.patient import PatientModel
 from ..model.policy_context import Decision
 from ..model.response import onset_days
-from ..model.safety import Plan, contraindication, plan, required_checks
+from ..model.safety import Plan, contraindication, plan, required_checks, to_givable
 from .events import CHECKS, E_CHECK, E_DOSE, E_EXCLUDE, E_LIMIT, E_START
 
 
@@ -172,11 +172,15 @@ class Dosing:
         cur = line.dose_at(now)
         reached = line.steps[:line.next_step]
         off = now - line.start
-        dose = cur
+        dose = raw = cur
         new: list[tuple[float, float]] = []
+        givable = self.extras[line.drug].givable
         while dose < line.maximum - 1e-9:
-            dose = min(dose + line.inc, line.maximum)
-            new.append((round(off, 3), dose))
+            raw = min(raw + line.inc, line.maximum)
+            g = to_givable(raw, givable)  # P2.givable_dose: a step marketed units cannot give waits for the next
+            if g > dose + 1e-9:
+                dose = g
+                new.append((round(off, 3), dose))
             off += line.interval
         line.opt_from = len(reached)
         line.steps = reached + tuple(new)
@@ -217,6 +221,7 @@ class Dosing:
                 self._optimise(p, line, now, adv)
                 continue
             d = t.drugs[j]
+            dose = to_givable(dose, self.extras[j].givable)  # P2.givable_dose
             kept = tuple(s for s in line.steps[:line.next_step] if s[1] <= dose + 1e-9)
             if not kept or abs(kept[-1][1] - dose) > 1e-9:
                 kept += ((round(now - line.start, 3), dose),)

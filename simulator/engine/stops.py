@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ..model.pathway import fire
 from ..model.patient import PatientModel
-from .events import E_DOSE, E_DROPOUT, E_STOP, E_TAPER
+from ..model.safety import taper_doses
+from .events import E_DOSE, E_DROPOUT, E_LIMIT, E_STOP, E_TAPER
 from .lines import Line
 
 OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
@@ -24,7 +25,10 @@ class Stopping:
 
     def _stop_line(self, p: PatientModel, line: Line, now: float, rule: str, code: int = -1,
                    failed: bool = False, abrupt: bool = False) -> None:
-        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step), else at once.
+        """Stop one drug: tapered when its catalogue entry has a taper (P5.taper_step, steps rounded to marketed
+        doses by :func:`~simulator.model.safety.taper_doses`), else at once; a drug taken under ``taper.after_days``
+        (P5.taper_short_use) or already at its smallest marketed dose (P5.taper_smallest_dose) stops at once,
+        with a ``dose_limit`` row citing why.
 
         A taper is deterministic, so its rows are logged when it starts, with their own (future) days, up to
         the patient's loss to follow-up or the horizon (no SimPy process per taper)."""
@@ -36,27 +40,37 @@ class Stopping:
                 p.failed_classes.add(cls)
         x = self.extras[j]
         i = p.idx
+        steps: tuple[float, ...] = ()
+        why = ""
         if x.taper and not abrupt:
+            if now - line.start < x.taper_after - 1e-9:
+                why = "P5.taper_short_use"  # taken too briefly for discontinuation symptoms: stopped at once
+            else:
+                steps = taper_doses(dose, x.taper, x.givable)
+                why = "" if steps else "P5.taper_smallest_dose"  # no lower marketed dose to step down to
+        if steps:
             self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
             limit = p.until
             day = now
-            for k, f in enumerate(x.taper):
+            for k, td in enumerate(steps):
                 if day >= limit:  # loss to follow-up first: the rest is logged only if the patient stays in care
                     p.taper_rest.append((j, dose, k, day))
                     break
-                self._log(i, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                self._log(i, day, E_DOSE, p.state, drug=j, dose=td, rule="P5.taper_step")
                 day += x.taper_interval
             else:
                 if day < limit:
-                    self._log(i, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+                    self._log(i, day, E_STOP, p.state, drug=j, dose=steps[-1], rule="P5.taper_complete")
                 else:
-                    p.taper_rest.append((j, dose, len(x.taper), day))
-            end = now + x.taper_interval * len(x.taper)
+                    p.taper_rest.append((j, dose, len(steps), day))
+            end = now + x.taper_interval * len(steps)
             p.tapering.append((j, end))
             if end > p.taper_end:
                 p.taper_end = end
         else:
             self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            if why:  # why a drug with a taper schedule stopped without one (its own rule id)
+                self._log(i, now, E_LIMIT, p.state, drug=j, dose=dose, rule=why)
 
     def _stop_all(self, p: PatientModel, lines: list[Line], now: float, rule: str, failed: bool,
                   keep: tuple[str, ...] = (), everything: bool = False) -> None:
@@ -104,14 +118,15 @@ class Stopping:
         horizon = self.config.horizon_days
         for j, dose, k, day in p.taper_rest:
             x = self.extras[j]
-            for f in x.taper[k:]:
+            steps = taper_doses(dose, x.taper, x.givable)
+            for td in steps[k:]:
                 if day >= horizon:
                     break
-                self._log(p.idx, day, E_DOSE, p.state, drug=j, dose=dose * f, rule="P5.taper_step")
+                self._log(p.idx, day, E_DOSE, p.state, drug=j, dose=td, rule="P5.taper_step")
                 day += x.taper_interval
             else:
                 if day < horizon:
-                    self._log(p.idx, day, E_STOP, p.state, drug=j, dose=dose * x.taper[-1], rule="P5.taper_complete")
+                    self._log(p.idx, day, E_STOP, p.state, drug=j, dose=steps[-1], rule="P5.taper_complete")
         p.taper_rest.clear()
 
     def _wait_for_taper(self, p: PatientModel, start: tuple[int, ...]) -> bool:
