@@ -102,6 +102,7 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
                 self._check_caps(key, f, d, name, dose, day, ev, rule)
             if dose is not None and ev in ("drug_start", "dose_change"):
                 self._check_floor(key, t, d, name, dose, day, ev, rule)
+                self._check_givable(key, d, name, dose, day, ev, rule)
             if ev in ("taper_start", "drug_stop") and t.bridge is not None and t.active.get(name) is t.bridge \
                     and rule in INTOLERANCE_RULES:
                 t.tramadol_tried = True  # a bridge not tolerated was tried (P8 gate)
@@ -122,6 +123,7 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
                 line = t.active.get(name)
                 if line is not None:
                     line.taper_day = day
+                    line.taper_from = len(line.doses)
                     self._on_stop_decided(t, line, rule)
             elif ev == "drug_stop":
                 self._on_stop(key, t, d, name, day, rule)

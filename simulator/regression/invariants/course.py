@@ -12,11 +12,13 @@ from .rules import (
     FAILED_OUTCOMES,
     FIRST_LINE,
     INTERIM_RULE,
+    LABEL_TAPER_MIN_DAYS,
     NO_TAPER_RULES,
     TAPERED,
     TOL,
     Facts,
     judged_target,
+    smallest_givable,
 )
 from .trajectory import Line, Trajectory
 
@@ -80,14 +82,64 @@ class CourseChecks(CheckerBase):
         if d.drug_class not in TAPERED or rule in NO_TAPER_RULES:
             return
         self._touch("taper", key)
-        if line.taper_day is None or not line.tapered:
+        self._check_taper(key, line, d, name, day, rule)
+
+    def _check_taper(self, key: tuple[int, int], line: Line, d: Drug, name: str, day: float,
+                     rule: str | None) -> None:
+        """P5.taper_step, P5.taper_short_use, P5.taper_smallest_dose, from the data and the labels.
+
+        A course shorter than ``taper.after_days`` stops at once; a longer one is tapered unless it already is at
+        the smallest marketed dose; each taper step is lower than the one before, never below the smallest
+        marketed dose, none after the step that reached it, each held ``taper.interval_days``; a gabapentinoid
+        taper lasts at least a week (the oracle's :data:`~.rules.LABEL_TAPER_MIN_DAYS`)."""
+        taper = d.taper
+        if taper is None:
+            self._flag("taper", key, day, "drug_stop", name, rule,
+                       f"{name} is a {d.drug_class}, which is tapered, but drugs.yaml gives it no taper schedule")
+            return
+        decided = line.taper_day if line.taper_day is not None else day
+        taken = decided - line.start
+        if taken < taper.after_days - TOL:
+            if line.taper_day is not None:
+                self._flag("taper", key, day, "drug_stop", name, rule,
+                           f"{name} tapered after {taken:g} days; a course under {taper.after_days} days stops at "
+                           "once (taper.after_days)")
+            return
+        floor = smallest_givable(d)
+        if line.taper_day is None:
+            if line.dose > floor * (1 + EPS):
+                self._flag("taper", key, day, "drug_stop", name, rule,
+                           f"{name} stopped at {line.dose:g} {d.unit} after {taken:g} days without a taper")
+            return
+        steps = line.doses[line.taper_from:]
+        if not steps:
             self._flag("taper", key, day, "drug_stop", name, rule,
                        f"{name} stopped at {line.dose:g} {d.unit} without a taper (no lowered dose before the stop)")
             return
-        need = len(d.taper.steps) * d.taper.interval_days if d.taper is not None else 0
-        if day - line.taper_day < need - TOL:
+        prev, prev_day = line.doses[line.taper_from - 1][1], line.taper_day
+        for k, (sday, sdose) in enumerate(steps):
+            if sdose >= prev * (1 - EPS):
+                self._flag("taper", key, sday, "dose_change", name, "P5.taper_step",
+                           f"{name} taper step {sdose:g} {d.unit} is not below the dose before it ({prev:g})")
+            if sdose < floor * (1 - EPS):
+                self._flag("taper", key, sday, "dose_change", name, "P5.taper_step",
+                           f"{name} taper step {sdose:g} {d.unit} below its smallest marketed dose {floor:g}")
+            if k > 0 and prev <= floor * (1 + EPS):
+                self._flag("taper", key, sday, "dose_change", name, "P5.taper_step",
+                           f"{name} taper goes on after reaching its smallest marketed dose {floor:g}")
+            if k > 0 and sday - prev_day < taper.interval_days - TOL:
+                self._flag("taper", key, sday, "dose_change", name, "P5.taper_step",
+                           f"{name} taper step after {sday - prev_day:g} days, faster than its interval "
+                           f"({taper.interval_days} days)")
+            prev, prev_day = sdose, sday
+        if day - prev_day < taper.interval_days - TOL:
             self._flag("taper", key, day, "drug_stop", name, rule,
-                       f"{name} tapered over {day - line.taper_day:g} days, faster than its schedule ({need} days)")
+                       f"{name} stopped {day - prev_day:g} days after its last taper step, faster than its interval "
+                       f"({taper.interval_days} days)")
+        label = LABEL_TAPER_MIN_DAYS.get(d.drug_class)
+        if label is not None and day - line.taper_day < label - TOL:
+            self._flag("taper", key, day, "drug_stop", name, rule,
+                       f"{name} tapered over {day - line.taper_day:g} days; its label asks for at least {label:g}")
 
     def _check_trial(self, key: tuple[int, int], f: Facts, t: Trajectory, d: Drug, name: str, day: float,
                      rule: str | None) -> None:

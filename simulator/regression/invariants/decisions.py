@@ -24,6 +24,7 @@ from .rules import (
     TOL,
     Facts,
     excluded,
+    givable_below,
     is_older,
     lowest_dose,
     older_start,
@@ -58,12 +59,13 @@ class DecisionChecks(CheckerBase):
                            f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}; the older-adult first dose is "
                            f"{limit:g}")
             elif factor < 1.0 and name not in self.pol.start_doses and rule != PROTOCOL_RULE \
-                    and dose < max(first, lowest_dose(name, d)) * (1 - EPS):
-                # the two reductions multiplied (issue 9 review: 75 x 1/8 = 9.375 mg/day at CrCl < 15)
+                    and dose < givable_below(d, max(first, lowest_dose(name, d))) * (1 - EPS):
+                # the two reductions multiplied (issue 9 review: 75 x 1/8 = 9.375 mg/day at CrCl < 15); the lower
+                # first dose as marketed units give it (P2.givable_dose: 37.5 -> 25 mg/day pregabalin)
                 self._flag("older_adult_start", key, day, "drug_start", name, rule,
                            f"{name} started at {dose:g} {d.unit} at age {f.age:.0f}, CrCl {f.crcl:.0f}: below the lower "
-                           f"of the older-adult and the renal band's first doses ({max(first, lowest_dose(name, d)):g}); "
-                           "the reductions must not multiply")
+                           f"of the older-adult and the renal band's first doses "
+                           f"({givable_below(d, max(first, lowest_dose(name, d))):g}); the reductions must not multiply")
         protocol = rule == PROTOCOL_RULE
         if f.etiology in CIPN_ETIOLOGIES:
             self._touch("cipn_no_tca_gabapentinoid", key)

@@ -1,5 +1,5 @@
 """The dose checks of the Checker: caps (P2.max_dose_cap, P5.tca_cardiac_cap), the smallest marketed dose
-(P2.min_dose), the titration schedule and pace (P13) with the renal scaling (P5.renal_dose), the smallest
+(P2.min_dose), doses marketed units can give (P2.givable_dose), the titration schedule and pace (P13) with the renal scaling (P5.renal_dose), the smallest
 effective strong-opioid dose (P8.titrate_to_response) and reductions for intolerance (P4.intolerance_reduce)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .rules import (
     Facts,
     earliest_offset,
     fastest_dose,
+    givable,
     is_older,
     label_renal_max,
     legal_start,
@@ -58,6 +59,16 @@ class DoseChecks(CheckerBase):
         if dose < floor * (1 - EPS):
             self._flag("min_dose", key, day, ev, name, rule,
                        f"{name} {dose:g} {d.unit}, below its smallest marketed daily dose {floor:g}")
+
+    def _check_givable(self, key: tuple[int, int], d: Drug, name: str, dose: float, day: float, ev: str,
+                       rule: str | None) -> None:
+        """P2.givable_dose: every start, titration, optimisation, reduction and taper dose is a sum of whole units
+        of the drug's marketed strengths (drugs.yaml ``strengths``, ``units_per_day``; :func:`.rules.givable`)."""
+        self._touch("givable_dose", key)
+        if not givable(d, dose):
+            self._flag("givable_dose", key, day, ev, name, rule,
+                       f"{name} {dose:g} {d.unit} cannot be given with the marketed strengths "
+                       f"{', '.join(f'{s:g}' for s in d.strengths)} (at most {d.units_per_day} units a day)")
 
     def _check_titration(self, key: tuple[int, int], f: Facts, line: Line, day: float, dose: float,
                          rule: str | None, event: str) -> bool:

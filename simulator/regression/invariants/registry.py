@@ -45,6 +45,11 @@ INVARIANTS: tuple[Invariant, ...] = (
               "older-adult reductions do not multiply into a sub-therapeutic dose); taper steps are exempt",
               "events: drug_start and dose_change doses (not taper steps); drugs.yaml: min_dose; the labels' "
               "lowest renal-band doses held by the oracle (LABEL_LOWEST_DOSE)"),
+    Invariant("givable_dose", "P2.givable_dose", "S000, S001",
+              "every start, titration, optimisation, reduction and taper dose is a sum of whole units of the drug's "
+              "marketed strengths (no gabapentin 120 mg/day, no duloxetine 7.5 mg/day)",
+              "events: drug_start and dose_change doses; drugs.yaml: strengths, units_per_day (the oracle's own "
+              "coin-change reading)"),
     Invariant("titration_schedule", "P13", "S000",
               "titration never faster than the catalogue schedule (older adults stretched; beyond the target "
               "the schedule goes on with its last increment and interval)",
@@ -82,10 +87,14 @@ INVARIANTS: tuple[Invariant, ...] = (
               "tramadol",
               "events: safety_check rows, starts and stops (a drug being tapered is still taken); patients: ssri_use"),
     Invariant("taper", "P5.taper_step", "S001",
-              "duloxetine, venlafaxine, tricyclics, tramadol and strong opioids are tapered before they stop "
-              "(a taper start, lowered doses, the stop no sooner than the taper schedule allows), unless the "
-              "patient dropped out or had a serious event",
-              "events: taper_start, dose changes and stops per drug; drugs.yaml: class, taper"),
+              "duloxetine, venlafaxine, tricyclics, gabapentinoids (labels: over at least a week), tramadol and strong "
+              "opioids taken at least taper.after_days are tapered before they stop unless already at the smallest "
+              "marketed dose (a taper start, each step lower, none below the smallest marketed dose and none after "
+              "it, each held the taper interval); a shorter course stops at once; a drop-out or a serious event "
+              "ends it at once",
+              "events: drug_start, taper_start, dose changes and stops per drug; drugs.yaml: class, taper "
+              "(interval_days, after_days), strengths; the labels' one-week gabapentinoid minimum held by the oracle "
+              "(LABEL_TAPER_MIN_DAYS)"),
     # --- etiology and topicals -------------------------------------------------------------------
     Invariant("cipn_no_tca_gabapentinoid", "P11.cipn_no_efficacy", "S000, S001",
               "no tricyclic or gabapentinoid started in chemotherapy-induced neuropathy under the guideline",

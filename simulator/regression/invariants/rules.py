@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from ...model.catalog import Drug
@@ -24,8 +26,11 @@ EPS = 1e-6  # doses: relative tolerance for comparisons of daily doses
 FIRST_LINE: tuple[str, ...] = ("gabapentinoid", "snri", "tca")  # P1, all seeds
 ANTIDEPRESSANTS: tuple[str, ...] = ("snri", "tca")  # S000 "gabapentinoid plus antidepressant"
 OPIOIDS: tuple[str, ...] = ("weak_opioid", "strong_opioid")  # S004 "before prescribing any opioid"
-TAPERED: tuple[str, ...] = ("snri", "tca", "weak_opioid", "strong_opioid")  # S001 duloxetine "must be
-# tapered slowly"; the same reading for the other antidepressants and the opioids (drugs.yaml taper sources)
+TAPERED: tuple[str, ...] = ("snri", "tca", "weak_opioid", "strong_opioid", "gabapentinoid")  # S001 duloxetine
+# "must be tapered slowly"; the same reading for the other antidepressants and the opioids (drugs.yaml taper
+# sources); the gabapentinoids by their US labels (Lyrica, Neurontin: "taper gradually over a minimum of 1 week")
+LABEL_TAPER_MIN_DAYS: dict[str, float] = {"gabapentinoid": 7.0}  # Lyrica and Neurontin US labels: discontinue
+# gradually "over a minimum of 1 week", held by the oracle whatever drugs.yaml's taper schedule says
 P8_FAILED_CLASSES = 2  # S004 "at least two first-line agents from different classes"
 STRONG_OPIOID_MIN_NRS = 4.0  # S004 "patients with moderate to severe pain" (NRS >= 4)
 TCA_OLDER_CARDIAC_BELOW = 100.0  # S000 "limit to <100 mg/day in older adults and those with cardiac disease"
@@ -202,6 +207,54 @@ def lowest_dose(name: str, drug: Drug) -> float:
     return max(drug.min_dose or 0.0, LABEL_LOWEST_DOSE.get(name, 0.0))
 
 
+@lru_cache(maxsize=64)
+def _unit_grid(strengths: tuple[float, ...]) -> tuple[Fraction, tuple[int, ...]]:
+    """The strengths' greatest common unit and each strength as a multiple of it (exact, by fractions)."""
+    fr = [Fraction(str(s)) for s in strengths]
+    den = math.lcm(*(f.denominator for f in fr))
+    nums = [int(f * den) for f in fr]
+    g = math.gcd(*nums)
+    return Fraction(g, den), tuple(n // g for n in nums)
+
+
+@lru_cache(maxsize=4096)
+def _fewest_units(strengths: tuple[float, ...], k: int) -> float:
+    """Fewest whole units of ``strengths`` summing to ``k`` grid units (inf when none): coin change by
+    dynamic programming, an algorithm of the oracle's own (the engine enumerates sums)."""
+    _unit, mult = _unit_grid(strengths)
+    best = [0.0] + [math.inf] * k
+    for total in range(1, k + 1):
+        best[total] = min((best[total - m] + 1 for m in mult if m <= total), default=math.inf)
+    return best[k]
+
+
+def givable(drug: Drug, dose: float) -> bool:
+    """P2.givable_dose: ``dose`` (a daily dose) is a sum of whole units of the marketed ``strengths`` taken at
+    most ``units_per_day`` times a day (drugs.yaml, from the US labels)."""
+    unit, _mult = _unit_grid(tuple(drug.strengths))
+    k = Fraction(dose).limit_denominator(1000) / unit
+    if k.denominator != 1 or k <= 0:
+        return False
+    return _fewest_units(tuple(drug.strengths), int(k)) <= drug.units_per_day
+
+
+def smallest_givable(drug: Drug) -> float:
+    """The smallest daily dose marketed units give: the smallest strength (one unit)."""
+    return min(drug.strengths)
+
+
+def givable_below(drug: Drug, dose: float) -> float:
+    """The largest givable daily dose not above ``dose``, never below :func:`smallest_givable` (the rounding
+    rule of P2.givable_dose, re-derived by walking the strengths' common unit downwards)."""
+    unit, _mult = _unit_grid(tuple(drug.strengths))
+    k = math.floor(Fraction(dose).limit_denominator(1000) / unit)
+    while k > 0:
+        if givable(drug, float(k * unit)):
+            return float(k * unit)
+        k -= 1
+    return smallest_givable(drug)
+
+
 def fastest_dose(drug: Drug, facts: Facts, offset: float, start: float | None = None) -> float:
     """The highest dose the catalogue schedule may have reached ``offset`` days after the start (P2, P13).
 
@@ -256,10 +309,13 @@ def judged_target(drug: Drug, facts: Facts, pol: PolicyView, name: str) -> float
     """The dose a drug must reach before it may be judged failed (P3, P13: "ensure target doses are reached").
 
     The catalogue target, or the policy's own lower target or protocol dose (seed ranges, e.g. gabapentin
-    900-3600 in S004), scaled by the renal band (exposure, P5.renal_dose) and capped at the patient's maximum.
+    900-3600 in S004), scaled by the renal band (exposure, P5.renal_dose) and capped at the patient's maximum,
+    not below the smallest marketed dose, rounded down to a givable dose (P2.givable_dose: gabapentin's 720
+    mg/day at CrCl 30-59 is given as 700).
     """
     target = drug.target_dose
     for override in (pol.target_doses.get(name), pol.protocol_doses.get(name)):
         if override is not None:
             target = min(target, override)
-    return min(target * renal_factor(drug, facts), max_allowed(drug, facts))
+    need = max(min(target * renal_factor(drug, facts), max_allowed(drug, facts)), lowest_dose(name, drug))
+    return givable_below(drug, need)  # P2.givable_dose: the target as marketed units give it

@@ -51,7 +51,7 @@ class Line:
     """One drug being taken, from its start to its stop."""
 
     __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
-                 "tapered", "stop_rule", "level_day", "failed")
+                 "tapered", "stop_rule", "level_day", "failed", "taper_from")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -64,6 +64,7 @@ class Line:
         self.relieved = False  # a relief evaluation while this line ran (strong opioids: smallest dose)
         self.failed = False  # judged failed while it ran (a later relief with an added drug does not undo it)
         self.taper_day: float | None = None  # day of the taper_start row
+        self.taper_from = 0  # index in ``doses`` of the first taper step (set at the taper_start row)
         self.tapered = False  # a dose was lowered (not for intolerance) since the last increase
         self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
         self.level_day = start  # the day the current dose level was reached (titration pace)
