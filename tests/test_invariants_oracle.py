@@ -44,7 +44,15 @@ def row(day, event, drug=None, dose=None, rule=None, outcome=None, check=None, p
 
 
 def table(rows):
-    return pd.DataFrame([row(0, "assessment", pain=7), *rows])
+    """The rows in time order (a stable sort: same-day rows keep their order), after the assessment."""
+    return pd.DataFrame([row(0, "assessment", pain=7), *sorted(rows, key=lambda r: r["day"])])
+
+
+def pregabalin_stop(day, rule="P4.no_response_switch", dose=300):
+    """Pregabalin stopped after its trial: tapered (Lyrica label: over a minimum of 1 week; drugs.yaml halves it
+    for one week, then stops)."""
+    return [row(day, "taper_start", "pregabalin", dose, rule), row(day, "dose_change", "pregabalin", dose / 2, "P5.taper_step"),
+            row(day + 7, "drug_stop", "pregabalin", dose / 2, "P5.taper_complete")]
 
 
 def run(rows, policy=None, **patient):
@@ -76,8 +84,8 @@ def duloxetine_then(tca_rows):
     return [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
             row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7),
             row(35, "taper_start", "duloxetine", 60), row(35, "dose_change", "duloxetine", 30, "P5.taper_step"),
-            row(42, "dose_change", "duloxetine", 15, "P5.taper_step"),
-            row(49, "drug_stop", "duloxetine", 15, "P5.taper_complete"), *shift(tca_rows, 49)]
+            row(42, "dose_change", "duloxetine", 20, "P5.taper_step"),
+            row(49, "drug_stop", "duloxetine", 20, "P5.taper_complete"), *shift(tca_rows, 49)]
 
 
 DULOXETINE_THEN_TCA = duloxetine_then(NORTRIPTYLINE_OK)
@@ -93,13 +101,13 @@ def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol
     if addon == "duloxetine":
         rows += [row(42, "drug_start", "duloxetine", 30, "P4.partial_add"), row(49, "dose_change", "duloxetine", 60),
                  row(84, "evaluation", "duloxetine", 60, outcome="none", pain=6.5),
-                 row(84, "drug_stop", "pregabalin", 300, "P4.combination_failed"),
+                 *pregabalin_stop(84, "P4.combination_failed"),
                  row(84, "taper_start", "duloxetine", 60, "P4.combination_failed"),
                  row(84, "dose_change", "duloxetine", 30, "P5.taper_step")]
     else:  # a topical "added": not a combination (P8, item 6); then a switch to duloxetine fails
         rows += [row(42, "drug_start", addon, 1, "P6.topical_add"),
                  row(84, "evaluation", addon, 1, outcome="none", pain=6.5),
-                 row(84, "drug_stop", "pregabalin", 300, "P4.no_response_switch"),
+                 *pregabalin_stop(84, "P4.no_response_switch"),
                  row(84, "drug_stop", addon, 1, "P4.no_response_switch"),
                  row(84, "transition", rule="P4.no_response_switch"),
                  row(84, "drug_start", "duloxetine", 30, "P4.no_response_switch"),
@@ -114,9 +122,9 @@ def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol
                  row(t0, "safety_check", "tramadol", check="treatment_agreement"),
                  row(t0, "safety_check", "tramadol", check="serotonin_check"),
                  row(t0, "drug_start", "tramadol", 100, "P7.tramadol_after_first_line"),
-                 row(t0 + 7, "dose_change", "duloxetine", 15, "P5.taper_step"),
+                 row(t0 + 7, "dose_change", "duloxetine", 20, "P5.taper_step"),
                  row(t0 + 7, "dose_change", "tramadol", 200, "P2.target_reached"),
-                 row(t0 + 14, "drug_stop", "duloxetine", 15, "P5.taper_complete"),
+                 row(t0 + 14, "drug_stop", "duloxetine", 20, "P5.taper_complete"),
                  row(t0 + 42, "evaluation", "tramadol", 200, outcome="none", pain=last_pain),
                  row(t0 + 42, "taper_start", "tramadol", 200, "P8.prerequisites"),
                  row(t0 + 42, "dose_change", "tramadol", 100, "P5.taper_step"),
@@ -124,8 +132,8 @@ def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol
                  row(t0 + 42, "drug_start", "morphine", 30, "P8.prerequisites"),
                  row(t0 + 49, "drug_stop", "tramadol", 100, "P5.taper_complete")]
     else:
-        rows += [row(t0 + 7, "dose_change", "duloxetine", 15, "P5.taper_step"),
-                 row(t0 + 14, "drug_stop", "duloxetine", 15, "P5.taper_complete"),
+        rows += [row(t0 + 7, "dose_change", "duloxetine", 20, "P5.taper_step"),
+                 row(t0 + 14, "drug_stop", "duloxetine", 20, "P5.taper_complete"),
                  row(t0 + 14, "transition", rule="P8.prerequisites"),
                  row(t0 + 14, "safety_check", "morphine", check="misuse_screen"),
                  row(t0 + 14, "safety_check", "morphine", check="treatment_agreement"),
@@ -169,13 +177,13 @@ CASES = [
     ("tca_last_resort", {"cardiovascular_disease": True}, {}, NORTRIPTYLINE_OK, DULOXETINE_THEN_TCA),
     ("tca_last_resort", {"glaucoma": True}, {}, duloxetine_then(NORTRIPTYLINE_OK[:-1]),
      [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
-      row(35, "drug_stop", "pregabalin", 300), *shift(duloxetine_then(NORTRIPTYLINE_OK[:-1]), 35)]),
+      *pregabalin_stop(35), *shift(duloxetine_then(NORTRIPTYLINE_OK[:-1]), 35)]),
     ("tca_ecg", {}, {}, without(NORTRIPTYLINE_OK, "safety_check"), NORTRIPTYLINE_OK),
     ("tca_cardiac", {"recent_mi": True}, {}, NORTRIPTYLINE_OK, start(0, "pregabalin", 150)),
     ("duloxetine_hepatic", {"hepatic_disease": True}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
      start(0, "pregabalin", 150)),
     ("contraindication", {"crcl": 20.0}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
-     start(0, "pregabalin", 150 * 0.25)),
+     start(0, "pregabalin", 25)),
     ("serotonin_check", {"ssri_use": True}, {}, start(0, "duloxetine", 30, "P1.duloxetine_first"),
      [row(0, "transition", rule="P1.duloxetine_first"),
       row(0, "safety_check", "duloxetine", check="serotonin_check", rule="P5.serotonin_check_snri"),
@@ -186,8 +194,8 @@ CASES = [
       row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7), row(35, "drug_stop", "duloxetine", 60)],
      [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
       row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7), row(35, "taper_start", "duloxetine", 60),
-      row(35, "dose_change", "duloxetine", 30, "P5.taper_step"), row(42, "dose_change", "duloxetine", 15, "P5.taper_step"),
-      row(49, "drug_stop", "duloxetine", 15, "P5.taper_complete")]),
+      row(35, "dose_change", "duloxetine", 30, "P5.taper_step"), row(42, "dose_change", "duloxetine", 20, "P5.taper_step"),
+      row(49, "drug_stop", "duloxetine", 20, "P5.taper_complete")]),
     ("taper", {}, {},  # too fast: the schedule (2 steps x 7 days) is not followed
      [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
       row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7), row(35, "taper_start", "duloxetine", 60),
@@ -207,7 +215,7 @@ CASES = [
     ("opioid_screen", {}, {}, without(escalation(), "safety_check", "misuse_screen"), escalation()),
     ("strong_opioid_prerequisites", {}, {},
      [*PREGABALIN_OK, row(35, "evaluation", "pregabalin", 300, outcome="none", pain=7),
-      row(35, "drug_stop", "pregabalin", 300, "P8.prerequisites"),
+      *pregabalin_stop(35, "P8.prerequisites"),
       row(35, "safety_check", "morphine", check="misuse_screen"),
       row(35, "safety_check", "morphine", check="treatment_agreement"),
       *start(35, "morphine", 30, "P8.prerequisites")], escalation()),
@@ -230,7 +238,9 @@ CASES = [
       row(280, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3),
       row(364, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3)]),
     ("min_dose", {"crcl": 10.0, "age": 80.0}, {}, [*start(0, "gabapentin", 10.0, "P1.gabapentin_cost")],
-     [*start(0, "gabapentin", 100.0, "P1.gabapentin_cost"), row(28, "dose_change", "gabapentin", 120.0)]),
+     [*start(0, "gabapentin", 100.0, "P1.gabapentin_cost")]),
+    ("givable_dose", {"crcl": 45.0}, {}, start(0, "gabapentin", 120.0, "P1.gabapentin_cost"),
+     start(0, "gabapentin", 100.0, "P1.gabapentin_cost")),
     ("rule_ids", {}, {}, [row(0, "transition", rule="P99.nothing"), row(0, "drug_start", "pregabalin", 150, "P1")],
      PREGABALIN_OK),
     ("rule_ids", {}, {}, [*PREGABALIN_OK, row(20, "dose_change", "pregabalin", 150, "P2.titration_step")],
@@ -301,10 +311,11 @@ def test_renal_older_start_takes_the_lower_first_dose_not_the_product():
     assert "older_adult_start" in violated(run(start(0, "pregabalin", 150), age=80.0, crcl=45.0))
     assert "older_adult_start" in violated(run(start(0, "pregabalin", 75), age=80.0, crcl=20.0))
     assert "older_adult_start" in violated(run(start(0, "pregabalin", 37.5), age=80.0, crcl=45.0))  # 75 x 1/2
-    assert run([*start(0, "pregabalin", 37.5), row(28, "dose_change", "pregabalin", 75)], age=80.0, crcl=20.0).ok
+    # 37.5 as marketed capsules give it: 25 (P2.givable_dose)
+    assert run([*start(0, "pregabalin", 25), row(28, "dose_change", "pregabalin", 75)], age=80.0, crcl=20.0).ok
     stacked = violated(run(start(0, "pregabalin", 9.375), age=80.0, crcl=10.0))
     assert "min_dose" in stacked
-    assert run([*start(0, "pregabalin", 25), row(28, "dose_change", "pregabalin", 37.5)], age=80.0, crcl=10.0).ok
+    assert run(start(0, "pregabalin", 25), age=80.0, crcl=10.0).ok
 
 
 def _oracle_imports() -> dict[str, set[str]]:

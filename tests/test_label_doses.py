@@ -53,12 +53,12 @@ def test_oracle_reports_a_gabapentin_dose_above_the_labels_renal_maximum():
     def report(top):
         rows = [_row(0, "assessment", pain=7, rule="P1"),
                 _row(0, "transition", rule="P1.gabapentin_cost"),
-                _row(0, "drug_start", "gabapentin", 120, rule="P1.gabapentin_cost"),
+                _row(0, "drug_start", "gabapentin", 100, rule="P1.gabapentin_cost"),
                 *[_row(d, "dose_change", "gabapentin", x, rule="P2.titration_step")
-                  for d, x in ((1, 240), (2, 360), (7, 480), (14, 720))],
-                _row(42, "evaluation", "gabapentin", 720, rule="P3.adequate_trial", pain=6),
+                  for d, x in ((1, 200), (2, 300), (7, 400), (14, 700))],
+                _row(42, "evaluation", "gabapentin", 700, rule="P3.adequate_trial", pain=6),
                 *[_row(42 + 7 * i, "dose_change", "gabapentin", x, rule="P3.dose_optimisation")
-                  for i, x in enumerate((960, 1200, top))]]
+                  for i, x in enumerate((900, 1100, top))]]
         return check_events(pd.DataFrame(rows), pd.DataFrame([BASE_PATIENT]), Policy(first_line="gabapentin_first"))
     bad = report(1440)
     assert "max_dose" in {v.invariant for v in bad.violations()}

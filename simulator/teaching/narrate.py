@@ -234,7 +234,12 @@ LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.star
                "P5.renal_dose": "renal dosing, maximum", "P5.renal_cap": "renal cap",
                "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
                "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
-               "P2.max_dose_cap": "policy target capped at"}
+               "P2.max_dose_cap": "policy target capped at",
+               "P2.givable_dose": "doses rounded down to what the marketed strengths give, first at",
+               "P5.taper_short_use": "taken too briefly for discontinuation symptoms (under the taper threshold), "
+               "stopped at once, without a taper, from",
+               "P5.taper_smallest_dose": "already at the smallest marketed dose, stopped at once, without a taper, "
+               "from"}
 VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge": "maintenance visit",
                "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
                "for the specialist"}
