@@ -1,7 +1,7 @@
 """Safety rules of the pathway (P2, P5, P6, P8, P13): who may get a drug, at what dose, after which checks.
 
 These functions are the one place the contraindications, dose adjustments (renal exposure bands, older
-adults' start dose and caps, cautions), taper schedules and pre-start checks are decided from the drug
+adults' start dose and caps, cautions), the rounding of every dose to marketed strengths, taper schedules and pre-start checks are decided from the drug
 catalogue (``data/drugs.yaml``). The engine calls them when it starts or stops a drug; the pathway guards
 call them to know what is available. ``painpath check`` re-derives the same rules independently from the
 catalogue to audit trajectories. They work on plain values (a :class:`~simulator.model.clinical_tables.DrugTable`, the
@@ -167,7 +167,8 @@ def plan(drug: DrugTable, facts: PatientFacts, speed: float = 1.0, target: float
     more slowly; in renal impairment every dose is scaled by the band's factor (P5.renal_dose), and an older
     adult there starts at the lower of the two first doses, not their product (P2.older_renal_start); caps
     (older adult, renal, cautions) bound every dose, and no dose goes below the drug's smallest marketed
-    daily dose ``min_dose`` (P2.min_dose).
+    daily dose ``min_dose`` (P2.min_dose). Every dose, and the maximum, is then rounded down to a dose whole
+    marketed units give (:func:`to_givable`, P2.givable_dose; the first rounded dose is logged as a limit).
     """
     x = drug_rules(drug.name)
     limits: list[tuple[str, float]] = []
