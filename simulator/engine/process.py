@@ -54,6 +54,9 @@ class PatientProcess:
                 return
             outcome, pain, by_patient = judged
             decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient)
+            if type(decision) is str:  # leaves care once the running tapers end
+                yield from self._leave_after_taper(p, lines, decision, ltfu_day)
+                return
             if decision is None:
                 return
 
@@ -178,6 +181,9 @@ class PatientProcess:
                 return None
             outcome, pain = res
             decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+            if type(decision) is str:  # leaves care once the running tapers end
+                yield from self._leave_after_taper(p, lines, decision, ltfu_day)
+                return None
             return None if decision is None else (decision, outcome, pain, True)
         if p.state == "discharged":
             self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
@@ -206,6 +212,9 @@ class PatientProcess:
                 return None
             outcome, pain = res
             decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+            if type(decision) is str:  # leaves care once the running tapers end
+                yield from self._leave_after_taper(p, lines, decision, ltfu_day)
+                return None
             return None if decision is None else (decision, outcome, pain, True)
         # A consult without relief returns the patient to the pathway's remaining options, decided
         # by the policy (the specialist's plan; not the trainee's choice in teaching runs).

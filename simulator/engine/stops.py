@@ -112,6 +112,19 @@ class Stopping:
         fire(self.table, p, "drop_out")
         self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
 
+    def _leave_after_taper(self, p: PatientModel, lines: list[Line], rule: str, ltfu_day: float):
+        """The patient leaves care (``rule``) once the running tapers end: he finishes the taper he was given
+        (its rows are already logged), then every drug still taken stops; loss to follow-up first ends care
+        then (X.dropout), the horizon first ends the simulation with him still in care."""
+        env = self.env
+        horizon = self.config.horizon_days
+        until = min(p.taper_end, ltfu_day, horizon)
+        if until > env.now:
+            yield env.timeout(until - env.now)
+        if env.now >= horizon:
+            return
+        self._drop_out(p, lines, env.now, rule if ltfu_day > env.now else "X.dropout")
+
     def _finish_tapers(self, p: PatientModel) -> None:
         """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
         leaves care that way (relief, discharge, nothing more to do): up to the horizon."""
