@@ -36,6 +36,17 @@ def _rules_without(**changes):
     return broken
 
 
+def _no_floor():
+    """No min_dose and givable doses down to an eighth of the smallest strength: the reductions multiply."""
+    original = safety.drug_rules
+
+    def broken(name: str):
+        x = original(name)
+        low = tuple(sorted(set(x.givable) | {g / k for g in x.givable[:1] for k in (2, 4, 8)}))
+        return dataclasses.replace(x, min_dose=0.0, givable=low)
+    return broken
+
+
 def _maximum_doubled():
     original = lines.plan
 
@@ -60,7 +71,7 @@ BREAKS = [
     ("older adults start at the adult dose", safety, "drug_rules", lambda: _rules_without(older_start=0.0),
      OLDER_RENAL, "older_adult_start"),
     ("renal and older-adult reductions below the smallest marketed dose", safety, "drug_rules",
-     lambda: _rules_without(min_dose=0.0), OLDER_RENAL, "min_dose"),
+     _no_floor, OLDER_RENAL, "min_dose"),
     ("drugs stopped without their taper", engine, "drug_rules", lambda: _rules_without(taper=(), taper_interval=0.0),
      MIXED, "taper"),
     ("dose optimisation up to twice the maximum", lines, "plan", _maximum_doubled, MIXED, "max_dose"),
