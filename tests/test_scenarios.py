@@ -100,6 +100,9 @@ CHECKS = {
     and m(r, "usual-care", "maintenance.persistence.on_index_drug_at_month.12")
     < m(r, "guideline", "maintenance.persistence.on_index_drug_at_month.12")
     and m(r, "usual-care", "maintenance.relieved_on_day.365") < m(r, "guideline", "maintenance.relieved_on_day.365") - 0.1,
+    "usual-care-uk": lambda r: _first_drug_share(r["usual-care-uk"][1], ("amitriptyline",)) > 0.4
+    > _first_drug_share(r["guideline"][1], ("amitriptyline",))
+    and _started_share(r["usual-care-uk"][1], ("lidocaine_5pct", "capsaicin_8pct")) == 0,
     "duloxetine-60-start": lambda r: m(r, "duloxetine-60-start", "adverse_events.by_type.nausea")
     > m(r, "duloxetine-first", "adverse_events.by_type.nausea")
     # "at least as many relieved by day 84": equal within noise (issue 9 leftovers, topicals alongside the oral

@@ -1,8 +1,8 @@
 """Usual care's drug-change metric (Hall 2006/2008) on hand-made drug spells, and the usual-care targets.
 
-Protects the definition in ``simulator.analysis.persistence.drug_changes``: a drug change is a drug start, the first
-prescription included; a stable regimen is a non-empty set of drugs unchanged for 182 days within follow-up;
-the denominator is the patients who reach one.
+Protects the definition in ``simulator.analysis.persistence.drug_changes``: a drug change is a drug start, counted
+after the first drug (judged) and from the first prescription (reported); a stable regimen is a non-empty set
+of drugs unchanged for 182 days within follow-up; the denominator is the patients who reach one.
 """
 
 from __future__ import annotations

@@ -397,7 +397,7 @@ def write_report(checks: list[Check], patients: int, seed: int, out: Path, readm
     for name, (section, rows) in (usual or {}).items():
         if rows:
             png = out / f"calibration-usual-care-{name.replace('_', '-')}.png"
-            plot_rows(rows, f"usual care, {section.title}", png)
+            plot_rows(rows, f"usual care {name}", png)
             written.append(png)
             md += [f"## Usual care, {section.title}", "", f"![{name}]({png.name})", ""]
     for fam in FAMILIES:
