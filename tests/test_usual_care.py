@@ -97,3 +97,20 @@ def test_a_target_declared_not_reproduced_is_neither_pass_nor_silent():
     plain = t.model_copy(update={"not_reproduced": None})
     assert UsualCareCheck(plain, 0.4, passed=False).is_failure
     assert UsualCareCheck(plain, 1.4, passed=True).status == "pass"
+
+
+def test_battery_refuses_a_target_id_used_twice(tmp_path):
+    """Protects the battery's ids across settings (calibrate prints and reports by id): the same id in two
+    usual-care settings is an input error naming the id."""
+    import yaml
+
+    from simulator.analysis.calibrate import load_battery, targets_path
+    from simulator.inputs.errors import InputError
+
+    data = yaml.safe_load(targets_path().read_text(encoding="utf-8"))
+    uk = data["usual_care"]["uk_primary_care"]["targets"]
+    uk[0]["id"] = data["usual_care"]["us_claims"]["targets"][0]["id"]
+    path = tmp_path / "targets.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(InputError, match="uc_monotherapy"):
+        load_battery(path)
