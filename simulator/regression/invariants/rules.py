@@ -231,9 +231,11 @@ def _fewest_units(strengths: tuple[float, ...], k: int) -> float:
 def givable(drug: Drug, dose: float) -> bool:
     """P2.givable_dose: ``dose`` (a daily dose) is a sum of whole units of the marketed ``strengths`` taken at
     most ``units_per_day`` times a day (drugs.yaml, from the US labels)."""
+    if not math.isfinite(dose) or dose <= 0 or dose > max(drug.strengths) * drug.units_per_day:
+        return False  # more than the most units a day can give (and no table the size of the dose)
     unit, _mult = _unit_grid(tuple(drug.strengths))
     k = Fraction(dose).limit_denominator(1000) / unit
-    if k.denominator != 1 or k <= 0:
+    if k.denominator != 1:
         return False
     return _fewest_units(tuple(drug.strengths), int(k)) <= drug.units_per_day
 
@@ -247,6 +249,7 @@ def givable_below(drug: Drug, dose: float) -> float:
     """The largest givable daily dose not above ``dose``, never below :func:`smallest_givable` (the rounding
     rule of P2.givable_dose, re-derived by walking the strengths' common unit downwards)."""
     unit, _mult = _unit_grid(tuple(drug.strengths))
+    dose = min(dose, max(drug.strengths) * drug.units_per_day)
     k = math.floor(Fraction(dose).limit_denominator(1000) / unit)
     while k > 0:
         if givable(drug, float(k * unit)):
