@@ -147,7 +147,7 @@ def _switch_rule(outcome: str, state: str) -> str:
 def referral_due(p, ctx: PolicyContext, day: float, pain: float) -> bool:
     """Policy referral criteria (P9.referral_criteria): after N failed lines, or pain above X after Y days."""
     r = ctx.policy.referral
-    if r.after_failed_lines is not None and p.n_failed >= r.after_failed_lines:
+    if r.after_failed_lines is not None and p.failed_lines() >= r.after_failed_lines:
         return True
     return r.pain_above is not None and day >= r.after_days and pain > r.pain_above
 
@@ -239,6 +239,13 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
     if state == "tramadol":
         if p.strong_opioid_gate():
             return _strong(p, ctx)
+        # S004 "strong opioids only if tramadol fails": a tramadol not yet judged is not a failure.
+        if ctx.tramadol in p.active and not p.tramadol_failed:  # another drug of the regimen stopped first
+            return Decision("continue", rule="P7.tramadol_trial_continues")
+        if p.tramadol_allowed():  # the patient stopped tramadol before it failed: offered once more
+            if pol.tramadol_mode == "add" and p.active:
+                return Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_reoffer")
+            return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule="P7.tramadol_reoffer")
         return _exhausted(p, ctx, p.strong_opioid_notes())
     if state == "topical":
         first = first_oral(p, ctx)

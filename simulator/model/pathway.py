@@ -88,8 +88,9 @@ TRANSITIONS: tuple[Edge, ...] = (
     # After a failed specialist consult the pathway's remaining options stay open (P9.discharge_plan).
     Edge("switch", ("first_line", "switch", "add_on", "specialist_care"), "switch", ("has_untried_first_line",),
          "P4", ("partial", "none", "intolerable")),
-    # P7: tramadol only after documented failure of first-line agents.
-    Edge("escalate_tramadol", ("first_line", "switch", "add_on", "specialist_care"), "tramadol",
+    # P7: tramadol only after documented failure of first-line agents; offered once more from its own state
+    # when the patient stopped it before it failed (P7.tramadol_reoffer).
+    Edge("escalate_tramadol", ("first_line", "switch", "add_on", "specialist_care", "tramadol"), "tramadol",
          ("tramadol_allowed",), "P7", ("partial", "none", "intolerable")),
     # P8: strong opioids only after two first-line classes and a combination failed, after a screen.
     Edge("escalate_strong_opioid", ("tramadol", "add_on", "switch", "first_line", "specialist_care"),
