@@ -149,5 +149,5 @@ class Referral:
         bridge cut short by the consult is not a failed tramadol trial (NICE CG173 allows tramadol only as
         rescue while waiting; S004 requires tramadol to fail before a strong opioid)."""
         if now + 1e-9 >= bridge.target_day + self.ctx.trial_days[self.tables.drugs[bridge.drug].name]:
-            p.tramadol_tried = True
+            p.tramadol_tried = p.tramadol_failed = True
             p.bridge_judged = True
