@@ -81,6 +81,8 @@ def duloxetine_then(tca_rows):
 
 
 DULOXETINE_THEN_TCA = duloxetine_then(NORTRIPTYLINE_OK)
+MORPHINE_SCREENED = [row(0, "safety_check", "morphine", check="misuse_screen"),
+                     row(0, "safety_check", "morphine", check="treatment_agreement")]
 
 
 def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol=True):
@@ -155,6 +157,10 @@ CASES = [
      [*NORTRIPTYLINE_OK, row(21, "dose_change", "nortriptyline", 100, "P3.dose_optimisation")], NORTRIPTYLINE_OK),
     ("renal_dose", {"crcl": 45.0}, {}, PREGABALIN_OK,
      [*start(0, "pregabalin", 75), row(7, "dose_change", "pregabalin", 150, "P2.target_reached")]),
+    ("strong_opioid_renal", {"crcl": 20.0}, {"declared_departures": ["early_strong_opioid"]},
+     [*MORPHINE_SCREENED, *start(0, "morphine", 30, "P8.prerequisites"), row(7, "dose_change", "morphine", 60)],
+     [*MORPHINE_SCREENED, *start(0, "morphine", 15, "P8.prerequisites"), row(7, "dose_change", "morphine", 30),
+      row(14, "dose_change", "morphine", 45, "P2.target_reached")]),
     ("older_adult_start", {"age": 84.0}, {}, start(0, "pregabalin", 150),
      [*start(0, "pregabalin", 75), row(14, "dose_change", "pregabalin", 150)]),
     ("titration_schedule", {}, {}, [*start(0, "pregabalin", 150), row(3, "dose_change", "pregabalin", 300)],
