@@ -114,3 +114,41 @@ def test_early_referral_counts_no_patient_stop_as_a_failed_line():
     assert not referral_due(p, ctx, 100.0, 7.0)
     p.n_self_stops = 1
     assert referral_due(p, ctx, 100.0, 7.0)
+
+
+OWN_STOPS = ("P4.intolerance_stop", "P4.addon_not_tolerated", "X.serious_event", "X.patient_stop", "X.dropout",
+             "X.left_treatment", "P6.topical_stop")
+
+
+def test_a_topical_goes_on_when_an_oral_drug_beside_it_is_not_tolerated():
+    """Protects P4 ("intolerance of one drug does not stop another") for topicals (P6, S004 any stage): a
+    topical is stopped for its own reasons (not tolerated, the patient's stop, drop-out, its own failed trial) or
+    with a regimen judged inadequate at an evaluation that day, never by the switch that follows another drug's
+    intolerance (before the fix topicals here were stopped citing P4.intolerance_switch or _same_class)."""
+    ev = _run().events.astype({c: object for c in ("event", "drug", "rule", "outcome")})
+    topicals = ("lidocaine_5pct", "capsaicin_8pct")
+    judged = {(r, p, round(d, 3)) for r, p, d, o in
+              ev.loc[ev["event"].isin(("evaluation", "maintenance_visit")), ["replication", "patient", "day", "outcome"]]
+              .itertuples(index=False) if o in ("partial", "none")}
+    stops = ev[ev["drug"].isin(topicals) & ev["event"].isin(("drug_stop", "taper_start"))
+               & ~ev["rule"].isin(OWN_STOPS)]
+    assert len(ev[ev["drug"].isin(topicals) & (ev["event"] == "drug_start")]) >= 100
+    bad = [(r.patient, r.day, r.rule) for r in stops.itertuples(index=False)
+           if (r.replication, r.patient, round(r.day, 3)) not in judged]
+    assert not bad, bad[:5]
+
+
+def test_the_strong_opioid_step_keeps_the_gabapentinoid_and_names_its_stops():
+    """Protects P8.opioid_regimen (S000, S004: morphine + gabapentin): at a strong-opioid start a running
+    gabapentinoid or topical continues, and every drug stopped there (the failed antidepressant, tramadol)
+    cites P8.opioid_regimen, not P8.prerequisites, whose text says nothing of stopping drugs."""
+    ev = _run().events.astype({c: object for c in ("event", "drug", "rule")})
+    starts = ev[(ev["event"] == "drug_start") & ev["drug"].isin(STRONG)]
+    keys = set(zip(starts["replication"], starts["patient"], starts["day"].round(3), strict=True))
+    at = ev[ev["event"].isin(("drug_stop", "taper_start"))
+            & pd.Series([k in keys for k in zip(ev["replication"], ev["patient"], ev["day"].round(3), strict=True)],
+                        index=ev.index)]
+    regimen = at[at["rule"].isin(("P8.opioid_regimen", "P8.prerequisites"))]
+    assert len(regimen) >= 50
+    assert (regimen["rule"] == "P8.opioid_regimen").all()
+    assert not regimen["drug"].isin(("pregabalin", "gabapentin", "lidocaine_5pct", "capsaicin_8pct")).any()
