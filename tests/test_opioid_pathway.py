@@ -152,3 +152,34 @@ def test_the_strong_opioid_step_keeps_the_gabapentinoid_and_names_its_stops():
     assert len(regimen) >= 50
     assert (regimen["rule"] == "P8.opioid_regimen").all()
     assert not regimen["drug"].isin(("pregabalin", "gabapentin", "lidocaine_5pct", "capsaicin_8pct")).any()
+
+
+def test_conservative_consult_relief_needs_a_regimen_to_manage():
+    """Protects P9.discharge_plan (issue 10: after the consult each outcome leads somewhere): conservative care is
+    specialist-led drug management (clinical.yaml conservative_relief_prob), so a consult that relieves
+    conservatively leaves the patient on a drug; a patient seen with no drug running is decided as after a
+    consult without relief: the pathway's remaining options (a drug started) or a discharge, never "relieved"
+    on nothing (before the fix 13 of 2,000 guideline patients were)."""
+    ev = _run().events.astype({c: object for c in ("event", "drug", "rule", "consult_outcome", "trigger")})
+    counts = {"managed relief": 0, "nothing to manage": 0}
+    nxt: dict[str, int] = {}
+    for _key, g in ev.groupby(["replication", "patient"], sort=False):
+        taken: list[str] = []
+        waiting = False  # a conservative consult found nothing to manage: what follows?
+        for r in g.itertuples(index=False):
+            if r.event == "drug_start":
+                taken.append(r.drug)
+            elif r.event in ("drug_stop", "taper_start", "dropout"):
+                taken = [] if r.event == "dropout" else [d for d in taken if d != r.drug]
+            if waiting and r.event in ("transition", "dropout") and r.trigger != "consult":
+                nxt[str(r.trigger)] = nxt.get(str(r.trigger), 0) + 1
+                waiting = False
+            if r.event == "consult" and isinstance(r.consult_outcome, str) and r.consult_outcome.startswith("conserv"):
+                if r.consult_outcome == "conservative_relief":
+                    assert taken, f"patient {r.patient} relieved by conservative care on day {r.day} with no drug"
+                    counts["managed relief"] += 1
+                elif not taken:
+                    counts["nothing to manage"] += 1
+                    waiting = True
+    assert counts["managed relief"] >= 5 and counts["nothing to manage"] >= 20, counts
+    assert "relief" not in nxt and nxt.get("discharge", 0) >= 20, nxt
