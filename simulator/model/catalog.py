@@ -114,7 +114,7 @@ class Drug(Strict):
         None, gt=0, description="smallest marketed daily dose: no start or titration dose goes below it, whatever "
         "the renal band and age reductions (P2.min_dose)")
     strengths: list[float] = Field(
-        min_length=1, description="marketed unit strengths (capsule, tablet, patch, application) in the drug's dose "
+        min_length=1, max_length=12, description="marketed unit strengths (capsule, tablet, patch, application) in the drug's dose "
         "unit; every daily dose given is a sum of whole units (P2.givable_dose)")
     units_per_day: int = Field(ge=1, le=12, description="most units taken in a day (doses a day x units a dose)")
     taper: Taper | None = Field(None, description="taper schedule used when the drug is stopped (P5)")

@@ -221,15 +221,15 @@ def _unit_grid(strengths: tuple[float, ...]) -> tuple[Fraction, tuple[int, ...]]
     return Fraction(g, den), tuple(n // g for n in nums)
 
 
-@lru_cache(maxsize=4096)
-def _fewest_units(strengths: tuple[float, ...], k: int) -> float:
-    """Fewest whole units of ``strengths`` summing to ``k`` grid units (inf when none): coin change by
-    dynamic programming, an algorithm of the oracle's own (the engine enumerates sums)."""
-    _unit, mult = _unit_grid(strengths)
-    best = [0.0] + [math.inf] * k
-    for total in range(1, k + 1):
-        best[total] = min((best[total - m] + 1 for m in mult if m <= total), default=math.inf)
-    return best[k]
+@lru_cache(maxsize=65536)
+def _reachable(mult: tuple[int, ...], k: int, units: int) -> bool:
+    """True when ``k`` grid units are a sum of at most ``units`` of the multiples ``mult`` (descending): a
+    memoised search downwards from the dose, an algorithm of the oracle's own (the engine enumerates sums)."""
+    if k == 0:
+        return True
+    if units == 0 or k > mult[0] * units:
+        return False
+    return any(m <= k and _reachable(mult, k - m, units - 1) for m in mult)
 
 
 def givable(drug: Drug, dose: float) -> bool:
@@ -237,11 +237,11 @@ def givable(drug: Drug, dose: float) -> bool:
     most ``units_per_day`` times a day (drugs.yaml, from the US labels)."""
     if not math.isfinite(dose) or dose <= 0 or dose > max(drug.strengths) * drug.units_per_day:
         return False  # more than the most units a day can give (and no table the size of the dose)
-    unit, _mult = _unit_grid(tuple(drug.strengths))
+    unit, mult = _unit_grid(tuple(drug.strengths))
     k = Fraction(dose).limit_denominator(1000) / unit
     if k.denominator != 1:
         return False
-    return _fewest_units(tuple(drug.strengths), int(k)) <= drug.units_per_day
+    return _reachable(tuple(sorted(mult, reverse=True)), int(k), drug.units_per_day)
 
 
 def smallest_givable(drug: Drug) -> float:
