@@ -177,13 +177,16 @@ class Dosing:
         dose = raw = cur
         new: list[tuple[float, float]] = []
         givable = self.extras[line.drug].givable
-        while dose < line.maximum - 1e-9:
+        while raw < line.maximum - 1e-9:
             raw = min(raw + line.inc, line.maximum)
             g = to_givable(raw, givable)  # P2.givable_dose: a step marketed units cannot give waits for the next
             if g > dose + 1e-9:
                 dose = g
                 new.append((round(off, 3), dose))
             off += line.interval
+        if not new:  # no givable dose between the current one and the maximum
+            line.optimised = True
+            return
         line.opt_from = len(reached)
         line.steps = reached + tuple(new)
         line.next_step = len(reached)
