@@ -303,8 +303,11 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                 flush_eval()  # the evaluation that led to the optimisation comes first
             what = DOSE_WORDS.get(rule, "dose change")
             steps.append(_step(day, "dose", f"{_dose(setup, r['drug'], r['dose'])} ({what})", rule))
-        elif ev == "drug_start":  # a start without its own transition: a topical alongside a dose optimisation
-            steps.append(_step(day, "decision", f"{_dose(setup, r['drug'], r['dose'])} added alongside"
+        elif ev == "drug_start":  # a start without its own transition: a topical alongside a dose optimisation,
+            # or a start its decision deferred until a taper ended (nothing else runs then)
+            alone = rule != "P6.topical_add" and running == [str(r["drug"])]
+            words = "starts, the taper done" if alone else "added alongside"
+            steps.append(_step(day, "decision", f"{_dose(setup, r['drug'], r['dose'])} {words}"
                                + (" for the localized pain" if rule == "P6.topical_add" else ""), rule))
         elif ev == "dose_limit":
             steps.append(_step(day, "dose", f"{drug_name(str(r['drug']))} for this patient: "
@@ -338,6 +341,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             elif pending_ae is not None and abs(float(pending_ae["day"]) - day) < 1e-9:
                 context = "after intolerance, "
             pending_ae = None
+            if not starts:  # a start deferred by a taper (P5, P7.tramadol_reoffer): named with its day
+                starts = _deferred_start(setup, rows, j, rule)
             action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
             if trig == "discharge":  # P9.discharge_plan: the regimen left once the same day's stops are done
                 kept = _kept_after(rows, j, day, running)
@@ -366,6 +371,17 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
         i += 1
     flush_eval()
     return steps
+
+
+def _deferred_start(setup, rows: list[dict[str, Any]], j: int, rule: str) -> list[str]:
+    """The drug a decision (``rule``) starts later, once a taper ends, named with its day (rows from ``j`` up
+    to the next transition); empty if it never starts (the horizon, a drop-out)."""
+    for rk in rows[j:]:
+        if str(rk["event"]) == "transition":
+            break
+        if str(rk["event"]) == "drug_start" and str(rk["rule"]) == rule:
+            return [f"{_dose(setup, rk['drug'], rk['dose'])} once the taper ends (day {float(rk['day']):.0f})"]
+    return []
 
 
 def _kept_after(rows: list[dict[str, Any]], j: int, day: float, running: list[str]) -> list[str]:
