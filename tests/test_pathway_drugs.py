@@ -672,6 +672,25 @@ def test_trace_names_a_start_deferred_by_a_taper() -> None:
     assert not any("added alongside" in t for t in steps), steps
 
 
+def test_relapse_words_match_what_ended_relief() -> None:
+    """P4.relapse is told "relief lost at the maintenance visit" only when a maintenance visit found it; when
+    the patient stopped the drug that relieved him (no visit that day), the trace says so (issue 10 review:
+    UK usual-care patient 14, seed 13, stopped gabapentin on day 110 and was told he lost relief at a visit)."""
+    own_stop = 0
+    for j in _journeys("usual-care-uk.yaml", 60, seed=13):
+        visits = {round(s.day, 3) for s in j.steps  # maintenance visits, opioid reassessments, reviews in the queue
+                  if s.rule in ("P4.maintenance_visit", "P8.reassessment", "P9.care_while_waiting")}
+        for s in j.steps:
+            if s.rule != "P4.relapse":
+                continue
+            if "at the maintenance visit" in s.text:
+                assert round(s.day, 3) in visits, s.line()
+            else:
+                assert "the patient stopped" in s.text, s.line()
+                own_stop += 1
+    assert own_stop > 0
+
+
 def test_units_agree_with_the_dose() -> None:
     """'1 applications' (issue 9 review): the catalogue's plural unit is made singular for a dose of 1."""
     from simulator.teaching.narrate import unit_for

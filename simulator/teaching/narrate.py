@@ -45,6 +45,7 @@ from .words import (
     DOSE_WORDS,
     FLAG_WORDS,
     LIMIT_WORDS,
+    RELAPSE_OWN_STOP,
     VISIT_AFTER,
     VISIT_WORDS,
     drug_name,
@@ -242,6 +243,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     pending_ae: dict[str, Any] | None = None
     stopped: list[tuple[float, str]] = []
     running: list[str] = []  # drugs taken (a tapering drug is no longer part of the regimen)
+    visit_day = own_stop_day = -1.0  # the last maintenance visit, the last stop by the patient (P4.relapse words)
     i = 0
 
     def pain_words(r: dict[str, Any]) -> str:
@@ -275,6 +277,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             pending_eval = r
         elif ev == "maintenance_visit":  # told on its own: a documented review (P4, P8, P9), whatever follows
             flush_eval()
+            visit_day = day
             what = VISIT_WORDS.get(rule, "maintenance visit")
             steps.append(_step(day, "evaluation", f"{what} on {_dose(setup, r['drug'], r['dose'])}: {pain_words(r)}, "
                                f"{OUTCOME_WORDS.get(str(r['outcome']), str(r['outcome']))}"
@@ -295,6 +298,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             elif rule == "P5.taper_complete":
                 steps.append(_step(day, "stop", f"{name} stopped: taper complete", rule))
             else:
+                if rule == "X.patient_stop":
+                    own_stop_day = day
                 stopped.append((day, f"{verb} {name}"))
                 before = f" ({_dose(setup, r['drug'], r['dose'])} before)" if pd.notna(r["dose"]) else ""
                 steps.append(_step(day, "stop", f"{name} {verb}{before}", rule))
@@ -344,6 +349,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             if not starts:  # a start deferred by a taper (P5, P7.tramadol_reoffer): named with its day
                 starts = _deferred_start(setup, rows, j, rule)
             action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+            if trig == "relapse" and own_stop_day == day and visit_day != day:  # no visit: the patient's own stop
+                action = RELAPSE_OWN_STOP
             if trig == "discharge":  # P9.discharge_plan: the regimen left once the same day's stops are done
                 kept = _kept_after(rows, j, day, running)
                 action = ACTION_WORDS[trig].format(drugs=" + ".join(map(drug_name, kept))) if kept else DISCHARGE_NO_DRUG
