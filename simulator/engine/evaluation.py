@@ -70,14 +70,15 @@ class Evaluation:
                 # P8.titrate_to_response: judged the day before each titration step
                 step_day = newest.start + newest.steps[newest.next_step][0] - 1.0
                 if step_day < eval_day:
-                    day_eval, interim = max(step_day, env.now), True
+                    day_eval, interim = max(step_day, now), True
             nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
+            # ``now`` is env.now until the next yield (read once per wake-up: env.now is a property call)
             if nxt >= horizon:
-                yield env.timeout(horizon - env.now)
+                yield env.timeout(horizon - now)
                 return
-            if nxt > env.now:
-                yield env.timeout(nxt - env.now)
-            now = env.now
+            if nxt > now:
+                yield env.timeout(nxt - now)
+                now = env.now
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
                 self._drop_out(p, lines, now)
@@ -170,7 +171,7 @@ class Evaluation:
                 return None
             if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
                 col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
-                if float(self.persist[p.idx][col]) >= self.return_after_stop:
+                if self.persist.item(p.idx, col) >= self.return_after_stop:
                     self._drop_out(p, lines, now, "X.left_treatment")
                     return None
         if self.decide is not None:

@@ -46,14 +46,15 @@ class Maintenance:
         i = p.idx
         horizon = self.config.horizon_days
         mt = self.ctx.policy.maintenance
-        u = float(self.persist[i][2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1)])
+        u = self.persist.item(i, 2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1))
         rate = self.relapse_rate
-        relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
+        now = env.now  # env.now until the next yield (read once per wake-up: env.now is a property call)
+        relapse_day = now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
         retained = t.persistence["relapse_effect_retained"]
-        last_visit = env.now
+        last_visit = now
         confirming = False  # a visit without relief is confirmed at the next regular visit before any change
         discharge = mt.discharge_after_days  # P4.stable_discharge: days of relief held at every visit
-        held_since = env.now
+        held_since = now
         while True:
             classes = [t.drugs[ln.drug].drug_class for ln in lines]
             opioid = "weak_opioid" in classes or "strong_opioid" in classes
@@ -63,11 +64,11 @@ class Maintenance:
                 visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
             nxt, kind, line, ae = self._next_event(lines, visit_day, ltfu_day)
             if nxt >= horizon:
-                yield env.timeout(horizon - env.now)
+                yield env.timeout(horizon - now)
                 return None
-            if nxt > env.now:
-                yield env.timeout(nxt - env.now)
-            now = env.now
+            if nxt > now:
+                yield env.timeout(nxt - now)
+                now = env.now
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
                 self._drop_out(p, lines, now)
