@@ -72,13 +72,12 @@ class Evaluation:
                 if step_day < eval_day:
                     day_eval, interim = max(step_day, now), True
             nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
-            # ``now`` is env.now until the next yield (read once per wake-up: env.now is a property call)
+            # a wait yields its days; the process resumes with the day it wakes on (simulation._Wake)
             if nxt >= horizon:
-                yield env.timeout(horizon - now)
+                yield horizon - now
                 return
             if nxt > now:
-                yield env.timeout(nxt - now)
-                now = env.now
+                now = yield nxt - now
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
                 self._drop_out(p, lines, now)

@@ -48,7 +48,7 @@ class Maintenance:
         mt = self.ctx.policy.maintenance
         u = self.persist.item(i, 2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1))
         rate = self.relapse_rate
-        now = env.now  # env.now until the next yield (read once per wake-up: env.now is a property call)
+        now = env.now
         relapse_day = now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
         retained = t.persistence["relapse_effect_retained"]
         last_visit = now
@@ -64,11 +64,10 @@ class Maintenance:
                 visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
             nxt, kind, line, ae = self._next_event(lines, visit_day, ltfu_day)
             if nxt >= horizon:
-                yield env.timeout(horizon - now)
+                yield horizon - now
                 return None
             if nxt > now:
-                yield env.timeout(nxt - now)
-                now = env.now
+                now = yield nxt - now  # a wait yields its days; resumed with the day (simulation._Wake)
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
                 self._drop_out(p, lines, now)
@@ -127,7 +126,7 @@ class Maintenance:
             if nxt >= horizon:
                 return
             if nxt > env.now:
-                yield env.timeout(nxt - env.now)
+                yield nxt - env.now
             now = env.now
             self._log_doses(p.idx, p, lines, now)
             if kind == "eval":  # P8.reassessment of the strong opioid still running
@@ -177,7 +176,7 @@ class Maintenance:
             wait = max(nxt - env.now, 0.0)
             if event is None:
                 if wait > 0:
-                    yield env.timeout(wait)
+                    yield wait
             else:
                 yield event | env.timeout(wait)
                 if event.triggered:

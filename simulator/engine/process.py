@@ -36,7 +36,7 @@ class PatientProcess:
         line's trial run to its evaluation, whose outcome the policy decides on."""
         env = self.env
         if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
-            yield env.timeout(float(self.entry[i]))
+            yield float(self.entry[i])
         p, lines, obs, ltfu_day, adv, decision = self._first_visit(i)
         outcome: str | None = None
         pain = p.baseline
@@ -229,16 +229,15 @@ class PatientProcess:
             until = p.taper_end + 1e-6
             if ltfu_day < until:
                 if ltfu_day >= horizon:
-                    yield env.timeout(horizon - env.now)
+                    yield horizon - env.now
                     return False
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
+                yield max(ltfu_day - env.now, 0.0)
                 self._drop_out(p, lines, env.now)
                 return False
             if until >= horizon:
-                yield env.timeout(horizon - env.now)
+                yield horizon - env.now
                 return False
-            yield env.timeout(until - env.now)
-            now = env.now
+            now = yield until - env.now
         self._add_alongside(p, decision, lines, now, adv, len(lines))
         added = bool(lines) and not decision.stop_all
         for j in decision.start:
