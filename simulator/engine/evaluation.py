@@ -192,7 +192,7 @@ class Evaluation:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
         share retained (clinical persistence block); visit noise keyed by the visit day."""
         t = self.tables
-        drug_z, ns_onset, adherence, entry = obs
+        drug_z, ns_onset, adherence, entry, noise = obs
         lat = self.latents
         i = p.idx
         scale = adherence * retained
@@ -203,7 +203,7 @@ class Evaluation:
                             lat.u_scalar(i, d.index, now), drug_z.item(d.index), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
-                             streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
+                             streams.slot_normal(noise, streams.day_slot(now - entry)))
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""

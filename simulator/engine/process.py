@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..model import streams
 from ..model.decisions import first_choice, next_step, serotonin_blocked
 from ..model.pathway import TRANSITIONS, TREATING, can_fire, fire
 from ..model.patient import PatientModel
@@ -61,7 +62,7 @@ class PatientProcess:
         """The assessment visit (P1) on entry: the patient's model and draws, the exclusions, the first choice.
 
         Returns ``(patient, lines, obs, ltfu_day, adverse draws, decision)``; ``obs`` is
-        ``(drug_z, ns_onset, adherence, entry day)`` for :meth:`_pain`."""
+        ``(drug_z, ns_onset, adherence, entry day, visit-noise stream)`` for :meth:`_pain`."""
         entry = self.env.now
         c = self.cohort
         t = self.tables
@@ -84,7 +85,7 @@ class PatientProcess:
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
         adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
-        obs = (drug_z, ns_onset, adherence, entry)
+        obs = (drug_z, ns_onset, adherence, entry, streams.patient_stream(self.noise_key, i))
 
         self._log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
@@ -238,7 +239,8 @@ class PatientProcess:
                 yield horizon - env.now
                 return False
             now = yield until - env.now
-        self._add_alongside(p, decision, lines, now, adv, len(lines))
+        if decision.also:
+            self._add_alongside(p, decision, lines, now, adv, len(lines))
         added = bool(lines) and not decision.stop_all
         for j in decision.start:
             why = contraindication(t.drugs[j], p.facts)
