@@ -105,8 +105,11 @@ class Dosing:
         # after starts).
         taking = [ln.drug for ln in lines] + [k for k, end in p.tapering if end >= now - 1e-9]
         sero, weak = self.serotonergic, self.weak_opioid
-        serotonergic_with = "ssri_use" in p.facts.flags or any([sero[k] for k in taking])
-        tramadol_with = any([weak[k] for k in taking])
+        serotonergic_with = "ssri_use" in p.facts.flags
+        tramadol_with = False
+        for k in taking:
+            serotonergic_with = serotonergic_with or sero[k]
+            tramadol_with = tramadol_with or weak[k]
         skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):

@@ -156,10 +156,12 @@ class Maintenance:
         ``visits`` plus the reassessment interval (``maintenance.opioid_visit_interval_days``); inf when no
         strong opioid runs. Every loop of the engine that lets a regimen run waits at most until this day."""
         drugs = self.tables.drugs
-        if not any(drugs[ln.drug].drug_class == "strong_opioid" for ln in lines):
-            return math.inf
-        pol = self.ctx.policy
-        return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits else pol.strong_opioid.max_trial_days)
+        for ln in lines:  # a loop, not any(generator): called at every visit of every patient
+            if drugs[ln.drug].drug_class == "strong_opioid":
+                pol = self.ctx.policy
+                return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits
+                                     else pol.strong_opioid.max_trial_days)
+        return math.inf
 
     def _carry_on(self, p: PatientModel, lines: list[Line], until: float, ltfu_day: float,
                   event: simpy.Event | None = None):
