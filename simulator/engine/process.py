@@ -169,49 +169,45 @@ class PatientProcess:
         now = env.now
         entry = obs[3]
         log = self._log
-        if p.state == "relieved" and before not in TREATING:  # e.g. relief the clinic brought
-            yield from self._regimen_continues(p, lines, obs)
-            return None
-        if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
-            p.relieved_from = before
-            res = yield from self._maintenance(p, lines, obs, ltfu_day)
-            if res is None:
+        if p.state == "relieved":
+            if before not in TREATING:  # e.g. relief the clinic brought
+                yield from self._regimen_continues(p, lines, obs)
                 return None
-            outcome, pain = res
-            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
-            return None if decision is None else (decision, outcome, pain, True)
-        if p.state == "discharged":
+            p.relieved_from = before
+        elif p.state == "discharged":
             self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
             yield from self._regimen_continues(p, lines, obs)
             return None
-        # specialist_referral
-        p.referred_from = before
-        result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
-        if result == "dropout":
-            self._drop_out(p, lines, env.now)
-            return None
-        if result == "relief":
-            fire(self.table, p, "relief")
-            log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
-            yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
-            return None
-        if result == "waiting":
-            return None
-        if result == "relieved_waiting":  # relieved by the regimen while queued: left the queue
+        else:  # specialist_referral
+            p.referred_from = before
+            result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
+            if result == "dropout":
+                self._drop_out(p, lines, env.now)
+                return None
+            if result == "relief":
+                fire(self.table, p, "relief")
+                log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
+                yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
+                return None
+            if result == "waiting":
+                return None
+            if result != "relieved_waiting":
+                # A consult without relief returns the patient to the pathway's remaining options, decided
+                # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                p.optimisable = False
+                return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
+            # relieved by the regimen while queued: left the queue
             fire(self.table, p, "relief")
             log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                 rule="P9.relieved_while_waiting")
             p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
-            res = yield from self._maintenance(p, lines, obs, ltfu_day)
-            if res is None:
-                return None
-            outcome, pain = res
-            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
-            return None if decision is None else (decision, outcome, pain, True)
-        # A consult without relief returns the patient to the pathway's remaining options, decided
-        # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
-        p.optimisable = False
-        return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
+        # Relieved here or while queued (issue 10): maintenance, and back into the pathway on a relapse.
+        res = yield from self._maintenance(p, lines, obs, ltfu_day)
+        if res is None:
+            return None
+        outcome, pain = res
+        decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+        return None if decision is None else (decision, outcome, pain, True)
 
     def _start_step(self, p: PatientModel, lines: list[Line], decision: Decision, ltfu_day: float,
                     adv: np.ndarray):
