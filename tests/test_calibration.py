@@ -68,7 +68,7 @@ def test_trial_design_properties_are_sourced():
 def test_calibrated_parameters_name_their_targets():
     """Protects the audit: every 'calibrated' clinical parameter names a battery target it was fitted to."""
     ids = {t.id for t in BATTERY.targets}
-    ids |= {t.id for t in BATTERY.usual_care.targets} if BATTERY.usual_care else set()
+    ids |= {t.id for s in BATTERY.usual_care.values() for t in s.targets}
     for p in clinical_parameters():
         if p.tag == "calibrated":
             assert any(i in p.source for i in ids), p.name

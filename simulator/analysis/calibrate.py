@@ -100,8 +100,10 @@ class UsualCareTarget(Strict):
 
 
 class UsualCareSection(Strict):
-    """Usual care as observed in claims (issue 10): a scenario and its targets (``simulator.analysis.realworld``)."""
+    """Usual care as observed in one setting (issue 10): a scenario, the population its figures were measured in,
+    and their targets (``simulator.analysis.realworld``)."""
 
+    title: str = Field(min_length=1, description="the setting and its source, for tables")
     scenario: str
     cohort: str | None = Field(None, description="the population the targets were measured in (replaces the "
                                "scenario's cohort), relative to the checkout")
@@ -113,13 +115,18 @@ class UsualCareSection(Strict):
 class Battery(Strict):
     trials: dict[str, TrialDesign]
     targets: list[Target]
-    usual_care: UsualCareSection | None = None
+    usual_care: dict[str, UsualCareSection] = Field(
+        default_factory=dict, description="usual-care settings by name, each judged on its own scenario")
 
     @model_validator(mode="after")
     def _refs(self) -> Battery:
         for t in self.targets:
             if t.trial not in self.trials:
                 raise ValueError(f"target '{t.id}' names unknown trial '{t.trial}'")
+        ids = [t.id for t in self.targets] + [t.id for s in self.usual_care.values() for t in s.targets]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"target id '{twice[0]}' is used twice; give every target its own id")
         return self
 
 
@@ -320,14 +327,15 @@ def markdown_table(checks: list[Check], patients: int, seed: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def usual_care_markdown(checks: list[Any], patients: int, seed: int) -> str:
-    """The usual-care table (``simulator.analysis.realworld.UsualCareCheck`` rows): one row per target."""
+def usual_care_markdown(section: Any, checks: list[Any]) -> str:
+    """One usual-care setting's table (a :class:`UsualCareSection` and its
+    ``simulator.analysis.realworld.UsualCareCheck`` rows): one row per target."""
     n_pass = sum(c.passed for c in checks)
     declared = [c for c in checks if c.status == "not reproduced"]
-    lines = [f"Usual care: {n_pass} of {len(checks)} targets pass"
+    lines = [f"Usual care, {section.title}: {n_pass} of {len(checks)} targets pass"
              + (f", {len(declared)} declared not reproduced" if declared else "")
-             + f" (`scenarios/usual-care.yaml` on the claims population, {patients:,} patients, seed {seed}; "
-             "docs/usual-care.md).", "",
+             + f" (`{section.scenario}`{' on `' + section.cohort + '`' if section.cohort else ''}, "
+             f"{section.patients:,} patients, seed {section.seed}; docs/usual-care.md).", "",
              "| target | metric | published | rule | simulated | pass |", "|---|---|---|---|---|---|"]
     for c in checks:
         sim = _fmt(c.simulated)
@@ -375,26 +383,23 @@ def plot_rows(rows: list[Any], fam: str, path: Path) -> None:
 
 
 def write_report(checks: list[Check], patients: int, seed: int, out: Path, readme: Path | None = None,
-                 usual: tuple[list[Any], int, int] | None = None) -> list[Path]:
+                 usual: dict[str, tuple[UsualCareSection, list[Any]]] | None = None) -> list[Path]:
     """Write ``calibration.md`` (table + plots) and one PNG per family into ``out``; optionally regenerate
-    the README table between :data:`README_START` and :data:`README_END`. ``usual``: the usual-care checks
-    with their patients and seed (``simulator.analysis.realworld.run_usual_care``), a section and two plots (shares,
-    drug changes) of their own. Returns the files written."""
+    the README table between :data:`README_START` and :data:`README_END`. ``usual``: per usual-care setting, its
+    section and checks (``simulator.analysis.realworld.run_usual_care``), a table and a plot of its own. Returns
+    the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     table = markdown_table(checks, patients, seed)
-    if usual is not None and usual[0]:
-        table += "\n" + usual_care_markdown(*usual)
+    for section, rows in (usual or {}).values():
+        table += "\n" + usual_care_markdown(section, rows)
     md = ["# Calibration report", "", table, ""]
-    if usual is not None and usual[0]:
-        for name, rows in (("usual care", [c for c in usual[0] if not c.target.metric.startswith("drug_changes")]),
-                           ("usual care drug changes", [c for c in usual[0]
-                                                        if c.target.metric.startswith("drug_changes")])):
-            if rows:
-                png = out / f"calibration-{name.replace(' ', '-')}.png"
-                plot_rows(rows, name, png)
-                written.append(png)
-                md += [f"## {name}", "", f"![{name}]({png.name})", ""]
+    for name, (section, rows) in (usual or {}).items():
+        if rows:
+            png = out / f"calibration-usual-care-{name.replace('_', '-')}.png"
+            plot_rows(rows, f"usual care {name}", png)
+            written.append(png)
+            md += [f"## Usual care, {section.title}", "", f"![{name}]({png.name})", ""]
     for fam in FAMILIES:
         if not any(family(c.target) == fam for c in checks):
             continue

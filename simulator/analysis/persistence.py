@@ -15,10 +15,11 @@ only the event log (``simulator.analysis.outcomes.events_frame``) and the per-pa
 * **discontinuation of all index treatment**: every drug started on the index day has stopped (claims
   definition, MarketScan 2016-2023, calibration.md 6); **switch after discontinuation**: another drug is
   started within 365 days after that stop.
-* **drug changes before a stable regimen** (Hall 2006/2008, calibration.md 6): drug starts, the first
-  prescription included, up to the first regimen (set of running drugs) unchanged for 182 days, among
-  patients who reach one (the 182-day window and counting from the first prescription are named
-  assumptions: Hall's definitions were not read; :func:`drug_changes`).
+* **drug changes before a stable regimen** (Hall 2006/2008, calibration.md 6): drug starts up to the first
+  regimen (set of running drugs) unchanged for 182 days, among patients who reach one, counted after the
+  first drug (Hall's targets, judged on the UK usual-care scenario) and from the first prescription
+  (reported only); the 182-day window is a named assumption, Hall's definitions were not read
+  (:func:`drug_changes`).
 """
 
 from __future__ import annotations
@@ -169,19 +170,14 @@ def drug_changes(spells: pd.DataFrame, horizon: float) -> dict[str, Any]:
 
     A **regimen** is the set of drugs running between two starts or stops; it is **stable** when it is not
     empty and nothing starts or stops for :data:`STABLE_DAYS` days (observed within follow-up: a regimen
-    still running at the horizon must have begun ``STABLE_DAYS`` before it). A **drug change** is the start
-    of a drug, the first prescription included: changes are counted from the diagnosis, when the patient
-    took no drug (assumption, see below), so a patient stable on his first drug has made 1 change, a switch
-    or an add-on adds 1. Denominator: patients who reach a stable regimen (``reached_stable_regimen`` of all
-    patients with a drug). ``drug_changes_after_index_*`` count the starts after the first drug instead
-    (the stable first drug is 0 changes), for comparison.
-
-    Hall's definitions were not read (calibration.md 6 gives the figures only). Counting from the first
-    prescription is the reading under which the UK figures and the US claims figures of the same battery
-    can hold together: when the first drug held six months counts 0, a median of 1 or more needs at least
-    as many patients stable after a switch as stable on their first drug (at least the 23.2% still on it at
-    one year, MarketScan), while fewer than 0.35 x 0.768 = 27% of patients switch within a year of stopping,
-    and a mean of 1.2 would need every switcher stable after 2.2 changes on average (docs/usual-care.md)."""
+    still running at the horizon must have begun ``STABLE_DAYS`` before it). Denominator: patients who reach
+    a stable regimen (``reached_stable_regimen`` of all patients with a drug). Two counts of the drug starts
+    before it: ``drug_changes_after_index_*`` (starts after the first drug: a patient stable on his first
+    drug made 0 changes, a switch or an add-on adds 1; the plain reading of "changes", on which Hall's
+    targets are judged, on the UK usual-care scenario) and ``drug_changes_before_stable_*`` (the first
+    prescription counted too, so every patient gains exactly 1; reported, never judged: adopted once because
+    it made the US claims scenario pass, docs/usual-care.md). Hall's definitions were not read (calibration.md
+    6 gives the figures only)."""
     none = {"reached_stable_regimen": None, "drug_changes_before_stable_mean": None,
             "drug_changes_before_stable_median": None, "drug_changes_after_index_mean": None,
             "drug_changes_after_index_median": None}

@@ -1,9 +1,10 @@
-"""Usual-care calibration targets: the usual-care scenario checked against claims and primary-care figures.
+"""Usual-care calibration targets: each usual-care scenario checked against the figures of its own setting.
 
-The ``usual_care`` section of ``data/calibration_targets.yaml`` names a scenario (``scenarios/usual-care.yaml``)
-and targets on metrics of its simulated event log (:func:`usual_care_metrics`): US MarketScan 2016-2023
-(AAN 2025 abstract 002219) and UK primary care (Hall 2006, 2008), ``calibration.md`` section 6; the figures
-and the reasoning behind each tolerance are in ``docs/usual-care.md``. Tolerances were set before fitting.
+The ``usual_care`` block of ``data/calibration_targets.yaml`` names settings, each a scenario, the population
+its figures were measured in, and targets on metrics of its simulated event log (:func:`usual_care_metrics`):
+``us_claims`` (``scenarios/usual-care.yaml``; US MarketScan 2016-2023, AAN 2025 abstract 002219) and
+``uk_primary_care`` (``scenarios/usual-care-uk.yaml``; Hall 2006, 2008), ``calibration.md`` section 6. The
+figures and the reasoning behind each tolerance are in ``docs/usual-care.md``. Tolerances were set before fitting.
 """
 
 from __future__ import annotations
@@ -106,16 +107,15 @@ class UsualCareCheck:
                 "not_reproduced": t.not_reproduced, "source": t.source, "tolerance_why": t.tolerance_why}
 
 
-def run_usual_care(patients: int | None = None, seed: int | None = None) -> list[UsualCareCheck]:
-    """Run the usual-care scenario of the battery and check every usual-care target."""
+def run_usual_care(name: str, patients: int | None = None, seed: int | None = None) -> list[UsualCareCheck]:
+    """Run one usual-care setting of the battery (``usual_care.<name>``: its scenario on its population, at its
+    patients and seed unless given) and check each of its targets. Raises KeyError for an unknown setting."""
     from ..model.overrides import model_tables
     from ..population.cohort_spec import load_cohort_spec
     from ..scenario import load_scenario
     from .runner import simulate
 
-    section = load_battery().usual_care
-    if section is None:
-        return []
+    section = load_battery().usual_care[name]
     path = Path(section.scenario)
     scenario = load_scenario(str(path if path.is_absolute() else data_root() / path))
     if section.cohort:

@@ -149,12 +149,12 @@ def trial(design_file: str | None, scenario_file: str | None, cohort: str | None
               help="Write the calibration report (calibration.md, one plot per target family) to this folder.")
 @click.option("--readme", default=None, help="With --report: regenerate the calibration table of this README.")
 @click.option("--usual-care/--no-usual-care", "usual_care", default=True, show_default=True,
-              help="Also run the usual-care scenario against its claims and primary-care targets (at the "
-                   "battery's usual-care size and seed, not --patients/--seed).")
+              help="Also run each usual-care scenario against the targets of its setting (US claims, UK primary "
+                   "care; at the battery's usual-care sizes and seeds, not --patients/--seed).")
 @friendly
 def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None, readme: str | None,
               usual_care: bool) -> None:
-    """Run the calibration battery (and the usual-care targets); exit 1 if any target fails (a usual-care target
+    """Run the calibration battery (and each usual-care setting's targets); exit 1 if any target fails (a usual-care target
     declared not reproduced fails only when it passes: the declaration is stale)."""
     if readme and not report_dir:
         raise InputError("--readme needs --report", field="--readme", fix="add --report DIR")
@@ -178,16 +178,16 @@ def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None,
     console.print(t)
     n_fail = sum(not c.passed for c in checks)
     console.print(f"{len(checks) - n_fail} of {len(checks)} targets pass.")
-    usual = None
+    usual: dict = {}
     if usual_care:
         from ..analysis.calibrate import load_battery
         from ..analysis.realworld import run_usual_care
 
-        section = load_battery().usual_care
-        if section is not None:
-            uc = run_usual_care()
-            usual = (uc, section.patients, section.seed)
-            u = Table(title=f"Usual care ({section.scenario}, {section.patients} patients, seed {section.seed})")
+        for name, section in load_battery().usual_care.items():
+            uc = run_usual_care(name)
+            usual[name] = (section, uc)
+            u = Table(title=f"Usual care, {section.title} ({section.scenario}, {section.patients} patients, "
+                      f"seed {section.seed})")
             for col in ("target", "metric", "published", "simulated", "rule", "pass"):
                 u.add_column(col)
             style = {"pass": "[green]pass[/green]", "not reproduced": "[yellow]not reproduced[/yellow]"}
@@ -199,14 +199,14 @@ def calibrate(patients: int, seed: int, out: str | None, report_dir: str | None,
                           style.get(c.status, f"[red]{c.status}[/red]"))
             console.print(u)
             declared = [c for c in uc if c.status == "not reproduced"]
-            console.print(f"Usual care: {sum(c.passed for c in uc)} of {len(uc)} targets pass"
+            console.print(f"Usual care, {section.title}: {sum(c.passed for c in uc)} of {len(uc)} targets pass"
                           + (f", {len(declared)} declared not reproduced." if declared else "."))
             for c in declared:
                 console.print(f"Not reproduced, {c.target.id}: {c.target.not_reproduced}")
             n_fail += sum(c.is_failure for c in uc)
     if out:
         _write(out, json.dumps({"patients": patients, "seed": seed, "checks": [c.as_dict() for c in checks],
-                                "usual_care": [c.as_dict() for c in usual[0]] if usual else None}, indent=2))
+                                "usual_care": {k: [c.as_dict() for c in v[1]] for k, v in usual.items()} or None}, indent=2))
     if report_dir:
         files = write_report(checks, patients, seed, Path(report_dir), Path(readme) if readme else None, usual)
         console.print(f"Calibration report: {len(files)} files written ({report_dir}/calibration.md)")

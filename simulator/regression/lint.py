@@ -243,10 +243,14 @@ def lint_policy(policy: Any, catalog: Any = None) -> list[Finding]:
         "tramadol_first_line": policy.tramadol != "never",
         **{d: True for d, _ in policy.usual_care.departures_needed()},  # usual care (simulator/model/care.py)
     }
+    why = dict(policy.usual_care.departures_needed())
     for d in sorted(declared):
         if not used.get(d, False):
             found.append(Finding("policy_departure", WARNING, "policy.declared_departures",
                                  f"'{d}' is declared but no setting of this policy uses it"))
+        else:  # listed, so a reader of lint sees every departure the scenario takes on purpose
+            found.append(Finding("policy_departure", INFO, "policy.declared_departures",
+                                 f"declared departure {d}" + (f": {why[d]}" if d in why else "")))
     return found
 
 
