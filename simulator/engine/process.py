@@ -1,4 +1,4 @@
-"""The patient process: one SimPy process per patient, walking the pathway's compiled table decision by decision.
+"""The patient process: one per patient on SimPy's event queue, walking the compiled pathway decision by decision.
 
 Owns :class:`PatientProcess`, the mixin of :class:`simulator.engine.simulation.Simulation` holding the
 process itself, cut into its phases: the first visit (assessment, exclusions, the first choice, P1), a
@@ -30,7 +30,7 @@ from .stops import OPIOID_TRIGGER
 
 
 class PatientProcess:
-    """Mixin: the patient's SimPy process and its phases."""
+    """Mixin: the patient's process and its phases (a generator: a wait yields its days, :class:`.simulation._Wake`)."""
 
     def _patient(self, i: int):
         """Patient ``i``'s process: the first visit, then until care ends a decision applied and the new

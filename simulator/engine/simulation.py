@@ -1,8 +1,8 @@
 """The discrete-event engine: synthetic patients walking the pathway in SimPy time (days).
 
-Each patient is one SimPy process. A treatment line is simulated as: start the drug(s) on their
-(patient-adjusted) titration schedule, wait for the adequate trial at target dose and the next
-scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
+Each patient is one process on SimPy's event queue (a generator woken by :class:`_Wake`). A treatment line
+is simulated as: start the drug(s) on their (patient-adjusted) titration schedule, wait for the adequate
+trial at target dose and the next scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
 pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
 follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
 clinic (:mod:`simulator.engine.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
