@@ -96,6 +96,9 @@ def test_cli_compare_and_bad_input(tmp_path: Path) -> None:
                                "--seed", "1", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "relieved by day 182" in res.output and (out / "comparison.json").exists()
+    # 2 replications: the table says its intervals are uninformative (t = 12.7), and so does comparison.json
+    assert "uninformative" in res.output and "t = 12.7" in res.output
+    assert "uninformative" in json.loads((out / "comparison.json").read_text())["ci_note"]
     bad = tmp_path / "bad"
     res = runner.invoke(main, ["compare", str(GUIDE), str(tmp_path / "missing.yaml"), "--out", str(bad)])
     assert res.exit_code == 2 and "Traceback" not in res.output

@@ -79,6 +79,7 @@ def test_cli_diff_exit_codes(tmp_path):
     held = r.invoke(main, [*base, "--fail-if", "pathway.reached.add_on > +0.05", "--json", str(out)])
     assert held.exit_code == 0, held.output
     assert json.loads(out.read_text())["divergence"]["diverged"] > 0
+    assert any("uninformative" in n for n in json.loads(out.read_text())["notes"])  # 2 replications
     bad = r.invoke(main, [*base, "--fail-if", "median_days >> 7"])
     assert bad.exit_code == 2 and "--fail-if" in bad.output and "Traceback" not in bad.output
     assert r.invoke(main, ["diff", OLD]).exit_code == 2

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats as sst
 
 from simulator.analysis.metrics import summary_rows
-from simulator.analysis.stats import mean_ci, share_ci
+from simulator.analysis.stats import log_ci, mean_ci, share_ci
 
 RARE = [0.0, 0.001, 0.005]  # a rare share over 3 replications: the t-interval's lower bound is negative
 
@@ -65,8 +65,9 @@ def test_run_summary_table_shows_a_rare_share_without_a_negative_bound():
     assert "-" not in row[2].split("[", 1)[1], row
 
 
-def test_comparison_table_bounds_a_rare_share_and_keeps_t_intervals_for_the_rest():
-    """`painpath compare` (compare.analyse) uses the bounded interval for shares, the t-interval otherwise."""
+def test_comparison_table_bounds_a_rare_share_and_keeps_positive_levels_positive():
+    """`painpath compare` (compare.analyse) uses the bounded interval for shares, the log-scale interval for
+    non-negative levels (tests/test_domain_ci.py covers every kind)."""
     from types import SimpleNamespace
 
     from simulator.analysis.compare import analyse
@@ -81,4 +82,5 @@ def test_comparison_table_bounds_a_rare_share_and_keeps_t_intervals_for_the_rest
             assert 0.0 <= row["lo"] <= row["mean"] <= row["hi"] <= 1.0, row.to_dict()
         else:
             vals = [4.0, 5.0, 6.0] if row["scenario"] == "a" else [4.5, 5.0, 5.5]
-            assert (row["lo"], row["hi"]) == pytest.approx(mean_ci(vals)[1:])
+            assert (row["lo"], row["hi"]) == pytest.approx(log_ci(vals)[1:])
+            assert 0.0 < row["lo"] < row["mean"] < row["hi"]

@@ -2,10 +2,12 @@
 
 Every scenario is simulated with the same number of patients, the same seed and the same number of
 replications, so replication *r* of every scenario has the same synthetic patients and the same random
-numbers (see ``simulator/analysis/runner.py``). For each scenario every flat summary metric is reported as the
-mean across replications with a t-based 95% CI; each scenario after the first is compared with the
-first through the per-replication differences (paired 95% CI) and, alongside, the CI that treats the
-two sets of replications as independent (unpaired, Welch), to show what common random numbers buy.
+numbers (see ``simulator/analysis/runner.py``). For each scenario every flat summary metric is reported as its
+pooled estimate over all replications (the value of ``summary.json``) with a 95% CI from the spread across
+replications that stays inside the metric's domain (:func:`simulator.analysis.stats.metric_level`: shares in
+[0, 1], days, rates and counts above 0); each scenario after the first is compared with the first through the
+per-replication differences (paired 95% CI) and, alongside, the CI that treats the two sets of replications as
+independent (unpaired, Welch), to show what common random numbers buy.
 
 A metric missing in some replications (a median not reached) is shown as the pooled estimate over all
 replications with a note, never as the mean of the replications that have it; a metric missing in all
@@ -25,14 +27,8 @@ from ..inputs.errors import InputError
 from ..scenario import Scenario
 from .metrics import ZERO_IF_MISSING, kind, label, unit
 from .runner import RunResult, simulate_many
-from .stats import mean_ci, n_missing, paired_diff_ci, share_ci, unpaired_diff_ci
+from .stats import KM_CI, METHODS, metric_difference, metric_level, n_missing, replications_note, summary_ci
 from .summary import flat_metrics
-
-# Pooled (all replications) confidence intervals written in the summary beside a metric.
-POOLED_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
-             "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
-             "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95"),
-             "specialist.wait_days_median": ("specialist", "wait_days_median_ci95")}
 
 
 @dataclass
@@ -85,15 +81,7 @@ def pooled(result: RunResult, metric: str) -> tuple[float, float, float]:
     v = flat.get(metric)
     if v is None:
         v = 0.0 if metric.startswith(ZERO_IF_MISSING) and metric not in flat else math.nan
-    lo = hi = math.nan
-    if metric in POOLED_CI:
-        block, key = POOLED_CI[metric]
-        ci = result.summary.get(block, {}).get(key) or [None, None]
-        lo, hi = (math.nan if c is None else float(c) for c in ci)
-    elif metric.startswith("time_to_relief.relieved_by_day."):
-        ci = result.summary["time_to_relief"].get("relieved_by_day_ci95", {}).get(metric.rsplit(".", 1)[1])
-        if ci and None not in ci:
-            lo, hi = float(ci[0]), float(ci[1])
+    lo, hi = summary_ci(result.summary, metric)
     return float(v), lo, hi
 
 
@@ -106,7 +94,7 @@ def _missing_note(res: RunResult, metric: str, k: int, n: int, pooled_value: flo
     why = reason(res, metric)
     if math.isfinite(pooled_value):
         what = "not reached" if metric.endswith("median_days") else "not estimable"
-        ci = ", with its Kaplan-Meier 95% CI" if metric in POOLED_CI else ""
+        ci = ", with its Kaplan-Meier 95% CI" if metric in KM_CI else ""
         return f"{what} in {k} of {n} replications; pooled estimate over all replications shown{ci}"
     if why:
         return why if k == n else f"{why} (and in {k} of {n} replications)"
@@ -126,13 +114,11 @@ def analyse(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
         for m in f.columns:
             vals = list(f[m])
             k = n_missing(vals)
-            if k == 0:
-                mean, lo, hi = (share_ci if kind(m) == "share" else mean_ci)(vals)
-                note = ""
-            else:
-                mean, lo, hi = pooled(res, m)
-                note = _missing_note(res, m, k, len(vals), mean)
-            rows.append({"scenario": res.scenario.name, "metric": m, "mean": mean, "lo": lo, "hi": hi, "note": note})
+            pv, plo, phi = pooled(res, m)
+            est = metric_level(kind(m), vals, pv, (plo, phi))
+            note = "" if k == 0 else _missing_note(res, m, k, len(vals), est.value)
+            rows.append({"scenario": res.scenario.name, "metric": m, "mean": est.value, "lo": est.lo, "hi": est.hi,
+                         "note": note})
     base_res, base = results[0], frames[0]
     for res, f in zip(results[1:], frames[1:], strict=True):
         for m in f.columns:
@@ -140,8 +126,7 @@ def analyse(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
             k = sum(1 for a, b in zip(new, old, strict=True) if not (math.isfinite(a) and math.isfinite(b)))
             note = ""
             if k == 0:
-                d, plo, phi = paired_diff_ci(new, old)
-                _, ulo, uhi = unpaired_diff_ci(new, old)
+                d, plo, phi, ulo, uhi = metric_difference(kind(m), new, old, pooled(res, m)[0], pooled(base_res, m)[0])
             else:
                 d = pooled(res, m)[0] - pooled(base_res, m)[0]
                 plo = phi = ulo = uhi = math.nan
@@ -222,8 +207,12 @@ def comparison_dict(c: Comparison) -> dict[str, Any]:
                                             "policy_hash": r.manifest.get("policy_hash")} for r in c.results},
         "metrics": per,
         "differences_vs_baseline": diffs,
-        "ci_method": "mean across replications, t-based 95% CI; differences: paired over replications sharing "
-                     "common random numbers, and unpaired (Welch) for contrast",
+        "ci_method": ("estimate: pooled over all replications; 95% CI from the spread across replications (t "
+                      "quantile, replications - 1 degrees of freedom) inside the metric's domain: shares: "
+                      f"{METHODS['share']}; NRS: {METHODS['nrs']}; days, rates, counts and means per patient: "
+                      f"{METHODS['non-negative']}; differences: {METHODS['difference']}, paired over replications "
+                      "sharing common random numbers, and unpaired (Welch) for contrast; docs/summary-schema.md"),
+        "ci_note": replications_note(int(c.settings.get("replications", 0))),
         "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients.",
     }
 

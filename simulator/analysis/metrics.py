@@ -248,49 +248,28 @@ DETAIL_FAMILIES: tuple[str, ...] = ("adverse_events.by_type.", "adverse_events.b
                                     "resources.drug_days_by_drug.", "specialist.seen_by_day.",
                                     "specialist.left_by_day.", "specialist.steady_state.seen_by_day.",
                                     "specialist.steady_state.left_by_day.", "population.")
-# Metrics whose summary carries its own (Kaplan-Meier) 95% CI beside it: metric -> path of the CI.
-_KM_CI = {"time_to_relief.median_days": ("time_to_relief", "median_ci95"),
-          "time_to_relief.rmst_days": ("time_to_relief", "rmst_ci95"),
-          "time_to_relief.relieved_by_horizon": ("time_to_relief", "relieved_by_horizon_ci95"),
-          "specialist.wait_days_median": ("specialist", "wait_days_median_ci95"),
-          "specialist.steady_state.wait_days_median": ("specialist", "steady_state", "wait_days_median_ci95")}
-
-
-def _at(d: dict, path: tuple[str, ...]):
-    for p in path:
-        d = d.get(p) if isinstance(d, dict) else None
-    return d
-
-
 def summary_rows(summary: dict, detail: bool = True) -> list[tuple[str, str, str, str]]:
     """Rows (metric key, label with unit, value [95% CI], note) for a run's summary.
 
-    The value is the pooled estimate of ``summary.json``. Its CI is the Kaplan-Meier one for time-to-relief
-    metrics, otherwise the CI of the mean across replications when there are several (and every
-    replication has the metric): bounded to [0, 1] for shares (:func:`simulator.analysis.stats.share_ci`), t-based
-    for the others. ``note`` is the reason a metric is missing (beyond the horizon, not
-    reached). ``detail=False`` leaves out the by-type / by-drug / final-state families."""
-    from .stats import mean_ci, n_missing, share_ci
+    The value is the pooled estimate of ``summary.json``; its CI is the one every command shows
+    (:func:`simulator.analysis.stats.metric_level`): across replications when there are several and every
+    replication has the metric, inside the metric's domain (shares in [0, 1], days and rates above 0);
+    otherwise the summary's own Kaplan-Meier CI for time-to-relief metrics and median waits. ``note`` is the
+    reason a metric is missing (beyond the horizon, not reached). ``detail=False`` leaves out the by-type /
+    by-drug / final-state families."""
+    from .stats import metric_level, summary_ci
     from .summary import flat_metrics
 
     flat = flat_metrics(summary)
     per = summary.get("per_replication") or []
     notes = summary.get("not_estimable", {})
-    ttr = summary.get("time_to_relief", {})
     rows = []
     for key, v in flat.items():
         if not detail and key.startswith(DETAIL_FAMILIES):
             continue
-        lo = hi = None
-        if key in _KM_CI:
-            lo, hi = _at(summary, _KM_CI[key]) or (None, None)
-        elif key.startswith("time_to_relief.relieved_by_day."):
-            lo, hi = ttr.get("relieved_by_day_ci95", {}).get(key.rsplit(".", 1)[1]) or (None, None)
-        elif len(per) > 1 and kind(key) != "count":  # counts are pooled totals, not means
-            vals = [p.get(key, 0.0 if key.startswith(ZERO_IF_MISSING) else None) for p in per]
-            if n_missing(vals) == 0:
-                _, lo, hi = (share_ci if kind(key) == "share" else mean_ci)(vals)
+        vals = [p.get(key, 0.0 if key.startswith(ZERO_IF_MISSING) else None) for p in per] if len(per) > 1 else []
+        est = metric_level(kind(key), vals, v, summary_ci(summary, key))
         note = notes.get(key, "")
-        text = fmt_ci(key, v, lo, hi) if v is not None else ("not reached" if key.endswith("median_days") else "-")
+        text = fmt_ci(key, v, est.lo, est.hi) if v is not None else ("not reached" if key.endswith("median_days") else "-")
         rows.append((key, label_with_unit(key), text, note))
     return rows

@@ -25,9 +25,10 @@ from ..inputs.schema import Strict, parse_model, read_yaml
 from ..model.overrides import describe
 from ..scenario import Scenario
 from .compare import analyse, replication_metrics
-from .metrics import label, unit
+from .metrics import kind, label, unit
 from .runner import RunResult, simulate_many
-from .stats import mean_ci, paired_diff_ci
+from .stats import metric_difference, metric_level, replications_note
+from .summary import flat_metrics
 
 DEFAULT_METRIC = "time_to_relief.rmst_days"
 SWEEP_METRICS = ("time_to_relief.rmst_days", "time_to_relief.relieved_by_day.84", "time_to_relief.relieved_by_day.182",
@@ -147,7 +148,7 @@ def sweep(scenario: Scenario, param: str, values: Sequence[Any], *, metric: str 
     data = {"schema_version": 2, "kind": "sweep", "scenario": scenario.name, "description": scenario.description,
             "rationale": scenario.rationale, "param": param, "values": list(values), "metric": metric,
             "semantics": semantics(param), "patients": runs[0].scenario.patients, "replications": replications,
-            "seed": runs[0].scenario.seed, "command": command,
+            "seed": runs[0].scenario.seed, "command": command, "ci_note": replications_note(replications),
             "params": [{"path": param, "values": list(values)}], "rows": rows,
             "base_manifest": runs[0].manifest,
             "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients."}
@@ -195,14 +196,21 @@ def tornado(scenario: Scenario, params: Sequence[TornadoParam], *, metric: str =
     if metric not in base.columns:
         raise InputError(f"unknown metric '{metric}'", field="--metric",
                          fix=f"use a flat summary metric such as {DEFAULT_METRIC}")
-    bmean = mean_ci(list(base[metric]))[0]
+    pooled = [flat_metrics(r.summary).get(metric) for r in runs]
+
+    def level(i: int) -> float:
+        return metric_level(kind(metric), list(frames[i][metric]), pooled[i]).value if metric in frames[i] else math.nan
+
+    def diff(i: int) -> tuple[float, float, float]:
+        if metric not in frames[i]:
+            return (math.nan,) * 3
+        return metric_difference(kind(metric), list(frames[i][metric]), list(base[metric]), pooled[i], pooled[0])[:3]
+
+    bmean = level(0)
     rows = []
     for i, p in enumerate(params):
-        lo_f, hi_f = frames[1 + 2 * i], frames[2 + 2 * i]
-        lo_m = mean_ci(list(lo_f.get(metric, base[metric] * math.nan)))[0]
-        hi_m = mean_ci(list(hi_f.get(metric, base[metric] * math.nan)))[0]
-        dl = paired_diff_ci(list(lo_f[metric]), list(base[metric])) if metric in lo_f else (math.nan,) * 3
-        dh = paired_diff_ci(list(hi_f[metric]), list(base[metric])) if metric in hi_f else (math.nan,) * 3
+        lo_m, hi_m = level(1 + 2 * i), level(2 + 2 * i)
+        dl, dh = diff(1 + 2 * i), diff(2 + 2 * i)
         rows.append({"label": p.label or p.path, "path": p.path, "low": p.low, "high": p.high,
                      "base": _clean(bmean), "at_low": _clean(lo_m), "at_high": _clean(hi_m),
                      "diff_low": _clean(dl[0]), "diff_low_ci95": [_clean(dl[1]), _clean(dl[2])],
@@ -213,7 +221,8 @@ def tornado(scenario: Scenario, params: Sequence[TornadoParam], *, metric: str =
             "rationale": scenario.rationale, "metric": metric, "base": _clean(bmean),
             "semantics": " ".join(semantics(p.path) for p in params),
             "patients": runs[0].scenario.patients, "replications": replications, "seed": runs[0].scenario.seed,
-            "command": command, "params": [{"path": p.path, "values": [p.low, p.high]} for p in params],
+            "command": command, "ci_note": replications_note(replications),
+            "params": [{"path": p.path, "values": [p.low, p.high]} for p in params],
             "rows": rows, "base_manifest": runs[0].manifest,
             "not_for_clinical_use": "painpath is for policy analysis and teaching; it is not for treating patients."}
     return data, runs[0]

@@ -264,6 +264,10 @@ def run(scenario: str, patients: int | None, seed: int | None, replications: int
            if result.scenario.population is not None else f"{result.scenario.patients} patients")
     console.print(summary_table(result.summary, f"{esc(result.scenario.name)}: {who} x "
                                 f"{result.scenario.replications} replication(s), seed {result.scenario.seed}"))
+    from ..analysis.stats import replications_note
+
+    if note := replications_note(int(result.summary.get("replications", 1))):
+        console.print(f"Note: {note}", markup=False, highlight=False)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Run folder: {esc(folder)}")
 

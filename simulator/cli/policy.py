@@ -100,7 +100,7 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
     d = comparison_dict(c)
     names = c.names
     t = Table(title=f"{' vs '.join(esc(n) for n in names)}: {d['patients']} patients x {d['replications']} replications, seed "
-              f"{d['seed']} (mean [95% CI]; shares in %, their differences in percentage points)",
+              f"{d['seed']} (estimate [95% CI]; shares in %, their differences in percentage points)",
               show_header=True, header_style="bold")
     t.add_column("metric", no_wrap=True)
     for n in names:
@@ -134,6 +134,8 @@ def compare(scenarios: tuple[str, ...], patients: int | None, replications: int,
     if hidden:
         console.print(f"Not shown, beyond the {int(c.results[0].scenario.horizon_days)}-day horizon: "
                       + "; ".join(hidden), markup=False, highlight=False)
+    if d["ci_note"]:
+        console.print(f"Note: {d['ci_note']}", markup=False, highlight=False)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Comparison folder: {esc(folder)}")
 
@@ -172,7 +174,7 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
         bar.close()
     folder = write_sweep(data, runs, dest, overwrite=force, unique=out is None)
     t = Table(title=f"{esc(sc.name)}: sweep of {esc(param)} ({esc(data['semantics'])})", header_style="bold")
-    for h in ("value", "metric", "mean [95% CI]", "vs first value (paired 95% CI)"):
+    for h in ("value", "metric", "estimate [95% CI]", "vs first value (paired 95% CI)"):
         t.add_column(h)
     for r in data["rows"]:
         note = f" ({r['note']})" if r.get("note") else ""
@@ -180,6 +182,8 @@ def sweep(scenario: str, param: str, values: str, metric: str | None, patients: 
         t.add_row(esc(r["value"]), esc(short_label(r["metric"])), _ci(r["mean"], r["ci95_lo"], r["ci95_hi"], r["metric"]) + esc(note),
                   _ci(r["diff_vs_first"], r["paired_lo"], r["paired_hi"], r["metric"], diff=True) + esc(dnote))
     console.print(t)
+    if data.get("ci_note"):
+        console.print(f"Note: {data['ci_note']}", markup=False, highlight=False)
     console.print(f"[dim]{NOT_FOR_CLINICAL_USE}[/dim]")
     console.print(f"Sweep folder: {esc(folder)}")
 

@@ -207,14 +207,14 @@ def queue_series(events: pd.DataFrame, horizon: float, step: float = 7.0, wait_b
     waiting; :mod:`simulator.analysis.queue_stats`); and the Kaplan-Meier median wait (days) of referrals made in
     the ``wait_bin`` days starting on that day, with its 95% CI (NaN between bins)."""
     from ..analysis.queue_stats import episodes, queue_length, wait_km
-    from ..analysis.stats import mean_ci
+    from ..analysis.stats import level_ci
 
     grid = np.arange(0.0, horizon + step / 2, step)
     ep = episodes(events, horizon)
     reps = sorted(int(r) for r in events["replication"].unique()) or [0]
     per = np.array([queue_length(ep[ep["replication"] == r], grid) for r in reps], dtype=float)
-    band = np.array([mean_ci(list(per[:, k])) for k in range(len(grid))])
-    out = pd.DataFrame({"waiting": per.sum(axis=0).astype(int), "mean": band[:, 0], "lo": np.maximum(band[:, 1], 0),
+    band = np.array([level_ci("count", list(per[:, k])) for k in range(len(grid))])
+    out = pd.DataFrame({"waiting": per.sum(axis=0).astype(int), "mean": band[:, 0], "lo": band[:, 1],
                         "hi": band[:, 2]}, index=pd.Index(grid, name="day"))
     med = np.full(len(grid), np.nan)
     lo = np.full(len(grid), np.nan)
@@ -245,7 +245,7 @@ def utilisation_series(events: pd.DataFrame, clinic: Any, horizon: float, step: 
     """Per ``step``-day bin (index: its first day): consults started / consults the clinic could start,
     mean over replications with its 95% CI (``mean``, ``lo``, ``hi``)."""
     from ..analysis.queue_stats import episodes
-    from ..analysis.stats import mean_ci
+    from ..analysis.stats import level_ci
 
     ep = episodes(events, horizon)
     seen = ep[ep["status"] == "seen"]
@@ -257,7 +257,7 @@ def utilisation_series(events: pd.DataFrame, clinic: Any, horizon: float, step: 
         offered = clinic.offered(t0, t1)
         per = [float(((seen["replication"] == r) & (seen["end"] >= t0) & (seen["end"] < t1)).sum()) / offered
                if offered > 0 else np.nan for r in reps]
-        rows.append(mean_ci(per))
+        rows.append(level_ci("share", per))
     return pd.DataFrame(rows, columns=["mean", "lo", "hi"], index=pd.Index(starts, name="day"))
 
 

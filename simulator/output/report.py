@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.metrics import KEY_METRICS, fmt_ci, label_with_unit
+from ..analysis.stats import methods_note
 from ..inputs.errors import InputError
 from .blocks import (
     Block,
@@ -130,7 +131,8 @@ def run_report_html(run: RunData) -> str:
     title = f"painpath run: {run.name} ({s.get('n_patients')} patients x {s.get('replications')} replication(s), " \
             f"seed {s.get('seed')})"
     sections = [("scenarios", "Scenario", _scenario_block([run])),
-                ("summary", "Summary", [table(["metric", "value [95% CI]", "note"], summary_rows(s))]),
+                ("summary", "Summary", [table(["metric", "value [95% CI]", "note"], summary_rows(s)),
+                                        para(methods_note(int(s.get("replications", 1))))]),
                 *_figure_sections([run]),
                 ("parameters", "Parameters and their sources", _parameters_block([run])),
                 ("reproducibility", "Reproducibility", reproducibility_block([run.manifest]))]
@@ -156,7 +158,7 @@ def _comparison_tables(comp: dict[str, Any]) -> list[Block]:
 
     rows = [[label_with_unit(m), *[cell(m, metrics[n].get(m)) for n in names]] for m in keys]
     n_key = len([m for m in KEY_METRICS if m in allm])
-    out = [h3("Each scenario: mean across replications [95% CI]; shares in %"),
+    out = [h3("Each scenario: estimate over all replications [95% CI]; shares in %"),
            table(["metric", *names], rows[:n_key]),
            details("All metrics", [table(["metric", *names], rows)])]
     diffs = comp["differences_vs_baseline"]
@@ -178,7 +180,8 @@ def _comparison_tables(comp: dict[str, Any]) -> list[Block]:
                 key_rows.append(row)
     hdr = ["scenario", "metric", "difference [paired 95% CI]", "difference [unpaired 95% CI]",
            "paired/unpaired width", "note"]
-    out += [table(hdr, key_rows), details("All differences", [table(hdr, drows)])]
+    out += [table(hdr, key_rows), details("All differences", [table(hdr, drows)]),
+            para(methods_note(int(comp.get("replications", 0))))]
     return out
 
 
@@ -259,7 +262,8 @@ def _sensitivity_page(folder: Path, data: dict[str, Any]) -> str:
                           data.get("semantics", ""))]
     sections = [("scenarios", "Scenario", sc_block),
                 ("summary", "Results table", [table(header, [[_cell(r[h]) for h in header] for r in rows]),
-                                              img(_sens_figure(data), f"{kind} plot")]),
+                                              img(_sens_figure(data), f"{kind} plot"),
+                                              para(methods_note(int(data.get("replications") or 0)))]),
                 *(_figure_sections(runs) if runs else []),
                 ("parameters", "Parameters and their sources",
                  [table(["parameter", "values"], [[str(p["path"]), json.dumps(p["values"])] for p in data["params"]]),

@@ -6,7 +6,7 @@ both (common random numbers). The report has three parts:
 (a) what changed: scenario-level settings, every policy field (dotted paths of ``model_dump``), and the
     pathway / model hashes;
 (b) every flat summary metric, old, new and the difference, with a paired 95% CI over replications
-    (:func:`simulator.analysis.stats.paired_diff_ci` on per-replication metrics);
+    (:func:`simulator.analysis.stats.metric_difference` on per-replication metrics, as in ``compare``);
 (c) per-patient divergence: how many (replication, patient) trajectories differ, the step at which each
     first diverged (index of the first differing decision row, labelled by the old state and event
     there), and example patients with both trajectories side by side.
@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..analysis.metrics import ZERO_IF_MISSING, label, unit
-from ..analysis.stats import paired_diff_ci
+from ..analysis.metrics import ZERO_IF_MISSING, kind, label, unit
+from ..analysis.stats import metric_difference, replications_note
 from ..inputs.errors import InputError
 from .snapshot import (
     Key,
@@ -145,8 +145,8 @@ def metric_diffs(old: Side, new: Side) -> list[MetricDiff]:
         pb = [_get(r, k) for r in new.per_replication]
         pa_f = [math.nan if v is None else v for v in pa]
         pb_f = [math.nan if v is None else v for v in pb]
-        _, lo, hi = paired_diff_ci(pb_f, pa_f) if len(pa_f) > 1 else (math.nan, math.nan, math.nan)
         d = None if a is None or b is None else round(b - a, 6)
+        _, lo, hi = metric_difference(kind(k), pb_f, pa_f, b, a)[:3] if len(pa_f) > 1 else (math.nan, math.nan, math.nan)
         missing = sum(1 for x, y in zip(pa_f, pb_f, strict=True) if not (math.isfinite(x) and math.isfinite(y)))
         why = new.reasons.get(k) or old.reasons.get(k) or ""
         note = why
@@ -316,6 +316,8 @@ def compare_sides(old: Side, new: Side, *, seed: int, patients: int, replication
                      "mixes cohort and policy effects")
     if len(old.per_replication) < 2:
         notes.append("one replication: no confidence intervals (use --replications 2 or more)")
+    elif few := replications_note(len(old.per_replication)):
+        notes.append(few)
     report = DiffReport(old.label, new.label, seed, patients, replications,
                         definition_changes(old.info, new.info), metric_diffs(old, new),
                         divergence(old.trajectories, new.trajectories), notes=notes)
