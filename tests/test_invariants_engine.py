@@ -57,6 +57,9 @@ BREAKS = [
     # (what is broken, module, attribute, replacement factory, scenario, invariant that must catch it)
     ("renal band ignored (full doses at any CrCl)", safety, "exposure_factor", lambda: (lambda drug, facts: 1.0),
      OLDER_RENAL, "renal_dose"),
+    ("morphine's renal band ignored", safety, "exposure_factor",
+     lambda: (lambda drug, facts, f=safety.exposure_factor: 1.0 if drug.drug_class == "strong_opioid" else f(drug, facts)),
+     OLDER_RENAL, "strong_opioid_renal"),
     ("older adults start at the adult dose", safety, "drug_rules", lambda: _rules_without(older_start=0.0),
      OLDER_RENAL, "older_adult_start"),
     ("renal and older-adult reductions below the smallest marketed dose", safety, "drug_rules",

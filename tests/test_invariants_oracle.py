@@ -81,6 +81,8 @@ def duloxetine_then(tca_rows):
 
 
 DULOXETINE_THEN_TCA = duloxetine_then(NORTRIPTYLINE_OK)
+MORPHINE_SCREENED = [row(0, "safety_check", "morphine", check="misuse_screen"),
+                     row(0, "safety_check", "morphine", check="treatment_agreement")]
 
 
 def escalation(last_pain=6.0, combination=("pregabalin", "duloxetine"), tramadol=True):
@@ -155,6 +157,10 @@ CASES = [
      [*NORTRIPTYLINE_OK, row(21, "dose_change", "nortriptyline", 100, "P3.dose_optimisation")], NORTRIPTYLINE_OK),
     ("renal_dose", {"crcl": 45.0}, {}, PREGABALIN_OK,
      [*start(0, "pregabalin", 75), row(7, "dose_change", "pregabalin", 150, "P2.target_reached")]),
+    ("strong_opioid_renal", {"crcl": 20.0}, {"declared_departures": ["early_strong_opioid"]},
+     [*MORPHINE_SCREENED, *start(0, "morphine", 30, "P8.prerequisites"), row(7, "dose_change", "morphine", 60)],
+     [*MORPHINE_SCREENED, *start(0, "morphine", 15, "P8.prerequisites"), row(7, "dose_change", "morphine", 30),
+      row(14, "dose_change", "morphine", 45, "P2.target_reached")]),
     ("older_adult_start", {"age": 84.0}, {}, start(0, "pregabalin", 150),
      [*start(0, "pregabalin", 75), row(14, "dose_change", "pregabalin", 150)]),
     ("titration_schedule", {}, {}, [*start(0, "pregabalin", 150), row(3, "dose_change", "pregabalin", 300)],
@@ -477,3 +483,58 @@ def test_a_bridge_is_a_tramadol_trial_only_once_failed():
     had its adequate trial it is clean."""
     assert "strong_opioid_prerequisites" in violated(run(_bridged_escalation(judged=False)))
     assert "strong_opioid_prerequisites" not in violated(run(_bridged_escalation(judged=True)))
+
+
+def _escalation_tramadol_ends(how: str) -> list[dict]:
+    """The clean escalation, but its tramadol ends another way before morphine: stopped by the patient before
+    its evaluation, stopped by the patient after relief, relief lost at maintenance visits while it ran, or
+    not tolerated."""
+    rows = [r for r in escalation() if not (r["drug"] == "tramadol" and r["event"] in ("evaluation",))]
+    t_eval = next(r["day"] for r in escalation() if r["event"] == "evaluation" and r["drug"] == "tramadol")
+    out = []
+    for r in rows:
+        if r["event"] == "taper_start" and r["drug"] == "tramadol":
+            if how == "patient_stop":
+                r = {**r, "rule": "X.patient_stop"}
+            elif how == "intolerance":
+                r = {**r, "rule": "P4.intolerance_stop"}
+            elif how == "relief_then_patient_stop":
+                out += [row(t_eval - 14, "evaluation", "tramadol", 200, outcome="relief", pain=2),
+                        row(t_eval - 14, "transition", rule="P4.relief")]
+                r = {**r, "rule": "X.patient_stop"}
+            elif how == "relapse":
+                out += [row(t_eval - 14, "evaluation", "tramadol", 200, outcome="relief", pain=2),
+                        row(t_eval - 14, "transition", rule="P4.relief"),
+                        {**row(t_eval - 7, "maintenance_visit", "tramadol", 200, outcome="none", pain=6),
+                         "rule": "P4.maintenance_visit"},
+                        {**row(t_eval, "maintenance_visit", "tramadol", 200, outcome="none", pain=6),
+                         "rule": "P4.maintenance_visit"},
+                        row(t_eval, "transition", rule="P4.relapse")]
+        out.append(r)
+    return out
+
+
+@pytest.mark.parametrize(("how", "flagged"), [("patient_stop", True), ("relief_then_patient_stop", True),
+                                              ("relapse", False), ("intolerance", False)])
+def test_strong_opioid_needs_a_failed_tramadol_not_a_tried_one(how, flagged):
+    """P8 gate (S004 "strong opioids only if tramadol fails"): morphine after a tramadol the patient stopped
+    himself (before it was judged, or while it relieved) is flagged; after relief lost on tramadol or tramadol
+    not tolerated it is clean. The oracle reads the failure from the rows itself."""
+    report = run(_escalation_tramadol_ends(how))
+    assert ("strong_opioid_prerequisites" in violated(report)) is flagged
+    if flagged:
+        v = report.by_invariant()["strong_opioid_prerequisites"].violations
+        assert any("tramadol has not failed" in x.detail for x in v)
+
+
+def test_a_patient_stop_is_no_documented_first_line_failure():
+    """P7 (S000 "only after documented failure of first-line agents"): tramadol after a first-line drug the
+    patient stopped himself is flagged; after the same drug stopped for intolerance it is clean."""
+    def path(stop_rule):
+        return [*PREGABALIN_OK, row(20, "drug_stop", "pregabalin", 300, stop_rule),
+                row(20, "transition", rule="P7.tramadol_after_first_line"),
+                row(20, "safety_check", "tramadol", check="misuse_screen"),
+                row(20, "safety_check", "tramadol", check="treatment_agreement"),
+                row(20, "drug_start", "tramadol", 100, "P7.tramadol_after_first_line")]
+    assert "tramadol_after_first_line" in violated(run(path("X.patient_stop")))
+    assert "tramadol_after_first_line" not in violated(run(path("P4.intolerance_stop")))

@@ -241,3 +241,43 @@ def test_trace_tells_the_evaluation_before_the_stops_of_leaving_care():
     kinds = [s.kind for s in steps]
     assert "evaluation" in kinds and "stop" in kinds, kinds
     assert kinds.index("evaluation") < kinds.index("stop"), [s.text for s in steps]
+
+
+def _regimen_at_discharge(ev, patient: int) -> tuple[float, list[str]]:
+    """(day, drugs still taken once that day's stops are done) at the patient's P9.discharge_plan transition,
+    read from the event log here (a drug is taken from its start to its stop or taper start)."""
+    g = ev[ev["patient"] == patient].astype({"event": object, "drug": object, "trigger": object})
+    day = float(g[(g["event"] == "transition") & (g["trigger"] == "discharge")]["day"].iloc[0])
+    taken: list[str] = []
+    for r in g[g["day"] <= day + 1e-9].itertuples(index=False):
+        if r.event == "drug_start":
+            taken.append(r.drug)
+        elif r.event in ("drug_stop", "taper_start") and r.drug in taken:
+            taken.remove(r.drug)
+    return day, taken
+
+
+def test_discharge_is_narrated_with_the_regimen_that_runs_or_none():
+    """Protects the narration of P9.discharge_plan: "back to primary care on the current regimen" names the
+    drugs still taken; with every drug stopped it says no drug runs (it used to speak of a current regimen
+    when nothing ran). Discharged patients are found in a guideline run, then traced on their own."""
+    from simulator.analysis.runner import simulate
+    from simulator.teaching.narrate import setup_from_scenario, trace
+
+    root = Path(__file__).resolve().parent.parent
+    scenario = load_scenario(str(root / "scenarios" / "guideline.yaml"))
+    ev = simulate(scenario, patients=1000, seed=7, replications=1).events
+    discharged = ev[(ev["event"] == "transition") & (ev["trigger"].astype(str) == "discharge")]["patient"].unique()
+    seen: set[bool] = set()
+    for patient in discharged[:60]:
+        j = trace(setup_from_scenario(scenario, int(patient), seed=7))
+        if not (j.events["trigger"].astype(str) == "discharge").any():
+            continue
+        day, taken = _regimen_at_discharge(j.events, int(patient))
+        step = next(s for s in j.steps if s.rule == "P9.discharge_plan" and abs(s.day - day) < 1e-6)
+        if taken:
+            assert "current regimen" in step.text and all(d.split("_")[0] in step.text for d in taken), step.text
+        else:
+            assert "no drug running" in step.text and "current regimen" not in step.text, step.text
+        seen.add(bool(taken))
+    assert seen == {True, False}, seen

@@ -66,8 +66,8 @@ class AdverseEvents:
         if serious >= 0:
             self._stop_line(p, line, now, "X.serious_event", code, abrupt=True)
             p.failed_agent_classes.add(d.drug_class)
-            if d.drug_class == "weak_opioid":  # a tramadol bridge not tolerated was tried (P8 gate)
-                p.tramadol_tried = True
+            if d.drug_class == "weak_opioid":  # tramadol not tolerated has failed (a bridge too; P8 gate)
+                p.tramadol_tried = p.tramadol_failed = True
             return True
         key = (line.drug, code, exposure)
         threshold = self._stop_cache.get(key)
@@ -96,6 +96,6 @@ class AdverseEvents:
         addon = p.state == "add_on" and len(lines) > 1 and line is not lines[0] and d.drug_class in FIRST_LINE_CLASSES
         self._stop_line(p, line, now, "P4.addon_not_tolerated" if addon else "P4.intolerance_stop", code)
         p.failed_agent_classes.add(d.drug_class)
-        if d.drug_class == "weak_opioid":  # a tramadol bridge not tolerated was tried (P8 gate)
-            p.tramadol_tried = True
+        if d.drug_class == "weak_opioid":  # tramadol not tolerated has failed (a bridge too; P8 gate)
+            p.tramadol_tried = p.tramadol_failed = True
         return True

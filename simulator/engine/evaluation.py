@@ -109,6 +109,7 @@ class Evaluation:
                     outcome = "intolerable"
                     pain = -1.0
                     by_patient = True
+                    p.n_self_stops += 1  # not a failed line (P7, P9.referral_criteria)
                 elif line is newest:  # the regimen's remaining drugs are judged when due: the newest oral
                     # one, not a topical added alongside it (P6.topical_add; the topical has its own trial)
                     newest = next((ln for ln in reversed(lines) if not ln.topical_addon), lines[-1])
@@ -178,8 +179,9 @@ class Evaluation:
         return decision
 
     def _judge_failure(self, p: PatientModel, lines: list[Line]) -> None:
-        """An inadequate evaluation: the running first-line agents failed (P8 count), and a gabapentinoid
-        running with an antidepressant is a failed combination (P4, P8; S000, S002, S004)."""
+        """An inadequate evaluation: the running first-line agents failed (P8 count), a gabapentinoid
+        running with an antidepressant is a failed combination (P4, P8; S000, S002, S004), and a running
+        tramadol has failed (P8: "strong opioids only if tramadol fails", S004)."""
         drugs = self.tables.drugs
         classes = {drugs[ln.drug].drug_class for ln in lines}
         for c in classes:
@@ -187,6 +189,8 @@ class Evaluation:
                 p.failed_agent_classes.add(c)
         if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):
             p.combination_failed = True
+        if "weak_opioid" in classes:  # tramadol judged inadequate after its adequate trial (P8 gate, S004)
+            p.tramadol_failed = True
 
     def _pain(self, p: PatientModel, lines: list[Line], now: float, obs: tuple, retained: float) -> float:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the

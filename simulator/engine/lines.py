@@ -132,6 +132,8 @@ class Dosing:
         if cls in FIRST_LINE_CLASSES:
             p.n_first_line += 1
         elif cls == "weak_opioid" and rule != "P9.tramadol_bridge":  # a bridge counts once judged (_judge_bridge)
+            if p.tramadol_tried:  # P7.tramadol_reoffer: started again after the patient's own stop
+                p.tramadol_reoffered = True
             p.tramadol_tried = True
         elif cls == "strong_opioid":
             p.strong_tried = True

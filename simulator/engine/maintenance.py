@@ -83,6 +83,8 @@ class Maintenance:
                 if lines:  # the rest of the regimen is judged at the next visit
                     continue
                 outcome, pain = "intolerable", -1.0
+                if kind == "stop":  # the patient's own stop: not a failed line (P7, P9.referral_criteria)
+                    p.n_self_stops += 1
             else:
                 last_visit = now
                 pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
@@ -107,6 +109,8 @@ class Maintenance:
                 if not confirming and mt.confirm_loss:
                     confirming = True
                     continue
+            if outcome != "intolerable" and "weak_opioid" in classes:  # relief lost on tramadol: it failed (P8)
+                p.tramadol_failed = True
             p.n_relapses += 1
             fire(self.table, p, "relapse")
             self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relapse"], rule="P4.relapse")

@@ -84,8 +84,9 @@ class Referral:
         elif u[0] < t.specialist["intervention_prob"]:
             ok = u[1] < t.intervention_success[p.etiology]
             code = 0 if ok else 1
-        else:
-            ok = u[2] < t.specialist["conservative_relief_prob"]
+        else:  # specialist-led drug management (clinical.yaml conservative_relief_prob): with no drug to manage,
+            # the specialist's plan is the pathway's remaining options, as after a consult without relief (P9.discharge_plan)
+            ok = u[2] < t.specialist["conservative_relief_prob"] and any(ln is not bridge for ln in lines)
             code = 2 if ok else 3
         self._log(i, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["consult"], rule="P9.specialist_consult")
         self._log(i, env.now, E_CONSULT, p.state, detail=code, rule="P9.specialist_consult")
@@ -149,5 +150,5 @@ class Referral:
         bridge cut short by the consult is not a failed tramadol trial (NICE CG173 allows tramadol only as
         rescue while waiting; S004 requires tramadol to fail before a strong opioid)."""
         if now + 1e-9 >= bridge.target_day + self.ctx.trial_days[self.tables.drugs[bridge.drug].name]:
-            p.tramadol_tried = True
+            p.tramadol_tried = p.tramadol_failed = True
             p.bridge_judged = True

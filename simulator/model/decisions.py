@@ -147,7 +147,7 @@ def _switch_rule(outcome: str, state: str) -> str:
 def referral_due(p, ctx: PolicyContext, day: float, pain: float) -> bool:
     """Policy referral criteria (P9.referral_criteria): after N failed lines, or pain above X after Y days."""
     r = ctx.policy.referral
-    if r.after_failed_lines is not None and p.n_failed >= r.after_failed_lines:
+    if r.after_failed_lines is not None and p.failed_lines() >= r.after_failed_lines:
         return True
     return r.pain_above is not None and day >= r.after_days and pain > r.pain_above
 
@@ -170,8 +170,12 @@ def _tramadol(p, ctx: PolicyContext, rule: str) -> Decision:
 
 
 def _strong(p, ctx: PolicyContext) -> Decision:
+    """P8: the strong opioid, with the regimen reduced to what the seeds combine it with (P8.opioid_regimen):
+    a gabapentinoid (morphine + gabapentin, S000, S004) and a topical continue; the other drugs, judged failed
+    (the antidepressant of the failed combination, tramadol), are tapered and stopped."""
     keep = ("gabapentinoid", "topical") if ctx.policy.strong_opioid.keep_gabapentinoid else ("topical",)
-    return Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, keep=keep, rule="P8.prerequisites")
+    return Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, keep=keep, rule="P8.prerequisites",
+                    stop_rule="P8.opioid_regimen")
 
 
 def _exhausted(p, ctx: PolicyContext, notes: tuple[tuple[int, str], ...]) -> Decision:
@@ -202,6 +206,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         return Decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
     oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
+    if outcome == "intolerable" and oral.stop_all and "topical" not in oral.keep:
+        # P4.intolerance_stop stops the drug not tolerated (or the patient stopped it), not a topical beside it:
+        # the topical goes on with the next step (S004: topicals for localized pain at any stage).
+        oral = replace(oral, keep=(*oral.keep, "topical"))
     if inadequate and _topical_add_due(p, ctx, state):
         if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
             return Decision("add_topical", (p.topical,), rule="P6.topical_add")
@@ -243,6 +251,13 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
     if state == "tramadol":
         if p.strong_opioid_gate():
             return _strong(p, ctx)
+        # S004 "strong opioids only if tramadol fails": a tramadol not yet judged is not a failure.
+        if ctx.tramadol in p.active and not p.tramadol_failed:  # another drug of the regimen stopped first
+            return Decision("continue", rule="P7.tramadol_trial_continues")
+        if p.tramadol_allowed():  # the patient stopped tramadol before it failed: offered once more
+            if pol.tramadol_mode == "add" and p.active:
+                return Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_reoffer")
+            return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule="P7.tramadol_reoffer")
         return _exhausted(p, ctx, p.strong_opioid_notes())
     if state == "topical":
         first = first_oral(p, ctx)

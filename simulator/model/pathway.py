@@ -47,8 +47,8 @@ STATE_GROUPS: dict[str, tuple[str, ...]] = {
     "Outcome": ("relieved", "dropped_out", "discharged"),
 }
 TERMINAL: frozenset[str] = frozenset({"relieved", "dropped_out", "discharged"})
-"""Outcome states: out of care; back in primary care on the current regimen after a specialist consult,
-with no pathway option left; or relieved (maintenance, which only relapse and drop-out leave)."""
+"""Outcome states: out of care; back in primary care after a specialist consult with no pathway option left
+(on the current regimen, if any drug still runs); or relieved (maintenance, which only relapse and drop-out leave)."""
 
 TREATING: tuple[str, ...] = ("topical", "first_line", "add_on", "switch", "tramadol", "strong_opioid")
 """States in which a drug trial runs and is evaluated."""
@@ -88,8 +88,9 @@ TRANSITIONS: tuple[Edge, ...] = (
     # After a failed specialist consult the pathway's remaining options stay open (P9.discharge_plan).
     Edge("switch", ("first_line", "switch", "add_on", "specialist_care"), "switch", ("has_untried_first_line",),
          "P4", ("partial", "none", "intolerable")),
-    # P7: tramadol only after documented failure of first-line agents.
-    Edge("escalate_tramadol", ("first_line", "switch", "add_on", "specialist_care"), "tramadol",
+    # P7: tramadol only after documented failure of first-line agents; offered once more from its own state
+    # when the patient stopped it before it failed (P7.tramadol_reoffer).
+    Edge("escalate_tramadol", ("first_line", "switch", "add_on", "specialist_care", "tramadol"), "tramadol",
          ("tramadol_allowed",), "P7", ("partial", "none", "intolerable")),
     # P8: strong opioids only after two first-line classes and a combination failed, after a screen.
     Edge("escalate_strong_opioid", ("tramadol", "add_on", "switch", "first_line", "specialist_care"),
@@ -100,7 +101,7 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge("consult", ("specialist_referral",), "specialist_care", (), "P9.specialist_consult"),
     # P9: the regimen that continues while queued relieves the pain; the patient leaves the queue (policy).
     Edge("relief", ("specialist_referral",), "relieved", (), "P9.relieved_while_waiting", ("relief",)),
-    # P9: after a consult with nothing left to try, back to primary care on the current regimen.
+    # P9: after a consult with nothing left to try, back to primary care (on the current regimen, if any).
     Edge("discharge", TREATING + ("specialist_care",), "discharged", ("seen_by_specialist",), "P9.discharge_plan"),
     # Drop-out and loss to follow-up can happen anywhere before an outcome.
     Edge("drop_out", _ANY_ACTIVE, "dropped_out", (), "X.dropout", ("dropout",)),

@@ -18,7 +18,8 @@ CIPN_EXCLUDED_CLASSES = ("tca", "gabapentinoid")  # P11.cipn_no_efficacy (S000, 
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
-                 "n_failed", "n_first_line", "tramadol_tried", "strong_tried", "checks", "_topical_ok", "topical",
+                 "n_failed", "n_self_stops", "n_first_line", "tramadol_tried", "tramadol_failed",
+                 "tramadol_reoffered", "strong_tried", "checks", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged")
 
@@ -43,9 +44,13 @@ class PatientModel:
         self.failed_classes: set[str] = set()  # classes judged ineffective (not offered again)
         self.failed_agent_classes: set[str] = set()  # classes with an agent failed or not tolerated (P8 count)
         self.combination_failed = False
-        self.n_failed = 0
+        self.n_failed = 0  # lines ended without relief (judged, not tolerated, or stopped by the patient)
+        self.n_self_stops = 0  # of those, lines the patient stopped himself before they were judged (issue 10)
         self.n_first_line = 0
-        self.tramadol_tried = False
+        self.tramadol_tried = False  # a P7 tramadol line was started (or a bridge judged or not tolerated)
+        self.tramadol_failed = False  # tramadol judged failed: inadequate after an adequate trial, or not
+        # tolerated (P8 gate, S004 "strong opioids only if tramadol fails"); a patient's own stop is not a failure
+        self.tramadol_reoffered = False  # P7.tramadol_reoffer: tramadol started again after the patient's stop
         self.strong_tried = False
         self.checks: set[str] = set()
         self.protocol_step = 0
@@ -179,9 +184,11 @@ class PatientModel:
         with a serotonergic drug under the policy ``serotonin: avoid``."""
         ctx = self.ctx
         pol = ctx.policy
-        if pol.tramadol == "never" or self.tramadol_tried:
+        if pol.tramadol == "never" or self.tramadol_failed:
             return False
-        if self.n_failed < 1 and "tramadol_first_line" not in pol.declared_departures:
+        if self.tramadol_tried and (self.tramadol_reoffered or not pol.tramadol_reoffer or ctx.tramadol in self.active):
+            return False  # P7.tramadol_reoffer: once more only after the patient's own stop (it has not failed)
+        if not self.documented_failure() and "tramadol_first_line" not in pol.declared_departures:
             return False
         if pol.serotonin == "avoid":
             drugs = ctx.tables.drugs
@@ -190,8 +197,18 @@ class PatientModel:
                 return False
         return contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
 
+    def documented_failure(self) -> bool:
+        """P7: a first-line agent judged failed (inadequate after its adequate trial) or not tolerated (S000
+        "only after documented failure of first-line agents"); a patient's own stop documents no failure."""
+        return any(c in FIRST_LINE_CLASSES for c in self.failed_agent_classes)
+
+    def failed_lines(self) -> int:
+        """P9.referral_criteria: lines ended without relief, not counting the patient's own stops."""
+        return self.n_failed - self.n_self_stops
+
     def strong_opioid_gate(self) -> bool:
-        """P8: two first-line classes and a combination failed, tramadol tried, misuse risk screened,
+        """P8: two first-line classes and a combination failed, tramadol failed (S004 "strong opioids only if
+        tramadol fails": judged inadequate after its adequate trial, or not tolerated), misuse risk screened,
         moderate-to-severe pain (NRS >= 4), not HIV neuropathy (S004)."""
         return self._gate_block() is None
 
@@ -208,7 +225,7 @@ class PatientModel:
                 return "prerequisites"
             if gate.require_combination and not self.combination_failed:
                 return "prerequisites"
-            if gate.require_tramadol and not self.tramadol_tried and self._tramadol_possible():
+            if gate.require_tramadol and not self.tramadol_failed and self._tramadol_possible():
                 return "prerequisites"
         if gate.misuse_screen and gate.exclude_high_misuse_risk and self.misuse_high:
             return "misuse"

@@ -185,6 +185,10 @@ class Policy(Strict):
         "monitor", description="P5.serotonin_check (check and monitor, S000, S004) or P5.serotonin_avoid")
     tramadol_mode: Literal["add", "replace"] = Field(
         "add", description="P7.tramadol_add ('while optimizing other treatments', S002) or replace the regimen")
+    tramadol_reoffer: bool = Field(
+        True, description="P7.tramadol_reoffer: a tramadol the patient stopped himself before it failed is offered "
+        "once more (it has not failed, and S004 gives strong opioids 'only if tramadol fails'; assumption); false "
+        "goes on to the remaining options (referral, P9)")
     cipn_exclusions: bool = Field(
         True, description="P11.cipn_no_efficacy: no tricyclic or gabapentinoid in chemotherapy-induced neuropathy (S000, S001)")
     order: list[str] = Field(

@@ -202,7 +202,7 @@ def build(policy: Any, tables: Any) -> tuple[list[Box], list[tuple[str, str, str
             ["Interventions (spinal cord stimulation, PENS) or conservative care (P9)",
              "No relief: back to the remaining steps (P9.discharge_plan)"]),
         box("discharged", C, title("discharged"),
-            ["Nothing left to try after the consult: primary care on the current regimen (P9.discharge_plan)"],
+            ["Nothing left to try after the consult: primary care on the current regimen, if any drug still runs (P9.discharge_plan)"],
             "outcome"),
     ]
     rows = [["assessment", "note:etiology"], ["q:topical"], ["topical", "first_line", "note:checks"],

@@ -39,7 +39,16 @@ from ..population.cohort import Cohort, generate_cohort
 from ..population.cohort_spec import ETIOLOGIES, MISUSE_RISK_LEVELS
 from . import diagram
 from .cases import Case
-from .words import FLAG_WORDS, drug_name
+from .words import (
+    ACTION_WORDS,
+    DISCHARGE_NO_DRUG,
+    DOSE_WORDS,
+    FLAG_WORDS,
+    LIMIT_WORDS,
+    VISIT_AFTER,
+    VISIT_WORDS,
+    drug_name,
+)
 
 QUEUE_CAVEAT = ("This patient was simulated alone with the draws it has in the full cohort: the journey is the one "
                 "it has in a run of the cohort, except that it never queues behind other patients for the pain "
@@ -224,31 +233,6 @@ def _step(day: float, kind: str, text: str, rule: str = "") -> Step:
     return Step(float(day), kind, text, rule, seeds, words)
 
 
-DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "titration step",
-              "P3.dose_optimisation": "dose raised toward the maximum before judging failure",
-              "P4.intolerance_reduce": "dose lowered to the last tolerated step",
-              "P5.taper_step": "taper step"}
-LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
-               "P2.older_renal_start": "older adult in renal impairment, first dose (the lower of the two, not "
-               "their product)", "P2.min_dose": "no dose below the smallest marketed dose,",
-               "P5.renal_dose": "renal dosing, maximum", "P5.renal_cap": "renal cap",
-               "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
-               "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
-               "P2.max_dose_cap": "policy target capped at"}
-VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge": "maintenance visit",
-               "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
-               "for the specialist"}
-VISIT_AFTER = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up to repeat prescribing"}
-_ACTION = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}", "add_on": "add {drugs}",
-           "add_topical": "add {drugs} alongside",
-           "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
-           "escalate_strong_opioid": "time-limited strong-opioid trial: {drugs}",
-           "refer": "refer to the pain specialist", "relief": "continue the regimen as maintenance",
-           "consult": "specialist consultation completed",
-           "discharge": "back to primary care on the current regimen (specialist's plan)",
-           "relapse": "relief lost at the maintenance visit: back into the pathway"}
-
-
 def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     """The journey as steps, in order; each decision step carries its rule id, text and seeds."""
     steps: list[Step] = []
@@ -257,6 +241,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     pending_eval: dict[str, Any] | None = None
     pending_ae: dict[str, Any] | None = None
     stopped: list[tuple[float, str]] = []
+    running: list[str] = []  # drugs taken (a tapering drug is no longer part of the regimen)
     i = 0
 
     def pain_words(r: dict[str, Any]) -> str:
@@ -276,6 +261,10 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     while i < len(rows):
         r = rows[i]
         ev, day, rule = str(r["event"]), float(r["day"]), str(r["rule"]) if pd.notna(r["rule"]) else ""
+        if ev == "drug_start":
+            running.append(str(r["drug"]))
+        elif ev in ("drug_stop", "taper_start", "dropout"):
+            running[:] = [] if ev == "dropout" else [d for d in running if d != str(r["drug"])]
         if pending_eval is not None and (day > pending_eval["day"] + 1e-9 or ev in ("dropout",)):
             flush_eval()
         if ev == "assessment":
@@ -338,6 +327,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                                            "alongside for the localized pain", "P6.topical_add"))
                 else:
                     starts.append(_dose(setup, rj["drug"], rj["dose"]))
+                if str(rj["event"]) == "drug_start":
+                    running.append(str(rj["drug"]))
                 j += 1
             context = ""
             if pending_eval is not None and abs(float(pending_eval["day"]) - day) < 1e-9:
@@ -347,7 +338,10 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             elif pending_ae is not None and abs(float(pending_ae["day"]) - day) < 1e-9:
                 context = "after intolerance, "
             pending_ae = None
-            action = _ACTION.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+            action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+            if trig == "discharge":  # P9.discharge_plan: the regimen left once the same day's stops are done
+                kept = _kept_after(rows, j, day, running)
+                action = ACTION_WORDS[trig].format(drugs=" + ".join(map(drug_name, kept))) if kept else DISCHARGE_NO_DRUG
             gone = [w for d, w in stopped if abs(d - day) < 1e-9]
             if gone:  # the trace names the drugs stopped at a switch (item 12)
                 action += f" ({', '.join(gone)})"
@@ -372,6 +366,17 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
         i += 1
     flush_eval()
     return steps
+
+
+def _kept_after(rows: list[dict[str, Any]], j: int, day: float, running: list[str]) -> list[str]:
+    """The drugs of ``running`` not stopped on ``day`` by the rows from ``j`` (a discharge stops the opioids
+    without relief just after its transition row, P8.stop_ineffective)."""
+    gone = set()
+    while j < len(rows) and float(rows[j]["day"]) <= day + 1e-9:
+        if str(rows[j]["event"]) in ("drug_stop", "taper_start"):
+            gone.add(str(rows[j]["drug"]))
+        j += 1
+    return [d for d in running if d not in gone]
 
 
 def path_of(events: pd.DataFrame) -> tuple[list[str], list[diagram.EdgeKey]]:

@@ -18,3 +18,31 @@ FLAG_WORDS = {"hepatic_disease": "hepatic disease", "recent_mi": "recent myocard
 def drug_name(name: str) -> str:
     """A drug's catalogue name for reading: lidocaine_5pct -> lidocaine 5%."""
     return name.replace("_5pct", " 5%").replace("_8pct", " 8%").replace("_", " ")
+
+
+# Event phrasing of the narrated journey (simulator.teaching.narrate), by rule id or trigger.
+DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "titration step",
+              "P3.dose_optimisation": "dose raised toward the maximum before judging failure",
+              "P4.intolerance_reduce": "dose lowered to the last tolerated step",
+              "P5.taper_step": "taper step"}
+LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
+               "P2.older_renal_start": "older adult in renal impairment, first dose (the lower of the two, not "
+               "their product)", "P2.min_dose": "no dose below the smallest marketed dose,",
+               "P5.renal_dose": "renal dosing, maximum", "P5.renal_cap": "renal cap",
+               "P5.older_adult_cap": "older-adult maximum", "P5.tca_cardiac_cap": "cardiac maximum",
+               "P5.tca_glaucoma": "glaucoma maximum", "P5.tca_orthostatic": "orthostatic-hypotension maximum",
+               "P2.max_dose_cap": "policy target capped at"}
+VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge": "maintenance visit",
+               "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
+               "for the specialist"}
+VISIT_AFTER = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up to repeat prescribing"}
+ACTION_WORDS = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}", "add_on": "add {drugs}",
+                "add_topical": "add {drugs} alongside",
+                "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
+                "escalate_strong_opioid": "time-limited strong-opioid trial: {drugs}",
+                "refer": "refer to the pain specialist", "relief": "continue the regimen as maintenance",
+                "consult": "specialist consultation completed",
+                "discharge": "back to primary care on the current regimen: {drugs} (specialist's plan)",
+                "relapse": "relief lost at the maintenance visit: back into the pathway"}
+DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway option is left (specialist's plan)"
+"""P9.discharge_plan when every drug has stopped (the narration must not speak of a current regimen)."""

@@ -81,7 +81,7 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
                 b = t.bridge
                 if b is not None and out_c[k] in FAILED_OUTCOMES and b.name in t.active \
                         and day - b.start >= b.drug.adequate_trial_days - EPS:
-                    t.tramadol_tried = True  # the bridge had its trial and did not relieve (P8 gate)
+                    t.tramadol_failed = True  # the bridge had its trial and did not relieve (P8 gate)
             elif ev == "transition" and rule == RELAPSE_RULE:
                 self._on_relapse(t)
             if ev == "dose_change" and rule is not None and name in t.active and dose is not None:
@@ -102,9 +102,9 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
                 self._check_caps(key, f, d, name, dose, day, ev, rule)
             if dose is not None and ev in ("drug_start", "dose_change"):
                 self._check_floor(key, t, d, name, dose, day, ev, rule)
-            if ev in ("taper_start", "drug_stop") and t.bridge is not None and t.active.get(name) is t.bridge \
+            if ev in ("taper_start", "drug_stop") and d.drug_class == "weak_opioid" and name in t.active \
                     and rule in INTOLERANCE_RULES:
-                t.tramadol_tried = True  # a bridge not tolerated was tried (P8 gate)
+                t.tramadol_failed = True  # tramadol (or a bridge) not tolerated has failed (P8 gate)
             if ev == "drug_start":
                 self._on_start(key, f, t, d, name, day, rule, dose)
                 line = Line(name, d, day, dose if dose is not None else 0.0)

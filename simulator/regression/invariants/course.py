@@ -12,6 +12,7 @@ from .rules import (
     FAILED_OUTCOMES,
     FIRST_LINE,
     INTERIM_RULE,
+    INTOLERANCE_RULES,
     NO_TAPER_RULES,
     TAPERED,
     TOL,
@@ -40,6 +41,9 @@ class CourseChecks(CheckerBase):
             return
         self._check_trial(key, f, t, d, name, day, rule)
         self._on_failure(t, active, {d.drug_class})
+        if d.drug_class == "weak_opioid" and line is not None and line is not t.bridge:  # judged inadequate
+            # after its trial (S004); a bridge is judged at a review while queued (Checker._replay)
+            t.tramadol_failed = True
 
     def _on_relapse(self, t: Trajectory) -> None:
         """P4.relapse: relief lost after it was found, confirmed at a maintenance visit; the regimen is then
@@ -51,6 +55,8 @@ class CourseChecks(CheckerBase):
             ln.last_outcome = outcome
         if outcome in FAILED_OUTCOMES:
             self._on_failure(t, active, {ln.drug.drug_class for ln in active})
+            if any(ln.drug.drug_class == "weak_opioid" for ln in active):  # relief lost on tramadol (S004)
+                t.tramadol_failed = True
 
     def _on_failure(self, t: Trajectory, active: list[Line], judged: set[str]) -> None:
         """A failed judgement of the regimen ``active``; ``judged``: the classes judged (the newest drug at
@@ -66,7 +72,9 @@ class CourseChecks(CheckerBase):
     def _on_stop_decided(self, t: Trajectory, line: Line, rule: str | None) -> None:
         line.stop_rule = rule or ""
         cls = line.drug.drug_class
-        if rule != "X.dropout" and (cls in FIRST_LINE or cls == "topical"):
+        # P7 "documented failure": not tolerated (a failed evaluation counts in _on_failure); the patient's own
+        # stop or a drop-out documents none
+        if rule in INTOLERANCE_RULES and (cls in FIRST_LINE or cls == "topical"):
             t.first_line_failure = True
 
     def _on_stop(self, key: tuple[int, int], t: Trajectory, d: Drug, name: str, day: float,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from ...model.catalog import Drug
 from .base import CheckerBase
 from .rules import (
-    BRIDGE_RULE,
     CIPN_ETIOLOGIES,
     CIPN_NOT_OFFERED,
     ECG_OVER_AGE,
@@ -16,6 +15,7 @@ from .rules import (
     FAILED_OUTCOMES,
     FIRST_LINE,
     HIV_ETIOLOGY,
+    INTOLERANCE_RULES,
     OPIOIDS,
     P8_FAILED_CLASSES,
     PROTOCOL_RULE,
@@ -111,8 +111,6 @@ class DecisionChecks(CheckerBase):
             if not t.first_line_failure:
                 self._flag("tramadol_after_first_line", key, day, "drug_start", name, rule,
                            f"{name} started before any first-line failure")
-            if rule != BRIDGE_RULE:  # a bridge counts once judged failed (maintenance_visit below)
-                t.tramadol_tried = True
         elif cls == "strong_opioid":
             self._strong_opioid(key, f, t, name, day, rule)
 
@@ -183,10 +181,10 @@ class DecisionChecks(CheckerBase):
                        rule: str | None) -> None:
         self._touch("strong_opioid_prerequisites", key)
         self._touch("strong_opioid_nrs", key)
+        # a class failed: judged inadequate while it ran, or not tolerated (a patient's own stop is no failure)
         failed = {ln.drug.drug_class for ln in [*t.ended, *t.active.values()]
                   if ln.drug.drug_class in FIRST_LINE
-                  and ((ln.stop_rule is not None and ln.stop_rule != "X.dropout")
-                       or ln.failed or ln.last_outcome in FAILED_OUTCOMES)}
+                  and (ln.stop_rule in INTOLERANCE_RULES or ln.failed or ln.last_outcome in FAILED_OUTCOMES)}
         missing = []
         if len(failed) < P8_FAILED_CLASSES:
             missing.append(f"{len(failed)} first-line class(es) failed ({', '.join(sorted(failed)) or 'none'}), "
@@ -194,8 +192,9 @@ class DecisionChecks(CheckerBase):
         if not t.combination_failed:
             missing.append("no failed combination of a gabapentinoid with an antidepressant")
         could = not self.pol.tramadol_never and any(not excluded(x, f) for x in self._tramadol)
-        if could and not t.tramadol_tried:
-            missing.append("tramadol not tried though the patient could have it")
+        if could and not t.tramadol_failed:
+            missing.append("tramadol has not failed (judged inadequate after its trial, or not tolerated) though the "
+                           "patient could have it")
         if missing:
             self._flag("strong_opioid_prerequisites", key, day, "drug_start", name, rule, "; ".join(missing))
         if t.last_nrs is None or t.last_nrs < STRONG_OPIOID_MIN_NRS:

@@ -12,6 +12,7 @@ from .rules import (
     CARDIAC_DISEASE,
     EPS,
     RENAL_IMPAIRMENT_BELOW,
+    STRONG_OPIOID_RENAL,
     TCA_OLDER_CARDIAC_BELOW,
     TOL,
     Facts,
@@ -85,6 +86,14 @@ class DoseChecks(CheckerBase):
                 self._flag("renal_dose", key, day, event, line.name, rule,
                            f"{line.name} {dose:g} {d.unit} on day {offset:g} of the line at CrCl {f.crcl:.0f}: "
                            f"the band scales the whole schedule by {factor:g}, allowing {limit:g}")
+        below, share = STRONG_OPIOID_RENAL
+        if d.drug_class == "strong_opioid" and f.crcl < below:
+            self._touch("strong_opioid_renal", key)
+            limit = max(allowed * share, lowest_dose(line.name, d))
+            if dose > limit * (1 + EPS):
+                self._flag("strong_opioid_renal", key, day, event, line.name, rule,
+                           f"{line.name} {dose:g} {d.unit} on day {offset:g} of the line at CrCl {f.crcl:.0f}: below "
+                           f"CrCl {below:g} at most {share:g} x the normal-clearance schedule, {limit:g}")
         return fast
 
     def _check_pace(self, key: tuple[int, int], f: Facts, line: Line, day: float, prev: float, dose: float,

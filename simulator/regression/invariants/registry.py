@@ -35,6 +35,11 @@ INVARIANTS: tuple[Invariant, ...] = (
               "below CrCl 60 a gabapentinoid is reduced from the first dose: every dose within the band's factor "
               "times the normal-clearance schedule (the whole schedule scales, not only its maximum)",
               "events: gabapentinoid doses and days; patients: CrCl; drugs.yaml: titration, renal_exposure"),
+    Invariant("strong_opioid_renal", "P5.renal_dose", "S000, S004",
+              "below CrCl 30 a strong opioid is given at no more than half the normal-clearance schedule, from the "
+              "first dose (metabolites accumulate; MS Contin label: lower doses in renal impairment; halving: "
+              "assumption held by the oracle, STRONG_OPIOID_RENAL)",
+              "events: strong-opioid doses and days; patients: CrCl; drugs.yaml: titration, min_dose"),
     Invariant("older_adult_start", "P2.older_adult_start", "S000, S001",
               "older adults start at the catalogue's lower older-adult first dose; in a renal band at the lower "
               "of that dose and the band's first dose (P2.older_renal_start), never below the smallest marketed dose",
@@ -103,7 +108,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               "events: safety_check rows, opioid starts", "no_misuse_screen"),
     Invariant("strong_opioid_prerequisites", "P8.prerequisites", "S004",
               "strong opioid only after >= 2 first-line classes failed, a failed combination of a gabapentinoid "
-              "with an antidepressant (oral + topical is not one), and tramadol tried when the patient could have it",
+              "with an antidepressant (oral + topical is not one), and tramadol failed when the patient could have it "
+              "(judged inadequate after its trial, relief lost, or not tolerated; the patient's own stop is no failure)",
               "events: evaluations, stops, starts; patients: flags, CrCl; drugs.yaml: contraindications; "
               "policy: tramadol never", "early_strong_opioid"),
     Invariant("strong_opioid_nrs", "P8.nrs_threshold", "S004",

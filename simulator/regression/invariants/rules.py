@@ -54,6 +54,10 @@ LABEL_RENAL_MAX: dict[str, tuple[tuple[float, float], ...]] = {  # (CrCl below m
     "tramadol": ((30.0, 200.0),),
     "venlafaxine": ((30.0, 112.5),),
 }
+STRONG_OPIOID_RENAL: tuple[float, float] = (30.0, 0.5)  # (CrCl below mL/min, share of the normal-clearance
+# schedule): a strong opioid is at least halved in severe renal impairment, held by the oracle whatever drugs.yaml
+# says (MS Contin US label: lower doses, slow titration in renal impairment; the halving is the catalogue's named
+# assumption, read here as the rule to hold)
 RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
 # gabapentin and pregabalin doses based on creatinine clearance"
 

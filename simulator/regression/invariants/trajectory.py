@@ -81,7 +81,7 @@ class Trajectory:
         self.ended: list[Line] = []
         self.first_line_failure = False
         self.combination_failed = False
-        self.tramadol_tried = False
+        self.tramadol_failed = False  # S004 "strong opioids only if tramadol fails" (P8 gate; see CourseChecks)
         self.checks: list[tuple[str, str | None, float]] = []  # (check, drug, day)
         self.last_nrs: float | None = None
         self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)

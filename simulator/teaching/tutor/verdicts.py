@@ -76,8 +76,8 @@ def _gate_reason(s: Session, p: PatientModel) -> str:
         missing.append(f"{failed} first-line class(es) failed, {gate.require_failed_classes} required")
     if gate.require_combination and not p.combination_failed:
         missing.append("no combination of first-line classes has failed")
-    if gate.require_tramadol and not p.tramadol_tried:
-        missing.append("tramadol has not been tried")
+    if gate.require_tramadol and not p.tramadol_failed:
+        missing.append("tramadol has not failed (judged inadequate after its trial, or not tolerated)")
     if gate.exclude_high_misuse_risk and p.misuse_high:
         missing.append("the misuse-risk screen is high")
     return "; ".join(missing) or "the strong-opioid gate is not passed"
