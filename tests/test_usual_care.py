@@ -114,3 +114,34 @@ def test_battery_refuses_a_target_id_used_twice(tmp_path):
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     with pytest.raises(InputError, match="uc_monotherapy"):
         load_battery(path)
+
+
+def test_return_after_stop_applies_to_tapered_drugs_too():
+    """usual_care.return_after_stop (0.3: 70% of the patients who stop their drug do not come back) is a
+    property of the patient, not of the drug: a patient's own stop that ends the regimen ends care about as
+    often for a tapered drug (duloxetine, tricyclics, tramadol, morphine) as for a gabapentinoid. The draw used
+    to wait for the end of the taper and then never came (0 of ~1,270 tapered stops at 3,000 patients, seed 13);
+    now the patient finishes the taper and then leaves (X.left_treatment on the taper's last day)."""
+    from pathlib import Path
+
+    from simulator import load_scenario, simulate
+
+    root = Path(__file__).resolve().parents[1]
+    ev = simulate(load_scenario(root / "scenarios" / "usual-care.yaml"), patients=800, seed=13,
+                  replications=1).events
+    ev = ev.assign(event=ev["event"].astype(str), rule=ev["rule"].astype(str), drug=ev["drug"].astype(object))
+    stops = ev[(ev["rule"] == "X.patient_stop") & ev["event"].isin(["taper_start", "drug_stop"])]
+    gone = ev[(ev["event"] == "dropout") & (ev["rule"] == "X.left_treatment")]
+    left: dict[int, list[float]] = {}
+    for pat, day in zip(gone["patient"], gone["day"], strict=True):
+        left.setdefault(pat, []).append(day)
+    moved = set(zip(*[ev.loc[ev["event"] == "transition", c] for c in ("patient", "day")], strict=True))
+    tapered = {"duloxetine", "venlafaxine", "amitriptyline", "nortriptyline", "tramadol", "morphine"}
+
+    def ended(r) -> bool:  # left care by the end of the longest taper (3 weeks)
+        return any(r.day - 1e-6 <= d <= r.day + 21 + 1e-6 for d in left.get(r.patient, ()))
+
+    judged = [ended(r) for r in stops.itertuples()
+              if r.drug in tapered and (ended(r) or (r.patient, r.day) in moved)]
+    assert len(judged) > 50
+    assert sum(judged) / len(judged) > 0.4

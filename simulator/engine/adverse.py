@@ -42,10 +42,10 @@ class AdverseEvents:
             rates[4] = s["tca_cardiac_per_year"]
         for k, rate in enumerate(rates):
             if rate > 0:
-                day = line.start - math.log1p(-float(adv[base + k])) / rate * 365.0
+                day = line.start - math.log1p(-adv.item(base + k)) / rate * 365.0
                 line.aes.append((day, self._ae_code(SERIOUS_TYPES[k]), 0.0, k))
         if d.serotonergic and serotonergic_with and d.drug_class == "weak_opioid":
-            if float(adv[base + 1]) < s["serotonin_per_exposure"]:
+            if adv.item(base + 1) < s["serotonin_per_exposure"]:
                 line.aes.append((line.start + s["serotonin_onset_days"], self._ae_code("serotonin_syndrome"), 0.0, 1))
 
     def _ae_code(self, name: str) -> int:

@@ -70,14 +70,14 @@ class Evaluation:
                 # P8.titrate_to_response: judged the day before each titration step
                 step_day = newest.start + newest.steps[newest.next_step][0] - 1.0
                 if step_day < eval_day:
-                    day_eval, interim = max(step_day, env.now), True
+                    day_eval, interim = max(step_day, now), True
             nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
+            # a wait yields its days; the process resumes with the day it wakes on (simulation._Wake)
             if nxt >= horizon:
-                yield env.timeout(horizon - env.now)
+                yield horizon - now
                 return
-            if nxt > env.now:
-                yield env.timeout(nxt - env.now)
-            now = env.now
+            if nxt > now:
+                now = yield nxt - now
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
                 self._drop_out(p, lines, now)
@@ -172,7 +172,7 @@ class Evaluation:
                 leave = "X.dropout"
             elif self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
                 col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
-                if float(self.persist[p.idx][col]) >= self.return_after_stop:
+                if self.persist.item(p.idx, col) >= self.return_after_stop:
                     leave = "X.left_treatment"
             if leave:
                 if p.taper_end > now:
@@ -201,7 +201,7 @@ class Evaluation:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the
         share retained (clinical persistence block); visit noise keyed by the visit day."""
         t = self.tables
-        drug_z, ns_onset, adherence, entry = obs
+        drug_z, ns_onset, adherence, entry, noise = obs
         lat = self.latents
         i = p.idx
         scale = adherence * retained
@@ -212,7 +212,7 @@ class Evaluation:
                             lat.u_scalar(i, d.index, now), drug_z.item(d.index), p.facts.localized) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
-                             streams.keyed_normal(self.noise_key, p.idx, streams.day_slot(now - entry)))
+                             streams.slot_normal(noise, streams.day_slot(now - entry)))
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""

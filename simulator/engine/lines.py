@@ -72,6 +72,7 @@ class Line:
 
 
 # Checks a declared departure skips (teaching: the trainee meets the consequence of skipping them).
+_NO_SKIP: frozenset[str] = frozenset()
 SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"serotonin_check"}),
                                              "no_misuse_screen": frozenset({"misuse_screen", "treatment_agreement"})}
 
@@ -104,9 +105,12 @@ class Dosing:
         # after starts).
         taking = [ln.drug for ln in lines] + [k for k, end in p.tapering if end >= now - 1e-9]
         sero, weak = self.serotonergic, self.weak_opioid
-        serotonergic_with = "ssri_use" in p.facts.flags or any([sero[k] for k in taking])
-        tramadol_with = any([weak[k] for k in taking])
-        skipped = SKIPPED_CHECKS.get(departure, frozenset())
+        serotonergic_with = "ssri_use" in p.facts.flags
+        tramadol_with = False
+        for k in taking:
+            serotonergic_with = serotonergic_with or sero[k]
+            tramadol_with = tramadol_with or weak[k]
+        skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
@@ -117,12 +121,12 @@ class Dosing:
         pl = self._plan(p, j, goal)
         pu = self.persist[i]
         nd = len(t.drugs)
-        if self.under[j] > 0 and float(pu[2 + nd + j]) < self.under[j]:  # usual care: X.under_titration
+        if self.under[j] > 0 and pu.item(2 + nd + j) < self.under[j]:  # usual care: X.under_titration
             pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
         line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
         pe = t.persistence
         line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"],
-                                float(pu[2 + j]))
+                                pu.item(2 + j))
         p.tried.add(j)
         cls = d.drug_class
         if cls in FIRST_LINE_CLASSES:
@@ -142,10 +146,10 @@ class Dosing:
         # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
         # follows exposure (dose / renal factor).
         for k, slot in enumerate(d.ae_slots):
-            u_inc = float(adv[2 * slot])
+            u_inc = adv.item(2 * slot)  # .item: the float32 draw as a Python float (exact), no numpy scalar
             if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
                 continue
-            day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+            day = now + onset_days(d.ae_onset_median, adv.item(2 * slot + 1))
             if u_inc < interp(d.ae_incidence[k], line.dose_at(day) / line.factor):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
                 line.seen |= 1 << k

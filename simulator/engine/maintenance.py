@@ -46,14 +46,15 @@ class Maintenance:
         i = p.idx
         horizon = self.config.horizon_days
         mt = self.ctx.policy.maintenance
-        u = float(self.persist[i][2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1)])
+        u = self.persist.item(i, 2 + 2 * len(t.drugs) + min(p.n_relapses, MAX_RELAPSES - 1))
         rate = self.relapse_rate
-        relapse_day = env.now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
+        now = env.now
+        relapse_day = now - math.log1p(-u) / rate * 365.0 if rate > 0 else math.inf
         retained = t.persistence["relapse_effect_retained"]
-        last_visit = env.now
+        last_visit = now
         confirming = False  # a visit without relief is confirmed at the next regular visit before any change
         discharge = mt.discharge_after_days  # P4.stable_discharge: days of relief held at every visit
-        held_since = env.now
+        held_since = now
         while True:
             classes = [t.drugs[ln.drug].drug_class for ln in lines]
             opioid = "weak_opioid" in classes or "strong_opioid" in classes
@@ -63,11 +64,10 @@ class Maintenance:
                 visit_day = last_visit + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days)
             nxt, kind, line, ae = self._next_event(lines, visit_day, ltfu_day)
             if nxt >= horizon:
-                yield env.timeout(horizon - env.now)
+                yield horizon - now
                 return None
-            if nxt > env.now:
-                yield env.timeout(nxt - env.now)
-            now = env.now
+            if nxt > now:
+                now = yield nxt - now  # a wait yields its days; resumed with the day (simulation._Wake)
             self._log_doses(i, p, lines, now)
             if kind == "dropout":
                 self._drop_out(p, lines, now)
@@ -130,7 +130,7 @@ class Maintenance:
             if nxt >= horizon:
                 return
             if nxt > env.now:
-                yield env.timeout(nxt - env.now)
+                yield nxt - env.now
             now = env.now
             self._log_doses(p.idx, p, lines, now)
             if kind == "eval":  # P8.reassessment of the strong opioid still running
@@ -160,10 +160,12 @@ class Maintenance:
         ``visits`` plus the reassessment interval (``maintenance.opioid_visit_interval_days``); inf when no
         strong opioid runs. Every loop of the engine that lets a regimen run waits at most until this day."""
         drugs = self.tables.drugs
-        if not any(drugs[ln.drug].drug_class == "strong_opioid" for ln in lines):
-            return math.inf
-        pol = self.ctx.policy
-        return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits else pol.strong_opioid.max_trial_days)
+        for ln in lines:  # a loop, not any(generator): called at every visit of every patient
+            if drugs[ln.drug].drug_class == "strong_opioid":
+                pol = self.ctx.policy
+                return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits
+                                     else pol.strong_opioid.max_trial_days)
+        return math.inf
 
     def _carry_on(self, p: PatientModel, lines: list[Line], until: float, ltfu_day: float,
                   event: simpy.Event | None = None):
@@ -180,7 +182,7 @@ class Maintenance:
             wait = max(nxt - env.now, 0.0)
             if event is None:
                 if wait > 0:
-                    yield env.timeout(wait)
+                    yield wait
             else:
                 yield event | env.timeout(wait)
                 if event.triggered:

@@ -1,4 +1,4 @@
-"""The patient process: one SimPy process per patient, walking the pathway's compiled table decision by decision.
+"""The patient process: one per patient on SimPy's event queue, walking the compiled pathway decision by decision.
 
 Owns :class:`PatientProcess`, the mixin of :class:`simulator.engine.simulation.Simulation` holding the
 process itself, cut into its phases: the first visit (assessment, exclusions, the first choice, P1), a
@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..model import streams
 from ..model.decisions import first_choice, next_step, serotonin_blocked
 from ..model.pathway import TRANSITIONS, TREATING, can_fire, fire
 from ..model.patient import PatientModel
@@ -29,14 +30,14 @@ from .stops import OPIOID_TRIGGER
 
 
 class PatientProcess:
-    """Mixin: the patient's SimPy process and its phases."""
+    """Mixin: the patient's process and its phases (a generator: a wait yields its days, :class:`.simulation._Wake`)."""
 
     def _patient(self, i: int):
         """Patient ``i``'s process: the first visit, then until care ends a decision applied and the new
         line's trial run to its evaluation, whose outcome the policy decides on."""
         env = self.env
         if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
-            yield env.timeout(float(self.entry[i]))
+            yield float(self.entry[i])
         p, lines, obs, ltfu_day, adv, decision = self._first_visit(i)
         outcome: str | None = None
         pain = p.baseline
@@ -64,7 +65,7 @@ class PatientProcess:
         """The assessment visit (P1) on entry: the patient's model and draws, the exclusions, the first choice.
 
         Returns ``(patient, lines, obs, ltfu_day, adverse draws, decision)``; ``obs`` is
-        ``(drug_z, ns_onset, adherence, entry day)`` for :meth:`_pain`."""
+        ``(drug_z, ns_onset, adherence, entry day, visit-noise stream)`` for :meth:`_pain`."""
         entry = self.env.now
         c = self.cohort
         t = self.tables
@@ -87,7 +88,7 @@ class PatientProcess:
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
         adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
-        obs = (drug_z, ns_onset, adherence, entry)
+        obs = (drug_z, ns_onset, adherence, entry, streams.patient_stream(self.noise_key, i))
 
         self._log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:
@@ -171,55 +172,48 @@ class PatientProcess:
         now = env.now
         entry = obs[3]
         log = self._log
-        if p.state == "relieved" and before not in TREATING:  # e.g. relief the clinic brought
-            yield from self._regimen_continues(p, lines, obs)
-            return None
-        if p.state == "relieved":  # issue 10: maintenance, and back into the pathway on a relapse
+        if p.state == "relieved":
+            if before not in TREATING:  # e.g. relief the clinic brought
+                yield from self._regimen_continues(p, lines, obs)
+                return None
             p.relieved_from = before
-            res = yield from self._maintenance(p, lines, obs, ltfu_day)
-            if res is None:
-                return None
-            outcome, pain = res
-            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
-            if type(decision) is str:  # leaves care once the running tapers end
-                yield from self._leave_after_taper(p, lines, decision, ltfu_day)
-                return None
-            return None if decision is None else (decision, outcome, pain, True)
-        if p.state == "discharged":
+        elif p.state == "discharged":
             self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
             yield from self._regimen_continues(p, lines, obs)
             return None
-        # specialist_referral
-        p.referred_from = before
-        result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
-        if result == "dropout":
-            self._drop_out(p, lines, env.now)
-            return None
-        if result == "relief":
-            fire(self.table, p, "relief")
-            log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
-            yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
-            return None
-        if result == "waiting":
-            return None
-        if result == "relieved_waiting":  # relieved by the regimen while queued: left the queue
+        else:  # specialist_referral
+            p.referred_from = before
+            result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
+            if result == "dropout":
+                self._drop_out(p, lines, env.now)
+                return None
+            if result == "relief":
+                fire(self.table, p, "relief")
+                log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
+                yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
+                return None
+            if result == "waiting":
+                return None
+            if result != "relieved_waiting":
+                # A consult without relief returns the patient to the pathway's remaining options, decided
+                # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
+                p.optimisable = False
+                return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
+            # relieved by the regimen while queued: left the queue
             fire(self.table, p, "relief")
             log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                 rule="P9.relieved_while_waiting")
             p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
-            res = yield from self._maintenance(p, lines, obs, ltfu_day)
-            if res is None:
-                return None
-            outcome, pain = res
-            decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
-            if type(decision) is str:  # leaves care once the running tapers end
-                yield from self._leave_after_taper(p, lines, decision, ltfu_day)
-                return None
-            return None if decision is None else (decision, outcome, pain, True)
-        # A consult without relief returns the patient to the pathway's remaining options, decided
-        # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
-        p.optimisable = False
-        return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
+        # Relieved here or while queued (issue 10): maintenance, and back into the pathway on a relapse.
+        res = yield from self._maintenance(p, lines, obs, ltfu_day)
+        if res is None:
+            return None
+        outcome, pain = res
+        decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
+        if type(decision) is str:  # leaves care once the running tapers end
+            yield from self._leave_after_taper(p, lines, decision, ltfu_day)
+            return None
+        return None if decision is None else (decision, outcome, pain, True)
 
     def _start_step(self, p: PatientModel, lines: list[Line], decision: Decision, ltfu_day: float,
                     adv: np.ndarray):
@@ -238,17 +232,17 @@ class PatientProcess:
             until = p.taper_end + 1e-6
             if ltfu_day < until:
                 if ltfu_day >= horizon:
-                    yield env.timeout(horizon - env.now)
+                    yield horizon - env.now
                     return False
-                yield env.timeout(max(ltfu_day - env.now, 0.0))
+                yield max(ltfu_day - env.now, 0.0)
                 self._drop_out(p, lines, env.now)
                 return False
             if until >= horizon:
-                yield env.timeout(horizon - env.now)
+                yield horizon - env.now
                 return False
-            yield env.timeout(until - env.now)
-            now = env.now
-        self._add_alongside(p, decision, lines, now, adv, len(lines))
+            now = yield until - env.now
+        if decision.also:
+            self._add_alongside(p, decision, lines, now, adv, len(lines))
         added = bool(lines) and not decision.stop_all
         for j in decision.start:
             why = contraindication(t.drugs[j], p.facts)

@@ -1,8 +1,8 @@
 """The discrete-event engine: synthetic patients walking the pathway in SimPy time (days).
 
-Each patient is one SimPy process. A treatment line is simulated as: start the drug(s) on their
-(patient-adjusted) titration schedule, wait for the adequate trial at target dose and the next
-scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
+Each patient is one process on SimPy's event queue (a generator woken by :class:`_Wake`). A treatment line
+is simulated as: start the drug(s) on their (patient-adjusted) titration schedule, wait for the adequate
+trial at target dose and the next scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
 pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
 follow-up happen in continuous time and may interrupt a line. Specialist referral queues for the pain
 clinic (:mod:`simulator.engine.clinic`: capacity as a rate, a slot calendar or servers), so waits are measured.
@@ -30,9 +30,11 @@ import gc
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL, URGENT
 
 from ..model import streams
 from ..model.clinical_tables import ModelTables
@@ -175,7 +177,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         env = self.env
         patients = [self._patient(i) for i in (range(self.cohort.n) if self.only is None else self.only)]
         for gen in patients:
-            env.process(gen)
+            # Started as env.process(gen) starts a process: an urgent event now, in the order of the patients.
+            heappush(env._queue, (env._now, URGENT, next(env._eid), _Wake(gen)))
         horizon = self.config.horizon_days
         # The run allocates millions of short-lived objects but creates little cyclic garbage: pausing the
         # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after.
@@ -183,10 +186,10 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         gc.disable()
         try:
             if progress is None:
-                env.run(until=horizon)
+                _run(env, horizon)
             else:
                 for k in range(1, steps + 1):
-                    env.run(until=horizon * k / steps)
+                    _run(env, horizon * k / steps)
                     progress(k / steps)
         finally:
             if was_enabled:
@@ -202,6 +205,61 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
             gen.close()
         self._regimens.clear()
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
+
+
+class _Wake:
+    """A patient's process on SimPy's event queue, lighter than a SimPy ``Process`` waking on ``Timeout`` events.
+
+    The patient's generator yields a delay in days (a float), or a SimPy event to wait for (the clinic's), and
+    is resumed with the day it wakes on (None on its first start). A delay is pushed on SimPy's own queue with
+    SimPy's own key, ``(day, NORMAL, next event id)``, at the moment ``env.timeout(delay)`` would have pushed
+    it, so patients and the clinic interleave exactly as SimPy processes did (same-day order included); what
+    it saves is a Timeout object, a ``Process._resume`` and an ``Environment.step`` call per wake-up, the
+    engine's most frequent operation (``benchmarks/bench_engine.py``)."""
+
+    __slots__ = ("gen", "fresh", "callbacks", "_ok")
+
+    def __init__(self, gen) -> None:
+        self.gen = gen
+        self.fresh = True  # a generator just created must be started with None
+        self.callbacks = None  # SimPy reads these two of an event it pops (as a processed, successful event)
+        self._ok = True
+
+    def resume(self, env: simpy.Environment, now: float) -> None:
+        """Run the patient until it waits again; schedule that wait."""
+        try:
+            if self.fresh:
+                self.fresh = False
+                wait = self.gen.send(None)
+            else:
+                wait = self.gen.send(now)
+        except StopIteration:  # the patient's care ended
+            return
+        if isinstance(wait, float):
+            heappush(env._queue, (now + wait, NORMAL, next(env._eid), self))
+        else:  # a SimPy event (the clinic's consult, or that or a day): resumed when it is processed
+            wait.callbacks.append(self._woken)
+
+    def _woken(self, event: simpy.Event) -> None:
+        self.resume(event.env, event.env.now)
+
+
+def _run(env: simpy.Environment, until: float) -> None:
+    """``env.run(until=until)`` for a queue holding :class:`_Wake` entries besides SimPy's own events: every
+    event before day ``until`` is processed in SimPy's order; a SimPy event as ``Environment.step`` does."""
+    queue = env._queue
+    while queue and queue[0][0] < until:
+        now, _, _, event = heappop(queue)
+        env._now = now
+        if event.__class__ is _Wake:
+            event.resume(env, now)
+            continue
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):  # a failed event nobody handled: as SimPy, raise
+            raise event._value
+    env._now = until
 
 
 def simulate_replication(ctx: PolicyContext, cohort: Cohort, config: EngineConfig, replication: int) -> np.ndarray:

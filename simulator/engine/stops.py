@@ -120,7 +120,7 @@ class Stopping:
         horizon = self.config.horizon_days
         until = min(p.taper_end, ltfu_day, horizon)
         if until > env.now:
-            yield env.timeout(until - env.now)
+            yield until - env.now  # a wait in days (simulation._Wake)
         if env.now >= horizon:
             return
         self._drop_out(p, lines, env.now, rule if ltfu_day > env.now else "X.dropout")

@@ -192,13 +192,16 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     if protocol is not None and (outcome != "relief" or p.protocol_step + 1 < len(protocol.steps)):
         return protocol_next(p, ctx, outcome, pain)  # the protocol's rules govern until its last step
     if outcome == "relief":
-        return Decision("relief", rule="P4.relief")
+        return _RELIEF
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
-    if state == "strong_opioid":  # not tolerated: the opioid has stopped for it; refer as refractory (P9)
+    if state == "strong_opioid":  # refer as refractory (P9); an opioid still running without relief is
+        # tapered and stopped for it (P8.stop_ineffective, S004). Not tolerated, stopped by the patient, or a
+        # relapse after the opioid had already stopped: no opioid stops here, the referral is the pathway's.
+        ineffective = outcome != "intolerable" and ctx.strong in p.active
         return Decision("refer", stop_all=True,
-                        rule="P9.refractory_referral" if outcome == "intolerable" else "P8.stop_ineffective")
+                        rule="P8.stop_ineffective" if ineffective else "P9.refractory_referral")
     # P9.referral_criteria refers while options remain, and the regimen goes on while queued (issue 10): when
     # the line has just ended with nothing running (not tolerated, stopped by the patient), the pathway's next
     # step comes first and the criteria refer at its evaluation, so the wait is never a treatment gap.
@@ -222,6 +225,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     return oral
 
 
+# The two most frequent decisions, built once (a Decision is immutable; building one costs microseconds).
+_RELIEF = Decision("relief", rule="P4.relief")
+_OPTIMISE = Decision("optimise", rule="P3.dose_optimisation")
+
 # Steps a topical may accompany at the same visit (P6.topical_add): the oral or opioid step goes on.
 WITH_TOPICAL: tuple[str, ...] = ("optimise", "add_on", "switch", "start_first_line", "escalate_tramadol",
                                  "escalate_strong_opioid")
@@ -236,9 +243,9 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
         adding = add_possible and pol.on_partial == "add" and (
             outcome == "partial" or pol.on_no_response == "add" or p.etiology == RADICULOPATHY)
         if mode == "to_maximum" and not (p.etiology == RADICULOPATHY and adding):  # P11: combination earlier
-            return Decision("optimise", rule="P3.dose_optimisation")
+            return _OPTIMISE
         if mode == "before_switch" and not adding:
-            return Decision("optimise", rule="P3.dose_optimisation")
+            return _OPTIMISE
     # P4: an add-on that was not tolerated stopped alone; the base continues and another add may follow.
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)

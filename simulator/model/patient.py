@@ -155,7 +155,10 @@ class PatientModel:
     def first_line_available(self) -> bool:
         """P1/P5: an eligible, untried first-line drug of a class that has not failed."""
         drugs = self.ctx.tables.drugs
-        return any(j not in self.tried and drugs[j].drug_class not in self.failed_classes for j in self.eligible)
+        for j in self.eligible:  # a loop, not any(generator): a guard evaluated at most visits
+            if j not in self.tried and drugs[j].drug_class not in self.failed_classes:
+                return True
+        return False
 
     def can_add_on(self) -> bool:
         """P4: exactly one oral first-line drug running, no failed combination, and the complementary class
@@ -165,8 +168,10 @@ class PatientModel:
         if len(oral) != 1 or self.combination_failed:
             return False
         want = ANTIDEPRESSANTS if drugs[oral[0]].drug_class == "gabapentinoid" else ("gabapentinoid",)
-        return any(j not in self.tried and drugs[j].drug_class in want and drugs[j].drug_class not in self.failed_classes
-                   for j in self.eligible)
+        for j in self.eligible:
+            if j not in self.tried and drugs[j].drug_class in want and drugs[j].drug_class not in self.failed_classes:
+                return True
+        return False
 
     def has_untried_first_line(self) -> bool:
         """P4: an alternative first-line class is left, within the policy's number of regimens."""

@@ -131,9 +131,17 @@ class Latents:
 
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
+        # _latent_scalar written out per loading (three per drug, a few per visit): the same arithmetic, no call.
+        rec, size, unpack = self._record_bytes, _RECORD.size, _RECORD.unpack_from
+        static_w, drift_w = self._drift_weights
+        drift = self.drift_share > 0.0
+        base = i * N_LATENT
         z = 0.0
         for j, w in self._drug_loadings[drug_index]:
-            z += w * self._latent_scalar(i, j, day)
+            x, o0, o1, o2, p0, p1, p2 = unpack(rec, (base + j) * size)
+            if drift:
+                x = static_w * x + drift_w * (math.cos(o0 * day + p0) + math.cos(o1 * day + p1) + math.cos(o2 * day + p2))
+            z += w * x
         return 0.5 * math.erfc(-z / _SQRT2)
 
     def ns_scalar(self, i: int, day: float) -> float:

@@ -51,7 +51,7 @@ def block(seed: int, replication: int, purpose: int, n: int, k: int, dtype: type
 # ---- keyed (stateless) draws -------------------------------------------------------------------
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
-_STD_NORMAL = NormalDist()
+_INV_CDF = NormalDist().inv_cdf
 
 
 def _mix(z: int) -> int:
@@ -73,19 +73,29 @@ def day_slot(day: float) -> int:
 
 
 def keyed_uniform(key: int, patient: int, slot: int) -> float:
-    """A uniform in (0, 1) that depends only on (``key``, ``patient``, ``slot``).
+    """A uniform in (0, 1) that depends only on (``key``, ``patient``, ``slot``): ``_mix(_mix(key ^ patient) ^ slot)``."""
+    return slot_uniform(patient_stream(key, patient), slot)
 
-    ``_mix(_mix(key ^ patient) ^ slot)``, with both mixes written out (a draw per visit: the hot path)."""
-    z = ((key ^ (patient & _MASK)) + _GOLDEN) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    z = ((z ^ (z >> 31) ^ (slot & _MASK)) + _GOLDEN) & _MASK
+
+def keyed_normal(key: int, patient: int, slot: int) -> float:
+    """A standard normal that depends only on (``key``, ``patient``, ``slot``)."""
+    return _INV_CDF(slot_uniform(patient_stream(key, patient), slot))
+
+
+def patient_stream(key: int, patient: int) -> int:
+    """The patient's part of keyed draws, ``_mix(key ^ patient)``: computed once per patient by the engine."""
+    return _mix(key ^ (patient & _MASK))
+
+
+def slot_uniform(stream: int, slot: int) -> float:
+    """:func:`keyed_uniform` from the patient's :func:`patient_stream` (the mix written out: a draw per visit)."""
+    z = ((stream ^ (slot & _MASK)) + _GOLDEN) & _MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     h = z ^ (z >> 31)
     return ((h >> 11) + 0.5) * (1.0 / (1 << 53))
 
 
-def keyed_normal(key: int, patient: int, slot: int) -> float:
-    """A standard normal that depends only on (``key``, ``patient``, ``slot``)."""
-    return _STD_NORMAL.inv_cdf(keyed_uniform(key, patient, slot))
+def slot_normal(stream: int, slot: int) -> float:
+    """:func:`keyed_normal` from the patient's :func:`patient_stream`."""
+    return _INV_CDF(slot_uniform(stream, slot))
