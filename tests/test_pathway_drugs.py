@@ -27,6 +27,27 @@ from simulator.regression.lint import lint_policy
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = compile_model()
 CAT = load_catalog().drugs
+# Daily doses the US labels' units give (written here, not read from drugs.yaml): Lyrica capsules, at most 3 a
+# day; Neurontin capsules and tablets, at most 6 a day (P2.givable_dose).
+LABEL_UNITS = {"pregabalin": ((25, 50, 75, 100, 150, 200, 225, 300), 3),
+               "gabapentin": ((100, 300, 400, 600, 800), 6), "duloxetine": ((20, 30, 60), 2)}
+
+
+@lru_cache(maxsize=8)
+def _givable(drug: str) -> tuple[float, ...]:
+    strengths, most = LABEL_UNITS[drug]
+    sums: set[float] = set()
+    level = {0.0}
+    for _ in range(most):
+        level = {a + b for a in level for b in strengths}
+        sums |= level
+    return tuple(sorted(sums))
+
+
+def _down(drug: str, dose: float) -> float:
+    """The largest givable daily dose not above ``dose``, never below the smallest unit."""
+    g = _givable(drug)
+    return max([x for x in g if x <= dose + 1e-9], default=g[0])
 N = 400
 
 
@@ -87,7 +108,8 @@ def test_renal_band_scales_the_whole_pregabalin_schedule(crcl: float) -> None:
     ev = run(c, Policy(first_line="pregabalin_first"), horizon=200)
     f = _factor(crcl)
     starts = rows(ev, "drug_start", "pregabalin")
-    assert len(starts) and np.allclose(starts["dose"], max(150 * f, CAT["pregabalin"].min_dose))  # P2.min_dose
+    # P2.min_dose, then P2.givable_dose (37.5 mg/day at CrCl 15-29 is given as 25)
+    assert len(starts) and np.allclose(starts["dose"], _down("pregabalin", max(150 * f, CAT["pregabalin"].min_dose)))
     assert dosed(ev, "pregabalin")["dose"].max() <= 600 * f + 1e-9
     if f < 1:
         assert len(rows(ev, "dose_limit", "pregabalin", "P5.renal_dose")) == len(starts)
@@ -146,7 +168,7 @@ def test_older_adult_and_renal_reductions_do_not_stack(crcl: float, age: float, 
     first = d.titration[0].dose * f
     if age >= d.older_adult.min_age:
         first = min(first, d.older_adult.start_dose)
-    first = max(first, d.min_dose)
+    first = _down(drug, max(first, d.min_dose))  # P2.givable_dose
     starts = rows(ev, "drug_start", drug)
     assert len(starts) and np.allclose(starts["dose"], first)
     treating = dosed(ev, drug)
@@ -276,16 +298,28 @@ def test_duloxetine_is_tapered_and_next_drug_overlaps_or_waits(cross: bool) -> N
     taper = CAT["duloxetine"].taper
     abrupt = rows(ev, "drug_stop", "duloxetine")
     abrupt = abrupt[~abrupt["rule"].isin(["P5.taper_complete", "X.dropout", "X.serious_event"])]
-    assert abrupt.empty
+    # a stop at once is explained by its dose_limit row: taken under taper.after_days, or at the smallest dose
+    why = rows(ev, "dose_limit", "duloxetine")
+    why = set(zip(why.loc[why["rule"].isin(["P5.taper_short_use", "P5.taper_smallest_dose"]), "patient"],
+                  why.loc[why["rule"].isin(["P5.taper_short_use", "P5.taper_smallest_dose"]), "day"], strict=True))
+    assert len(abrupt) and all((r.patient, r.day) in why for r in abrupt.itertuples())
     starts = rows(ev, "taper_start", "duloxetine")
     assert len(starts)
     for _, s in starts.iterrows():
         g = ev[(ev["patient"] == s["patient"]) & (ev["drug"] == "duloxetine") & (ev["day"] >= s["day"])]
         steps = g[g["rule"] == "P5.taper_step"]
-        end = s["day"] + taper.interval_days * len(taper.steps)
+        # each fraction of the dose rounded down to a givable dose, lower each time, the smallest dose last
+        want: list[float] = []
+        for frac in taper.steps:
+            x = _down("duloxetine", s["dose"] * frac)
+            if x < (want[-1] if want else s["dose"]) - 1e-9:
+                want.append(x)
+                if x <= 20 + 1e-9:
+                    break
+        end = s["day"] + taper.interval_days * len(want)
         done = g[g["rule"] == "P5.taper_complete"]
         if end < 700 and not len(ev[(ev["patient"] == s["patient"]) & (ev["event"] == "dropout")]):
-            assert np.allclose(steps["dose"].to_numpy()[:len(taper.steps)], s["dose"] * np.array(taper.steps))
+            assert np.allclose(steps["dose"].to_numpy()[:len(want)], want)
             # (a later exposure after a relapse has its own taper: the first completion is this one's)
             assert len(done) >= 1 and abs(done["day"].iloc[0] - end) < 1e-6
         nxt = ev[(ev["patient"] == s["patient"]) & (ev["event"] == "drug_start") & (ev["day"] >= s["day"])]
@@ -568,7 +602,8 @@ def test_every_dose_limit_stop_and_taper_row_has_its_rule() -> None:
     assert all(book.is_resolvable(str(r)) for r in sub["rule"].unique())
     assert set(rows(ev, "dose_limit")["rule"].astype(str)) <= {
         "P2.older_adult_start", "P2.older_renal_start", "P2.min_dose", "P2.start_dose_policy", "P5.renal_dose",
-        "P5.renal_cap", "P5.older_adult_cap", "P5.tca_cardiac_cap", "P5.tca_glaucoma", "P5.tca_orthostatic", "P2.max_dose_cap"}
+        "P5.renal_cap", "P5.older_adult_cap", "P5.tca_cardiac_cap", "P5.tca_glaucoma", "P5.tca_orthostatic", "P2.max_dose_cap",
+        "P2.givable_dose", "P5.taper_short_use", "P5.taper_smallest_dose"}
     assert "150 mg/day (75" not in book.text_of("P1.pregabalin_first")
 
 
