@@ -116,14 +116,12 @@ def test_battery_refuses_a_target_id_used_twice(tmp_path):
         load_battery(path)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (docs/usual-care.md): return_after_stop is drawn only when no "
-                   "taper runs, so a patient's own stop of a tapered drug never ends care")
 def test_return_after_stop_applies_to_tapered_drugs_too():
     """usual_care.return_after_stop (0.3: 70% of the patients who stop their drug do not come back) is a
-    property of the patient, not of the drug: a patient's own stop that ends the regimen should end care about
-    as often for a tapered drug (duloxetine, tricyclics, tramadol, morphine) as for a gabapentinoid. Today it
-    is drawn only outside a taper (0 of ~1,270 tapered stops at 3,000 patients, seed 13). Strict xfail: when
-    the engine is fixed this passes, fails as XPASS, and the docs' known limit and the US fit are revisited."""
+    property of the patient, not of the drug: a patient's own stop that ends the regimen ends care about as
+    often for a tapered drug (duloxetine, tricyclics, tramadol, morphine) as for a gabapentinoid. Before the
+    fix the draw waited for the taper's end and never came (0 of ~1,270 tapered stops at 3,000 patients,
+    seed 13); this test was a strict xfail pinning that defect."""
     from pathlib import Path
 
     from simulator import load_scenario, simulate

@@ -83,13 +83,19 @@ class Stopping:
             lines.remove(ln)
         p.active = [ln.drug for ln in lines]
 
-    def _drop_out(self, p: PatientModel, lines: list[Line], now: float, rule: str = "X.dropout") -> None:
-        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every drug stops
-        at once (tapers included), then the drop-out row."""
+    def _drop_out(self, p: PatientModel, lines: list[Line], now: float, rule: str = "X.dropout",
+                  taper_completes: bool = False) -> None:
+        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every running drug
+        stops at once, then the drop-out row. A taper under way is cut short at loss to follow-up (its rows
+        were logged up to it); when the patient leaves at a decision (``taper_completes``: after a failed line
+        or his own stop of a tapered drug) it completes as prescribed, up to the horizon (P5.taper_step, S001
+        "must be tapered slowly"; assumption: the taper schedule is given at the stop and followed)."""
         for ln in lines:
             self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
+        if taper_completes:
+            self._finish_tapers(p)
         for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
-            if end > now:
+            if end > now and not taper_completes:
                 self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
         p.tapering.clear()
         p.taper_rest.clear()
