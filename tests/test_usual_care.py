@@ -138,3 +138,37 @@ def test_return_after_stop_applies_to_tapered_drugs_too():
              if r.drug in tapered and ((r.patient, r.day) in left or (r.patient, r.day) in moved)]
     assert len(ended) > 50
     assert sum(ended) / len(ended) > 0.4
+
+
+def test_a_taper_under_way_completes_when_the_patient_leaves_care():
+    """Protects how leaving care during a taper is handled (simulator/engine/stops.py ``_drop_out``,
+    docs/usual-care.md): a patient who stops a tapered drug himself and does not come back (X.left_treatment
+    the same day) still completes the taper as prescribed: every taper step is logged and the drug's stop is
+    P5.taper_complete (or the horizon comes first), never a second, abrupt stop at the drop-out. Before the
+    fix such a patient could not leave care during a taper at all."""
+    from pathlib import Path
+
+    from simulator import load_scenario, simulate
+
+    root = Path(__file__).resolve().parents[1]
+    scenario = load_scenario(root / "scenarios" / "usual-care.yaml")
+    ev = simulate(scenario, patients=500, seed=13, replications=1).events
+    ev = ev.assign(event=ev["event"].astype(str), rule=ev["rule"].astype(str), drug=ev["drug"].astype(object))
+    left = ev[ev["rule"] == "X.left_treatment"]
+    left_day = dict(zip(left.loc[left["event"] == "dropout", "patient"], left.loc[left["event"] == "dropout", "day"],
+                        strict=True))
+    tapers = ev[(ev["event"] == "taper_start") & (ev["rule"] == "X.patient_stop")]
+    leaving = [r for r in tapers.itertuples() if left_day.get(r.patient) == r.day]
+    assert len(leaving) > 20
+    horizon = scenario.horizon_days
+    for r in leaving:
+        mine = ev[(ev["patient"] == r.patient) & (ev["drug"] == r.drug) & (ev["day"] >= r.day)]
+        stops = mine[mine["event"] == "drug_stop"]
+        assert not (stops["rule"] == "X.left_treatment").any(), r.patient  # no abrupt stop at the drop-out
+        steps = mine[mine["rule"] == "P5.taper_step"]
+        assert len(steps) >= 1, r.patient
+        if len(stops):
+            assert list(stops["rule"]) == ["P5.taper_complete"], r.patient
+            assert stops["day"].iloc[0] > r.day
+        else:  # the horizon came first
+            assert steps["day"].max() + 28 >= horizon, r.patient
