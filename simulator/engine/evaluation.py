@@ -141,9 +141,8 @@ class Evaluation:
         return outcome, pain, by_patient
 
     def _decide_after(self, p: PatientModel, lines: list[Line], outcome: str, now: float, pain: float,
-                      entry: float, by_patient: bool = False) -> Decision | str | None:
-        """The policy's next decision after a line's outcome, or None when the patient leaves care, or the
-        rule of a leaving that waits for the running tapers to end (a str).
+                      entry: float, by_patient: bool = False) -> Decision | None:
+        """The policy's next decision after a line's outcome, or None when the patient leaves care.
 
         ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
         was judged at an evaluation, so no agent or combination is counted as failed (P8)."""
@@ -163,22 +162,18 @@ class Evaluation:
             # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
             p.n_failed -= 1
         elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines):
-            # P4: a failed line may end care (named assumption: dropout_after_failed_line). In the middle of a
-            # taper (its rows are already logged) the patient leaves once it ends: the rule is returned and
-            # the process waits for the taper (Stopping._leave_after_taper).
+            # P4: a failed line or the patient's own stop may end care (named assumption:
+            # dropout_after_failed_line), whatever drug stopped and whether a taper follows: a taper under
+            # way then completes as prescribed (Stopping._drop_out, taper_completes).
             u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
-            leave = ""
             if u < t.follow_up["dropout_after_failed_line"]:
-                leave = "X.dropout"
-            elif self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
+                self._drop_out(p, lines, now, taper_completes=True)
+                return None
+            if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
                 col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
                 if self.persist.item(p.idx, col) >= self.return_after_stop:
-                    leave = "X.left_treatment"
-            if leave:
-                if p.taper_end > now:
-                    return leave
-                self._drop_out(p, lines, now, leave)
-                return None
+                    self._drop_out(p, lines, now, "X.left_treatment", taper_completes=True)
+                    return None
         if self.decide is not None:
             decision = self.decide(p, outcome, now - entry, pain, decision)
         return decision

@@ -55,9 +55,6 @@ class PatientProcess:
                 return
             outcome, pain, by_patient = judged
             decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient)
-            if type(decision) is str:  # leaves care once the running tapers end
-                yield from self._leave_after_taper(p, lines, decision, ltfu_day)
-                return
             if decision is None:
                 return
 
@@ -210,9 +207,6 @@ class PatientProcess:
             return None
         outcome, pain = res
         decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
-        if type(decision) is str:  # leaves care once the running tapers end
-            yield from self._leave_after_taper(p, lines, decision, ltfu_day)
-            return None
         return None if decision is None else (decision, outcome, pain, True)
 
     def _start_step(self, p: PatientModel, lines: list[Line], decision: Decision, ltfu_day: float,
