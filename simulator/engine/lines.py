@@ -115,7 +115,6 @@ class Dosing:
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
                 continue
-            p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
