@@ -609,7 +609,7 @@ def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
     assert checked
 
 
-def _journeys(path: str, n: int = 20, cohort_file: str | None = None):
+def _journeys(path: str, n: int = 20, cohort_file: str | None = None, seed: int = 7):
     from simulator.population.cohort_spec import load_cohort_spec
     from simulator.scenario import load_scenario
     from simulator.teaching.narrate import setup_from_scenario, trace
@@ -617,7 +617,7 @@ def _journeys(path: str, n: int = 20, cohort_file: str | None = None):
     sc = load_scenario(ROOT / "scenarios" / path)
     if cohort_file:
         sc = sc.model_copy(update={"cohort_spec": load_cohort_spec(ROOT / "cohorts" / cohort_file)})
-    return [trace(setup_from_scenario(sc, patient=k, seed=7)) for k in range(n)]
+    return [trace(setup_from_scenario(sc, patient=k, seed=seed)) for k in range(n)]
 
 
 def test_trace_rule_ids_match_what_happened() -> None:
@@ -651,6 +651,44 @@ def test_trace_rule_ids_match_what_happened() -> None:
             refer = ev[(ev["event"] == "transition") & (ev["trigger"] == "refer") & (abs(ev["day"] - day) < 1e-9)]
             assert set(refer["rule"]) <= {"P9.refractory_referral"}
     assert topical_stops > 0 and alongside > 0
+
+
+def test_trace_names_a_start_deferred_by_a_taper() -> None:
+    """P7.tramadol_reoffer (issue 10 review): a tramadol offered again while the stopped one is still tapering
+    (or a serotonergic drug must go first) starts when the taper ends, so the decision row has no start beside
+    it. The trace said "step up to - (P7)" and, at the start, "tramadol 100 mg/day added alongside" with nothing
+    running (5 of the first 60 UK usual-care patients, seed 13; patient 14 on day 126). The decision names the
+    drug and the day it starts; the start says it follows the taper."""
+    journeys = _journeys("usual-care-uk.yaml", 60, seed=13)
+    deferred = 0
+    for j in journeys:
+        for s in j.steps:
+            assert "to - " not in s.text and not s.text.startswith("step up to -"), s.line()
+            if s.rule == "P7.tramadol_reoffer" and s.kind == "decision" and "once the taper ends" in s.text:
+                deferred += 1
+    assert deferred >= 3
+    steps = [s.text for s in journeys[14].steps if min(abs(s.day - 126), abs(s.day - 133)) < 0.5]
+    assert any(t.startswith("step up to tramadol 100 mg/day once the taper ends (day 133)") for t in steps), steps
+    assert not any("added alongside" in t for t in steps), steps
+
+
+def test_relapse_words_match_what_ended_relief() -> None:
+    """P4.relapse is told "relief lost at the maintenance visit" only when a maintenance visit found it; when
+    the patient stopped the drug that relieved him (no visit that day), the trace says so (issue 10 review:
+    UK usual-care patient 14, seed 13, stopped gabapentin on day 110 and was told he lost relief at a visit)."""
+    own_stop = 0
+    for j in _journeys("usual-care-uk.yaml", 60, seed=13):
+        visits = {round(s.day, 3) for s in j.steps  # maintenance visits, opioid reassessments, reviews in the queue
+                  if s.rule in ("P4.maintenance_visit", "P8.reassessment", "P9.care_while_waiting")}
+        for s in j.steps:
+            if s.rule != "P4.relapse":
+                continue
+            if "at the maintenance visit" in s.text:
+                assert round(s.day, 3) in visits, s.line()
+            else:
+                assert "the patient stopped" in s.text, s.line()
+                own_stop += 1
+    assert own_stop > 0
 
 
 def test_units_agree_with_the_dose() -> None:

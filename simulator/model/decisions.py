@@ -194,9 +194,12 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
-    if state == "strong_opioid":  # not tolerated: the opioid has stopped for it; refer as refractory (P9)
+    if state == "strong_opioid":  # refer as refractory (P9); an opioid still running without relief is
+        # tapered and stopped for it (P8.stop_ineffective, S004). Not tolerated, stopped by the patient, or a
+        # relapse after the opioid had already stopped: no opioid stops here, the referral is the pathway's.
+        ineffective = outcome != "intolerable" and ctx.strong in p.active
         return decision("refer", stop_all=True,
-                        rule="P9.refractory_referral" if outcome == "intolerable" else "P8.stop_ineffective")
+                        rule="P8.stop_ineffective" if ineffective else "P9.refractory_referral")
     # P9.referral_criteria refers while options remain, and the regimen goes on while queued (issue 10): when
     # the line has just ended with nothing running (not tolerated, stopped by the patient), the pathway's next
     # step comes first and the criteria refer at its evaluation, so the wait is never a treatment gap.

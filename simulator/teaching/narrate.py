@@ -45,6 +45,7 @@ from .words import (
     DOSE_WORDS,
     FLAG_WORDS,
     LIMIT_WORDS,
+    RELAPSE_OWN_STOP,
     VISIT_AFTER,
     VISIT_WORDS,
     drug_name,
@@ -242,6 +243,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     pending_ae: dict[str, Any] | None = None
     stopped: list[tuple[float, str]] = []
     running: list[str] = []  # drugs taken (a tapering drug is no longer part of the regimen)
+    visit_day = own_stop_day = -1.0  # the last maintenance visit, the last stop by the patient (P4.relapse words)
     i = 0
 
     def pain_words(r: dict[str, Any]) -> str:
@@ -275,6 +277,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             pending_eval = r
         elif ev == "maintenance_visit":  # told on its own: a documented review (P4, P8, P9), whatever follows
             flush_eval()
+            visit_day = day
             what = VISIT_WORDS.get(rule, "maintenance visit")
             steps.append(_step(day, "evaluation", f"{what} on {_dose(setup, r['drug'], r['dose'])}: {pain_words(r)}, "
                                f"{OUTCOME_WORDS.get(str(r['outcome']), str(r['outcome']))}"
@@ -295,6 +298,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             elif rule == "P5.taper_complete":
                 steps.append(_step(day, "stop", f"{name} stopped: taper complete", rule))
             else:
+                if rule == "X.patient_stop":
+                    own_stop_day = day
                 stopped.append((day, f"{verb} {name}"))
                 before = f" ({_dose(setup, r['drug'], r['dose'])} before)" if pd.notna(r["dose"]) else ""
                 steps.append(_step(day, "stop", f"{name} {verb}{before}", rule))
@@ -303,8 +308,11 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                 flush_eval()  # the evaluation that led to the optimisation comes first
             what = DOSE_WORDS.get(rule, "dose change")
             steps.append(_step(day, "dose", f"{_dose(setup, r['drug'], r['dose'])} ({what})", rule))
-        elif ev == "drug_start":  # a start without its own transition: a topical alongside a dose optimisation
-            steps.append(_step(day, "decision", f"{_dose(setup, r['drug'], r['dose'])} added alongside"
+        elif ev == "drug_start":  # a start without its own transition: a topical alongside a dose optimisation,
+            # or a start its decision deferred until a taper ended (nothing else runs then)
+            alone = rule != "P6.topical_add" and running == [str(r["drug"])]
+            words = "starts, the taper done" if alone else "added alongside"
+            steps.append(_step(day, "decision", f"{_dose(setup, r['drug'], r['dose'])} {words}"
                                + (" for the localized pain" if rule == "P6.topical_add" else ""), rule))
         elif ev == "dose_limit":
             steps.append(_step(day, "dose", f"{drug_name(str(r['drug']))} for this patient: "
@@ -338,7 +346,11 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             elif pending_ae is not None and abs(float(pending_ae["day"]) - day) < 1e-9:
                 context = "after intolerance, "
             pending_ae = None
+            if not starts:  # a start deferred by a taper (P5, P7.tramadol_reoffer): named with its day
+                starts = _deferred_start(setup, rows, j, rule)
             action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+            if trig == "relapse" and own_stop_day == day and visit_day != day:  # no visit: the patient's own stop
+                action = RELAPSE_OWN_STOP
             if trig == "discharge":  # P9.discharge_plan: the regimen left once the same day's stops are done
                 kept = _kept_after(rows, j, day, running)
                 action = ACTION_WORDS[trig].format(drugs=" + ".join(map(drug_name, kept))) if kept else DISCHARGE_NO_DRUG
@@ -366,6 +378,17 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
         i += 1
     flush_eval()
     return steps
+
+
+def _deferred_start(setup, rows: list[dict[str, Any]], j: int, rule: str) -> list[str]:
+    """The drug a decision (``rule``) starts later, once a taper ends, named with its day (rows from ``j`` up
+    to the next transition); empty if it never starts (the horizon, a drop-out)."""
+    for rk in rows[j:]:
+        if str(rk["event"]) == "transition":
+            break
+        if str(rk["event"]) == "drug_start" and str(rk["rule"]) == rule:
+            return [f"{_dose(setup, rk['drug'], rk['dose'])} once the taper ends (day {float(rk['day']):.0f})"]
+    return []
 
 
 def _kept_after(rows: list[dict[str, Any]], j: int, day: float, running: list[str]) -> list[str]:

@@ -44,5 +44,7 @@ ACTION_WORDS = {"start_first_line": "start {drugs}", "start_topical": "start {dr
                 "consult": "specialist consultation completed",
                 "discharge": "back to primary care on the current regimen: {drugs} (specialist's plan)",
                 "relapse": "relief lost at the maintenance visit: back into the pathway"}
+# P4.relapse without a visit: the patient stopped the drug that relieved (X.patient_stop), not a failure (P7)
+RELAPSE_OWN_STOP = "relief lost: the patient stopped the drug that gave it; back into the pathway"
 DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway option is left (specialist's plan)"
 """P9.discharge_plan when every drug has stopped (the narration must not speak of a current regimen)."""
