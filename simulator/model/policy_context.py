@@ -84,13 +84,13 @@ class Decision:
 
 # A run makes the same few decisions again and again, and building a frozen dataclass costs ~3 us: each distinct
 # decision is built once and shared (a cache hit costs ~0.4 us; a Decision is immutable, so sharing is safe).
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096, typed=True)  # typed: stop_all=1 is not stop_all=True
 def decision(*args, **kwargs) -> Decision:
     """``Decision(*args, **kwargs)``, built once per distinct value (arguments must be hashable: tuples)."""
     return Decision(*args, **kwargs)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096, typed=True)  # typed: stop_all=1 is not stop_all=True
 def revised(d: Decision, **changes) -> Decision:
     """``dataclasses.replace(d, **changes)``, built once per distinct value (see :func:`decision`)."""
     return replace(d, **changes)
