@@ -47,7 +47,7 @@ def followed_up(ev: pd.DataFrame, interval: float, horizon: float) -> list[int]:
         nxt = after[after["event"].isin(["maintenance_visit", "dropout"])
                     | ((after["event"] == "transition") & (after["rule"].astype(str) == "P4.relapse"))]
         first = float(nxt["day"].min()) if len(nxt) else float("inf")
-        if first > r.day + interval + 1e-6 and r.day + interval < horizon:
+        if first > r.day + interval + 2e-3 and r.day + interval < horizon:
             bad.append(int(r.patient))
     return bad
 

@@ -198,7 +198,8 @@ class PatientProcess:
                 # A consult without relief returns the patient to the pathway's remaining options, decided
                 # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
                 p.optimisable = False
-                return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
+                outcome = "intolerable" if result == "managed_stopped" else "none"
+                return next_step(p, self.ctx, outcome, env.now - entry, pain), outcome, pain, True
             else:  # relieved by the regimen while queued: left the queue
                 fire(self.table, p, "relief")
                 log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],

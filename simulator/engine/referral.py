@@ -40,7 +40,8 @@ class Referral:
 
         Returns "dropout" (left the queue or care), "relief" (the specialist confirms the regimen that relieves),
         "relief_intervention", "relief_managed" (specialist-led drug management, the managed regimen still
-        running when relief is dated), "no_relief", "relieved_waiting" (relieved at a review while queued and
+        running when relief is dated), "no_relief", "managed_stopped" (a managed drug stopped first),
+        "relieved_waiting" (relieved at a review while queued and
         left the queue), or "waiting" (the horizon came first). The clinic
         (:mod:`simulator.engine.clinic`) decides when the consult starts. With ``policy.referral.bridge_tramadol``
         tramadol is started while waiting (P7 permitting) and stopped at the consult (P9.tramadol_bridge).
@@ -106,8 +107,8 @@ class Referral:
                                         on_stop=code == 2)
         if why == "until":
             return "relief_intervention" if code == 0 else "relief_managed"
-        if why == "stop":
-            return "no_relief"
+        if why == "stop":  # decided as when a line ends by a stop (a topical beside it goes on, P6.topical_add)
+            return "managed_stopped"
         return "dropout" if why == "dropout" else "waiting"
 
     def _wait_for_consult(self, p: PatientModel, lines: list[Line], ltfu_day: float, req, bridge: Line | None,

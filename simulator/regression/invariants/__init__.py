@@ -104,7 +104,7 @@ def _specialist_relief(events: pd.DataFrame, patients: pd.DataFrame, policy: Any
     seen_m: set[tuple[int, int]] = set()
 
     def close(k: tuple[int, int] | None, until: float) -> None:
-        if k is not None and open_relief is not None and until > open_relief + interval + 1e-6:
+        if k is not None and open_relief is not None and until > open_relief + interval + TOL:
             follow.violations.append(Violation(follow.invariant.name, k[0], k[1], round(open_relief, 3), "transition",
                                                None, "P9.specialist_consult",
                                                f"relieved by the specialist on day {open_relief:g}, then no maintenance "
