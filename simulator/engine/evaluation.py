@@ -161,18 +161,18 @@ class Evaluation:
         if outcome != "relief" and decision.trigger in ("optimise", "continue"):
             # Not a failed line: the dose is optimised first (P3), or a protocol step continues.
             p.n_failed -= 1
-        elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines) \
-                and p.taper_end <= now:
-            # P4: a failed line may end care (named assumption: dropout_after_failed_line); not in the
-            # middle of a taper, whose rows are already logged.
+        elif outcome != "relief" and not (outcome == "intolerable" and p.state == "add_on" and lines):
+            # P4: a failed line or the patient's own stop may end care (named assumption:
+            # dropout_after_failed_line), whatever drug stopped and whether a taper follows: a taper under
+            # way then completes as prescribed (Stopping._drop_out, taper_completes).
             u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
             if u < t.follow_up["dropout_after_failed_line"]:
-                self._drop_out(p, lines, now)
+                self._drop_out(p, lines, now, taper_completes=True)
                 return None
             if self.return_after_stop < 1.0:  # usual care: no scheduled visit brings the patient back
                 col = 2 + 2 * len(t.drugs) + MAX_RELAPSES + min(max(p.n_failed - 1, 0), MAX_RETURNS - 1)
                 if self.persist.item(p.idx, col) >= self.return_after_stop:
-                    self._drop_out(p, lines, now, "X.left_treatment")
+                    self._drop_out(p, lines, now, "X.left_treatment", taper_completes=True)
                     return None
         if self.decide is not None:
             decision = self.decide(p, outcome, now - entry, pain, decision)

@@ -83,11 +83,27 @@ class Stopping:
             lines.remove(ln)
         p.active = [ln.drug for ln in lines]
 
-    def _drop_out(self, p: PatientModel, lines: list[Line], now: float, rule: str = "X.dropout") -> None:
-        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every drug stops
-        at once (tapers included), then the drop-out row."""
+    def _drop_out(self, p: PatientModel, lines: list[Line], now: float, rule: str = "X.dropout",
+                  taper_completes: bool = False) -> None:
+        """The patient leaves care (``rule``: X.dropout, or X.left_treatment in usual care): every running drug
+        stops at once, then the drop-out row. A taper under way is cut short at loss to follow-up (its rows
+        were logged up to it). When the patient decides to leave at a decision (``taper_completes``: after a
+        failed line or his own stop of a tapered drug) the taper completes as prescribed and care ends on its
+        last day (P5.taper_step, S001 "must be tapered slowly"; assumption: the taper schedule given at the
+        stop is followed); a loss to follow-up or the horizon before that day still comes first."""
         for ln in lines:
             self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
+        if taper_completes and p.taper_end > now:
+            if p.taper_end < p.until:  # its rows, up to P5.taper_complete, are already logged
+                now = p.taper_end
+            elif p.until >= self.config.horizon_days:  # still tapering at the horizon: no drop-out row
+                p.tapering.clear()
+                p.taper_rest.clear()
+                lines.clear()
+                p.active = []
+                return
+            else:  # lost to follow-up during the taper: cut there, as below
+                now = p.until
         for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
             if end > now:
                 self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
