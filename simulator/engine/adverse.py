@@ -65,7 +65,7 @@ class AdverseEvents:
                   rule="X.serious_event" if serious >= 0 else "X.adverse_event")
         if serious >= 0:
             self._stop_line(p, line, now, "X.serious_event", code, abrupt=True)
-            p.failed_agent_classes.add(d.drug_class)
+            p.failed_agent_classes = p.failed_agent_classes | {d.drug_class}
             if d.drug_class == "weak_opioid":  # tramadol not tolerated has failed (a bridge too; P8 gate)
                 p.tramadol_tried = p.tramadol_failed = True
             return True
@@ -95,7 +95,7 @@ class AdverseEvents:
             return False
         addon = p.state == "add_on" and len(lines) > 1 and line is not lines[0] and d.drug_class in FIRST_LINE_CLASSES
         self._stop_line(p, line, now, "P4.addon_not_tolerated" if addon else "P4.intolerance_stop", code)
-        p.failed_agent_classes.add(d.drug_class)
+        p.failed_agent_classes = p.failed_agent_classes | {d.drug_class}
         if d.drug_class == "weak_opioid":  # tramadol not tolerated has failed (a bridge too; P8 gate)
             p.tramadol_tried = p.tramadol_failed = True
         return True

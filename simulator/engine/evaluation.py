@@ -184,9 +184,7 @@ class Evaluation:
         tramadol has failed (P8: "strong opioids only if tramadol fails", S004)."""
         drugs = self.tables.drugs
         classes = {drugs[ln.drug].drug_class for ln in lines}
-        for c in classes:
-            if c in FIRST_LINE_CLASSES:
-                p.failed_agent_classes.add(c)
+        p.failed_agent_classes = p.failed_agent_classes | {c for c in classes if c in FIRST_LINE_CLASSES}
         if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):
             p.combination_failed = True
         if "weak_opioid" in classes:  # tramadol judged inadequate after its adequate trial (P8 gate, S004)

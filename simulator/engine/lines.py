@@ -11,6 +11,7 @@ method calls on the one simulation object (no delegate object, no extra attribut
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 
 import numpy as np
 
@@ -84,12 +85,10 @@ class Dosing:
         d = self.tables.drugs[j]
         f = p.facts
         start = self.ctx.start_doses.get(j)
-        factor = 1.0
-        for below, fac in self.extras[j].renal_exposure:
-            if f.crcl < below:
-                factor = fac
-        renal = tuple(f.crcl < below for below, _ in d.renal_caps) if d.renal_caps else ()
-        key = (j, f.age >= d.older_min_age, factor, renal, f.flags, goal, start)
+        # The renal exposure factor and caps depend on CrCl only through how many of the drug's CrCl thresholds
+        # it is below (the thresholds, ascending: Simulation.renal_bands).
+        bands = self.renal_bands[j]
+        key = (j, f.age >= d.older_min_age, len(bands) - bisect_right(bands, f.crcl), f.flags, goal, start)
         cached = self._plan_cache.get(key)
         if cached is None:  # few distinct combinations: compute each once
             cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
@@ -103,19 +102,21 @@ class Dosing:
         i = p.idx
         # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day stops
         # after starts).
-        taking = [ln.drug for ln in lines] + [k for k, end in p.tapering if end >= now - 1e-9]
         sero, weak = self.serotonergic, self.weak_opioid
         serotonergic_with = "ssri_use" in p.facts.flags
         tramadol_with = False
-        for k in taking:
-            serotonergic_with = serotonergic_with or sero[k]
-            tramadol_with = tramadol_with or weak[k]
+        for ln in lines:
+            serotonergic_with = serotonergic_with or sero[ln.drug]
+            tramadol_with = tramadol_with or weak[ln.drug]
+        for k, end in p.tapering:
+            if end >= now - 1e-9:
+                serotonergic_with = serotonergic_with or sero[k]
+                tramadol_with = tramadol_with or weak[k]
         skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
         for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
                                                  tramadol_with and d.serotonergic):
             if check in skipped:
                 continue
-            p.checks.add(check)
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
@@ -124,9 +125,7 @@ class Dosing:
         if self.under[j] > 0 and pu.item(2 + nd + j) < self.under[j]:  # usual care: X.under_titration
             pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
         line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
-        pe = t.persistence
-        line.stop_at = stop_day(now, self.non_ae_stop[j], pe["early_stop_multiplier"], pe["early_days"],
-                                pu.item(2 + j))
+        line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, pu.item(2 + j))
         p.tried.add(j)
         cls = d.drug_class
         if cls in FIRST_LINE_CLASSES:

@@ -13,7 +13,6 @@ concerns as plain methods of the one simulation object; the phases are generator
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from ..model import streams
 from ..model.decisions import first_choice, next_step, serotonin_blocked
 from ..model.pathway import TRANSITIONS, TREATING, can_fire, fire
 from ..model.patient import PatientModel
-from ..model.policy_context import Decision
+from ..model.policy_context import Decision, revised
 from ..model.safety import PatientFacts, contraindication
 from .evaluation import FAILED_OUTCOMES
 from .events import E_ASSESS, E_EXCLUDE, E_TRANSITION, TRIGGER_CODE
@@ -113,7 +112,7 @@ class PatientProcess:
             # Opioids go through their own gates (P7, P8) whoever decided (protocol step, trainee).
             cls = t.drugs[decision.start[0]].drug_class
             if cls in OPIOID_TRIGGER:
-                decision = replace(decision, trigger=OPIOID_TRIGGER[cls])
+                decision = revised(decision, trigger=OPIOID_TRIGGER[cls])
         for j, why in decision.notes:
             log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
         if decision.trigger == "optimise":  # P3: raise the newest drug's dose; no transition

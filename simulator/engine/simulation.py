@@ -134,6 +134,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
+        self.renal_bands = tuple(tuple(sorted({b for b, _ in x.renal_exposure} | {b for b, _ in d.renal_caps}))
+                                 for x, d in zip(self.extras, self.tables.drugs, strict=True))
         n = cohort.n
         seed = config.seed
         resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
@@ -149,6 +151,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
                                      2 + 2 * nd + MAX_RELAPSES + MAX_RETURNS, dtype=np.float32)
         uc = ctx.policy.usual_care
         self.non_ae_stop = tuple(r * uc.stop_rate_ratio for r in self.tables.non_ae_stop_per_year)
+        self.early_stop_mult = self.tables.persistence["early_stop_multiplier"]
+        self.early_days = self.tables.persistence["early_days"]
         self.index_mix = tuple((ctx.by_name[name], share) for name, share in uc.index_drugs.items() if share > 0)
         self.under = tuple(uc.under_titration.get(d.drug_class, 0.0) for d in self.tables.drugs)
         self.return_after_stop = uc.return_after_stop

@@ -33,7 +33,7 @@ class Stopping:
         if failed:
             cls = self.tables.drugs[j].drug_class
             if cls in ("gabapentinoid", "snri", "tca", "topical"):
-                p.failed_classes.add(cls)
+                p.failed_classes = p.failed_classes | {cls}
         x = self.extras[j]
         i = p.idx
         if x.taper and not abrupt:

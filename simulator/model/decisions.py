@@ -9,9 +9,7 @@ what the safety rules forbid. While a protocol governs, the decisions are :mod:`
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from .policy_context import Decision, PolicyContext
+from .policy_context import Decision, PolicyContext, decision, revised
 from .protocol import protocol_next, protocol_start
 
 _STRATEGY_DRUG = {"pregabalin_first": ("pregabalin", "P1.pregabalin_first"),
@@ -128,13 +126,13 @@ def first_choice(p, ctx: PolicyContext) -> Decision:
         return protocol_start(p, ctx, 0, "start")
     rule = _topical_first(p, ctx)
     if rule is not None:
-        return Decision("start_topical", (p.topical,), rule=rule)
+        return decision("start_topical", (p.topical,), rule=rule)
     first = first_oral(p, ctx)
     if first is not None:
-        return Decision("start_first_line", (first[0],), rule=first[1])
+        return decision("start_first_line", (first[0],), rule=first[1])
     if p.facts.localized and p.topical_allowed():
-        return Decision("start_topical", (p.topical,), rule="P6.topical_localized")
-    return Decision("refer", rule="P9.refractory_referral")
+        return decision("start_topical", (p.topical,), rule="P6.topical_localized")
+    return decision("refer", rule="P9.refractory_referral")
 
 
 def _switch_rule(outcome: str, state: str) -> str:
@@ -165,8 +163,8 @@ def _topical_add_due(p, ctx: PolicyContext, state: str) -> bool:
 def _tramadol(p, ctx: PolicyContext, rule: str) -> Decision:
     """P7: tramadol added to the regimen (policy tramadol_mode: add, S002) or replacing it."""
     if ctx.policy.tramadol_mode == "add" and p.active:
-        return Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_add")
-    return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule=rule)
+        return decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_add")
+    return decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule=rule)
 
 
 def _strong(p, ctx: PolicyContext) -> Decision:
@@ -174,16 +172,16 @@ def _strong(p, ctx: PolicyContext) -> Decision:
     a gabapentinoid (morphine + gabapentin, S000, S004) and a topical continue; the other drugs, judged failed
     (the antidepressant of the failed combination, tramadol), are tapered and stopped."""
     keep = ("gabapentinoid", "topical") if ctx.policy.strong_opioid.keep_gabapentinoid else ("topical",)
-    return Decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, keep=keep, rule="P8.prerequisites",
+    return decision("escalate_strong_opioid", (ctx.strong,), stop_all=True, keep=keep, rule="P8.prerequisites",
                     stop_rule="P8.opioid_regimen")
 
 
 def _exhausted(p, ctx: PolicyContext, notes: tuple[tuple[int, str], ...]) -> Decision:
     if p.consulted:  # seen by the specialist, nothing left: back to primary care on the current regimen
-        return Decision("discharge", rule="P9.discharge_plan", notes=notes)
+        return decision("discharge", rule="P9.discharge_plan", notes=notes)
     if ctx.policy.referral.when_exhausted:
-        return Decision("refer", stop_all=True, rule="P9.refractory_referral", notes=notes)
-    return Decision("stay", stop_all=True, rule="P9.refractory_referral", notes=notes)
+        return decision("refer", stop_all=True, rule="P9.refractory_referral", notes=notes)
+    return decision("stay", stop_all=True, rule="P9.refractory_referral", notes=notes)
 
 
 def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> Decision:
@@ -200,28 +198,28 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         # tapered and stopped for it (P8.stop_ineffective, S004). Not tolerated, stopped by the patient, or a
         # relapse after the opioid had already stopped: no opioid stops here, the referral is the pathway's.
         ineffective = outcome != "intolerable" and ctx.strong in p.active
-        return Decision("refer", stop_all=True,
+        return decision("refer", stop_all=True,
                         rule="P8.stop_ineffective" if ineffective else "P9.refractory_referral")
     # P9.referral_criteria refers while options remain, and the regimen goes on while queued (issue 10): when
     # the line has just ended with nothing running (not tolerated, stopped by the patient), the pathway's next
     # step comes first and the criteria refer at its evaluation, so the wait is never a treatment gap.
     if referral_due(p, ctx, day, pain) and p.referral_allowed() and (p.active or outcome != "intolerable"):
-        return Decision("refer", stop_all=True, rule="P9.referral_criteria")
+        return decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
     oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
     if outcome == "intolerable" and oral.stop_all and "topical" not in oral.keep:
         # P4.intolerance_stop stops the drug not tolerated (or the patient stopped it), not a topical beside it:
         # the topical goes on with the next step (S004: topicals for localized pain at any stage).
-        oral = replace(oral, keep=(*oral.keep, "topical"))
+        oral = revised(oral, keep=(*oral.keep, "topical"))
     if inadequate and _topical_add_due(p, ctx, state):
         if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
-            return Decision("add_topical", (p.topical,), rule="P6.topical_add")
+            return decision("add_topical", (p.topical,), rule="P6.topical_add")
         # S004 "for localized pain at any stage: add topical": alongside the oral step the algorithm calls for
         # at this visit (optimise, add, switch, escalate), never in its place; with no such step left
         # (refer, stay), the topical is the step.
         if oral.trigger in WITH_TOPICAL:
-            return replace(oral, also=(p.topical,))
-        return Decision("add_topical", (p.topical,), rule="P6.topical_add")
+            return revised(oral, also=(p.topical,))
+        return decision("add_topical", (p.topical,), rule="P6.topical_add")
     return oral
 
 
@@ -250,54 +248,54 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)
         if add is not None:
-            return Decision("add_on", (add,), rule="P4.addon_replaced")
+            return decision("add_on", (add,), rule="P4.addon_replaced")
     if state == "tramadol":
         if p.strong_opioid_gate():
             return _strong(p, ctx)
         # S004 "strong opioids only if tramadol fails": a tramadol not yet judged is not a failure.
         if ctx.tramadol in p.active and not p.tramadol_failed:  # another drug of the regimen stopped first
-            return Decision("continue", rule="P7.tramadol_trial_continues")
+            return decision("continue", rule="P7.tramadol_trial_continues")
         if p.tramadol_allowed():  # the patient stopped tramadol before it failed: offered once more
             if pol.tramadol_mode == "add" and p.active:
-                return Decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_reoffer")
-            return Decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule="P7.tramadol_reoffer")
+                return decision("escalate_tramadol", (ctx.tramadol,), rule="P7.tramadol_reoffer")
+            return decision("escalate_tramadol", (ctx.tramadol,), stop_all=True, rule="P7.tramadol_reoffer")
         return _exhausted(p, ctx, p.strong_opioid_notes())
     if state == "topical":
         first = first_oral(p, ctx)
         if first is not None:
             keep = outcome == "partial"
-            return Decision("start_first_line", (first[0],), stop_all=not keep,
+            return decision("start_first_line", (first[0],), stop_all=not keep,
                             rule="P6.oral_after_topical" if keep else first[1],
                             stop_rule="" if keep else "P6.topical_stop")
     if add_possible:
         if outcome == "partial" and pol.on_partial == "add":
             if pol.topicals == "add_on" and p.topical_addable():
-                return Decision("add_topical", (p.topical,), rule="P6.topical_add")
+                return decision("add_topical", (p.topical,), rule="P6.topical_add")
             add = pick_add(p, ctx)
             if add is not None:
-                return Decision("add_on", (add,), rule="P4.partial_add")
+                return decision("add_on", (add,), rule="P4.partial_add")
         if outcome == "none" and pol.on_no_response == "add":
             add = pick_add(p, ctx)
             if add is not None:
-                return Decision("add_on", (add,), rule="P4.add_after_no_response")
+                return decision("add_on", (add,), rule="P4.add_after_no_response")
         if outcome == "none" and p.etiology == RADICULOPATHY and pol.on_partial == "add":
             add = pick_add(p, ctx)
             if add is not None:
-                return Decision("add_on", (add,), rule="P11.radiculopathy_combination")
+                return decision("add_on", (add,), rule="P11.radiculopathy_combination")
     if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
         if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
-            return Decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
+            return decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
     escalate = state == "add_on" and pol.after_combination == "escalate"
     if pol.tramadol == "second_line" and p.n_first_line >= 2 and p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_second_line")
     if not escalate and p.has_untried_first_line():
         venla = ctx.by_name["venlafaxine"]
         if p.etiology in CIPN and venla in p.eligible and venla not in p.tried:  # S002: venlafaxine next in CIPN
-            return Decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
+            return decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            return Decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
+            return decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
     if p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():

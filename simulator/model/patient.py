@@ -13,13 +13,14 @@ from .policy_context import PolicyContext
 from .safety import PatientFacts, contraindication, last_resort
 
 CIPN_EXCLUDED_CLASSES = ("tca", "gabapentinoid")  # P11.cipn_no_efficacy (S000, S001)
+_NO_CLASSES: frozenset[str] = frozenset()
 
 
 class PatientModel:
     __slots__ = ("idx", "state", "facts", "etiology", "baseline", "misuse_high", "ctx", "eligible", "excluded",
                  "last_resort", "active", "tried", "failed_classes", "failed_agent_classes", "combination_failed",
                  "n_failed", "n_self_stops", "n_first_line", "tramadol_tried", "tramadol_failed",
-                 "tramadol_reoffered", "strong_tried", "checks", "_topical_ok", "topical",
+                 "tramadol_reoffered", "strong_tried", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged")
 
@@ -41,8 +42,10 @@ class PatientModel:
         self._topical_ok = self.topical >= 0
         self.active: list[int] = []
         self.tried: set[int] = set()
-        self.failed_classes: set[str] = set()  # classes judged ineffective (not offered again)
-        self.failed_agent_classes: set[str] = set()  # classes with an agent failed or not tolerated (P8 count)
+        # The class sets start as one shared empty frozenset and a class is added by replacing the set: most
+        # patients never fail a class, so no empty set per patient (memory per patient is run time at 100k).
+        self.failed_classes: frozenset[str] = _NO_CLASSES  # classes judged ineffective (not offered again)
+        self.failed_agent_classes: frozenset[str] = _NO_CLASSES  # classes with an agent failed or not tolerated (P8)
         self.combination_failed = False
         self.n_failed = 0  # lines ended without relief (judged, not tolerated, or stopped by the patient)
         self.n_self_stops = 0  # of those, lines the patient stopped himself before they were judged (issue 10)
@@ -52,7 +55,6 @@ class PatientModel:
         # tolerated (P8 gate, S004 "strong opioids only if tramadol fails"); a patient's own stop is not a failure
         self.tramadol_reoffered = False  # P7.tramadol_reoffer: tramadol started again after the patient's stop
         self.strong_tried = False
-        self.checks: set[str] = set()
         self.protocol_step = 0
         self.relieved_from = ""  # the treating state relief was reached in (maintenance, issue 10)
         self.n_relapses = 0

@@ -8,7 +8,7 @@ Opioids still go through their own triggers, so the pathway's guards (P7, the P8
 from __future__ import annotations
 
 from .catalog import FIRST_LINE_CLASSES
-from .policy_context import Decision, PolicyContext
+from .policy_context import Decision, PolicyContext, decision
 
 _TRIGGER_BY_CLASS = {"gabapentinoid": "start_first_line", "snri": "start_first_line", "tca": "start_first_line",
                      "topical": "start_topical", "weak_opioid": "escalate_tramadol",
@@ -39,7 +39,7 @@ def protocol_start(p, ctx: PolicyContext, k: int, how: str) -> Decision:
         target = 0.0
     else:
         target = float(step.dose)
-    return Decision(trigger, (j,), stop_all=how == "switch", rule="X.protocol_step", eval_after=7.0 * step.weeks,
+    return decision(trigger, (j,), stop_all=how == "switch", rule="X.protocol_step", eval_after=7.0 * step.weeks,
                     target=target)
 
 
@@ -48,11 +48,11 @@ def protocol_next(p, ctx: PolicyContext, outcome: str, pain: float) -> Decision:
     steps = ctx.policy.protocol.steps
     k = p.protocol_step
     if k + 1 >= len(steps):
-        return Decision("stay", rule="X.protocol_step")
+        return decision("stay", rule="X.protocol_step")
     step = steps[k]
     if outcome == "intolerable":
         return protocol_start(p, ctx, k + 1, "switch")
     if pain > step.next_if_nrs_above:
         return protocol_start(p, ctx, k + 1, step.action)
     p.protocol_step = k + 1
-    return Decision("continue", rule="X.protocol_step", eval_after=7.0 * steps[k + 1].weeks)
+    return decision("continue", rule="X.protocol_step", eval_after=7.0 * steps[k + 1].weeks)
