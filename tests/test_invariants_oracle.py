@@ -69,6 +69,16 @@ def start(day, drug, dose, rule="P1.pregabalin_first"):
 
 
 PREGABALIN_OK = [*start(0, "pregabalin", 150), row(7, "dose_change", "pregabalin", 300, "P2.target_reached")]
+def consult(day, outcome):
+    """A consult's outcome row (P9.specialist_consult)."""
+    return {**row(day, "consult", rule="P9.specialist_consult"), "consult_outcome": outcome}
+
+
+def relief(day):
+    """Relief after the consult (transition to relieved citing P9.specialist_consult)."""
+    return {**row(day, "transition", rule="P9.specialist_consult"), "state": "relieved"}
+
+
 NORTRIPTYLINE_OK = [row(0, "transition", rule="P1.tca_first"), row(0, "safety_check", "nortriptyline", check="ecg"),
                     row(0, "drug_start", "nortriptyline", 25, "P1.tca_first"),
                     row(7, "dose_change", "nortriptyline", 50), row(14, "dose_change", "nortriptyline", 75,
@@ -243,6 +253,18 @@ CASES = [
      [*escalation(), row(196, "evaluation", "morphine", 30, "P8.titrate_to_response", outcome="relief", pain=3),
       row(280, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3),
       row(364, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3)]),
+    # issue 10: relief after the consult is followed up; drug management relieves only through its regimen
+    ("specialist_relief_followed_up", {}, {},
+     [*PREGABALIN_OK, consult(100, "intervention_success"), relief(190), row(400, "adverse_event", "pregabalin")],
+     [*PREGABALIN_OK, consult(100, "intervention_success"), relief(190),
+      row(281, "maintenance_visit", "pregabalin", 300, "P4.maintenance_visit", outcome="relief"),
+      row(400, "adverse_event", "pregabalin")]),
+    ("managed_relief_regimen", {}, {},
+     [*PREGABALIN_OK, consult(100, "conservative_relief"), row(120, "drug_stop", "pregabalin", 300, "X.patient_stop"),
+      relief(190), row(281, "maintenance_visit", None, None, "P4.maintenance_visit", outcome="relief")],
+     [*PREGABALIN_OK, consult(100, "conservative_relief"), relief(190),
+      row(281, "maintenance_visit", "pregabalin", 300, "P4.maintenance_visit", outcome="relief"),
+      row(300, "drug_stop", "pregabalin", 300, "X.patient_stop")]),
     ("min_dose", {"crcl": 10.0, "age": 80.0}, {}, [*start(0, "gabapentin", 10.0, "P1.gabapentin_cost")],
      [*start(0, "gabapentin", 100.0, "P1.gabapentin_cost")]),
     ("givable_dose", {"crcl": 45.0}, {}, start(0, "gabapentin", 120.0, "P1.gabapentin_cost"),

@@ -101,8 +101,9 @@ def test_relapse_returns_to_the_state_of_relief(guideline):
         for k, t in enumerate(trig):
             if t == "relapse":
                 # relieved while queued for the specialist (P9.relieved_while_waiting): back to the state the
-                # patient was referred from
-                before = k - 3 if rules[k - 1] == "P9.relieved_while_waiting" else k - 2
+                # patient was referred from; relieved after the consult (P9.specialist_consult: refer, consult,
+                # relief): back to the state he was referred from too (the pathway's remaining options)
+                before = {"P9.relieved_while_waiting": k - 3, "P9.specialist_consult": k - 4}.get(rules[k - 1], k - 2)
                 assert trig[k - 1] == "relief" and states[k] == states[before]
                 n += 1
     assert n > 20

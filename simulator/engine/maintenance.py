@@ -33,12 +33,17 @@ _INDEX_TRIGGER = {"gabapentinoid": "start_first_line", "snri": "start_first_line
 class Maintenance:
     """Mixin: maintenance after relief, a continuing regimen, carrying a regimen on, usual care's index drug."""
 
-    def _maintenance(self, p: PatientModel, lines: list[Line], obs: tuple, ltfu_day: float):
+    def _maintenance(self, p: PatientModel, lines: list[Line], obs: tuple, ltfu_day: float, held: str = ""):
         """After relief: the regimen continues with maintenance visits (P4.maintenance_visit), every
         ``opioid_visit_interval_days`` while an opioid runs (P8.reassessment, S004). Adverse events, stops
         for other reasons and loss to follow-up continue. At each visit the response is judged again; relief
         not found (confirmed at a visit one policy visit interval later) or no drug left sends the patient
         back to the state he was relieved in (P4.relapse).
+
+        ``held``: relief the specialist brought, which the drug-response model does not carry ("intervention",
+        "managed"; P9.specialist_consult). It holds until the patient's relapse draw (clinical
+        persistence.relapse_per_year, as for drug relief), the visit logs no NRS, and for "managed" only while
+        the managed regimen runs (a drug of it stopped loses it); an intervention's relief outlasts the drugs.
 
         Returns ``(outcome, pain)`` for the policy's next decision, or None (horizon, drop-out)."""
         env = self.env
@@ -80,17 +85,21 @@ class Maintenance:
                     self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
-                if lines:  # the rest of the regimen is judged at the next visit
+                if (lines and held != "managed") or held == "intervention":  # judged at the next visit
                     continue
                 outcome, pain = "intolerable", -1.0
                 if kind == "stop":  # the patient's own stop: not a failed line (P7, P9.referral_criteria)
                     p.n_self_stops += 1
             else:
                 last_visit = now
-                pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
-                p.last_pain = pain
+                if held:  # the specialist's relief: no NRS model for it, it lasts until the relapse draw
+                    pain = -1.0
+                    outcome = "relief" if now < relapse_day else "none"
+                else:
+                    pain = self._pain(p, lines, now, obs, retained if now >= relapse_day else 1.0)
+                    p.last_pain = pain
+                    outcome = self._judge(p, pain)
                 p.assessed = now
-                outcome = self._judge(p, pain)
                 newest = lines[-1] if lines else None
                 leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
                          and now - held_since >= discharge)
@@ -168,9 +177,10 @@ class Maintenance:
         return math.inf
 
     def _carry_on(self, p: PatientModel, lines: list[Line], until: float, ltfu_day: float,
-                  event: simpy.Event | None = None):
+                  event: simpy.Event | None = None, on_stop: bool = False):
         """The regimen continues (titration steps, adverse events) until day ``until``, until ``event`` fires,
-        or until loss to follow-up. Returns "event", "until", "dropout" or "horizon"."""
+        or until loss to follow-up; with ``on_stop`` also until a drug of it stops. Returns "event", "until",
+        "dropout", "horizon" or "stop"."""
         env = self.env
         horizon = self.config.horizon_days
         end = min(until, horizon)
@@ -200,6 +210,10 @@ class Maintenance:
             elif self._adverse_event(p, line, ae, now, lines):
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
+            else:
+                continue
+            if on_stop:
+                return "stop"
 
     def _usual_index(self, p: PatientModel, u: float) -> Decision | None:
         """Usual care's index drug (X.usual_care_choice), drawn from the policy's observed mix; None when

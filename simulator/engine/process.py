@@ -168,6 +168,7 @@ class PatientProcess:
         now = env.now
         entry = obs[3]
         log = self._log
+        held = ""  # relief the specialist brought (_maintenance)
         if p.state == "relieved":
             if before not in TREATING:  # e.g. relief the clinic brought
                 yield from self._regimen_continues(p, lines, obs)
@@ -183,25 +184,28 @@ class PatientProcess:
             if result == "dropout":
                 self._drop_out(p, lines, env.now)
                 return None
-            if result == "relief":
-                fire(self.table, p, "relief")
-                log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
-                yield from self._regimen_continues(p, lines, obs)  # relapse after the clinic: not modelled
-                return None
             if result == "waiting":
                 return None
-            if result != "relieved_waiting":
+            if result in ("relief", "relief_intervention", "relief_managed"):
+                # Relief after the consult: maintenance as for any relief (issue 10); a relapse returns the
+                # patient to the state he was referred from, the pathway's remaining options (no second referral).
+                fire(self.table, p, "relief")
+                log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
+                p.relieved_from = p.referred_from
+                held = {"relief_intervention": "intervention", "relief_managed": "managed"}.get(result, "")
+            elif result != "relieved_waiting":
                 # A consult without relief returns the patient to the pathway's remaining options, decided
                 # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
                 p.optimisable = False
-                return next_step(p, self.ctx, "none", env.now - entry, pain), "none", pain, True
-            # relieved by the regimen while queued: left the queue
-            fire(self.table, p, "relief")
-            log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
-                rule="P9.relieved_while_waiting")
-            p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
-        # Relieved here or while queued (issue 10): maintenance, and back into the pathway on a relapse.
-        res = yield from self._maintenance(p, lines, obs, ltfu_day)
+                outcome = "intolerable" if result == "managed_stopped" else "none"
+                return next_step(p, self.ctx, outcome, env.now - entry, pain), outcome, pain, True
+            else:  # relieved by the regimen while queued: left the queue
+                fire(self.table, p, "relief")
+                log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
+                    rule="P9.relieved_while_waiting")
+                p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
+        # Relieved here, while queued or after the consult (issue 10): maintenance, back into the pathway on a relapse.
+        res = yield from self._maintenance(p, lines, obs, ltfu_day, held)
         if res is None:
             return None
         outcome, pain = res

@@ -38,8 +38,11 @@ class Referral:
                     why_referred: str = "P9.refractory_referral"):
         """Queue at the pain clinic (P9), wait for the consult while the regimen continues, draw its outcome.
 
-        Returns "dropout" (left the queue or care), "relief", "no_relief", "relieved_waiting" (relieved at
-        a review while queued and left the queue), or "waiting" (the horizon came first). The clinic
+        Returns "dropout" (left the queue or care), "relief" (the specialist confirms the regimen that relieves),
+        "relief_intervention", "relief_managed" (specialist-led drug management, the managed regimen still
+        running when relief is dated), "no_relief", "managed_stopped" (a managed drug stopped first),
+        "relieved_waiting" (relieved at a review while queued and
+        left the queue), or "waiting" (the horizon came first). The clinic
         (:mod:`simulator.engine.clinic`) decides when the consult starts. With ``policy.referral.bridge_tramadol``
         tramadol is started while waiting (P7 permitting) and stopped at the consult (P9.tramadol_bridge).
         While queued on a regimen the patient is reviewed (:meth:`_wait_for_consult`). ``why_referred``: the
@@ -98,9 +101,14 @@ class Referral:
             return "no_relief"
         if relieved:
             return "relief"
-        why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day)
+        # Drug management relieves only while the managed regimen runs: a drug of it stopped before the relief
+        # is dated (adverse event, the patient's own stop) ends the plan without relief (P9.specialist_consult).
+        why = yield from self._carry_on(p, lines, env.now + t.specialist["days_to_relief"], ltfu_day,
+                                        on_stop=code == 2)
         if why == "until":
-            return "relief"
+            return "relief_intervention" if code == 0 else "relief_managed"
+        if why == "stop":  # decided as when a line ends by a stop (a topical beside it goes on, P6.topical_add)
+            return "managed_stopped"
         return "dropout" if why == "dropout" else "waiting"
 
     def _wait_for_consult(self, p: PatientModel, lines: list[Line], ltfu_day: float, req, bridge: Line | None,

@@ -41,11 +41,13 @@ from . import diagram
 from .cases import Case
 from .words import (
     ACTION_WORDS,
+    CONSULT_WORDS,
     DISCHARGE_NO_DRUG,
     DOSE_WORDS,
     FLAG_WORDS,
     LIMIT_WORDS,
     RELAPSE_OWN_STOP,
+    SPECIALIST_RELIEF,
     VISIT_AFTER,
     VISIT_WORDS,
     drug_name,
@@ -244,6 +246,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
     stopped: list[tuple[float, str]] = []
     running: list[str] = []  # drugs taken (a tapering drug is no longer part of the regimen)
     visit_day = own_stop_day = -1.0  # the last maintenance visit, the last stop by the patient (P4.relapse words)
+    consult_words = "care"  # what the last consult gave (SPECIALIST_RELIEF)
     i = 0
 
     def pain_words(r: dict[str, Any]) -> str:
@@ -279,9 +282,14 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             flush_eval()
             visit_day = day
             what = VISIT_WORDS.get(rule, "maintenance visit")
-            steps.append(_step(day, "evaluation", f"{what} on {_dose(setup, r['drug'], r['dose'])}: {pain_words(r)}, "
-                               f"{OUTCOME_WORDS.get(str(r['outcome']), str(r['outcome']))}"
-                               + VISIT_AFTER.get(rule, ""), rule))
+            on = _dose(setup, r["drug"], r["dose"])
+            on = f" on {on}" if on else " (no drug running)"
+            if pd.isna(r["pain_nrs"]):  # relief the specialist brought: no NRS model, held until a relapse
+                judged = (f"the relief from the specialist's {consult_words} holds" if str(r["outcome"]) == "relief"
+                          else f"the relief from the specialist's {consult_words} is lost")
+            else:
+                judged = f"{pain_words(r)}, {OUTCOME_WORDS.get(str(r['outcome']), str(r['outcome']))}"
+            steps.append(_step(day, "evaluation", f"{what}{on}: {judged}" + VISIT_AFTER.get(rule, ""), rule))
         elif ev == "adverse_event":
             serious = " (serious)" if rule == "X.serious_event" else ""
             steps.append(_step(day, "adverse_event", f"adverse event{serious}: {str(r['adverse_event']).replace('_', ' ')} "
@@ -351,6 +359,8 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
             action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
             if trig == "relapse" and own_stop_day == day and visit_day != day:  # no visit: the patient's own stop
                 action = RELAPSE_OWN_STOP
+            if trig == "relief" and rule == "P9.specialist_consult":  # relief after the consult (issue 10)
+                action = SPECIALIST_RELIEF.format(how=consult_words)
             if trig == "discharge":  # P9.discharge_plan: the regimen left once the same day's stops are done
                 kept = _kept_after(rows, j, day, running)
                 action = ACTION_WORDS[trig].format(drugs=" + ".join(map(drug_name, kept))) if kept else DISCHARGE_NO_DRUG
@@ -371,6 +381,7 @@ def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:
                 steps.append(_step(day, "referral", f"seen by the pain specialist after {float(r['wait_days']):.0f} "
                                    "days' wait", rule))
             elif pd.notna(r["consult_outcome"]):
+                consult_words = CONSULT_WORDS.get(str(r["consult_outcome"]), consult_words)
                 steps.append(_step(day, "referral", "specialist outcome: "
                                    f"{str(r['consult_outcome']).replace('_', ' ')}", rule))
         elif ev == "dropout":

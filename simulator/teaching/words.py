@@ -53,3 +53,8 @@ ACTION_WORDS = {"start_first_line": "start {drugs}", "start_topical": "start {dr
 RELAPSE_OWN_STOP = "relief lost: the patient stopped the drug that gave it; back into the pathway"
 DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway option is left (specialist's plan)"
 """P9.discharge_plan when every drug has stopped (the narration must not speak of a current regimen)."""
+# Relief after the consult (issue 10): maintenance follows, as for any relief (P4.maintenance_visit)
+SPECIALIST_RELIEF = ("relieved after the specialist's {how}: maintenance visits follow; a relapse returns the patient to "
+                     "the pathway's remaining options (no second referral), loss to follow-up goes on")
+CONSULT_WORDS = {"intervention_success": "intervention", "conservative_relief": "drug management"}
+"""What the consult gave, named in SPECIALIST_RELIEF and at the maintenance visits after it."""

@@ -47,6 +47,7 @@ from .rules import (
     max_allowed,
     renal_factor,
 )
+from .trajectory import column
 
 __all__ = ["BY_NAME", "DEPARTURE_BY_RULE", "EPS", "INVARIANTS", "OPIOID_REASSESSED", "TOL", "CheckReport", "Checker",
            "Facts", "Invariant", "InvariantResult", "PolicyView", "Violation", "check_events", "check_run",
@@ -72,6 +73,77 @@ def _opioid_reassessment(events: pd.DataFrame, patients: pd.DataFrame, policy: A
     return res
 
 
+def _specialist_relief(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: int) -> list[InvariantResult]:
+    """The ``specialist_relief_followed_up`` and ``managed_relief_regimen`` invariants (issue 10): after a consult,
+    from the event log and the policy's maintenance interval only.
+
+    A relief transition citing P9.specialist_consult must be followed, within ``maintenance.visit_interval_days``
+    (default 91, P4.maintenance_visit), by a maintenance visit, a P4.relapse or a drop-out, unless the horizon
+    comes first (relief is not absorbing). After a ``conservative_relief`` consult dated earlier than the relief,
+    every drug taken at the consult's outcome row must still run (no ``drug_stop`` nor ``taper_start``) when the
+    relief is dated (drug management relieves only through the managed regimen)."""
+    interval = float(getattr(getattr(policy, "maintenance", None), "visit_interval_days", 91.0))
+    if "followup_days" in patients and len(patients):
+        horizon = float(patients["followup_days"].max())
+    else:
+        horizon = float(events["day"].max()) if len(events) else 0.0
+    follow = InvariantResult(BY_NAME["specialist_relief_followed_up"], checked=n)
+    managed = InvariantResult(BY_NAME["managed_relief_regimen"], checked=n)
+    if not len(events):
+        return [follow, managed]
+    ev = events
+    rows = zip(ev["replication"].astype(int), ev["patient"].astype(int), ev["day"].astype(float),
+               ev["event"].astype(str), column(ev, "state"), column(ev, "drug"), column(ev, "rule"),
+               column(ev, "consult_outcome"), strict=True)
+    key = None
+    running: set[str] = set()
+    managed_drugs: set[str] | None = None  # drugs at a conservative_relief consult's outcome, until relief
+    consult_day = 0.0
+    open_relief: float | None = None  # day of a specialist relief awaiting its first follow-up
+    seen_f: set[tuple[int, int]] = set()
+    seen_m: set[tuple[int, int]] = set()
+
+    def close(k: tuple[int, int] | None, until: float) -> None:
+        if k is not None and open_relief is not None and until > open_relief + interval + TOL:
+            follow.violations.append(Violation(follow.invariant.name, k[0], k[1], round(open_relief, 3), "transition",
+                                               None, "P9.specialist_consult",
+                                               f"relieved by the specialist on day {open_relief:g}, then no maintenance "
+                                               f"visit, relapse or drop-out within {interval:g} days", False))
+
+    for rep, pat, day, kind, state, drug, rule, outcome in rows:
+        if (rep, pat) != key:
+            close(key, horizon)
+            key, running, managed_drugs, open_relief = (rep, pat), set(), None, None
+        if open_relief is not None and (kind in ("maintenance_visit", "dropout") or rule == "P4.relapse"):
+            close(key, day)
+            open_relief = None
+        if kind == "drug_start" and drug is not None:
+            running.add(str(drug))
+        elif kind in ("drug_stop", "taper_start") and drug is not None:
+            running.discard(str(drug))
+            if managed_drugs is not None and rule == "P9.tramadol_bridge":  # the bridge stops at the consult
+                managed_drugs.discard(str(drug))
+            elif managed_drugs is not None and str(drug) in managed_drugs:
+                managed_drugs = set()  # a managed drug stopped: relief from the plan can no longer be dated
+        elif kind == "consult" and outcome is not None:
+            managed_drugs = set(running) if str(outcome) == "conservative_relief" else None
+            consult_day = day
+        elif kind == "transition" and state == "relieved" and rule == "P9.specialist_consult":
+            seen_f.add(key)
+            open_relief = day
+            if managed_drugs is not None and day > consult_day + 1e-9:
+                seen_m.add(key)
+                if not managed_drugs:
+                    managed.violations.append(Violation(
+                        managed.invariant.name, rep, pat, round(day, 3), "transition", None, str(rule),
+                        f"relief after specialist drug management (consult day {consult_day:g}) although a drug of "
+                        "the managed regimen had stopped", False))
+            managed_drugs = None
+    close(key, horizon)
+    follow.applicable, managed.applicable = len(seen_f), len(seen_m)
+    return [follow, managed]
+
+
 def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Any = None, scenario: str = "",
                  catalog: Catalog | None = None) -> CheckReport:
     """Check every trajectory in ``events`` (patient attributes from ``patients``) against the invariants.
@@ -88,6 +160,8 @@ def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Any = Non
     if policy is not None:
         results = [_opioid_reassessment(events, patients, policy, n) if r.invariant is OPIOID_REASSESSED else r
                    for r in results]
+    after = {r.invariant.name: r for r in _specialist_relief(events, patients, policy, n)}
+    results = [after.get(r.invariant.name, r) for r in results]
     return CheckReport(scenario=scenario, trajectories=n,
                        declared_departures=tuple(sorted(checker.pol.declared)), results=results)
 

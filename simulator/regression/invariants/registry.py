@@ -142,7 +142,19 @@ OPIOID_REASSESSED = Invariant(
     "no strong opioid continued beyond the trial period (strong_opioid.max_trial_days) without a documented "
     "reassessment (time-limited trial, monitoring every 1-3 months)",
     "events: strong-opioid starts, stops, taper starts, evaluations and maintenance visits; policy: max_trial_days")
-INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED)
+# issue 10: care after a consult that relieves; checked by invariants._specialist_relief (event log and policy only)
+SPECIALIST_RELIEF = (
+    Invariant("specialist_relief_followed_up", "P4.maintenance_visit", "S004",
+              "relief after a specialist consult is not absorbing: a maintenance visit, a relapse or a drop-out follows "
+              "within the policy's maintenance.visit_interval_days, unless the horizon comes first",
+              "events: relief transitions citing P9.specialist_consult, maintenance visits, relapses, drop-outs; "
+              "policy: maintenance.visit_interval_days"),
+    Invariant("managed_relief_regimen", "P9.specialist_consult", "S002, S004",
+              "relief from specialist drug management is dated only while every drug taken at the consult's outcome "
+              "still runs (none stopped or tapering)",
+              "events: consult outcomes, drug starts, stops and taper starts, relief transitions"),
+)
+INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED, *SPECIALIST_RELIEF)
 
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
 
