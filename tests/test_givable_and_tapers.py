@@ -261,6 +261,16 @@ def test_oracle_reports_taper_faults():
     assert "taper" not in _violations(week, policy=Policy(first_line="pregabalin_first"))
 
 
+def test_oracle_accepts_a_stop_at_once_just_under_the_taper_threshold():
+    """taper: the log rounds days to 3 decimals, so a course of 13.996 days (under taper.after_days = 14, which
+    the engine stops at once, P5.taper_short_use) is not reported as an untapered stop (usual-care seed 2016
+    patient 552: tramadol stopped on day 13.996); a course of 14.1 days stopped at once still is."""
+    for day, bad in ((13.996, False), (14.1, True)):
+        rows = _duloxetine([_row(day, "drug_stop", "duloxetine", 60, rule="X.patient_stop"),
+                            _row(day, "dose_limit", "duloxetine", 60, rule="P5.taper_short_use")])
+        assert ("taper" in _violations(rows)) is bad
+
+
 def _check_sim(monkeypatch_target=None):
     tables = compile_model()
     spec = load_cohort_spec(ROOT / "cohorts" / "mixed-primary-care.yaml")

@@ -115,6 +115,8 @@ class CourseChecks(CheckerBase):
             return
         floor = smallest_givable(d)
         if line.taper_day is None:
+            if taken < taper.after_days + TOL:  # within the log's rounding of the threshold: either reading holds
+                return
             if line.dose > floor * (1 + EPS):
                 self._flag("taper", key, day, "drug_stop", name, rule,
                            f"{name} stopped at {line.dose:g} {d.unit} after {taken:g} days without a taper")
