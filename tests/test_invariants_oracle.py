@@ -264,7 +264,7 @@ CASES = [
       relief(190), row(281, "maintenance_visit", None, None, "P4.maintenance_visit", outcome="relief")],
      [*PREGABALIN_OK, consult(100, "conservative_relief"), relief(190),
       row(281, "maintenance_visit", "pregabalin", 300, "P4.maintenance_visit", outcome="relief"),
-      row(300, "drug_stop", "pregabalin", 300, "X.patient_stop")]),
+      *pregabalin_stop(300, "X.patient_stop")]),
     ("min_dose", {"crcl": 10.0, "age": 80.0}, {}, [*start(0, "gabapentin", 10.0, "P1.gabapentin_cost")],
      [*start(0, "gabapentin", 100.0, "P1.gabapentin_cost")]),
     ("givable_dose", {"crcl": 45.0}, {}, start(0, "gabapentin", 120.0, "P1.gabapentin_cost"),
@@ -487,7 +487,7 @@ def test_usual_care_departures_are_declared_only_when_the_scenario_declares_them
     evaluation below target is declared under under_titration."""
     from types import SimpleNamespace
 
-    left = [*escalation(), row(140, "drug_stop", "morphine", 30, "X.left_treatment")]
+    left = [*escalation(), row(141, "drug_stop", "morphine", 30, "X.left_treatment")]  # 15 days on morphine: past taper.after_days
     assert "taper" in violated(run(left, SimpleNamespace(declared_departures=[])))
     report = run(left, SimpleNamespace(declared_departures=["usual_care_index"]))
     assert report.ok and report.by_invariant()["taper"].status == "declared departure"
