@@ -172,7 +172,11 @@ class Dosing:
             p.active = [ln.drug for ln in lines]
 
     def _optimise(self, p: PatientModel, line: Line, now: float, adv: np.ndarray) -> None:
-        """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum."""
+        """P3.dose_optimisation: raise the dose by the schedule's increment per interval up to the maximum.
+
+        Each raise is at most one increment per interval above the dose given before it (P13: optimisation is
+        no faster than titration); a step that marketed units cannot give waits for the next interval, so the
+        increments of the waiting intervals add up, and the count starts again from the dose given."""
         d = self.tables.drugs[line.drug]
         cur = line.dose_at(now)
         reached = line.steps[:line.next_step]
@@ -184,7 +188,7 @@ class Dosing:
             raw = min(raw + line.inc, line.maximum)
             g = to_givable(raw, givable)  # P2.givable_dose: a step marketed units cannot give waits for the next
             if g > dose + 1e-9:
-                dose = g
+                dose = raw = g  # the next increment counts from the dose given, not from the unrounded step
                 new.append((round(off, 3), dose))
             off += line.interval
         if not new:  # no givable dose between the current one and the maximum
