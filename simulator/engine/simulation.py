@@ -160,6 +160,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
+        self.consult_key = streams.stream_key(seed, replication, streams.SPECIALIST)  # consults after the first
+        self.reapply_key = streams.stream_key(seed, replication, streams.ADVERSE)  # capsaicin 8% re-applications
         self.buf = array("d")
         self.env = simpy.Environment()
         clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
