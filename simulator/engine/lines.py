@@ -132,7 +132,8 @@ class Dosing:
         line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, pu.item(2 + j))
         if self.extras[j].reapply > 0:
             line.next_apply = now + self.extras[j].reapply
-        if j in p.reopen:  # P4.reoffer_own_stop: the one re-offer after the patient's own stop
+        if j in p.reopen:  # P4.reoffer_own_stop: the one re-offer after the patient's own stop (its start cites it)
+            rule = "P4.reoffer_own_stop"
             p.reopen = p.reopen - {j}
             p.reopen_first = p.reopen_first - {j}
             p.reoffered = p.reoffered | {j}

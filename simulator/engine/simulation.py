@@ -134,6 +134,10 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
+        # P4.reoffer_own_stop: every class but tramadol (its own rule, P7.tramadol_reoffer) and the strong opioid
+        # (a time-limited trial, S004: the patient's own stop ends it)
+        self.reofferable = tuple(d.drug_class not in ("weak_opioid", "strong_opioid") for d in self.tables.drugs)
+        self.reoffer_on = ctx.policy.reoffer_own_stop and ctx.policy.protocol is None  # a protocol decides itself
         self.renal_bands = tuple(tuple(sorted({b for b, _ in x.renal_exposure} | {b for b, _ in d.renal_caps}))
                                  for x, d in zip(self.extras, self.tables.drugs, strict=True))
         n = cohort.n
