@@ -9,6 +9,7 @@ what the safety rules forbid. While a protocol governs, the decisions are :mod:`
 
 from __future__ import annotations
 
+from .catalog import FIRST_LINE_CLASSES
 from .policy_context import Decision, PolicyContext, decision, revised
 from .protocol import protocol_next, protocol_start
 
@@ -132,20 +133,30 @@ def pick_switch(p, ctx: PolicyContext) -> int | None:
     return None
 
 
+def _cite(p, j: int, rule: str) -> str:
+    """The decision's rule, or P4.reoffer_own_stop when drug ``j`` is the patient's own stop offered once more."""
+    return REOFFER if j in p.reopen else rule
+
+
 def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
-    """P4.reoffer_own_stop: on a relapse, the first-line drug the patient stopped himself while it relieved him
-    is restarted before anything untried (it was effective and tolerated); added back to a complementary drug
-    still running (P4), else replacing the regimen."""
+    """P4.reoffer_own_stop: on a relapse, the drug the patient stopped himself while it relieved him is restarted
+    before anything untried (it was effective and tolerated): a first-line drug added back to the complementary
+    one still running (P4), else replacing the regimen; a topical added back to what runs (P6, any stage)."""
     if not p.reopen_first or state not in ("first_line", "switch", "add_on"):
         return None
     drugs = ctx.tables.drugs
+    if p.topical in p.reopen_first and p.topical_addable():
+        return decision("add_topical", (p.topical,), rule=REOFFER)
+    oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
     for j in p.eligible:
         if j in p.reopen_first and drugs[j].drug_class not in p.failed_classes and not serotonin_blocked(p, ctx, j):
-            if p.active and pick_add(p, ctx) == j and p.can_add_on():
+            if len(oral) == 1 and p.can_add_on() and \
+                    (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
                 return decision("add_on", (j,), rule=REOFFER)
             if p.has_untried_first_line():
                 return decision("switch", (j,), stop_all=True, rule=REOFFER)
     return None
+
 
 def first_choice(p, ctx: PolicyContext) -> Decision:
     """The decision at the assessment visit (P1, P5, P6)."""
@@ -291,7 +302,7 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)
         if add is not None:
-            return decision("add_on", (add,), rule="P4.addon_replaced")
+            return decision("add_on", (add,), rule=_cite(p, add, "P4.addon_replaced"))
     if state == "tramadol":
         if p.strong_opioid_gate():
             return _strong(p, ctx)
@@ -316,15 +327,15 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
                 return decision("add_topical", (p.topical,), rule="P6.topical_add")
             add = pick_add(p, ctx)
             if add is not None:
-                return decision("add_on", (add,), rule="P4.partial_add")
+                return decision("add_on", (add,), rule=_cite(p, add, "P4.partial_add"))
         if outcome == "none" and pol.on_no_response == "add":
             add = pick_add(p, ctx)
             if add is not None:
-                return decision("add_on", (add,), rule="P4.add_after_no_response")
+                return decision("add_on", (add,), rule=_cite(p, add, "P4.add_after_no_response"))
         if outcome == "none" and p.etiology == RADICULOPATHY and pol.on_partial == "add":
             add = pick_add(p, ctx)
             if add is not None:
-                return decision("add_on", (add,), rule="P11.radiculopathy_combination")
+                return decision("add_on", (add,), rule=_cite(p, add, "P11.radiculopathy_combination"))
     if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
         if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
@@ -338,7 +349,7 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
             return decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            return decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
+            return decision("switch", (nxt,), stop_all=True, rule=_cite(p, nxt, _switch_rule(outcome, state)))
     if p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():

@@ -233,7 +233,7 @@ class PatientModel:
         ctx = self.ctx
         pol = ctx.policy
         gate = pol.strong_opioid
-        if not gate.allowed or (self.strong_tried and ctx.strong not in self.reopen):
+        if not gate.allowed or self.strong_tried:
             return "closed"
         departure = pol.protocol is not None and "early_strong_opioid" in pol.declared_departures
         if not departure:
