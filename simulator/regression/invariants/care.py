@@ -63,7 +63,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       serotonergic combinations (the drug is serotonergic), or the policy's first-line regimens are used up.
     * ``referral_accounting`` (P9.re_referral): at most ``referral.max_consults`` consults; a referral is queued
       only once the previous one has ended (consult, queue left, drop-out); a discharge to primary care after
-      fewer consults than that comes only at a consult's outcome (refractory again later refers again).
+      fewer consults than that comes only in specialist care (at the consult's outcome or when its plan ends), not
+      once the patient is back in the pathway (refractory again later refers again).
     * ``criteria_referral_on_treatment`` (P9.care_while_waiting): a referral by the policy's criteria is made on a
       regimen: some drug runs (not tapering) when it is queued, unless ``referral.while_waiting: stop``.
     """
@@ -102,7 +103,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     starts: dict[str, int] = {}
     first_line_starts = 0
     consults = 0
-    last_consult = -1.0
+    returned = False  # back in the pathway (a treating state, relief) since the last consult's outcome
     queued = False
 
     def close(k: tuple[int, int] | None) -> None:
@@ -117,7 +118,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             close(key)
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
-            first_line_starts, consults, last_consult, queued = 0, 0, -1.0, False
+            first_line_starts, consults, returned, queued = 0, 0, False, False
         d = cat.get(str(drug)) if drug is not None else None
         # --- capsaicin_reapplied ---------------------------------------------------------------------------
         if drug in SINGLE_APPLICATION_DAYS and kind in ("drug_start", "dose_change", "drug_stop", "taper_start"):
@@ -141,7 +142,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             pending.pop(drug, None)
             if rule != BRIDGE:
                 starts[drug] = starts.get(drug, 0) + 1
-            if rule in REOFFER_RULES or (d is not None and d.drug_class == "weak_opioid" and starts[drug] > 1):
+            if rule in REOFFER_RULES or (d is not None and d.drug_class == "weak_opioid" and starts.get(drug, 0) > 1):
                 reoffered.add(drug)
             if d is not None and d.drug_class in FIRST_LINE:
                 first_line_starts += 1
@@ -197,13 +198,15 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             queued = False
         elif kind == "consult" and outcome is not None:
             consults += 1
-            last_consult = day
+            returned = False
             if consults > max_consults:
                 flag("referral_accounting", key, day, kind, None, rule,
                      f"consult {consults} although referral.max_consults is {max_consults}")
-        elif kind == "transition" and rule == DISCHARGE and consults < max_consults and day > last_consult + TOL:
+        elif kind == "transition" and rule == DISCHARGE and consults < max_consults and returned:
             flag("referral_accounting", key, day, kind, None, rule, f"discharged on day {day:g} after {consults} "
-                 f"consult(s), not at a consult's outcome, although referral.max_consults is {max_consults}")
+                 f"consult(s), back in the pathway since the last, although referral.max_consults is {max_consults}")
+        elif kind == "transition" and consults and state not in (None, "specialist_referral", "specialist_care"):
+            returned = True
     close(key)
     for name in CARE_INVARIANTS:
         res[name].applicable = len(seen[name])

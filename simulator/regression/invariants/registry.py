@@ -170,8 +170,8 @@ CARE = (
               "max_first_line_regimens"),
     Invariant("referral_accounting", "P9.re_referral", "S002, S004",
               "at most referral.max_consults consults; a referral is queued only after the previous one ended "
-              "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only at a "
-              "consult's outcome (refractory again later is referred again)",
+              "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only in "
+              "specialist care, not once back in the pathway (refractory again later is referred again)",
               "events: referral_queued, consult (wait_days, consult_outcome), queue_left, dropout, "
               "P9.discharge_plan transitions; policy: referral.max_consults"),
     Invariant("criteria_referral_on_treatment", "P9.care_while_waiting", "S002, S004",
