@@ -277,20 +277,22 @@ class Dosing:
     def _reapply(self, p: PatientModel, line: Line, now: float) -> None:
         """P6.capsaicin_reapply: the application is repeated when the last one's effect wanes (drugs.yaml
         ``reapply_days``; S002 "effect lasting up to 90 days", S004 "up to 12 weeks") while the patient continues
-        the drug, logged as a dose change at the same dose; its application-site adverse events are drawn again
-        for this application (keyed draws: application number and adverse-event slot)."""
+        the drug, logged on its due day (a process waiting for a taper wakes later) as a dose change at the same
+        dose; its application-site adverse events are drawn again for this application (keyed draws: application
+        number and adverse-event slot)."""
         d = self.tables.drugs[line.drug]
         i = p.idx
-        dose = line.dose_at(now)
-        self._log(i, now, E_DOSE, p.state, drug=line.drug, dose=dose, rule="P6.capsaicin_reapply")
+        day = line.next_apply
+        dose = line.dose_at(day)
+        self._log(i, day, E_DOSE, p.state, drug=line.drug, dose=dose, rule="P6.capsaicin_reapply")
         base = 2 * self.tables.n_ae_slots * line.n_applied
         line.n_applied += 1
-        line.next_apply = now + self.extras[line.drug].reapply
+        line.next_apply = day + self.extras[line.drug].reapply
         for k, slot in enumerate(d.ae_slots):
             u_inc = streams.keyed_uniform(self.reapply_key, i, base + 2 * slot)
             if u_inc < interp(d.ae_incidence[k], dose / line.factor):
                 u_on = streams.keyed_uniform(self.reapply_key, i, base + 2 * slot + 1)
-                line.aes.append((now + onset_days(d.ae_onset_median, u_on), d.ae_types[k], u_inc, -1))
+                line.aes.append((day + onset_days(d.ae_onset_median, u_on), d.ae_types[k], u_inc, -1))
         line.aes.sort()
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[Line], now: float, before: bool = False) -> None:
