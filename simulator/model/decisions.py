@@ -258,9 +258,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         return decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
     oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
-    if outcome == "intolerable" and oral.stop_all and "topical" not in oral.keep:
+    if (outcome == "intolerable" or oral.rule == REOFFER) and oral.stop_all and "topical" not in oral.keep:
         # P4.intolerance_stop stops the drug not tolerated (or the patient stopped it), not a topical beside it:
-        # the topical goes on with the next step (S004: topicals for localized pain at any stage).
+        # the topical goes on with the next step (S004: topicals for localized pain at any stage). The same when a
+        # drug the patient stopped himself is offered once more (P4.reoffer_own_stop judges no topical).
         oral = revised(oral, keep=(*oral.keep, "topical"))
     if inadequate and _topical_add_due(p, ctx, state):
         if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
