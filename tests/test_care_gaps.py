@@ -167,3 +167,20 @@ def test_usual_care_declares_the_reoffers_off():
         assert raw.get("tramadol_reoffer") is False and raw.get("reoffer_own_stop") is False, name
         ev = _run(name, 600, 3).events
         assert not ev["rule"].isin(["P7.tramadol_reoffer", "P4.reoffer_own_stop"]).any(), name
+
+
+def test_check_catches_an_engine_that_skips_the_new_care(monkeypatch):
+    """The oracle fails on simulated trajectories of a broken engine: capsaicin never re-applied (the
+    re-application's row not logged) is reported by capsaicin_reapplied; one consult per patient (v0.2's guard)
+    by referral_accounting (discharged although a second consult is allowed)."""
+    from simulator.engine.simulation import Simulation
+    from simulator.model.patient import PatientModel
+
+    def no_row(self, p, line, now):  # the schedule moves on, nothing is applied or logged
+        line.next_apply += self.extras[line.drug].reapply
+
+    monkeypatch.setattr(Simulation, "_reapply", no_row)
+    monkeypatch.setattr(PatientModel, "referral_allowed", lambda self: not self.consulted)
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    names = {v.invariant for v in check_run(simulate(sc, patients=1000, replications=1, seed=7)).violations()}
+    assert {"capsaicin_reapplied", "referral_accounting"} <= names
