@@ -107,6 +107,7 @@ class Narrator:
         self.stopped: list[tuple[float, str]] = []
         self.visit_day = self.own_stop_day = self.ae_stop_day = -1.0  # what may end relief (P4.relapse words)
         self.consult_words = "care"  # what the last consult gave (SPECIALIST_RELIEF)
+        self.failed_consult_day = -1.0  # a consult without relief: the decisions of its day are the specialist's plan
         self.last_pain = (0.0, "")  # the day and words of the last pain measured (assessment, evaluation, visit)
         self.leaving = None  # why the patient leaves care, read at the leaving's first row
 
@@ -119,8 +120,8 @@ class Narrator:
 
     def pain_words(self, r: dict[str, Any]) -> str:
         p = float(r["pain_nrs"])
-        pct = 100.0 * (p - self.base) / self.base if self.base > 0 else 0.0
-        return f"pain {p:.1f}/10 ({pct:+.0f}%)"
+        pct = round(100.0 * (p - self.base) / self.base) if self.base > 0 else 0
+        return f"pain {p:.1f}/10 ({pct:+d}%)"  # a whole number: no "-0%"
 
     def outcome(self, r: dict[str, Any]) -> str:
         return OUTCOME_WORDS.get(str(r["outcome"]), str(r["outcome"]))
@@ -245,6 +246,8 @@ class Narrator:
             self.add(day, "referral", f"seen by the pain specialist after {wait} wait ({WAIT_ALONE})", rule)
         elif pd.notna(r["consult_outcome"]):
             self.consult_words = CONSULT_WORDS.get(str(r["consult_outcome"]), self.consult_words)
+            if str(r["consult_outcome"]) not in CONSULT_WORDS:  # no relief: the pathway's remaining options
+                self.failed_consult_day = day
             self.add(day, "referral", f"specialist outcome: {str(r['consult_outcome']).replace('_', ' ')}", rule)
 
     def on_dropout(self, r: dict[str, Any], day: float, rule: str) -> None:
@@ -279,6 +282,8 @@ class Narrator:
             self.pending_eval = None
         elif pa is not None and _same(float(pa["day"]), day) and trig != "relapse":
             context = "after intolerance, "
+        elif trig not in ("discharge", "consult") and _same(self.failed_consult_day, day):
+            context = "the specialist's plan after the consult without relief: "
         elif trig != "relapse" and _same(self.own_stop_day, day) and not _same(self.last_pain[0], day):
             # decided on the patient's own stop, not on a pain measured that day (the rule cited may speak of
             # refractory pain or failed drugs: say what the decision had to go on)
