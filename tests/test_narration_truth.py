@@ -236,3 +236,31 @@ def test_a_decision_on_the_patients_own_stop_says_no_pain_was_measured() -> None
     assert "own stop" in refer.text and "no pain measured since day 227" in refer.text and "relief" in refer.text
     stable = next(s for s in j.steps if s.rule == "P4.stable_discharge")
     assert "no drug running" in stable.text and "repeat prescribing" not in stable.text, stable.line()
+
+
+def test_a_start_deferred_by_a_taper_is_told_as_such() -> None:
+    """A decision whose drug waits for a taper to end (P5, P7.tramadol_reoffer) names the drug and its day; the
+    later start says the taper is done even when another drug continues beside it (UK usual care seed 3
+    patient 17 was told "tramadol 100 mg/day added alongside" for the tramadol decided on day 126); when the
+    start never comes (the horizon first: guideline seed 3 patient 17 on day 728) the decision says so instead of
+    "step up to -"."""
+    deferred = never = 0
+    for path, patients in ((ROOT / "scenarios" / "usual-care-uk.yaml", [17]), (GUIDELINE, [17])):
+        for j in _journeys(path, patients, seed=3):
+            ev = j.events.astype({"event": object, "rule": object})
+            moves = ev[ev["event"] == "transition"]
+            for s in j.steps:
+                assert " - " not in s.text and not s.text.endswith(" -"), s.line()
+            for _, start in ev[ev["event"] == "drug_start"].iterrows():
+                decided = moves[(moves["rule"] == start["rule"]) & (moves["day"] < start["day"] - 1e-6)]
+                later = moves[(moves["day"] > decided["day"].max()) & (moves["day"] < start["day"] - 1e-6)] \
+                    if len(decided) else moves.iloc[0:0]
+                if len(decided) and not len(later):  # decided before, started once a taper ended
+                    step = next(x for x in j.steps if x.rule == start["rule"] and abs(x.day - start["day"]) < 1e-6
+                                and x.kind == "decision")
+                    assert "starts, the taper done" in step.text, step.line()
+                    deferred += 1
+            for s in j.steps:
+                if "once the taper ends (not started" in s.text:
+                    never += 1
+    assert deferred >= 1 and never >= 1, (deferred, never)

@@ -89,6 +89,12 @@ def _step(day: float, kind: str, text: str, rule: str = "") -> Step:
     return Step(float(day), kind, text, rule, seeds, words)
 
 
+_STARTING = {"start_first_line": "the next drug", "start_topical": "a topical", "add_on": "the next drug",
+             "add_topical": "a topical", "switch": "the next drug", "escalate_tramadol": "tramadol",
+             "escalate_strong_opioid": "a strong opioid"}
+"""Triggers whose decision starts a drug, and the drug's words when the log never shows its start."""
+
+
 def _same(a: float, b: float) -> bool:
     return abs(a - b) < SAME_DAY
 
@@ -110,6 +116,7 @@ class Narrator:
         self.failed_consult_day = -1.0  # a consult without relief: the decisions of its day are the specialist's plan
         self.last_pain = (0.0, "")  # the day and words of the last pain measured (assessment, evaluation, visit)
         self.leaving = None  # why the patient leaves care, read at the leaving's first row
+        self.deferred: set[str] = set()  # rules of decisions whose start waits for a taper to end
 
     # ---- words ----------------------------------------------------------------------------------------------
     def dose(self, drug: Any, dose: Any) -> str:
@@ -220,9 +227,13 @@ class Narrator:
 
     def on_drug_start(self, r: dict[str, Any], day: float, rule: str) -> None:
         """A start without its own transition: a topical alongside a dose optimisation, or a start its decision
-        deferred until a taper ended (nothing else continues then)."""
-        alone = rule != "P6.topical_add" and self.regimen.continuing == [str(r["drug"])]
-        words = "starts, the taper done" if alone else "added alongside"
+        deferred until a taper ended (other drugs may continue beside it)."""
+        others = [drug_name(d) for d in self.regimen.continuing if d != str(r["drug"])]
+        if rule in self.deferred:
+            self.deferred.discard(rule)
+            words = "starts, the taper done" + (f" (alongside {' + '.join(others)})" if others else "")
+        else:
+            words = "starts, the taper done" if rule != "P6.topical_add" and not others else "added alongside"
         self.add(day, "decision", f"{self.dose(r['drug'], r['dose'])} {words}"
                  + (" for the localized pain" if rule == "P6.topical_add" else ""), rule)
 
@@ -291,7 +302,7 @@ class Narrator:
                        f"({self.last_pain[1]}): ")
         self.pending_ae = None
         if not starts:  # a start deferred by a taper (P5, P7.tramadol_reoffer): named with its day
-            starts = self._deferred_start(j, rule)
+            starts = self._deferred_start(j, rule, trig)
         action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
         if trig == "relapse" and not _same(self.visit_day, day):  # no visit that day: what ended relief
             if _same(self.own_stop_day, day):
@@ -311,15 +322,21 @@ class Narrator:
         self.steps.extend(alongside)
         return j
 
-    def _deferred_start(self, j: int, rule: str) -> list[str]:
+    def _deferred_start(self, j: int, rule: str, trigger: str) -> list[str]:
         """The drug a decision (``rule``) starts later, once a taper ends, named with its day (rows from ``j``
-        up to the next transition); empty if it never starts (the horizon, a drop-out)."""
+        up to the next transition). When it never starts, why: the patient leaves care first, or follow-up ends
+        (the drug is named only when the trigger names it); empty for a decision that starts nothing."""
+        if trigger not in _STARTING:
+            return []
         for rk in self.rows[j:]:
             if str(rk["event"]) == "transition":
                 break
+            if str(rk["event"]) == "dropout":
+                return [f"{_STARTING[trigger]} once the taper ends (not started: the patient leaves care first)"]
             if str(rk["event"]) == "drug_start" and str(rk["rule"]) == rule:
+                self.deferred.add(rule)
                 return [f"{self.dose(rk['drug'], rk['dose'])} once the taper ends (day {float(rk['day']):.0f})"]
-        return []
+        return [f"{_STARTING[trigger]} once the taper ends (not started: follow-up ends first)"]
 
     def _discharge_words(self, j: int, day: float) -> tuple[str, list[str]]:
         """P9.discharge_plan: the regimen that goes on once the stops of the day (rows from ``j``; a discharge
