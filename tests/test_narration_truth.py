@@ -264,3 +264,34 @@ def test_a_start_deferred_by_a_taper_is_told_as_such() -> None:
                 if "once the taper ends (not started" in s.text:
                     never += 1
     assert deferred >= 1 and never >= 1, (deferred, never)
+
+
+def test_the_tutors_question_says_what_ended_the_line_and_what_runs() -> None:
+    """The tutor asks its question with the situation in words. When the line ended by the patient's own stop
+    it said "an adverse event made a drug intolerable" (guideline seed 7 patient 14, day 138: he stopped
+    nortriptyline himself) and "nothing running" while that drug was tapered; a plaster was "1 plasters/day".
+    Answering the guideline's option at every question walks the guideline's course."""
+    from simulator.teaching.tutor.session import Session
+
+    s = Session(setup_from_scenario(load_scenario(GUIDELINE), 14, seed=7))
+    said: dict[int, str] = {}
+    while not s.finished and len(said) < 20:
+        said[round(s.point.day)] = s.situation()
+        s.answer(s.point.guideline)
+    assert "1 plaster/day" in said[28] and "plasters" not in said[28], said[28]
+    assert "the patient stopped nortriptyline" in said[138] and "made a drug intolerable" not in said[138], said[138]
+    assert "nortriptyline tapering off" in said[138] and "nothing running" not in said[138], said[138]
+    assert "tramadol was not tolerated (dry mouth): being tapered off" in said[158], said[158]
+    assert "the patient stopped morphine" in said[280] and "nothing running" in said[280], said[280]
+
+
+def test_the_end_of_follow_up_says_what_still_runs() -> None:
+    """A journey still in a treating state at the horizon ends with what runs then (from the log), not only the
+    state's name ("still in tramadol" for guideline seed 3 patient 17, whose tramadol was being tapered off
+    beside gabapentin and venlafaxine)."""
+    j = _journeys(GUIDELINE, [17], seed=3)[0]
+    end = j.steps[-1]
+    assert end.kind == "end", end.line()
+    running = _running_at(j.events)[-1][1]
+    assert running and all(_name(d) in end.text for d in running), (running, end.text)
+    assert "tramadol tapering off" in end.text, end.text

@@ -133,8 +133,13 @@ def trace(setup: Setup) -> Journey:
     final = states[-1]
     relief = events[(events["event"] == "transition") & (events["state"] == "relieved")]["day"]
     horizon = setup.config.horizon_days
-    if final not in TERMINAL:
-        steps.append(Step(horizon, "end", f"end of follow-up, still in {final.replace('_', ' ')}"))
+    if final not in TERMINAL:  # what still runs at the horizon, from the log
+        regimen = Regimen()
+        for r in events.to_dict("records"):
+            regimen.apply(r)
+        on = regimen.words(lambda d, x: dose_words(setup, d, x))
+        steps.append(Step(horizon, "end", f"end of follow-up, still in {final.replace('_', ' ')}"
+                          + (f", on {on}" if on else ", with no drug running")))
     return Journey(setup, profile(setup), steps, events, states, edges, final,
                    float(relief.iloc[0]) if len(relief) else None, path_words(events))
 
