@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..model.rules import load_rules
 from .one_patient import Setup
-from .regimen import SAME_DAY, Regimen, leaving_reason
+from .regimen import SAME_DAY, Leaving, Regimen, leaving_reason
 from .words import (
     ACTION_WORDS,
     CONSULT_WORDS,
@@ -115,7 +115,7 @@ class Narrator:
         self.consult_words = "care"  # what the last consult gave (SPECIALIST_RELIEF)
         self.failed_consult_day = -1.0  # a consult without relief: the decisions of its day are the specialist's plan
         self.last_pain = (0.0, "")  # the day and words of the last pain measured (assessment, evaluation, visit)
-        self.leaving = None  # why the patient leaves care, read at the leaving's first row
+        self.leaving: Leaving | None = None  # why the patient leaves care, read at the leaving's first row
         self.deferred: set[str] = set()  # rules of decisions whose start waits for a taper to end
 
     # ---- words ----------------------------------------------------------------------------------------------
@@ -150,12 +150,13 @@ class Narrator:
             r = self.rows[i]
             ev, day = str(r["event"]), float(r["day"])
             rule = str(r["rule"]) if pd.notna(r["rule"]) else ""
-            if pd.notna(r["rule"]) and rule in ("X.dropout", "X.left_treatment") and self.leaving is None:
+            if rule in ("X.dropout", "X.left_treatment") and self.leaving is None:
                 self.leaving = leaving_reason(self.rows, i)
             if ev == "evaluation":  # told with what runs at its moment (the whole regimen, not the drug judged)
                 r = dict(r, on=self.regimen_words() or self.dose(r["drug"], r["dose"]))
             if ev in ("assessment", "evaluation", "maintenance_visit") and pd.notna(r["pain_nrs"]):
-                self.last_pain = (day, self.pain_words(r) + ("" if ev == "assessment" else f", {self.outcome(r)}"))
+                self.last_pain = (day, f"baseline pain {float(r['pain_nrs']):.1f}/10" if ev == "assessment"
+                                  else f"{self.pain_words(r)}, {self.outcome(r)}")
             self.regimen.apply(r)
             if self.pending_eval is not None and (day > self.pending_eval["day"] + 1e-9 or ev == "dropout"):
                 self.flush_eval()
@@ -262,7 +263,7 @@ class Narrator:
             self.add(day, "referral", f"specialist outcome: {str(r['consult_outcome']).replace('_', ' ')}", rule)
 
     def on_dropout(self, r: dict[str, Any], day: float, rule: str) -> None:
-        why = self.leaving or leaving_reason(self.rows, self.rows.index(r) if r in self.rows else 0)
+        why = self.leaving or Leaving("lost", "lost")  # read at the leaving's first row (rule X.dropout, ...)
         drug = drug_name(why.drug) if why.drug else "the drug"
         what = LEFT_AFTER.get(why.cause, LEFT_AFTER["lost"]).format(drug=drug)
         self.add(day, "dropout", LEAVING_WORDS[why.kind].format(drug=drug, what=what), rule)
