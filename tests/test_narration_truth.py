@@ -295,3 +295,19 @@ def test_the_end_of_follow_up_says_what_still_runs() -> None:
     running = _running_at(j.events)[-1][1]
     assert running and all(_name(d) in end.text for d in running), (running, end.text)
     assert "tramadol tapering off" in end.text, end.text
+
+
+def test_an_opioid_as_the_first_drug_is_not_told_as_a_step_up() -> None:
+    """Usual care starts some patients on tramadol or a strong opioid (X.usual_care_choice, declared departures
+    from P7/P8). The first decision was told "step up to tramadol 100 mg/day (P7)" (usual care seed 7 patient
+    27), a step up from nothing; it is the first drug."""
+    firsts = 0
+    for j in _journeys(ROOT / "scenarios" / "usual-care.yaml", range(60)):
+        ev = j.events
+        first = ev[ev["event"] == "transition"].iloc[0]
+        if str(first["trigger"]) not in ("escalate_tramadol", "escalate_strong_opioid"):
+            continue
+        step = j.decisions[0]
+        assert "step up" not in step.text and "as the first drug" in step.text, step.line()
+        firsts += 1
+    assert firsts >= 3

@@ -24,6 +24,7 @@ from .words import (
     DISCHARGE_NO_DRUG,
     DISCHARGE_TAPERING,
     DOSE_WORDS,
+    FIRST_OPIOID_WORDS,
     LEAVING_WORDS,
     LEFT_AFTER,
     LIMIT_WORDS,
@@ -305,6 +306,8 @@ class Narrator:
         if not starts:  # a start deferred by a taper (P5, P7.tramadol_reoffer): named with its day
             starts = self._deferred_start(j, rule, trig)
         action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
+        if trig in FIRST_OPIOID_WORDS and not any(x.kind == "decision" for x in self.steps):
+            action = FIRST_OPIOID_WORDS[trig].format(drugs=" + ".join(starts))  # nothing to step up from
         if trig == "relapse" and not _same(self.visit_day, day):  # no visit that day: what ended relief
             if _same(self.own_stop_day, day):
                 action = RELAPSE_OWN_STOP

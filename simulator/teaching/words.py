@@ -53,6 +53,12 @@ ACTION_WORDS = {"start_first_line": "start {drugs}", "start_topical": "start {dr
                 "consult": "specialist consultation completed",
                 "discharge": "back to primary care on the current regimen: {drugs} (specialist's plan)",
                 "relapse": "relief lost at the maintenance visit: back into the pathway"}
+FIRST_OPIOID_WORDS = {"escalate_tramadol": "start {drugs} as the first drug (an opioid first: a declared departure "
+                                          "from P7)",
+                      "escalate_strong_opioid": "start {drugs} as the first drug, a time-limited strong-opioid trial "
+                                                "(an opioid first: a declared departure from P8)"}
+"""An opioid as the index drug (usual care, X.usual_care_choice): the words of ACTION_WORDS would say it steps up
+from a drug that never ran."""
 # P4.relapse without a visit: the patient stopped the drug that relieved (X.patient_stop), not a failure (P7)
 RELAPSE_OWN_STOP = "relief lost: the patient stopped the drug that gave it; back into the pathway"
 # P4.relapse without a visit: the drug that relieved was stopped for an adverse event (P4.intolerance_stop,
