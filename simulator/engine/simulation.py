@@ -187,7 +187,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
             # Started as env.process(gen) starts a process: an urgent event now, in the order of the patients.
             cal.push((env._now, URGENT, next(env._eid), _Wake(gen, cal)))
         # The run allocates millions of short-lived objects but creates little cyclic garbage: pausing the
-        # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after.
+        # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after. It is
+        # paused until the patients' state is freed too: a collection just after the run would walk all of it.
         was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -197,19 +198,19 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
                 for k in range(1, steps + 1):
                     _run(env, cal, horizon * k / steps)
                     progress(k / steps)
+            # The log is complete to the horizon: titration steps reached before it by regimens still running
+            # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
+            for i, (p, lines) in self._regimens.items():
+                self._log_doses(i, p, lines, horizon, before=True)
+            # Free the patients' state now (their processes wait at the horizon, some in a reference cycle with
+            # the environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
+            # collection, through the outcomes computed next.
+            for gen in patients:
+                gen.close()
+            self._regimens.clear()
         finally:
             if was_enabled:
                 gc.enable()
-        # The log is complete to the horizon: titration steps reached before it by regimens still running
-        # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
-        for i, (p, lines) in self._regimens.items():
-            self._log_doses(i, p, lines, horizon, before=True)
-        # Free the patients' state now (their processes wait at the horizon, in a reference cycle with the
-        # environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
-        # collection, through the outcomes computed next.
-        for gen in patients:
-            gen.close()
-        self._regimens.clear()
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
 
