@@ -162,6 +162,7 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
         self.buf = array("d")
+        self._append = self.buf.frombytes  # EventLog._log: one attribute load per row
         self.env = simpy.Environment()
         clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
         self.clinic = Clinic(self.env, clinic, config.horizon_days)
@@ -300,7 +301,8 @@ def _run(env: simpy.Environment, cal: _Calendar, until: float) -> None:
     as ``Environment.step`` does."""
     queue = env._queue
     while True:
-        entry = cal.first()
+        active, pos = cal.active, cal.pos
+        entry = active[pos] if pos < len(active) else cal.first()  # (most pops: no call)
         if queue and (entry is None or queue[0] < entry):  # SimPy's own event comes first
             if queue[0][0] >= until:
                 break
