@@ -703,7 +703,7 @@ def test_trace_names_a_start_deferred_by_a_taper() -> None:
                 deferred += 1
     assert deferred >= 3
     steps = [s.text for s in journeys[14].steps if min(abs(s.day - 126), abs(s.day - 133)) < 0.5]
-    assert any(t.startswith("step up to tramadol 100 mg/day once the taper ends (day 133)") for t in steps), steps
+    assert any("step up to tramadol 100 mg/day once the taper ends (day 133)" in t for t in steps), steps
     assert not any("added alongside" in t for t in steps), steps
 
 
@@ -720,7 +720,7 @@ def test_relapse_words_match_what_ended_relief() -> None:
                 continue
             if "at the maintenance visit" in s.text:
                 assert round(s.day, 3) in visits, s.line()
-            else:
+            elif "not tolerated" not in s.text:  # a stop for intolerance has its own words (test_narration_truth)
                 assert "the patient stopped" in s.text, s.line()
                 own_stop += 1
     assert own_stop > 0

@@ -243,24 +243,33 @@ def test_trace_tells_the_evaluation_before_the_stops_of_leaving_care():
     assert kinds.index("evaluation") < kinds.index("stop"), [s.text for s in steps]
 
 
-def _regimen_at_discharge(ev, patient: int) -> tuple[float, list[str]]:
-    """(day, drugs still taken once that day's stops are done) at the patient's P9.discharge_plan transition,
-    read from the event log here (a drug is taken from its start to its stop or taper start)."""
+def _regimen_at_discharge(ev, patient: int) -> tuple[float, list[str], list[str]]:
+    """(day, drugs that go on, drugs being tapered off) once the stops of the day of the patient's
+    P9.discharge_plan transition are done, read from the event log here: a drug runs from its start to its stop
+    row; from its taper start it is tapered off (it still runs, but does not go on)."""
     g = ev[ev["patient"] == patient].astype({"event": object, "drug": object, "trigger": object})
     day = float(g[(g["event"] == "transition") & (g["trigger"] == "discharge")]["day"].iloc[0])
     taken: list[str] = []
+    tapering: list[str] = []
     for r in g[g["day"] <= day + 1e-9].itertuples(index=False):
         if r.event == "drug_start":
             taken.append(r.drug)
-        elif r.event in ("drug_stop", "taper_start") and r.drug in taken:
+        elif r.event == "taper_start" and r.drug in taken:
             taken.remove(r.drug)
-    return day, taken
+            tapering.append(r.drug)
+        elif r.event == "drug_stop":
+            taken = [d for d in taken if d != r.drug]
+            tapering = [d for d in tapering if d != r.drug]
+    return day, taken, tapering
 
 
 def test_discharge_is_narrated_with_the_regimen_that_runs_or_none():
     """Protects the narration of P9.discharge_plan: "back to primary care on the current regimen" names the
-    drugs still taken; with every drug stopped it says no drug runs (it used to speak of a current regimen
-    when nothing ran). Discharged patients are found in a guideline run, then traced on their own."""
+    drugs that go on; with every drug stopped it says no drug runs (it used to speak of a current regimen
+    when nothing ran); a drug being tapered off still runs until its taper ends, so the discharge does not say
+    "no drug running" then but names the taper (guideline seed 7 patient 248 on day 552 was told "no drug
+    running" while nortriptyline was tapered to day 566). Discharged patients are found in a guideline run, then
+    traced on their own."""
     from simulator.analysis.runner import simulate
     from simulator.teaching.narrate import setup_from_scenario, trace
 
@@ -268,16 +277,18 @@ def test_discharge_is_narrated_with_the_regimen_that_runs_or_none():
     scenario = load_scenario(str(root / "scenarios" / "guideline.yaml"))
     ev = simulate(scenario, patients=1000, seed=7, replications=1).events
     discharged = ev[(ev["event"] == "transition") & (ev["trigger"].astype(str) == "discharge")]["patient"].unique()
-    seen: set[bool] = set()
-    for patient in discharged[:60]:
+    seen: set[tuple[bool, bool]] = set()
+    for patient in list(discharged[:60]) + [248]:
         j = trace(setup_from_scenario(scenario, int(patient), seed=7))
         if not (j.events["trigger"].astype(str) == "discharge").any():
             continue
-        day, taken = _regimen_at_discharge(j.events, int(patient))
+        day, taken, tapering = _regimen_at_discharge(j.events, int(patient))
         step = next(s for s in j.steps if s.rule == "P9.discharge_plan" and abs(s.day - day) < 1e-6)
         if taken:
             assert "current regimen" in step.text and all(d.split("_")[0] in step.text for d in taken), step.text
         else:
-            assert "no drug running" in step.text and "current regimen" not in step.text, step.text
-        seen.add(bool(taken))
-    assert seen == {True, False}, seen
+            assert "current regimen" not in step.text, step.text
+        assert ("no drug running" in step.text) == (not taken and not tapering), step.text
+        assert all(f"{d.split('_')[0]} tapering off" in step.text for d in tapering), step.text
+        seen.add((bool(taken), bool(tapering)))
+    assert {(True, False), (False, False), (False, True)} <= seen, seen

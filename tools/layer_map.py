@@ -90,6 +90,10 @@ MODULES: dict[str, str] = {
     "figures": "output.figures",
     # teaching: the educators' tools
     "narrate": "teaching.narrate",
+    "one_patient": "teaching.one_patient",
+    "steps": "teaching.steps",
+    "regimen": "teaching.regimen",
+    "words": "teaching.words",
     "journey": "teaching.journey",
     "tutor": "teaching.tutor.options",
     "tutor_verdicts": "teaching.tutor.verdicts",

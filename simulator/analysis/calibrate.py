@@ -378,7 +378,7 @@ def plot_rows(rows: list[Any], fam: str, path: Path) -> None:
     ax.set_title(f"{fam}: published (blue band = tolerance or CI) vs simulated (dot, 95% CI)", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version chunk: same inputs, same bytes
     plt.close(fig)
 
 

@@ -80,10 +80,15 @@ def pyplot() -> Any:
     return plt
 
 
+#: PNG text chunks written with every figure: none. matplotlib's default ``Software`` chunk names its version, so
+#: the same report would differ between installs; reports are byte-identical for identical inputs.
+PNG_METADATA: dict[str, None] = {"Software": None}
+
+
 def png(fig: Any) -> str:
-    """``fig`` as base64 PNG text (110 dpi); the figure is closed."""
+    """``fig`` as base64 PNG text (110 dpi, no metadata chunks: :data:`PNG_METADATA`); the figure is closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
     pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -113,10 +118,11 @@ def km_figure(runs: Sequence[RunData]) -> str:
 
 
 def ae_figure(runs: Sequence[RunData]) -> str:
-    """Adverse events per 100 patients by type, grouped bars per run."""
+    """Adverse events per 100 patients by type, grouped bars per run: most frequent first, equal rates by name
+    (a set of names has no stable order between processes, PYTHONHASHSEED)."""
     plt = pyplot()
     by = [r.summary["adverse_events"]["by_type"] for r in runs]
-    types = sorted({t for b in by for t in b}, key=lambda t: -max(b.get(t, 0.0) for b in by))
+    types = sorted({t for b in by for t in b}, key=lambda t: (-max(b.get(t, 0.0) for b in by), t))
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.32 * len(types) * max(1, len(runs)) ** 0.5 + 1.2)))
     y = np.arange(len(types))
     h = 0.8 / max(1, len(runs))

@@ -22,7 +22,7 @@ def journey_text(j: Journey) -> str:
         out.append(s.line())
         if s.kind == "decision" and s.rule_text:
             out.append(f"    {s.rule_text}")
-    out += ["", f"Path: {' -> '.join(x.replace('_', ' ') for x in j.states)}", "", j.setup.caveat, NOT_CLINICAL]
+    out += ["", f"Path: {' -> '.join(j.path)}", "", j.setup.caveat, NOT_CLINICAL]
     return "\n".join(out) + "\n"
 
 
@@ -46,7 +46,7 @@ def print_journey(j: Journey, console: Any) -> None:
         console.print(Text(s.line(), style=_KIND_STYLE.get(s.kind, "")), soft_wrap=True)
         if s.kind == "decision" and s.rule_text:
             console.print(Text(f"    {s.rule_text}", style="dim"), soft_wrap=True)
-    console.print(Text(f"Path: {' -> '.join(x.replace('_', ' ') for x in j.states)}", style="bold"))
+    console.print(Text(f"Path: {' -> '.join(j.path)}", style="bold"))
     console.print(Text(j.setup.caveat, style="dim"), soft_wrap=True)
     console.print(Text(NOT_CLINICAL, style="dim"), soft_wrap=True)
 
@@ -100,4 +100,4 @@ def journey_html(j: Journey) -> str:
         label=j.setup.label, css=_CSS, note=NOT_CLINICAL, caveat=j.setup.caveat,
         teaching_point=case.teaching_point.strip() if case is not None else "",
         profile=j.profile, steps=j.steps, seeds=[(sd, SEED_LABELS.get(sd, "")) for sd in seeds],
-        states=[x.replace("_", " ") for x in j.states], svg=svg, mermaid=mermaid)
+        states=j.path, svg=svg, mermaid=mermaid)

@@ -1,8 +1,9 @@
 """Words the teaching tools share: a drug's catalogue name for reading, and the safety flags in plain words.
 
-Owned here so that the narrated journey (:mod:`simulator.teaching.narrate`) and the clinical flowchart
-(:mod:`simulator.teaching.flowchart`) can both use them without importing each other (the journey page draws
-the flowchart). Imports nothing.
+Owned here so that the narrated journey (:mod:`simulator.teaching.narrate`, :mod:`simulator.teaching.steps`) and
+the clinical flowchart (:mod:`simulator.teaching.flowchart`) can both use them without importing each other (the
+journey page draws the flowchart). The rule texts themselves are in ``simulator/data/rules.yaml``; these are the
+words of the events around them. Imports nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge
                "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
                "for the specialist"}
 VISIT_AFTER = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up to repeat prescribing"}
+VISIT_AFTER_NO_DRUG = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up (no drug to "
+                                              "prescribe)"}
+"""VISIT_AFTER when no drug runs (a specialist's intervention relieved the patient): nothing to prescribe."""
 ACTION_WORDS = {"start_first_line": "start {drugs}", "start_topical": "start {drugs}", "add_on": "add {drugs}",
                 "add_topical": "add {drugs} alongside",
                 "switch": "switch to {drugs}", "escalate_tramadol": "step up to {drugs} (P7)",
@@ -49,12 +53,43 @@ ACTION_WORDS = {"start_first_line": "start {drugs}", "start_topical": "start {dr
                 "consult": "specialist consultation completed",
                 "discharge": "back to primary care on the current regimen: {drugs} (specialist's plan)",
                 "relapse": "relief lost at the maintenance visit: back into the pathway"}
+FIRST_OPIOID_WORDS = {"escalate_tramadol": "start {drugs} as the first drug (an opioid first: a declared departure "
+                                          "from P7)",
+                      "escalate_strong_opioid": "start {drugs} as the first drug, a time-limited strong-opioid trial "
+                                                "(an opioid first: a declared departure from P8)"}
+"""An opioid as the index drug (usual care, X.usual_care_choice): the words of ACTION_WORDS would say it steps up
+from a drug that never ran."""
 # P4.relapse without a visit: the patient stopped the drug that relieved (X.patient_stop), not a failure (P7)
 RELAPSE_OWN_STOP = "relief lost: the patient stopped the drug that gave it; back into the pathway"
+# P4.relapse without a visit: the drug that relieved was stopped for an adverse event (P4.intolerance_stop,
+# X.serious_event on the stop row)
+RELAPSE_INTOLERANCE = "relief ended: the drug that gave it was stopped as not tolerated; back into the pathway"
 DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway option is left (specialist's plan)"
 """P9.discharge_plan when every drug has stopped (the narration must not speak of a current regimen)."""
+DISCHARGE_TAPERING = ("back to primary care with no drug continuing ({drugs} tapering off): no pathway option is left "
+                      "(specialist's plan)")
+"""P9.discharge_plan when the only drugs left are being tapered off: they still run until their taper ends."""
 # Relief after the consult (issue 10): maintenance follows, as for any relief (P4.maintenance_visit)
 SPECIALIST_RELIEF = ("relieved after the specialist's {how}: maintenance visits follow; a relapse returns the patient to "
                      "the pathway's remaining options (no second referral), loss to follow-up goes on")
 CONSULT_WORDS = {"intervention_success": "intervention", "conservative_relief": "drug management"}
 """What the consult gave, named in SPECIALIST_RELIEF and at the maintenance visits after it."""
+
+LEAVING_WORDS = {
+    "lost": "drops out of care (lost to follow-up)",
+    "left_treatment": "leaves care: after {what} the patient does not come back for another pain drug (usual care)",
+    "after_own_stop": "leaves care after the patient's own stop of {drug} (decided then, not lost to follow-up)",
+    "after_intolerance": "leaves care after {drug} was not tolerated (decided then, not lost to follow-up)",
+    "after_failed_line": "leaves care after the evaluation without relief (decided then, not lost to follow-up)",
+    "after_relapse": "leaves care after relief was lost (decided then, not lost to follow-up)",
+}
+"""Why a patient leaves care (simulator.teaching.regimen.leaving_reason): X.dropout is a loss to follow-up or the
+patient's decision after a failed line or his own stop (assumption dropout_after_failed_line); X.left_treatment is
+usual care's not coming back."""
+LEFT_AFTER = {"after_own_stop": "stopping {drug}", "after_intolerance": "{drug} was not tolerated",
+              "after_failed_line": "an evaluation without relief", "after_relapse": "relief was lost",
+              "lost": "the last drug stopped"}
+"""The {what} of LEAVING_WORDS["left_treatment"], by what came before it."""
+WAIT_ALONE = ("simulated alone, so behind no one in the queue; the queue is shared, so in a run the wait depends on the "
+              "whole simulated cohort's demand against the clinic's capacity: this wait is not representative")
+"""Said at every specialist consult of a trace: the one patient's wait is not the wait of a run (P9)."""

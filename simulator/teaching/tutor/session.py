@@ -20,7 +20,8 @@ from ...inputs.errors import InputError
 from ...model.pathway import compile_table
 from ...model.patient import PatientModel
 from ...model.policy_context import Decision
-from ..narrate import Setup, drug_name, narrate
+from ..narrate import Setup, drug_name, narrate, unit_for
+from ..regimen import Regimen
 from .options import GOOD, Option, Point, build_options, cite, describe, same_step, seeds_of
 from .verdicts import judge_all
 
@@ -291,13 +292,30 @@ class Session:
             return "The case has ended."
         if pt.outcome is None:
             return f"Day {pt.day:.0f}, first visit (pain {self.base:.1f}/10). What do you start?"
-        reg = " + ".join(f"{drug_name(n)} {d:g} {u}" for n, d, u in pt.regimen) or "nothing running"
+        reg = " + ".join(f"{drug_name(n)} {d:g} {unit_for(u, d)}" for n, d, u in pt.regimen)
+        visible = self.visible_events()
+        running = Regimen()  # from the log: a drug being tapered off still runs until its stop row
+        for r in visible.to_dict("records"):
+            running.apply(r)
+        off = " and ".join(drug_name(d) for d in running.tapering_off)
+        reg = (f"{reg}, with {off} tapering off" if reg else f"{off} tapering off") if off else reg or "nothing running"
         if pt.outcome == "intolerable":
-            head = "an adverse event made a drug intolerable; it has been stopped"
+            today = visible[((visible["day"] - pt.day).abs() < 1e-3)  # the log's days are rounded to 1e-3 d
+                            & visible["event"].isin(["drug_stop", "taper_start"])]
+            own = today[today["rule"].astype(str) == "X.patient_stop"]
+            if len(own) and not today["adverse_event"].notna().any():  # the line ended by the patient's own stop
+                head = (f"the patient stopped {' and '.join(drug_name(str(d)) for d in own['drug'])} (not an adverse "
+                        "event; no pain was measured today)")
+            else:
+                ae = today[today["adverse_event"].notna()]
+                head = "; ".join(f"{drug_name(str(r['drug']))} was not tolerated ({str(r['adverse_event']).replace('_', ' ')})"
+                                 f": {'being tapered off' if str(r['event']) == 'taper_start' else 'stopped'}"
+                                 for r in ae.to_dict("records")) \
+                    or "an adverse event made a drug intolerable; it has been stopped"
         else:
-            pct = 100 * (pt.pain - self.base) / self.base if self.base > 0 else 0.0
+            pct = round(100 * (pt.pain - self.base) / self.base) if self.base > 0 else 0
             words = {"relief": "relief", "partial": "partial response", "none": "no response"}[pt.outcome]
-            head = f"pain {pt.pain:.1f}/10 ({pct:+.0f}% from baseline): {words}"
+            head = f"pain {pt.pain:.1f}/10 ({pct:+d}% from baseline): {words}"
         return f"Day {pt.day:.0f} (now on: {reg}): {head}. What next?"
 
     def timeline(self) -> list[str]:

@@ -1,0 +1,130 @@
+"""One patient simulated alone, as the trace and the tutor need it: who (:class:`Setup`), with which draws
+(:func:`setup_from_scenario`, :func:`setup_from_cohort`, :func:`setup_from_case`), the event log of the run
+(:func:`simulate`) and the profile a reader sees (:func:`profile`).
+
+How a single patient is simulated (:func:`setup_from_scenario`): the scenario's full-size cohort is
+generated (``generate_cohort(spec, max(K + 1, scenario.patients), seed, replication)``) and the engine runs
+with ``only=[K]``. Every random stream is keyed by (seed, replication, purpose) and read by patient row,
+so patient K gets exactly the draws it gets in a full run of the cohort: same profile, same drug
+responses, same adverse events, same drop-out. The one thing that differs is the pain clinic's queue
+(P9): the queue is shared by the whole cohort, so a wait depends on every patient's demand against the
+clinic's capacity; alone in the simulation, the patient never waits behind other referrals. Simulating the
+whole cohort to extract one patient would give the queue too but costs the whole cohort's run (seconds
+instead of milliseconds, and the tutor re-simulates at every answer); the caveat is printed instead
+(:data:`QUEUE_CAVEAT`, and the words of the consult step, :data:`simulator.teaching.words.WAIT_ALONE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.outcomes import events_frame
+from ..engine.simulation import EngineConfig, Simulation
+from ..inputs.errors import InputError
+from ..model.policy_context import PolicyContext
+from ..population.cohort import Cohort, generate_cohort
+from ..population.cohort_spec import ETIOLOGIES, MISUSE_RISK_LEVELS
+from .cases import Case
+from .words import FLAG_WORDS
+
+QUEUE_CAVEAT = ("This patient was simulated alone with the draws it has in the full cohort: the journey is the one "
+                "it has in a run of the cohort up to a referral to the pain clinic (P9). The clinic's queue is "
+                "shared by the whole cohort, so a specialist wait depends on the whole simulated cohort's demand "
+                "against the clinic's capacity; here the patient queues behind no one, so a wait shown in this trace "
+                "is not representative of the waits in a run (nor is what happens during them: reviews, relief "
+                "while waiting, drop-out). Read the waits of a run in its report.")
+CASE_NOTE = ("A curated teaching case, simulated alone: it queues behind no one for the pain clinic (P9), so a "
+             "specialist wait here is not representative (a real wait depends on the demand of all patients "
+             "against the clinic's capacity).")
+NOT_CLINICAL = "Teaching material from a simulation; not clinical advice and not for treating patients."
+
+
+@dataclass
+class Setup:
+    """Everything needed to simulate one patient."""
+
+    ctx: PolicyContext
+    cohort: Cohort
+    config: EngineConfig
+    index: int
+    replication: int
+    label: str
+    caveat: str
+    case: Case | None = None
+
+
+def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0) -> Setup:
+    """Patient ``patient`` of the scenario's cohort (seed and replication as in a run). Raises InputError on a
+    negative index or replication."""
+    from ..model.clinical_tables import compile_model
+
+    if patient < 0:
+        raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
+                         fix="give a patient index such as 0, 1, 2 ...")
+    if replication < 0:
+        raise InputError(f"the replication must be 0 or more (got {replication})", field="--replication",
+                         fix="use a whole number >= 0")
+    sc = scenario.with_overrides(seed=seed) if seed is not None else scenario
+    cohort = generate_cohort(sc.cohort_spec, max(patient + 1, sc.patients), sc.seed, replication=replication)
+    ctx = PolicyContext.build(sc.policy, compile_model())
+    config = EngineConfig(horizon_days=float(sc.horizon_days),
+                          specialist_slots_per_week=sc.specialist.slots(sc.patients), seed=sc.seed)
+    return Setup(ctx, cohort, config, patient, replication,
+                 f"{sc.name}: patient {patient}, seed {sc.seed}, replication {replication}", QUEUE_CAVEAT)
+
+
+def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: int = 0) -> Setup:
+    """A patient of a cohort file under the guideline policy (tutor ``--cohort``)."""
+    from ..model.clinical_tables import compile_model
+    from ..model.policy import Policy
+    from ..population.cohort_spec import load_cohort_spec
+
+    if patient < 0:
+        raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
+                         fix="give a patient index such as 0, 1, 2 ...")
+    spec = load_cohort_spec(cohort_file)
+    cohort = generate_cohort(spec, patient + 1, seed, replication=replication)
+    ctx = PolicyContext.build(Policy(), compile_model())
+    config = EngineConfig(horizon_days=730.0, specialist_slots_per_week=1, seed=seed)
+    return Setup(ctx, cohort, config, patient, replication,
+                 f"{spec.name}: patient {patient}, seed {seed}, guideline policy", QUEUE_CAVEAT)
+
+
+def setup_from_case(case: Case) -> Setup:
+    """The patient of a teaching case under the case's policy and seed."""
+    from ..model.clinical_tables import compile_model
+
+    ctx = PolicyContext.build(case.policy, compile_model())
+    config = EngineConfig(horizon_days=float(case.horizon_days), specialist_slots_per_week=1, seed=case.seed)
+    return Setup(ctx, case.to_cohort(), config, 0, case.replication, f"case '{case.name}': {case.title}",
+                 CASE_NOTE, case)
+
+
+Decide = Callable[..., Any]
+
+
+def simulate(setup: Setup, decide: Decide | None = None) -> pd.DataFrame:
+    """The readable event log of the one patient (``decide`` as in :class:`simulator.engine.simulation.Simulation`)."""
+    sim = Simulation(setup.ctx, setup.cohort, setup.config, setup.replication, only=[setup.index], decide=decide)
+    ev = events_frame([sim.run()], setup.ctx.tables)
+    return ev[ev["patient"] == setup.index].reset_index(drop=True)
+
+
+def profile(setup: Setup) -> list[tuple[str, str]]:
+    """(label, value) pairs of the patient's profile, in reading order."""
+    c, i = setup.cohort, setup.index
+    flags = [w for f, w in FLAG_WORDS.items() if bool(getattr(c, f)[i])]
+    loc = "localized" if bool(c.localized[i]) else "not localized"
+    if bool(c.allodynia[i]):
+        loc += ", with allodynia"
+    crcl = float(c.crcl[i])
+    renal = f"{crcl:.0f} mL/min" + (" (renal impairment)" if crcl < 60 else "")
+    return [("age", f"{float(c.age[i]):.0f}"), ("sex", "male" if int(c.sex[i]) == 1 else "female"),
+            ("etiology", ETIOLOGIES[int(c.etiology[i])].replace("_", " ")),
+            ("baseline pain", f"{float(c.baseline_nrs[i]):.1f}/10"), ("pain", loc),
+            ("creatinine clearance", renal), ("comorbidities that matter", ", ".join(flags) or "none"),
+            ("opioid misuse risk", MISUSE_RISK_LEVELS[int(c.misuse_risk[i])])]

@@ -1,0 +1,313 @@
+"""The narrated journey (``painpath trace``, the tutor's debrief) says what the event log says happened.
+
+Educators teach from these sentences, so each test reads simulated trajectories and checks the words against
+the log (read here, with this file's own reader) or against what the engine did (spied on), never against the
+narration's own helpers. Each protects a class of sentence a review found false (issue 9 item 12, issue 10's
+narrated journeys):
+
+* a drop-out is named by its reason: lost to follow-up, or leaving care after a failed line, the patient's own
+  stop, a drug not tolerated or relief lost (X.dropout, the engine's assumption dropout_after_failed_line), or
+  usual care's not coming back (X.left_treatment); every one used to be "lost to follow-up";
+* what runs follows the log: a drug being tapered off runs until its stop row (the trace said "no drug running"
+  during a taper), and a visit names every drug taken, not only the newest;
+* the Path line names what ran at a relapse, not the pathway state the patient returns to (it said "tramadol"
+  for a patient on nortriptyline);
+* a specialist wait says plainly that it depends on the whole cohort's demand against capacity;
+* a relapse says what ended relief (a stop for intolerance was told as "relief lost at the maintenance visit"),
+  and a decision taken on the patient's own stop says no pain was measured that day.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simulator.scenario import load_scenario
+from simulator.teaching.journey import journey_text
+from simulator.teaching.narrate import setup_from_scenario, trace
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDELINE = ROOT / "scenarios" / "guideline.yaml"
+
+
+def _name(drug: str) -> str:
+    """A drug as a reader sees it (lidocaine_5pct -> lidocaine 5%), written here from the catalogue's names."""
+    return drug.replace("_5pct", " 5%").replace("_8pct", " 8%").replace("_", " ")
+
+
+def _running_at(events: pd.DataFrame) -> list[tuple[int, list[str]]]:
+    """(row index, drugs running at that row) for every row: a drug runs from its drug_start row to its
+    drug_stop row (a taper_start does not end it: the taper's doses are still taken), in start order."""
+    out, running = [], []
+    for n, r in enumerate(events.astype({"event": object, "drug": object}).itertuples(index=False)):
+        if r.event == "drug_start" and r.drug not in running:
+            running.append(r.drug)
+        elif r.event == "drug_stop":
+            running = [d for d in running if d != r.drug]
+        elif r.event == "dropout":
+            running = []
+        out.append((n, list(running)))
+    return out
+
+
+def _journeys(path: Path, patients, seed: int = 7):
+    sc = load_scenario(path)
+    return [trace(setup_from_scenario(sc, int(k), seed=seed)) for k in patients]
+
+
+# ---- drop-outs -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", ["guideline.yaml", "usual-care.yaml"])
+def test_every_drop_out_names_its_reason(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the engine did is spied on (Stopping._drop_out: ``taper_completes`` is True when the patient decides
+    to leave at a decision, False for a loss to follow-up; Evaluation._decide_after: the outcome it decided on).
+    The narrated drop-out says "lost to follow-up" exactly for a loss to follow-up, and otherwise names the
+    decision (after an evaluation without relief, a drug not tolerated, the patient's own stop, relief lost), or
+    usual care's not coming back (X.left_treatment). Today's code said "lost to follow-up" for all of them."""
+    from simulator.engine import evaluation, stops
+
+    drop_out, decide_after = stops.Stopping._drop_out, evaluation.Evaluation._decide_after
+    engine: dict[int, tuple[str, bool, tuple | None]] = {}
+    decided_on: dict[int, tuple] = {}
+
+    def spy_decide(self, p, lines, outcome, now, pain, entry, by_patient=False):
+        decided_on[p.idx] = (outcome, by_patient)
+        return decide_after(self, p, lines, outcome, now, pain, entry, by_patient)
+
+    def spy_drop(self, p, lines, now, rule="X.dropout", taper_completes=False):
+        engine[p.idx] = (rule, taper_completes, decided_on.get(p.idx))
+        return drop_out(self, p, lines, now, rule, taper_completes)
+
+    monkeypatch.setattr(stops.Stopping, "_drop_out", spy_drop)
+    monkeypatch.setattr(evaluation.Evaluation, "_decide_after", spy_decide)
+    sc = load_scenario(ROOT / "scenarios" / scenario)
+    kinds = set()
+    for k in range(70):
+        engine.clear()
+        decided_on.clear()
+        steps = [s for s in trace(setup_from_scenario(sc, k, seed=11)).steps if s.kind == "dropout"]
+        if k not in engine or not steps:  # no drop-out, or still tapering at the horizon (no drop-out row)
+            continue
+        rule, decided, on = engine[k]
+        text = steps[0].text
+        says_lost = "lost to follow-up" in text and "not lost to follow-up" not in text
+        assert says_lost == (not decided), (k, rule, decided, on, text)
+        if rule == "X.left_treatment":
+            assert "does not come back for another pain drug" in text, (k, text)
+            kinds.add("left")
+        elif decided:
+            outcome, by_patient = on
+            if outcome in ("none", "partial"):
+                assert ("evaluation without relief" if not by_patient else "relief was lost") in text, (k, on, text)
+            elif not by_patient:
+                assert "not tolerated" in text, (k, on, text)
+            else:  # the patient's own stop, or a stop during maintenance
+                assert "own stop" in text or "not tolerated" in text, (k, on, text)
+            kinds.add("decided")
+        else:
+            kinds.add("lost")
+    assert kinds >= ({"left", "lost"} if scenario == "usual-care.yaml" else {"decided", "lost"}), kinds
+
+
+# ---- what runs ---------------------------------------------------------------------------------------------------
+
+def test_what_runs_follows_the_log_during_tapers_and_combinations() -> None:
+    """Every maintenance visit (and opioid reassessment, review while queued) names every drug the log shows
+    running at its row, a tapering one included, and says "no drug running" only when none runs; a discharge
+    says "no drug running" only when none runs. Guideline seed 7 patient 248 was told "back to primary care with
+    no drug running" on day 552 while nortriptyline was tapered to day 566, and visits on pregabalin +
+    duloxetine were told "on duloxetine"."""
+    checked = 0
+    for j in _journeys(GUIDELINE, list(range(40)) + [248]):
+        ev = j.events.astype({"event": object})
+        running = dict(_running_at(j.events))
+        visit_rows = [n for n in range(len(ev)) if ev["event"].iloc[n] == "maintenance_visit"]
+        visit_steps = [s for s in j.steps if s.rule in ("P4.maintenance_visit", "P4.stable_discharge",
+                                                         "P8.reassessment", "P9.care_while_waiting")]
+        assert len(visit_rows) == len(visit_steps)
+        for n, s in zip(visit_rows, visit_steps, strict=True):
+            drugs = running[n]
+            assert ("no drug running" in s.text) == (not drugs), s.line()
+            assert all(_name(d) in s.text for d in drugs), (drugs, s.line())
+            checked += 1
+        for n in [n for n in range(len(ev)) if ev["event"].iloc[n] == "transition"
+                  and str(ev["trigger"].iloc[n]) == "discharge"]:
+            day = float(ev["day"].iloc[n])
+            last_of_day = max(m for m in range(len(ev)) if abs(float(ev["day"].iloc[m]) - day) < 1e-9)
+            step = next(s for s in j.steps if s.rule == "P9.discharge_plan" and abs(s.day - day) < 1e-9)
+            assert ("no drug running" in step.text) == (not running[last_of_day]), (running[last_of_day], step.line())
+            checked += 1
+        assert not any("(-0%)" in s.text for s in j.steps)
+    assert checked > 50
+
+
+def test_the_taper_at_a_discharge_after_specialist_relief_is_told() -> None:
+    """Guideline seed 7 patient 248: relieved by the specialist's drug management, stops nortriptyline (tapered)
+    on day 552, relapses and is discharged. The discharge names the taper, and the rule text does not say the
+    consult brought no relief (it did)."""
+    j = _journeys(GUIDELINE, [248])[0]
+    ev = j.events
+    assert (ev["consult_outcome"].astype(str) == "conservative_relief").any()
+    day = float(ev[ev["trigger"].astype(str) == "discharge"]["day"].iloc[0])
+    assert ((ev["event"] == "drug_stop") & (ev["drug"].astype(str) == "nortriptyline") & (ev["day"] > day)).any()
+    step = next(s for s in j.steps if s.rule == "P9.discharge_plan")
+    assert "no drug running" not in step.text and "nortriptyline tapering off" in step.text, step.line()
+    assert "consult without relief" not in step.rule_text, step.rule_text
+
+
+# ---- the Path line ---------------------------------------------------------------------------------------------
+
+def test_path_names_what_ran_at_each_relapse() -> None:
+    """The Path line after a relapse named the pathway state the patient returns to (the state he was relieved
+    in, or referred from), e.g. "relieved -> tramadol -> discharged" for guideline seed 7 patient 248, whose
+    tramadol had stopped 200 days before (he was on nortriptyline). Each relapse is now named by the drugs the
+    log shows running just before its day."""
+    relapses = 0
+    for j in _journeys(GUIDELINE, list(range(30)) + [248]):
+        line = next(x for x in journey_text(j).splitlines() if x.startswith("Path: "))
+        path = line[len("Path: "):].split(" -> ")
+        ev = j.events.astype({"event": object, "trigger": object})
+        running = _running_at(j.events)
+        moves = [n for n in range(len(ev)) if ev["event"].iloc[n] in ("transition", "dropout")]
+        assert len(path) == len(moves) + 1, (path, len(moves))
+        for k, n in enumerate(moves):
+            if ev["trigger"].iloc[n] != "relapse":
+                continue
+            day = float(ev["day"].iloc[n])
+            before = [m for m in range(n) if float(ev["day"].iloc[m]) < day - 1e-6]
+            drugs = running[before[-1]][1] if before else []
+            want = "relapse on " + (" + ".join(_name(d) for d in drugs) or "no drug")
+            assert path[k + 1] == want, (j.setup.label, path[k + 1], want)
+            relapses += 1
+    assert relapses >= 5
+
+
+# ---- the specialist's queue ------------------------------------------------------------------------------------
+
+def test_a_specialist_wait_says_the_queue_is_shared() -> None:
+    """A traced patient is simulated alone, so it waits behind no one: the consult step and the caveat say
+    plainly that a wait depends on the whole simulated cohort's demand against the clinic's capacity and that
+    this one is not representative (the old caveat only said waits "may be shorter")."""
+    j = _journeys(GUIDELINE, [248])[0]
+    seen = [s for s in j.steps if s.text.startswith("seen by the pain specialist")]
+    assert seen
+    for s in seen:
+        assert "shared" in s.text and "whole simulated cohort's demand" in s.text and "capacity" in s.text, s.text
+        assert "not representative" in s.text, s.text
+    text = journey_text(j)
+    assert "shared by the whole cohort" in text and "not representative" in text
+
+
+# ---- what ended relief, what a decision had to go on -------------------------------------------------------------
+
+def test_relapse_words_name_what_ended_relief() -> None:
+    """A relapse found at a visit says so; one after the patient's own stop says so; one after the drug was
+    stopped for an adverse event (P4.intolerance_stop, X.serious_event) says it was not tolerated. Guideline
+    seed 7 patient 591 fell on nortriptyline on day 235 and was told "after intolerance, relief lost at the
+    maintenance visit", with no visit that day."""
+    kinds = set()
+    for j in _journeys(GUIDELINE, list(range(40)) + [591]):
+        ev = j.events.astype({"event": object, "rule": object})
+        for s in [s for s in j.steps if s.rule == "P4.relapse"]:
+            same = ev[(ev["day"] - s.day).abs() < 1e-6]
+            if (same["event"] == "maintenance_visit").any():
+                assert "at the maintenance visit" in s.text, s.line()
+                kinds.add("visit")
+            elif ((same["rule"] == "X.patient_stop") & same["event"].isin(["drug_stop", "taper_start"])).any():
+                assert "the patient stopped" in s.text, s.line()
+                kinds.add("own stop")
+            else:
+                assert same["adverse_event"].notna().any(), s.line()
+                assert "not tolerated" in s.text and "maintenance visit" not in s.text, s.line()
+                kinds.add("intolerance")
+    assert kinds == {"visit", "own stop", "intolerance"}, kinds
+
+
+def test_a_decision_on_the_patients_own_stop_says_no_pain_was_measured() -> None:
+    """Guideline seed 7 patient 14 stops morphine himself on day 280 while relieved (3.0/10 at the reassessment
+    of day 227); the engine then refers him citing P9.refractory_referral ("pain remains refractory"). The trace
+    tells that referral with what it had to go on: the patient's own stop and the last pain measured. After the
+    specialist's intervention relieves him with no drug running, the stable discharge prescribes nothing."""
+    j = _journeys(GUIDELINE, [14])[0]
+    refer = next(s for s in j.steps if s.kind == "decision" and s.text.endswith("refer to the pain specialist"))
+    assert round(refer.day) == 280 and refer.rule == "P9.refractory_referral"
+    assert "own stop" in refer.text and "no pain measured since day 227" in refer.text and "relief" in refer.text
+    stable = next(s for s in j.steps if s.rule == "P4.stable_discharge")
+    assert "no drug running" in stable.text and "repeat prescribing" not in stable.text, stable.line()
+
+
+def test_a_start_deferred_by_a_taper_is_told_as_such() -> None:
+    """A decision whose drug waits for a taper to end (P5, P7.tramadol_reoffer) names the drug and its day; the
+    later start says the taper is done even when another drug continues beside it (UK usual care seed 3
+    patient 17 was told "tramadol 100 mg/day added alongside" for the tramadol decided on day 126); when the
+    start never comes (the horizon first: guideline seed 3 patient 17 on day 728) the decision says so instead of
+    "step up to -"."""
+    deferred = never = 0
+    for path, patients in ((ROOT / "scenarios" / "usual-care-uk.yaml", [17]), (GUIDELINE, [17])):
+        for j in _journeys(path, patients, seed=3):
+            ev = j.events.astype({"event": object, "rule": object})
+            moves = ev[ev["event"] == "transition"]
+            for s in j.steps:
+                assert " - " not in s.text and not s.text.endswith(" -"), s.line()
+            for _, start in ev[ev["event"] == "drug_start"].iterrows():
+                decided = moves[(moves["rule"] == start["rule"]) & (moves["day"] < start["day"] - 1e-6)]
+                later = moves[(moves["day"] > decided["day"].max()) & (moves["day"] < start["day"] - 1e-6)] \
+                    if len(decided) else moves.iloc[0:0]
+                if len(decided) and not len(later):  # decided before, started once a taper ended
+                    step = next(x for x in j.steps if x.rule == start["rule"] and abs(x.day - start["day"]) < 1e-6
+                                and x.kind == "decision")
+                    assert "starts, the taper done" in step.text, step.line()
+                    deferred += 1
+            for s in j.steps:
+                if "once the taper ends (not started" in s.text:
+                    never += 1
+    assert deferred >= 1 and never >= 1, (deferred, never)
+
+
+def test_the_tutors_question_says_what_ended_the_line_and_what_runs() -> None:
+    """The tutor asks its question with the situation in words. When the line ended by the patient's own stop
+    it said "an adverse event made a drug intolerable" (guideline seed 7 patient 14, day 138: he stopped
+    nortriptyline himself) and "nothing running" while that drug was tapered; a plaster was "1 plasters/day".
+    Answering the guideline's option at every question walks the guideline's course."""
+    from simulator.teaching.tutor.session import Session
+
+    s = Session(setup_from_scenario(load_scenario(GUIDELINE), 14, seed=7))
+    said: dict[int, str] = {}
+    while not s.finished and len(said) < 20:
+        said[round(s.point.day)] = s.situation()
+        s.answer(s.point.guideline)
+    assert "1 plaster/day" in said[28] and "plasters" not in said[28], said[28]
+    assert "the patient stopped nortriptyline" in said[138] and "made a drug intolerable" not in said[138], said[138]
+    assert "nortriptyline tapering off" in said[138] and "nothing running" not in said[138], said[138]
+    assert "tramadol was not tolerated (dry mouth): being tapered off" in said[158], said[158]
+    assert "the patient stopped morphine" in said[280] and "nothing running" in said[280], said[280]
+
+
+def test_the_end_of_follow_up_says_what_still_runs() -> None:
+    """A journey still in a treating state at the horizon ends with what runs then (from the log), not only the
+    state's name ("still in tramadol" for guideline seed 3 patient 17, whose tramadol was being tapered off
+    beside gabapentin and venlafaxine)."""
+    j = _journeys(GUIDELINE, [17], seed=3)[0]
+    end = j.steps[-1]
+    assert end.kind == "end", end.line()
+    running = _running_at(j.events)[-1][1]
+    assert running and all(_name(d) in end.text for d in running), (running, end.text)
+    assert "tramadol tapering off" in end.text, end.text
+
+
+def test_an_opioid_as_the_first_drug_is_not_told_as_a_step_up() -> None:
+    """Usual care starts some patients on tramadol or a strong opioid (X.usual_care_choice, declared departures
+    from P7/P8). The first decision was told "step up to tramadol 100 mg/day (P7)" (usual care seed 7 patient
+    27), a step up from nothing; it is the first drug."""
+    firsts = 0
+    for j in _journeys(ROOT / "scenarios" / "usual-care.yaml", range(60)):
+        ev = j.events
+        first = ev[ev["event"] == "transition"].iloc[0]
+        if str(first["trigger"]) not in ("escalate_tramadol", "escalate_strong_opioid"):
+            continue
+        step = j.decisions[0]
+        assert "step up" not in step.text and "as the first drug" in step.text, step.line()
+        firsts += 1
+    assert firsts >= 3
