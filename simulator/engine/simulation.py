@@ -230,7 +230,7 @@ class _Calendar:
     __slots__ = ("buckets", "last", "cur", "active", "pos", "eid")
 
     def __init__(self, horizon: float, eid) -> None:
-        self.last = int(horizon) + 1
+        self.last = int(min(horizon, 100_000.0)) + 1  # (capped: a longer or infinite horizon shares the last bucket)
         self.buckets: list[list | None] = [[] for _ in range(self.last + 1)]
         self.cur = 0  # the bucket being taken: ``active``, sorted, its entries before ``pos`` taken
         self.active: list = self.buckets[0]
