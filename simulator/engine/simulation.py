@@ -285,9 +285,14 @@ class _Wake:
                 wait = self.gen.send(now)
         except StopIteration:  # the patient's care ended
             return
-        if isinstance(wait, float):
+        if isinstance(wait, float):  # _Calendar.push written out (once per wake-up: -1% instructions per event)
             cal = self.cal
-            cal.push((now + wait, NORMAL, next(cal.eid), self))
+            day = now + wait
+            k = int(day) if day < cal.last else cal.last
+            if k > cal.cur:
+                cal.buckets[k].append((day, NORMAL, next(cal.eid), self))
+            else:
+                insort(cal.active, (day, NORMAL, next(cal.eid), self), cal.pos)
         else:  # a SimPy event (the clinic's consult, or that or a day): resumed when it is processed
             wait.callbacks.append(self._woken)
 
