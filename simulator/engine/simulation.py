@@ -224,8 +224,8 @@ class _Calendar:
     engine's largest cost growing with the cohort). Here a push appends to its day's bucket (no comparison); the
     run sorts a bucket once when it reaches it (its entries then fit in cache) and takes them in order by an
     index. A push into the bucket being taken (a wait of under a day) is inserted in order. Bucket ``k`` holds
-    days ``[k, k + 1)``; the last one also every later day (the run never reaches them: ``_run`` stops at the
-    horizon). ``tests/test_wake.py`` checks the run's order against plain SimPy processes."""
+    days ``[k, k + 1)``; the last one, past the horizon, also every later day. ``tests/test_wake.py`` checks the
+    calendar against a heap and the run's order against plain SimPy processes."""
 
     __slots__ = ("buckets", "last", "cur", "active", "pos", "eid")
 
