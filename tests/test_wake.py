@@ -1,4 +1,4 @@
-"""The engine's light wake-ups (``simulation._Wake`` on SimPy's own queue) order every event as SimPy processes do.
+"""The engine's light wake-ups (``simulation._Wake`` on its ``_Calendar``) order every event as SimPy processes do.
 
 Protects results against the engine's run loop: the reference runs the same patient generators as plain SimPy
 processes (``env.process`` waking on ``env.timeout``, ``env.run``), so SimPy itself decides the order of
@@ -7,12 +7,17 @@ same-day events, the clinic's queue included; the event logs must be identical r
 
 from __future__ import annotations
 
+import heapq
+import itertools
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulator.analysis.runner import replication_setup
 from simulator.engine.clinic import ClinicConfig
-from simulator.engine.simulation import NCOL, EngineConfig, Simulation
+from simulator.engine.simulation import NCOL, EngineConfig, Simulation, _Calendar
 from simulator.model.overrides import model_tables
 from simulator.model.policy_context import PolicyContext
 from simulator.population.cohort import generate_cohort
@@ -65,3 +70,31 @@ def test_wakes_order_events_as_simpy_processes(name: str, clinic: ClinicConfig |
     assert queued > 5
     assert fast.shape == reference.shape
     assert np.array_equal(fast, reference)  # same rows in the same order, same-day rows and the clinic's included
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 9.5, 1e-6, 3.25]) | st.floats(0, 15),
+                          st.integers(0, 1), st.integers(0, 3)), min_size=1, max_size=60))
+def test_calendar_pops_in_heap_order(ops: list[tuple[float, int, int]]) -> None:
+    """The calendar gives its entries in the order SimPy's heap would, however pushes and pops interleave: waits
+    within the bucket being taken, ties on the day (priority, then event id), days past the last bucket."""
+    eid = itertools.count()
+    cal = _Calendar(10.0, eid)
+    heap: list[tuple] = []
+    now = 0.0
+    got, want = [], []
+    for wait, priority, pops in ops:
+        entry = (now + wait, priority, next(eid), None)
+        cal.push(entry)
+        heapq.heappush(heap, entry)
+        for _ in range(pops):
+            first = cal.first()
+            if first is None:
+                break
+            cal.pos += 1
+            got.append(first)
+            want.append(heapq.heappop(heap))
+            now = first[0]
+    while (first := cal.first()) is not None:
+        cal.pos += 1
+        got.append(first)
+    assert got == want + sorted(heap)

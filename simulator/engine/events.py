@@ -30,6 +30,7 @@ CONSULT_OUTCOMES: tuple[str, ...] = ("intervention_success", "intervention_faile
 COLUMNS: tuple[str, ...] = ("patient", "day", "event", "state", "drug", "dose", "pain", "detail", "rule")
 NCOL = len(COLUMNS)
 ROW = struct.Struct(f"{NCOL}d")  # one row of the event buffer: NCOL doubles in native order, as array("d")
+_pack = ROW.pack
 STATE_CODE = {s: i for i, s in enumerate(STATES)}
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
@@ -65,11 +66,11 @@ def flag_sets(c: Cohort) -> list[frozenset[str]]:
 
 class EventLog:
     """Mixin: writes rows to the run's flat event buffer ``self.buf`` (set by ``Simulation.__init__``, with
-    ``self.rule_code``)."""
+    ``self.rule_code`` and ``self._append``, the buffer's ``frombytes`` bound once)."""
 
     def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
              pain: float = -1.0, detail: int = -1, rule: str | None = None) -> None:
         # One call per log row (millions per run): struct packs the row in one C loop, several times faster than
         # array.extend/fromlist, which parse every item on its own.
-        self.buf.frombytes(ROW.pack(i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
-                                    self.rule_code[rule] if rule else -1))
+        self._append(_pack(i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
+                           self.rule_code[rule] if rule else -1))

@@ -1,4 +1,4 @@
-"""The patient process: one per patient on SimPy's event queue, walking the compiled pathway decision by decision.
+"""The patient process: one per patient in SimPy time, walking the compiled pathway decision by decision.
 
 Owns :class:`PatientProcess`, the mixin of :class:`simulator.engine.simulation.Simulation` holding the
 process itself, cut into its phases: the first visit (assessment, exclusions, the first choice, P1), a

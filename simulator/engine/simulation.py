@@ -1,6 +1,6 @@
 """The discrete-event engine: synthetic patients walking the pathway in SimPy time (days).
 
-Each patient is one process on SimPy's event queue (a generator woken by :class:`_Wake`). A treatment line
+Each patient is one process in SimPy time (a generator woken by :class:`_Wake`, merged with SimPy's own events). A treatment line
 is simulated as: start the drug(s) on their (patient-adjusted) titration schedule, wait for the adequate
 trial at target dose and the next scheduled visit (P3), evaluate pain, and let the policy decide the next step (P4-P9), which the
 pathway's compiled transition table accepts or refuses. Adverse events, serious events and loss to
@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import gc
 from array import array
+from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heappop
 
 import numpy as np
 import simpy
@@ -167,6 +168,7 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.consult_key = streams.stream_key(seed, replication, streams.SPECIALIST)  # consults after the first
         self.reapply_key = streams.stream_key(seed, replication, streams.ADVERSE)  # capsaicin 8% re-applications
         self.buf = array("d")
+        self._append = self.buf.frombytes  # EventLog._log: one attribute load per row
         self.env = simpy.Environment()
         clinic = config.clinic or ClinicConfig(max(float(config.specialist_slots_per_week), 0.0))
         self.clinic = Clinic(self.env, clinic, config.horizon_days)
@@ -185,60 +187,104 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         called after each (results are identical either way).
         """
         env = self.env
+        horizon = self.config.horizon_days
+        cal = _Calendar(horizon, env._eid)
         patients = [self._patient(i) for i in (range(self.cohort.n) if self.only is None else self.only)]
         for gen in patients:
             # Started as env.process(gen) starts a process: an urgent event now, in the order of the patients.
-            heappush(env._queue, (env._now, URGENT, next(env._eid), _Wake(gen)))
-        horizon = self.config.horizon_days
+            cal.push((env._now, URGENT, next(env._eid), _Wake(gen, cal)))
         # The run allocates millions of short-lived objects but creates little cyclic garbage: pausing the
-        # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after.
+        # cyclic collector for the run saves 10-25% (benchmarks/bench_engine.py); it is collected after. It is
+        # paused until the patients' state is freed too: a collection just after the run would walk all of it.
         was_enabled = gc.isenabled()
         gc.disable()
         try:
             if progress is None:
-                _run(env, horizon)
+                _run(env, cal, horizon)
             else:
                 for k in range(1, steps + 1):
-                    _run(env, horizon * k / steps)
+                    _run(env, cal, horizon * k / steps)
                     progress(k / steps)
+            # The log is complete to the horizon: titration steps reached before it by regimens still running
+            # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
+            for i, (p, lines) in self._regimens.items():
+                self._log_doses(i, p, lines, horizon, before=True)
+                for ln in lines:  # P6.capsaicin_reapply due while the process waited to the horizon (a taper's end)
+                    while ln.next_apply < horizon:
+                        self._reapply(p, ln, horizon)
+            # Free the patients' state now (their processes wait at the horizon, some in a reference cycle with
+            # the environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
+            # collection, through the outcomes computed next.
+            for gen in patients:
+                gen.close()
+            self._regimens.clear()
         finally:
             if was_enabled:
                 gc.enable()
-        # The log is complete to the horizon: titration steps reached before it by regimens still running
-        # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
-        for i, (p, lines) in self._regimens.items():
-            self._log_doses(i, p, lines, horizon, before=True)
-            for ln in lines:  # P6.capsaicin_reapply due while the process waited to the horizon (a taper's end)
-                while ln.next_apply < horizon:
-                    self._reapply(p, ln, horizon)
-        # Free the patients' state now (their processes wait at the horizon, in a reference cycle with the
-        # environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
-        # collection, through the outcomes computed next.
-        for gen in patients:
-            gen.close()
-        self._regimens.clear()
         return np.frombuffer(self.buf, dtype=np.float64).reshape(-1, NCOL)  # a view: no second copy
 
 
+class _Calendar:
+    """The patients' wake-ups, in SimPy's order ``(day, priority, event id)``, kept in day-wide buckets.
+
+    Entries are SimPy's own queue entries, ``(day, priority, event id, wake)``; event ids are unique, so the order
+    is total and the same as on SimPy's heap. Why not that heap: at 100k patients it holds an entry per patient,
+    and a pop walks its ~17 levels, each a cache miss on a scattered tuple and its float (4-8 us a pop, the
+    engine's largest cost growing with the cohort). Here a push appends to its day's bucket (no comparison); the
+    run sorts a bucket once when it reaches it (its entries then fit in cache) and takes them in order by an
+    index. A push into the bucket being taken (a wait of under a day) is inserted in order. Bucket ``k`` holds
+    days ``[k, k + 1)``; the last one, past the horizon, also every later day. ``tests/test_wake.py`` checks the
+    calendar against a heap and the run's order against plain SimPy processes."""
+
+    __slots__ = ("buckets", "last", "cur", "active", "pos", "eid")
+
+    def __init__(self, horizon: float, eid) -> None:
+        self.last = int(min(horizon, 100_000.0)) + 1  # (capped: a longer or infinite horizon shares the last bucket)
+        self.buckets: list[list | None] = [[] for _ in range(self.last + 1)]
+        self.cur = 0  # the bucket being taken: ``active``, sorted, its entries before ``pos`` taken
+        self.active: list = self.buckets[0]
+        self.pos = 0
+        self.eid = eid  # SimPy's event-id counter (env._eid): wake-ups and SimPy's events share it
+
+    def push(self, entry: tuple) -> None:
+        day = entry[0]
+        k = int(day) if day < self.last else self.last
+        if k > self.cur:
+            self.buckets[k].append(entry)
+        else:  # the bucket being taken (or earlier, which a heap would also pop next): keep it sorted
+            insort(self.active, entry, self.pos)
+
+    def first(self) -> tuple | None:
+        """The earliest entry not taken yet (``pos += 1`` takes it), or None."""
+        while self.pos >= len(self.active):
+            if self.cur == self.last:
+                return None
+            self.buckets[self.cur] = None  # taken: its entries are freed
+            self.cur += 1
+            self.active = self.buckets[self.cur]
+            self.active.sort()
+            self.pos = 0
+        return self.active[self.pos]
+
+
 class _Wake:
-    """A patient's process on SimPy's event queue, lighter than a SimPy ``Process`` waking on ``Timeout`` events.
+    """A patient's process, lighter than a SimPy ``Process`` waking on ``Timeout`` events.
 
     The patient's generator yields a delay in days (a float), or a SimPy event to wait for (the clinic's), and
-    is resumed with the day it wakes on (None on its first start). A delay is pushed on SimPy's own queue with
-    SimPy's own key, ``(day, NORMAL, next event id)``, at the moment ``env.timeout(delay)`` would have pushed
-    it, so patients and the clinic interleave exactly as SimPy processes did (same-day order included); what
-    it saves is a Timeout object, a ``Process._resume`` and an ``Environment.step`` call per wake-up, the
-    engine's most frequent operation (``benchmarks/bench_engine.py``)."""
+    is resumed with the day it wakes on (None on its first start). A delay is pushed on the :class:`_Calendar`
+    with SimPy's own key, ``(day, NORMAL, next event id)``, at the moment ``env.timeout(delay)`` would have pushed
+    it on SimPy's queue, so patients and the clinic interleave exactly as SimPy processes did (same-day order
+    included); what it saves is a Timeout object, a ``Process._resume`` and an ``Environment.step`` call per
+    wake-up, the engine's most frequent operation (``benchmarks/bench_engine.py``)."""
 
-    __slots__ = ("gen", "fresh", "callbacks", "_ok")
+    __slots__ = ("gen", "fresh", "cal")
 
-    def __init__(self, gen) -> None:
+    def __init__(self, gen, cal: _Calendar) -> None:
         self.gen = gen
         self.fresh = True  # a generator just created must be started with None
-        self.callbacks = None  # SimPy reads these two of an event it pops (as a processed, successful event)
-        self._ok = True
+        self.cal = cal
 
-    def resume(self, env: simpy.Environment, now: float) -> None:
+    def resume(self, now: float) -> None:
         """Run the patient until it waits again; schedule that wait."""
         try:
             if self.fresh:
@@ -248,30 +294,46 @@ class _Wake:
                 wait = self.gen.send(now)
         except StopIteration:  # the patient's care ended
             return
-        if isinstance(wait, float):
-            heappush(env._queue, (now + wait, NORMAL, next(env._eid), self))
+        if isinstance(wait, float):  # _Calendar.push written out (once per wake-up: -1% instructions per event)
+            cal = self.cal
+            day = now + wait
+            k = int(day) if day < cal.last else cal.last
+            if k > cal.cur:
+                cal.buckets[k].append((day, NORMAL, next(cal.eid), self))
+            else:
+                insort(cal.active, (day, NORMAL, next(cal.eid), self), cal.pos)
         else:  # a SimPy event (the clinic's consult, or that or a day): resumed when it is processed
             wait.callbacks.append(self._woken)
 
     def _woken(self, event: simpy.Event) -> None:
-        self.resume(event.env, event.env.now)
+        self.resume(event.env.now)
 
 
-def _run(env: simpy.Environment, until: float) -> None:
-    """``env.run(until=until)`` for a queue holding :class:`_Wake` entries besides SimPy's own events: every
-    event before day ``until`` is processed in SimPy's order; a SimPy event as ``Environment.step`` does."""
+def _run(env: simpy.Environment, cal: _Calendar, until: float) -> None:
+    """``env.run(until=until)`` for the patients' wake-ups on ``cal`` besides SimPy's own events on its queue:
+    every event before day ``until`` is processed in SimPy's order (the two merged by their keys); a SimPy event
+    as ``Environment.step`` does."""
     queue = env._queue
-    while queue and queue[0][0] < until:
-        now, _, _, event = heappop(queue)
-        env._now = now
-        if event.__class__ is _Wake:
-            event.resume(env, now)
+    while True:
+        active, pos = cal.active, cal.pos
+        entry = active[pos] if pos < len(active) else cal.first()  # (most pops: no call)
+        if queue and (entry is None or queue[0] < entry):  # SimPy's own event comes first
+            if queue[0][0] >= until:
+                break
+            now, _, _, event = heappop(queue)
+            env._now = now
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):  # a failed event nobody handled: as SimPy, raise
+                raise event._value
             continue
-        callbacks, event.callbacks = event.callbacks, None
-        for callback in callbacks:
-            callback(event)
-        if not event._ok and not hasattr(event, "_defused"):  # a failed event nobody handled: as SimPy, raise
-            raise event._value
+        if entry is None or entry[0] >= until:
+            break
+        cal.pos += 1
+        now = entry[0]
+        env._now = now
+        entry[3].resume(now)
     env._now = until
 
 

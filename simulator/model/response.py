@@ -21,11 +21,12 @@ from .catalog import ALL_CLASSES
 from .clinical_tables import MAX_DRUGS, DrugTable, ModelTables, interp
 
 N_CLASSES = len(ALL_CLASSES)
-DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents._latent_scalar unpacks three)
+DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents.u_scalar unpacks three)
 # One drifting latent of one patient: its static normal, then K angular frequencies and K phases in single
 # precision (half the memory, ample for a phase), side by side so the engine reads them in one go (_RECORD).
 LATENT_RECORD = np.dtype([("x", "<f8"), ("f", "<f4", (2 * DRIFT_FEATURES,))])
 _RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
+_unpack, _RECORD_SIZE, _cos, _erfc = _RECORD.unpack_from, _RECORD.size, math.cos, math.erfc  # hot path: no lookups
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _SQRT2 = math.sqrt(2.0)
@@ -105,50 +106,37 @@ class Latents:
     # few times per visit for 100k patients, where numpy scalar operations and per-call setup dominated.
 
     @cached_property
-    def _drift_weights(self) -> tuple[float, float]:
-        """(weight of the static normal, weight of the sum of drift features) of every drifting latent."""
+    def _hot(self) -> tuple:
+        """What the scalar twins read on every call, fetched with one attribute load: the records as bytes, per
+        drug index its nonzero loadings as (latent index, weight) pairs in latent order (as u_at), the weight of
+        a latent's static normal and of its sum of drift features, and whether latents drift."""
         s = self.drift_share
-        return math.sqrt(1.0 - s), math.sqrt(s * 2.0 / DRIFT_FEATURES)
-
-    @cached_property
-    def _drug_loadings(self) -> tuple[tuple[tuple[int, float], ...], ...]:
-        """Per drug index, its nonzero loadings as (latent index, weight) pairs, in latent order (as u_at)."""
-        return tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
-
-    @cached_property
-    def _record_bytes(self) -> memoryview:
-        return memoryview(np.ascontiguousarray(self.records)).cast("B")
-
-    def _latent_scalar(self, i: int, j: int, day: float) -> float:
-        # The latent's record read straight into Python floats (exact, float32 included): one C call instead of
-        # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
-        x, o0, o1, o2, p0, p1, p2 = _RECORD.unpack_from(self._record_bytes, (i * N_LATENT + j) * _RECORD.size)
-        if self.drift_share <= 0.0:
-            return x
-        f = math.cos(o0 * day + p0) + math.cos(o1 * day + p1) + math.cos(o2 * day + p2)
-        static_w, drift_w = self._drift_weights
-        return static_w * x + drift_w * f
+        loadings = tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
+        return (memoryview(np.ascontiguousarray(self.records)).cast("B"), loadings, math.sqrt(1.0 - s),
+                math.sqrt(s * 2.0 / DRIFT_FEATURES), s > 0.0)
 
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
-        # _latent_scalar written out per loading (three per drug, a few per visit): the same arithmetic, no call.
-        rec, size, unpack = self._record_bytes, _RECORD.size, _RECORD.unpack_from
-        static_w, drift_w = self._drift_weights
-        drift = self.drift_share > 0.0
+        # Each latent's record read straight into Python floats (exact, float32 included): one C call instead of
+        # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
+        rec, loadings, static_w, drift_w, drift = self._hot
         base = i * N_LATENT
         z = 0.0
-        for j, w in self._drug_loadings[drug_index]:
-            x, o0, o1, o2, p0, p1, p2 = unpack(rec, (base + j) * size)
+        for j, w in loadings[drug_index]:
+            x, o0, o1, o2, p0, p1, p2 = _unpack(rec, (base + j) * _RECORD_SIZE)
             if drift:
-                x = static_w * x + drift_w * (math.cos(o0 * day + p0) + math.cos(o1 * day + p1) + math.cos(o2 * day + p2))
+                x = static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2))
             z += w * x
-        return 0.5 * math.erfc(-z / _SQRT2)
+        return 0.5 * _erfc(-z / _SQRT2)
 
     def ns_scalar(self, i: int, day: float) -> float:
         """:meth:`ns_at` for one patient in plain Python."""
-        if self.drift_share <= 0.0:
+        rec, _, static_w, drift_w, drift = self._hot
+        if not drift:
             return self.ns_reduction.item(i)
-        u = 0.5 * math.erfc(-self._latent_scalar(i, _NS, day) / _SQRT2)
+        x, o0, o1, o2, p0, p1, p2 = _unpack(rec, (i * N_LATENT + _NS) * _RECORD_SIZE)
+        x = static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2))
+        u = 0.5 * _erfc(-x / _SQRT2)
         return self.ns_resp.item(i) if u < self.ns_share.item(i) else self.ns_non.item(i)
 
     def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
