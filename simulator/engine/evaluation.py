@@ -82,8 +82,18 @@ class Evaluation:
             if kind == "dropout":
                 self._drop_out(p, lines, now)
                 return
-            if kind == "apply":  # P6.capsaicin_reapply
-                self._reapply(p, line, now)
+            if kind == "apply":  # P6.capsaicin_reapply, or stopped without benefit (P6.capsaicin_no_benefit)
+                if self._reapply(p, line, now):
+                    continue
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+                if not lines:  # the line ended: decided as when a drug cannot be continued (not a failed line)
+                    outcome = "intolerable"
+                    pain = -1.0
+                    by_patient = True
+                elif line is newest:  # judged, when due, on the newest drug still taken
+                    newest = lines[-1]
+                    drug = t.drugs[newest.drug]
                 continue
             if kind == "ae":
                 stop = self._adverse_event(p, line, ae, now, lines)
@@ -126,6 +136,7 @@ class Evaluation:
             p.last_pain = pain
             p.assessed = now
             outcome = self._judge(p, pain)
+            p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
             if interim:
                 rule = "P8.titrate_to_response"
             elif drug.drug_class == "tca":

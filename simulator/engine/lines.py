@@ -274,15 +274,25 @@ class Dosing:
                 day, kind, line, ae = ln.next_apply, "apply", ln, None
         return day, kind, line, ae
 
-    def _reapply(self, p: PatientModel, line: Line, now: float) -> None:
+    def _reapply(self, p: PatientModel, line: Line, now: float) -> bool:
         """P6.capsaicin_reapply: the application is repeated when the last one's effect wanes (drugs.yaml
         ``reapply_days``; S002 "effect lasting up to 90 days", S004 "up to 12 weeks") while the patient continues
         the drug, logged on its due day (a process waiting for a taper wakes later) as a dose change at the same
         dose; its application-site adverse events are drawn again for this application (keyed draws: application
-        number and adverse-event slot)."""
+        number and adverse-event slot).
+
+        Only a patch that has shown benefit is applied again (P6.capsaicin_no_benefit, an assumption): the
+        patient's most recent evaluation or visit on a day after the patch's start, up to its due day, found
+        relief or a partial response. Otherwise (no response, or no evaluation since the start) the patch stops
+        on its due day, as the last application wears off: ``drug_stop`` citing P6.capsaicin_no_benefit, and
+        False is returned (the caller removes the line); True when it was applied again."""
         d = self.tables.drugs[line.drug]
         i = p.idx
         day = line.next_apply
+        if not (p.judged_benefit and p.judged_day > line.start + 1e-9):
+            line.next_apply = math.inf
+            self._stop_line(p, line, day, "P6.capsaicin_no_benefit")
+            return False
         dose = line.dose_at(day)
         self._log(i, day, E_DOSE, p.state, drug=line.drug, dose=dose, rule="P6.capsaicin_reapply")
         base = 2 * self.tables.n_ae_slots * line.n_applied
@@ -294,6 +304,7 @@ class Dosing:
                 u_on = streams.keyed_uniform(self.reapply_key, i, base + 2 * slot + 1)
                 line.aes.append((day + onset_days(d.ae_onset_median, u_on), d.ae_types[k], u_inc, -1))
         line.aes.sort()
+        return True
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[Line], now: float, before: bool = False) -> None:
         """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those

@@ -77,14 +77,13 @@ class Maintenance:
             if kind == "dropout":
                 self._drop_out(p, lines, now)
                 return None
-            if kind == "apply":  # P6.capsaicin_reapply
-                self._reapply(p, line, now)
+            if kind == "apply" and self._reapply(p, line, now):  # P6.capsaicin_reapply
                 continue
-            if kind in ("ae", "stop"):
+            if kind in ("ae", "stop", "apply"):  # "apply": stopped without benefit (P6.capsaicin_no_benefit)
                 if kind == "ae":
                     if not self._adverse_event(p, line, ae, now, lines):
                         continue
-                else:
+                elif kind == "stop":
                     self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
@@ -103,6 +102,7 @@ class Maintenance:
                     p.last_pain = pain
                     outcome = self._judge(p, pain)
                 p.assessed = now
+                p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
                 newest = lines[-1] if lines else None
                 leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
                          and now - held_since >= discharge)
@@ -150,6 +150,7 @@ class Maintenance:
                 p.last_pain = pain
                 p.assessed = now
                 outcome = self._judge(p, pain)
+                p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
                 strong = [ln for ln in lines if self.tables.drugs[ln.drug].drug_class == "strong_opioid"]
                 self._log(p.idx, now, E_MAINT, p.state, drug=strong[-1].drug, dose=strong[-1].dose_at(now), pain=pain,
                           detail=OUTCOME_CODE[outcome], rule="P8.reassessment")
@@ -160,8 +161,9 @@ class Maintenance:
             elif kind == "stop":
                 self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
-            elif kind == "apply":  # P6.capsaicin_reapply
-                self._reapply(p, line, now)
+            elif kind == "apply":  # P6.capsaicin_reapply, or stopped without benefit (P6.capsaicin_no_benefit)
+                if not self._reapply(p, line, now):
+                    lines.remove(line)
             elif self._adverse_event(p, line, ae, now, lines):
                 lines.remove(line)
             p.active = [ln.drug for ln in lines]
@@ -208,10 +210,12 @@ class Maintenance:
                 return "until" if until <= horizon else "horizon"
             if kind == "dropout":
                 return "dropout"
-            if kind == "apply":  # P6.capsaicin_reapply
-                self._reapply(p, line, now)
-                continue
-            if kind == "stop":  # stopped for reasons other than adverse events (issue 10)
+            if kind == "apply":  # P6.capsaicin_reapply, or stopped without benefit (P6.capsaicin_no_benefit)
+                if self._reapply(p, line, now):
+                    continue
+                lines.remove(line)
+                p.active = [ln.drug for ln in lines]
+            elif kind == "stop":  # stopped for reasons other than adverse events (issue 10)
                 self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]

@@ -148,6 +148,7 @@ class Referral:
             p.last_pain = pain
             p.assessed = now
             outcome = self._judge(p, pain)
+            p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
             newest = lines[-1]
             self._log(i, now, E_MAINT, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
                       detail=OUTCOME_CODE[outcome], rule="P9.care_while_waiting")

@@ -209,9 +209,10 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
             # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
             for i, (p, lines) in self._regimens.items():
                 self._log_doses(i, p, lines, horizon, before=True)
-                for ln in lines:  # P6.capsaicin_reapply due while the process waited to the horizon (a taper's end)
-                    while ln.next_apply < horizon:
-                        self._reapply(p, ln, horizon)
+                for ln in tuple(lines):  # P6.capsaicin_reapply due while the process waited to the horizon (a taper's
+                    # end), or the patch stopped on that day without benefit (P6.capsaicin_no_benefit)
+                    while ln.next_apply < horizon and self._reapply(p, ln, horizon):
+                        pass
             # Free the patients' state now (their processes wait at the horizon, some in a reference cycle with
             # the environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
             # collection, through the outcomes computed next.

@@ -24,7 +24,7 @@ class PatientModel:
                  "tramadol_reoffered", "strong_tried", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
-                 "reopen", "reopen_first", "reoffered", "n_consults")
+                 "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -70,6 +70,10 @@ class PatientModel:
         self.topical_tried = False
         self.consulted = False  # seen by the pain specialist (P9)
         self.assessed = 0.0  # day of the last documented assessment (evaluation, visit, strong-opioid start; P8)
+        # The last evaluation or visit with an outcome: its day, and whether it found relief or a partial response
+        # (P6.capsaicin_no_benefit: a capsaicin 8% patch is applied again only after such a benefit).
+        self.judged_day = -1.0
+        self.judged_benefit = False
         self.referred_from = ""  # the treating state the patient was referred from (care while waiting, P9)
         self.bridge_judged = False  # the tramadol bridge had an adequate trial without relief (P7, P8 gate)
         # P4.reoffer_own_stop: drugs the patient stopped himself before they failed, open once more (tramadol has

@@ -26,7 +26,8 @@ DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "
               "P3.dose_optimisation": "dose raised toward the maximum before judging failure",
               "P4.intolerance_reduce": "dose lowered to the last tolerated step",
               "P5.taper_step": "taper step",
-              "P6.capsaicin_reapply": "applied again as the last application's effect wanes"}
+              "P6.capsaicin_reapply": "applied again as the last application's effect wanes; the latest "
+                                      "evaluation found relief or a partial response"}
 LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
                "P2.older_renal_start": "older adult in renal impairment, first dose (the lower of the two, not "
                "their product)", "P2.min_dose": "no dose below the smallest marketed dose,",
