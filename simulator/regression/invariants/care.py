@@ -35,7 +35,7 @@ RELAPSE = "P4.relapse"
 RESUMED_IN: dict[str, tuple[str, ...]] = {"weak_opioid": ("tramadol",)}  # where a relapse resumes a drug's step;
 # any other class: the first-line states (the pathway has no step back from tramadol or a strong opioid to them)
 FIRST_LINE_STATES: tuple[str, ...] = ("first_line", "switch", "add_on")
-CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "reoffer_own_stop", "referral_accounting",
+CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "capsaicin_benefit", "reoffer_own_stop", "referral_accounting",
                                     "criteria_referral_on_treatment")
 
 
@@ -56,6 +56,10 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       days): while a single-application drug runs it is applied again exactly when the last application's effect
       wanes (``SINGLE_APPLICATION_DAYS``): not sooner, and it never runs past it unapplied before its stop or the
       horizon.
+    * ``capsaicin_benefit`` (P6.capsaicin_no_benefit, an assumption): a single-application drug is applied again
+      only when the patient's latest ``evaluation`` or ``maintenance_visit`` on a day after the drug's start, up
+      to the re-application, found ``relief`` or ``partial``; a stop citing P6.capsaicin_no_benefit comes exactly
+      when the last application's effect wanes and only when that latest outcome is ``none`` or there is none.
     * ``reoffer_own_stop`` (P4.reoffer_own_stop, P7.tramadol_reoffer): a drug the patient stopped himself while
       it relieved him (stopped in maintenance, state ``relieved``; strong opioids excepted: a time-limited trial) is
       started again before he is referred as refractory or discharged with nothing left, unless it had been
@@ -95,6 +99,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                column(ev, "consult_outcome"), column(ev, "wait_days"), column(ev, "outcome"), strict=True)
     key: tuple[int, int] | None = None
     applied: dict[str, float] = {}  # single-application drug running -> day of its last application
+    patch_start: dict[str, float] = {}  # single-application drug running -> day of its start
+    judged: tuple[float, str] | None = None  # the latest evaluation or maintenance visit: (day, outcome)
     running: set[str] = set()  # drugs taken and not being stopped (tapering excluded)
     pending: dict[str, float] = {}  # drug stopped by the patient while it relieved him -> day, until restarted
     awaiting: set[str] = set()  # of those, drugs whose relapse has not come yet
@@ -119,6 +125,9 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
             first_line_starts, consults, returned, queued = 0, 0, False, False
+            patch_start, judged = {}, None
+        if kind in ("evaluation", "maintenance_visit") and ev_out is not None:
+            judged = (day, str(ev_out))
         d = cat.get(str(drug)) if drug is not None else None
         # --- capsaicin_reapplied ---------------------------------------------------------------------------
         if drug in SINGLE_APPLICATION_DAYS and kind in ("drug_start", "dose_change", "drug_stop", "taper_start"):
@@ -132,10 +141,28 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                     and day < last + due - TOL:
                 flag("capsaicin_reapplied", key, day, kind, drug, rule, f"{drug} applied again {day - last:g} "
                      f"days after the last application (not sooner than {due:g} days)")
+            # --- capsaicin_benefit (same rows) ---
+            if rule in ("P6.capsaicin_reapply", "P6.capsaicin_no_benefit") and drug in patch_start:
+                start = patch_start[drug]
+                helped = judged is not None and judged[0] > start + TOL and judged[1] in ("relief", "partial")
+                seen["capsaicin_benefit"].add(key)
+                if rule == "P6.capsaicin_reapply" and not helped:
+                    flag("capsaicin_benefit", key, day, kind, drug, rule, f"{drug} applied again although the "
+                         "latest evaluation since its start on day " f"{start:g} found no response ("
+                         + (f"{judged[1]} on day {judged[0]:g})" if judged and judged[0] > start + TOL else "none)"))
+                elif rule == "P6.capsaicin_no_benefit" and helped:
+                    flag("capsaicin_benefit", key, day, kind, drug, rule, f"{drug} stopped for no benefit although "
+                         f"the latest evaluation (day {judged[0]:g}) found {judged[1]}")
+                elif rule == "P6.capsaicin_no_benefit" and last is not None and abs(day - (last + due)) > TOL:
+                    flag("capsaicin_benefit", key, day, kind, drug, rule, f"{drug} stopped for no benefit on day "
+                         f"{day:g}, not when the application of day {last:g} wears off ({last + due:g})")
             if kind in ("drug_stop", "taper_start"):
                 applied.pop(drug, None)
+                patch_start.pop(drug, None)
             elif kind == "drug_start" or rule == "P6.capsaicin_reapply":
                 applied[drug] = day
+                if kind == "drug_start":
+                    patch_start[drug] = day
         # --- the running regimen, re-offers ----------------------------------------------------------------
         if kind == "drug_start" and drug is not None:
             running.add(drug)

@@ -160,6 +160,11 @@ CARE = (
               "a capsaicin 8% patch still continued is applied again when the last application's effect wanes "
               "(90 days, held by the oracle: S002, EU SmPC), neither sooner nor later, until it stops or the horizon",
               "events: capsaicin starts, P6.capsaicin_reapply dose changes, stops; patients: followup_days"),
+    Invariant("capsaicin_benefit", "P6.capsaicin_no_benefit", "S002, S004",
+              "a capsaicin 8% patch is applied again only when the latest evaluation or maintenance visit since its "
+              "start found relief or a partial response; otherwise it stops (P6.capsaicin_no_benefit) exactly when "
+              "the last application wears off (assumption: benefit judged on the whole regimen)",
+              "events: capsaicin starts, re-applications and stops, evaluation and maintenance_visit outcomes"),
     Invariant("reoffer_own_stop", "P4.reoffer_own_stop", "S000, S004",
               "a drug the patient stopped himself while it relieved him (strong opioids excepted) is started again "
               "before a refractory referral or a discharge with nothing left, unless already offered once more "
