@@ -80,6 +80,8 @@ def relief(day):
 
 
 CAPSAICIN = [*start(0, "capsaicin_8pct", 1, "P6.topical_localized")]  # one application, running past 90 days
+PATCH_HELPS = [row(56, "evaluation", "capsaicin_8pct", 1, outcome="partial", pain=5)]  # its trial: partial response
+PATCH_FAILS = [row(56, "evaluation", "capsaicin_8pct", 1, outcome="none", pain=7)]  # its trial: no response
 
 
 def referral(queued, seen, outcome):
@@ -296,12 +298,28 @@ CASES = [
     # gaps of the issue 9/10 review: capsaicin re-applied, own stops re-offered, consults, care while queued
     ("capsaicin_reapplied", {"localized": True}, {},  # still running on day 150: never applied again
      [*CAPSAICIN, row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")],
-     [*CAPSAICIN, row(90, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+     [*CAPSAICIN, *PATCH_HELPS, row(90, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
       row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")]),
     ("capsaicin_reapplied", {"localized": True}, {},  # re-applied sooner than the label's 90 days
-     [*CAPSAICIN, row(60, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+     [*CAPSAICIN, *PATCH_HELPS, row(60, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
       row(80, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")],
      [*CAPSAICIN, row(80, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")]),
+    # P6.capsaicin_no_benefit: re-applied only after relief or a partial response since the patch's start
+    ("capsaicin_benefit", {"localized": True}, {},  # re-applied although the latest evaluation found no response
+     [*CAPSAICIN, *PATCH_FAILS, row(90, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+      row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")],
+     [*CAPSAICIN, *PATCH_FAILS, row(90, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")]),
+    ("capsaicin_benefit", {"localized": True}, {},  # re-applied with no evaluation since its start
+     [*CAPSAICIN, row(90, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+      row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")],
+     [*CAPSAICIN, row(90, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")]),
+    ("capsaicin_benefit", {"localized": True}, {},  # stopped for no benefit although it helped, or not when due
+     [*CAPSAICIN, *PATCH_HELPS, row(90, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")],
+     [*CAPSAICIN, *PATCH_HELPS, row(90, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+      row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")]),
+    ("capsaicin_benefit", {"localized": True}, {},
+     [*CAPSAICIN, *PATCH_FAILS, row(75, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")],
+     [*CAPSAICIN, *PATCH_FAILS, row(90, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")]),
     ("reoffer_own_stop", {}, {}, own_stop_then(refer=True, restart=False), own_stop_then(refer=True, restart=True)),
     ("referral_accounting", {}, {"referral": {"max_consults": 1}},
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), *referral(200, 250, "conservative_no_relief")],
