@@ -117,13 +117,13 @@ def test_early_referral_counts_no_patient_stop_as_a_failed_line():
 
 
 OWN_STOPS = ("P4.intolerance_stop", "P4.addon_not_tolerated", "X.serious_event", "X.patient_stop", "X.dropout",
-             "X.left_treatment", "P6.topical_stop")
+             "X.left_treatment", "P6.topical_stop", "P6.capsaicin_no_benefit")
 
 
 def test_a_topical_goes_on_when_an_oral_drug_beside_it_is_not_tolerated():
     """Protects P4 ("intolerance of one drug does not stop another") for topicals (P6, S004 any stage): a
-    topical is stopped for its own reasons (not tolerated, the patient's stop, drop-out, its own failed trial) or
-    with a regimen judged inadequate at an evaluation that day, never by the switch that follows another drug's
+    topical is stopped for its own reasons (not tolerated, the patient's stop, drop-out, its own failed trial, a
+    capsaicin patch without benefit when it wears off, P6.capsaicin_no_benefit) or with a regimen judged inadequate at an evaluation that day, never by the switch that follows another drug's
     intolerance (before the fix topicals here were stopped citing P4.intolerance_switch or _same_class)."""
     ev = _run().events.astype({c: object for c in ("event", "drug", "rule", "outcome")})
     topicals = ("lidocaine_5pct", "capsaicin_8pct")
