@@ -148,23 +148,35 @@ class Latents:
 
 
 def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
-    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`)."""
-    u = np.clip(uniforms, 1e-12, 1 - 1e-12)
+    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`).
+
+    ``uniforms`` is used as scratch space (overwritten): the callers pass a block drawn for this call only.
+    """
+    # In place, column block by column block, the same element-wise operations as on fresh arrays: at 100k
+    # patients every fresh block was ~100 MB of first-touch page faults, most of the engine's set-up time.
+    u = np.clip(uniforms, 1e-12, 1 - 1e-12, out=uniforms)
     share = np.asarray(tables.ns_share)[etiology]
     k, m = N_CLASSES, MAX_DRUGS
     ns_resp = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
     ns_non = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    static = np.concatenate([ndtri(u[:, 0:1]), ndtri(u[:, 2:3 + k + m])], axis=1)  # ns, g, classes, drugs
     ns = np.where(u[:, 0] < share, ns_resp, ns_non)
     drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
     c0 = 3 + k + 2 * m
     ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
-    omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    records = np.empty(static.shape, dtype=LATENT_RECORD)
-    records["x"] = static
-    records["f"] = np.concatenate([omega, phase], axis=2)  # to float32
+    records = np.empty((len(u), N_LATENT), dtype=LATENT_RECORD)  # static normals: ns, g, classes, drugs
+    x = records["x"]
+    x[:, 0] = ndtri(u[:, 0])
+    x[:, 1:] = ndtri(u[:, 2:3 + k + m], out=u[:, 2:3 + k + m])
+    f = records["f"]
+    omega = u[:, c0 + 1:c0 + 1 + nf]
+    ndtri(omega, out=omega)
+    np.abs(omega, out=omega)
+    np.divide(omega, tables.drift_days, out=omega)
+    f[..., :DRIFT_FEATURES] = omega.reshape(-1, N_LATENT, DRIFT_FEATURES)  # to float32
+    phase = u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]
+    np.multiply(2.0 * math.pi, phase, out=phase)
+    f[..., DRIFT_FEATURES:] = phase.reshape(-1, N_LATENT, DRIFT_FEATURES)
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:
