@@ -29,7 +29,8 @@ class Line:
     """One drug being taken: its schedule and pending adverse events."""
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
-                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at")
+                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
+                 "terms")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -57,6 +58,7 @@ class Line:
         self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
         self.to_response = to_response
         self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
+        self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
 
     def dose_at(self, day: float) -> float:
         last_off, last_dose = self.steps[-1]

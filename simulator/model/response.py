@@ -196,15 +196,22 @@ def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: floa
     """
     if days_on <= 0 or dose <= 0:
         return 0.0
+    p, e_resp, e_non = effect_terms(drug, dose, etiology, class_z, localized)
+    return (e_resp if class_u < p else e_non) * (1.0 - math.exp(-days_on / drug.onset_days))
+
+
+def effect_terms(drug: DrugTable, dose: float, etiology: int, class_z: float, localized: bool
+                 ) -> tuple[float, float, float]:
+    """The parts of :func:`drug_effect` that do not change from day to day at one dose:
+    ``(responder probability, full effect of a responder, partial effect of a non-responder)`` (the engine
+    keeps them per running drug while its dose holds)."""
     if drug.localized_only and not localized:
-        return 0.0
+        return 0.0, 0.0, 0.0
     p = interp(drug.responder_prob, dose) * drug.etiology_modifier[etiology]
     e = drug.effect_mean + drug.effect_sd * class_z
     e = 0.0 if e < 0.0 else (0.95 if e > 0.95 else e)
-    if class_u >= p:
-        pmax = drug.responder_max
-        e *= drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0)
-    return e * (1.0 - math.exp(-days_on / drug.onset_days))
+    pmax = drug.responder_max
+    return p, e, e * (drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0))
 
 
 def observed_pain(baseline: float, ns_reduction: float, ns_onset: float, day: float,
