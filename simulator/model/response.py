@@ -27,6 +27,7 @@ DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents.u_sca
 LATENT_RECORD = np.dtype([("x", "<f8"), ("f", "<f4", (2 * DRIFT_FEATURES,))])
 _RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
 _unpack, _RECORD_SIZE, _cos, _erfc = _RECORD.unpack_from, _RECORD.size, math.cos, math.erfc  # hot path: no lookups
+_unpack_ns = struct.Struct("<3d").unpack_from  # Latents.ns_scalar: share, reduction as responder, as not
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _SQRT2 = math.sqrt(2.0)
@@ -109,17 +110,20 @@ class Latents:
     def _hot(self) -> tuple:
         """What the scalar twins read on every call, fetched with one attribute load: the records as bytes, per
         drug index its nonzero loadings as (latent index, weight) pairs in latent order (as u_at), the weight of
-        a latent's static normal and of its sum of drift features, and whether latents drift."""
+        a latent's static normal and of its sum of drift features, whether latents drift, and per patient the
+        nonspecific responder share and reductions (3 doubles)."""
         s = self.drift_share
         loadings = tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
+        # A patient's nonspecific share and reductions side by side (one cache line, not three arrays to read).
+        ns = np.ascontiguousarray(np.stack([self.ns_share, self.ns_resp, self.ns_non], axis=1), dtype=np.float64)
         return (memoryview(np.ascontiguousarray(self.records)).cast("B"), loadings, math.sqrt(1.0 - s),
-                math.sqrt(s * 2.0 / DRIFT_FEATURES), s > 0.0)
+                math.sqrt(s * 2.0 / DRIFT_FEATURES), s > 0.0, memoryview(ns).cast("B"))
 
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
         # Each latent's record read straight into Python floats (exact, float32 included): one C call instead of
         # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
-        rec, loadings, static_w, drift_w, drift = self._hot
+        rec, loadings, static_w, drift_w, drift, _ = self._hot
         base = i * N_LATENT
         z = 0.0
         for j, w in loadings[drug_index]:
@@ -131,13 +135,14 @@ class Latents:
 
     def ns_scalar(self, i: int, day: float) -> float:
         """:meth:`ns_at` for one patient in plain Python."""
-        rec, _, static_w, drift_w, drift = self._hot
+        rec, _, static_w, drift_w, drift, ns = self._hot
         if not drift:
             return self.ns_reduction.item(i)
         x, o0, o1, o2, p0, p1, p2 = _unpack(rec, (i * N_LATENT + _NS) * _RECORD_SIZE)
         x = static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2))
         u = 0.5 * _erfc(-x / _SQRT2)
-        return self.ns_resp.item(i) if u < self.ns_share.item(i) else self.ns_non.item(i)
+        share, resp, non = _unpack_ns(ns, i * 24)
+        return resp if u < share else non
 
     def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
         """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""
