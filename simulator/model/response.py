@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -152,36 +153,46 @@ class Latents:
         return np.where(member, self.ns_resp[rows], self.ns_non[rows])
 
 
-def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
+def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray | Iterable[np.ndarray]) -> Latents:
     """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`).
 
-    ``uniforms`` is used as scratch space (overwritten): the callers pass a block drawn for this call only.
+    ``uniforms``: the block, or its rows in consecutive chunks (:func:`simulator.model.streams.block_rows`: the
+    engine never holds the whole block, ~120 MB at 100k patients). It is used as scratch space (overwritten).
     """
-    # In place, column block by column block, the same element-wise operations as on fresh arrays: at 100k
-    # patients every fresh block was ~100 MB of first-touch page faults, most of the engine's set-up time.
-    u = np.clip(uniforms, 1e-12, 1 - 1e-12, out=uniforms)
-    share = np.asarray(tables.ns_share)[etiology]
+    n = len(etiology)
     k, m = N_CLASSES, MAX_DRUGS
-    ns_resp = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    ns_non = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    ns = np.where(u[:, 0] < share, ns_resp, ns_non)
-    drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
     c0 = 3 + k + 2 * m
-    ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
-    records = np.empty((len(u), N_LATENT), dtype=LATENT_RECORD)  # static normals: ns, g, classes, drugs
-    x = records["x"]
-    x[:, 0] = ndtri(u[:, 0])
-    x[:, 1:] = ndtri(u[:, 2:3 + k + m], out=u[:, 2:3 + k + m])
-    f = records["f"]
-    omega = u[:, c0 + 1:c0 + 1 + nf]
-    ndtri(omega, out=omega)
-    np.abs(omega, out=omega)
-    np.divide(omega, tables.drift_days, out=omega)
-    f[..., :DRIFT_FEATURES] = omega.reshape(-1, N_LATENT, DRIFT_FEATURES)  # to float32
-    phase = u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]
-    np.multiply(2.0 * math.pi, phase, out=phase)
-    f[..., DRIFT_FEATURES:] = phase.reshape(-1, N_LATENT, DRIFT_FEATURES)
+    share = np.asarray(tables.ns_share)[etiology]
+    ns_resp, ns_non, ns, ns_onset = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    drug_z = np.empty((n, m))
+    records = np.empty((n, N_LATENT), dtype=LATENT_RECORD)  # static normals: ns, g, classes, drugs
+    a = 0
+    # Chunk by chunk, in place: the same element-wise operations as on whole fresh arrays, without their
+    # first-touch page faults (most of the engine's set-up time at 100k patients).
+    for u in ((uniforms,) if isinstance(uniforms, np.ndarray) else uniforms):
+        b = a + len(u)
+        np.clip(u, 1e-12, 1 - 1e-12, out=u)
+        ns_resp[a:b] = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+        ns_non[a:b] = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+        ns[a:b] = np.where(u[:, 0] < share[a:b], ns_resp[a:b], ns_non[a:b])
+        drug_z[a:b] = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
+        ns_onset[a:b] = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
+        x = records["x"][a:b]
+        x[:, 0] = ndtri(u[:, 0])
+        x[:, 1:] = ndtri(u[:, 2:3 + k + m], out=u[:, 2:3 + k + m])
+        f = records["f"][a:b]
+        omega = u[:, c0 + 1:c0 + 1 + nf]
+        ndtri(omega, out=omega)
+        np.abs(omega, out=omega)
+        np.divide(omega, tables.drift_days, out=omega)
+        f[..., :DRIFT_FEATURES] = omega.reshape(-1, N_LATENT, DRIFT_FEATURES)  # to float32
+        phase = u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]
+        np.multiply(2.0 * math.pi, phase, out=phase)
+        f[..., DRIFT_FEATURES:] = phase.reshape(-1, N_LATENT, DRIFT_FEATURES)
+        a = b
+    if a != n:
+        raise ValueError(f"draw_latents: {a} rows of uniforms for {n} patients")
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:
