@@ -159,10 +159,14 @@ def test_keep_appointment_dates_relief_at_the_consult():
     res = _run("continue", relieved="keep_appointment")
     ev = res.events
     assert (ev["event"] == "queue_left").sum() == 0
-    rev = _reviews(ev)
-    consult = ev[ev["consult_outcome"].notna()][["patient", "day", "consult_outcome"]]
-    last = rev.sort_values("day").groupby("patient").last().reset_index()[["patient", "outcome"]]
-    both = consult.merge(last, on="patient")
+    rev = _reviews(ev).sort_values("day")
+    consult = ev[ev["consult_outcome"].notna()][["patient", "day", "consult_outcome"]].sort_values("day")
+    queued = ev[ev["event"] == "referral_queued"][["patient", "day"]].rename(columns={"day": "queued"})
+    # each consult with its own referral's last review (a patient may be referred again, P9.re_referral)
+    consult = pd.merge_asof(consult, queued.sort_values("queued"), left_on="day", right_on="queued", by="patient")
+    both = pd.merge_asof(consult, rev[["patient", "day", "outcome"]].rename(columns={"day": "reviewed"}),
+                         left_on="day", right_on="reviewed", by="patient")
+    both = both[both["reviewed"] >= both["queued"]]
     relieved = both[both["outcome"] == "relief"]
     assert len(relieved) > 5 and set(relieved["consult_outcome"].astype(str)) == {"conservative_relief"}
 

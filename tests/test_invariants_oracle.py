@@ -79,6 +79,34 @@ def relief(day):
     return {**row(day, "transition", rule="P9.specialist_consult"), "state": "relieved"}
 
 
+CAPSAICIN = [*start(0, "capsaicin_8pct", 1, "P6.topical_localized")]  # one application, running past 90 days
+
+
+def referral(queued, seen, outcome):
+    """A referral queued on day ``queued``, the consult starting on day ``seen`` and its outcome."""
+    return [row(queued, "referral_queued", rule="P9.refractory_referral"),
+            {**row(seen, "consult", rule="P9.specialist_consult"), "wait_days": float(seen - queued)},
+            consult(seen, outcome)]
+
+
+def own_stop_then(refer: bool, restart: bool):
+    """Pregabalin relieves, the patient stops it himself in maintenance, relief is lost (P4.relapse back to
+    first_line); then pregabalin restarted (P4.reoffer_own_stop) or not, and a refractory referral."""
+    rows = [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="relief", pain=3),
+            {**row(42, "transition", rule="P4.relief"), "state": "relieved"},
+            *[{**r, "state": "relieved"} for r in pregabalin_stop(100, "X.patient_stop")],
+            {**row(140, "transition", rule="P4.relapse"), "state": "first_line"}]
+    if restart:
+        rows += [row(140, "transition", rule="P4.reoffer_own_stop"),
+                 row(140, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
+                 row(147, "dose_change", "pregabalin", 300, "P2.target_reached"),
+                 row(182, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+                 *pregabalin_stop(182, "P9.refractory_referral")]
+    if refer:
+        rows += [row(200, "referral_queued", rule="P9.refractory_referral")]
+    return rows
+
+
 NORTRIPTYLINE_OK = [row(0, "transition", rule="P1.tca_first"), row(0, "safety_check", "nortriptyline", check="ecg"),
                     row(0, "drug_start", "nortriptyline", 25, "P1.tca_first"),
                     row(7, "dose_change", "nortriptyline", 50), row(14, "dose_change", "nortriptyline", 75,
@@ -265,6 +293,36 @@ CASES = [
      [*PREGABALIN_OK, consult(100, "conservative_relief"), relief(190),
       row(281, "maintenance_visit", "pregabalin", 300, "P4.maintenance_visit", outcome="relief"),
       *pregabalin_stop(300, "X.patient_stop")]),
+    # gaps of the issue 9/10 review: capsaicin re-applied, own stops re-offered, consults, care while queued
+    ("capsaicin_reapplied", {"localized": True}, {},  # still running on day 150: never applied again
+     [*CAPSAICIN, row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")],
+     [*CAPSAICIN, row(90, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+      row(150, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")]),
+    ("capsaicin_reapplied", {"localized": True}, {},  # re-applied sooner than the label's 90 days
+     [*CAPSAICIN, row(60, "dose_change", "capsaicin_8pct", 1, "P6.capsaicin_reapply"),
+      row(80, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")],
+     [*CAPSAICIN, row(80, "drug_stop", "capsaicin_8pct", 1, "X.patient_stop")]),
+    ("reoffer_own_stop", {}, {}, own_stop_then(refer=True, restart=False), own_stop_then(refer=True, restart=True)),
+    ("referral_accounting", {}, {"referral": {"max_consults": 1}},
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), *referral(200, 250, "conservative_no_relief")],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief")]),
+    ("referral_accounting", {}, {},  # back in the pathway after the only consult, then discharged, not referred
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"),
+      {**row(150, "transition", rule="P4.no_response_switch"), "state": "switch"},
+      {**row(300, "transition", rule="P9.discharge_plan"), "state": "discharged"}],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"),
+      {**row(150, "transition", rule="P9.discharge_plan"), "state": "discharged"}]),
+    ("referral_accounting", {}, {},  # queued twice without the first referral ending
+     [*PREGABALIN_OK, row(100, "referral_queued", rule="P9.refractory_referral"),
+      row(120, "referral_queued", rule="P9.refractory_referral")],
+     [*PREGABALIN_OK, row(100, "referral_queued", rule="P9.refractory_referral"),
+      row(110, "queue_left", rule="P9.relieved_while_waiting"),
+      row(120, "referral_queued", rule="P9.refractory_referral")]),
+    ("criteria_referral_on_treatment", {}, {"referral": {"after_failed_lines": 1}},
+     [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+      *pregabalin_stop(42, "P9.referral_criteria"), row(42, "referral_queued", rule="P9.referral_criteria")],
+     [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="partial", pain=5),
+      row(42, "referral_queued", rule="P9.referral_criteria")]),
     ("min_dose", {"crcl": 10.0, "age": 80.0}, {}, [*start(0, "gabapentin", 10.0, "P1.gabapentin_cost")],
      [*start(0, "gabapentin", 100.0, "P1.gabapentin_cost")]),
     ("givable_dose", {"crcl": 45.0}, {}, start(0, "gabapentin", 120.0, "P1.gabapentin_cost"),
@@ -571,3 +629,14 @@ def test_a_patient_stop_is_no_documented_first_line_failure():
                 row(20, "drug_start", "tramadol", 100, "P7.tramadol_after_first_line")]
     assert "tramadol_after_first_line" in violated(run(path("X.patient_stop")))
     assert "tramadol_after_first_line" not in violated(run(path("P4.intolerance_stop")))
+
+
+def test_no_reoffer_is_owed_when_the_policy_turns_it_off_or_the_relapse_escalates():
+    """P4.reoffer_own_stop: with ``reoffer_own_stop: false`` (usual care) a drug the patient stopped himself is not
+    owed a re-offer; a relapse that returns him to the tramadol state (no step back to first-line drugs) owes none
+    either; the default policy owes it when the relapse returns to a first-line state (the case above)."""
+    bad = own_stop_then(refer=True, restart=False)
+    assert "reoffer_own_stop" in violated(run(bad))
+    assert "reoffer_own_stop" not in violated(run(bad, Policy(reoffer_own_stop=False)))
+    escalated = [{**r, "state": "tramadol"} if r.get("rule") == "P4.relapse" else r for r in bad]
+    assert "reoffer_own_stop" not in violated(run(escalated))

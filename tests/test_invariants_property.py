@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from simulator.analysis.runner import simulate
 from simulator.model.catalog import load_catalog
-from simulator.model.policy import Policy, StrongOpioidGate
+from simulator.model.policy import Policy, Referral, StrongOpioidGate
 from simulator.population.cohort_spec import ETIOLOGIES, load_cohort_spec
 from simulator.regression.invariants import check_run
 from simulator.scenario import Scenario, load_scenario
@@ -79,6 +79,12 @@ def policies(draw):
         visit_interval_days=draw(st.integers(7, 42)),
         titration_speed=draw(st.sampled_from([1.0, 1.5, 2.0])),
         max_first_line_regimens=draw(st.integers(1, 4)),
+        # the gaps of the issue 9/10 review: re-offers after the patient's own stop, re-referral, early referral
+        reoffer_own_stop=draw(st.booleans()),
+        tramadol_reoffer=draw(st.booleans()),
+        referral=Referral(max_consults=draw(st.integers(1, 3)),
+                          after_failed_lines=draw(st.one_of(st.none(), st.integers(1, 3))),
+                          while_waiting=draw(st.sampled_from(["continue", "stop"]))),
     )
 
 

@@ -189,7 +189,8 @@ def test_strong_opioid_reassessed_after_discharge_seed_13():
     ev = simulate(sc).events
     dis = ev[(ev["event"] == "transition") & (ev["trigger"] == "discharge")]
     mor = ev[(ev["event"] == "drug_start") & (ev["drug"] == "morphine")]
-    assert len(set(dis["patient"]) & set(mor["patient"])) > 20  # the path is exercised
+    assert len(set(dis["patient"]) & set(mor["patient"])) > 10  # the path is exercised (fewer discharges since a
+    # patient refractory again after a consult is referred again, P9.re_referral)
     assert unreassessed_opioid_gaps(ev, sc.policy, float(sc.horizon_days)) == []
     assert _opioid_running_at(ev, "discharge") == []
     stops = ev[(ev["patient"] == 9) & (ev["drug"] == "morphine") & (ev["rule"] == "P8.stop_ineffective")]

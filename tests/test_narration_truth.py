@@ -52,9 +52,19 @@ def _running_at(events: pd.DataFrame) -> list[tuple[int, list[str]]]:
     return out
 
 
-def _journeys(path: Path, patients, seed: int = 7):
-    sc = load_scenario(path)
+def _journeys(path: Path, patients, seed: int = 7, v02: bool = False):
+    sc = _v02(load_scenario(path)) if v02 else load_scenario(path)
     return [trace(setup_from_scenario(sc, int(k), seed=seed)) for k in patients]
+
+
+def _v02(sc):
+    """The scenario with v0.2's single offer and single consult (the patients these tests name were found then):
+    no re-offer after the patient's own stop but tramadol's (P4.reoffer_own_stop, P7.tramadol_reoffer, which UK
+    usual care now declares off) and one consult (referral.max_consults 1, P9.re_referral)."""
+    pol = sc.policy.model_dump(mode="json")
+    pol.update(reoffer_own_stop=False, tramadol_reoffer=True)
+    pol["referral"]["max_consults"] = 1
+    return sc.with_overrides(policy=pol)
 
 
 # ---- drop-outs -------------------------------------------------------------------------------------------------
@@ -147,7 +157,7 @@ def test_the_taper_at_a_discharge_after_specialist_relief_is_told() -> None:
     """Guideline seed 7 patient 248: relieved by the specialist's drug management, stops nortriptyline (tapered)
     on day 552, relapses and is discharged. The discharge names the taper, and the rule text does not say the
     consult brought no relief (it did)."""
-    j = _journeys(GUIDELINE, [248])[0]
+    j = _journeys(GUIDELINE, [248], v02=True)[0]
     ev = j.events
     assert (ev["consult_outcome"].astype(str) == "conservative_relief").any()
     day = float(ev[ev["trigger"].astype(str) == "discharge"]["day"].iloc[0])
@@ -190,7 +200,7 @@ def test_a_specialist_wait_says_the_queue_is_shared() -> None:
     """A traced patient is simulated alone, so it waits behind no one: the consult step and the caveat say
     plainly that a wait depends on the whole simulated cohort's demand against the clinic's capacity and that
     this one is not representative (the old caveat only said waits "may be shorter")."""
-    j = _journeys(GUIDELINE, [248])[0]
+    j = _journeys(GUIDELINE, [248], v02=True)[0]
     seen = [s for s in j.steps if s.text.startswith("seen by the pain specialist")]
     assert seen
     for s in seen:
@@ -230,7 +240,7 @@ def test_a_decision_on_the_patients_own_stop_says_no_pain_was_measured() -> None
     of day 227); the engine then refers him citing P9.refractory_referral ("pain remains refractory"). The trace
     tells that referral with what it had to go on: the patient's own stop and the last pain measured. After the
     specialist's intervention relieves him with no drug running, the stable discharge prescribes nothing."""
-    j = _journeys(GUIDELINE, [14])[0]
+    j = _journeys(GUIDELINE, [14], v02=True)[0]
     refer = next(s for s in j.steps if s.kind == "decision" and s.text.endswith("refer to the pain specialist"))
     assert round(refer.day) == 280 and refer.rule == "P9.refractory_referral"
     assert "own stop" in refer.text and "no pain measured since day 227" in refer.text and "relief" in refer.text
@@ -246,7 +256,7 @@ def test_a_start_deferred_by_a_taper_is_told_as_such() -> None:
     "step up to -"."""
     deferred = never = 0
     for path, patients in ((ROOT / "scenarios" / "usual-care-uk.yaml", [17]), (GUIDELINE, [17])):
-        for j in _journeys(path, patients, seed=3):
+        for j in _journeys(path, patients, seed=3, v02=True):
             ev = j.events.astype({"event": object, "rule": object})
             moves = ev[ev["event"] == "transition"]
             for s in j.steps:
@@ -273,7 +283,7 @@ def test_the_tutors_question_says_what_ended_the_line_and_what_runs() -> None:
     Answering the guideline's option at every question walks the guideline's course."""
     from simulator.teaching.tutor.session import Session
 
-    s = Session(setup_from_scenario(load_scenario(GUIDELINE), 14, seed=7))
+    s = Session(setup_from_scenario(_v02(load_scenario(GUIDELINE)), 14, seed=7))
     said: dict[int, str] = {}
     while not s.finished and len(said) < 20:
         said[round(s.point.day)] = s.situation()
@@ -289,7 +299,7 @@ def test_the_end_of_follow_up_says_what_still_runs() -> None:
     """A journey still in a treating state at the horizon ends with what runs then (from the log), not only the
     state's name ("still in tramadol" for guideline seed 3 patient 17, whose tramadol was being tapered off
     beside gabapentin and venlafaxine)."""
-    j = _journeys(GUIDELINE, [17], seed=3)[0]
+    j = _journeys(GUIDELINE, [17], seed=3, v02=True)[0]
     end = j.steps[-1]
     assert end.kind == "end", end.line()
     running = _running_at(j.events)[-1][1]

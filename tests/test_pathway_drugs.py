@@ -644,12 +644,14 @@ def test_trace_tells_the_evaluation_before_the_drop_out_stops() -> None:
     assert checked
 
 
-def _journeys(path: str, n: int = 20, cohort_file: str | None = None, seed: int = 7):
+def _journeys(path: str, n: int = 20, cohort_file: str | None = None, seed: int = 7, policy: dict | None = None):
     from simulator.population.cohort_spec import load_cohort_spec
     from simulator.scenario import load_scenario
     from simulator.teaching.narrate import setup_from_scenario, trace
 
     sc = load_scenario(ROOT / "scenarios" / path)
+    if policy:  # policy fields changed for the test (e.g. a guideline re-offer in a usual-care setting)
+        sc = sc.model_copy(update={"policy": sc.policy.model_copy(update=policy)})
     if cohort_file:
         sc = sc.model_copy(update={"cohort_spec": load_cohort_spec(ROOT / "cohorts" / cohort_file)})
     return [trace(setup_from_scenario(sc, patient=k, seed=seed)) for k in range(n)]
@@ -694,7 +696,9 @@ def test_trace_names_a_start_deferred_by_a_taper() -> None:
     it. The trace said "step up to - (P7)" and, at the start, "tramadol 100 mg/day added alongside" with nothing
     running (5 of the first 60 UK usual-care patients, seed 13; patient 14 on day 126). The decision names the
     drug and the day it starts; the start says it follows the taper."""
-    journeys = _journeys("usual-care-uk.yaml", 60, seed=13)
+    # UK usual care declares tramadol_reoffer off (scenarios/usual-care-uk.yaml); the deferred start is the
+    # guideline's re-offer, so it is switched back on here (the patients and their luck are the same).
+    journeys = _journeys("usual-care-uk.yaml", 60, seed=13, policy={"tramadol_reoffer": True})
     deferred = 0
     for j in journeys:
         for s in j.steps:

@@ -114,6 +114,7 @@ MODULES: dict[str, str] = {
     "invariants_decisions": "regression.invariants.decisions",
     "invariants_course": "regression.invariants.course",
     "invariants_checker": "regression.invariants.checker",
+    "invariants_care": "regression.invariants.care",
     "opioid_check": "regression.opioid_check",
     "lint": "regression.lint",
     "snapshot": "regression.snapshot",

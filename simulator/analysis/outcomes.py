@@ -110,7 +110,8 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
     out["referred"] = queued.reindex(idx).notna().to_numpy()
     out["referral_day"] = queued.reindex(idx).to_numpy()
     waits = events["wait_days"].notna()
-    out["wait_days"] = events[waits].groupby(key)["wait_days"].min().reindex(idx).to_numpy()
+    # the first referral's wait, as referral_day (a patient referred again, P9.re_referral, has a later one too)
+    out["wait_days"] = events[waits].groupby(key)["wait_days"].first().reindex(idx).to_numpy()
     # Resource use (the basis for costs): visits, ECGs, specialist consults, drug-days.
     out["n_visits"] = _count(events[events["event"].isin(["assessment", "evaluation"])], idx)
     out["n_ecgs"] = _count(events[(events["event"] == "safety_check") & (events["check"] == "ecg")], idx)

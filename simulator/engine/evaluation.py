@@ -82,6 +82,9 @@ class Evaluation:
             if kind == "dropout":
                 self._drop_out(p, lines, now)
                 return
+            if kind == "apply":  # P6.capsaicin_reapply
+                self._reapply(p, line, now)
+                continue
             if kind == "ae":
                 stop = self._adverse_event(p, line, ae, now, lines)
                 if stop:

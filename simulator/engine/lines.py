@@ -15,6 +15,7 @@ from bisect import bisect_right
 
 import numpy as np
 
+from ..model import streams
 from ..model.care import stop_day
 from ..model.catalog import FIRST_LINE_CLASSES
 from ..model.clinical_tables import interp
@@ -30,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "terms")
+                 "next_apply", "n_applied", "terms")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -58,6 +59,8 @@ class Line:
         self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
         self.to_response = to_response
         self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
+        self.next_apply = math.inf  # day of the next application (capsaicin 8%, P6.capsaicin_reapply)
+        self.n_applied = 1
         self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
 
     def dose_at(self, day: float) -> float:
@@ -128,6 +131,13 @@ class Dosing:
             pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
         line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
         line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, pu.item(2 + j))
+        if self.extras[j].reapply > 0:
+            line.next_apply = now + self.extras[j].reapply
+        if j in p.reopen:  # P4.reoffer_own_stop: the one re-offer after the patient's own stop (its start cites it)
+            rule = "P4.reoffer_own_stop"
+            p.reopen = p.reopen - {j}
+            p.reopen_first = p.reopen_first - {j}
+            p.reoffered = p.reoffered | {j}
         p.tried.add(j)
         cls = d.drug_class
         if cls in FIRST_LINE_CLASSES:
@@ -261,7 +271,30 @@ class Dosing:
                 day, kind, line = ae[0], "ae", ln
             if ln.stop_at < day:
                 day, kind, line, ae = ln.stop_at, "stop", ln, None
+            if ln.next_apply < day:
+                day, kind, line, ae = ln.next_apply, "apply", ln, None
         return day, kind, line, ae
+
+    def _reapply(self, p: PatientModel, line: Line, now: float) -> None:
+        """P6.capsaicin_reapply: the application is repeated when the last one's effect wanes (drugs.yaml
+        ``reapply_days``; S002 "effect lasting up to 90 days", S004 "up to 12 weeks") while the patient continues
+        the drug, logged on its due day (a process waiting for a taper wakes later) as a dose change at the same
+        dose; its application-site adverse events are drawn again for this application (keyed draws: application
+        number and adverse-event slot)."""
+        d = self.tables.drugs[line.drug]
+        i = p.idx
+        day = line.next_apply
+        dose = line.dose_at(day)
+        self._log(i, day, E_DOSE, p.state, drug=line.drug, dose=dose, rule="P6.capsaicin_reapply")
+        base = 2 * self.tables.n_ae_slots * line.n_applied
+        line.n_applied += 1
+        line.next_apply = day + self.extras[line.drug].reapply
+        for k, slot in enumerate(d.ae_slots):
+            u_inc = streams.keyed_uniform(self.reapply_key, i, base + 2 * slot)
+            if u_inc < interp(d.ae_incidence[k], dose / line.factor):
+                u_on = streams.keyed_uniform(self.reapply_key, i, base + 2 * slot + 1)
+                line.aes.append((day + onset_days(d.ae_onset_median, u_on), d.ae_types[k], u_inc, -1))
+        line.aes.sort()
 
     def _log_doses(self, i: int, p: PatientModel, lines: list[Line], now: float, before: bool = False) -> None:
         """Record titration (P2) and optimisation (P3) steps reached up to ``now``; with ``before``, only those

@@ -77,6 +77,9 @@ class Maintenance:
             if kind == "dropout":
                 self._drop_out(p, lines, now)
                 return None
+            if kind == "apply":  # P6.capsaicin_reapply
+                self._reapply(p, line, now)
+                continue
             if kind in ("ae", "stop"):
                 if kind == "ae":
                     if not self._adverse_event(p, line, ae, now, lines):
@@ -157,6 +160,8 @@ class Maintenance:
             elif kind == "stop":
                 self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)
+            elif kind == "apply":  # P6.capsaicin_reapply
+                self._reapply(p, line, now)
             elif self._adverse_event(p, line, ae, now, lines):
                 lines.remove(line)
             p.active = [ln.drug for ln in lines]
@@ -203,6 +208,9 @@ class Maintenance:
                 return "until" if until <= horizon else "horizon"
             if kind == "dropout":
                 return "dropout"
+            if kind == "apply":  # P6.capsaicin_reapply
+                self._reapply(p, line, now)
+                continue
             if kind == "stop":  # stopped for reasons other than adverse events (issue 10)
                 self._stop_line(p, line, now, "X.patient_stop")
                 lines.remove(line)

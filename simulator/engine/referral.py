@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from ..model import streams
 from ..model.pathway import fire
 from ..model.patient import PatientModel
 from .events import E_CONSULT, E_LEFT, E_MAINT, E_QUEUE, E_TRANSITION, OUTCOME_CODE, TRIGGER_CODE
@@ -52,10 +53,13 @@ class Referral:
         t = self.tables
         i = p.idx
         queued = env.now
-        # The queue row cites why: the policy's early criteria, or refractory pain (the steps exhausted or failed).
-        self._log(i, queued, E_QUEUE, p.state,
-                  rule="P9.referral_criteria" if why_referred == "P9.referral_criteria" else "P9.refractory_referral")
-        u = self.special[i].tolist()
+        # The queue row cites why: the policy's early criteria, refractory pain again after a consult
+        # (P9.re_referral), or refractory pain (the steps exhausted or failed).
+        why = why_referred if why_referred in ("P9.referral_criteria", "P9.re_referral") else "P9.refractory_referral"
+        self._log(i, queued, E_QUEUE, p.state, rule=why)
+        # The first consult reads the patient's specialist draws; a later one (P9.re_referral) its own keyed draws.
+        u = self.special[i].tolist() if p.n_consults == 0 else \
+            [streams.keyed_uniform(self.consult_key, i, 4 * p.n_consults + k) for k in range(4)]
         bridge = None
         # Once per patient (rescue, not a regimen: a patient referred again does not get a second bridge).
         if self.ctx.policy.referral.bridge_tramadol and p.tramadol_allowed() and self.ctx.tramadol not in p.tried:
@@ -76,6 +80,7 @@ class Referral:
             self.clinic.cancel(req)
             return "dropout" if why == "dropout" else "waiting"
         p.consulted = True
+        p.n_consults += 1
         self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
                   rule="P9.specialist_consult")
         why = yield from self._carry_on(p, lines, env.now + t.specialist["consult_days"], ltfu_day)

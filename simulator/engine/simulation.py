@@ -135,6 +135,10 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
+        # P4.reoffer_own_stop: every class but tramadol (its own rule, P7.tramadol_reoffer) and the strong opioid
+        # (a time-limited trial, S004: the patient's own stop ends it)
+        self.reofferable = tuple(d.drug_class not in ("weak_opioid", "strong_opioid") for d in self.tables.drugs)
+        self.reoffer_on = ctx.policy.reoffer_own_stop and ctx.policy.protocol is None  # a protocol decides itself
         self.renal_bands = tuple(tuple(sorted({b for b, _ in x.renal_exposure} | {b for b, _ in d.renal_caps}))
                                  for x, d in zip(self.extras, self.tables.drugs, strict=True))
         n = cohort.n
@@ -161,6 +165,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
+        self.consult_key = streams.stream_key(seed, replication, streams.SPECIALIST)  # consults after the first
+        self.reapply_key = streams.stream_key(seed, replication, streams.ADVERSE)  # capsaicin 8% re-applications
         self.buf = array("d")
         self._append = self.buf.frombytes  # EventLog._log: one attribute load per row
         self.env = simpy.Environment()
@@ -203,6 +209,9 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
             # (waiting for an evaluation, a consult, or in maintenance) are logged, whatever the horizon.
             for i, (p, lines) in self._regimens.items():
                 self._log_doses(i, p, lines, horizon, before=True)
+                for ln in lines:  # P6.capsaicin_reapply due while the process waited to the horizon (a taper's end)
+                    while ln.next_apply < horizon:
+                        self._reapply(p, ln, horizon)
             # Free the patients' state now (their processes wait at the horizon, some in a reference cycle with
             # the environment): otherwise it lives on, hundreds of MB at 100k patients, until a full garbage
             # collection, through the outcomes computed next.

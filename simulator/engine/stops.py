@@ -38,6 +38,11 @@ class Stopping:
             cls = self.tables.drugs[j].drug_class
             if cls in ("gabapentinoid", "snri", "tca", "topical"):
                 p.failed_classes = p.failed_classes | {cls}
+        if rule == "X.patient_stop" and self.reoffer_on and self.reofferable[j] \
+                and j not in p.reoffered:  # P4.reoffer_own_stop: it has not failed, open once more
+            p.reopen = p.reopen | {j}
+            if p.state == "relieved":  # it was relieving him: restarted first on a relapse
+                p.reopen_first = p.reopen_first | {j}
         x = self.extras[j]
         i = p.idx
         steps: tuple[float, ...] = ()

@@ -119,6 +119,9 @@ class Drug(Strict):
     units_per_day: int = Field(ge=1, le=12, description="most units taken in a day (doses a day x units a dose)")
     taper: Taper | None = Field(None, description="taper schedule used when the drug is stopped (P5)")
     titrate_to_response: bool = Field(False, description="judge at each titration step; stop titrating at relief")
+    reapply_days: int | None = Field(
+        None, ge=1, le=365, description="a single application whose effect lasts this many days (capsaicin 8%): "
+        "re-applied at this interval while the patient continues it (P6.capsaicin_reapply)")
     requires: list[str] = Field(default_factory=list, description="patient flags the drug needs (lidocaine: allodynia)")
     contraindications: list[str] = []
     cautions: list[Caution] = []
@@ -184,7 +187,7 @@ class Drug(Strict):
         if ("ecg" in self.safety_checks) != (self.ecg_min_age is not None):
             raise ValueError("an 'ecg' safety check needs ecg_min_age, and ecg_min_age needs the check; give both")
         for flag in ("min_trial_days", "safety_checks", "serotonergic", "sedating", "ecg_min_age", "min_effective_dose",
-                     "min_dose", "taper", "titrate_to_response", "requires"):
+                     "min_dose", "taper", "titrate_to_response", "requires", "reapply_days"):
             if getattr(self, flag):
                 needed.add(flag)
         missing = sorted(needed - set(self.sources))

@@ -9,6 +9,7 @@ what the safety rules forbid. While a protocol governs, the decisions are :mod:`
 
 from __future__ import annotations
 
+from .catalog import FIRST_LINE_CLASSES
 from .policy_context import Decision, PolicyContext, decision, revised
 from .protocol import protocol_next, protocol_start
 
@@ -16,6 +17,7 @@ _STRATEGY_DRUG = {"pregabalin_first": ("pregabalin", "P1.pregabalin_first"),
                   "duloxetine_first": ("duloxetine", "P1.duloxetine_first"),
                   "gabapentin_first": ("gabapentin", "P1.gabapentin_cost"),
                   "tca_first": ("nortriptyline", "P1.tca_first")}
+REOFFER = "P4.reoffer_own_stop"
 CIPN = (2, 3)  # etiology codes of chemotherapy-induced neuropathy
 RADICULOPATHY = 4
 HIV = 5
@@ -84,6 +86,9 @@ def first_oral(p, ctx: PolicyContext) -> tuple[int, str] | None:
     for j in p.eligible:
         if j not in p.tried and ctx.tables.drugs[j].drug_class not in p.failed_classes:
             return j, "P1.next_in_order"
+    for j in p.eligible:  # P4.reoffer_own_stop: a drug the patient stopped himself, after the untried ones
+        if j in p.reopen and ctx.tables.drugs[j].drug_class not in p.failed_classes:
+            return j, REOFFER
     return None
 
 
@@ -107,6 +112,10 @@ def pick_add(p, ctx: PolicyContext) -> int | None:
         c = drugs[j].drug_class
         if j not in p.tried and c in want and c not in p.failed_classes and not serotonin_blocked(p, ctx, j):
             return j
+    for j in p.eligible:  # P4.reoffer_own_stop: a drug the patient stopped himself, after the untried ones
+        c = drugs[j].drug_class
+        if j in p.reopen and c in want and c not in p.failed_classes and not serotonin_blocked(p, ctx, j):
+            return j
     return None
 
 
@@ -117,6 +126,35 @@ def pick_switch(p, ctx: PolicyContext) -> int | None:
         c = ctx.tables.drugs[j].drug_class
         if j not in p.tried and c not in p.failed_classes and c not in active_classes:
             return j
+    for j in p.eligible:  # P4.reoffer_own_stop: a drug the patient stopped himself, after the untried ones
+        c = ctx.tables.drugs[j].drug_class
+        if j in p.reopen and c not in p.failed_classes and c not in active_classes:
+            return j
+    return None
+
+
+def _cite(p, j: int, rule: str) -> str:
+    """The decision's rule, or P4.reoffer_own_stop when drug ``j`` is the patient's own stop offered once more."""
+    return REOFFER if j in p.reopen else rule
+
+
+def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
+    """P4.reoffer_own_stop: on a relapse, the drug the patient stopped himself while it relieved him is restarted
+    before anything untried (it was effective and tolerated): a first-line drug added back to the complementary
+    one still running (P4), else replacing the regimen; a topical added back to what runs (P6, any stage)."""
+    if not p.reopen_first or state not in ("first_line", "switch", "add_on"):
+        return None
+    drugs = ctx.tables.drugs
+    if p.topical in p.reopen_first and p.topical_addable():
+        return decision("add_topical", (p.topical,), rule=REOFFER)
+    oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
+    for j in p.eligible:
+        if j in p.reopen_first and drugs[j].drug_class not in p.failed_classes and not serotonin_blocked(p, ctx, j):
+            if len(oral) == 1 and p.can_add_on() and \
+                    (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
+                return decision("add_on", (j,), rule=REOFFER)
+            if p.has_untried_first_line():
+                return decision("switch", (j,), stop_all=True, rule=REOFFER)
     return None
 
 
@@ -177,11 +215,20 @@ def _strong(p, ctx: PolicyContext) -> Decision:
 
 
 def _exhausted(p, ctx: PolicyContext, notes: tuple[tuple[int, str], ...]) -> Decision:
-    if p.consulted:  # seen by the specialist, nothing left: back to primary care on the current regimen
-        return decision("discharge", rule="P9.discharge_plan", notes=notes)
+    if p.consulted and not p.referral_allowed():  # seen by the specialist, nothing left, no further referral
+        return decision("discharge", rule="P9.discharge_plan", notes=notes)  # back to primary care on the regimen
+    if p.consulted:  # refractory again after a consult's plan and the remaining options (P9.re_referral)
+        return decision("refer", stop_all=True, rule="P9.re_referral", notes=notes)
     if ctx.policy.referral.when_exhausted:
         return decision("refer", stop_all=True, rule="P9.refractory_referral", notes=notes)
     return decision("stay", stop_all=True, rule="P9.refractory_referral", notes=notes)
+
+
+def _continues_while_queued(p, ctx: PolicyContext) -> bool:
+    """P9.care_while_waiting: a drug other than an opioid runs, so treatment goes on while queued (an opioid
+    running at referral has not relieved and is stopped, P8.stop_ineffective)."""
+    drugs = ctx.tables.drugs
+    return any(drugs[j].drug_class not in ("weak_opioid", "strong_opioid") for j in p.active)
 
 
 def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> Decision:
@@ -203,13 +250,18 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     # P9.referral_criteria refers while options remain, and the regimen goes on while queued (issue 10): when
     # the line has just ended with nothing running (not tolerated, stopped by the patient), the pathway's next
     # step comes first and the criteria refer at its evaluation, so the wait is never a treatment gap.
-    if referral_due(p, ctx, day, pain) and p.referral_allowed() and (p.active or outcome != "intolerable"):
+    # The same when only an opioid that failed runs: it stops at referral (P8.stop_ineffective), so the next step
+    # comes first. The criteria refer before a first consult; after one, only refractory pain refers again.
+    if referral_due(p, ctx, day, pain) and p.n_consults == 0 and p.referral_allowed() \
+            and (_continues_while_queued(p, ctx) if pol.referral.while_waiting == "continue"
+                 else (p.active or outcome != "intolerable")):
         return decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
     oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
-    if outcome == "intolerable" and oral.stop_all and "topical" not in oral.keep:
+    if (outcome == "intolerable" or oral.rule == REOFFER) and oral.stop_all and "topical" not in oral.keep:
         # P4.intolerance_stop stops the drug not tolerated (or the patient stopped it), not a topical beside it:
-        # the topical goes on with the next step (S004: topicals for localized pain at any stage).
+        # the topical goes on with the next step (S004: topicals for localized pain at any stage). The same when a
+        # drug the patient stopped himself is offered once more (P4.reoffer_own_stop judges no topical).
         oral = revised(oral, keep=(*oral.keep, "topical"))
     if inadequate and _topical_add_due(p, ctx, state):
         if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
@@ -244,11 +296,14 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
             return _OPTIMISE
         if mode == "before_switch" and not adding:
             return _OPTIMISE
+    reoffer = _reoffer_first(p, ctx, state)
+    if reoffer is not None:
+        return reoffer
     # P4: an add-on that was not tolerated stopped alone; the base continues and another add may follow.
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)
         if add is not None:
-            return decision("add_on", (add,), rule="P4.addon_replaced")
+            return decision("add_on", (add,), rule=_cite(p, add, "P4.addon_replaced"))
     if state == "tramadol":
         if p.strong_opioid_gate():
             return _strong(p, ctx)
@@ -273,15 +328,15 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
                 return decision("add_topical", (p.topical,), rule="P6.topical_add")
             add = pick_add(p, ctx)
             if add is not None:
-                return decision("add_on", (add,), rule="P4.partial_add")
+                return decision("add_on", (add,), rule=_cite(p, add, "P4.partial_add"))
         if outcome == "none" and pol.on_no_response == "add":
             add = pick_add(p, ctx)
             if add is not None:
-                return decision("add_on", (add,), rule="P4.add_after_no_response")
+                return decision("add_on", (add,), rule=_cite(p, add, "P4.add_after_no_response"))
         if outcome == "none" and p.etiology == RADICULOPATHY and pol.on_partial == "add":
             add = pick_add(p, ctx)
             if add is not None:
-                return decision("add_on", (add,), rule="P11.radiculopathy_combination")
+                return decision("add_on", (add,), rule=_cite(p, add, "P11.radiculopathy_combination"))
     if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
         if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
@@ -295,7 +350,7 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
             return decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
-            return decision("switch", (nxt,), stop_all=True, rule=_switch_rule(outcome, state))
+            return decision("switch", (nxt,), stop_all=True, rule=_cite(p, nxt, _switch_rule(outcome, state)))
     if p.tramadol_allowed():
         return _tramadol(p, ctx, "P7.tramadol_after_first_line")
     if p.strong_opioid_gate():

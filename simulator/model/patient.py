@@ -14,6 +14,7 @@ from .safety import PatientFacts, contraindication, last_resort
 
 CIPN_EXCLUDED_CLASSES = ("tca", "gabapentinoid")  # P11.cipn_no_efficacy (S000, S001)
 _NO_CLASSES: frozenset[str] = frozenset()
+_NO_DRUGS: frozenset[int] = frozenset()
 
 
 class PatientModel:
@@ -22,7 +23,8 @@ class PatientModel:
                  "n_failed", "n_self_stops", "n_first_line", "tramadol_tried", "tramadol_failed",
                  "tramadol_reoffered", "strong_tried", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
-                 "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged")
+                 "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
+                 "reopen", "reopen_first", "reoffered", "n_consults")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -70,6 +72,13 @@ class PatientModel:
         self.assessed = 0.0  # day of the last documented assessment (evaluation, visit, strong-opioid start; P8)
         self.referred_from = ""  # the treating state the patient was referred from (care while waiting, P9)
         self.bridge_judged = False  # the tramadol bridge had an adequate trial without relief (P7, P8 gate)
+        # P4.reoffer_own_stop: drugs the patient stopped himself before they failed, open once more (tramadol has
+        # its own flags, P7.tramadol_reoffer); of those, the ones he was relieved on (restarted first on a relapse);
+        # drugs already re-offered once.
+        self.reopen: frozenset[int] = _NO_DRUGS
+        self.reopen_first: frozenset[int] = _NO_DRUGS
+        self.reoffered: frozenset[int] = _NO_DRUGS
+        self.n_consults = 0  # specialist consults so far (P9.re_referral)
 
     def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
         """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;
@@ -152,13 +161,19 @@ class PatientModel:
         return self.topical_addable()
 
     def topical_addable(self) -> bool:
-        return self._topical_ok and self.facts.localized and not self.topical_tried and self.topical not in self.active
+        return self._topical_ok and self.facts.localized and (not self.topical_tried or self.topical in self.reopen) \
+            and self.topical not in self.active
+
+    def open_drug(self, j: int) -> bool:
+        """P1/P4: drug ``j`` may be offered: never tried, or stopped by the patient himself and open once more
+        (P4.reoffer_own_stop)."""
+        return j not in self.tried or j in self.reopen
 
     def first_line_available(self) -> bool:
         """P1/P5: an eligible, untried first-line drug of a class that has not failed."""
         drugs = self.ctx.tables.drugs
         for j in self.eligible:  # a loop, not any(generator): a guard evaluated at most visits
-            if j not in self.tried and drugs[j].drug_class not in self.failed_classes:
+            if (j not in self.tried or j in self.reopen) and drugs[j].drug_class not in self.failed_classes:
                 return True
         return False
 
@@ -171,7 +186,7 @@ class PatientModel:
             return False
         want = ANTIDEPRESSANTS if drugs[oral[0]].drug_class == "gabapentinoid" else ("gabapentinoid",)
         for j in self.eligible:
-            if j not in self.tried and drugs[j].drug_class in want and drugs[j].drug_class not in self.failed_classes:
+            if self.open_drug(j) and drugs[j].drug_class in want and drugs[j].drug_class not in self.failed_classes:
                 return True
         return False
 
@@ -251,9 +266,10 @@ class PatientModel:
         return ctx.policy.tramadol != "never" and contraindication(ctx.tables.drugs[ctx.tramadol], self.facts) is None
 
     def referral_allowed(self) -> bool:
-        """P9: one referral per patient (assumption: after a consult the specialist's plan is followed, no
-        re-referral); capacity decides how long it takes."""
-        return not self.consulted
+        """P9: referral while the patient has had fewer consults than ``referral.max_consults``
+        (P9.re_referral: refractory again after a consult, referred again; assumption); capacity decides how
+        long it takes."""
+        return self.n_consults < self.ctx.policy.referral.max_consults
 
     def seen_by_specialist(self) -> bool:
         """P9.discharge_plan: discharge back to primary care follows a specialist consult."""

@@ -88,6 +88,11 @@ class Referral(Strict):
         "queued leaves the queue (assumption: referral is for persistent refractory pain, S002, S004, which no longer "
         "holds; a relapse may refer him again), or keeps the appointment, where the specialist confirms the regimen "
         "(relief is then dated at the consult)")
+    max_consults: int = Field(
+        2, ge=1, le=6, description="P9.re_referral: specialist consults per patient at most; a patient whose pain is "
+        "refractory again after a consult (its plan and the pathway's remaining options failed, or relief lost) is "
+        "referred again until this many consults (assumption: S002/S004 refer persistent refractory pain whenever it "
+        "is found; 2 keeps one re-referral; 1 is v0.2's single consult)")
 
     @model_validator(mode="after")
     def _pair(self) -> Referral:
@@ -189,6 +194,11 @@ class Policy(Strict):
         True, description="P7.tramadol_reoffer: a tramadol the patient stopped himself before it failed is offered "
         "once more (it has not failed, and S004 gives strong opioids 'only if tramadol fails'; assumption); false "
         "goes on to the remaining options (referral, P9)")
+    reoffer_own_stop: bool = Field(
+        True, description="P4.reoffer_own_stop: any other drug the patient stopped himself (not judged failed, not "
+        "stopped for an adverse event) stays open once more: restarted first on a relapse when it had relieved him, "
+        "otherwise offered after the untried alternatives of its step (it has not failed; assumption, as "
+        "tramadol_reoffer); false closes it (v0.2)")
     cipn_exclusions: bool = Field(
         True, description="P11.cipn_no_efficacy: no tricyclic or gabapentinoid in chemotherapy-induced neuropathy (S000, S001)")
     order: list[str] = Field(

@@ -46,6 +46,7 @@ class DrugRules:
     to_response: bool
     requires: tuple[str, ...]
     cautions: tuple[tuple[str, float, str, bool, float], ...]  # (flag, max dose, rule, last resort, stretch)
+    reapply: float = 0.0  # days between applications of a single-application drug (P6.capsaicin_reapply); 0: none
 
 
 @lru_cache(maxsize=64)
@@ -64,6 +65,7 @@ def drug_rules(name: str) -> DrugRules:
         to_response=d.titrate_to_response,
         requires=tuple(d.requires),
         cautions=tuple((c.flag, c.max_dose, c.rule, c.last_resort, c.titration_stretch) for c in d.cautions),
+        reapply=float(d.reapply_days or 0),
     )
 
 

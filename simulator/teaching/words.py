@@ -25,7 +25,8 @@ def drug_name(name: str) -> str:
 DOSE_WORDS = {"P2.target_reached": "target dose reached", "P2.titration_step": "titration step",
               "P3.dose_optimisation": "dose raised toward the maximum before judging failure",
               "P4.intolerance_reduce": "dose lowered to the last tolerated step",
-              "P5.taper_step": "taper step"}
+              "P5.taper_step": "taper step",
+              "P6.capsaicin_reapply": "applied again as the last application's effect wanes"}
 LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.start_dose_policy": "policy first dose",
                "P2.older_renal_start": "older adult in renal impairment, first dose (the lower of the two, not "
                "their product)", "P2.min_dose": "no dose below the smallest marketed dose,",

@@ -154,7 +154,32 @@ SPECIALIST_RELIEF = (
               "still runs (none stopped or tapering)",
               "events: consult outcomes, drug starts, stops and taper starts, relief transitions"),
 )
-INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED, *SPECIALIST_RELIEF)
+# Care over time (gaps of the issue 9/10 review); checked by invariants/care.py (event log, catalogue, policy only)
+CARE = (
+    Invariant("capsaicin_reapplied", "P6.capsaicin_reapply", "S002, S004",
+              "a capsaicin 8% patch still continued is applied again when the last application's effect wanes "
+              "(90 days, held by the oracle: S002, EU SmPC), neither sooner nor later, until it stops or the horizon",
+              "events: capsaicin starts, P6.capsaicin_reapply dose changes, stops; patients: followup_days"),
+    Invariant("reoffer_own_stop", "P4.reoffer_own_stop", "S000, S004",
+              "a drug the patient stopped himself while it relieved him (strong opioids excepted) is started again "
+              "before a refractory referral or a discharge with nothing left, unless already offered once more "
+              "(policy reoffer_own_stop / tramadol_reoffer false, protocols, serotonin: avoid for a serotonergic "
+              "drug, and first-line regimens used up are exempt)",
+              "events: drug starts and stops (rule, state), referral_queued, P9.discharge_plan transitions; "
+              "drugs.yaml: class, serotonergic; policy: reoffer_own_stop, tramadol_reoffer, protocol, serotonin, "
+              "max_first_line_regimens"),
+    Invariant("referral_accounting", "P9.re_referral", "S002, S004",
+              "at most referral.max_consults consults; a referral is queued only after the previous one ended "
+              "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only in "
+              "specialist care, not once back in the pathway (refractory again later is referred again)",
+              "events: referral_queued, consult (wait_days, consult_outcome), queue_left, dropout, "
+              "P9.discharge_plan transitions; policy: referral.max_consults"),
+    Invariant("criteria_referral_on_treatment", "P9.care_while_waiting", "S002, S004",
+              "a referral by the policy's criteria (P9.referral_criteria) is made on a regimen: a drug runs (not "
+              "tapering) when it is queued, so the wait is not a treatment gap (unless referral.while_waiting: stop)",
+              "events: drug starts, stops, taper starts, referral_queued; policy: referral.while_waiting"),
+)
+INVARIANTS = (*INVARIANTS, OPIOID_REASSESSED, *SPECIALIST_RELIEF, *CARE)
 
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in INVARIANTS}
 

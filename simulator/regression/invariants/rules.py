@@ -63,6 +63,12 @@ STRONG_OPIOID_RENAL: tuple[float, float] = (30.0, 0.5)  # (CrCl below mL/min, sh
 # schedule): a strong opioid is at least halved in severe renal impairment, held by the oracle whatever drugs.yaml
 # says (MS Contin US label: lower doses, slow titration in renal impairment; the halving is the catalogue's named
 # assumption, read here as the rule to hold)
+SINGLE_APPLICATION_DAYS: dict[str, float] = {"capsaicin_8pct": 90.0}  # days one application acts: S002 "effect
+# lasting up to 90 days" (S004 "up to 12 weeks"); the EU SmPC (Qutenza) repeats it every 90 days if pain persists
+# or returns: held by the oracle, re-applied neither sooner nor later while the patch is continued
+REOFFER_RULES: tuple[str, ...] = ("P4.reoffer_own_stop", "P7.tramadol_reoffer")  # the once-more re-offer
+REFRACTORY_REFERRAL_RULES: tuple[str, ...] = ("P9.refractory_referral", "P9.re_referral")  # nothing left to try
+CRITERIA_REFERRAL_RULE = "P9.referral_criteria"  # the policy's early criteria: options remain, care goes on
 RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9); S000, S001 "reduce
 # gabapentin and pregabalin doses based on creatinine clearance"
 

@@ -1,0 +1,213 @@
+"""Invariants of care over time, read from the event log, the catalogue and the policy as data only: the capsaicin
+8% patch re-applied as its effect wanes, a drug the patient stopped himself offered once more, the specialist
+referrals and their queue, and care while queued after a referral by the policy's criteria.
+
+Owns :func:`care_checks`, called by :func:`simulator.regression.invariants.check_events` after the Checker's
+replay. The numbers it holds itself are in :mod:`.rules` (``SINGLE_APPLICATION_DAYS``, ``REOFFER_RULES``,
+``REFRACTORY_REFERRAL_RULES``); it never imports the engine or its decision helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ...model.catalog import load_catalog
+from .registry import BY_NAME
+from .report import InvariantResult, Violation
+from .rules import (
+    CRITERIA_REFERRAL_RULE,
+    FAILED_OUTCOMES,
+    FIRST_LINE,
+    INTOLERANCE_RULES,
+    REFRACTORY_REFERRAL_RULES,
+    REOFFER_RULES,
+    SINGLE_APPLICATION_DAYS,
+    TOL,
+)
+from .trajectory import column
+
+OWN_STOP = "X.patient_stop"
+DISCHARGE = "P9.discharge_plan"
+BRIDGE = "P9.tramadol_bridge"
+RELAPSE = "P4.relapse"
+RESUMED_IN: dict[str, tuple[str, ...]] = {"weak_opioid": ("tramadol",)}  # where a relapse resumes a drug's step;
+# any other class: the first-line states (the pathway has no step back from tramadol or a strong opioid to them)
+FIRST_LINE_STATES: tuple[str, ...] = ("first_line", "switch", "add_on")
+CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "reoffer_own_stop", "referral_accounting",
+                                    "criteria_referral_on_treatment")
+
+
+def _policy(policy: Any, path: str, default: Any) -> Any:
+    """A policy field read as data (``a.b``), or ``default`` when there is no policy or no such field."""
+    obj = policy
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return default
+    return obj
+
+
+def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: int) -> list[InvariantResult]:
+    """The results of the :data:`CARE_INVARIANTS` over ``events`` (sorted by replication, patient, in time order).
+
+    * ``capsaicin_reapplied`` (P6.capsaicin_reapply; S002 "effect lasting up to 90 days", EU SmPC repeat every 90
+      days): while a single-application drug runs it is applied again exactly when the last application's effect
+      wanes (``SINGLE_APPLICATION_DAYS``): not sooner, and it never runs past it unapplied before its stop or the
+      horizon.
+    * ``reoffer_own_stop`` (P4.reoffer_own_stop, P7.tramadol_reoffer): a drug the patient stopped himself while
+      it relieved him (stopped in maintenance, state ``relieved``; strong opioids excepted: a time-limited trial) is
+      started again before he is referred as refractory or discharged with nothing left, unless it had been
+      offered once more already, the policy turns the re-offer off, a protocol governs, the policy avoids
+      serotonergic combinations (the drug is serotonergic), or the policy's first-line regimens are used up.
+    * ``referral_accounting`` (P9.re_referral): at most ``referral.max_consults`` consults; a referral is queued
+      only once the previous one has ended (consult, queue left, drop-out); a discharge to primary care after
+      fewer consults than that comes only in specialist care (at the consult's outcome or when its plan ends), not
+      once the patient is back in the pathway (refractory again later refers again).
+    * ``criteria_referral_on_treatment`` (P9.care_while_waiting): a referral by the policy's criteria is made on a
+      regimen: some drug runs (not tapering) when it is queued, unless ``referral.while_waiting: stop``.
+    """
+    cat = load_catalog().drugs
+    res = {name: InvariantResult(BY_NAME[name], checked=n) for name in CARE_INVARIANTS}
+    seen: dict[str, set[tuple[int, int]]] = {name: set() for name in CARE_INVARIANTS}
+    if "followup_days" in patients and len(patients):
+        horizon = float(patients["followup_days"].max())
+    else:
+        horizon = float(events["day"].max()) if len(events) else 0.0
+    reoffer_on = bool(_policy(policy, "reoffer_own_stop", True))
+    tramadol_reoffer = bool(_policy(policy, "tramadol_reoffer", True))
+    protocol = _policy(policy, "protocol", None) is not None
+    avoid = _policy(policy, "serotonin", "monitor") == "avoid"
+    max_regimens = int(_policy(policy, "max_first_line_regimens", 4))
+    max_consults = int(_policy(policy, "referral.max_consults", 2))
+    waiting_stop = _policy(policy, "referral.while_waiting", "continue") == "stop"
+    if not len(events):
+        return list(res.values())
+
+    def flag(name: str, key: tuple[int, int], day: float, event: str, drug: str | None, rule: str | None,
+             detail: str) -> None:
+        res[name].violations.append(Violation(name, key[0], key[1], round(day, 3), event, drug, rule, detail, False))
+
+    ev = events
+    rows = zip(ev["replication"].astype(int), ev["patient"].astype(int), ev["day"].astype(float),
+               ev["event"].astype(str), column(ev, "state"), column(ev, "drug"), column(ev, "rule"),
+               column(ev, "consult_outcome"), column(ev, "wait_days"), column(ev, "outcome"), strict=True)
+    key: tuple[int, int] | None = None
+    applied: dict[str, float] = {}  # single-application drug running -> day of its last application
+    running: set[str] = set()  # drugs taken and not being stopped (tapering excluded)
+    pending: dict[str, float] = {}  # drug stopped by the patient while it relieved him -> day, until restarted
+    awaiting: set[str] = set()  # of those, drugs whose relapse has not come yet
+    failed: set[str] = set()  # tramadol judged inadequate or not tolerated (P8: it has failed, no re-offer)
+    reoffered: set[str] = set()
+    starts: dict[str, int] = {}
+    first_line_starts = 0
+    consults = 0
+    returned = False  # back in the pathway (a treating state, relief) since the last consult's outcome
+    queued = False
+
+    def close(k: tuple[int, int] | None) -> None:
+        for drug, last in applied.items():
+            if k is not None and horizon > last + SINGLE_APPLICATION_DAYS[drug] + TOL:
+                flag("capsaicin_reapplied", k, last + SINGLE_APPLICATION_DAYS[drug], "horizon", drug,
+                     "P6.capsaicin_reapply", f"{drug} applied on day {last:g} still runs at the horizon without "
+                     f"being applied again after {SINGLE_APPLICATION_DAYS[drug]:g} days")
+
+    for rep, pat, day, kind, state, drug, rule, outcome, wait, ev_out in rows:
+        if (rep, pat) != key:
+            close(key)
+            key = (rep, pat)
+            applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
+            first_line_starts, consults, returned, queued = 0, 0, False, False
+        d = cat.get(str(drug)) if drug is not None else None
+        # --- capsaicin_reapplied ---------------------------------------------------------------------------
+        if drug in SINGLE_APPLICATION_DAYS and kind in ("drug_start", "dose_change", "drug_stop", "taper_start"):
+            seen["capsaicin_reapplied"].add(key)
+            due = SINGLE_APPLICATION_DAYS[drug]
+            last = applied.get(drug)
+            if last is not None and day > last + due + TOL:
+                flag("capsaicin_reapplied", key, day, kind, drug, rule, f"{drug} applied on day {last:g} ran "
+                     f"{day - last:g} days without a new application (its effect lasts {due:g} days)")
+            if kind == "dose_change" and rule == "P6.capsaicin_reapply" and last is not None \
+                    and day < last + due - TOL:
+                flag("capsaicin_reapplied", key, day, kind, drug, rule, f"{drug} applied again {day - last:g} "
+                     f"days after the last application (not sooner than {due:g} days)")
+            if kind in ("drug_stop", "taper_start"):
+                applied.pop(drug, None)
+            elif kind == "drug_start" or rule == "P6.capsaicin_reapply":
+                applied[drug] = day
+        # --- the running regimen, re-offers ----------------------------------------------------------------
+        if kind == "drug_start" and drug is not None:
+            running.add(drug)
+            pending.pop(drug, None)
+            if rule != BRIDGE:
+                starts[drug] = starts.get(drug, 0) + 1
+            if rule in REOFFER_RULES or (d is not None and d.drug_class == "weak_opioid" and starts.get(drug, 0) > 1):
+                reoffered.add(drug)
+            if d is not None and d.drug_class in FIRST_LINE:
+                first_line_starts += 1
+        elif kind in ("drug_stop", "taper_start") and drug is not None:
+            running.discard(drug)
+            if d is not None and d.drug_class == "weak_opioid" and rule in INTOLERANCE_RULES:
+                failed.add(drug)
+            if rule == OWN_STOP and state == "relieved" and d is not None and d.drug_class != "strong_opioid" \
+                    and drug not in reoffered and drug not in failed and not protocol \
+                    and not (avoid and d.serotonergic) \
+                    and (tramadol_reoffer if d.drug_class == "weak_opioid" else reoffer_on):
+                seen["reoffer_own_stop"].add(key)
+                pending[drug] = day
+                awaiting.add(drug)
+        elif kind == "evaluation" and d is not None and d.drug_class == "weak_opioid" and ev_out in FAILED_OUTCOMES:
+            failed.add(drug)
+        elif kind == "maintenance_visit" and ev_out in FAILED_OUTCOMES and any(
+                (cat.get(x) is not None and cat[x].drug_class == "weak_opioid") for x in running):
+            failed |= {x for x in running if cat.get(x) is not None and cat[x].drug_class == "weak_opioid"}
+        elif kind == "transition" and rule == RELAPSE:
+            for drug_a in awaiting:  # the relapse resumes the step where this drug is offered again, or not
+                da = cat.get(drug_a)
+                if da is None or state not in RESUMED_IN.get(da.drug_class, FIRST_LINE_STATES):
+                    pending.pop(drug_a, None)
+            awaiting.clear()
+        elif kind == "dropout":
+            pending.clear()
+            running.clear()
+        refractory = (kind == "referral_queued" and rule in REFRACTORY_REFERRAL_RULES) or \
+            (kind == "transition" and rule == DISCHARGE)
+        if refractory:
+            for drug_p, stopped in pending.items():
+                dp = cat.get(drug_p)
+                if dp is not None and dp.drug_class in FIRST_LINE and first_line_starts >= max_regimens:
+                    continue  # the policy's first-line regimens are used up
+                flag("reoffer_own_stop", key, day, kind, drug_p, rule, f"{drug_p}, stopped by the patient on day "
+                     f"{stopped:g} while it relieved him, was not offered again before {rule}")
+            pending.clear()
+        # --- referrals and their queue ---------------------------------------------------------------------
+        if kind == "referral_queued":
+            seen["referral_accounting"].add(key)
+            if queued:
+                flag("referral_accounting", key, day, kind, None, rule, "referred again while still queued")
+            queued = True
+            if rule == CRITERIA_REFERRAL_RULE and not waiting_stop:
+                seen["criteria_referral_on_treatment"].add(key)
+                if not running:
+                    flag("criteria_referral_on_treatment", key, day, kind, None, rule,
+                         "referred by the policy's criteria with no drug running: the wait is a treatment gap")
+        elif kind == "consult" and wait is not None and wait == wait:  # the consult starts: the queue is left
+            queued = False
+        elif kind in ("queue_left", "dropout"):
+            queued = False
+        elif kind == "consult" and outcome is not None:
+            consults += 1
+            returned = False
+            if consults > max_consults:
+                flag("referral_accounting", key, day, kind, None, rule,
+                     f"consult {consults} although referral.max_consults is {max_consults}")
+        elif kind == "transition" and rule == DISCHARGE and consults < max_consults and returned:
+            flag("referral_accounting", key, day, kind, None, rule, f"discharged on day {day:g} after {consults} "
+                 f"consult(s), back in the pathway since the last, although referral.max_consults is {max_consults}")
+        elif kind == "transition" and consults and state not in (None, "specialist_referral", "specialist_care"):
+            returned = True
+    close(key)
+    for name in CARE_INVARIANTS:
+        res[name].applicable = len(seen[name])
+    return list(res.values())

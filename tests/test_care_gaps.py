@@ -1,0 +1,186 @@
+"""The model gaps left by the review of issues 9 and 10, on simulated trajectories (read from the event log).
+
+Protects: the capsaicin 8% patch re-applied when its effect wanes (P6.capsaicin_reapply; S002 "effect lasting up
+to 90 days", S004 "up to 12 weeks"), with its application-site adverse events; a drug the patient stopped himself
+offered once more, whatever its class (P4.reoffer_own_stop; tramadol's own P7.tramadol_reoffer); a second
+referral after a consult (P9.re_referral, ``referral.max_consults``) with the queue's episodes closed one by one;
+an early referral made on a regimen (P9.care_while_waiting: a failed opioid stopping at referral leaves no gap);
+usual care declaring the re-offers off rather than inheriting them. Each test fails on the code before the fix.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from simulator.analysis.queue_stats import episodes
+from simulator.analysis.runner import simulate
+from simulator.regression.invariants import check_run
+from simulator.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPSAICIN = "capsaicin_8pct"
+REAPPLY = "P6.capsaicin_reapply"
+
+
+@cache
+def _run(name: str, patients: int, seed: int, **policy):
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    if policy:
+        pol = sc.policy.model_dump(mode="json")
+        for k, v in policy.items():
+            if isinstance(v, tuple):  # nested: (("field", value), ...)
+                pol[k].update(dict(v))
+            else:
+                pol[k] = v
+        sc = sc.with_overrides(policy=pol)
+    return simulate(sc, patients=patients, replications=1, seed=seed)
+
+
+def _lines(ev: pd.DataFrame, drug: str) -> list[tuple[int, float, float, list[float]]]:
+    """(patient, start, end, application days) per line of ``drug`` (end: its stop or the last row's day)."""
+    rows = ev[ev["drug"].astype(str) == drug]
+    last_day = float(ev["day"].max())
+    out = []
+    for pid, g in rows.groupby("patient"):
+        start, apps = None, []
+        for r in g.itertuples():
+            if r.event == "drug_start":
+                start, apps = r.day, [r.day]
+            elif r.event == "dose_change" and r.rule == REAPPLY and start is not None:
+                apps.append(r.day)
+            elif r.event in ("drug_stop", "taper_start") and start is not None:
+                out.append((pid, start, r.day, apps))
+                start = None
+        if start is not None:
+            out.append((pid, start, last_day, apps))
+    return out
+
+
+def test_capsaicin_is_reapplied_every_90_days_while_continued():
+    """A patch continued past 90 days is applied again every 90 days (v0.2: one application acted for ever),
+    and re-applications bring application-site adverse events of their own."""
+    res = _run("topical-first", 1000, 11)
+    ev = res.events
+    lines = [ln for ln in _lines(ev, CAPSAICIN) if ln[2] - ln[1] > 95]
+    assert len(lines) > 30
+    for pid, _start, end, apps in lines:
+        gaps = [b - a for a, b in zip(apps, [*apps[1:], end], strict=True)]
+        assert all(abs(g - 90) < 0.01 for g in gaps[:-1]), (pid, apps)
+        assert gaps[-1] <= 90 + 0.01, (pid, apps, end)
+    # adverse events after a re-application (its own draws), not only within days of the first application
+    ae = ev[(ev["event"] == "adverse_event") & (ev["drug"].astype(str) == CAPSAICIN)]
+    first = ev[(ev["event"] == "drug_start") & (ev["drug"].astype(str) == CAPSAICIN)].groupby("patient")["day"].min()
+    late = ae[ae["day"].to_numpy() > first.reindex(ae["patient"]).to_numpy() + 90]
+    assert len(late) > 10
+
+
+def _own_stops_relieved(ev: pd.DataFrame) -> pd.DataFrame:
+    stops = ev[ev["event"].isin(["drug_stop", "taper_start"]) & (ev["rule"] == "X.patient_stop")
+               & (ev["state"].astype(str) == "relieved")]
+    return stops[~stops["drug"].astype(str).isin(["morphine"])]
+
+
+def test_a_drug_the_patient_stopped_is_offered_once_more_in_every_class():
+    """A drug stopped by the patient himself has not failed: it is started again (P4.reoffer_own_stop), first on a
+    relapse when it had relieved him; never a third time after a second own stop (v0.2: only tramadol)."""
+    res = _run("guideline", 2000, 7)
+    ev = res.events
+    again = ev[(ev["event"] == "drug_start") & (ev["rule"] == "P4.reoffer_own_stop")]
+    assert len(again) > 100
+    classes = set(again["drug"].astype(str))
+    assert {"pregabalin", "duloxetine", "nortriptyline"} <= classes  # not one class only
+    own = ev[ev["event"].isin(["drug_stop", "taper_start"]) & (ev["rule"] == "X.patient_stop")]
+    for r in again.itertuples():  # each re-offer follows the patient's own stop of that drug
+        before = own[(own["patient"] == r.patient) & (own["drug"].astype(str) == r.drug) & (own["day"] <= r.day)]
+        assert len(before), (r.patient, r.drug, r.day)
+    assert again.groupby(["patient", "drug"], observed=True).size().max() == 1  # once more, not more
+    # on a relapse after stopping the drug that relieved him, that drug comes back first (before anything untried)
+    stops = _own_stops_relieved(ev)
+    relapse = ev[(ev["event"] == "transition") & (ev["rule"] == "P4.relapse")
+                 & ev["state"].astype(str).isin(["first_line", "switch", "add_on"])]
+    starts = ev[ev["event"] == "drug_start"]
+    first_back = 0
+    for r in stops.itertuples():
+        rel = relapse[(relapse["patient"] == r.patient) & (relapse["day"] >= r.day)]
+        if rel.empty or r.drug not in ("pregabalin", "duloxetine", "gabapentin", "venlafaxine"):
+            continue
+        nxt = starts[(starts["patient"] == r.patient) & (starts["day"] >= rel["day"].iloc[0])]
+        first_back += bool(len(nxt)) and str(nxt["drug"].iloc[0]) == r.drug
+    assert first_back > 20
+
+
+def test_reoffer_off_restores_the_single_offer():
+    """``reoffer_own_stop: false`` (usual care's setting): no drug is offered again after the patient's own stop."""
+    ev = _run("guideline", 800, 7, reoffer_own_stop=False).events
+    assert not (ev["rule"] == "P4.reoffer_own_stop").any()
+
+
+def test_re_referral_after_a_consult_within_max_consults():
+    """Refractory again after a consult's plan and the remaining options: referred again (P9.re_referral) up to
+    ``referral.max_consults`` consults (v0.2: one consult per patient, then discharge); the queue's episodes are
+    closed one by one (no referral while still queued) and 1 restores the single consult. The oracle (its
+    reoffer_own_stop, referral_accounting and capsaicin_reapplied included) holds on every trajectory."""
+    res = _run("guideline", 2000, 7)
+    ev = res.events
+    consults = ev[(ev["event"] == "consult") & ev["consult_outcome"].notna()].groupby("patient").size()
+    assert (consults == 2).sum() > 5 and consults.max() <= 2
+    assert (ev["rule"] == "P9.re_referral").any()
+    ep = episodes(ev, 730.0)
+    for _pid, g in ep.groupby("patient"):
+        g = g.sort_values("queued")
+        assert (g["queued"].to_numpy()[1:] >= g["end"].to_numpy()[:-1] - 1e-9).all()
+    assert check_run(res).ok
+    one = _run("guideline", 1000, 7, referral=(("max_consults", 1),)).events
+    assert one[(one["event"] == "consult") & one["consult_outcome"].notna()].groupby("patient").size().max() == 1
+
+
+def test_early_referral_is_made_on_a_regimen():
+    """P9.referral_criteria refers while options remain and care goes on while queued: when the only drug running
+    is an opioid that failed (stopped at referral, P8.stop_ineffective), the pathway's next step comes first
+    (v0.2: 6 of 1,000 patients of this run queued with no drug after their failed tramadol stopped)."""
+    ev = _run("early-referral", 1000, 7).events
+    gaps = 0
+    queued = 0
+    for _pid, g in ev.groupby("patient"):
+        running: set[str] = set()
+        for r in g.itertuples():
+            if r.event == "drug_start":
+                running.add(str(r.drug))
+            elif r.event in ("drug_stop", "taper_start"):
+                running.discard(str(r.drug))
+            elif r.event == "referral_queued" and r.rule == "P9.referral_criteria":
+                queued += 1
+                gaps += not running
+    assert queued > 200 and gaps == 0
+
+
+def test_usual_care_declares_the_reoffers_off():
+    """Usual care states its choice (claims: 96.8% stop tramadol within a year, fewer than 35% of discontinuers
+    get another pain drug): tramadol_reoffer and reoffer_own_stop are written in the scenario, false, and its runs
+    re-offer nothing (v0.2 inherited the guideline's tramadol re-offer)."""
+    for name in ("usual-care", "usual-care-uk"):
+        raw = yaml.safe_load((ROOT / "scenarios" / f"{name}.yaml").read_text())["policy"]
+        assert raw.get("tramadol_reoffer") is False and raw.get("reoffer_own_stop") is False, name
+        ev = _run(name, 600, 3).events
+        assert not ev["rule"].isin(["P7.tramadol_reoffer", "P4.reoffer_own_stop"]).any(), name
+
+
+def test_check_catches_an_engine_that_skips_the_new_care(monkeypatch):
+    """The oracle fails on simulated trajectories of a broken engine: capsaicin never re-applied (the
+    re-application's row not logged) is reported by capsaicin_reapplied; one consult per patient (v0.2's guard)
+    by referral_accounting (discharged although a second consult is allowed)."""
+    from simulator.engine.simulation import Simulation
+    from simulator.model.patient import PatientModel
+
+    def no_row(self, p, line, now):  # the schedule moves on, nothing is applied or logged
+        line.next_apply += self.extras[line.drug].reapply
+
+    monkeypatch.setattr(Simulation, "_reapply", no_row)
+    monkeypatch.setattr(PatientModel, "referral_allowed", lambda self: not self.consulted)
+    sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
+    names = {v.invariant for v in check_run(simulate(sc, patients=1000, replications=1, seed=7)).violations()}
+    assert {"capsaicin_reapplied", "referral_accounting"} <= names
