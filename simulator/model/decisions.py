@@ -120,15 +120,18 @@ def pick_add(p, ctx: PolicyContext) -> int | None:
 
 
 def pick_switch(p, ctx: PolicyContext) -> int | None:
-    """An untried first-line drug of a class that has not failed (P4: alternative class)."""
+    """An untried first-line drug of a class that has not failed (P4: alternative class); once the policy's
+    ``max_first_line_regimens`` are used, only the restart of a drug that relieved (P4.reoffer_own_stop)."""
     active_classes = {ctx.tables.drugs[d].drug_class for d in p.active}
+    capped = p.n_first_line >= ctx.policy.max_first_line_regimens
     for j in p.eligible:
         c = ctx.tables.drugs[j].drug_class
-        if j not in p.tried and c not in p.failed_classes and c not in active_classes:
+        if j not in p.tried and c not in p.failed_classes and c not in active_classes and not capped:
             return j
     for j in p.eligible:  # P4.reoffer_own_stop: a drug the patient stopped himself, after the untried ones
         c = ctx.tables.drugs[j].drug_class
-        if j in p.reopen and c not in p.failed_classes and c not in active_classes:
+        if j in p.reopen and c not in p.failed_classes and c not in active_classes and \
+                (not capped or j in p.reopen_first):
             return j
     return None
 
@@ -153,7 +156,7 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
             if len(oral) == 1 and p.can_add_on() and \
                     (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
                 return decision("add_on", (j,), rule=REOFFER)
-            if p.has_untried_first_line():
+            if p.has_untried_first_line():  # within the regimens, or at the cap this restart (not a new regimen)
                 return decision("switch", (j,), stop_all=True, rule=REOFFER)
     return None
 
