@@ -188,7 +188,7 @@ class PatientProcess:
                 return None
             if result in ("relief", "relief_intervention", "relief_managed"):
                 # Relief after the consult: maintenance as for any relief (issue 10); a relapse returns the
-                # patient to the state he was referred from, the pathway's remaining options (no second referral).
+                # patient to the state he was referred from, the pathway's remaining options (a second referral up to referral.max_consults, P9.re_referral).
                 fire(self.table, p, "relief")
                 log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"], rule="P9.specialist_consult")
                 p.relieved_from = p.referred_from

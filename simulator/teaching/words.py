@@ -72,7 +72,8 @@ DISCHARGE_TAPERING = ("back to primary care with no drug continuing ({drugs} tap
 """P9.discharge_plan when the only drugs left are being tapered off: they still run until their taper ends."""
 # Relief after the consult (issue 10): maintenance follows, as for any relief (P4.maintenance_visit)
 SPECIALIST_RELIEF = ("relieved after the specialist's {how}: maintenance visits follow; a relapse returns the patient to "
-                     "the pathway's remaining options (no second referral), loss to follow-up goes on")
+                     "the pathway's remaining options, and to the pain clinic again while the policy's consults per patient allow "
+                     "(referral.max_consults; P9.re_referral), loss to follow-up goes on")
 CONSULT_WORDS = {"intervention_success": "intervention", "conservative_relief": "drug management"}
 """What the consult gave, named in SPECIALIST_RELIEF and at the maintenance visits after it."""
 
