@@ -340,7 +340,8 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
             add = pick_add(p, ctx)
             if add is not None:
                 return decision("add_on", (add,), rule=_cite(p, add, "P11.radiculopathy_combination"))
-    if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
+    capped = p.n_first_line >= pol.max_first_line_regimens  # then only a restart (P4.reoffer_own_stop) is left
+    if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and not capped and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
         if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
             return decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
@@ -349,7 +350,7 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
         return _tramadol(p, ctx, "P7.tramadol_second_line")
     if not escalate and p.has_untried_first_line():
         venla = ctx.by_name["venlafaxine"]
-        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried:  # S002: venlafaxine next in CIPN
+        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried and not capped:  # S002: CIPN
             return decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:
