@@ -144,7 +144,8 @@ def _cite(p, j: int, rule: str) -> str:
 def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     """P4.reoffer_own_stop: on a relapse, the drug the patient stopped himself while it relieved him is restarted
     before anything untried (it was effective and tolerated): a first-line drug added back to the complementary
-    one still running (P4), else replacing the regimen; a topical added back to what runs (P6, any stage)."""
+    one still running (P4) when the policy combines (``on_partial: add``), else replacing the regimen; a topical
+    added back to what runs (P6, any stage)."""
     if not p.reopen_first or state not in ("first_line", "switch", "add_on"):
         return None
     drugs = ctx.tables.drugs
@@ -153,7 +154,7 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
     for j in p.eligible:
         if j in p.reopen_first and drugs[j].drug_class not in p.failed_classes and not serotonin_blocked(p, ctx, j):
-            if len(oral) == 1 and p.can_add_on() and \
+            if len(oral) == 1 and ctx.policy.on_partial == "add" and p.can_add_on() and \
                     (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
                 return decision("add_on", (j,), rule=REOFFER)
             if p.has_untried_first_line():  # within the regimens, or at the cap this restart (not a new regimen)
