@@ -17,7 +17,7 @@ from ..model.catalog import FIRST_LINE_CLASSES
 from ..model.decisions import next_step
 from ..model.patient import PatientModel
 from ..model.policy_context import Decision
-from ..model.response import drug_effect, observed_pain
+from ..model.response import effect_terms, observed_pain
 from .events import E_EVAL, OUTCOME_CODE
 from .lines import Line
 from .maintenance import MAX_RELAPSES, MAX_RETURNS
@@ -207,8 +207,17 @@ class Evaluation:
         effects = []
         for n_line, ln in enumerate(lines):
             d = t.drugs[ln.drug]
-            e = drug_effect(t, d, ln.dose_at(now) / ln.factor, now - ln.start, p.etiology,
-                            lat.u_scalar(i, d.index, now), drug_z.item(d.index), p.facts.localized) * scale
+            dose = ln.dose_at(now) / ln.factor
+            days_on = now - ln.start
+            if days_on <= 0 or dose <= 0:  # drug_effect with its day-to-day constants kept per dose (effect_terms)
+                e = 0.0
+            else:
+                terms = ln.terms
+                if terms is None or terms[0] != dose:
+                    terms = ln.terms = (dose, *effect_terms(d, dose, p.etiology, drug_z.item(d.index),
+                                                            p.facts.localized))
+                e = ((terms[2] if lat.u_scalar(i, d.index, now) < terms[1] else terms[3])
+                     * (1.0 - math.exp(-days_on / d.onset_days))) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
                              streams.slot_normal(noise, streams.day_slot(now - entry)))

@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied")
+                 "next_apply", "n_applied", "terms")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -61,6 +61,7 @@ class Line:
         self.stop_at = math.inf  # day the patient stops it for reasons other than adverse events (issue 10)
         self.next_apply = math.inf  # day of the next application (capsaicin 8%, P6.capsaicin_reapply)
         self.n_applied = 1
+        self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
 
     def dose_at(self, day: float) -> float:
         last_off, last_dose = self.steps[-1]

@@ -44,6 +44,15 @@ class PatientProcess:
             step = yield from self._apply(p, lines, decision, outcome, pain, obs, ltfu_day, adv)
             if type(step) is str:  # a transition to relief, discharge or the specialist (from state ``step``)
                 step = yield from self._after_move(p, lines, decision, step, pain, obs, ltfu_day, adv)
+                if type(step) is str:  # relieved: maintenance (run here: one generator level less per visit)
+                    res = yield from self._maintenance(p, lines, obs, ltfu_day, step)
+                    if res is None:
+                        return
+                    outcome, pain = res
+                    decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient=True)
+                    if decision is None:
+                        return
+                    continue
             if step is None:
                 return
             decision, outcome, pain, decided = step
@@ -162,8 +171,10 @@ class PatientProcess:
 
     def _after_move(self, p: PatientModel, lines: list[Line], decision: Decision, before: str, pain: float,
                     obs: tuple, ltfu_day: float, adv: np.ndarray):
-        """After a transition to relief (maintenance, P4), discharge or the specialist (P9): as :meth:`_apply`
-        returns (always a new decision to apply, or None)."""
+        """After a transition to relief (maintenance, P4), discharge or the specialist (P9): returns None when
+        the process ends, a new decision to apply as :meth:`_apply` does, or, relieved, the relief the
+        specialist brought ("" for the regimen's own; a str) for the :meth:`_maintenance` that
+        :meth:`_patient` runs next."""
         env = self.env
         now = env.now
         entry = obs[3]
@@ -207,13 +218,9 @@ class PatientProcess:
                 log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],
                     rule="P9.relieved_while_waiting")
                 p.relieved_from = p.referred_from  # a relapse returns there (and may be referred again)
-        # Relieved here, while queued or after the consult (issue 10): maintenance, back into the pathway on a relapse.
-        res = yield from self._maintenance(p, lines, obs, ltfu_day, held)
-        if res is None:
-            return None
-        outcome, pain = res
-        decision = self._decide_after(p, lines, outcome, env.now, pain, entry, by_patient=True)
-        return None if decision is None else (decision, outcome, pain, True)
+        # Relieved here, while queued or after the consult (issue 10): maintenance, back into the pathway on a
+        # relapse; _patient runs it itself (one generator level less at each maintenance visit).
+        return held
 
     def _start_step(self, p: PatientModel, lines: list[Line], decision: Decision, ltfu_day: float,
                     adv: np.ndarray):

@@ -143,7 +143,7 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
                                  for x, d in zip(self.extras, self.tables.drugs, strict=True))
         n = cohort.n
         seed = config.seed
-        resp = streams.block(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
+        resp = streams.block_rows(seed, replication, streams.RESPONSE, n, RESPONSE_COLUMNS)
         self.latents = draw_latents(self.tables, cohort.etiology, resp)
         n_adv = 2 * self.tables.n_ae_slots + N_SERIOUS * len(self.tables.drugs)
         self.adverse = streams.block(seed, replication, streams.ADVERSE, n, n_adv, dtype=np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,6 +28,7 @@ DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents.u_sca
 LATENT_RECORD = np.dtype([("x", "<f8"), ("f", "<f4", (2 * DRIFT_FEATURES,))])
 _RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
 _unpack, _RECORD_SIZE, _cos, _erfc = _RECORD.unpack_from, _RECORD.size, math.cos, math.erfc  # hot path: no lookups
+_unpack_ns = struct.Struct("<3d").unpack_from  # Latents.ns_scalar: share, reduction as responder, as not
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _SQRT2 = math.sqrt(2.0)
@@ -109,17 +111,20 @@ class Latents:
     def _hot(self) -> tuple:
         """What the scalar twins read on every call, fetched with one attribute load: the records as bytes, per
         drug index its nonzero loadings as (latent index, weight) pairs in latent order (as u_at), the weight of
-        a latent's static normal and of its sum of drift features, and whether latents drift."""
+        a latent's static normal and of its sum of drift features, whether latents drift, and per patient the
+        nonspecific responder share and reductions (3 doubles)."""
         s = self.drift_share
         loadings = tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
+        # A patient's nonspecific share and reductions side by side (one cache line, not three arrays to read).
+        ns = np.ascontiguousarray(np.stack([self.ns_share, self.ns_resp, self.ns_non], axis=1), dtype=np.float64)
         return (memoryview(np.ascontiguousarray(self.records)).cast("B"), loadings, math.sqrt(1.0 - s),
-                math.sqrt(s * 2.0 / DRIFT_FEATURES), s > 0.0)
+                math.sqrt(s * 2.0 / DRIFT_FEATURES), s > 0.0, memoryview(ns).cast("B"))
 
     def u_scalar(self, i: int, drug_index: int, day: float) -> float:
         """:meth:`u_at` for one patient in plain Python (the engine's hot path)."""
         # Each latent's record read straight into Python floats (exact, float32 included): one C call instead of
         # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
-        rec, loadings, static_w, drift_w, drift = self._hot
+        rec, loadings, static_w, drift_w, drift, _ = self._hot
         base = i * N_LATENT
         z = 0.0
         for j, w in loadings[drug_index]:
@@ -131,13 +136,14 @@ class Latents:
 
     def ns_scalar(self, i: int, day: float) -> float:
         """:meth:`ns_at` for one patient in plain Python."""
-        rec, _, static_w, drift_w, drift = self._hot
+        rec, _, static_w, drift_w, drift, ns = self._hot
         if not drift:
             return self.ns_reduction.item(i)
         x, o0, o1, o2, p0, p1, p2 = _unpack(rec, (i * N_LATENT + _NS) * _RECORD_SIZE)
         x = static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2))
         u = 0.5 * _erfc(-x / _SQRT2)
-        return self.ns_resp.item(i) if u < self.ns_share.item(i) else self.ns_non.item(i)
+        share, resp, non = _unpack_ns(ns, i * 24)
+        return resp if u < share else non
 
     def ns_at(self, rows: np.ndarray | int, day: float) -> np.ndarray:
         """Steady-state nonspecific reduction on ``day`` (membership drifts like drug responsiveness)."""
@@ -147,24 +153,46 @@ class Latents:
         return np.where(member, self.ns_resp[rows], self.ns_non[rows])
 
 
-def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray) -> Latents:
-    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`)."""
-    u = np.clip(uniforms, 1e-12, 1 - 1e-12)
-    share = np.asarray(tables.ns_share)[etiology]
+def draw_latents(tables: ModelTables, etiology: np.ndarray, uniforms: np.ndarray | Iterable[np.ndarray]) -> Latents:
+    """Turn a patient block of uniforms (n, RESPONSE_COLUMNS) into the latent draws (see :class:`Latents`).
+
+    ``uniforms``: the block, or its rows in consecutive chunks (:func:`simulator.model.streams.block_rows`: the
+    engine never holds the whole block, ~120 MB at 100k patients). It is used as scratch space (overwritten).
+    """
+    n = len(etiology)
     k, m = N_CLASSES, MAX_DRUGS
-    ns_resp = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    ns_non = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
-    static = np.concatenate([ndtri(u[:, 0:1]), ndtri(u[:, 2:3 + k + m])], axis=1)  # ns, g, classes, drugs
-    ns = np.where(u[:, 0] < share, ns_resp, ns_non)
-    drug_z = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
     c0 = 3 + k + 2 * m
-    ns_onset = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
     nf = N_LATENT * DRIFT_FEATURES
-    omega = (np.abs(ndtri(u[:, c0 + 1:c0 + 1 + nf])) / tables.drift_days).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    phase = (2.0 * math.pi * u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]).reshape(-1, N_LATENT, DRIFT_FEATURES)
-    records = np.empty(static.shape, dtype=LATENT_RECORD)
-    records["x"] = static
-    records["f"] = np.concatenate([omega, phase], axis=2)  # to float32
+    share = np.asarray(tables.ns_share)[etiology]
+    ns_resp, ns_non, ns, ns_onset = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    drug_z = np.empty((n, m))
+    records = np.empty((n, N_LATENT), dtype=LATENT_RECORD)  # static normals: ns, g, classes, drugs
+    a = 0
+    # Chunk by chunk, in place: the same element-wise operations as on whole fresh arrays, without their
+    # first-touch page faults (most of the engine's set-up time at 100k patients).
+    for u in ((uniforms,) if isinstance(uniforms, np.ndarray) else uniforms):
+        b = a + len(u)
+        np.clip(u, 1e-12, 1 - 1e-12, out=u)
+        ns_resp[a:b] = np.clip(tables.ns_resp_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+        ns_non[a:b] = np.clip(tables.ns_non_mean + tables.ns_sd * ndtri(u[:, 1]), -0.3, 0.95)
+        ns[a:b] = np.where(u[:, 0] < share[a:b], ns_resp[a:b], ns_non[a:b])
+        drug_z[a:b] = ndtri(u[:, 3 + k + m:3 + k + 2 * m])
+        ns_onset[a:b] = tables.ns_onset * np.exp(tables.ns_onset_sd_log * ndtri(u[:, c0]))
+        x = records["x"][a:b]
+        x[:, 0] = ndtri(u[:, 0])
+        x[:, 1:] = ndtri(u[:, 2:3 + k + m], out=u[:, 2:3 + k + m])
+        f = records["f"][a:b]
+        omega = u[:, c0 + 1:c0 + 1 + nf]
+        ndtri(omega, out=omega)
+        np.abs(omega, out=omega)
+        np.divide(omega, tables.drift_days, out=omega)
+        f[..., :DRIFT_FEATURES] = omega.reshape(-1, N_LATENT, DRIFT_FEATURES)  # to float32
+        phase = u[:, c0 + 1 + nf:c0 + 1 + 2 * nf]
+        np.multiply(2.0 * math.pi, phase, out=phase)
+        f[..., DRIFT_FEATURES:] = phase.reshape(-1, N_LATENT, DRIFT_FEATURES)
+        a = b
+    if a != n:
+        raise ValueError(f"draw_latents: {a} rows of uniforms for {n} patients")
     rho, w = tables.corr, tables.within_corr
     loadings = np.zeros((m, N_LATENT))
     for d in tables.drugs:
@@ -184,15 +212,22 @@ def drug_effect(tables: ModelTables, drug: DrugTable, dose: float, days_on: floa
     """
     if days_on <= 0 or dose <= 0:
         return 0.0
+    p, e_resp, e_non = effect_terms(drug, dose, etiology, class_z, localized)
+    return (e_resp if class_u < p else e_non) * (1.0 - math.exp(-days_on / drug.onset_days))
+
+
+def effect_terms(drug: DrugTable, dose: float, etiology: int, class_z: float, localized: bool
+                 ) -> tuple[float, float, float]:
+    """The parts of :func:`drug_effect` that do not change from day to day at one dose:
+    ``(responder probability, full effect of a responder, partial effect of a non-responder)`` (the engine
+    keeps them per running drug while its dose holds)."""
     if drug.localized_only and not localized:
-        return 0.0
+        return 0.0, 0.0, 0.0
     p = interp(drug.responder_prob, dose) * drug.etiology_modifier[etiology]
     e = drug.effect_mean + drug.effect_sd * class_z
     e = 0.0 if e < 0.0 else (0.95 if e > 0.95 else e)
-    if class_u >= p:
-        pmax = drug.responder_max
-        e *= drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0)
-    return e * (1.0 - math.exp(-days_on / drug.onset_days))
+    pmax = drug.responder_max
+    return p, e, e * (drug.nonresponder_effect * (p / pmax if pmax > 0 else 0.0))
 
 
 def observed_pain(baseline: float, ns_reduction: float, ns_onset: float, day: float,

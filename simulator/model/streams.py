@@ -18,6 +18,7 @@ difference is mostly policy, not noise.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from statistics import NormalDist
 
 import numpy as np
@@ -46,6 +47,17 @@ def block(seed: int, replication: int, purpose: int, n: int, k: int, dtype: type
     ``float32`` halves the memory of wide blocks (2^-24 resolution is ample for event draws).
     """
     return rng_for(seed, replication, purpose).random((n, k), dtype=dtype)
+
+
+def block_rows(seed: int, replication: int, purpose: int, n: int, k: int, rows: int = 2048,
+               dtype: type = np.float64) -> Iterator[np.ndarray]:
+    """:func:`block`'s rows in consecutive chunks of at most ``rows`` (the same numbers: one generator draws
+    them in order), each in one reused buffer that is overwritten by the next chunk: for a consumer that
+    turns a wide block into other arrays without holding it whole (``response.draw_latents``)."""
+    rng = rng_for(seed, replication, purpose)
+    buf = np.empty((min(rows, n), k), dtype=dtype)
+    for a in range(0, n, rows):
+        yield rng.random(dtype=dtype, out=buf[:min(rows, n - a)])
 
 
 # ---- keyed (stateless) draws -------------------------------------------------------------------
