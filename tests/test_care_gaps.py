@@ -243,3 +243,88 @@ def test_check_catches_an_engine_that_skips_the_new_care(monkeypatch):
     sc = load_scenario(ROOT / "scenarios" / "guideline.yaml")
     names = {v.invariant for v in check_run(simulate(sc, patients=1000, replications=1, seed=7)).violations()}
     assert {"capsaicin_reapplied", "referral_accounting"} <= names
+
+
+REOFFERS = ("P4.reoffer_own_stop", "P7.tramadol_reoffer")
+FIRST_LINE_DRUGS = ("pregabalin", "gabapentin", "duloxetine", "venlafaxine", "nortriptyline", "amitriptyline")
+
+
+def _by_patient(ev: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    return {int(pid): g for pid, g in ev.groupby("patient", sort=False)}
+
+
+def test_a_reoffer_answers_a_later_decision_than_the_patients_own_stop():
+    """F2: a re-offer (P4.reoffer_own_stop, P7.tramadol_reoffer) is decided at a decision (transition or
+    evaluation) on a later day than the patient's own stop of the drug: at the stop's own decision the drug just
+    stopped is not a candidate (it is not tapered off and restarted at its start dose)."""
+    ev = _run("guideline", 2000, 7).events
+    groups = _by_patient(ev)
+    again = ev[(ev["event"] == "drug_start") & ev["rule"].isin(REOFFERS)]
+    assert len(again) > 50
+    bad = []
+    for idx, r in zip(again.index, again.itertuples(), strict=True):
+        g = groups[int(r.patient)]
+        g = g.loc[:idx]  # rows up to the start, in log order
+        own = g[g["event"].isin(["drug_stop", "taper_start"]) & (g["rule"] == "X.patient_stop")
+                & (g["drug"].astype(str) == str(r.drug))]
+        decisions = g[g["event"].isin(["transition", "evaluation"])]
+        if len(own) and float(decisions["day"].iloc[-1]) <= float(own["day"].iloc[-1]) + 1e-6:
+            bad.append((r.patient, r.drug, r.day))
+    assert not bad, bad[:10]
+
+
+def test_a_drug_judged_inadequate_is_never_reoffered():
+    """F3: "before it had failed": a drug that had an evaluation with no response or partial relief (judged
+    inadequate) is not re-opened after the patient's own stop, whatever its class."""
+    ev = _run("guideline", 2000, 7).events
+    groups = _by_patient(ev)
+    again = ev[(ev["event"] == "drug_start") & ev["rule"].isin(REOFFERS)]
+    bad = []
+    for idx, r in zip(again.index, again.itertuples(), strict=True):
+        g = groups[int(r.patient)].loc[:idx]
+        judged = g[(g["event"] == "evaluation") & g["outcome"].astype(str).isin(["none", "partial"])
+                   & (g["drug"].astype(str) == str(r.drug))]
+        if len(judged):
+            bad.append((r.patient, r.drug, r.day))
+    assert not bad, bad[:10]
+
+
+def test_the_restart_of_a_relieving_drug_is_not_a_new_first_line_regimen():
+    """F1: after the patient's own stop of a first-line drug that relieved him, a later relapse into the first-line
+    steps restarts that drug before any other oral drug, tramadol or a refractory referral, however many first-line
+    regimens he has had (``max_first_line_regimens`` neither counts nor blocks the restart)."""
+    ev = _run("guideline", 2000, 7, max_first_line_regimens=2).events
+    missed, n = [], 0
+    for pid, g in _by_patient(ev).items():
+        stops = g[g["event"].isin(["drug_stop", "taper_start"]) & (g["rule"] == "X.patient_stop")
+                  & (g["state"].astype(str) == "relieved") & g["drug"].astype(str).isin(FIRST_LINE_DRUGS)]
+        for s in stops.itertuples():
+            later = g[g["day"] >= s.day]
+            rel = later[(later["event"] == "transition") & (later["rule"] == "P4.relapse")]
+            if rel.empty or float(rel["day"].iloc[0]) <= s.day + 1e-6 \
+                    or str(rel["state"].iloc[0]) not in ("first_line", "switch", "add_on"):
+                continue  # no relapse, the stop's own (decided at the stop), or one into a later step
+            prior = g[g["day"] <= s.day]
+            if ((prior["event"] == "evaluation") & prior["outcome"].astype(str).isin(["none", "partial"])
+                    & (prior["drug"].astype(str) == s.drug)).any():
+                continue  # judged inadequate before: not re-opened (F3)
+            if ((prior["event"] == "drug_start") & (prior["rule"] == "P4.reoffer_own_stop")
+                    & (prior["drug"].astype(str) == s.drug)).any():
+                continue  # offered once more already
+            after = later[later["day"] >= float(rel["day"].iloc[0])]
+            nxt = after[((after["event"] == "drug_start") & (after["drug"].astype(str) != CAPSAICIN)
+                         & (after["drug"].astype(str) != "lidocaine_5pct")) | (after["event"] == "referral_queued")]
+            if nxt.empty:
+                continue
+            n += 1
+            if not (nxt["event"].iloc[0] == "drug_start" and str(nxt["drug"].iloc[0]) == s.drug):
+                missed.append((pid, s.drug, s.day))
+    assert n > 20
+    assert not missed, missed[:10]
+
+
+def test_the_reoffer_oracle_passes_on_the_guideline():
+    """The independent oracle (reoffer_own_stop: no re-offer at the stop's own decision, none of a failed drug, the
+    restart not exempted at the first-line cap) finds nothing on simulated guideline trajectories."""
+    found = [v for v in check_run(_run("guideline", 2000, 7)).violations() if v.invariant == "reoffer_own_stop"]
+    assert not found, found[:5]

@@ -691,23 +691,21 @@ def test_trace_rule_ids_match_what_happened() -> None:
 
 
 def test_trace_names_a_start_deferred_by_a_taper() -> None:
-    """P7.tramadol_reoffer (issue 10 review): a tramadol offered again while the stopped one is still tapering
-    (or a serotonergic drug must go first) starts when the taper ends, so the decision row has no start beside
-    it. The trace said "step up to - (P7)" and, at the start, "tramadol 100 mg/day added alongside" with nothing
-    running (5 of the first 60 UK usual-care patients, seed 13; patient 14 on day 126). The decision names the
-    drug and the day it starts; the start says it follows the taper."""
-    # UK usual care declares tramadol_reoffer off (scenarios/usual-care-uk.yaml); the deferred start is the
-    # guideline's re-offer, so it is switched back on here (the patients and their luck are the same).
-    journeys = _journeys("usual-care-uk.yaml", 60, seed=13, policy={"tramadol_reoffer": True})
+    """Issue 10 review: a drug whose start waits for a taper (policy ``cross_taper: false``, P5; or a serotonergic
+    drug that must go first) starts when the taper ends, so the decision row has no start beside it. The trace
+    said "step up to - (P7)" and, at the start, "... added alongside" with nothing running (first found on
+    P7.tramadol_reoffer, which no longer restarts a drug at its own stop's decision, P4.reoffer_own_stop). The
+    decision names the drug and the day it starts; the start says it follows the taper."""
+    journeys = _journeys("usual-care-uk.yaml", 60, seed=13, policy={"cross_taper": False})
     deferred = 0
     for j in journeys:
         for s in j.steps:
             assert "to - " not in s.text and not s.text.startswith("step up to -"), s.line()
-            if s.rule == "P7.tramadol_reoffer" and s.kind == "decision" and "once the taper ends" in s.text:
+            if s.kind == "decision" and "once the taper ends" in s.text:
                 deferred += 1
     assert deferred >= 3
-    steps = [s.text for s in journeys[14].steps if min(abs(s.day - 126), abs(s.day - 133)) < 0.5]
-    assert any("step up to tramadol 100 mg/day once the taper ends (day 133)" in t for t in steps), steps
+    steps = [s.text for s in journeys[0].steps if min(abs(s.day - 56), abs(s.day - 70)) < 0.5]
+    assert any("switch to gabapentin 100 mg/day once the taper ends (day 70)" in t for t in steps), steps
     assert not any("added alongside" in t for t in steps), steps
 
 

@@ -161,6 +161,7 @@ class Evaluation:
         ``by_patient``: the line ended in maintenance (P4.relapse) or by the patient's own stop; no drug
         was judged at an evaluation, so no agent or combination is counted as failed (P8)."""
         t = self.tables
+        p.close_own_stops(now)  # a stop on an earlier day: this decision is a later one (P4.reoffer_own_stop)
         if outcome in FAILED_OUTCOMES and not by_patient:
             self._judge_failure(p, lines)
         newest_line = lines[-1] if lines else None
@@ -190,6 +191,7 @@ class Evaluation:
                     return None
         if self.decide is not None:
             decision = self.decide(p, outcome, now - entry, pain, decision)
+        p.close_own_stops()  # the decision at the patient's own stop is taken: later ones may re-offer
         return decision
 
     def _judge_failure(self, p: PatientModel, lines: list[Line]) -> None:
@@ -197,6 +199,7 @@ class Evaluation:
         running with an antidepressant is a failed combination (P4, P8; S000, S002, S004), and a running
         tramadol has failed (P8: "strong opioids only if tramadol fails", S004)."""
         drugs = self.tables.drugs
+        p.failed_drugs = p.failed_drugs | {ln.drug for ln in lines}  # judged inadequate: no re-offer (P4)
         classes = {drugs[ln.drug].drug_class for ln in lines}
         p.failed_agent_classes = p.failed_agent_classes | {c for c in classes if c in FIRST_LINE_CLASSES}
         if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):

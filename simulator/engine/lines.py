@@ -133,6 +133,7 @@ class Dosing:
         line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, pu.item(2 + j))
         if self.extras[j].reapply > 0:
             line.next_apply = now + self.extras[j].reapply
+        restart = j in p.reopen_first  # a working regimen restarted: not a new first-line regimen (P4)
         if j in p.reopen:  # P4.reoffer_own_stop: the one re-offer after the patient's own stop (its start cites it)
             rule = "P4.reoffer_own_stop"
             p.reopen = p.reopen - {j}
@@ -140,7 +141,7 @@ class Dosing:
             p.reoffered = p.reoffered | {j}
         p.tried.add(j)
         cls = d.drug_class
-        if cls in FIRST_LINE_CLASSES:
+        if cls in FIRST_LINE_CLASSES and not restart:
             p.n_first_line += 1
         elif cls == "weak_opioid" and rule != "P9.tramadol_bridge":  # a bridge counts once judged (_judge_bridge)
             if p.tramadol_tried:  # P7.tramadol_reoffer: started again after the patient's own stop

@@ -209,7 +209,10 @@ class PatientProcess:
                 # by the policy (the specialist's plan; not the trainee's choice in teaching runs).
                 p.optimisable = False
                 outcome = "intolerable" if result == "managed_stopped" else "none"
-                return next_step(p, self.ctx, outcome, env.now - entry, pain), outcome, pain, True
+                p.close_own_stops(env.now)
+                decision = next_step(p, self.ctx, outcome, env.now - entry, pain)
+                p.close_own_stops()
+                return decision, outcome, pain, True
             else:  # relieved by the regimen while queued: left the queue
                 fire(self.table, p, "relief")
                 log(p.idx, env.now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relief"],

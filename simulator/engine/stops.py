@@ -38,11 +38,15 @@ class Stopping:
             cls = self.tables.drugs[j].drug_class
             if cls in ("gabapentinoid", "snri", "tca", "topical"):
                 p.failed_classes = p.failed_classes | {cls}
-        if rule == "X.patient_stop" and self.reoffer_on and self.reofferable[j] \
-                and j not in p.reoffered:  # P4.reoffer_own_stop: it has not failed, open once more
-            p.reopen = p.reopen | {j}
-            if p.state == "relieved":  # it was relieving him: restarted first on a relapse
-                p.reopen_first = p.reopen_first | {j}
+        if rule == "X.patient_stop":  # not offered at the decision taken at this stop (Patient.close_own_stops)
+            p.close_own_stops(now)  # an earlier stop with no decision at it: open to the decisions from now on
+            p.stopped_now = p.stopped_now | {j}
+            p.stopped_day = now
+            if self.reoffer_on and self.reofferable[j] and j not in p.reoffered and j not in p.failed_drugs:
+                # P4.reoffer_own_stop: it has not failed, open once more to the later decisions
+                p.reopen_next = p.reopen_next | {j}
+                if p.state == "relieved":  # it was relieving him: restarted first on a relapse
+                    p.reopen_first_next = p.reopen_first_next | {j}
         x = self.extras[j]
         i = p.idx
         steps: tuple[float, ...] = ()

@@ -120,15 +120,18 @@ def pick_add(p, ctx: PolicyContext) -> int | None:
 
 
 def pick_switch(p, ctx: PolicyContext) -> int | None:
-    """An untried first-line drug of a class that has not failed (P4: alternative class)."""
+    """An untried first-line drug of a class that has not failed (P4: alternative class); once the policy's
+    ``max_first_line_regimens`` are used, only the restart of a drug that relieved (P4.reoffer_own_stop)."""
     active_classes = {ctx.tables.drugs[d].drug_class for d in p.active}
+    capped = p.n_first_line >= ctx.policy.max_first_line_regimens
     for j in p.eligible:
         c = ctx.tables.drugs[j].drug_class
-        if j not in p.tried and c not in p.failed_classes and c not in active_classes:
+        if j not in p.tried and c not in p.failed_classes and c not in active_classes and not capped:
             return j
     for j in p.eligible:  # P4.reoffer_own_stop: a drug the patient stopped himself, after the untried ones
         c = ctx.tables.drugs[j].drug_class
-        if j in p.reopen and c not in p.failed_classes and c not in active_classes:
+        if j in p.reopen and c not in p.failed_classes and c not in active_classes and \
+                (not capped or j in p.reopen_first):
             return j
     return None
 
@@ -141,7 +144,8 @@ def _cite(p, j: int, rule: str) -> str:
 def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     """P4.reoffer_own_stop: on a relapse, the drug the patient stopped himself while it relieved him is restarted
     before anything untried (it was effective and tolerated): a first-line drug added back to the complementary
-    one still running (P4), else replacing the regimen; a topical added back to what runs (P6, any stage)."""
+    one still running (P4) when the policy combines (``on_partial: add``), else replacing the regimen; a topical
+    added back to what runs (P6, any stage)."""
     if not p.reopen_first or state not in ("first_line", "switch", "add_on"):
         return None
     drugs = ctx.tables.drugs
@@ -150,10 +154,10 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
     for j in p.eligible:
         if j in p.reopen_first and drugs[j].drug_class not in p.failed_classes and not serotonin_blocked(p, ctx, j):
-            if len(oral) == 1 and p.can_add_on() and \
+            if len(oral) == 1 and ctx.policy.on_partial == "add" and p.can_add_on() and \
                     (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
                 return decision("add_on", (j,), rule=REOFFER)
-            if p.has_untried_first_line():
+            if p.has_untried_first_line():  # within the regimens, or at the cap this restart (not a new regimen)
                 return decision("switch", (j,), stop_all=True, rule=REOFFER)
     return None
 
@@ -337,7 +341,8 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
             add = pick_add(p, ctx)
             if add is not None:
                 return decision("add_on", (add,), rule=_cite(p, add, "P11.radiculopathy_combination"))
-    if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and p.has_untried_first_line():
+    capped = p.n_first_line >= pol.max_first_line_regimens  # then only a restart (P4.reoffer_own_stop) is left
+    if outcome == "intolerable" and p.intolerant in ctx.on_intolerance and not capped and p.has_untried_first_line():
         alt = ctx.on_intolerance[p.intolerant]
         if alt in p.eligible and alt not in p.tried and not serotonin_blocked(p, ctx, alt, running=False):
             return decision("switch", (alt,), stop_all=True, rule="P4.intolerance_same_class")
@@ -346,7 +351,7 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
         return _tramadol(p, ctx, "P7.tramadol_second_line")
     if not escalate and p.has_untried_first_line():
         venla = ctx.by_name["venlafaxine"]
-        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried:  # S002: venlafaxine next in CIPN
+        if p.etiology in CIPN and venla in p.eligible and venla not in p.tried and not capped:  # S002: CIPN
             return decision("switch", (venla,), stop_all=True, rule="P11.cipn_venlafaxine", fails_class=False)
         nxt = pick_switch(p, ctx)
         if nxt is not None:

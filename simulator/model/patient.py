@@ -24,7 +24,8 @@ class PatientModel:
                  "tramadol_reoffered", "strong_tried", "_topical_ok", "topical",
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
-                 "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit")
+                 "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit", "stopped_now",
+                 "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -82,6 +83,14 @@ class PatientModel:
         self.reopen: frozenset[int] = _NO_DRUGS
         self.reopen_first: frozenset[int] = _NO_DRUGS
         self.reoffered: frozenset[int] = _NO_DRUGS
+        # The drugs the patient stopped himself since the last decision (day ``stopped_day``) and the re-opens
+        # they bring: the decision taken at his stop does not offer the drug just stopped; a later one may
+        # (:meth:`close_own_stops`). Drugs with an inadequate evaluation have failed: never re-opened.
+        self.stopped_now: frozenset[int] = _NO_DRUGS
+        self.stopped_day = -1.0
+        self.reopen_next: frozenset[int] = _NO_DRUGS
+        self.reopen_first_next: frozenset[int] = _NO_DRUGS
+        self.failed_drugs: frozenset[int] = _NO_DRUGS
         self.n_consults = 0  # specialist consults so far (P9.re_referral)
 
     def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
@@ -194,10 +203,34 @@ class PatientModel:
                 return True
         return False
 
+    def close_own_stops(self, before: float | None = None) -> None:
+        """P4.reoffer_own_stop, P7.tramadol_reoffer: the decision at the patient's own stop is taken; the drugs he
+        stopped are open to the later decisions. With ``before`` (a decision's day): only when the stop came on
+        an earlier day (a decision on the stop's own day is the decision at the stop)."""
+        if before is not None and self.stopped_day >= before - 1e-9:
+            return
+        if self.reopen_next:
+            self.reopen = self.reopen | self.reopen_next
+            self.reopen_first = self.reopen_first | self.reopen_first_next
+            self.reopen_next = self.reopen_first_next = _NO_DRUGS
+        self.stopped_now = _NO_DRUGS
+
+    def restart_available(self) -> bool:
+        """P4.reoffer_own_stop: a first-line drug that relieved the patient before his own stop may be restarted
+        (eligible, of a class that has not failed): a working regimen, not a new one."""
+        drugs = self.ctx.tables.drugs
+        for j in self.reopen_first:
+            if j in self.eligible and drugs[j].drug_class in FIRST_LINE_CLASSES \
+                    and drugs[j].drug_class not in self.failed_classes:
+                return True
+        return False
+
     def has_untried_first_line(self) -> bool:
-        """P4: an alternative first-line class is left, within the policy's number of regimens."""
+        """P4: an alternative first-line class is left, within the policy's number of regimens
+        (``max_first_line_regimens``); a restart of a drug that relieved (P4.reoffer_own_stop) is not a new
+        regimen: neither counted nor blocked."""
         if self.n_first_line >= self.ctx.policy.max_first_line_regimens:
-            return False
+            return self.restart_available()
         return self.first_line_available()
 
     def tramadol_allowed(self) -> bool:
@@ -207,7 +240,8 @@ class PatientModel:
         pol = ctx.policy
         if pol.tramadol == "never" or self.tramadol_failed:
             return False
-        if self.tramadol_tried and (self.tramadol_reoffered or not pol.tramadol_reoffer or ctx.tramadol in self.active):
+        if self.tramadol_tried and (self.tramadol_reoffered or not pol.tramadol_reoffer or ctx.tramadol in self.active
+                                    or ctx.tramadol in self.stopped_now):
             return False  # P7.tramadol_reoffer: once more only after the patient's own stop (it has not failed)
         if not self.documented_failure() and "tramadol_first_line" not in pol.declared_departures:
             return False

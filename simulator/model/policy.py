@@ -206,7 +206,13 @@ class Policy(Strict):
         description="P1.next_in_order: alternatives in order of preference; one tricyclic, the policy's `tca` "
         "(S000: secondary amines over tertiary; amitriptyline is nortriptyline's parent drug)")
     on_partial: Literal["add", "switch"] = Field("add", description="P4.partial_add / P4.partial_switch")
-    max_first_line_regimens: int = Field(4, ge=1, le=8)
+    max_first_line_regimens: int = Field(
+        4, ge=1, le=8,
+        description="P4: how many first-line regimens (starts of a gabapentinoid, SNRI or tricyclic; an add-on "
+        "counts) are tried before the pathway moves on to tramadol (P7) or referral (P9). Assumption: the seeds "
+        "say to try the first-line alternatives (S000, S002, S004) but give no number; 4 lets each first-line "
+        "class of the default order be tried. The restart of a drug that relieved the patient before his own stop "
+        "(P4.reoffer_own_stop) is not a new regimen: neither counted nor blocked")
     tramadol: Literal["second_line", "third_line", "never"] = Field("third_line", description="P7")
     strong_opioid: StrongOpioidGate = StrongOpioidGate()
     topicals: Literal["guideline", "first", "add_on", "never"] = Field("guideline", description="P6")

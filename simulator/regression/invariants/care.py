@@ -19,7 +19,6 @@ from .report import InvariantResult, Violation
 from .rules import (
     CRITERIA_REFERRAL_RULE,
     FAILED_OUTCOMES,
-    FIRST_LINE,
     INTOLERANCE_RULES,
     REFRACTORY_REFERRAL_RULES,
     REOFFER_RULES,
@@ -35,6 +34,7 @@ RELAPSE = "P4.relapse"
 RESUMED_IN: dict[str, tuple[str, ...]] = {"weak_opioid": ("tramadol",)}  # where a relapse resumes a drug's step;
 # any other class: the first-line states (the pathway has no step back from tramadol or a strong opioid to them)
 FIRST_LINE_STATES: tuple[str, ...] = ("first_line", "switch", "add_on")
+TREATING_STATES: tuple[str, ...] = ("topical", "first_line", "switch", "add_on", "tramadol", "strong_opioid")
 CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "capsaicin_benefit", "reoffer_own_stop", "referral_accounting",
                                     "criteria_referral_on_treatment")
 
@@ -62,9 +62,13 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       when the last application's effect wanes and only when that latest outcome is ``none`` or there is none.
     * ``reoffer_own_stop`` (P4.reoffer_own_stop, P7.tramadol_reoffer): a drug the patient stopped himself while
       it relieved him (stopped in maintenance, state ``relieved``; strong opioids excepted: a time-limited trial) is
-      started again before he is referred as refractory or discharged with nothing left, unless it had been
-      offered once more already, the policy turns the re-offer off, a protocol governs, the policy avoids
-      serotonergic combinations (the drug is serotonergic), or the policy's first-line regimens are used up.
+      started again before he is referred as refractory or discharged with nothing left at a later decision than
+      the one taken at his stop, unless it had been offered once more already, the policy turns the re-offer off,
+      a protocol governs, or the policy avoids serotonergic combinations (the drug is serotonergic); the policy's
+      first-line regimens used up are no exemption (a restart of a working regimen is not a new one). And a
+      re-offer (any own stop) is never decided at the decision taken at the stop itself (the last transition
+      before the start is on a later day than the stop), nor made of a drug that had an inadequate evaluation
+      (judged failed while it ran).
     * ``referral_accounting`` (P9.re_referral): at most ``referral.max_consults`` consults; a referral is queued
       only once the previous one has ended (consult, queue left, drop-out); a discharge to primary care after
       fewer consults than that comes only in specialist care (at the consult's outcome or when its plan ends), not
@@ -83,7 +87,6 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     tramadol_reoffer = bool(_policy(policy, "tramadol_reoffer", True))
     protocol = _policy(policy, "protocol", None) is not None
     avoid = _policy(policy, "serotonin", "monitor") == "avoid"
-    max_regimens = int(_policy(policy, "max_first_line_regimens", 4))
     max_consults = int(_policy(policy, "referral.max_consults", 2))
     waiting_stop = _policy(policy, "referral.while_waiting", "continue") == "stop"
     if not len(events):
@@ -104,10 +107,12 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     running: set[str] = set()  # drugs taken and not being stopped (tapering excluded)
     pending: dict[str, float] = {}  # drug stopped by the patient while it relieved him -> day, until restarted
     awaiting: set[str] = set()  # of those, drugs whose relapse has not come yet
-    failed: set[str] = set()  # tramadol judged inadequate or not tolerated (P8: it has failed, no re-offer)
+    failed: set[str] = set()  # drugs judged inadequate, tramadol not tolerated (it has failed, no re-offer)
+    inadequate: set[str] = set()  # drugs running at an inadequate evaluation: they had failed (never re-offered)
+    own_stop: dict[str, float] = {}  # drug -> day of the patient's last own stop of it
+    decided = -1.0  # day of the last decision (transition)
     reoffered: set[str] = set()
     starts: dict[str, int] = {}
-    first_line_starts = 0
     consults = 0
     returned = False  # back in the pathway (a treating state, relief) since the last consult's outcome
     queued = False
@@ -124,11 +129,13 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             close(key)
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
-            first_line_starts, consults, returned, queued = 0, 0, False, False
+            own_stop, decided, consults, returned, queued, inadequate = {}, -1.0, 0, False, False, set()
             patch_start, judged = {}, None
         if kind in ("evaluation", "maintenance_visit") and ev_out is not None:
             judged = (day, str(ev_out))
         d = cat.get(str(drug)) if drug is not None else None
+        if kind in ("transition", "evaluation"):  # a decision is taken (an optimised dose logs no transition)
+            decided = day
         # --- capsaicin_reapplied ---------------------------------------------------------------------------
         if drug in SINGLE_APPLICATION_DAYS and kind in ("drug_start", "dose_change", "drug_stop", "taper_start"):
             seen["capsaicin_reapplied"].add(key)
@@ -169,23 +176,33 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             pending.pop(drug, None)
             if rule != BRIDGE:
                 starts[drug] = starts.get(drug, 0) + 1
-            if rule in REOFFER_RULES or (d is not None and d.drug_class == "weak_opioid" and starts.get(drug, 0) > 1):
+            if rule in REOFFER_RULES or (d is not None and d.drug_class == "weak_opioid" and starts.get(drug, 0) > 1
+                                         and rule != BRIDGE):
                 reoffered.add(drug)
-            if d is not None and d.drug_class in FIRST_LINE:
-                first_line_starts += 1
+                seen["reoffer_own_stop"].add(key)
+                if drug in inadequate:
+                    flag("reoffer_own_stop", key, day, kind, drug, rule, f"{drug} offered once more although an "
+                         "evaluation had judged it inadequate (it had failed)")
+                if drug in own_stop and decided - own_stop[drug] <= TOL:
+                    flag("reoffer_own_stop", key, day, kind, drug, rule, f"{drug} offered once more at the decision "
+                         f"taken at the patient's own stop of it (day {own_stop[drug]:g})")
         elif kind in ("drug_stop", "taper_start") and drug is not None:
             running.discard(drug)
             if d is not None and d.drug_class == "weak_opioid" and rule in INTOLERANCE_RULES:
                 failed.add(drug)
+            if rule == OWN_STOP:
+                own_stop[drug] = day
             if rule == OWN_STOP and state == "relieved" and d is not None and d.drug_class != "strong_opioid" \
-                    and drug not in reoffered and drug not in failed and not protocol \
+                    and drug not in reoffered and drug not in failed and drug not in inadequate and not protocol \
                     and not (avoid and d.serotonergic) \
                     and (tramadol_reoffer if d.drug_class == "weak_opioid" else reoffer_on):
                 seen["reoffer_own_stop"].add(key)
                 pending[drug] = day
                 awaiting.add(drug)
-        elif kind == "evaluation" and d is not None and d.drug_class == "weak_opioid" and ev_out in FAILED_OUTCOMES:
-            failed.add(drug)
+        elif kind == "evaluation" and ev_out in FAILED_OUTCOMES:  # the regimen judged inadequate: every drug of it
+            inadequate |= running
+            if drug is not None:
+                inadequate.add(drug)
         elif kind == "maintenance_visit" and ev_out in FAILED_OUTCOMES and any(
                 (cat.get(x) is not None and cat[x].drug_class == "weak_opioid") for x in running):
             failed |= {x for x in running if cat.get(x) is not None and cat[x].drug_class == "weak_opioid"}
@@ -195,6 +212,12 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 if da is None or state not in RESUMED_IN.get(da.drug_class, FIRST_LINE_STATES):
                     pending.pop(drug_a, None)
             awaiting.clear()
+        elif kind == "transition" and state in TREATING_STATES:
+            for drug_a, stopped in list(pending.items()):  # the decision at the stop itself moved on to a step
+                da = cat.get(drug_a)  # that does not offer this drug (no step back to it): nothing to re-offer
+                if day - stopped <= TOL and (da is None or state not in RESUMED_IN.get(da.drug_class,
+                                                                                       FIRST_LINE_STATES)):
+                    pending.pop(drug_a, None)
         elif kind == "dropout":
             pending.clear()
             running.clear()
@@ -202,9 +225,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             (kind == "transition" and rule == DISCHARGE)
         if refractory:
             for drug_p, stopped in pending.items():
-                dp = cat.get(drug_p)
-                if dp is not None and dp.drug_class in FIRST_LINE and first_line_starts >= max_regimens:
-                    continue  # the policy's first-line regimens are used up
+                if day - stopped <= TOL:
+                    continue  # the decision taken at the stop itself: a re-offer answers a later one
                 flag("reoffer_own_stop", key, day, kind, drug_p, rule, f"{drug_p}, stopped by the patient on day "
                      f"{stopped:g} while it relieved him, was not offered again before {rule}")
             pending.clear()

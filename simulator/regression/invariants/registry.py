@@ -167,12 +167,14 @@ CARE = (
               "events: capsaicin starts, re-applications and stops, evaluation and maintenance_visit outcomes"),
     Invariant("reoffer_own_stop", "P4.reoffer_own_stop", "S000, S004",
               "a drug the patient stopped himself while it relieved him (strong opioids excepted) is started again "
-              "before a refractory referral or a discharge with nothing left, unless already offered once more "
-              "(policy reoffer_own_stop / tramadol_reoffer false, protocols, serotonin: avoid for a serotonergic "
-              "drug, and first-line regimens used up are exempt)",
-              "events: drug starts and stops (rule, state), referral_queued, P9.discharge_plan transitions; "
-              "drugs.yaml: class, serotonergic; policy: reoffer_own_stop, tramadol_reoffer, protocol, serotonin, "
-              "max_first_line_regimens"),
+              "before a refractory referral or a discharge with nothing left taken at a later decision than the "
+              "stop's own, unless already offered once more (policy reoffer_own_stop / tramadol_reoffer false, "
+              "protocols, serotonin: avoid for a serotonergic drug are exempt; used-up first-line regimens are not: "
+              "a restart is no new regimen); a re-offer is never decided at the stop's own decision, nor made of a "
+              "drug with an inadequate evaluation (it had failed)",
+              "events: drug starts and stops (rule, state), evaluations, transitions, referral_queued, "
+              "P9.discharge_plan transitions; drugs.yaml: class, serotonergic; policy: reoffer_own_stop, "
+              "tramadol_reoffer, protocol, serotonin"),
     Invariant("referral_accounting", "P9.re_referral", "S002, S004",
               "at most referral.max_consults consults; a referral is queued only after the previous one ended "
               "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only in "
