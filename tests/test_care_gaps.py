@@ -273,6 +273,28 @@ def test_a_reoffer_answers_a_later_decision_than_the_patients_own_stop():
     assert not bad, bad[:10]
 
 
+def test_no_reoffer_while_the_patient_is_still_tapering_off_his_own_stop():
+    """F2's class: a re-offer is never decided while the patient is still tapering off the drug he chose to stop
+    (six-week-trials 800 seed 13, patient 281: tramadol stopped by him on day 503.995, taper to day 510.995, a
+    maintenance visit on day 504.000 re-offered it, restarted when the taper ended; `check` flagged it)."""
+    ev = _run("six-week-trials", 800, 13).events
+    groups = _by_patient(ev)
+    again = ev[(ev["event"] == "drug_start") & ev["rule"].isin(REOFFERS)]
+    assert len(again) > 10
+    bad = []
+    for idx, r in zip(again.index, again.itertuples(), strict=True):
+        g = groups[int(r.patient)].loc[:idx]
+        same = g["drug"].astype(str) == str(r.drug)
+        own = g[same & g["event"].isin(["drug_stop", "taper_start"]) & (g["rule"] == "X.patient_stop")]
+        if not len(own):
+            continue
+        off = g[same & (g["event"] == "drug_stop") & (g["day"] >= float(own["day"].iloc[-1]) - 1e-6)]
+        decided = float(g[g["event"].isin(["transition", "evaluation"])]["day"].iloc[-1])
+        if len(off) and decided < float(off["day"].iloc[0]) - 1e-6:
+            bad.append((r.patient, r.drug, decided, float(off["day"].iloc[0])))
+    assert not bad, bad[:10]
+
+
 def test_a_drug_judged_inadequate_is_never_reoffered():
     """F3: "before it had failed": a drug that had an evaluation with no response or partial relief (judged
     inadequate) is not re-opened after the patient's own stop, whatever its class."""

@@ -191,7 +191,6 @@ class Evaluation:
                     return None
         if self.decide is not None:
             decision = self.decide(p, outcome, now - entry, pain, decision)
-        p.close_own_stops()  # the decision at the patient's own stop is taken: later ones may re-offer
         return decision
 
     def _judge_failure(self, p: PatientModel, lines: list[Line]) -> None:

@@ -211,7 +211,6 @@ class PatientProcess:
                 outcome = "intolerable" if result == "managed_stopped" else "none"
                 p.close_own_stops(env.now)
                 decision = next_step(p, self.ctx, outcome, env.now - entry, pain)
-                p.close_own_stops()
                 return decision, outcome, pain, True
             else:  # relieved by the regimen while queued: left the queue
                 fire(self.table, p, "relief")

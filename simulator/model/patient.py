@@ -203,17 +203,19 @@ class PatientModel:
                 return True
         return False
 
-    def close_own_stops(self, before: float | None = None) -> None:
-        """P4.reoffer_own_stop, P7.tramadol_reoffer: the decision at the patient's own stop is taken; the drugs he
-        stopped are open to the later decisions. With ``before`` (a decision's day): only when the stop came on
-        an earlier day (a decision on the stop's own day is the decision at the stop)."""
-        if before is not None and self.stopped_day >= before - 1e-9:
+    def close_own_stops(self, before: float) -> None:
+        """P4.reoffer_own_stop, P7.tramadol_reoffer: at a decision on day ``before``, the drugs the patient
+        stopped himself on an earlier day become open to it, each once its own taper has ended (a re-offer
+        answers a relapse after the stop, never the decision at the stop nor one while he is still tapering
+        off the drug he chose to stop); a decision on the stop's own day is the decision at the stop."""
+        if not self.stopped_now or self.stopped_day >= before - 1e-9:
             return
-        if self.reopen_next:
-            self.reopen = self.reopen | self.reopen_next
-            self.reopen_first = self.reopen_first | self.reopen_first_next
-            self.reopen_next = self.reopen_first_next = _NO_DRUGS
-        self.stopped_now = _NO_DRUGS
+        held = frozenset(j for j, end in self.tapering if end > before + 1e-9) & self.stopped_now
+        self.reopen = self.reopen | (self.reopen_next - held)
+        self.reopen_first = self.reopen_first | (self.reopen_first_next - held)
+        self.reopen_next = self.reopen_next & held
+        self.reopen_first_next = self.reopen_first_next & held
+        self.stopped_now = held
 
     def restart_available(self) -> bool:
         """P4.reoffer_own_stop: a first-line drug that relieved the patient before his own stop may be restarted

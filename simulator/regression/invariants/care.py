@@ -110,6 +110,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     failed: set[str] = set()  # drugs judged inadequate, tramadol not tolerated (it has failed, no re-offer)
     inadequate: set[str] = set()  # drugs running at an inadequate evaluation: they had failed (never re-offered)
     own_stop: dict[str, float] = {}  # drug -> day of the patient's last own stop of it
+    own_end: dict[str, float] = {}  # drug -> day of its last drug_stop row (the end of a taper)
     decided = -1.0  # day of the last decision (transition)
     reoffered: set[str] = set()
     starts: dict[str, int] = {}
@@ -129,7 +130,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             close(key)
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
-            own_stop, decided, consults, returned, queued, inadequate = {}, -1.0, 0, False, False, set()
+            own_stop, own_end, decided, consults, returned, queued, inadequate = {}, {}, -1.0, 0, False, False, set()
             patch_start, judged = {}, None
         if kind in ("evaluation", "maintenance_visit") and ev_out is not None:
             judged = (day, str(ev_out))
@@ -186,12 +187,19 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 if drug in own_stop and decided - own_stop[drug] <= TOL:
                     flag("reoffer_own_stop", key, day, kind, drug, rule, f"{drug} offered once more at the decision "
                          f"taken at the patient's own stop of it (day {own_stop[drug]:g})")
+                elif drug in own_stop and own_end.get(drug, -1.0) >= own_stop[drug] - TOL \
+                        and decided < own_end[drug] - TOL:
+                    flag("reoffer_own_stop", key, day, kind, drug, rule, f"{drug} offered once more at a decision on day "
+                         f"{decided:g}, while the patient was still tapering off it after his own stop (day "
+                         f"{own_stop[drug]:g}; off on day {own_end[drug]:g})")
         elif kind in ("drug_stop", "taper_start") and drug is not None:
             running.discard(drug)
             if d is not None and d.drug_class == "weak_opioid" and rule in INTOLERANCE_RULES:
                 failed.add(drug)
             if rule == OWN_STOP:
                 own_stop[drug] = day
+            if kind == "drug_stop" and drug in own_stop:
+                own_end[drug] = day  # off the drug: its taper complete, or stopped at once
             if rule == OWN_STOP and state == "relieved" and d is not None and d.drug_class != "strong_opioid" \
                     and drug not in reoffered and drug not in failed and drug not in inadequate and not protocol \
                     and not (avoid and d.serotonergic) \
