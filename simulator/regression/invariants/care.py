@@ -221,9 +221,10 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                     pending.pop(drug_a, None)
             awaiting.clear()
         elif kind == "transition" and state in TREATING_STATES:
-            for drug_a, stopped in list(pending.items()):  # the decision at the stop itself moved on to a step
-                da = cat.get(drug_a)  # that does not offer this drug (no step back to it): nothing to re-offer
-                if day - stopped <= TOL and (da is None or state not in RESUMED_IN.get(da.drug_class,
+            for drug_a, stopped in list(pending.items()):  # a decision at the stop itself, or while he still
+                da = cat.get(drug_a)  # tapered off it, moved on to a step that does not offer it: nothing to re-offer
+                held = day - stopped <= TOL or own_end.get(drug_a, -1.0) < stopped - TOL
+                if held and (da is None or state not in RESUMED_IN.get(da.drug_class,
                                                                                        FIRST_LINE_STATES)):
                     pending.pop(drug_a, None)
         elif kind == "dropout":
@@ -233,8 +234,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             (kind == "transition" and rule == DISCHARGE)
         if refractory:
             for drug_p, stopped in pending.items():
-                if day - stopped <= TOL:
-                    continue  # the decision taken at the stop itself: a re-offer answers a later one
+                if day - stopped <= TOL or own_end.get(drug_p, -1.0) < stopped - TOL:
+                    continue  # the decision at the stop itself, or while he still tapered off it: not yet open
                 flag("reoffer_own_stop", key, day, kind, drug_p, rule, f"{drug_p}, stopped by the patient on day "
                      f"{stopped:g} while it relieved him, was not offered again before {rule}")
             pending.clear()
