@@ -326,6 +326,9 @@ def test_the_restart_of_a_relieving_drug_is_not_a_new_first_line_regimen():
             if rel.empty or float(rel["day"].iloc[0]) <= s.day + 1e-6 \
                     or str(rel["state"].iloc[0]) not in ("first_line", "switch", "add_on"):
                 continue  # no relapse, the stop's own (decided at the stop), or one into a later step
+            off = later[(later["event"] == "drug_stop") & (later["drug"].astype(str) == s.drug)]
+            if len(off) and float(rel["day"].iloc[0]) < float(off["day"].iloc[0]) - 1e-6:
+                continue  # decided while he still tapered off it: not open yet (P4.reoffer_own_stop)
             prior = g[g["day"] <= s.day]
             if ((prior["event"] == "evaluation") & prior["outcome"].astype(str).isin(["none", "partial"])
                     & (prior["drug"].astype(str) == s.drug)).any():
