@@ -36,10 +36,13 @@ TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 
 
-def rule_codes() -> tuple[tuple[str, ...], dict[str, int]]:
-    """The rule ids of rules.yaml in order (column ``rule`` holds their index) and the index of each."""
+def rule_codes() -> tuple[tuple[str, ...], dict[str | None, int]]:
+    """The rule ids of rules.yaml in order (column ``rule`` holds their index) and the index of each; no rule
+    (None or "") is -1 (one dict lookup per logged row, no test)."""
     ids = tuple(load_rules().ids())
-    return ids, {r: i for i, r in enumerate(ids)}
+    codes: dict[str | None, int] = {r: i for i, r in enumerate(ids)}
+    codes[None] = codes[""] = -1
+    return ids, codes
 
 
 def flag_sets(c: Cohort) -> list[frozenset[str]]:
@@ -73,4 +76,4 @@ class EventLog:
         # One call per log row (millions per run): struct packs the row in one C loop, several times faster than
         # array.extend/fromlist, which parse every item on its own.
         self._append(_pack(i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
-                           self.rule_code[rule] if rule else -1))
+                           self.rule_code[rule]))
