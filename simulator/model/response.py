@@ -30,6 +30,7 @@ _RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
 _unpack, _RECORD_SIZE, _cos, _erfc = _RECORD.unpack_from, _RECORD.size, math.cos, math.erfc  # hot path: no lookups
 _unpack_ns = struct.Struct("<3d").unpack_from  # Latents.ns_scalar: share, reduction as responder, as not
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
+_PATIENT_SIZE = N_LATENT * _RECORD_SIZE  # bytes of one patient's records
 RESPONSE_COLUMNS = 3 + N_CLASSES + 2 * MAX_DRUGS + 1 + 2 * N_LATENT * DRIFT_FEATURES
 _SQRT2 = math.sqrt(2.0)
 _NS, _G, _C = 0, 1, 2  # latent index of the nonspecific membership, the patient factor, the first class
@@ -110,11 +111,12 @@ class Latents:
     @cached_property
     def _hot(self) -> tuple:
         """What the scalar twins read on every call, fetched with one attribute load: the records as bytes, per
-        drug index its nonzero loadings as (latent index, weight) pairs in latent order (as u_at), the weight of
+        drug index its nonzero loadings as (record byte offset, weight) pairs in latent order (as u_at), the weight of
         a latent's static normal and of its sum of drift features, whether latents drift, and per patient the
         nonspecific responder share and reductions (3 doubles)."""
         s = self.drift_share
-        loadings = tuple(tuple((int(j), float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
+        # (byte offset of the latent's record in the patient's records, weight): no index arithmetic per latent
+        loadings = tuple(tuple((int(j) * _RECORD_SIZE, float(w[j])) for j in np.flatnonzero(w)) for w in self.loadings)
         # A patient's nonspecific share and reductions side by side (one cache line, not three arrays to read).
         ns = np.ascontiguousarray(np.stack([self.ns_share, self.ns_resp, self.ns_non], axis=1), dtype=np.float64)
         return (memoryview(np.ascontiguousarray(self.records)).cast("B"), loadings, math.sqrt(1.0 - s),
@@ -125,13 +127,15 @@ class Latents:
         # Each latent's record read straight into Python floats (exact, float32 included): one C call instead of
         # numpy indexing and scalars. cos and sums in double precision, feature by feature, as latent().
         rec, loadings, static_w, drift_w, drift, _ = self._hot
-        base = i * N_LATENT
+        base = i * _PATIENT_SIZE
         z = 0.0
-        for j, w in loadings[drug_index]:
-            x, o0, o1, o2, p0, p1, p2 = _unpack(rec, (base + j) * _RECORD_SIZE)
-            if drift:
-                x = static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2))
-            z += w * x
+        if drift:  # (tested once per call, not per latent)
+            for off, w in loadings[drug_index]:
+                x, o0, o1, o2, p0, p1, p2 = _unpack(rec, base + off)
+                z += w * (static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2)))
+        else:
+            for off, w in loadings[drug_index]:
+                z += w * _unpack(rec, base + off)[0]
         return 0.5 * _erfc(-z / _SQRT2)
 
     def ns_scalar(self, i: int, day: float) -> float:
@@ -139,7 +143,7 @@ class Latents:
         rec, _, static_w, drift_w, drift, ns = self._hot
         if not drift:
             return self.ns_reduction.item(i)
-        x, o0, o1, o2, p0, p1, p2 = _unpack(rec, (i * N_LATENT + _NS) * _RECORD_SIZE)
+        x, o0, o1, o2, p0, p1, p2 = _unpack(rec, i * _PATIENT_SIZE + _NS * _RECORD_SIZE)
         x = static_w * x + drift_w * (_cos(o0 * day + p0) + _cos(o1 * day + p1) + _cos(o2 * day + p2))
         u = 0.5 * _erfc(-x / _SQRT2)
         share, resp, non = _unpack_ns(ns, i * 24)
