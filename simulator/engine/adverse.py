@@ -84,8 +84,8 @@ class AdverseEvents:
         # Dose-limiting: back to the last tolerated step if it is still effective (P4.intolerance_reduce).
         lower = reduced_dose(line.steps[:line.next_step], dose, self.extras[line.drug].min_effective * line.factor)
         if lower > 0:
-            line.steps = tuple(s for s in line.steps[:line.next_step] if s[1] <= lower + 1e-9)
-            line.next_step = len(line.steps)
+            kept = tuple(s for s in line.steps[:line.next_step] if s[1] <= lower + 1e-9)
+            line.set_steps(kept, len(kept))
             line.target = lower
             line.reduced = True
             self._log(p.idx, now, E_DOSE, p.state, drug=line.drug, dose=lower, detail=code,

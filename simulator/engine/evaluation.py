@@ -148,7 +148,7 @@ class Evaluation:
             if interim:
                 judged = newest.next_step
                 if outcome == "relief":  # the smallest effective dose: titration stops here
-                    newest.steps = newest.steps[:newest.next_step]
+                    newest.set_steps(newest.steps[:newest.next_step], newest.next_step)
                     newest.target = newest.steps[-1][1]
                 else:
                     outcome = None

@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms")
+                 "next_apply", "n_applied", "terms", "due")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -43,7 +43,7 @@ class Line:
         self.factor = plan.factor  # renal exposure: a dose x acts like x / factor (P5.renal_dose)
         self.inc = plan.increment
         self.interval = plan.interval
-        self.next_step = 1
+        self.set_steps(self.steps, 1)
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
         target_off = self.steps[-1][0]
         for off, d in self.steps:  # the first step at the target dose (a loop: no generator per drug start)
@@ -62,6 +62,15 @@ class Line:
         self.next_apply = math.inf  # day of the next application (capsaicin 8%, P6.capsaicin_reapply)
         self.n_applied = 1
         self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
+
+    def set_steps(self, steps: tuple[tuple[float, float], ...], next_step: int) -> None:
+        """Set the schedule (``(day offset, dose)`` steps) and the index of its first step not reached yet, and
+        ``due``, the day that step is reached (inf: none left), which :meth:`Dosing._log_doses` compares at every
+        wake-up instead of indexing the schedule. Every change of ``steps`` or ``next_step`` goes through here (written
+        out once, in ``_log_doses``)."""
+        self.steps = steps
+        self.next_step = next_step
+        self.due = self.start + steps[next_step][0] if next_step < len(steps) else math.inf
 
     def dose_at(self, day: float) -> float:
         last_off, last_dose = self.steps[-1]
@@ -208,8 +217,7 @@ class Dosing:
             line.optimised = True
             return
         line.opt_from = len(reached)
-        line.steps = reached + tuple(new)
-        line.next_step = len(reached)
+        line.set_steps(reached + tuple(new), len(reached))
         line.target = line.maximum
         line.target_day = line.start + new[-1][0]
         line.optimised = True
@@ -250,8 +258,7 @@ class Dosing:
             kept = tuple(s for s in line.steps[:line.next_step] if s[1] <= dose + 1e-9)
             if not kept or abs(kept[-1][1] - dose) > 1e-9:
                 kept += ((round(now - line.start, 3), dose),)
-            line.steps = kept
-            line.next_step = len(kept)
+            line.set_steps(kept, len(kept))
             line.target = dose
             line.reduced = True
             self._log(p.idx, now, E_DOSE, p.state, drug=j, dose=dose, rule=decision.rule)
@@ -313,11 +320,12 @@ class Dosing:
         strictly before ``now`` (the horizon: the run simulates days < horizon)."""
         limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
+            while ln.due <= limit and ln.next_step < len(ln.steps):  # (due: the next step's day, Line.set_steps)
                 off, dose = ln.steps[ln.next_step]
                 if ln.next_step >= ln.opt_from:
                     rule = "P3.dose_optimisation"
                 else:
                     rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
                 self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
-                ln.next_step += 1
+                k = ln.next_step = ln.next_step + 1  # Line.set_steps written out (a call less per step logged)
+                ln.due = ln.start + ln.steps[k][0] if k < len(ln.steps) else math.inf
