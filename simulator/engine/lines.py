@@ -134,12 +134,12 @@ class Dosing:
             self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
-        pu = self.persist[i]
+        persist = self.persist  # .item(row, column): no numpy row view per drug start
         nd = len(t.drugs)
-        if self.under[j] > 0 and pu.item(2 + nd + j) < self.under[j]:  # usual care: X.under_titration
+        if self.under[j] > 0 and persist.item(i, 2 + nd + j) < self.under[j]:  # usual care: X.under_titration
             pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
         line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
-        line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, pu.item(2 + j))
+        line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, persist.item(i, 2 + j))
         if self.extras[j].reapply > 0:
             line.next_apply = now + self.extras[j].reapply
         restart = j in p.reopen_first  # a working regimen restarted: not a new first-line regimen (P4)
@@ -226,11 +226,11 @@ class Dosing:
         for k, slot in enumerate(d.ae_slots):
             if line.seen & (1 << k):
                 continue
-            u_inc = float(adv[2 * slot])
+            u_inc = adv.item(2 * slot)  # the float32 draw as a Python float (exact)
             if u_inc < interp(d.ae_incidence[k], line.maximum / line.factor):
-                day = line.start + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                day = line.start + onset_days(d.ae_onset_median, adv.item(2 * slot + 1))
                 if day <= now:
-                    day = now + onset_days(d.ae_onset_median, float(adv[2 * slot + 1]))
+                    day = now + onset_days(d.ae_onset_median, adv.item(2 * slot + 1))
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
                 line.seen |= 1 << k
         line.aes.sort()
