@@ -1,0 +1,104 @@
+"""The engine's hot-path shortcuts give exactly what the plain formulas give (they are speed-ups, not changes):
+the visit noise's inverse normal CDF, the latent reads from packed records, and the titration step due next.
+Each check computes the reference its own way (no shared code with what it checks)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from statistics import NormalDist
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator.engine.lines import Dosing, Line
+from simulator.model import streams
+from simulator.model.overrides import model_tables
+from simulator.model.response import DRIFT_FEATURES, RESPONSE_COLUMNS, draw_latents
+from simulator.model.safety import Plan
+
+_U64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
+
+
+@given(_U64, st.integers(min_value=0, max_value=10**9))
+def test_slot_normal_is_the_inverse_normal_cdf_of_the_slot_uniform(stream: int, slot: int) -> None:
+    """The visit noise calls the C inverse CDF directly: the same number as ``NormalDist().inv_cdf``."""
+    assert streams.slot_normal(stream, slot) == NormalDist().inv_cdf(streams.slot_uniform(stream, slot))
+
+
+def _latents(n: int = 40, seed: int = 3):
+    tables = model_tables(None)
+    u = streams.block(seed, 0, streams.RESPONSE, n, RESPONSE_COLUMNS)
+    etiology = np.arange(n) % 6
+    return tables, draw_latents(tables, etiology, u)
+
+
+def _reference_latent(lat, i: int, j: int, day: float) -> float:
+    """Latent normal j of patient i on ``day``, from the record fields (Latents' docstring formula)."""
+    x = float(lat.static[i, j])
+    s = lat.drift_share
+    if s <= 0.0:
+        return x
+    om, ph = lat.omega[i, j], lat.phase[i, j]
+    f = sum(math.cos(float(om[k]) * day + float(ph[k])) for k in range(DRIFT_FEATURES))
+    return math.sqrt(1.0 - s) * x + math.sqrt(s * 2.0 / DRIFT_FEATURES) * f
+
+
+@settings(max_examples=60)
+@given(st.integers(min_value=0, max_value=39), st.floats(min_value=0.0, max_value=1500.0), st.booleans())
+def test_scalar_latent_reads_equal_the_formula(i: int, day: float, drift: bool) -> None:
+    """``u_scalar`` / ``ns_scalar`` (byte offsets into the packed records, the drift test hoisted) equal the
+    formula evaluated latent by latent from the record fields, bit for bit, with and without drift."""
+    tables, lat = _latents()
+    if not drift:
+        lat = dataclasses.replace(lat, drift_share=0.0)
+    for d in tables.drugs:
+        w = lat.loadings[d.index]
+        z = 0.0
+        for j in np.flatnonzero(w):
+            z += float(w[j]) * _reference_latent(lat, i, int(j), day)
+        assert lat.u_scalar(i, d.index, day) == 0.5 * math.erfc(-z / math.sqrt(2.0))
+    member = 0.5 * math.erfc(-_reference_latent(lat, i, 0, day) / math.sqrt(2.0)) < lat.ns_share[i]
+    expected = (float(lat.ns_resp[i]) if member else float(lat.ns_non[i])) if drift else float(lat.ns_reduction[i])
+    assert lat.ns_scalar(i, day) == expected
+
+
+class _Doses(Dosing):
+    """Just enough of the simulation for ``_log_doses``: its rows are collected."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, float]] = []
+
+    def _log(self, i, day, ev, state, drug=-1, dose=-1.0, pain=-1.0, detail=-1, rule=None) -> None:
+        self.rows.append((day, dose))
+
+
+class _P:
+    state = "first_line"
+
+
+_STEPS = st.lists(st.tuples(st.floats(min_value=0.0, max_value=200.0), st.floats(min_value=1.0, max_value=600.0)),
+                  min_size=1, max_size=8).map(lambda s: tuple(sorted(s)))
+
+
+@given(_STEPS, st.floats(min_value=0.0, max_value=50.0),
+       st.lists(st.floats(min_value=0.0, max_value=300.0), min_size=1, max_size=6), st.integers(0, 7))
+def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> None:
+    """``_log_doses`` compares ``Line.due`` (kept by ``Line.set_steps``) instead of indexing the schedule: the
+    steps it logs are exactly those after the first whose day ``start + offset`` is reached by a call, each once,
+    in order; none after the schedule is cut short at the steps reached (as a dose reduction or a titration
+    stopped at response does)."""
+    plan = Plan(steps=steps, target=steps[-1][1], maximum=steps[-1][1], factor=1.0, increment=1.0, interval=7.0,
+                limits=())
+    line = Line(0, start, plan)
+    sim = _Doses()
+    days = sorted(days)
+    for k, now in enumerate(days):
+        if k == cut:
+            line.set_steps(line.steps[:line.next_step], line.next_step)
+        sim._log_doses(0, _P(), [line], start + now)
+    last = days[min(cut, len(days)) - 1] if cut > 0 else -math.inf  # the last call before the cut
+    expected = [(start + off, d) for off, d in steps[1:] if start + off <= (start + last) + 1e-9]
+    assert sim.rows == expected
+    assert line.due == (line.start + line.steps[line.next_step][0] if line.next_step < len(line.steps) else math.inf)
