@@ -98,3 +98,32 @@ def test_calendar_pops_in_heap_order(ops: list[tuple[float, int, int]]) -> None:
         cal.pos += 1
         got.append(first)
     assert got == want + sorted(heap)
+
+
+@given(st.lists(st.floats(0, 15), max_size=40), st.lists(st.floats(0, 15), max_size=40), st.integers(0, 5))
+def test_push_all_is_push_each(before: list[float], batch: list[float], pops: int) -> None:
+    """Pushing a batch at once (the patients' starts) leaves the calendar giving what pushing each would."""
+    eid = itertools.count()
+    one, many = _Calendar(10.0, eid), _Calendar(10.0, itertools.count())
+    for day in before:
+        entry = (day, 1, next(eid), None)
+        one.push(entry)
+        many.push(entry)
+    for cal in (one, many):
+        for _ in range(pops):
+            if cal.first() is None:
+                break
+            cal.pos += 1
+    entries = [(day, 0, next(eid), None) for day in batch]
+    for entry in entries:
+        one.push(entry)
+    many.push_all(entries)
+
+    def drain(cal: _Calendar) -> list[tuple]:
+        out = []
+        while (first := cal.first()) is not None:
+            cal.pos += 1
+            out.append(first)
+        return out
+
+    assert drain(many) == drain(one)
