@@ -88,7 +88,7 @@ def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> No
     """``_log_doses`` compares ``Line.due`` (kept by ``Line.set_steps``) instead of indexing the schedule: the
     steps it logs are exactly those after the first whose day ``start + offset`` is reached by a call, each once,
     in order; none after the schedule is cut short at the steps reached (as a dose reduction or a titration
-    stopped at response does)."""
+    stopped at response does); ``dose_at`` answers from the schedule as set."""
     plan = Plan(steps=steps, target=steps[-1][1], maximum=steps[-1][1], factor=1.0, increment=1.0, interval=7.0,
                 limits=())
     line = Line(0, start, plan)
@@ -102,3 +102,6 @@ def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> No
     expected = [(start + off, d) for off, d in steps[1:] if start + off <= (start + last) + 1e-9]
     assert sim.rows == expected
     assert line.due == (line.start + line.steps[line.next_step][0] if line.next_step < len(line.steps) else math.inf)
+    for now in days:  # dose_at (its last step kept by set_steps): the dose of the last step reached, else the first
+        reached_doses = [d for off, d in line.steps if line.start + off <= (start + now) + 1e-9]
+        assert line.dose_at(start + now) == (reached_doses[-1] if reached_doses else line.steps[0][1])

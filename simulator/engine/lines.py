@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms", "due")
+                 "next_apply", "n_applied", "terms", "due", "last_day", "last_dose")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -66,16 +66,17 @@ class Line:
     def set_steps(self, steps: tuple[tuple[float, float], ...], next_step: int) -> None:
         """Set the schedule (``(day offset, dose)`` steps) and the index of its first step not reached yet, and
         ``due``, the day that step is reached (inf: none left), which :meth:`Dosing._log_doses` compares at every
-        wake-up instead of indexing the schedule. Every change of ``steps`` or ``next_step`` goes through here (written
-        out once, in ``_log_doses``)."""
+        wake-up instead of indexing the schedule, and the last step's day and dose (for :meth:`dose_at`). Every
+        change of ``steps`` or ``next_step`` goes through here (``next_step`` alone written out in ``_log_doses``)."""
         self.steps = steps
         self.next_step = next_step
         self.due = self.start + steps[next_step][0] if next_step < len(steps) else math.inf
+        last_off, self.last_dose = steps[-1]  # the schedule's last step, its day: dose_at's common answer
+        self.last_day = self.start + last_off
 
     def dose_at(self, day: float) -> float:
-        last_off, last_dose = self.steps[-1]
-        if self.start + last_off <= day + 1e-9:  # steps are in day order: past the last, its dose (most calls)
-            return last_dose
+        if self.last_day <= day + 1e-9:  # steps are in day order: past the last, its dose (most calls)
+            return self.last_dose
         dose = self.steps[0][1]
         for off, d in self.steps:
             if self.start + off <= day + 1e-9:
