@@ -87,7 +87,7 @@ def stream_key(seed: int, replication: int, purpose: int) -> int:
 
 def day_slot(day: float) -> int:
     """The schedule slot of a visit on ``day``: the day in thousandths (visits on the same day share it)."""
-    return int(round(day * 1000.0))
+    return round(day * 1000.0)  # round() of a float with no digits is already an int
 
 
 def keyed_uniform(key: int, patient: int, slot: int) -> float:
