@@ -32,16 +32,18 @@ NCOL = len(COLUMNS)
 ROW = struct.Struct(f"{NCOL}d")  # one row of the event buffer: NCOL doubles in native order, as array("d")
 _pack = ROW.pack
 STATE_CODE = {s: i for i, s in enumerate(STATES)}
+_STATE_COLUMN = {s: float(i) for s, i in STATE_CODE.items()}  # the codes as written (a double: no int conversion)
 TRIGGER_CODE = {t: i for i, t in enumerate(TRIGGERS)}
 OUTCOME_CODE = {o: i for i, o in enumerate(OUTCOMES)}
 
 
-def rule_codes() -> tuple[tuple[str, ...], dict[str | None, int]]:
-    """The rule ids of rules.yaml in order (column ``rule`` holds their index) and the index of each; no rule
-    (None or "") is -1 (one dict lookup per logged row, no test)."""
+def rule_codes() -> tuple[tuple[str, ...], dict[str | None, float]]:
+    """The rule ids of rules.yaml in order (column ``rule`` holds their index) and the index of each as the
+    column's double (the row is packed without an int conversion); no rule (None or "") is -1 (one dict lookup
+    per logged row, no test)."""
     ids = tuple(load_rules().ids())
-    codes: dict[str | None, int] = {r: i for i, r in enumerate(ids)}
-    codes[None] = codes[""] = -1
+    codes: dict[str | None, float] = {r: float(i) for i, r in enumerate(ids)}
+    codes[None] = codes[""] = -1.0
     return ids, codes
 
 
@@ -71,9 +73,10 @@ class EventLog:
     """Mixin: writes rows to the run's flat event buffer ``self.buf`` (set by ``Simulation.__init__``, with
     ``self.rule_code`` and ``self._append``, the buffer's ``frombytes`` bound once)."""
 
-    def _log(self, i: int, day: float, ev: int, state: str, drug: int = -1, dose: float = -1.0,
-             pain: float = -1.0, detail: int = -1, rule: str | None = None) -> None:
+    def _log(self, i: int, day: float, ev: int, state: str, drug: int | float = -1.0, dose: float = -1.0,
+             pain: float = -1.0, detail: int | float = -1.0, rule: str | None = None) -> None:
         # One call per log row (millions per run): struct packs the row in one C loop, several times faster than
-        # array.extend/fromlist, which parse every item on its own.
-        self._append(_pack(i, day, ev, STATE_CODE[state], drug, dose, pain, detail,
-                           self.rule_code[rule]))
+        # array.extend/fromlist, which parse every item on its own. Codes it looks up and the defaults are doubles
+        # already: packing an int as a double converts it through a temporary float object (-1 and -1.0 are the
+        # same double).
+        self._append(_pack(i, day, ev, _STATE_COLUMN[state], drug, dose, pain, detail, self.rule_code[rule]))
