@@ -127,3 +127,20 @@ def test_push_all_is_push_each(before: list[float], batch: list[float], pops: in
         return out
 
     assert drain(many) == drain(one)
+
+
+def test_calendar_orders_priorities_on_the_same_later_day() -> None:
+    """A later bucket is sorted by day alone (stable: event-id order on ties) only while all its entries have one
+    priority; given an urgent entry after a normal one on the same day, it comes first, as on SimPy's heap."""
+    eid = itertools.count()
+    cal = _Calendar(10.0, eid)
+    normal = (5.0, 1, next(eid), "normal")
+    urgent = (5.0, 0, next(eid), "urgent")
+    later = (5.5, 1, next(eid), "later")
+    for entry in (later, normal, urgent):
+        cal.push(entry)
+    got = []
+    while (first := cal.first()) is not None:
+        cal.pos += 1
+        got.append(first[3])
+    assert got == ["urgent", "normal", "later"]
