@@ -27,6 +27,11 @@ def test_slot_normal_is_the_inverse_normal_cdf_of_the_slot_uniform(stream: int, 
     assert streams.slot_normal(stream, slot) == NormalDist().inv_cdf(streams.slot_uniform(stream, slot))
 
 
+@given(_U64, st.floats(min_value=0.0, max_value=5000.0))
+def test_visit_normal_is_the_slot_normal_of_the_day_slot(stream: int, day: float) -> None:
+    assert streams.visit_normal(stream, day) == streams.slot_normal(stream, streams.day_slot(day))
+
+
 def _latents(n: int = 40, seed: int = 3):
     tables = model_tables(None)
     u = streams.block(seed, 0, streams.RESPONSE, n, RESPONSE_COLUMNS)

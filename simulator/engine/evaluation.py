@@ -229,8 +229,9 @@ class Evaluation:
                 e = ((terms[2] if lat.u_scalar(i, d.index, now) < terms[1] else terms[3])
                      * (1.0 - math.exp(-days_on / d.onset_days))) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
-        return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, now - entry, effects, t.noise_sd,
-                             streams.slot_normal(noise, streams.day_slot(now - entry)))
+        since = now - entry
+        return observed_pain(p.baseline, lat.ns_scalar(i, now), ns_onset, since, effects, t.noise_sd,
+                             streams.visit_normal(noise, since))
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""

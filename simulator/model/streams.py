@@ -114,6 +114,11 @@ def slot_uniform(stream: int, slot: int) -> float:
     return ((h >> 11) + 0.5) * (1.0 / (1 << 53))
 
 
+def visit_normal(stream: int, day: float) -> float:
+    """``slot_normal(stream, day_slot(day))`` in one call (the engine's visit noise, drawn at every visit)."""
+    return _inv_cdf01(slot_uniform(stream, round(day * 1000.0)), 0.0, 1.0)
+
+
 def slot_normal(stream: int, slot: int) -> float:
     """:func:`keyed_normal` from the patient's :func:`patient_stream` (the engine's visit noise: no Python-level
     ``NormalDist.inv_cdf`` call; its checks cannot fail, :func:`slot_uniform` is strictly inside (0, 1))."""
