@@ -75,9 +75,10 @@ class PatientProcess:
         c = self.cohort
         t = self.tables
         ctx = self.ctx
-        facts = PatientFacts(age=float(c.age[i]), etiology=int(c.etiology[i]), localized=bool(c.localized[i]),
-                             crcl=float(c.crcl[i]), flags=self.flags[i])
-        p = PatientModel(i, facts, float(c.baseline_nrs[i]), bool(c.misuse_risk[i] == 2), ctx)
+        # ndarray.item: the value as a Python scalar directly (no numpy scalar per attribute and patient)
+        facts = PatientFacts(age=float(c.age.item(i)), etiology=int(c.etiology.item(i)),
+                             localized=bool(c.localized.item(i)), crcl=float(c.crcl.item(i)), flags=self.flags[i])
+        p = PatientModel(i, facts, float(c.baseline_nrs.item(i)), c.misuse_risk.item(i) == 2, ctx)
         lat = self.latents
         ns_onset = float(lat.ns_onset[i])
         # Row views, not copies: 100k live patient processes must not each hold their draws as lists.
