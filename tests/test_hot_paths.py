@@ -1,5 +1,5 @@
 """The engine's hot-path shortcuts give exactly what the plain formulas give (they are speed-ups, not changes):
-the visit noise's inverse normal CDF, the latent reads from packed records, and the titration step due next.
+the visit noise's inverse normal CDF, the latent reads from packed records, a drug's schedule and dose.
 Each check computes the reference its own way (no shared code with what it checks)."""
 
 from __future__ import annotations
@@ -90,10 +90,10 @@ _STEPS = st.lists(st.tuples(st.floats(min_value=0.0, max_value=200.0), st.floats
 @given(_STEPS, st.floats(min_value=0.0, max_value=50.0),
        st.lists(st.floats(min_value=0.0, max_value=300.0), min_size=1, max_size=6), st.integers(0, 7))
 def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> None:
-    """``_log_doses`` compares ``Line.due`` (kept by ``Line.set_steps``) instead of indexing the schedule: the
-    steps it logs are exactly those after the first whose day ``start + offset`` is reached by a call, each once,
-    in order; none after the schedule is cut short at the steps reached (as a dose reduction or a titration
-    stopped at response does); ``dose_at`` answers from the schedule as set."""
+    """A schedule set with ``Line.set_steps``: ``_log_doses`` logs exactly the steps after the first whose day
+    ``start + offset`` is reached by a call, each once, in order, none after the schedule is cut short at the steps
+    reached (as a dose reduction or a titration stopped at response does); ``dose_at`` (the last step kept by
+    set_steps) answers from the schedule as set."""
     plan = Plan(steps=steps, target=steps[-1][1], maximum=steps[-1][1], factor=1.0, increment=1.0, interval=7.0,
                 limits=())
     line = Line(0, start, plan)
@@ -106,7 +106,6 @@ def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> No
     last = days[min(cut, len(days)) - 1] if cut > 0 else -math.inf  # the last call before the cut
     expected = [(start + off, d) for off, d in steps[1:] if start + off <= (start + last) + 1e-9]
     assert sim.rows == expected
-    assert line.due == (line.start + line.steps[line.next_step][0] if line.next_step < len(line.steps) else math.inf)
     for now in days:  # dose_at (its last step kept by set_steps): the dose of the last step reached, else the first
         reached_doses = [d for off, d in line.steps if line.start + off <= (start + now) + 1e-9]
         assert line.dose_at(start + now) == (reached_doses[-1] if reached_doses else line.steps[0][1])

@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms", "due", "last_day", "last_dose")
+                 "next_apply", "n_applied", "terms", "last_day", "last_dose")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -64,13 +64,10 @@ class Line:
         self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
 
     def set_steps(self, steps: tuple[tuple[float, float], ...], next_step: int) -> None:
-        """Set the schedule (``(day offset, dose)`` steps) and the index of its first step not reached yet, and
-        ``due``, the day that step is reached (inf: none left), which :meth:`Dosing._log_doses` compares at every
-        wake-up instead of indexing the schedule, and the last step's day and dose (for :meth:`dose_at`). Every
-        change of ``steps`` or ``next_step`` goes through here (``next_step`` alone written out in ``_log_doses``)."""
+        """Set the schedule (``(day offset, dose)`` steps), the index of its first step not logged yet, and the
+        last step's day and dose, :meth:`dose_at`'s common answer. Every change of ``steps`` goes through here."""
         self.steps = steps
         self.next_step = next_step
-        self.due = self.start + steps[next_step][0] if next_step < len(steps) else math.inf
         last_off, self.last_dose = steps[-1]  # the schedule's last step, its day: dose_at's common answer
         self.last_day = self.start + last_off
 
@@ -321,12 +318,11 @@ class Dosing:
         strictly before ``now`` (the horizon: the run simulates days < horizon)."""
         limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.due <= limit and ln.next_step < len(ln.steps):  # (due: the next step's day, Line.set_steps)
+            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
                 off, dose = ln.steps[ln.next_step]
                 if ln.next_step >= ln.opt_from:
                     rule = "P3.dose_optimisation"
                 else:
                     rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
                 self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
-                k = ln.next_step = ln.next_step + 1  # Line.set_steps written out (a call less per step logged)
-                ln.due = ln.start + ln.steps[k][0] if k < len(ln.steps) else math.inf
+                ln.next_step += 1
