@@ -29,6 +29,7 @@ DEPARTURES: tuple[str, ...] = (
     "guard_bypass",  # a step the pathway's guard refuses, taken on purpose (tutor: the trainee meets the consequence)
     "usual_care_index",  # the index drug drawn from usual care's observed mix, not P1 (simulator.model.care)
     "under_titration",  # drugs left below their recommended dose (P2, P13; simulator.model.care)
+    "usual_care_leaves_care",  # a patient who leaves care stops his drugs at once, untapered (P5; simulator.model.care)
 )
 
 

@@ -196,5 +196,7 @@ DEPARTURE_BY_RULE: dict[tuple[str, str | None], str] = {
     ("adequate_trial", None): "under_titration",  # X.under_titration: judged below the recommended dose (P2, P3)
     ("tca_last_resort", "X.usual_care_choice"): "usual_care_index",  # a tricyclic drawn as the index drug
     ("cipn_no_tca_gabapentinoid", "X.usual_care_choice"): "usual_care_index",  # index drug drawn in CIPN
-    ("taper", "X.left_treatment"): "usual_care_index",  # the patient leaves treatment at once (no taper)
+    # X.left_treatment: usual care's patient who does not come back stops what still runs himself, at once (no
+    # taper, P5): its own departure, not the index drug's (return_after_stop < 1 needs it, simulator.model.care)
+    ("taper", "X.left_treatment"): "usual_care_leaves_care",
 }
