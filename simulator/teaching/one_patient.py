@@ -57,9 +57,16 @@ class Setup:
     case: Case | None = None
 
 
-def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0) -> Setup:
-    """Patient ``patient`` of the scenario's cohort (seed and replication as in a run). Raises InputError on a
-    negative index or replication."""
+def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0,
+                        patients: int | None = None, replications: int | None = None) -> Setup:
+    """Patient ``patient`` of replication ``replication`` of a run of the scenario (seed, ``patients`` per
+    replication and ``replications`` as in ``painpath run``: the scenario's unless given).
+
+    Raises InputError on a negative index or replication, and on one outside the run: a patient at or beyond
+    the run's patients per replication (an open population's: the patients its replication brings in), a
+    replication at or beyond its replications. Keyed draws would make such a patient well defined, but he is
+    not one of the run, so a trace would tell a journey no run of the scenario contains."""
+    from ..analysis.open_population import replication_setup
     from ..model.clinical_tables import compile_model
 
     if patient < 0:
@@ -68,7 +75,26 @@ def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, re
     if replication < 0:
         raise InputError(f"the replication must be 0 or more (got {replication})", field="--replication",
                          fix="use a whole number >= 0")
-    sc = scenario.with_overrides(seed=seed) if seed is not None else scenario
+    sc = scenario.with_overrides(seed=seed, patients=patients, replications=replications)
+    if replication >= sc.replications:
+        raise InputError(f"replication {replication} is not one of the run's: scenario '{sc.name}' runs "
+                         f"{sc.replications} replication(s), numbered 0 to {sc.replications - 1}",
+                         field="--replication",
+                         fix=f"use --replication 0 to {sc.replications - 1}, or add --replications "
+                             f"{replication + 1} (or more) to trace a patient of a run with that many replications")
+    if sc.population is not None:  # an open population: the patients this replication brings in
+        n = replication_setup(sc, replication)[0]
+        if patient >= n:
+            raise InputError(f"patient {patient} is not one of the run's: the open population of scenario "
+                             f"'{sc.name}' brings {n:,} patients into replication {replication} (seed {sc.seed}), "
+                             f"numbered 0 to {n - 1}", field="--patient",
+                             fix=f"give a patient index from 0 to {n - 1}")
+    elif patient >= sc.patients:
+        raise InputError(f"patient {patient} is not one of the run's: scenario '{sc.name}' simulates "
+                         f"{sc.patients:,} patients per replication, numbered 0 to {sc.patients - 1}",
+                         field="--patient",
+                         fix=f"give a patient index from 0 to {sc.patients - 1}, or add --patients {patient + 1} "
+                             "(or more) to trace a patient of a run of that many patients")
     cohort = generate_cohort(sc.cohort_spec, max(patient + 1, sc.patients), sc.seed, replication=replication)
     ctx = PolicyContext.build(sc.policy, compile_model())
     config = EngineConfig(horizon_days=float(sc.horizon_days),
@@ -82,10 +108,14 @@ def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: in
     from ..model.clinical_tables import compile_model
     from ..model.policy import Policy
     from ..population.cohort_spec import load_cohort_spec
+    from ..scenario import MAX_PATIENTS
 
     if patient < 0:
         raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
                          fix="give a patient index such as 0, 1, 2 ...")
+    if patient >= MAX_PATIENTS:  # his draws need the cohort up to him: no more patients than a run holds
+        raise InputError(f"patient {patient} is beyond the {MAX_PATIENTS:,} patients a cohort of a run holds",
+                         field="--patient", fix=f"give a patient index from 0 to {MAX_PATIENTS - 1}")
     spec = load_cohort_spec(cohort_file)
     cohort = generate_cohort(spec, patient + 1, seed, replication=replication)
     ctx = PolicyContext.build(Policy(), compile_model())
