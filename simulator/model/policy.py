@@ -94,6 +94,13 @@ class Referral(Strict):
         "refractory again after a consult (its plan and the pathway's remaining options failed, or relief lost) is "
         "referred again until this many consults (assumption: S002/S004 refer persistent refractory pain whenever it "
         "is found; 2 keeps one re-referral; 1 is v0.2's single consult)")
+    re_referral_after_days: int = Field(
+        91, ge=0, le=3650, description="P9.re_referral: a patient is referred again no sooner than this many days "
+        "after his last consult started; refractory again before that, he goes on with his regimen (no review) and is "
+        "queued when the interval ends. Assumption: the specialist's plan and the pathway's remaining options get "
+        "three months before the clinic is asked again (one maintenance interval, P4.maintenance_visit's 91 days; "
+        "S004 reassesses every 1-3 months; SCS relief is judged at 3 months in SENZA-PDN, calibration.md 6); no "
+        "source gives a re-referral interval (calibration.md 6: referral [NF]). 0: referred again at once (v0.2)")
 
     @model_validator(mode="after")
     def _pair(self) -> Referral:
