@@ -181,6 +181,11 @@ CARE = (
               "specialist care, not once back in the pathway (refractory again later is referred again)",
               "events: referral_queued, consult (wait_days, consult_outcome), queue_left, dropout, "
               "P9.discharge_plan transitions; policy: referral.max_consults"),
+    Invariant("re_referral_interval", "P9.re_referral", "S002, S004",
+              "a patient is referred again (any referral after a consult) no sooner than "
+              "referral.re_referral_after_days after his last consult started (assumption: three months by default)",
+              "events: consult rows (wait_days: the consult starts), referral_queued; policy: "
+              "referral.re_referral_after_days"),
     Invariant("criteria_referral_on_treatment", "P9.care_while_waiting", "S002, S004",
               "a referral by the policy's criteria (P9.referral_criteria) is made on a regimen: a drug runs (not "
               "tapering) when it is queued, so the wait is not a treatment gap (unless referral.while_waiting: stop)",
