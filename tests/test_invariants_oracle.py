@@ -336,6 +336,12 @@ CASES = [
      [*PREGABALIN_OK, row(100, "referral_queued", rule="P9.refractory_referral"),
       row(110, "queue_left", rule="P9.relieved_while_waiting"),
       row(120, "referral_queued", rule="P9.refractory_referral")]),
+    ("re_referral_interval", {}, {},  # referred again 50 days after the consult started (default: 91 days)
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(200, "referral_queued", rule="P9.re_referral")],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(241, "referral_queued", rule="P9.re_referral")]),
+    ("re_referral_interval", {}, {"referral": {"re_referral_after_days": 120}},  # the policy's interval, not 91
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(260, "referral_queued", rule="P9.re_referral")],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(270, "referral_queued", rule="P9.re_referral")]),
     ("criteria_referral_on_treatment", {}, {"referral": {"after_failed_lines": 1}},
      [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="none", pain=7),
       *pregabalin_stop(42, "P9.referral_criteria"), row(42, "referral_queued", rule="P9.referral_criteria")],

@@ -49,11 +49,16 @@ def test_leaving_care_untapered_is_excused_only_by_its_own_departure(declared):
     assert not old.ok
 
 
-def test_a_policy_letting_patients_leave_must_declare_it():
-    """tests/data/usual-care-leaves-undeclared.yaml (return_after_stop 0.3, usual_care_leaves_care not declared)
-    is refused before any simulation: exit 2, one paragraph naming the file, the field, the departure and the
-    fix, no traceback."""
-    r = CliRunner().invoke(main, ["check", str(DATA / "usual-care-leaves-undeclared.yaml"), "--patients", "50"])
+def test_a_policy_letting_patients_leave_must_declare_it(tmp_path):
+    """tests/data/usual-care-leaves-care.yaml without usual_care_leaves_care among its departures (return_after_stop
+    0.3; usual care's four older departures only) is refused before any simulation: exit 2, one paragraph naming
+    the file, the field, the departure and the fix, no traceback (on the code before it ran, exit 0)."""
+    text = (DATA / "usual-care-leaves-care.yaml").read_text()
+    text = text.replace(", usual_care_leaves_care]", "]").replace("../../cohorts/", str(DATA.parent.parent / "cohorts") + "/")
+    assert "usual_care_leaves_care]" not in text
+    bad = tmp_path / "usual-care-leaves-undeclared.yaml"
+    bad.write_text(text)
+    r = CliRunner().invoke(main, ["check", str(bad), "--patients", "50"])
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output
     text = " ".join(r.output.split())
