@@ -110,3 +110,15 @@ def test_a_bad_interval_is_one_paragraph_naming_file_and_field(tmp_path, value, 
     assert "Traceback" not in r.output and text.count("Error") == 1
     assert "bad.yaml" in text and "policy.referral.re_referral_after_days" in text and words in text
     assert "Fix:" in text and not out.exists()
+
+
+def test_an_interval_without_re_referral_is_refused(tmp_path):
+    """With referral.max_consults 1 nobody is referred again, so re_referral_after_days would do nothing: an
+    option that does nothing is an input error (exit 2) naming the field and both fixes."""
+    f = tmp_path / "idle.yaml"
+    f.write_text("name: idle\ncohort: mixed-primary-care\npatients: 20\npolicy:\n  name: guideline\n"
+                 "  referral: {max_consults: 1, re_referral_after_days: 30}\n")
+    r = CliRunner().invoke(main, ["run", str(f), "--out", str(tmp_path / "run"), "--no-report", "--quiet"])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "policy.referral" in text and "re_referral_after_days does nothing" in text and "raise max_consults" in text

@@ -82,3 +82,10 @@ def test_the_tutor_cohort_patient_is_bounded_by_what_a_run_holds():
 
     _refused(["tutor", "--cohort", str(ROOT / "cohorts" / "mixed-primary-care.yaml"), "--patient", str(MAX_PATIENTS)],
              "--patient", f"0 to {MAX_PATIENTS - 1}")
+
+
+def test_run_size_options_with_a_case_are_refused():
+    """--patients / --replications size a scenario's run; a teaching case is one patient, so they would do nothing:
+    refused (exit 2) rather than silently ignored."""
+    _refused(["trace", "--case", "arrhythmia-no-tca", "--patients", "5"], "--patients", "--case")
+    _refused(["trace", "--case", "arrhythmia-no-tca", "--replications", "2"], "--replications")

@@ -95,6 +95,9 @@ def _setup(scenario: str | None, case: str | None, patient: int | None, seed: in
     from ..teaching.narrate import setup_from_case, setup_from_scenario
 
     if case is not None:
+        if patients is not None or replications is not None:
+            raise InputError("a teaching case is one patient, not a run", field="--patients" if patients is not None
+                             else "--replications", fix="remove it, or trace a scenario's patient instead of --case")
         return setup_from_case(load_case(case))
     if scenario is None:
         raise InputError("no patient given", field="SCENARIO", fix="give a scenario and --patient K, or --case NAME")

@@ -106,6 +106,9 @@ class Referral(Strict):
     def _pair(self) -> Referral:
         if (self.pain_above is None) != (self.after_days is None):
             raise ValueError("pain_above and after_days go together: give both or neither")
+        if self.max_consults == 1 and self.re_referral_after_days != type(self).model_fields["re_referral_after_days"].default:
+            raise ValueError("re_referral_after_days does nothing with max_consults 1 (no patient is referred again); "
+                             "remove re_referral_after_days, or raise max_consults")
         return self
 
 
