@@ -75,3 +75,17 @@ def test_the_usual_care_scenarios_declare_what_they_do():
     us, uk = load_scenario(root / "usual-care.yaml"), load_scenario(root / "usual-care-uk.yaml")
     assert us.policy.usual_care.return_after_stop < 1 and "usual_care_leaves_care" in us.policy.declared_departures
     assert uk.policy.usual_care.return_after_stop == 1 and "usual_care_leaves_care" not in uk.policy.declared_departures
+
+
+def test_the_trace_tells_the_untapered_stop(declared):
+    """Narration tells the truth (issue 9 item 12): a drug the leaving patient stops is told as stopped at once by
+    him, not as an ordinary stop (it used to read "duloxetine stopped"), on the day he leaves."""
+    from simulator.scenario import load_scenario
+    from simulator.teaching.narrate import setup_from_scenario, trace
+
+    ev = declared.events
+    left = ev[(ev["event"] == "drug_stop") & (ev["rule"].astype(str) == "X.left_treatment")]
+    k, day = int(left["patient"].iloc[0]), float(left["day"].iloc[0])
+    steps = trace(setup_from_scenario(load_scenario(DATA / "usual-care-leaves-care.yaml"), k)).steps
+    told = [s for s in steps if s.rule == "X.left_treatment" and s.kind == "stop" and abs(s.day - day) < 1e-6]
+    assert told and all("stopped at once by the patient" in s.text for s in told), [s.text for s in told]
