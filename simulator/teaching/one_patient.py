@@ -75,7 +75,8 @@ def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, re
     if replication < 0:
         raise InputError(f"the replication must be 0 or more (got {replication})", field="--replication",
                          fix="use a whole number >= 0")
-    sc = scenario.with_overrides(seed=seed, patients=patients, replications=replications)
+    given = {k: v for k, v in (("seed", seed), ("patients", patients), ("replications", replications)) if v is not None}
+    sc = scenario.with_overrides(**given) if given else scenario
     if replication >= sc.replications:
         raise InputError(f"replication {replication} is not one of the run's: scenario '{sc.name}' runs "
                          f"{sc.replications} replication(s), numbered 0 to {sc.replications - 1}",
