@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -89,3 +90,49 @@ def test_run_size_options_with_a_case_are_refused():
     refused (exit 2) rather than silently ignored."""
     _refused(["trace", "--case", "arrhythmia-no-tca", "--patients", "5"], "--patients", "--case")
     _refused(["trace", "--case", "arrhythmia-no-tca", "--replications", "2"], "--replications")
+
+
+def _same_journey(alone, mine) -> bool:
+    return (len(alone) == len(mine) and list(alone["event"].astype(str)) == list(mine["event"].astype(str))
+            and list(alone["rule"].astype(str)) == list(mine["rule"].astype(str))
+            and bool(np.allclose(alone["day"].astype(float), mine["day"].astype(float), atol=1e-3)))
+
+
+def test_an_open_population_patient_is_traced_as_the_run_has_him():
+    """The trace builds the replication as `painpath run` does: an open population's patient K enters on his own
+    day (he used to be traced from day 0 with the closed cohort's settings, another journey: 3 of 4 patients
+    differed at 100,000 people), and his events are the run's, day for day."""
+    from simulator.analysis.runner import simulate
+    from simulator.scenario import load_scenario
+    from simulator.teaching.one_patient import setup_from_scenario
+    from simulator.teaching.one_patient import simulate as simulate_one
+
+    sc = load_scenario(ROOT / "scenarios" / "open-population.yaml")
+    sc = sc.with_overrides(population={**sc.population.model_dump(), "size": 50000}, replications=1)
+    ev = simulate(sc).events
+    for k in (3, 50, 200):
+        mine = ev[ev["patient"] == k].reset_index(drop=True)
+        assert _same_journey(simulate_one(setup_from_scenario(sc, k)), mine), k
+
+
+def test_clinical_overrides_are_the_runs():
+    """A scenario's clinical_overrides are part of its run: the trace uses them (it used the packaged model). With
+    relapses made frequent, patients never referred (the clinic's queue is shared in a run) have the run's
+    journey, and at least one of them differs from the packaged model's."""
+    from simulator.analysis.runner import simulate
+    from simulator.scenario import load_scenario
+    from simulator.teaching.one_patient import setup_from_scenario
+    from simulator.teaching.one_patient import simulate as simulate_one
+
+    base = load_scenario(SMALL)
+    sc = base.with_overrides(clinical_overrides={"persistence.relapse_per_year": 1.5}, replications=1)
+    ev = simulate(sc, patients=40).events
+    checked = differs = 0
+    for k in range(20):
+        mine = ev[ev["patient"] == k].reset_index(drop=True)
+        if (mine["event"] == "referral_queued").any():
+            continue
+        assert _same_journey(simulate_one(setup_from_scenario(sc, k, patients=40)), mine), k
+        differs += not _same_journey(simulate_one(setup_from_scenario(base, k, patients=40)), mine)
+        checked += 1
+    assert checked >= 8 and differs >= 1
