@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms")
+                 "next_apply", "n_applied", "terms", "held")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -62,6 +62,7 @@ class Line:
         self.next_apply = math.inf  # day of the next application (capsaicin 8%, P6.capsaicin_reapply)
         self.n_applied = 1
         self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
+        self.held: tuple = ()  # P8.titrate_to_response: steps given only once an evaluation asks (Evaluation._trial)
 
     def dose_at(self, day: float) -> float:
         last_off, last_dose = self.steps[-1]
@@ -167,6 +168,8 @@ class Dosing:
                 line.seen |= 1 << k
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
+        if line.to_response:  # P8.titrate_to_response: no step without its evaluation, wherever the line runs on
+            line.steps, line.held = line.steps[:1], line.steps[1:]
         return line
 
     def _add_alongside(self, p: PatientModel, decision: Decision, lines: list[Line], now: float, adv: np.ndarray,

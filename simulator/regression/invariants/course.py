@@ -30,6 +30,9 @@ class CourseChecks(CheckerBase):
     def _on_evaluation(self, key: tuple[int, int], f: Facts, t: Trajectory, d: Drug, name: str, day: float,
                        rule: str | None, outcome: str | None) -> None:
         active = list(t.active.values())
+        titrated = t.active.get(name)
+        if titrated is not None and rule == INTERIM_RULE and outcome in FAILED_OUTCOMES:
+            titrated.step_judged = True  # P8.titrate_to_response: the next step is asked for (DoseChecks._on_dose)
         for ln in active:
             ln.last_outcome = outcome
             if outcome == "relief":

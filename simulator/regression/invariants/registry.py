@@ -131,6 +131,11 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("opioid_smallest_dose", "P8.titrate_to_response", "S000, S004",
               "a strong opioid is not titrated further once it has given relief (smallest effective dose)",
               "events: evaluations and strong-opioid dose changes"),
+    Invariant("opioid_titrated_to_response", "P8.titrate_to_response", "S000, S004",
+              "each rise of a strong-opioid dose follows an evaluation of the response on that drug "
+              "(P8.titrate_to_response, outcome not relief) since its last dose level: titrated to the smallest "
+              "effective dose, never by schedule alone (every strong opioid, held by the oracle)",
+              "events: strong-opioid drug_start and dose changes, evaluations (rule, drug, outcome)"),
     Invariant("rule_ids", "P1-P13", "S000-S004",
               "every decision, start, stop, taper, dose change, limit, check and evaluation carries a resolvable "
               "rule id, and a dose change cites a rule of its direction (a rise P2/P3/P8, a fall P4/P5)",
