@@ -97,6 +97,7 @@ def own_stop_then(refer: bool, restart: bool):
     rows = [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="relief", pain=3),
             {**row(42, "transition", rule="P4.relief"), "state": "relieved"},
             *[{**r, "state": "relieved"} for r in pregabalin_stop(100, "X.patient_stop")],
+            {**row(140, "maintenance_visit", rule="P4.maintenance_visit", outcome="none", pain=7), "state": "relieved"},
             {**row(140, "transition", rule="P4.relapse"), "state": "first_line"}]
     if restart:
         rows += [row(140, "transition", rule="P4.reoffer_own_stop"),
@@ -337,6 +338,21 @@ CASES = [
      [*CAPSAICIN, *PATCH_FAILS, row(75, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")],
      [*CAPSAICIN, *PATCH_FAILS, row(90, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")]),
     ("reoffer_own_stop", {}, {}, own_stop_then(refer=True, restart=False), own_stop_then(refer=True, restart=True)),
+    # the patient's own stop while relieved decides nothing until a visit measures his pain
+    ("own_stop_waits_for_visit", {}, {},  # moved on to duloxetine at the stop itself
+     [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="relief", pain=3),
+      {**row(42, "transition", rule="P4.relief"), "state": "relieved"},
+      *[{**r, "state": "relieved"} for r in pregabalin_stop(100, "X.patient_stop")],
+      {**row(100, "transition", rule="P4.relapse"), "state": "first_line"},
+      {**row(100, "transition", rule="P4.no_response_switch"), "state": "switch"},
+      row(100, "drug_start", "duloxetine", 30, "P4.no_response_switch")],
+     own_stop_then(refer=False, restart=True)),
+    ("own_stop_waits_for_visit", {}, {},  # referred later, still with no visit since the stop
+     [*own_stop_then(refer=False, restart=False)[:-2],
+      {**row(120, "transition", rule="P9.refractory_referral"), "state": "specialist_referral"},
+      row(120, "referral_queued", rule="P9.refractory_referral")],
+     [*own_stop_then(refer=False, restart=False)[:-2],
+      {**row(182, "maintenance_visit", rule="P4.maintenance_visit", outcome="relief", pain=2), "state": "relieved"}]),
     ("referral_accounting", {}, {"referral": {"max_consults": 1}},
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), *referral(200, 250, "conservative_no_relief")],
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief")]),

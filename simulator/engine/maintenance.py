@@ -86,6 +86,7 @@ class Maintenance:
                         continue
                 elif kind == "stop":
                     self._stop_line(p, line, now, "X.patient_stop")
+                    p.last_relief_stop = line.drug  # restarted first on a relapse (P4.reoffer_own_stop)
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
                 if (lines and held != "managed") or held == "intervention":  # judged at the next visit

@@ -89,3 +89,4 @@ class Trajectory:
         self.last_nrs: float | None = None
         self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)
         self.bridge: Line | None = None  # a tramadol bridge running (P9.tramadol_bridge)
+        self.own_stop: tuple[float, str] | None = None  # (day, drug) of an own stop in relief, until a visit
