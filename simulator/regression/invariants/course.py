@@ -14,6 +14,7 @@ from .rules import (
     INTERIM_RULE,
     INTOLERANCE_RULES,
     LABEL_TAPER_MIN_DAYS,
+    NO_BENEFIT_RULE,
     NO_TAPER_RULES,
     OWN_STOP_RULE,
     TAPERED,
@@ -56,13 +57,15 @@ class CourseChecks(CheckerBase):
         """P4.reoffer_own_stop, P4.relapse: the patient's own stop of a drug while relieved (a ``taper_start`` or
         ``drug_stop`` citing X.patient_stop in state ``relieved``) decides nothing by itself: no transition, drug
         start or referral follows it until a visit measures his pain (an ``evaluation`` or ``maintenance_visit``);
-        a drop-out ends the watch (he left; nothing was decided)."""
+        a drop-out ends the watch (he left; nothing was decided), and so does a later stop of a drug for
+        intolerance or for no benefit (a reason of its own for a decision)."""
         if ev in ("taper_start", "drug_stop") and rule == OWN_STOP_RULE and state == "relieved":
             self._touch("own_stop_waits_for_visit", key)
             if t.own_stop is None:
                 t.own_stop = (day, name or "")
         elif t.own_stop is not None:
-            if ev in ("evaluation", "maintenance_visit", "dropout"):
+            if ev in ("evaluation", "maintenance_visit", "dropout") or (
+                    ev in ("taper_start", "drug_stop") and (rule in INTOLERANCE_RULES or rule == NO_BENEFIT_RULE)):
                 t.own_stop = None
             elif ev in ("transition", "drug_start", "referral_queued"):
                 stop_day, drug = t.own_stop
