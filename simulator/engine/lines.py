@@ -212,6 +212,7 @@ class Dosing:
             return
         line.opt_from = len(reached)
         line.steps = reached + tuple(new)
+        line.held = ()  # a dose raised by decision (the tutor's) replaces what titration to response still held
         line.next_step = len(reached)
         line.target = line.maximum
         line.target_day = line.start + new[-1][0]
