@@ -382,6 +382,12 @@ CASES = [
      [*PREGABALIN_OK, row(100, "referral_queued", rule="P9.refractory_referral"),
       row(110, "queue_left", rule="P9.relieved_while_waiting"),
       row(120, "referral_queued", rule="P9.refractory_referral")]),
+    ("re_referral_interval", {}, {},  # referred again 50 days after the consult started (default: 91 days)
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(200, "referral_queued", rule="P9.re_referral")],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(241, "referral_queued", rule="P9.re_referral")]),
+    ("re_referral_interval", {}, {"referral": {"re_referral_after_days": 120}},  # the policy's interval, not 91
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(260, "referral_queued", rule="P9.re_referral")],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(270, "referral_queued", rule="P9.re_referral")]),
     ("criteria_referral_on_treatment", {}, {"referral": {"after_failed_lines": 1}},
      [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="none", pain=7),
       *pregabalin_stop(42, "P9.referral_criteria"), row(42, "referral_queued", rule="P9.referral_criteria")],
@@ -605,13 +611,15 @@ def test_policy_start_dose_shifts_the_schedule():
 
 def test_usual_care_departures_are_declared_only_when_the_scenario_declares_them():
     """Protects the usual-care mapping (invariants.DEPARTURE_BY_RULE): an abrupt stop when the patient leaves
-    treatment (X.left_treatment) is a declared departure under usual_care_index, a violation otherwise; an
-    evaluation below target is declared under under_titration."""
+    treatment (X.left_treatment) is a declared departure under usual_care_leaves_care, the departure that names
+    it, and a violation otherwise, also when only usual_care_index (the index drug's departure, which used to
+    excuse it) is declared; an evaluation below target is declared under under_titration."""
     from types import SimpleNamespace
 
     left = [*escalation(), row(141, "drug_stop", "morphine", 30, "X.left_treatment")]  # 15 days on morphine: past taper.after_days
     assert "taper" in violated(run(left, SimpleNamespace(declared_departures=[])))
-    report = run(left, SimpleNamespace(declared_departures=["usual_care_index"]))
+    assert "taper" in violated(run(left, SimpleNamespace(declared_departures=["usual_care_index"])))
+    report = run(left, SimpleNamespace(declared_departures=["usual_care_leaves_care"]))
     assert report.ok and report.by_invariant()["taper"].status == "declared departure"
     low = [*start(0, "pregabalin", 150), row(42, "evaluation", "pregabalin", 150, outcome="none", pain=7)]
     assert "adequate_trial" in violated(run(low, SimpleNamespace(declared_departures=[])))

@@ -45,6 +45,7 @@ def test_uk_scenario_meets_hall_and_us_return_behaviour_does_not():
     for metric, (lo, hi) in rules.items():
         assert lo <= got[metric] <= hi, (metric, got[metric])
     us_like = sc.with_overrides(policy={**sc.policy.model_dump(),
+                                        "declared_departures": [*sc.policy.declared_departures, "usual_care_leaves_care"],
                                         "usual_care": {**sc.policy.usual_care.model_dump(), "return_after_stop": 0.3}})
     worse = _hall(us_like, 1500, 7)
     assert worse["drug_changes_after_index_mean"] < rules["drug_changes_after_index_mean"][0]

@@ -88,33 +88,42 @@ def flowchart(scenario: str | None, out: str, run_dir: str | None) -> None:
     console.print(f"Wrote {out}")
 
 
-def _setup(scenario: str | None, case: str | None, patient: int | None, seed: int | None, replication: int):
+def _setup(scenario: str | None, case: str | None, patient: int | None, seed: int | None, replication: int,
+           patients: int | None = None, replications: int | None = None):
     from ..scenario import load_scenario
     from ..teaching.cases import load_case
     from ..teaching.narrate import setup_from_case, setup_from_scenario
 
     if case is not None:
+        if patients is not None or replications is not None:
+            raise InputError("a teaching case is one patient, not a run", field="--patients" if patients is not None
+                             else "--replications", fix="remove it, or trace a scenario's patient instead of --case")
         return setup_from_case(load_case(case))
     if scenario is None:
         raise InputError("no patient given", field="SCENARIO", fix="give a scenario and --patient K, or --case NAME")
     if patient is None:
         raise InputError("which patient?", field="--patient", fix="add --patient K (0 is the first patient)")
-    return setup_from_scenario(load_scenario(scenario), patient, seed, replication)
+    return setup_from_scenario(load_scenario(scenario), patient, seed, replication, patients, replications)
 
 
 @main.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--patient", type=int, default=None, help="Index of the patient in the scenario's cohort.")
+@click.option("--patient", type=int, default=None,
+              help="Index of the patient in the run's cohort (0 to the run's patients per replication - 1).")
 @click.option("--seed", type=int, default=None, help="Seed (default: the scenario's).")
 @click.option("--replication", type=int, default=0, show_default=True)
+@click.option("--patients", type=int, default=None,
+              help="Patients per replication of the run the patient belongs to (overrides the scenario, as in run).")
+@click.option("--replications", type=int, default=None,
+              help="Replications of the run the patient belongs to (overrides the scenario, as in run).")
 @click.option("--case", "case", default=None, help="A teaching case (packaged name or YAML file) instead of a scenario.")
 @click.option("--html", "html_out", type=OUT_FILE, default=None,
               help="Also write a self-contained HTML page: timeline beside the highlighted diagram.")
 @click.option("--find-seeds", is_flag=True,
               help="With --case: list simulation seeds under which the case shows every rule it teaches.")
 @friendly
-def trace(scenario: str | None, patient: int | None, seed: int | None, replication: int, case: str | None,
-          html_out: str | None, find_seeds: bool) -> None:
+def trace(scenario: str | None, patient: int | None, seed: int | None, replication: int, patients: int | None,
+          replications: int | None, case: str | None, html_out: str | None, find_seeds: bool) -> None:
     """Tell one simulated patient's journey, with the rule and seed source of every decision."""
     from ..teaching.journey import journey_html, print_journey
     from ..teaching.narrate import teaching_seeds
@@ -131,7 +140,7 @@ def trace(scenario: str | None, patient: int | None, seed: int | None, replicati
 
     if seed is not None and seed < 0:
         raise InputError(f"seed must be >= 0 (got {seed})", field="--seed", fix="use a non-negative whole number")
-    j = run_trace(_setup(scenario, case, patient, seed, replication))
+    j = run_trace(_setup(scenario, case, patient, seed, replication, patients, replications))
     print_journey(j, console)
     if html_out:
         _write(html_out, journey_html(j).encode(), option="--html")

@@ -52,6 +52,12 @@ class Referral:
         env = self.env
         t = self.tables
         i = p.idx
+        earliest = p.last_consult + self.ctx.policy.referral.re_referral_after_days
+        if earliest > env.now:  # P9.re_referral: not sooner than referral.re_referral_after_days after the last
+            # consult; the regimen goes on until then (no review), then the patient is queued
+            why = yield from self._carry_on(p, lines, earliest, ltfu_day)
+            if why != "until":
+                return "dropout" if why == "dropout" else "waiting"
         queued = env.now
         # The queue row cites why: the policy's early criteria, refractory pain again after a consult
         # (P9.re_referral), or refractory pain (the steps exhausted or failed).
@@ -81,6 +87,7 @@ class Referral:
             return "dropout" if why == "dropout" else "waiting"
         p.consulted = True
         p.n_consults += 1
+        p.last_consult = env.now
         self._log(i, env.now, E_CONSULT, p.state, pain=-1.0, detail=-1, dose=env.now - queued,
                   rule="P9.specialist_consult")
         why = yield from self._carry_on(p, lines, env.now + t.specialist["consult_days"], ltfu_day)

@@ -12,7 +12,8 @@ Two blocks of a scenario's ``policy:`` (issue 10):
   departure from the guideline (``declared_departures``) so that ``lint`` and ``check`` see it: the index
   drug drawn from an observed distribution (``usual_care_index``; tramadol and strong opioids there also
   need ``tramadol_first_line`` / ``early_strong_opioid``), drugs left below their recommended dose
-  (``under_titration``), and patients not coming back after a regimen ends (``return_after_stop``).
+  (``under_titration``), and patients not coming back after a regimen ends (``return_after_stop``;
+  ``usual_care_leaves_care``: the patient stops the drugs still running himself, at once, untapered).
 
 The plain functions at the bottom are what the engine calls per patient (no pydantic per event).
 """
@@ -93,6 +94,9 @@ class UsualCare(Strict):
             need.append(("early_strong_opioid", "index_drugs starts a strong opioid first (P8)"))
         if any(p > 0 for p in self.under_titration.values()):
             need.append(("under_titration", "under_titration leaves drugs below their recommended dose (P2, P13)"))
+        if self.return_after_stop < 1:
+            need.append(("usual_care_leaves_care", "return_after_stop below 1: a patient who does not come back "
+                         "(X.left_treatment) stops his drugs at once, without the taper P5 asks (S001)"))
         return need
 
 

@@ -29,6 +29,7 @@ DEPARTURES: tuple[str, ...] = (
     "guard_bypass",  # a step the pathway's guard refuses, taken on purpose (tutor: the trainee meets the consequence)
     "usual_care_index",  # the index drug drawn from usual care's observed mix, not P1 (simulator.model.care)
     "under_titration",  # drugs left below their recommended dose (P2, P13; simulator.model.care)
+    "usual_care_leaves_care",  # a patient who leaves care stops his drugs at once, untapered (P5; simulator.model.care)
 )
 
 
@@ -93,11 +94,21 @@ class Referral(Strict):
         "refractory again after a consult (its plan and the pathway's remaining options failed, or relief lost) is "
         "referred again until this many consults (assumption: S002/S004 refer persistent refractory pain whenever it "
         "is found; 2 keeps one re-referral; 1 is v0.2's single consult)")
+    re_referral_after_days: int = Field(
+        91, ge=0, le=3650, description="P9.re_referral: a patient is referred again no sooner than this many days "
+        "after his last consult started; refractory again before that, he goes on with his regimen (no review) and is "
+        "queued when the interval ends. Assumption: the specialist's plan and the pathway's remaining options get "
+        "three months before the clinic is asked again (one maintenance interval, P4.maintenance_visit's 91 days; "
+        "S004 reassesses every 1-3 months; SCS relief is judged at 3 months in SENZA-PDN, calibration.md 6); no "
+        "source gives a re-referral interval (calibration.md 6: referral [NF]). 0: referred again at once (v0.2)")
 
     @model_validator(mode="after")
     def _pair(self) -> Referral:
         if (self.pain_above is None) != (self.after_days is None):
             raise ValueError("pain_above and after_days go together: give both or neither")
+        if self.max_consults == 1 and self.re_referral_after_days != type(self).model_fields["re_referral_after_days"].default:
+            raise ValueError("re_referral_after_days does nothing with max_consults 1 (no patient is referred again); "
+                             "remove re_referral_after_days, or raise max_consults")
         return self
 
 

@@ -2,9 +2,10 @@
 (:func:`setup_from_scenario`, :func:`setup_from_cohort`, :func:`setup_from_case`), the event log of the run
 (:func:`simulate`) and the profile a reader sees (:func:`profile`).
 
-How a single patient is simulated (:func:`setup_from_scenario`): the scenario's full-size cohort is
-generated (``generate_cohort(spec, max(K + 1, scenario.patients), seed, replication)``) and the engine runs
-with ``only=[K]``. Every random stream is keyed by (seed, replication, purpose) and read by patient row,
+How a single patient is simulated (:func:`setup_from_scenario`): the replication is built as ``painpath run``
+builds it (the model with the scenario's ``clinical_overrides``, the full-size cohort
+``generate_cohort(spec, n, seed, replication)``, an open population's entry days, the clinic's settings) and the
+engine runs with ``only=[K]``; K must be one of the run's patients. Every random stream is keyed by (seed, replication, purpose) and read by patient row,
 so patient K gets exactly the draws it gets in a full run of the cohort: same profile, same drug
 responses, same adverse events, same drop-out. The one thing that differs is the pain clinic's queue
 (P9): the queue is shared by the whole cohort, so a wait depends on every patient's demand against the
@@ -57,10 +58,17 @@ class Setup:
     case: Case | None = None
 
 
-def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0) -> Setup:
-    """Patient ``patient`` of the scenario's cohort (seed and replication as in a run). Raises InputError on a
-    negative index or replication."""
-    from ..model.clinical_tables import compile_model
+def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, replication: int = 0,
+                        patients: int | None = None, replications: int | None = None) -> Setup:
+    """Patient ``patient`` of replication ``replication`` of a run of the scenario (seed, ``patients`` per
+    replication and ``replications`` as in ``painpath run``: the scenario's unless given).
+
+    Raises InputError on a negative index or replication, and on one outside the run: a patient at or beyond
+    the run's patients per replication (an open population's: the patients its replication brings in), a
+    replication at or beyond its replications. Keyed draws would make such a patient well defined, but he is
+    not one of the run, so a trace would tell a journey no run of the scenario contains."""
+    from ..analysis.open_population import replication_setup
+    from ..model.overrides import model_tables
 
     if patient < 0:
         raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
@@ -68,13 +76,35 @@ def setup_from_scenario(scenario: Any, patient: int, seed: int | None = None, re
     if replication < 0:
         raise InputError(f"the replication must be 0 or more (got {replication})", field="--replication",
                          fix="use a whole number >= 0")
-    sc = scenario.with_overrides(seed=seed) if seed is not None else scenario
-    cohort = generate_cohort(sc.cohort_spec, max(patient + 1, sc.patients), sc.seed, replication=replication)
-    ctx = PolicyContext.build(sc.policy, compile_model())
-    config = EngineConfig(horizon_days=float(sc.horizon_days),
-                          specialist_slots_per_week=sc.specialist.slots(sc.patients), seed=sc.seed)
+    given = {k: v for k, v in (("seed", seed), ("patients", patients), ("replications", replications)) if v is not None}
+    sc = scenario.with_overrides(**given) if given else scenario
+    if replication >= sc.replications:
+        raise InputError(f"replication {replication} is not one of the run's: scenario '{sc.name}' runs "
+                         f"{sc.replications} replication(s), numbered 0 to {sc.replications - 1}",
+                         field="--replication",
+                         fix=f"use --replication 0 to {sc.replications - 1}, or add --replications "
+                             f"{replication + 1} (or more) to trace a patient of a run with that many replications")
+    # As painpath run builds the replication (simulator.analysis.runner._replication): the model with the scenario's
+    # clinical_overrides, the replication's patients (an open population's: those it brings in, each entering on
+    # his own day) and the clinic's settings.
+    tables = model_tables(sc.clinical_overrides)
+    n, entry, clinic = replication_setup(sc, replication, tables.specialist["consult_days"])
+    if patient >= n and sc.population is not None:
+        raise InputError(f"patient {patient} is not one of the run's: the open population of scenario "
+                         f"'{sc.name}' brings {n:,} patients into replication {replication} (seed {sc.seed}), "
+                         f"numbered 0 to {n - 1}", field="--patient", fix=f"give a patient index from 0 to {n - 1}")
+    if patient >= n:
+        raise InputError(f"patient {patient} is not one of the run's: scenario '{sc.name}' simulates "
+                         f"{n:,} patients per replication, numbered 0 to {n - 1}", field="--patient",
+                         fix=f"give a patient index from 0 to {n - 1}, or add --patients {patient + 1} "
+                             "(or more) to trace a patient of a run of that many patients")
+    cohort = generate_cohort(sc.cohort_spec, n, sc.seed, replication=replication)
+    ctx = PolicyContext.build(sc.policy, tables)
+    config = EngineConfig(horizon_days=float(sc.horizon_days), specialist_slots_per_week=clinic.consults_per_week,
+                          seed=sc.seed, clinic=clinic, entry_days=entry)
+    entered = "" if entry is None else f" (enters on day {float(entry[patient]):.1f} of the run)"
     return Setup(ctx, cohort, config, patient, replication,
-                 f"{sc.name}: patient {patient}, seed {sc.seed}, replication {replication}", QUEUE_CAVEAT)
+                 f"{sc.name}: patient {patient}{entered}, seed {sc.seed}, replication {replication}", QUEUE_CAVEAT)
 
 
 def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: int = 0) -> Setup:
@@ -82,10 +112,14 @@ def setup_from_cohort(cohort_file: str, patient: int, seed: int, replication: in
     from ..model.clinical_tables import compile_model
     from ..model.policy import Policy
     from ..population.cohort_spec import load_cohort_spec
+    from ..scenario import MAX_PATIENTS
 
     if patient < 0:
         raise InputError(f"the patient index must be 0 or more (got {patient})", field="--patient",
                          fix="give a patient index such as 0, 1, 2 ...")
+    if patient >= MAX_PATIENTS:  # his draws need the cohort up to him: no more patients than a run holds
+        raise InputError(f"patient {patient} is beyond the {MAX_PATIENTS:,} patients a cohort of a run holds",
+                         field="--patient", fix=f"give a patient index from 0 to {MAX_PATIENTS - 1}")
     spec = load_cohort_spec(cohort_file)
     cohort = generate_cohort(spec, patient + 1, seed, replication=replication)
     ctx = PolicyContext.build(Policy(), compile_model())

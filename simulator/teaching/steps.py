@@ -217,6 +217,8 @@ class Narrator:
                 self.own_stop_day = day
             self.stopped.append((day, f"{verb} {name}"))
             before = f" ({self.dose(r['drug'], r['dose'])} before)" if pd.notna(r["dose"]) else ""
+            if rule == "X.left_treatment":  # usual care: he stops what still runs himself, untapered (P5 departure)
+                verb = "stopped at once by the patient"
             self.add(day, "stop", f"{name} {verb}{before}", rule)
 
     on_taper_start = on_drug_stop

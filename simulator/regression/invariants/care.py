@@ -36,7 +36,8 @@ RESUMED_IN: dict[str, tuple[str, ...]] = {"weak_opioid": ("tramadol",)}  # where
 FIRST_LINE_STATES: tuple[str, ...] = ("first_line", "switch", "add_on")
 TREATING_STATES: tuple[str, ...] = ("topical", "first_line", "switch", "add_on", "tramadol", "strong_opioid")
 CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "capsaicin_benefit", "reoffer_own_stop", "referral_accounting",
-                                    "criteria_referral_on_treatment")
+                                    "re_referral_interval", "criteria_referral_on_treatment")
+RE_REFERRAL_AFTER_DAYS = 91.0  # the policy default of referral.re_referral_after_days, for a policy without it
 
 
 def _policy(policy: Any, path: str, default: Any) -> Any:
@@ -73,6 +74,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       only once the previous one has ended (consult, queue left, drop-out); a discharge to primary care after
       fewer consults than that comes only in specialist care (at the consult's outcome or when its plan ends), not
       once the patient is back in the pathway (refractory again later refers again).
+    * ``re_referral_interval`` (P9.re_referral): a referral queued after a consult (whatever rule it cites) comes
+      no sooner than ``referral.re_referral_after_days`` after the day that consult started.
     * ``criteria_referral_on_treatment`` (P9.care_while_waiting): a referral by the policy's criteria is made on a
       regimen: some drug runs (not tapering) when it is queued, unless ``referral.while_waiting: stop``.
     """
@@ -88,6 +91,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     protocol = _policy(policy, "protocol", None) is not None
     avoid = _policy(policy, "serotonin", "monitor") == "avoid"
     max_consults = int(_policy(policy, "referral.max_consults", 2))
+    re_referral_days = float(_policy(policy, "referral.re_referral_after_days", RE_REFERRAL_AFTER_DAYS))
     waiting_stop = _policy(policy, "referral.while_waiting", "continue") == "stop"
     if not len(events):
         return list(res.values())
@@ -117,6 +121,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     consults = 0
     returned = False  # back in the pathway (a treating state, relief) since the last consult's outcome
     queued = False
+    consult_day: float | None = None  # day the last consult started
 
     def close(k: tuple[int, int] | None) -> None:
         for drug, last in applied.items():
@@ -131,7 +136,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
             own_stop, own_end, decided, consults, returned, queued, inadequate = {}, {}, -1.0, 0, False, False, set()
-            patch_start, judged = {}, None
+            patch_start, judged, consult_day = {}, None, None
         if kind in ("evaluation", "maintenance_visit") and ev_out is not None:
             judged = (day, str(ev_out))
         d = cat.get(str(drug)) if drug is not None else None
@@ -245,6 +250,12 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             if queued:
                 flag("referral_accounting", key, day, kind, None, rule, "referred again while still queued")
             queued = True
+            if consult_day is not None:
+                seen["re_referral_interval"].add(key)
+                if day < consult_day + re_referral_days - TOL:
+                    flag("re_referral_interval", key, day, kind, None, rule, f"referred again {day - consult_day:g} "
+                         f"days after the consult of day {consult_day:g}; referral.re_referral_after_days is "
+                         f"{re_referral_days:g}")
             if rule == CRITERIA_REFERRAL_RULE and not waiting_stop:
                 seen["criteria_referral_on_treatment"].add(key)
                 if not running:
@@ -252,6 +263,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                          "referred by the policy's criteria with no drug running: the wait is a treatment gap")
         elif kind == "consult" and wait is not None and wait == wait:  # the consult starts: the queue is left
             queued = False
+            consult_day = day
         elif kind in ("queue_left", "dropout"):
             queued = False
         elif kind == "consult" and outcome is not None:

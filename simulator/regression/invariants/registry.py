@@ -192,6 +192,11 @@ CARE = (
               "specialist care, not once back in the pathway (refractory again later is referred again)",
               "events: referral_queued, consult (wait_days, consult_outcome), queue_left, dropout, "
               "P9.discharge_plan transitions; policy: referral.max_consults"),
+    Invariant("re_referral_interval", "P9.re_referral", "S002, S004",
+              "a patient is referred again (any referral after a consult) no sooner than "
+              "referral.re_referral_after_days after his last consult started (assumption: three months by default)",
+              "events: consult rows (wait_days: the consult starts), referral_queued; policy: "
+              "referral.re_referral_after_days"),
     Invariant("criteria_referral_on_treatment", "P9.care_while_waiting", "S002, S004",
               "a referral by the policy's criteria (P9.referral_criteria) is made on a regimen: a drug runs (not "
               "tapering) when it is queued, so the wait is not a treatment gap (unless referral.while_waiting: stop)",
@@ -207,5 +212,7 @@ DEPARTURE_BY_RULE: dict[tuple[str, str | None], str] = {
     ("adequate_trial", None): "under_titration",  # X.under_titration: judged below the recommended dose (P2, P3)
     ("tca_last_resort", "X.usual_care_choice"): "usual_care_index",  # a tricyclic drawn as the index drug
     ("cipn_no_tca_gabapentinoid", "X.usual_care_choice"): "usual_care_index",  # index drug drawn in CIPN
-    ("taper", "X.left_treatment"): "usual_care_index",  # the patient leaves treatment at once (no taper)
+    # X.left_treatment: usual care's patient who does not come back stops what still runs himself, at once (no
+    # taper, P5): its own departure, not the index drug's (return_after_stop < 1 needs it, simulator.model.care)
+    ("taper", "X.left_treatment"): "usual_care_leaves_care",
 }
