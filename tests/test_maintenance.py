@@ -189,8 +189,9 @@ def test_strong_opioid_reassessed_after_discharge_seed_13():
     ev = simulate(sc).events
     dis = ev[(ev["event"] == "transition") & (ev["trigger"] == "discharge")]
     mor = ev[(ev["event"] == "drug_start") & (ev["drug"] == "morphine")]
-    assert len(set(dis["patient"]) & set(mor["patient"])) > 10  # the path is exercised (fewer discharges since a
-    # patient refractory again after a consult is referred again, P9.re_referral)
+    assert len(set(dis["patient"]) & set(mor["patient"])) >= 8  # the path is exercised (fewer discharges since a
+    # patient refractory again after a consult is referred again, P9.re_referral, and since a relieved patient's own
+    # stop decides nothing until a visit, P4.reoffer_own_stop: 10 here)
     assert unreassessed_opioid_gaps(ev, sc.policy, float(sc.horizon_days)) == []
     assert _opioid_running_at(ev, "discharge") == []
     stops = ev[(ev["patient"] == 9) & (ev["drug"] == "morphine") & (ev["rule"] == "P8.stop_ineffective")]

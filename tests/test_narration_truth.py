@@ -154,10 +154,11 @@ def test_what_runs_follows_the_log_during_tapers_and_combinations() -> None:
 
 
 def test_the_taper_at_a_discharge_after_specialist_relief_is_told() -> None:
-    """Guideline seed 7 patient 248: relieved by the specialist's drug management, stops nortriptyline (tapered)
-    on day 552, relapses and is discharged. The discharge names the taper, and the rule text does not say the
-    consult brought no relief (it did)."""
-    j = _journeys(GUIDELINE, [248], v02=True)[0]
+    """Guideline seed 7 patient 627: the specialist's drug management brings relief (conservative relief), he stops
+    nortriptyline (tapered) on day 302 under the specialist's care and is discharged. The discharge names the
+    taper, and the rule text does not say the consult brought no relief (it did). (Patient 248 was the case until
+    a relieved patient's own stop stopped deciding anything by itself, P4.reoffer_own_stop.)"""
+    j = _journeys(GUIDELINE, [627], v02=True)[0]
     ev = j.events
     assert (ev["consult_outcome"].astype(str) == "conservative_relief").any()
     day = float(ev[ev["trigger"].astype(str) == "discharge"]["day"].iloc[0])
@@ -213,10 +214,11 @@ def test_a_specialist_wait_says_the_queue_is_shared() -> None:
 # ---- what ended relief, what a decision had to go on -------------------------------------------------------------
 
 def test_relapse_words_name_what_ended_relief() -> None:
-    """A relapse found at a visit says so; one after the patient's own stop says so; one after the drug was
-    stopped for an adverse event (P4.intolerance_stop, X.serious_event) says it was not tolerated. Guideline
-    seed 7 patient 591 fell on nortriptyline on day 235 and was told "after intolerance, relief lost at the
-    maintenance visit", with no visit that day."""
+    """A relapse found at a visit says so; one after the drug was stopped for an adverse event
+    (P4.intolerance_stop, X.serious_event) says it was not tolerated. Guideline seed 7 patient 591 fell on
+    nortriptyline on day 235 and was told "after intolerance, relief lost at the maintenance visit", with no
+    visit that day. The patient's own stop while relieved decides nothing (P4.reoffer_own_stop): no relapse
+    comes on its day without a visit (it used to, told "the patient stopped")."""
     kinds = set()
     for j in _journeys(GUIDELINE, list(range(40)) + [591]):
         ev = j.events.astype({"event": object, "rule": object})
@@ -232,18 +234,24 @@ def test_relapse_words_name_what_ended_relief() -> None:
                 assert same["adverse_event"].notna().any(), s.line()
                 assert "not tolerated" in s.text and "maintenance visit" not in s.text, s.line()
                 kinds.add("intolerance")
-    assert kinds == {"visit", "own stop", "intolerance"}, kinds
+    assert kinds == {"visit", "intolerance"}, kinds
 
 
 def test_a_decision_on_the_patients_own_stop_says_no_pain_was_measured() -> None:
-    """Guideline seed 7 patient 14 stops morphine himself on day 280 while relieved (3.0/10 at the reassessment
-    of day 227); the engine then refers him citing P9.refractory_referral ("pain remains refractory"). The trace
-    tells that referral with what it had to go on: the patient's own stop and the last pain measured. After the
-    specialist's intervention relieves him with no drug running, the stable discharge prescribes nothing."""
+    """Guideline seed 7 patient 38 stops morphine himself on day 211 during its trial (6.2/10, no response, at
+    the titration evaluation of day 209); the engine then refers him citing P9.refractory_referral ("pain
+    remains refractory"). The trace tells that referral with what it had to go on: the patient's own stop and the
+    last pain measured. Patient 14 stops morphine himself on day 280 while relieved: that decides nothing (P4.relapse
+    comes at the visit of day 437 that finds his pain back, off drugs); after the specialist's intervention
+    relieves him with no drug running, the stable discharge prescribes nothing."""
+    j = _journeys(GUIDELINE, [38], v02=True)[0]
+    refer = next(s for s in j.steps if s.kind == "decision" and "refer to the pain specialist" in s.text)
+    assert round(refer.day) == 211 and refer.rule == "P9.refractory_referral"
+    assert "own stop" in refer.text and "no pain measured since day 209" in refer.text and "no response" in refer.text
     j = _journeys(GUIDELINE, [14], v02=True)[0]
-    refer = next(s for s in j.steps if s.kind == "decision" and s.text.endswith("refer to the pain specialist"))
-    assert round(refer.day) == 280 and refer.rule == "P9.refractory_referral"
-    assert "own stop" in refer.text and "no pain measured since day 227" in refer.text and "relief" in refer.text
+    assert not [s for s in j.steps if s.kind == "decision" and 280 <= s.day < 437], "decided at his own stop"
+    relapse = next(s for s in j.steps if s.rule == "P4.relapse")
+    assert round(relapse.day) == 437 and "at the maintenance visit" in relapse.text, relapse.line()
     stable = next(s for s in j.steps if s.rule == "P4.stable_discharge")
     assert "no drug running" in stable.text and "repeat prescribing" not in stable.text, stable.line()
 
@@ -297,7 +305,8 @@ def test_the_tutors_question_says_what_ended_the_line_and_what_runs() -> None:
     assert "the patient stopped nortriptyline" in said[138] and "made a drug intolerable" not in said[138], said[138]
     assert "nortriptyline tapering off" in said[138] and "nothing running" not in said[138], said[138]
     assert "tramadol was not tolerated (dry mouth): being tapered off" in said[158], said[158]
-    assert "the patient stopped morphine" in said[280] and "nothing running" in said[280], said[280]
+    assert 280 not in said  # his own stop of morphine while relieved asks nothing (P4.reoffer_own_stop) ...
+    assert "nothing running" in said[437] and "no response" in said[437], said[437]  # ... the visit finding pain
 
 
 def test_the_end_of_follow_up_says_what_still_runs() -> None:

@@ -62,13 +62,16 @@ class Evaluation:
         outcome = None
         pain = -1.0
         by_patient = False  # the line ended because the patient stopped (not judged)
-        judged = 0  # P8.titrate_to_response: the titration step judged last
+        titrated = None  # P8.titrate_to_response: a line whose next step waits for its evaluation (Line.held)
+        for ln in lines:
+            if ln.held:
+                titrated = ln
         while outcome is None:
             interim = False
             day_eval = eval_day
-            if newest.to_response and judged < newest.next_step < len(newest.steps):
+            if titrated is not None and titrated.held and not titrated.reduced and titrated in lines:
                 # P8.titrate_to_response: judged the day before each titration step
-                step_day = newest.start + newest.steps[newest.next_step][0] - 1.0
+                step_day = titrated.start + titrated.held[0][0] - 1.0
                 if step_day < eval_day:
                     day_eval, interim = max(step_day, now), True
             nxt, kind, line, ae = self._next_event(lines, day_eval, ltfu_day)
@@ -143,14 +146,20 @@ class Evaluation:
                 rule = "P3.tca_trial"
             else:
                 rule = "P3.adequate_trial"
-            log(i, now, E_EVAL, p.state, drug=newest.drug, dose=newest.dose_at(now), pain=pain,
+            judged = titrated if interim else newest
+            log(i, now, E_EVAL, p.state, drug=judged.drug, dose=judged.dose_at(now), pain=pain,
                 detail=OUTCOME_CODE[outcome], rule=rule)
             if interim:
-                judged = newest.next_step
                 if outcome == "relief":  # the smallest effective dose: titration stops here
-                    newest.set_steps(newest.steps[:newest.next_step], newest.next_step)
-                    newest.target = newest.steps[-1][1]
-                else:
+                    titrated.held = ()
+                    titrated.target = titrated.steps[-1][1]
+                else:  # the step follows its evaluation, a day later (the rest shift when it was late)
+                    late = round(max(now + 1.0 - titrated.start - titrated.held[0][0], 0.0), 3)
+                    held = tuple((off + late, dose) for off, dose in titrated.held) if late else titrated.held
+                    titrated.set_steps(titrated.steps + held[:1], titrated.next_step)
+                    titrated.held = held[1:]
+                    if late and titrated is newest:
+                        eval_day = min(eval_day + late, newest.start + policy.strong_opioid.max_trial_days)
                     outcome = None
         return outcome, pain, by_patient
 

@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms", "last_day", "last_dose")
+                 "next_apply", "n_applied", "terms", "held", "last_day", "last_dose")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -62,6 +62,7 @@ class Line:
         self.next_apply = math.inf  # day of the next application (capsaicin 8%, P6.capsaicin_reapply)
         self.n_applied = 1
         self.terms: tuple | None = None  # (dose, *response.effect_terms at that dose), kept by Evaluation._pain
+        self.held: tuple = ()  # P8.titrate_to_response: steps given only once an evaluation asks (Evaluation._trial)
 
     def set_steps(self, steps: tuple[tuple[float, float], ...], next_step: int) -> None:
         """Set the schedule (``(day offset, dose)`` steps), the index of its first step not logged yet, and the
@@ -174,6 +175,9 @@ class Dosing:
                 line.seen |= 1 << k
         self._serious_events(p, d, line, adv, serotonergic_with)
         line.aes.sort()
+        if line.to_response:  # P8.titrate_to_response: no step without its evaluation, wherever the line runs on
+            line.held = line.steps[1:]
+            line.set_steps(line.steps[:1], line.next_step)
         return line
 
     def _add_alongside(self, p: PatientModel, decision: Decision, lines: list[Line], now: float, adv: np.ndarray,
@@ -216,6 +220,7 @@ class Dosing:
             return
         line.opt_from = len(reached)
         line.set_steps(reached + tuple(new), len(reached))
+        line.held = ()  # a dose raised by decision (the tutor's) replaces what titration to response still held
         line.target = line.maximum
         line.target_day = line.start + new[-1][0]
         line.optimised = True

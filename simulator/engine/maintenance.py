@@ -60,6 +60,7 @@ class Maintenance:
         confirming = False  # a visit without relief is confirmed at the next regular visit before any change
         discharge = mt.discharge_after_days  # P4.stable_discharge: days of relief held at every visit
         held_since = now
+        own_stop = False  # the patient stopped a drug himself: nothing is decided until a visit (P4.reoffer_own_stop)
         while True:
             classes = [t.drugs[ln.drug].drug_class for ln in lines]
             opioid = "weak_opioid" in classes or "strong_opioid" in classes
@@ -85,13 +86,15 @@ class Maintenance:
                         continue
                 elif kind == "stop":
                     self._stop_line(p, line, now, "X.patient_stop")
+                    p.last_relief_stop = line.drug  # restarted first on a relapse (P4.reoffer_own_stop)
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
                 if (lines and held != "managed") or held == "intervention":  # judged at the next visit
                     continue
+                if kind == "stop":  # his own stop of what relieved him decides nothing: the next visit measures his
+                    own_stop, held = True, ""  # pain (relapse: the drug is restarted first, P4.reoffer_own_stop)
+                    continue
                 outcome, pain = "intolerable", -1.0
-                if kind == "stop":  # the patient's own stop: not a failed line (P7, P9.referral_criteria)
-                    p.n_self_stops += 1
             else:
                 last_visit = now
                 if held:  # the specialist's relief: no NRS model for it, it lasts until the relapse draw
@@ -123,6 +126,8 @@ class Maintenance:
                     continue
             if outcome != "intolerable" and "weak_opioid" in classes:  # relief lost on tramadol: it failed (P8)
                 p.tramadol_failed = True
+            if own_stop:  # pain back after his own stop: not a failed line (P7, P9.referral_criteria)
+                p.n_self_stops += 1
             p.n_relapses += 1
             fire(self.table, p, "relapse")
             self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE["relapse"], rule="P4.relapse")

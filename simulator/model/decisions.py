@@ -152,7 +152,8 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     if p.topical in p.reopen_first and p.topical_addable():
         return decision("add_topical", (p.topical,), rule=REOFFER)
     oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
-    for j in p.eligible:
+    last = p.last_relief_stop  # the drug that relieved him last comes first (an earlier relief's drug after it)
+    for j in ((last, *p.eligible) if last in p.reopen_first and last in p.eligible else p.eligible):
         if j in p.reopen_first and drugs[j].drug_class not in p.failed_classes and not serotonin_blocked(p, ctx, j):
             if len(oral) == 1 and ctx.policy.on_partial == "add" and p.can_add_on() and \
                     (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):

@@ -29,7 +29,6 @@ from .words import (
     LEFT_AFTER,
     LIMIT_WORDS,
     RELAPSE_INTOLERANCE,
-    RELAPSE_OWN_STOP,
     SPECIALIST_RELIEF,
     VISIT_AFTER,
     VISIT_AFTER_NO_DRUG,
@@ -311,9 +310,7 @@ class Narrator:
         if trig in FIRST_OPIOID_WORDS and not any(x.kind == "decision" for x in self.steps):
             action = FIRST_OPIOID_WORDS[trig].format(drugs=" + ".join(starts))  # nothing to step up from
         if trig == "relapse" and not _same(self.visit_day, day):  # no visit that day: what ended relief
-            if _same(self.own_stop_day, day):
-                action = RELAPSE_OWN_STOP
-            elif _same(self.ae_stop_day, day):
+            if _same(self.ae_stop_day, day):
                 action = RELAPSE_INTOLERANCE
         if trig == "relief" and rule == "P9.specialist_consult":  # relief after the consult (issue 10)
             action = SPECIALIST_RELIEF.format(how=self.consult_words)

@@ -62,7 +62,6 @@ FIRST_OPIOID_WORDS = {"escalate_tramadol": "start {drugs} as the first drug (an 
 """An opioid as the index drug (usual care, X.usual_care_choice): the words of ACTION_WORDS would say it steps up
 from a drug that never ran."""
 # P4.relapse without a visit: the patient stopped the drug that relieved (X.patient_stop), not a failure (P7)
-RELAPSE_OWN_STOP = "relief lost: the patient stopped the drug that gave it; back into the pathway"
 # P4.relapse without a visit: the drug that relieved was stopped for an adverse event (P4.intolerance_stop,
 # X.serious_event on the stop row)
 RELAPSE_INTOLERANCE = "relief ended: the drug that gave it was stopped as not tolerated; back into the pathway"

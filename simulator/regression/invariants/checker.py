@@ -36,7 +36,8 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
 
     def check(self, events: pd.DataFrame, patients: pd.DataFrame) -> list[InvariantResult]:
         facts = patient_facts(patients)
-        cols = {c: column(events, c) for c in ("event", "drug", "dose", "pain_nrs", "outcome", "check", "rule")}
+        cols = {c: column(events, c) for c in ("event", "drug", "dose", "pain_nrs", "outcome", "check", "rule",
+                                                 "state")}
         reps = events["replication"].astype(int).tolist()
         pats = events["patient"].astype(int).tolist()
         days = events["day"].astype(float).tolist()
@@ -64,9 +65,10 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
         cat = self.catalog.drugs
         t = Trajectory()
         ev_c, dr_c, do_c, pn_c = cols["event"], cols["drug"], cols["dose"], cols["pain_nrs"]
-        out_c, ch_c, ru_c = cols["outcome"], cols["check"], cols["rule"]
+        out_c, ch_c, ru_c, st_c = cols["outcome"], cols["check"], cols["rule"], cols["state"]
         for k in rows:
             ev, name, dose, rule, day = ev_c[k], dr_c[k], do_c[k], ru_c[k], days[k]
+            self._own_stop_watch(key, t, ev, name, rule, st_c[k], day)
             if ev in ("assessment", "evaluation", "maintenance_visit") and pn_c[k] is not None:  # issue 10 visits
                 t.last_nrs = float(pn_c[k])
             if ev in DECISION_EVENTS:

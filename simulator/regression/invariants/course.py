@@ -14,7 +14,9 @@ from .rules import (
     INTERIM_RULE,
     INTOLERANCE_RULES,
     LABEL_TAPER_MIN_DAYS,
+    NO_BENEFIT_RULE,
     NO_TAPER_RULES,
+    OWN_STOP_RULE,
     TAPERED,
     TOL,
     Facts,
@@ -30,6 +32,9 @@ class CourseChecks(CheckerBase):
     def _on_evaluation(self, key: tuple[int, int], f: Facts, t: Trajectory, d: Drug, name: str, day: float,
                        rule: str | None, outcome: str | None) -> None:
         active = list(t.active.values())
+        titrated = t.active.get(name)
+        if titrated is not None and rule == INTERIM_RULE and outcome in FAILED_OUTCOMES:
+            titrated.step_judged = True  # P8.titrate_to_response: the next step is asked for (DoseChecks._on_dose)
         for ln in active:
             ln.last_outcome = outcome
             if outcome == "relief":
@@ -46,6 +51,28 @@ class CourseChecks(CheckerBase):
         if d.drug_class == "weak_opioid" and line is not None and line is not t.bridge:  # judged inadequate
             # after its trial (S004); a bridge is judged at a review while queued (Checker._replay)
             t.tramadol_failed = True
+
+    def _own_stop_watch(self, key: tuple[int, int], t: Trajectory, ev: str, name: str | None, rule: str | None,
+                        state: str | None, day: float) -> None:
+        """P4.reoffer_own_stop, P4.relapse: the patient's own stop of a drug while relieved (a ``taper_start`` or
+        ``drug_stop`` citing X.patient_stop in state ``relieved``) decides nothing by itself: no transition, drug
+        start or referral follows it until a visit measures his pain (an ``evaluation`` or ``maintenance_visit``);
+        a drop-out ends the watch (he left; nothing was decided), and so does a later stop of a drug for
+        intolerance or for no benefit (a reason of its own for a decision)."""
+        if ev in ("taper_start", "drug_stop") and rule == OWN_STOP_RULE and state == "relieved":
+            self._touch("own_stop_waits_for_visit", key)
+            if t.own_stop is None:
+                t.own_stop = (day, name or "")
+        elif t.own_stop is not None:
+            if ev in ("evaluation", "maintenance_visit", "dropout") or (
+                    ev in ("taper_start", "drug_stop") and (rule in INTOLERANCE_RULES or rule == NO_BENEFIT_RULE)):
+                t.own_stop = None
+            elif ev in ("transition", "drug_start", "referral_queued"):
+                stop_day, drug = t.own_stop
+                self._flag("own_stop_waits_for_visit", key, day, ev, name, rule,
+                           f"{ev} citing {rule} after the patient's own stop of {drug} on day {stop_day:g} while "
+                           "relieved, with no visit measuring his pain since")
+                t.own_stop = None
 
     def _on_relapse(self, t: Trajectory) -> None:
         """P4.relapse: relief lost after it was found, confirmed at a maintenance visit; the regimen is then

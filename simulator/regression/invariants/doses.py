@@ -122,7 +122,7 @@ class DoseChecks(CheckerBase):
 
     def _on_dose(self, key: tuple[int, int], f: Facts, line: Line, day: float, dose: float,
                  rule: str | None) -> None:
-        prev = line.dose
+        prev, since = line.dose, line.level_day
         line.doses.append((day, dose))
         if dose > prev * (1 + EPS):
             if not self._check_titration(key, f, line, day, dose, rule, "dose_change"):
@@ -133,6 +133,15 @@ class DoseChecks(CheckerBase):
                 if line.relieved:
                     self._flag("opioid_smallest_dose", key, day, "dose_change", line.name, rule,
                                f"{line.name} raised to {dose:g} {line.drug.unit} after it had given relief")
+                # S000, S004 "smallest effective dose": each rise answers an evaluation of the response on this
+                # drug since the last dose level (P8.titrate_to_response, outcome not relief); held by the oracle
+                # for every strong opioid, whatever drugs.yaml's titrate_to_response says
+                self._touch("opioid_titrated_to_response", key)
+                if not line.step_judged:
+                    self._flag("opioid_titrated_to_response", key, day, "dose_change", line.name, rule,
+                               f"{line.name} raised from {prev:g} to {dose:g} {line.drug.unit} with no evaluation of "
+                               f"its response (P8.titrate_to_response, no relief) since day {since:g}")
+                line.step_judged = False
             line.peak = max(line.peak, dose)
             line.tapered = False
         elif dose < prev * (1 - EPS):

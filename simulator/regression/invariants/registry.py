@@ -131,6 +131,17 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("opioid_smallest_dose", "P8.titrate_to_response", "S000, S004",
               "a strong opioid is not titrated further once it has given relief (smallest effective dose)",
               "events: evaluations and strong-opioid dose changes"),
+    Invariant("opioid_titrated_to_response", "P8.titrate_to_response", "S000, S004",
+              "each rise of a strong-opioid dose follows an evaluation of the response on that drug "
+              "(P8.titrate_to_response, outcome not relief) since its last dose level: titrated to the smallest "
+              "effective dose, never by schedule alone (every strong opioid, held by the oracle)",
+              "events: strong-opioid drug_start and dose changes, evaluations (rule, drug, outcome)"),
+    Invariant("own_stop_waits_for_visit", "P4.reoffer_own_stop", "S000, S004",
+              "the patient's own stop of a drug while relieved decides nothing by itself: no transition, drug start "
+              "or referral follows it before a visit measures his pain (evaluation or maintenance visit); at that "
+              "visit a relapse is decided (the drug restarted first) or he stays in relief off it (assumption)",
+              "events: taper_start/drug_stop citing X.patient_stop (state), evaluations, maintenance visits, "
+              "transitions, drug starts, referral_queued, drop-outs"),
     Invariant("rule_ids", "P1-P13", "S000-S004",
               "every decision, start, stop, taper, dose change, limit, check and evaluation carries a resolvable "
               "rule id, and a dose change cites a rule of its direction (a rise P2/P3/P8, a fall P4/P5)",

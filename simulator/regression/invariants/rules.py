@@ -46,6 +46,8 @@ HIV_ETIOLOGY = "hiv_neuropathy"  # S004 "in HIV-related neuropathy, opioids may 
 NO_TAPER_RULES: tuple[str, ...] = ("X.dropout", "X.serious_event")  # a drop-out or a serious event ends
 # the drug at once: the clinician cannot taper (reading choice)
 PROTOCOL_RULE = "X.protocol_step"
+OWN_STOP_RULE = "X.patient_stop"  # the patient stopped a drug himself (not judged, not for an adverse event)
+NO_BENEFIT_RULE = "P6.capsaicin_no_benefit"  # a patch stopped as its application wears off without benefit
 INTERIM_RULE = "P8.titrate_to_response"  # an evaluation at a titration step (titration goes on unless relief)
 LABEL_LOWEST_DOSE: dict[str, float] = {"pregabalin": 25.0, "gabapentin": 100.0}  # mg/day: the lowest daily
 # dose of the US labels' renal tables (Lyrica 25-75 below CrCl 15; Neurontin 100-300 below CrCl 15), which is

@@ -51,7 +51,8 @@ class Line:
     """One drug being taken, from its start to its stop."""
 
     __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
-                 "tapered", "stop_rule", "level_day", "failed", "taper_from")
+                 "tapered", "stop_rule", "level_day", "failed", "taper_from",
+                 "step_judged")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -68,6 +69,7 @@ class Line:
         self.tapered = False  # a dose was lowered (not for intolerance) since the last increase
         self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
         self.level_day = start  # the day the current dose level was reached (titration pace)
+        self.step_judged = False  # a titration-to-response evaluation without relief since the last rise (P8)
 
     @property
     def dose(self) -> float:
@@ -87,3 +89,4 @@ class Trajectory:
         self.last_nrs: float | None = None
         self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)
         self.bridge: Line | None = None  # a tramadol bridge running (P9.tramadol_bridge)
+        self.own_stop: tuple[float, str] | None = None  # (day, drug) of an own stop in relief, until a visit
