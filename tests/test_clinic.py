@@ -40,6 +40,24 @@ def test_calendar_offers_exactly_the_capacity(per_week: float, horizon: float, c
         assert abs(n - offered) <= 0.5 + 1e-6, (t, n, offered)
 
 
+@settings(max_examples=60, deadline=None)
+@given(per_week=st.floats(0.05, 50), change_week=st.floats(0, 300), factor=st.floats(0, 4),
+       window=st.tuples(st.floats(0, 2000), st.floats(0, 400)), on_slot=st.booleans())
+def test_offered_counts_the_slots_starting_in_the_window(per_week: float, change_week: float, factor: float,
+                                                         window: tuple[float, float], on_slot: bool):
+    """Protects utilisation's denominator: consults offered in [t0, t1) are the calendar's slots starting
+    there (a whole number), not the integral of the rate, so a full clinic is at exactly 1 (the open
+    population's sweep reported 1.0006 at 1.2 a week per 100,000)."""
+    cfg = ClinicConfig(per_week, ((7 * change_week, factor),))
+    days = slot_times(cfg, 2500.0)
+    t0, t1 = window[0], window[0] + window[1]
+    if on_slot and len(days):  # a window opening exactly on a slot's start
+        t0 = float(days[np.searchsorted(days, t0) % len(days)])
+        t1 = t0 + window[1]
+    n = int(((days >= t0) & (days < t1)).sum())
+    assert cfg.offered(t0, t1) == n, (t0, t1, n, cfg.offered(t0, t1))
+
+
 def test_capacity_doubles_from_the_given_week():
     spec = CapacitySpec(slots_per_week_per_1000=2, changes=[{"from_week": 26, "factor": 2.0}])
     cfg = spec.config(patients=1500)

@@ -72,8 +72,8 @@ def test_queue_statistics_agree_with_the_event_log():
 
 
 @pytest.mark.parametrize("size,horizons,reps", [
-    pytest.param(150000, (1461, 2191), 4, marks=pytest.mark.slow),  # xfail today and ~30 s: with -m slow
-    pytest.param(500000, (1826, 2557), 3, marks=pytest.mark.slow),  # the scenario at full size
+    pytest.param(150000, (2191, 2922), 4, marks=pytest.mark.slow),  # ~40 s: with -m slow
+    pytest.param(500000, (2557, 3287), 3, marks=pytest.mark.slow),  # the scenario at full size
 ])
 def test_open_population_steady_state_does_not_depend_on_horizon(size: float, horizons: tuple[int, int], reps: int):
     """Past warm-up, the steady-state waits, queue length and utilisation of the open-population scenario
@@ -82,7 +82,10 @@ def test_open_population_steady_state_does_not_depend_on_horizon(size: float, ho
     0 (it would not if the clinic were still filling or emptying, as a closed cohort's does)."""
     sc = load_scenario(ROOT / "scenarios" / "open-population.yaml")
     pop = sc.population.model_dump()
-    sc = sc.with_overrides(population={**pop, "size": size, "warmup_days": 730})
+    # the scenario's own warm-up (four years): with two, the demand was still rising (re-offers, relapses
+    # after own stops and second consults bring patients back years after entry) and this test failed
+    assert pop["warmup_days"] == 1461
+    sc = sc.with_overrides(population={**pop, "size": size})
     h1, h2 = horizons
     # seed 4: a paired 95% CI misses 0 by chance in 5% of seeds; after the issue-16 recalibration (fewer
     # referrals, a noisier utilisation) seed 3 was such a seed (per-replication differences all of one sign

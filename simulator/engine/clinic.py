@@ -145,8 +145,18 @@ class ClinicConfig:
         return out
 
     def offered(self, t0: float, t1: float) -> float:
-        """Consults the clinic can start between days ``t0`` and ``t1`` (the integral of the rate)."""
-        return integrate_rate(self.segments(), t0, t1)
+        """Consults the clinic can start in days ``[t0, t1)``.
+
+        Slot calendar: the number of slots starting in the window (slot k starts when the accumulated
+        capacity reaches ``k - 1/2``, :func:`slot_times`), a whole number, so a full clinic's utilisation is
+        exactly 1 (the integral of the rate gave 1.0006 at saturation). Servers mode: the integral of the
+        rate (consults start whenever a server frees)."""
+        if self.servers > 0:
+            return integrate_rate(self.segments(), t0, t1)
+        segs = self.segments()
+        lo = integrate_rate(segs, 0.0, t0) if t0 > 0 else 0.0
+        hi = integrate_rate(segs, 0.0, t1) if t1 > 0 else 0.0
+        return float(max(0, math.ceil(hi - 0.5 - 1e-12) - math.ceil(lo - 0.5 - 1e-12)))
 
     def rate_per_week(self, day: float) -> float:
         """Consults a week the clinic offers on ``day``."""
