@@ -205,15 +205,54 @@ class Evaluation:
     def _judge_failure(self, p: PatientModel, lines: list[Line]) -> None:
         """An inadequate evaluation: the running first-line agents failed (P8 count), a gabapentinoid
         running with an antidepressant is a failed combination (P4, P8; S000, S002, S004), and a running
-        tramadol has failed (P8: "strong opioids only if tramadol fails", S004)."""
+        tramadol has failed (P8: "strong opioids only if tramadol fails", S004). What it marks is recorded in
+        ``p.failure_marks``: a later relief with these drugs running clears it (:meth:`_relief_clears`)."""
         drugs = self.tables.drugs
-        p.failed_drugs = p.failed_drugs | {ln.drug for ln in lines}  # judged inadequate: no re-offer (P4)
-        classes = {drugs[ln.drug].drug_class for ln in lines}
-        p.failed_agent_classes = p.failed_agent_classes | {c for c in classes if c in FIRST_LINE_CLASSES}
-        if "gabapentinoid" in classes and ("snri" in classes or "tca" in classes):
+        judged = frozenset(ln.drug for ln in lines)
+        p.failed_drugs = p.failed_drugs | judged  # judged inadequate: no re-offer (P4)
+        classes = {drugs[j].drug_class for j in judged}
+        new_classes = frozenset(c for c in classes if c in FIRST_LINE_CLASSES) - p.failed_agent_classes
+        p.failed_agent_classes = p.failed_agent_classes | new_classes
+        combination = "gabapentinoid" in classes and ("snri" in classes or "tca" in classes)
+        p.failure_marks = (*p.failure_marks, (judged, new_classes, combination and not p.combination_failed))
+        if combination:
             p.combination_failed = True
         if "weak_opioid" in classes:  # tramadol judged inadequate after its adequate trial (P8 gate, S004)
             p.tramadol_failed = True
+
+    def _relief_clears(self, p: PatientModel, lines: list[Line]) -> None:
+        """P4.reoffer_own_stop: a regimen that relieved has not failed. At relief the drugs running are no longer
+        failed drugs (if the patient stops one himself and relapses, it is restarted first); a tramadol running
+        has not failed (P7, P8); and an earlier inadequate evaluation of only drugs still running has its marks
+        undone: the combination it marked failed (then combined with a topical or tramadol that relieved), and
+        the agent classes it marked failed when the same oral drugs relieved (a dose then optimised, P3, or a
+        topical added). A drug judged inadequate alone and relieving only with another oral drug added stays a
+        documented failure of its class (P7, P8); marks of regimens with a drug no longer running stay."""
+        running = frozenset(ln.drug for ln in lines)
+        if not running:
+            return
+        p.failed_drugs = p.failed_drugs - running
+        if self.ctx.tramadol in running:  # relieving: not failed (a tramadol not tolerated is not running)
+            p.tramadol_failed = False
+        if not p.failure_marks or not any(m[0] <= running for m in p.failure_marks):
+            return
+        drugs = self.tables.drugs
+        oral = frozenset(j for j in running if drugs[j].drug_class != "topical")
+        kept = []
+        for judged, classes, combination in p.failure_marks:
+            if not judged <= running:
+                kept.append((judged, classes, combination))
+                continue
+            if frozenset(j for j in judged if drugs[j].drug_class != "topical") == oral:
+                p.failed_agent_classes = p.failed_agent_classes - classes
+            if combination:
+                p.combination_failed = False
+        for judged, _, _ in kept:  # a kept regimen's marks hold whatever cleared beside them
+            cls = {drugs[j].drug_class for j in judged}
+            p.failed_agent_classes = p.failed_agent_classes | {c for c in cls if c in FIRST_LINE_CLASSES}
+            if "gabapentinoid" in cls and ("snri" in cls or "tca" in cls):
+                p.combination_failed = True
+        p.failure_marks = tuple(kept)
 
     def _pain(self, p: PatientModel, lines: list[Line], now: float, obs: tuple, retained: float) -> float:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the

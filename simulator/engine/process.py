@@ -45,6 +45,7 @@ class PatientProcess:
             if type(step) is str:  # a transition to relief, discharge or the specialist (from state ``step``)
                 step = yield from self._after_move(p, lines, decision, step, pain, obs, ltfu_day, adv)
                 if type(step) is str:  # relieved: maintenance (run here: one generator level less per visit)
+                    self._relief_clears(p, lines)  # a regimen that relieved has not failed (P4.reoffer_own_stop)
                     res = yield from self._maintenance(p, lines, obs, ltfu_day, step)
                     if res is None:
                         return

@@ -143,14 +143,22 @@ def _cite(p, j: int, rule: str) -> str:
 
 def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     """P4.reoffer_own_stop: on a relapse, the drug the patient stopped himself while it relieved him is restarted
-    before anything untried (it was effective and tolerated): a first-line drug added back to the complementary
-    one still running (P4) when the policy combines (``on_partial: add``), else replacing the regimen; a topical
-    added back to what runs (P6, any stage)."""
+    before anything else (it was effective and tolerated; before a dose optimisation too): a topical added back to
+    what runs (P6, any stage, also alone in the topical state); tramadol offered once more in its own state
+    (P7.tramadol_reoffer, before any strong opioid: S004); a first-line drug added back to the complementary
+    one still running (P4) when the policy combines (``on_partial: add``), else replacing the regimen."""
+    if not p.reopen_first and p.last_relief_stop != ctx.tramadol:
+        return None
+    if p.topical in p.reopen_first and p.topical_addable() and state in TOPICAL_ADD_STATES:
+        return decision("add_topical", (p.topical,), rule=REOFFER)
+    if state == "tramadol":
+        if p.last_relief_stop == ctx.tramadol and ctx.tramadol not in p.active and p.tramadol_allowed():
+            stop_all = not (ctx.policy.tramadol_mode == "add" and p.active)
+            return decision("escalate_tramadol", (ctx.tramadol,), stop_all=stop_all, rule="P7.tramadol_reoffer")
+        return None
     if not p.reopen_first or state not in ("first_line", "switch", "add_on"):
         return None
     drugs = ctx.tables.drugs
-    if p.topical in p.reopen_first and p.topical_addable():
-        return decision("add_topical", (p.topical,), rule=REOFFER)
     oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
     last = p.last_relief_stop  # the drug that relieved him last comes first (an earlier relief's drug after it)
     for j in ((last, *p.eligible) if last in p.reopen_first and last in p.eligible else p.eligible):
@@ -161,6 +169,11 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
             if p.has_untried_first_line():  # within the regimens, or at the cap this restart (not a new regimen)
                 return decision("switch", (j,), stop_all=True, rule=REOFFER)
     return None
+
+
+# States a topical may be added in (the add_topical edges of simulator.model.pathway, P6).
+TOPICAL_ADD_STATES: tuple[str, ...] = ("topical", "first_line", "add_on", "switch", "tramadol", "strong_opioid")
+RESTART_RULES: tuple[str, ...] = (REOFFER, "P7.tramadol_reoffer")
 
 
 def first_choice(p, ctx: PolicyContext) -> Decision:
@@ -268,8 +281,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         # the topical goes on with the next step (S004: topicals for localized pain at any stage). The same when a
         # drug the patient stopped himself is offered once more (P4.reoffer_own_stop judges no topical).
         oral = revised(oral, keep=(*oral.keep, "topical"))
-    if inadequate and _topical_add_due(p, ctx, state):
+    if inadequate and oral.trigger != "add_topical" and _topical_add_due(p, ctx, state):
         if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
+            if oral.rule in RESTART_RULES:  # after what relieved him is restarted (P4.reoffer_own_stop)
+                return oral
             return decision("add_topical", (p.topical,), rule="P6.topical_add")
         # S004 "for localized pain at any stage: add topical": alongside the oral step the algorithm calls for
         # at this visit (optimise, add, switch, escalate), never in its place; with no such step left
@@ -292,6 +307,9 @@ WITH_TOPICAL: tuple[str, ...] = ("optimise", "add_on", "switch", "start_first_li
 def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool, add_possible: bool) -> Decision:
     """The decision after an inadequate or intolerable evaluation, topicals at any stage aside (P3, P4, P7-P9)."""
     pol = ctx.policy
+    reoffer = _reoffer_first(p, ctx, state)  # what relieved him, stopped by himself, comes back first (P4)
+    if reoffer is not None:
+        return reoffer
     # P3: ensure the dose is optimised before judging failure (S000, S001, S002, S004).
     if inadequate and p.optimisable and state in ("first_line", "switch", "tramadol"):
         mode = pol.dose_optimisation
@@ -301,9 +319,6 @@ def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool
             return _OPTIMISE
         if mode == "before_switch" and not adding:
             return _OPTIMISE
-    reoffer = _reoffer_first(p, ctx, state)
-    if reoffer is not None:
-        return reoffer
     # P4: an add-on that was not tolerated stopped alone; the base continues and another add may follow.
     if outcome == "intolerable" and state == "add_on" and p.active and p.can_add_on():
         add = pick_add(p, ctx)

@@ -81,9 +81,10 @@ TRANSITIONS: tuple[Edge, ...] = (
     # P4: partial response -> add a second first-line class (different mechanism); after an add-on that was
     # not tolerated, another add-on to the same base drug.
     Edge("add_on", ("first_line", "switch", "add_on"), "add_on", ("can_add_on",), "P4", ("partial", "intolerable")),
-    # P6: for localized pain a topical can be added to the running drugs at any stage (the state is kept).
+    # P6: for localized pain a topical can be added to the running drugs at any stage (the state is kept); in the
+    # topical state, the topical that relieved him restarted after his own stop (P4.reoffer_own_stop).
     *(Edge("add_topical", (s,), s, ("localized_pain", "can_add_topical"), "P6", ("partial", "none"))
-      for s in ("first_line", "add_on", "switch", "tramadol", "strong_opioid")),
+      for s in ("topical", "first_line", "add_on", "switch", "tramadol", "strong_opioid")),
     # P4: no response or intolerance -> switch to an alternative first-line class.
     # After a failed specialist consult the pathway's remaining options stay open (P9.discharge_plan).
     Edge("switch", ("first_line", "switch", "add_on", "specialist_care"), "switch", ("has_untried_first_line",),

@@ -27,7 +27,8 @@ class PatientModel:
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
                  "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit", "stopped_now",
-                 "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs", "last_consult", "last_relief_stop")
+                 "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs", "last_consult", "last_relief_stop",
+                 "failure_marks")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -93,6 +94,9 @@ class PatientModel:
         self.reopen_next: frozenset[int] = _NO_DRUGS
         self.reopen_first_next: frozenset[int] = _NO_DRUGS
         self.failed_drugs: frozenset[int] = _NO_DRUGS
+        # What each inadequate evaluation marked: (drugs judged, first-line classes it first marked failed, whether
+        # it first marked the combination failed). A later relief with those drugs running clears it (P4).
+        self.failure_marks: tuple[tuple[frozenset[int], frozenset[str], bool], ...] = ()
         self.last_relief_stop = -1  # the drug he last stopped himself while it relieved him: restarted first (P4)
         self.n_consults = 0  # specialist consults so far (P9.re_referral)
         self.last_consult = -math.inf  # day the last consult started (P9.re_referral: referral.re_referral_after_days)
