@@ -142,32 +142,47 @@ def _cite(p, j: int, rule: str) -> str:
 
 
 def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
-    """P4.reoffer_own_stop: on a relapse, the drug the patient stopped himself while it relieved him is restarted
-    before anything else (it was effective and tolerated; before a dose optimisation too): a topical added back to
-    what runs (P6, any stage, also alone in the topical state); tramadol offered once more in its own state
-    (P7.tramadol_reoffer, before any strong opioid: S004); a first-line drug added back to the complementary
-    one still running (P4) when the policy combines (``on_partial: add``), else replacing the regimen."""
-    if not p.reopen_first and p.last_relief_stop != ctx.tramadol:
-        return None
-    if p.topical in p.reopen_first and p.topical_addable() and state in TOPICAL_ADD_STATES:
-        return decision("add_topical", (p.topical,), rule=REOFFER)
-    if state == "tramadol":
-        if p.last_relief_stop == ctx.tramadol and ctx.tramadol not in p.active and p.tramadol_allowed():
-            stop_all = not (ctx.policy.tramadol_mode == "add" and p.active)
-            return decision("escalate_tramadol", (ctx.tramadol,), stop_all=stop_all, rule="P7.tramadol_reoffer")
-        return None
-    if not p.reopen_first or state not in ("first_line", "switch", "add_on"):
-        return None
+    """P4.reoffer_own_stop: on a relapse, the drugs the patient stopped himself while they relieved him are restarted
+    at once, before anything else (effective and tolerated; before a dose optimisation too): a first-line drug added
+    back to the complementary one still running (P4) when the policy combines (``on_partial: add``), else replacing
+    the regimen; in the tramadol state tramadol offered once more (P7.tramadol_reoffer, before any strong opioid:
+    S004) and there, as with a strong opioid, a first-line drug added back to what runs (the pathway has no
+    first-line step from those states); the topical added back to what runs (P6, any stage; alone in the topical
+    state)."""
     drugs = ctx.tables.drugs
-    oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
-    last = p.last_relief_stop  # the drug that relieved him last comes first (an earlier relief's drug after it)
-    for j in ((last, *p.eligible) if last in p.reopen_first and last in p.eligible else p.eligible):
-        if j in p.reopen_first and drugs[j].drug_class not in p.failed_classes and not serotonin_blocked(p, ctx, j):
-            if len(oral) == 1 and ctx.policy.on_partial == "add" and p.can_add_on() and \
-                    (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
-                return decision("add_on", (j,), rule=REOFFER)
-            if p.has_untried_first_line():  # within the regimens, or at the cap this restart (not a new regimen)
-                return decision("switch", (j,), stop_all=True, rule=REOFFER)
+    tramadol = state == "tramadol" and p.last_relief_stop == ctx.tramadol and ctx.tramadol not in p.active \
+        and p.tramadol_allowed()
+    if not p.reopen_first and not tramadol:
+        return None
+    topical = (p.topical,) if p.topical in p.reopen_first and p.topical_addable() and state in TOPICAL_ADD_STATES \
+        else ()
+    first: list[int] = []  # first-line drugs to restart, the one that relieved him last first
+    if state in ("first_line", "switch", "add_on", "tramadol", "strong_opioid") and p.reopen_first:
+        last = p.last_relief_stop
+        taken = {drugs[d].drug_class for d in p.active}
+        for j in ((last, *p.eligible) if last in p.reopen_first and last in p.eligible else p.eligible):
+            c = drugs[j].drug_class
+            if j in p.reopen_first and j not in first and c in FIRST_LINE_CLASSES and c not in p.failed_classes \
+                    and c not in taken and not serotonin_blocked(p, ctx, j):
+                first.append(j)
+                taken.add(c)
+    if state in ("tramadol", "strong_opioid"):
+        if tramadol:
+            add = ctx.policy.tramadol_mode == "add" and bool(p.active or first)
+            return decision("escalate_tramadol", (*first, ctx.tramadol), stop_all=not add, also=topical,
+                            rule="P7.tramadol_reoffer")
+        if first:  # no transition: what runs continues with the restart (P4.reoffer_own_stop)
+            return decision("continue", tuple(first), also=topical, rule=REOFFER)
+    elif first:
+        oral = [d for d in p.active if drugs[d].drug_class in FIRST_LINE_CLASSES]
+        j = first[0]
+        if len(oral) == 1 and ctx.policy.on_partial == "add" and p.can_add_on() and \
+                (drugs[j].drug_class == "gabapentinoid") != (drugs[oral[0]].drug_class == "gabapentinoid"):
+            return decision("add_on", tuple(first), also=topical, rule=REOFFER)
+        if p.has_untried_first_line():  # within the regimens, or at the cap this restart (not a new regimen)
+            return decision("switch", tuple(first), stop_all=True, also=topical, rule=REOFFER)
+    if topical:
+        return decision("add_topical", topical, rule=REOFFER)
     return None
 
 
@@ -259,6 +274,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
+    if state == "strong_opioid" and outcome != "intolerable":  # the regimen that relieved him first (P4)
+        reoffer = _reoffer_first(p, ctx, state)
+        if reoffer is not None:
+            return reoffer
     if state == "strong_opioid":  # refer as refractory (P9); an opioid still running without relief is
         # tapered and stopped for it (P8.stop_ineffective, S004). Not tolerated, stopped by the patient, or a
         # relapse after the opioid had already stopped: no opioid stops here, the referral is the pathway's.
@@ -282,15 +301,14 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         # drug the patient stopped himself is offered once more (P4.reoffer_own_stop judges no topical).
         oral = revised(oral, keep=(*oral.keep, "topical"))
     if inadequate and oral.trigger != "add_topical" and _topical_add_due(p, ctx, state):
-        if pol.topical_add == "after_combination":  # S002 step 3: the topical is the step after the combination
-            if oral.rule in RESTART_RULES:  # after what relieved him is restarted (P4.reoffer_own_stop)
-                return oral
-            return decision("add_topical", (p.topical,), rule="P6.topical_add")
         # S004 "for localized pain at any stage: add topical": alongside the oral step the algorithm calls for
         # at this visit (optimise, add, switch, escalate), never in its place; with no such step left
-        # (refer, stay), the topical is the step.
-        if oral.trigger in WITH_TOPICAL:
+        # (refer, stay), the topical is the step. S002 step 3 (after_combination): the topical is the step after
+        # the combination. Either way, what relieved him and he stopped himself is restarted (P4.reoffer_own_stop).
+        if oral.trigger in WITH_TOPICAL and pol.topical_add != "after_combination":
             return revised(oral, also=(p.topical,))
+        if oral.rule in RESTART_RULES:
+            return oral
         return decision("add_topical", (p.topical,), rule="P6.topical_add")
     return oral
 
