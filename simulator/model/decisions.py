@@ -150,7 +150,8 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     first-line step from those states); the topical added back to what runs (P6, any stage; alone in the topical
     state)."""
     drugs = ctx.tables.drugs
-    tramadol = state == "tramadol" and p.last_relief_stop == ctx.tramadol and ctx.tramadol not in p.active \
+    # relieved in the tramadol state, now without it: the patient stopped it (not tolerated or judged: failed)
+    tramadol = state == "tramadol" and p.relieved_from == "tramadol" and ctx.tramadol not in p.active \
         and p.tramadol_allowed()
     if not p.reopen_first and not tramadol:
         return None

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ...model.catalog import Catalog, load_catalog
-from .care import care_checks
+from .care import care_checks, restart_checks
 from .checker import Checker
 from .registry import BY_NAME, DEPARTURE_BY_RULE, INVARIANTS, OPIOID_REASSESSED, Invariant
 from .report import CheckReport, InvariantResult, Violation
@@ -163,6 +163,8 @@ def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Any = Non
                    for r in results]
     after = {r.invariant.name: r for r in _specialist_relief(events, patients, policy, n)}
     after.update({r.invariant.name: r for r in care_checks(events, patients, policy, n)})
+    restart = restart_checks(events, policy, n)
+    after[restart.invariant.name] = restart
     results = [after.get(r.invariant.name, r) for r in results]
     return CheckReport(scenario=scenario, trajectories=n,
                        declared_departures=tuple(sorted(checker.pol.declared)), results=results)

@@ -281,3 +281,105 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     for name in CARE_INVARIANTS:
         res[name].applicable = len(seen[name])
     return list(res.values())
+
+
+RESTART_INVARIANT = "relapse_restarts_own_stop"
+JUDGEMENTS: tuple[str, ...] = ("evaluation", "maintenance_visit")
+WINDOW_ENDS: tuple[str, ...] = ("evaluation", "maintenance_visit", "referral_queued", "consult", "dropout")
+
+
+def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult:
+    """``relapse_restarts_own_stop`` (P4.reoffer_own_stop, P7.tramadol_reoffer; README "the drug that relieved him
+    is restarted first"), read from the event log, the catalogue and the policy only (an oracle of its own, not the
+    engine's reading of failed drugs).
+
+    A drug is *relieving* when the patient's latest ``evaluation`` or ``maintenance_visit`` found ``relief`` while it
+    ran (started and not stopped). When the patient stops a relieving drug himself (``X.patient_stop`` in state
+    ``relieved``) and the next transition is a relapse (``P4.relapse``), every such drug is started again at the
+    relapse's decision: a ``drug_start`` of it after the relapse row and before the step is judged (the next
+    evaluation or maintenance visit), the patient is referred or leaves care. Exempt: a drug with an ``excluded``
+    row at that decision (contraindication, failed check); a relapse while he still tapers off it (its
+    ``drug_stop`` row after the relapse: the re-offer waits until he is off it); a drug already restarted once after
+    an own stop (``P4.reoffer_own_stop`` / ``P7.tramadol_reoffer``: offered once more); a strong opioid (a
+    time-limited trial, P8); a serotonergic drug under ``serotonin: avoid``; policies turning the re-offer off
+    (``reoffer_own_stop`` / ``tramadol_reoffer`` false) or governed by a protocol; a drop-out in the window.
+    """
+    cat = load_catalog().drugs
+    res = InvariantResult(BY_NAME[RESTART_INVARIANT], checked=n)
+    reoffer_on = bool(_policy(policy, "reoffer_own_stop", True)) and _policy(policy, "protocol", None) is None
+    tramadol_on = bool(_policy(policy, "tramadol_reoffer", True)) and _policy(policy, "protocol", None) is None
+    avoid = _policy(policy, "serotonin", "monitor") == "avoid"
+    seen: set[tuple[int, int]] = set()
+    if not len(events):
+        res.applicable = 0
+        return res
+
+    def owed_for(drug: str) -> bool:
+        d = cat.get(drug)
+        if d is None or d.drug_class == "strong_opioid" or (avoid and d.serotonergic):
+            return False
+        return tramadol_on if d.drug_class == "weak_opioid" else reoffer_on
+
+    ev = events
+    rows = zip(ev["replication"].astype(int), ev["patient"].astype(int), ev["day"].astype(float),
+               ev["event"].astype(str), column(ev, "state"), column(ev, "drug"), column(ev, "rule"),
+               column(ev, "outcome"), strict=True)
+    key: tuple[int, int] | None = None
+    running: set[str] = set()
+    relieving: set[str] = set()  # drugs running at the latest judgement, if it found relief
+    stopped: dict[str, float] = {}  # relieving drug stopped by the patient -> day, until the next transition
+    off: dict[str, float] = {}  # drug -> day of its latest drug_stop row (off the drug)
+    once: set[str] = set()  # drugs already offered once more
+    window: dict[str, float] | None = None  # owed at the open relapse decision: drug -> day of the own stop
+    started: set[str] = set()
+    excluded: set[str] = set()
+    relapse_day = 0.0
+
+    def close(k: tuple[int, int] | None, ended_by: str) -> None:
+        nonlocal window
+        if window is not None and k is not None and ended_by != "dropout":
+            for drug, stop_day in sorted(window.items()):
+                if drug in started or drug in excluded or off.get(drug, -1.0) > relapse_day + TOL:
+                    continue
+                res.violations.append(Violation(
+                    RESTART_INVARIANT, k[0], k[1], round(relapse_day, 3), "transition", drug, RELAPSE,
+                    f"{drug}, stopped by the patient on day {stop_day:g} while it relieved him, was not restarted at "
+                    f"the decision on his relapse (day {relapse_day:g})", False))
+        window = None
+
+    for rep, pat, day, kind, state, drug, rule, outcome in rows:
+        if (rep, pat) != key:
+            close(key, "")
+            key = (rep, pat)
+            running, relieving, stopped, off, once = set(), set(), {}, {}, set()
+            started, excluded = set(), set()
+        if window is not None:
+            if kind in WINDOW_ENDS or (kind == "transition" and rule == RELAPSE):
+                close(key, kind)
+            elif kind == "drug_start" and drug is not None:
+                started.add(str(drug))
+            elif kind == "excluded" and drug is not None:
+                excluded.add(str(drug))
+        if kind == "drug_start" and drug is not None:
+            running.add(str(drug))
+            if rule in REOFFER_RULES:
+                once.add(str(drug))
+        elif kind in ("drug_stop", "taper_start") and drug is not None:
+            name = str(drug)
+            running.discard(name)
+            if kind == "drug_stop":
+                off[name] = day
+            if rule == OWN_STOP and state == "relieved" and name in relieving and name not in once \
+                    and owed_for(name):
+                stopped[name] = day
+        elif kind in JUDGEMENTS and outcome is not None:
+            relieving = set(running) if str(outcome) == "relief" else set()
+        elif kind == "transition":
+            if rule == RELAPSE and stopped:
+                seen.add(key)
+                window, started, excluded, relapse_day = dict(stopped), set(), set(), day
+            if state != "relieved" or rule == RELAPSE:
+                stopped = {}
+    close(key, "")
+    res.applicable = len(seen)
+    return res

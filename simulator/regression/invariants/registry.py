@@ -186,6 +186,16 @@ CARE = (
               "events: drug starts and stops (rule, state), evaluations, transitions, referral_queued, "
               "P9.discharge_plan transitions; drugs.yaml: class, serotonergic; policy: reoffer_own_stop, "
               "tramadol_reoffer, protocol, serotonin"),
+    Invariant("relapse_restarts_own_stop", "P4.reoffer_own_stop", "S000, S004",
+              "at the first decision after a relapse that follows the patient's own stop of a drug of a relieving "
+              "regimen (the latest evaluation or maintenance visit found relief with it running), that drug is "
+              "started again, before the step is judged, he is referred or leaves care; unless excluded by a rule "
+              "logged at that decision, still tapering off it, already offered once more, a strong opioid "
+              "(time-limited trial), serotonergic under serotonin: avoid, or the policy turns the re-offer off "
+              "(reoffer_own_stop / tramadol_reoffer false, protocols)",
+              "events: drug starts, stops and taper starts (rule, state), evaluation and maintenance_visit outcomes, "
+              "transitions, excluded rows, referral_queued, consults, drop-outs; drugs.yaml: class, serotonergic; "
+              "policy: reoffer_own_stop, tramadol_reoffer, protocol, serotonin"),
     Invariant("referral_accounting", "P9.re_referral", "S002, S004",
               "at most referral.max_consults consults; a referral is queued only after the previous one ended "
               "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only in "
