@@ -69,7 +69,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       first-line regimens used up are no exemption (a restart of a working regimen is not a new one). And a
       re-offer (any own stop) is never decided at the decision taken at the stop itself (the last transition
       before the start is on a later day than the stop), nor made of a drug that had an inadequate evaluation
-      (judged failed while it ran).
+      (judged failed while it ran and not relieving since: a later evaluation or visit finding relief with it
+      running undoes that judgement).
     * ``referral_accounting`` (P9.re_referral): at most ``referral.max_consults`` consults; a referral is queued
       only once the previous one has ended (consult, queue left, drop-out); a discharge to primary care after
       fewer consults than that comes only in specialist care (at the consult's outcome or when its plan ends), not
@@ -212,6 +213,9 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 seen["reoffer_own_stop"].add(key)
                 pending[drug] = day
                 awaiting.add(drug)
+        elif kind in ("evaluation", "maintenance_visit") and ev_out == "relief":  # a regimen that relieves has not
+            inadequate -= running  # failed: what an earlier evaluation judged of its drugs is undone (P4)
+            failed -= running
         elif kind == "evaluation" and ev_out in FAILED_OUTCOMES:  # the regimen judged inadequate: every drug of it
             inadequate |= running
             if drug is not None:
@@ -241,6 +245,10 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             for drug_p, stopped in pending.items():
                 if day - stopped <= TOL or own_end.get(drug_p, -1.0) < stopped - TOL:
                     continue  # the decision at the stop itself, or while he still tapered off it: not yet open
+                dp = cat.get(drug_p)
+                if dp is not None and any(cat.get(x) is not None and cat[x].drug_class == dp.drug_class
+                                          for x in running):
+                    continue  # another drug of its class runs (one drug per class): nothing to add it to
                 flag("reoffer_own_stop", key, day, kind, drug_p, rule, f"{drug_p}, stopped by the patient on day "
                      f"{stopped:g} while it relieved him, was not offered again before {rule}")
             pending.clear()
