@@ -110,6 +110,29 @@ def own_stop_then(refer: bool, restart: bool):
     return rows
 
 
+def optimised_relief_then_own_stop(restart: bool):
+    """Pregabalin judged inadequate at 300 mg (day 42), optimised to 600 mg, relieves on day 84; the patient stops
+    it himself in maintenance and relapses: the drug that relieved him (the earlier inadequate evaluation is no
+    failure: relief followed it) is restarted at the relapse's decision, or duloxetine is started in its place."""
+    rows = [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="none", pain=7),
+            row(42, "dose_change", "pregabalin", 450, "P3.dose_optimisation"),
+            row(49, "dose_change", "pregabalin", 600, "P3.dose_optimisation"),
+            row(84, "evaluation", "pregabalin", 600, outcome="relief", pain=3),
+            {**row(84, "transition", rule="P4.relief"), "state": "relieved"},
+            *[{**r, "state": "relieved"} for r in pregabalin_stop(150, "X.patient_stop", 600)],
+            {**row(200, "maintenance_visit", rule="P4.maintenance_visit", outcome="none", pain=7), "state": "relieved"},
+            {**row(200, "transition", rule="P4.relapse"), "state": "first_line"}]
+    if restart:
+        return rows + [{**row(200, "transition", rule="P4.reoffer_own_stop"), "state": "switch"},
+                       row(200, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
+                       row(207, "dose_change", "pregabalin", 300, "P2.target_reached"),
+                       row(242, "evaluation", "pregabalin", 300, outcome="relief", pain=3)]
+    return rows + [{**row(200, "transition", rule="P4.no_response_switch"), "state": "switch"},
+                   row(200, "drug_start", "duloxetine", 30, "P4.no_response_switch"),
+                   row(207, "dose_change", "duloxetine", 60, "P2.target_reached"),
+                   row(242, "evaluation", "duloxetine", 60, outcome="relief", pain=3)]
+
+
 NORTRIPTYLINE_OK = [row(0, "transition", rule="P1.tca_first"), row(0, "safety_check", "nortriptyline", check="ecg"),
                     row(0, "drug_start", "nortriptyline", 25, "P1.tca_first"),
                     row(7, "dose_change", "nortriptyline", 50), row(14, "dose_change", "nortriptyline", 75,
@@ -338,6 +361,10 @@ CASES = [
      [*CAPSAICIN, *PATCH_FAILS, row(75, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")],
      [*CAPSAICIN, *PATCH_FAILS, row(90, "drug_stop", "capsaicin_8pct", 1, "P6.capsaicin_no_benefit")]),
     ("reoffer_own_stop", {}, {}, own_stop_then(refer=True, restart=False), own_stop_then(refer=True, restart=True)),
+    ("relapse_restarts_own_stop", {}, {}, own_stop_then(refer=True, restart=False),
+     own_stop_then(refer=True, restart=True)),
+    ("relapse_restarts_own_stop", {}, {}, optimised_relief_then_own_stop(restart=False),
+     optimised_relief_then_own_stop(restart=True)),
     # the patient's own stop while relieved decides nothing until a visit measures his pain
     ("own_stop_waits_for_visit", {}, {},  # moved on to duloxetine at the stop itself
      [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="relief", pain=3),
@@ -712,3 +739,19 @@ def test_no_reoffer_is_owed_when_the_policy_turns_it_off_or_the_relapse_escalate
     assert "reoffer_own_stop" not in violated(run(bad, Policy(reoffer_own_stop=False)))
     escalated = [{**r, "state": "tramadol"} if r.get("rule") == "P4.relapse" else r for r in bad]
     assert "reoffer_own_stop" not in violated(run(escalated))
+
+
+def test_restart_owed_whatever_an_earlier_evaluation_judged_and_exempt_when_turned_off():
+    """P4.reoffer_own_stop (README: "the drug that relieved him is restarted first"): the restart is owed at the
+    relapse's decision itself, not merely before a referral, and an inadequate evaluation that dose optimisation then
+    turned into relief does not exempt it (the engine's failed-drug record did, on main); a policy turning the
+    re-offer off, or a relapse still within the taper of the drug stopped, owes none."""
+    bad = optimised_relief_then_own_stop(restart=False)
+    assert "relapse_restarts_own_stop" in violated(run(bad))
+    assert "reoffer_own_stop" not in violated(run(bad))  # the referral-only reading did not see it
+    assert "relapse_restarts_own_stop" not in violated(run(bad, Policy(reoffer_own_stop=False)))
+    tapering = [{**r, "day": 204.0} if r["event"] == "drug_stop" and r["drug"] == "pregabalin" else r for r in bad]
+    tapering = [{**r, "day": 153.0} if r.get("rule") == "X.patient_stop" else r for r in tapering]
+    tapering = [{**r, "day": 203.0} if r.get("rule") == "P4.maintenance_visit" or r.get("rule") == "P4.relapse"
+                else r for r in tapering]
+    assert "relapse_restarts_own_stop" not in violated(run(tapering))

@@ -310,7 +310,8 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
     ``drug_stop`` row after the relapse: the re-offer waits until he is off it); a drug already restarted once after
     an own stop (``P4.reoffer_own_stop`` / ``P7.tramadol_reoffer``: offered once more); a strong opioid (a
     time-limited trial, P8); a serotonergic drug under ``serotonin: avoid``; policies turning the re-offer off
-    (``reoffer_own_stop`` / ``tramadol_reoffer`` false) or governed by a protocol; a drop-out in the window.
+    (``reoffer_own_stop`` / ``tramadol_reoffer`` false) or governed by a protocol; a drop-out in the window, or the
+    log ending (horizon) before the step is judged.
     """
     cat = load_catalog().drugs
     res = InvariantResult(BY_NAME[RESTART_INVARIANT], checked=n)
@@ -345,7 +346,7 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
 
     def close(k: tuple[int, int] | None, ended_by: str) -> None:
         nonlocal window
-        if window is not None and k is not None and ended_by != "dropout":
+        if window is not None and k is not None and ended_by not in ("dropout", ""):  # "": the log ends first
             for drug, stop_day in sorted(window.items()):
                 if drug in started or drug in excluded or off.get(drug, -1.0) > relapse_day + TOL:
                     continue
