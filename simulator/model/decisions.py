@@ -275,11 +275,9 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     pol = ctx.policy
     state = p.state
     inadequate = outcome in ("partial", "none")
-    if state == "strong_opioid" and outcome != "intolerable":  # the regimen that relieved him first (P4)
-        reoffer = _reoffer_first(p, ctx, state)
-        if reoffer is not None:
-            return reoffer
-    if state == "strong_opioid":  # refer as refractory (P9); an opioid still running without relief is
+    # P4.reoffer_own_stop: what relieved him and he stopped himself comes back first (before a referral too)
+    restart = _reoffer_first(p, ctx, state) if outcome != "intolerable" or state != "strong_opioid" else None
+    if state == "strong_opioid" and restart is None:  # refer as refractory (P9); an opioid still running without relief is
         # tapered and stopped for it (P8.stop_ineffective, S004). Not tolerated, stopped by the patient, or a
         # relapse after the opioid had already stopped: no opioid stops here, the referral is the pathway's.
         ineffective = outcome != "intolerable" and ctx.strong in p.active
@@ -290,12 +288,12 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     # step comes first and the criteria refer at its evaluation, so the wait is never a treatment gap.
     # The same when only an opioid that failed runs: it stops at referral (P8.stop_ineffective), so the next step
     # comes first. The criteria refer before a first consult; after one, only refractory pain refers again.
-    if referral_due(p, ctx, day, pain) and p.n_consults == 0 and p.referral_allowed() \
+    if restart is None and referral_due(p, ctx, day, pain) and p.n_consults == 0 and p.referral_allowed() \
             and (_continues_while_queued(p, ctx) if pol.referral.while_waiting == "continue"
                  else (p.active or outcome != "intolerable")):
         return decision("refer", stop_all=True, rule="P9.referral_criteria")
     add_possible = state in ("first_line", "switch") and p.can_add_on()
-    oral = _oral_step(p, ctx, outcome, state, inadequate, add_possible)
+    oral = restart or _oral_step(p, ctx, outcome, state, inadequate, add_possible)
     if (outcome == "intolerable" or oral.rule == REOFFER) and oral.stop_all and "topical" not in oral.keep:
         # P4.intolerance_stop stops the drug not tolerated (or the patient stopped it), not a topical beside it:
         # the topical goes on with the next step (S004: topicals for localized pain at any stage). The same when a

@@ -178,6 +178,11 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 if kind == "drug_start":
                     patch_start[drug] = day
         # --- the running regimen, re-offers ----------------------------------------------------------------
+        if kind == "transition" and state == "relieved":  # relief (also the specialist's) with these drugs running:
+            inadequate -= running  # what an earlier evaluation judged of them is undone (P4)
+            failed -= running
+        if kind == "drug_start" and rule in REOFFER_RULES and decided < day - TOL:
+            decided = day  # a restart with no transition of its own (tramadol, strong-opioid states): decided now
         if kind == "drug_start" and drug is not None:
             running.add(drug)
             pending.pop(drug, None)
@@ -383,6 +388,8 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
                 stopped[name] = day
         elif kind in JUDGEMENTS and outcome is not None:
             relieving = set(running) if str(outcome) == "relief" else set()
+        elif kind == "transition" and state == "relieved" and rule != RELAPSE:  # relief (the specialist's too)
+            relieving = set(running)
         elif kind == "transition":
             if rule == RELAPSE and stopped:
                 seen.add(key)
