@@ -114,6 +114,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     awaiting: set[str] = set()  # of those, drugs whose relapse has not come yet
     failed: set[str] = set()  # drugs judged inadequate, tramadol not tolerated (it has failed, no re-offer)
     inadequate: set[str] = set()  # drugs running at an inadequate evaluation: they had failed (never re-offered)
+    class_judged: dict[str, float] = {}  # class -> day a drug of it last ran at an inadequate evaluation
     own_stop: dict[str, float] = {}  # drug -> day of the patient's last own stop of it
     own_end: dict[str, float] = {}  # drug -> day of its last drug_stop row (the end of a taper)
     decided = -1.0  # day of the last decision (transition)
@@ -137,7 +138,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
             own_stop, own_end, decided, consults, returned, queued, inadequate = {}, {}, -1.0, 0, False, False, set()
-            patch_start, judged, consult_day = {}, None, None
+            patch_start, judged, consult_day, class_judged = {}, None, None, {}
         if kind in ("evaluation", "maintenance_visit") and ev_out is not None:
             judged = (day, str(ev_out))
         d = cat.get(str(drug)) if drug is not None else None
@@ -225,6 +226,9 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             inadequate |= running
             if drug is not None:
                 inadequate.add(drug)
+            for x in running:  # P4: its class judged inadequate on this day (an alternative class follows)
+                if cat.get(x) is not None:
+                    class_judged[cat[x].drug_class] = day
         elif kind == "maintenance_visit" and ev_out in FAILED_OUTCOMES and any(
                 (cat.get(x) is not None and cat[x].drug_class == "weak_opioid") for x in running):
             failed |= {x for x in running if cat.get(x) is not None and cat[x].drug_class == "weak_opioid"}
@@ -254,6 +258,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 if dp is not None and any(cat.get(x) is not None and cat[x].drug_class == dp.drug_class
                                           for x in running):
                     continue  # another drug of its class runs (one drug per class): nothing to add it to
+                if dp is not None and class_judged.get(dp.drug_class, -1.0) > stopped + TOL:
+                    continue  # its class judged inadequate since his stop (P4: an alternative class is next)
                 flag("reoffer_own_stop", key, day, kind, drug_p, rule, f"{drug_p}, stopped by the patient on day "
                      f"{stopped:g} while it relieved him, was not offered again before {rule}")
             pending.clear()
