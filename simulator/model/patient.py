@@ -88,7 +88,8 @@ class PatientModel:
         self.reoffered: frozenset[int] = _NO_DRUGS
         # The drugs the patient stopped himself since the last decision (day ``stopped_day``) and the re-opens
         # they bring: the decision taken at his stop does not offer the drug just stopped; a later one may
-        # (:meth:`close_own_stops`). Drugs with an inadequate evaluation have failed: never re-opened.
+        # (:meth:`close_own_stops`). Drugs with an inadequate evaluation have failed: never re-opened, unless a
+        # later relief with them running undid it (Evaluation._relief_clears).
         self.stopped_now: frozenset[int] = _NO_DRUGS
         self.stopped_day = -1.0
         self.reopen_next: frozenset[int] = _NO_DRUGS
