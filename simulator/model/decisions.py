@@ -170,7 +170,8 @@ def _reoffer_first(p, ctx: PolicyContext, state: str) -> Decision | None:
     if state in ("tramadol", "strong_opioid"):
         if tramadol:
             add = ctx.policy.tramadol_mode == "add" and bool(p.active or first)
-            return decision("escalate_tramadol", (*first, ctx.tramadol), stop_all=not add, also=topical,
+            # the first-line drugs last: the newest line sets the evaluation (its own adequate trial, P3)
+            return decision("escalate_tramadol", (ctx.tramadol, *first), stop_all=not add, also=topical,
                             rule="P7.tramadol_reoffer")
         if first:  # no transition: what runs continues with the restart (P4.reoffer_own_stop)
             return decision("continue", tuple(first), also=topical, rule=REOFFER)
