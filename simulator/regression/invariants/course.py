@@ -51,6 +51,9 @@ class CourseChecks(CheckerBase):
         if d.drug_class == "weak_opioid" and line is not None and line is not t.bridge:  # judged inadequate
             # after its trial (S004); a bridge is judged at a review while queued (Checker._replay)
             t.tramadol_failed = True
+        elif any(ln.drug.drug_class == "weak_opioid" and ln is not t.bridge for ln in active):  # a regimen with
+            # tramadol judged inadequate at the trial of a drug restarted with it (started last): tramadol failed too
+            t.tramadol_failed = True
 
     def _own_stop_watch(self, key: tuple[int, int], t: Trajectory, ev: str, name: str | None, rule: str | None,
                         state: str | None, day: float) -> None:
