@@ -350,6 +350,7 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
     stopped: dict[str, float] = {}  # relieving drug stopped by the patient -> day, until the next transition
     off: dict[str, float] = {}  # drug -> day of its latest drug_stop row (off the drug)
     once: set[str] = set()  # drugs already offered once more
+    running_ever: set[str] = set()  # drugs started before (a bridge aside)
     window: dict[str, float] | None = None  # owed at the open relapse decision: drug -> day of the own stop
     started: set[str] = set()
     excluded: set[str] = set()
@@ -372,7 +373,7 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
             close(key, "")
             key = (rep, pat)
             running, relieving, stopped, off, once = set(), set(), {}, {}, set()
-            started, excluded = set(), set()
+            started, excluded, running_ever = set(), set(), set()
         if window is not None:
             if kind in WINDOW_ENDS or (kind == "transition" and rule == RELAPSE):
                 close(key, kind)
@@ -381,9 +382,14 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
             elif kind == "excluded" and drug is not None:
                 excluded.add(str(drug))
         if kind == "drug_start" and drug is not None:
-            running.add(str(drug))
-            if rule in REOFFER_RULES:
-                once.add(str(drug))
+            name = str(drug)
+            dn = cat.get(name)
+            if rule in REOFFER_RULES or (name in running_ever and rule != BRIDGE and dn is not None
+                                         and dn.drug_class == "weak_opioid"):
+                once.add(name)  # offered once more (tramadol: any second start, P7.tramadol_reoffer)
+            running.add(name)
+            if rule != BRIDGE:
+                running_ever.add(name)
         elif kind in ("drug_stop", "taper_start") and drug is not None:
             name = str(drug)
             running.discard(name)
