@@ -297,7 +297,8 @@ def test_no_reoffer_while_the_patient_is_still_tapering_off_his_own_stop():
 
 def test_a_drug_judged_inadequate_is_never_reoffered():
     """F3: "before it had failed": a drug that had an evaluation with no response or partial relief (judged
-    inadequate) is not re-opened after the patient's own stop, whatever its class."""
+    inadequate) is not re-opened after the patient's own stop, whatever its class, unless a relief with it
+    running followed that evaluation (a regimen that relieved has not failed: a dose then optimised, an add-on)."""
     ev = _run("guideline", 2000, 7).events
     groups = _by_patient(ev)
     again = ev[(ev["event"] == "drug_start") & ev["rule"].isin(REOFFERS)]
@@ -306,7 +307,13 @@ def test_a_drug_judged_inadequate_is_never_reoffered():
         g = groups[int(r.patient)].loc[:idx]
         judged = g[(g["event"] == "evaluation") & g["outcome"].astype(str).isin(["none", "partial"])
                    & (g["drug"].astype(str) == str(r.drug))]
-        if len(judged):
+        if not len(judged):
+            continue
+        later = g.loc[judged.index[-1]:]
+        stops = later[later["event"].isin(["drug_stop", "taper_start"]) & (later["drug"].astype(str) == str(r.drug))]
+        until = later.loc[:stops.index[0]] if len(stops) else later
+        relieved = until["event"].isin(["evaluation", "maintenance_visit"]) & (until["outcome"].astype(str) == "relief")
+        if not relieved.any():
             bad.append((r.patient, r.drug, r.day))
     assert not bad, bad[:10]
 

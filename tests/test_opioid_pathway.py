@@ -43,6 +43,8 @@ def _tramadol_history(events: pd.DataFrame) -> pd.DataFrame:
         running = failed = self_stopped = False
         visit = None
         for r in g.itertuples(index=False):
+            if r.event in ("evaluation", "maintenance_visit") and r.outcome == "relief" and running:
+                failed = False  # a tramadol relieving has not failed: relief undoes an earlier judgement (P4)
             if r.event == "drug_start" and r.drug == "tramadol":
                 if r.rule == "P7.tramadol_reoffer":
                     out.append(("reoffer", pid, failed, self_stopped))
@@ -51,7 +53,8 @@ def _tramadol_history(events: pd.DataFrame) -> pd.DataFrame:
                 running = False
                 failed |= r.rule in INTOLERANCE
                 self_stopped |= r.rule == "X.patient_stop"
-            elif r.event == "evaluation" and r.drug == "tramadol" and r.outcome in ("partial", "none"):
+            elif r.event == "evaluation" and (r.drug == "tramadol" or running) and r.outcome in ("partial", "none"):
+                # judged on tramadol, or on a drug restarted with it (started last, its own trial, P3)
                 failed = True
             elif r.event == "maintenance_visit":
                 visit = r.outcome
