@@ -164,10 +164,10 @@ class Referral:
                       rule="P9.re_referral_deferred")
             if outcome == "relief" or now >= end - 1e-9:
                 trigger = "relief" if outcome == "relief" else "refer"
+                if trigger == "refer":  # the stops at referral, logged in primary care as at any referral
+                    self._stop_for_referral(p, lines, now, "P9.re_referral")
                 fire(self.table, p, trigger)
                 p.deferred_until = -math.inf
-                if trigger == "refer":
-                    self._stop_for_referral(p, lines, now, "P9.re_referral")
                 self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[trigger],
                           rule="P9.re_referral_deferred" if trigger == "relief" else "P9.re_referral")
                 return p.state
