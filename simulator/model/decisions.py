@@ -277,7 +277,7 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
     state = p.state
     inadequate = outcome in ("partial", "none")
     # P4.reoffer_own_stop: what relieved him and he stopped himself comes back first (before a referral too)
-    restart = _reoffer_first(p, ctx, state) if outcome != "intolerable" or state != "strong_opioid" else None
+    restart = _reoffer_first(p, ctx, state)  # whatever ended relief (a patch stopped without benefit too)
     if state == "strong_opioid" and restart is None:  # refer as refractory (P9); an opioid still running without relief is
         # tapered and stopped for it (P8.stop_ineffective, S004). Not tolerated, stopped by the patient, or a
         # relapse after the opioid had already stopped: no opioid stops here, the referral is the pathway's.
