@@ -113,7 +113,9 @@ class Stopping:
         were logged up to it). When the patient decides to leave at a decision (``taper_completes``: after a
         failed line or his own stop of a tapered drug) the taper completes as prescribed and care ends on its
         last day (P5.taper_step, S001 "must be tapered slowly"; assumption: the taper schedule given at the
-        stop is followed); a loss to follow-up or the horizon before that day still comes first."""
+        stop is followed); a loss to follow-up or the horizon before that day still comes first: the loss cuts the
+        taper (X.dropout, whatever the patient had decided). A cut taper's ``drug_stop`` names the step the
+        patient was on (the tapers cut at the loss to follow-up are those of ``p.taper_rest``)."""
         for ln in lines:
             self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
         if taper_completes and p.taper_end > now:
@@ -125,11 +127,16 @@ class Stopping:
                 lines.clear()
                 p.active = []
                 return
-            else:  # lost to follow-up during the taper: cut there, as below
+            else:  # lost to follow-up during the taper: cut there, as below (the loss ends care: X.dropout)
                 now = p.until
+                rule = "X.dropout"
+        cut = {j: (dose, k) for j, dose, k, _day in p.taper_rest}  # the tapers cut at loss to follow-up
         for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
-            if end > now:
-                self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
+            if end > now:  # stopped at the step the patient was on (the dose before it when none was given)
+                before, k = cut[j]
+                x = self.extras[j]
+                on = taper_doses(before, x.taper, x.givable)[k - 1] if k > 0 else before
+                self._log(p.idx, now, E_STOP, p.state, drug=j, dose=on, rule=rule)
         p.tapering.clear()
         p.taper_rest.clear()
         lines.clear()
