@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -591,6 +592,15 @@ def test_docs_list_every_invariant():
     text = (Path(__file__).parent.parent / "docs" / "invariants.md").read_text()
     for i in INVARIANTS:
         assert f"| `{i.name}` | `{i.rule}` |" in text, i.name
+
+
+def test_readme_states_no_stale_count_of_invariants():
+    """Protects the README's Regression testing section: it said "24 guideline invariants" while the registry held
+    38; it names the registry instead of a count, and no count of invariants may come back unless it is true."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    counts = [int(n) for n in re.findall(r"(\d+) (?:guideline )?invariants", readme)]
+    assert all(n == len(INVARIANTS) for n in counts), (counts, len(INVARIANTS))
+    assert "every guideline invariant of the registry" in readme
 
 
 def test_policy_start_dose_only_up_to_the_seeds_start():
