@@ -10,6 +10,8 @@ simulation object on the hot path.
 
 from __future__ import annotations
 
+import math
+
 from ..model.pathway import fire
 from ..model.patient import PatientModel
 from ..model.safety import taper_doses
@@ -58,6 +60,7 @@ class Stopping:
                 steps = taper_doses(dose, x.taper, x.givable)
                 why = "" if steps else "P5.taper_smallest_dose"  # no lower marketed dose to step down to
         if steps:
+            self.taper_plans[(i, j)] = (line.start, now, steps, x.taper_interval)  # for the visits (_newest_taken)
             self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
             limit = p.until
             day = now
@@ -143,6 +146,20 @@ class Stopping:
         p.active = []
         fire(self.table, p, "drop_out")
         self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
+
+    def _newest_taken(self, p: PatientModel, lines: list[Line], now: float) -> tuple[int, float]:
+        """The drug and dose a maintenance visit row names (docs/event-log.md): the regimen's newest drug (as an
+        evaluation's), or, when none is left but a drug is still being tapered (it runs until its drug_stop), the
+        tapering drug at the step he is on (the one started last); (-1, -1.0) when nothing runs."""
+        if lines:
+            return lines[-1].drug, lines[-1].dose_at(now)
+        best = (-math.inf, -1, -1.0)
+        for j, end in p.tapering:
+            plan = self.taper_plans.get((p.idx, j))
+            if end > now + 1e-9 and plan is not None and plan[0] > best[0]:
+                start, began, steps, interval = plan
+                best = (start, j, steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)])
+        return best[1], best[2]
 
     def _finish_tapers(self, p: PatientModel) -> None:
         """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer
