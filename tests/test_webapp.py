@@ -99,6 +99,14 @@ def test_whole_case_in_headless_chromium(server: str) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def click_and_wait(element) -> None:  # a click posts a form: wait for the next page (the suite may be loaded)
+        page = driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        WebDriverWait(driver, 60).until(ec.staleness_of(page))
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -108,14 +116,14 @@ def test_whole_case_in_headless_chromium(server: str) -> None:
     mirror = Session(setup_from_case(load_case("strong-opioid-gate")))
     try:
         driver.get(server)
-        driver.find_element(By.ID, "case-strong-opioid-gate").click()
+        click_and_wait(driver.find_element(By.ID, "case-strong-opioid-gate"))
         steps = 0
         while not driver.find_elements(By.ID, "score"):
             assert mirror.point is not None
             assert driver.find_element(By.ID, "chart").find_elements(By.TAG_NAME, "svg")
             assert driver.find_element(By.ID, "flowchart").find_elements(By.TAG_NAME, "svg")
             key = "strong_opioid" if steps == 1 else mirror.point.guideline_option.key
-            driver.find_element(By.CSS_SELECTOR, f'button[name="key"][value="{key}"]').click()
+            click_and_wait(driver.find_element(By.CSS_SELECTOR, f'button[name="key"][value="{key}"]'))
             mirror.answer(key)
             if steps == 1:
                 assert "Declared departure" in driver.find_element(By.ID, "feedback").text
