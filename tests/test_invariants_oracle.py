@@ -400,6 +400,16 @@ CASES = [
     ("re_referral_interval", {}, {"referral": {"re_referral_after_days": 120}},  # the policy's interval, not 91
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(260, "referral_queued", rule="P9.re_referral")],
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"), row(270, "referral_queued", rule="P9.re_referral")]),
+    ("re_referral_deferral", {}, {},  # refractory again 50 days after the consult: deferred on the list, unreviewed
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"),
+      {**row(200, "transition", rule="P9.re_referral_deferred"), "state": "specialist_referral"},
+      {**row(241, "referral_queued", rule="P9.re_referral"), "state": "specialist_referral"}],
+     [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"),
+      {**row(200, "transition", rule="P9.re_referral_deferred"), "state": "discharged"},
+      {**row(241, "maintenance_visit", "pregabalin", 300, "P9.re_referral_deferred", "none", pain=7),
+       "state": "discharged"},
+      {**row(241, "transition", rule="P9.re_referral"), "state": "specialist_referral"},
+      {**row(241, "referral_queued", rule="P9.re_referral"), "state": "specialist_referral"}]),
     ("criteria_referral_on_treatment", {}, {"referral": {"after_failed_lines": 1}},
      [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="none", pain=7),
       *pregabalin_stop(42, "P9.referral_criteria"), row(42, "referral_queued", rule="P9.referral_criteria")],

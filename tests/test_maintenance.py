@@ -103,7 +103,12 @@ def test_relapse_returns_to_the_state_of_relief(guideline):
                 # relieved while queued for the specialist (P9.relieved_while_waiting): back to the state the
                 # patient was referred from; relieved after the consult (P9.specialist_consult: refer, consult,
                 # relief): back to the state he was referred from too (the pathway's remaining options)
-                before = {"P9.relieved_while_waiting": k - 3, "P9.specialist_consult": k - 4}.get(rules[k - 1], k - 2)
+                # relieved at a review while the re-referral interval ran (P9.re_referral_deferred: discharged,
+                # relief): back to the state he was refractory in
+                before = {"P9.relieved_while_waiting": k - 3, "P9.specialist_consult": k - 4,
+                          "P9.re_referral_deferred": k - 3}.get(rules[k - 1], k - 2)
+                if states[before] == "discharged" and rules[before] == "P9.re_referral_deferred":
+                    before -= 1  # referred once the re-referral interval ended: from the state before its deferral
                 assert trig[k - 1] == "relief" and states[k] == states[before]
                 n += 1
     assert n > 20

@@ -1,7 +1,8 @@
 """P9.re_referral's minimum interval: a patient is referred again no sooner than referral.re_referral_after_days
 after his last consult started (assumption, default 91 days).
 
-Protects the engine (simulator/engine/referral.py defers the queue row, the regimen going on until then), the
+Protects the engine (simulator/engine/referral.py defers the referral: primary care until then,
+P9.re_referral_deferred, tests/test_re_referral_deferral.py), the
 oracle (check's re_referral_interval, simulator/regression/invariants/care.py, which reads only the event log
 and the policy) and the input contract (a negative or non-finite interval is one paragraph naming the file and
 the field, exit 2). Before the parameter existed a patient refractory again soon after a consult was queued at

@@ -248,7 +248,7 @@ def _regimen_at_discharge(ev, patient: int) -> tuple[float, list[str], list[str]
     P9.discharge_plan transition are done, read from the event log here: a drug runs from its start to its stop
     row; from its taper start it is tapered off (it still runs, but does not go on)."""
     g = ev[ev["patient"] == patient].astype({"event": object, "drug": object, "trigger": object})
-    day = float(g[(g["event"] == "transition") & (g["trigger"] == "discharge")]["day"].iloc[0])
+    day = float(g[(g["event"] == "transition") & (g["rule"] == "P9.discharge_plan")]["day"].iloc[0])
     taken: list[str] = []
     tapering: list[str] = []
     for r in g[g["day"] <= day + 1e-9].itertuples(index=False):
@@ -276,11 +276,11 @@ def test_discharge_is_narrated_with_the_regimen_that_runs_or_none():
     root = Path(__file__).resolve().parent.parent
     scenario = load_scenario(str(root / "scenarios" / "guideline.yaml"))
     ev = simulate(scenario, patients=1000, seed=7, replications=1).events
-    discharged = ev[(ev["event"] == "transition") & (ev["trigger"].astype(str) == "discharge")]["patient"].unique()
+    discharged = ev[(ev["event"] == "transition") & (ev["rule"] == "P9.discharge_plan")]["patient"].unique()
     seen: set[tuple[bool, bool]] = set()
     for patient in list(discharged[:60]) + [248]:
         j = trace(setup_from_scenario(scenario, int(patient), seed=7))
-        if not (j.events["trigger"].astype(str) == "discharge").any():
+        if not (j.events["rule"] == "P9.discharge_plan").any():  # not the deferral (P9.re_referral_deferred)
             continue
         day, taken, tapering = _regimen_at_discharge(j.events, int(patient))
         step = next(s for s in j.steps if s.rule == "P9.discharge_plan" and abs(s.day - day) < 1e-6)

@@ -53,6 +53,8 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("specialist.seen", "patients seen by a specialist", "patients", "count"),
     Metric("specialist.left_queue", "patients who left the specialist queue", "patients", "count"),
     Metric("specialist.still_waiting_at_horizon", "still waiting for a specialist at the horizon", "patients", "count"),
+    Metric("pathway.awaiting_re_referral_at_horizon", "in primary care at the horizon, waiting out the re-referral "
+           "interval", "patients", "count"),
     Metric("specialist.seen_by_day.*", "seen by a specialist within {0} days of referral", "fraction", "share"),
     Metric("specialist.left_by_day.*", "left the specialist queue within {0} days of referral", "fraction", "share"),
     Metric("specialist.backlog_at_horizon_per_1000_patients", "specialist backlog at the horizon",

@@ -95,6 +95,10 @@ def patient_outcomes(events: pd.DataFrame, n_patients: int, replications: int, h
     last_state = tr.groupby(key)["state"].last()
     final = last_state.reindex(idx).astype(object).fillna("assessment")
     out["final_state"] = np.where(out["dropout_day"].notna(), "dropped_out", final.to_numpy())
+    # discharged to primary care while the re-referral interval runs (P9.re_referral_deferred) at the horizon:
+    # not on the clinic's list, not "waiting for specialist"
+    last_rule = tr.groupby(key)["rule"].last().reindex(idx).astype(object).to_numpy()
+    out["awaiting_re_referral"] = (out["final_state"].to_numpy() == "discharged") & (last_rule == "P9.re_referral_deferred")
     for s in REACHED_STATES:
         if s == "dropped_out":
             out[f"reached_{s}"] = out["dropout_day"].notna().to_numpy()

@@ -193,7 +193,10 @@ def pathway_summary(outcomes: pd.DataFrame) -> dict[str, Any]:
     """Share of patients who reached each state, and the state each was in at the end (drop-out included)."""
     reached = {s: round(float(outcomes[f"reached_{s}"].mean()), 4) for s in REACHED_STATES}
     final = outcomes["final_state"].value_counts(normalize=True)
-    return {"reached": reached, "final_state": {str(k): round(float(v), 4) for k, v in final.items()}}
+    # discharged at the horizon while the re-referral interval runs (P9.re_referral_deferred): in primary care,
+    # not on the clinic's list (the queue statistics do not count them either)
+    return {"reached": reached, "final_state": {str(k): round(float(v), 4) for k, v in final.items()},
+            "awaiting_re_referral_at_horizon": int(outcomes["awaiting_re_referral"].sum())}
 
 
 def specialist_summary(outcomes: pd.DataFrame) -> dict[str, Any]:

@@ -138,7 +138,10 @@ class PatientProcess:
         if moving and dest is None and not forced:
             # The pathway refuses the proposal: refer instead (P9), and the stops cite the referral;
             # after a specialist consult, discharge to primary care on the current regimen.
-            if fire(self.table, p, "refer"):
+            if can_fire(self.table, p, "refer") and self._defers_referral(p, now):  # too soon after a consult
+                fire(self.table, p, "discharge")
+                decision = Decision("discharge", rule="P9.re_referral_deferred")
+            elif fire(self.table, p, "refer"):
                 decision = Decision("refer", rule="P9.refractory_referral")
                 self._stop_for_referral(p, lines, now, "P9.refractory_referral")
             elif fire(self.table, p, "discharge"):
@@ -149,6 +152,10 @@ class PatientProcess:
                 self._finish_tapers(p)
                 return None
         else:
+            if decision.trigger == "refer" and not forced and self._defers_referral(p, now):
+                # too soon after the last consult: primary care until the interval ends (P9.re_referral_deferred)
+                decision = Decision("discharge", rule="P9.re_referral_deferred")
+                dest = can_fire(self.table, p, "discharge")
             if decision.adjust:
                 self._adjust(p, lines, now, decision, adv)
             if decision.trigger == "refer":
@@ -181,6 +188,7 @@ class PatientProcess:
         entry = obs[3]
         log = self._log
         held = ""  # relief the specialist brought (_maintenance)
+        why_referred = decision.rule
         if p.state == "relieved":
             if before not in TREATING:  # e.g. relief the clinic brought
                 yield from self._regimen_continues(p, lines, obs)
@@ -188,11 +196,20 @@ class PatientProcess:
             p.relieved_from = before
         elif p.state == "discharged":
             self._stop_opioids(p, lines, now)  # P8.stop_ineffective: discharged without relief
-            yield from self._regimen_continues(p, lines, obs)
-            return None
-        else:  # specialist_referral
+            if not p.deferring_re_referral():
+                yield from self._regimen_continues(p, lines, obs)
+                return None
+            # P9.re_referral_deferred: primary care until the re-referral interval ends, then relieved or referred
+            state = yield from self._primary_care_until_re_referral(p, lines, ltfu_day, obs)
+            if state is None:
+                return None
+            if state == "relieved":
+                p.relieved_from = before  # a relapse returns to the state he was refractory in
+                return held
+            why_referred = "P9.re_referral"
+        if p.state == "specialist_referral":
             p.referred_from = before
-            result = yield from self._specialist(p, lines, ltfu_day, adv, obs, decision.rule)
+            result = yield from self._specialist(p, lines, ltfu_day, adv, obs, why_referred)
             if result == "dropout":
                 self._drop_out(p, lines, env.now)
                 return None

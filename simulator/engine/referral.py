@@ -52,12 +52,6 @@ class Referral:
         env = self.env
         t = self.tables
         i = p.idx
-        earliest = p.last_consult + self.ctx.policy.referral.re_referral_after_days
-        if earliest > env.now:  # P9.re_referral: not sooner than referral.re_referral_after_days after the last
-            # consult; the regimen goes on until then (no review), then the patient is queued
-            why = yield from self._carry_on(p, lines, earliest, ltfu_day)
-            if why != "until":
-                return "dropout" if why == "dropout" else "waiting"
         queued = env.now
         # The queue row cites why: the policy's early criteria, refractory pain again after a consult
         # (P9.re_referral), or refractory pain (the steps exhausted or failed).
@@ -122,6 +116,60 @@ class Referral:
         if why == "stop":  # decided as when a line ends by a stop (a topical beside it goes on, P6.topical_add)
             return "managed_stopped"
         return "dropout" if why == "dropout" else "waiting"
+
+    def _defers_referral(self, p: PatientModel, now: float) -> bool:
+        """P9.re_referral_deferred: True (and ``p.deferred_until`` set) when a referral decided now comes sooner
+        than ``referral.re_referral_after_days`` after the last consult started: the patient is then discharged
+        to primary care until the interval ends (:meth:`_primary_care_until_re_referral`), not put on the list."""
+        earliest = p.last_consult + self.ctx.policy.referral.re_referral_after_days
+        if earliest <= now:
+            return False
+        p.deferred_until = earliest
+        return True
+
+    def _primary_care_until_re_referral(self, p: PatientModel, lines: list[Line], ltfu_day: float, obs: tuple):
+        """P9.re_referral_deferred (assumption): discharged to primary care while the re-referral interval runs.
+        What runs continues (adverse events, his own stops, tapers); he is reviewed at the maintenance intervals
+        (``maintenance.visit_interval_days``, ``opioid_visit_interval_days`` while an opioid runs; with or
+        without a drug running) and on the day the interval ends, each review a ``maintenance_visit`` row citing
+        P9.re_referral_deferred. Relief at a review ends the deferral (transition to relieved: maintenance
+        follows); still refractory when the interval ends, he is referred again (transition to
+        specialist_referral, P9.re_referral); loss to follow-up as anywhere. Not on the clinic's list meanwhile.
+
+        Returns None when the process ends (drop-out, horizon) or the patient's new state ("relieved",
+        "specialist_referral")."""
+        env = self.env
+        i = p.idx
+        mt = self.ctx.policy.maintenance
+        drugs = self.tables.drugs
+        end = p.deferred_until
+        last = env.now
+        while True:
+            opioid = any(drugs[ln.drug].drug_class in OPIOID_TRIGGER for ln in lines)
+            review = min(last + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days), end)
+            why = yield from self._carry_on(p, lines, review, ltfu_day)
+            if why != "until":
+                if why == "dropout":
+                    self._drop_out(p, lines, env.now)
+                return None
+            now = last = env.now
+            pain = self._pain(p, lines, now, obs, 1.0)
+            p.last_pain = pain
+            p.assessed = now
+            outcome = self._judge(p, pain)
+            p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
+            on, on_dose = self._newest_taken(p, lines, now)  # a drug being tapered still runs (event-log.md)
+            self._log(i, now, E_MAINT, p.state, drug=on, dose=on_dose, pain=pain, detail=OUTCOME_CODE[outcome],
+                      rule="P9.re_referral_deferred")
+            if outcome == "relief" or now >= end - 1e-9:
+                trigger = "relief" if outcome == "relief" else "refer"
+                if trigger == "refer":  # the stops at referral, logged in primary care as at any referral
+                    self._stop_for_referral(p, lines, now, "P9.re_referral")
+                fire(self.table, p, trigger)
+                p.deferred_until = -math.inf
+                self._log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[trigger],
+                          rule="P9.re_referral_deferred" if trigger == "relief" else "P9.re_referral")
+                return p.state
 
     def _wait_for_consult(self, p: PatientModel, lines: list[Line], ltfu_day: float, req, bridge: Line | None,
                           obs: tuple):

@@ -103,6 +103,13 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge("relief", ("specialist_referral",), "relieved", (), "P9.relieved_while_waiting", ("relief",)),
     # P9: after a consult with nothing left to try, back to primary care (on the current regimen, if any).
     Edge("discharge", TREATING + ("specialist_care",), "discharged", ("seen_by_specialist",), "P9.discharge_plan"),
+    # P9: refractory again sooner than referral.re_referral_after_days after the last consult: back to primary
+    # care (discharged, reviewed at the visit interval) until the interval ends; relief at a review ends it, and
+    # still refractory when it ends, the patient is referred again (P9.re_referral_deferred, assumption).
+    Edge("relief", ("discharged",), "relieved", ("deferring_re_referral",), "P9.re_referral_deferred", ("relief",)),
+    Edge("refer", ("discharged",), "specialist_referral", ("deferring_re_referral", "referral_allowed"),
+         "P9.re_referral_deferred"),
+    Edge("drop_out", ("discharged",), "dropped_out", ("deferring_re_referral",), "X.dropout"),
     # Drop-out and loss to follow-up can happen anywhere before an outcome.
     Edge("drop_out", _ANY_ACTIVE, "dropped_out", (), "X.dropout", ("dropout",)),
     # Maintenance (issue 10): relief lost at a maintenance visit (or the regimen stopped) sends the patient

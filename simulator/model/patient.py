@@ -27,7 +27,8 @@ class PatientModel:
                  "topical_tried", "protocol_step", "tapering", "taper_end", "taper_rest", "until", "last_pain", "intolerant",
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
                  "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit", "stopped_now",
-                 "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs", "last_consult", "last_relief_stop")
+                 "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs", "last_consult", "last_relief_stop",
+                 "deferred_until")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -96,6 +97,8 @@ class PatientModel:
         self.last_relief_stop = -1  # the drug he last stopped himself while it relieved him: restarted first (P4)
         self.n_consults = 0  # specialist consults so far (P9.re_referral)
         self.last_consult = -math.inf  # day the last consult started (P9.re_referral: referral.re_referral_after_days)
+        # while refractory again too soon after a consult: the day the re-referral interval ends (P9.re_referral_deferred)
+        self.deferred_until = -math.inf
 
     def _eligibility(self) -> tuple[list[int], list[tuple[int, str]], dict[int, str], int]:
         """(eligible drugs in order, last-resort drugs last; exclusions with their rule; last-resort rules;
@@ -314,6 +317,11 @@ class PatientModel:
         (P9.re_referral: refractory again after a consult, referred again; assumption); capacity decides how
         long it takes."""
         return self.n_consults < self.ctx.policy.referral.max_consults
+
+    def deferring_re_referral(self) -> bool:
+        """P9.re_referral_deferred: back in primary care while the re-referral interval runs (the relief, the
+        referral and the loss to follow-up that end it leave the discharged state; a final discharge stays)."""
+        return self.deferred_until > -math.inf
 
     def seen_by_specialist(self) -> bool:
         """P9.discharge_plan: discharge back to primary care follows a specialist consult."""

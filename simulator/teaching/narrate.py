@@ -43,7 +43,7 @@ from .one_patient import (
 )
 from .regimen import Regimen
 from .steps import OUTCOME_WORDS, Step, dose_words, narrate, unit_for
-from .words import LIMIT_WORDS, drug_name
+from .words import DEFERRED_END, LIMIT_WORDS, drug_name
 
 __all__ = ["CASE_NOTE", "LIMIT_WORDS", "NOT_CLINICAL", "OUTCOME_WORDS", "QUEUE_CAVEAT", "Journey", "Setup", "Step",
            "dose_words", "drug_name", "narrate", "path_of", "path_words", "profile", "setup_from_case", "setup_from_cohort",
@@ -140,6 +140,10 @@ def trace(setup: Setup) -> Journey:
         on = regimen.words(lambda d, x: dose_words(setup, d, x))
         steps.append(Step(horizon, "end", f"end of follow-up, still in {final.replace('_', ' ')}"
                           + (f", on {on}" if on else ", with no drug running")))
+    last = events[events["event"] == "transition"].tail(1)
+    if final == "discharged" and len(last) and str(last["rule"].iloc[0]) == "P9.re_referral_deferred" \
+            and not (events["event"] == "dropout").any():  # the horizon came while the interval ran
+        steps.append(Step(horizon, "end", DEFERRED_END))
     return Journey(setup, profile(setup), steps, events, states, edges, final,
                    float(relief.iloc[0]) if len(relief) else None, path_words(events))
 

@@ -21,6 +21,8 @@ from .regimen import SAME_DAY, Leaving, Regimen, leaving_reason
 from .words import (
     ACTION_WORDS,
     CONSULT_WORDS,
+    DEFERRED_DISCHARGE,
+    DEFERRED_RELIEF,
     DISCHARGE_NO_DRUG,
     DISCHARGE_TAPERING,
     DOSE_WORDS,
@@ -315,8 +317,12 @@ class Narrator:
         if trig == "relief" and rule == "P9.specialist_consult":  # relief after the consult (issue 10)
             action = SPECIALIST_RELIEF.format(how=self.consult_words)
         gone = [w for d, w in self.stopped if _same(d, day)]
+        if trig == "relief" and rule == "P9.re_referral_deferred":
+            action = DEFERRED_RELIEF
         if trig == "discharge":  # P9.discharge_plan: the regimen left once the same day's stops are done
             action, tapering = self._discharge_words(j, day)
+            if rule == "P9.re_referral_deferred":
+                action = DEFERRED_DISCHARGE.format(what=self._deferred_regimen(j, day))
             gone = [w for w in gone if w not in {f"tapering off {drug_name(d)}" for d in tapering}]
         if gone:  # the trace names the drugs stopped at a switch (item 12)
             action += f" ({', '.join(gone)})"
@@ -340,6 +346,19 @@ class Narrator:
                 self.deferred.add(rule)
                 return [f"{self.dose(rk['drug'], rk['dose'])} once the taper ends (day {float(rk['day']):.0f})"]
         return [f"{_STARTING[trigger]} once the taper ends (not started: follow-up ends first)"]
+
+    def _deferred_regimen(self, j: int, day: float) -> str:
+        """P9.re_referral_deferred: what goes on in primary care once the same day's stops are done."""
+        after = self.regimen.copy()
+        while j < len(self.rows) and float(self.rows[j]["day"]) <= day + 1e-9:
+            if str(self.rows[j]["event"]) in ("drug_stop", "taper_start"):
+                after.apply(self.rows[j])
+            j += 1
+        kept, tapering = after.continuing, after.tapering_off
+        off = f"{' and '.join(map(drug_name, tapering))} tapering off" if tapering else ""
+        if kept:
+            return f"on {' + '.join(map(drug_name, kept))}" + (f", with {off}" if off else "")
+        return f"with no drug continuing ({off})" if off else "with no drug running"
 
     def _discharge_words(self, j: int, day: float) -> tuple[str, list[str]]:
         """P9.discharge_plan: the regimen that goes on once the stops of the day (rows from ``j``; a discharge

@@ -42,7 +42,8 @@ LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.star
                "from"}
 VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge": "maintenance visit",
                "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
-               "for the specialist"}
+               "for the specialist", "P9.re_referral_deferred": "primary-care review while the re-referral interval "
+               "runs (not on the clinic's list)"}
 VISIT_AFTER = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up to repeat prescribing"}
 VISIT_AFTER_NO_DRUG = {"P4.stable_discharge": ": relief held, discharged from scheduled follow-up (no drug to "
                                               "prescribe)"}
@@ -70,6 +71,14 @@ DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway optio
 DISCHARGE_TAPERING = ("back to primary care with no drug continuing ({drugs} tapering off): no pathway option is left "
                       "(specialist's plan)")
 """P9.discharge_plan when the only drugs left are being tapered off: they still run until their taper ends."""
+DEFERRED_DISCHARGE = ("refractory again too soon after the last consult to be referred again "
+                      "(referral.re_referral_after_days): back to primary care, not on the clinic's list, reviewed at "
+                      "the visit interval until the re-referral interval ends, {what}")
+"""P9.re_referral_deferred: the discharge that waits out the re-referral interval (what: the regimen that goes on)."""
+DEFERRED_RELIEF = "relieved at the primary-care review: no re-referral needed; maintenance visits follow"
+"""P9.re_referral_deferred: relief found at a review while the re-referral interval ran."""
+DEFERRED_END = "end of follow-up, back in primary care waiting out the re-referral interval (not on the clinic's list)"
+"""The horizon during P9.re_referral_deferred (the state is discharged, the patient not on the list)."""
 # Relief after the consult (issue 10): maintenance follows, as for any relief (P4.maintenance_visit)
 SPECIALIST_RELIEF = ("relieved after the specialist's {how}: maintenance visits follow; a relapse returns the patient to "
                      "the pathway's remaining options, and to the pain clinic again while the policy's consults per patient allow "

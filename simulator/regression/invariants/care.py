@@ -36,8 +36,11 @@ RESUMED_IN: dict[str, tuple[str, ...]] = {"weak_opioid": ("tramadol",)}  # where
 FIRST_LINE_STATES: tuple[str, ...] = ("first_line", "switch", "add_on")
 TREATING_STATES: tuple[str, ...] = ("topical", "first_line", "switch", "add_on", "tramadol", "strong_opioid")
 CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "capsaicin_benefit", "reoffer_own_stop", "referral_accounting",
-                                    "re_referral_interval", "criteria_referral_on_treatment")
+                                    "re_referral_interval", "criteria_referral_on_treatment", "re_referral_deferral")
 RE_REFERRAL_AFTER_DAYS = 91.0  # the policy default of referral.re_referral_after_days, for a policy without it
+DEFERRED = "P9.re_referral_deferred"
+VISIT_DAYS = 91.0  # the policy defaults of maintenance.visit_interval_days and opioid_visit_interval_days,
+OPIOID_VISIT_DAYS = 56.0  # for a policy without them
 
 
 def _policy(policy: Any, path: str, default: Any) -> Any:
@@ -78,6 +81,14 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       no sooner than ``referral.re_referral_after_days`` after the day that consult started.
     * ``criteria_referral_on_treatment`` (P9.care_while_waiting): a referral by the policy's criteria is made on a
       regimen: some drug runs (not tapering) when it is queued, unless ``referral.while_waiting: stop``.
+    * ``re_referral_deferral`` (P9.re_referral_deferred): a patient refractory again before the re-referral
+      interval ends waits in primary care, not on the clinic's list: the transition citing the rule leads to
+      ``discharged`` while a consult's interval runs; until the deferral ends no row is in ``specialist_referral``
+      and none is a ``referral_queued``; he is reviewed (``maintenance_visit`` citing the rule) no more than
+      ``maintenance.visit_interval_days`` apart (``opioid_visit_interval_days`` while an opioid runs) from the
+      deferral to its end (drop-out, horizon, or the next transition); that transition is relief found at a
+      review that day, or, once the interval is over, the referral (``specialist_referral``) after a review that
+      day without relief; he is never still deferred after the interval has ended.
     """
     cat = load_catalog().drugs
     res = {name: InvariantResult(BY_NAME[name], checked=n) for name in CARE_INVARIANTS}
@@ -93,6 +104,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     max_consults = int(_policy(policy, "referral.max_consults", 2))
     re_referral_days = float(_policy(policy, "referral.re_referral_after_days", RE_REFERRAL_AFTER_DAYS))
     waiting_stop = _policy(policy, "referral.while_waiting", "continue") == "stop"
+    visit_days = float(_policy(policy, "maintenance.visit_interval_days", VISIT_DAYS))
+    opioid_visit_days = float(_policy(policy, "maintenance.opioid_visit_interval_days", OPIOID_VISIT_DAYS))
     if not len(events):
         return list(res.values())
 
@@ -122,8 +135,21 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     returned = False  # back in the pathway (a treating state, relief) since the last consult's outcome
     queued = False
     consult_day: float | None = None  # day the last consult started
+    deferral: list[float] | None = None  # while deferred (P9.re_referral_deferred): [interval end, last review,
+    # review bound in days, last review's outcome as 1.0 relief / 0.0 not, day of the last review]
+
+    def review_gap(k: tuple[int, int], day: float, event: str) -> None:
+        if deferral is not None and day > deferral[1] + deferral[2] + TOL:
+            flag("re_referral_deferral", k, day, event, None, DEFERRED, f"unreviewed in primary care from day "
+                 f"{deferral[1]:g} to day {day:g} while the re-referral interval ran (reviews every "
+                 f"{deferral[2]:g} days)")
 
     def close(k: tuple[int, int] | None) -> None:
+        if k is not None and deferral is not None:
+            review_gap(k, horizon, "horizon")
+            if horizon > deferral[0] + TOL:
+                flag("re_referral_deferral", k, horizon, "horizon", None, DEFERRED, f"still deferred at the horizon "
+                     f"although the re-referral interval ended on day {deferral[0]:g}")
         for drug, last in applied.items():
             if k is not None and horizon > last + SINGLE_APPLICATION_DAYS[drug] + TOL:
                 flag("capsaicin_reapplied", k, last + SINGLE_APPLICATION_DAYS[drug], "horizon", drug,
@@ -136,7 +162,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             key = (rep, pat)
             applied, running, pending, reoffered, starts, awaiting, failed = {}, set(), {}, set(), {}, set(), set()
             own_stop, own_end, decided, consults, returned, queued, inadequate = {}, {}, -1.0, 0, False, False, set()
-            patch_start, judged, consult_day = {}, None, None
+            patch_start, judged, consult_day, deferral = {}, None, None, None
         if kind in ("evaluation", "maintenance_visit") and ev_out is not None:
             judged = (day, str(ev_out))
         d = cat.get(str(drug)) if drug is not None else None
@@ -244,6 +270,50 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 flag("reoffer_own_stop", key, day, kind, drug_p, rule, f"{drug_p}, stopped by the patient on day "
                      f"{stopped:g} while it relieved him, was not offered again before {rule}")
             pending.clear()
+        # --- re_referral_deferral ---------------------------------------------------------------------------
+        if deferral is not None:
+            if day > deferral[0] + TOL:
+                flag("re_referral_deferral", key, day, kind, None, rule, f"still deferred on day {day:g} although the "
+                     f"re-referral interval ended on day {deferral[0]:g}")
+                deferral[0] = float("inf")  # flagged once
+            review_gap(key, day, kind)
+            if kind == "referral_queued" or state == "specialist_referral" and kind != "transition":
+                flag("re_referral_deferral", key, day, kind, None, rule, "on the clinic's list while the re-referral "
+                     "interval runs (deferred: in primary care)")
+            if kind == "maintenance_visit" and rule == DEFERRED:
+                opioid = any(cat.get(x) is not None and cat[x].drug_class in ("weak_opioid", "strong_opioid")
+                             for x in running)
+                deferral[1:] = [day, opioid_visit_days if opioid else visit_days,
+                                1.0 if ev_out == "relief" else 0.0, day]
+            elif kind == "dropout":
+                deferral = None
+            elif kind == "transition":
+                reviewed = abs(deferral[4] - day) <= TOL
+                if state == "relieved" and not (reviewed and deferral[3] == 1.0):
+                    flag("re_referral_deferral", key, day, kind, None, rule, "relieved without a review finding "
+                         "relief that day")
+                elif state == "specialist_referral" and not (reviewed and deferral[3] == 0.0
+                                                             and day >= deferral[0] - TOL):
+                    flag("re_referral_deferral", key, day, kind, None, rule, "referred again without a review "
+                         f"finding no relief that day once the interval was over (day {deferral[0]:g})")
+                elif state not in ("relieved", "specialist_referral"):
+                    flag("re_referral_deferral", key, day, kind, None, rule, f"left the deferral for {state}, not "
+                         "relief or the referral")
+                deferral = None
+        elif kind == "transition" and rule == DEFERRED:
+            seen["re_referral_deferral"].add(key)
+            end = (consult_day if consult_day is not None else float("-inf")) + re_referral_days
+            if state != "discharged":
+                flag("re_referral_deferral", key, day, kind, None, rule, f"deferred in {state}, not discharged to "
+                     "primary care")
+            if day >= end - TOL:
+                flag("re_referral_deferral", key, day, kind, None, rule, "deferred although no re-referral interval "
+                     "runs" + (f" (the last consult started on day {consult_day:g})" if consult_day is not None
+                               else " (no consult before)"))
+            else:
+                opioid = any(cat.get(x) is not None and cat[x].drug_class in ("weak_opioid", "strong_opioid")
+                             for x in running)
+                deferral = [end, day, opioid_visit_days if opioid else visit_days, -1.0, -1.0]
         # --- referrals and their queue ---------------------------------------------------------------------
         if kind == "referral_queued":
             seen["referral_accounting"].add(key)
