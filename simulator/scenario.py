@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from .engine.clinic import CapacitySpec
+from .inputs.errors import InputError
 from .inputs.schema import Strict, parse_model, read_yaml
 from .model.overrides import validate_overrides
 from .model.policy import Policy
@@ -112,7 +113,17 @@ class Scenario(Strict):
         return self
 
     def with_overrides(self, **kw: object) -> Scenario:
-        """A copy with run-time overrides (``patients``, ``seed``, ``replications``...), re-validated."""
+        """A copy with run-time overrides (``patients``, ``seed``, ``replications``...), re-validated.
+
+        Raises :class:`~simulator.inputs.errors.InputError` for ``patients`` on an open population (its
+        ``population`` sets who enters; an option that would do nothing is an error, README)."""
+        if kw.get("patients") is not None and self.population is not None:
+            raise InputError(
+                f"--patients does not apply to an open population: scenario '{self.name}' brings its patients in "
+                f"over the run from its population block (population.size, the incidence, population.prevalent), "
+                f"so --patients {kw['patients']} would be ignored", file=self.source_path or None, field="--patients",
+                fix="leave out --patients; to simulate fewer or more patients, change population.size (or the "
+                    "incidence, or horizon_days) in the scenario file")
         data = self.model_dump(exclude={"source_path", "cohort_spec"})
         data.update({k: v for k, v in kw.items() if v is not None})
         new = parse_model(data, Scenario, self.source_path or "command line")

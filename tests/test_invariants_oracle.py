@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +69,9 @@ def start(day, drug, dose, rule="P1.pregabalin_first"):
     return [row(day, "transition", rule=rule), row(day, "drug_start", drug, dose, rule=rule)]
 
 
+DULOXETINE_CUT = [*start(0, "duloxetine", 30, "P1.duloxetine_first"), row(7, "dose_change", "duloxetine", 60),
+                  row(35, "evaluation", "duloxetine", 60, outcome="none", pain=7),
+                  row(35, "taper_start", "duloxetine", 60), row(35, "dose_change", "duloxetine", 30, "P5.taper_step")]
 PREGABALIN_OK = [*start(0, "pregabalin", 150), row(7, "dose_change", "pregabalin", 300, "P2.target_reached")]
 def consult(day, outcome):
     """A consult's outcome row (P9.specialist_consult)."""
@@ -221,6 +225,14 @@ def without(rows, event, check=None):
 # (invariant, patient facts, policy kwargs, violating rows, clean rows)
 CASES = [
     ("dose_finite", {}, {}, start(0, "pregabalin", NAN), PREGABALIN_OK),
+    # a taper cut short by loss to follow-up: its stop names the step the patient was on (not NaN, as on main)
+    ("dose_recorded", {}, {}, [*DULOXETINE_CUT, row(38, "drug_stop", "duloxetine", None, "X.dropout"),
+                               row(38, "dropout", rule="X.dropout")],
+     [*DULOXETINE_CUT, row(38, "drug_stop", "duloxetine", 30, "X.dropout"), row(38, "dropout", rule="X.dropout")]),
+    ("dose_recorded", {}, {}, [*PREGABALIN_OK, row(40, "dropout", dose=300, rule="X.dropout")],  # no dose there
+     [*PREGABALIN_OK, row(40, "dropout", rule="X.dropout")]),
+    ("dose_recorded", {}, {}, [*PREGABALIN_OK, row(40, "pharmacy_visit", "pregabalin", 300, rule="P1")],
+     [*PREGABALIN_OK, row(40, "maintenance_visit", rule="P4.maintenance_visit", outcome="relief", pain=2)]),
     ("max_dose", {}, {"target_doses": {"pregabalin": 600}},
      [*PREGABALIN_OK, row(14, "dose_change", "pregabalin", 450), row(21, "dose_change", "pregabalin", 600),
       row(56, "evaluation", "pregabalin", 600, outcome="none", pain=6), row(56, "dose_change", "pregabalin", 750)],
@@ -325,10 +337,10 @@ CASES = [
       row(364, "maintenance_visit", "morphine", 30, "P8.reassessment", pain=3)]),
     # issue 10: relief after the consult is followed up; drug management relieves only through its regimen
     ("specialist_relief_followed_up", {}, {},
-     [*PREGABALIN_OK, consult(100, "intervention_success"), relief(190), row(400, "adverse_event", "pregabalin")],
+     [*PREGABALIN_OK, consult(100, "intervention_success"), relief(190), row(400, "adverse_event", "pregabalin", 300)],
      [*PREGABALIN_OK, consult(100, "intervention_success"), relief(190),
       row(281, "maintenance_visit", "pregabalin", 300, "P4.maintenance_visit", outcome="relief"),
-      row(400, "adverse_event", "pregabalin")]),
+      row(400, "adverse_event", "pregabalin", 300)]),
     ("managed_relief_regimen", {}, {},
      [*PREGABALIN_OK, consult(100, "conservative_relief"), row(120, "drug_stop", "pregabalin", 300, "X.patient_stop"),
       relief(190), row(281, "maintenance_visit", None, None, "P4.maintenance_visit", outcome="relief")],
@@ -617,6 +629,15 @@ def test_docs_list_every_invariant():
     text = (Path(__file__).parent.parent / "docs" / "invariants.md").read_text()
     for i in INVARIANTS:
         assert f"| `{i.name}` | `{i.rule}` |" in text, i.name
+
+
+def test_readme_states_no_stale_count_of_invariants():
+    """Protects the README's Regression testing section: it said "24 guideline invariants" while the registry held
+    38; it names the registry instead of a count, and no count of invariants may come back unless it is true."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    counts = [int(n) for n in re.findall(r"(\d+) (?:guideline )?invariants", readme)]
+    assert all(n == len(INVARIANTS) for n in counts), (counts, len(INVARIANTS))
+    assert "every guideline invariant of the registry" in readme
 
 
 def test_policy_start_dose_only_up_to_the_seeds_start():

@@ -52,7 +52,7 @@ def test_leaving_care_untapered_is_excused_only_by_its_own_departure(declared):
 def test_a_policy_letting_patients_leave_must_declare_it(tmp_path):
     """tests/data/usual-care-leaves-care.yaml without usual_care_leaves_care among its departures (return_after_stop
     0.3; usual care's four older departures only) is refused before any simulation: exit 2, one paragraph naming
-    the file, the field, the departure and the fix, no traceback (on the code before it ran, exit 0)."""
+    the file, the field (policy.declared_departures), the departure and the fix, no traceback (on the code before it ran, exit 0)."""
     text = (DATA / "usual-care-leaves-care.yaml").read_text()
     text = text.replace(", usual_care_leaves_care]", "]").replace("../../cohorts/", str(DATA.parent.parent / "cohorts") + "/")
     assert "usual_care_leaves_care]" not in text
@@ -63,7 +63,9 @@ def test_a_policy_letting_patients_leave_must_declare_it(tmp_path):
     assert "Traceback" not in r.output
     text = " ".join(r.output.split())
     assert "usual-care-leaves-undeclared.yaml" in text and "return_after_stop" in text
-    assert "declare 'usual_care_leaves_care'" in text
+    assert "add 'usual_care_leaves_care' to declared_departures" in text
+    # the field where the fix goes (it named 'policy', the whole block, before)
+    assert "field 'policy.declared_departures'" in text
 
 
 def test_the_usual_care_scenarios_declare_what_they_do():

@@ -25,7 +25,12 @@ from simulator.scenario import load_scenario
 
 
 def _simulation(name: str, patients: int, seed: int, clinic: ClinicConfig | None = None) -> Simulation:
-    sc = load_scenario(f"scenarios/{name}.yaml").with_overrides(patients=patients, seed=seed)
+    sc = load_scenario(f"scenarios/{name}.yaml")
+    if sc.population is not None:  # --patients does not apply: a population bringing about `patients` in
+        size = patients / (sc.population.incidence_per_100k / 1e5 * sc.horizon_days / 365.25)
+        sc = sc.with_overrides(seed=seed, population={**sc.population.model_dump(), "size": size})
+    else:
+        sc = sc.with_overrides(patients=patients, seed=seed)
     tables = model_tables(sc.clinical_overrides)
     ctx = PolicyContext.build(sc.policy, tables)
     n, entry, setup_clinic = replication_setup(sc, 0, tables.specialist["consult_days"])

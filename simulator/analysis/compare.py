@@ -157,6 +157,11 @@ def check_comparable(scenarios: Sequence[Scenario]) -> None:
             raise InputError(f"scenario '{s.name}' uses a different cohort from '{first.name}'", file=s.source_path,
                              field="cohort", fix="compare scenarios on the same cohort file (common random numbers "
                              "need the same patients)")
+        if (s.population is None) != (first.population is None):
+            kinds = {True: "a closed cohort", False: "an open population"}
+            raise InputError(f"scenario '{s.name}' is {kinds[s.population is None]}, '{first.name}' "
+                             f"{kinds[first.population is None]}", file=s.source_path, field="population",
+                             fix="compare closed cohorts with closed cohorts, open populations with open populations")
         if s.horizon_days != first.horizon_days:
             raise InputError(f"scenario '{s.name}' has horizon {s.horizon_days} days, '{first.name}' "
                              f"{first.horizon_days}", file=s.source_path, field="horizon_days",
@@ -172,7 +177,8 @@ def compare(scenarios: Sequence[Scenario], *, patients: int | None = None, repli
         raise InputError(f"a comparison needs at least 2 replications for confidence intervals (got {replications})",
                          field="--replications", fix="use --replications 2 or more (8 is a good start)")
     first = scenarios[0]
-    patients = patients if patients is not None else first.patients
+    if patients is None and first.population is None:  # an open population sets its own (no --patients)
+        patients = first.patients
     seed = seed if seed is not None else first.seed
     results = simulate_many(list(scenarios), patients=patients, seed=seed, replications=replications,
                             workers=workers, progress=progress, command=command)

@@ -254,7 +254,7 @@ def assemble(scenario: Scenario, raw: list[np.ndarray], command: str = "") -> Ru
         "cohort_hash": scenario.cohort_hash(),
         "model_hash": model_hash(),
         "seed": scenario.seed,
-        "patients": scenario.patients,
+        "patients": scenario.patients if scenario.population is None else None,  # open: summary n_patients
         "replications": reps,
         "horizon_days": scenario.horizon_days,
         "command": command,

@@ -106,11 +106,10 @@ class Maintenance:
                     outcome = self._judge(p, pain)
                 p.assessed = now
                 p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
-                newest = lines[-1] if lines else None
                 leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
                          and now - held_since >= discharge)
-                self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
-                          dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
+                on, on_dose = self._newest_taken(p, lines, now)  # a drug being tapered still runs (event-log.md)
+                self._log(i, now, E_MAINT, p.state, drug=on, dose=on_dose, pain=pain, detail=OUTCOME_CODE[outcome],
                           rule="P8.reassessment" if "strong_opioid" in classes else
                           "P4.stable_discharge" if leave else "P4.maintenance_visit")
                 if leave:  # discharged from scheduled follow-up: the regimen continues, no visit follows

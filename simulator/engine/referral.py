@@ -158,9 +158,8 @@ class Referral:
             p.assessed = now
             outcome = self._judge(p, pain)
             p.judged_day, p.judged_benefit = now, outcome != "none"  # P6.capsaicin_no_benefit
-            newest = lines[-1] if lines else None
-            self._log(i, now, E_MAINT, p.state, drug=newest.drug if newest else -1,
-                      dose=newest.dose_at(now) if newest else -1.0, pain=pain, detail=OUTCOME_CODE[outcome],
+            on, on_dose = self._newest_taken(p, lines, now)  # a drug being tapered still runs (event-log.md)
+            self._log(i, now, E_MAINT, p.state, drug=on, dose=on_dose, pain=pain, detail=OUTCOME_CODE[outcome],
                       rule="P9.re_referral_deferred")
             if outcome == "relief" or now >= end - 1e-9:
                 trigger = "relief" if outcome == "relief" else "refer"

@@ -180,6 +180,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self._stop_cache: dict[tuple[int, int, float], float] = {}
         self._plan_cache: dict[tuple, Plan] = {}
         self._regimens: dict[int, tuple[PatientModel, list[Line]]] = {}
+        # (patient, drug) -> (its start day, the taper's first day, its steps, interval): the taper a drug is on
+        self.taper_plans: dict[tuple[int, int], tuple[float, float, tuple[float, ...], float]] = {}
 
     def run(self, progress: Callable[[float], None] | None = None, steps: int = 40) -> np.ndarray:
         """Simulate every patient to the horizon; return the event table (rows x 9).

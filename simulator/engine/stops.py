@@ -10,6 +10,8 @@ simulation object on the hot path.
 
 from __future__ import annotations
 
+import math
+
 from ..model.pathway import fire
 from ..model.patient import PatientModel
 from ..model.safety import taper_doses
@@ -58,6 +60,7 @@ class Stopping:
                 steps = taper_doses(dose, x.taper, x.givable)
                 why = "" if steps else "P5.taper_smallest_dose"  # no lower marketed dose to step down to
         if steps:
+            self.taper_plans[(i, j)] = (line.start, now, steps, x.taper_interval)  # for the visits (_newest_taken)
             self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
             limit = p.until
             day = now
@@ -113,7 +116,9 @@ class Stopping:
         were logged up to it). When the patient decides to leave at a decision (``taper_completes``: after a
         failed line or his own stop of a tapered drug) the taper completes as prescribed and care ends on its
         last day (P5.taper_step, S001 "must be tapered slowly"; assumption: the taper schedule given at the
-        stop is followed); a loss to follow-up or the horizon before that day still comes first."""
+        stop is followed); a loss to follow-up or the horizon before that day still comes first: the loss cuts the
+        taper (X.dropout, whatever the patient had decided). A cut taper's ``drug_stop`` names the step the
+        patient was on (the tapers cut at the loss to follow-up are those of ``p.taper_rest``)."""
         for ln in lines:
             self._log(p.idx, now, E_STOP, p.state, drug=ln.drug, dose=ln.dose_at(now), rule=rule)
         if taper_completes and p.taper_end > now:
@@ -125,17 +130,36 @@ class Stopping:
                 lines.clear()
                 p.active = []
                 return
-            else:  # lost to follow-up during the taper: cut there, as below
+            else:  # lost to follow-up during the taper: cut there, as below (the loss ends care: X.dropout)
                 now = p.until
+                rule = "X.dropout"
+        cut = {j: (dose, k) for j, dose, k, _day in p.taper_rest}  # the tapers cut at loss to follow-up
         for j, end in p.tapering:  # a taper cut short (its rows were logged up to the drop-out)
-            if end > now:
-                self._log(p.idx, now, E_STOP, p.state, drug=j, rule=rule)
+            if end > now:  # stopped at the step the patient was on (the dose before it when none was given)
+                before, k = cut[j]
+                x = self.extras[j]
+                on = taper_doses(before, x.taper, x.givable)[k - 1] if k > 0 else before
+                self._log(p.idx, now, E_STOP, p.state, drug=j, dose=on, rule=rule)
         p.tapering.clear()
         p.taper_rest.clear()
         lines.clear()
         p.active = []
         fire(self.table, p, "drop_out")
         self._log(p.idx, now, E_DROPOUT, p.state, rule=rule)
+
+    def _newest_taken(self, p: PatientModel, lines: list[Line], now: float) -> tuple[int, float]:
+        """The drug and dose a maintenance visit row names (docs/event-log.md): the regimen's newest drug (as an
+        evaluation's), or, when none is left but a drug is still being tapered (it runs until its drug_stop), the
+        tapering drug at the step he is on (the one started last); (-1, -1.0) when nothing runs."""
+        if lines:
+            return lines[-1].drug, lines[-1].dose_at(now)
+        best = (-math.inf, -1, -1.0)
+        for j, end in p.tapering:
+            plan = self.taper_plans.get((p.idx, j))
+            if end > now + 1e-9 and plan is not None and plan[0] > best[0]:
+                start, began, steps, interval = plan
+                best = (start, j, steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)])
+        return best[1], best[2]
 
     def _finish_tapers(self, p: PatientModel) -> None:
         """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer

@@ -242,17 +242,22 @@ class Policy(Strict):
         default_factory=dict,
         description="P2: titrate these drugs to this daily dose instead of the catalogue target (<= its maximum)")
     loss_to_follow_up_per_year: float | None = Field(None, ge=0, le=5)
-    declared_departures: list[str] = []
     protocol: Protocol | None = Field(None, description="a fixed protocol replaces the guideline's choices")
     maintenance: Maintenance = Maintenance()
     usual_care: UsualCare = UsualCare()
+    declared_departures: list[str] = []  # after usual_care: its validator reads the usual_care block
 
     @field_validator("declared_departures")
     @classmethod
-    def _known_departures(cls, v: list[str]) -> list[str]:
+    def _known_departures(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for d in v:
             if d not in DEPARTURES:
                 raise ValueError(f"unknown departure '{d}'; known: {', '.join(DEPARTURES)}")
+        uc = info.data.get("usual_care")  # absent when the block itself failed validation
+        for dep, why in uc.departures_needed() if uc is not None else ():
+            if dep not in v:  # named as this field's error (policy.declared_departures), where the fix goes
+                raise ValueError(f"usual_care: {why}, a departure this list does not declare; add '{dep}' to "
+                                 "declared_departures to simulate it on purpose")
         return v
 
     @field_validator("order")
@@ -324,9 +329,6 @@ class Policy(Strict):
                              f"is longer than strong_opioid.max_trial_days ({self.strong_opioid.max_trial_days}): a "
                              "strong opioid would run beyond its trial period unassessed (P8.reassessment); use an "
                              "interval of at most the trial period")
-        for dep, why in self.usual_care.departures_needed():
-            if dep not in self.declared_departures:
-                raise ValueError(f"usual_care: {why}; declare '{dep}' in declared_departures to simulate it on purpose")
         # Options that would do nothing are errors (compared with their defaults, so a dumped and
         # re-validated policy is judged the same as the one written).
         default = type(self).model_fields

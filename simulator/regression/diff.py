@@ -353,6 +353,7 @@ def diff_against_snapshot(snapshot: dict[str, Any], new: Any, *, workers: int = 
         for e in fail_if:
             parse_fail_if(e)
     seed, patients, reps = int(snapshot["seed"]), int(snapshot["patients"]), int(snapshot["replications"])
-    rb = simulate(new, patients=patients, seed=seed, replications=reps, workers=workers)
+    size = None if new.population is not None else patients  # an open population brings its own patients in
+    rb = simulate(new, patients=size, seed=seed, replications=reps, workers=workers)
     return compare_sides(side_from_snapshot(snapshot), side_from_run(rb, f"{new.name} ({new.source_path or 'new'})"),
                          seed=seed, patients=patients, replications=reps, fail_if=fail_if)

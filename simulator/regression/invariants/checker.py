@@ -69,6 +69,7 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
         for k in rows:
             ev, name, dose, rule, day = ev_c[k], dr_c[k], do_c[k], ru_c[k], days[k]
             self._own_stop_watch(key, t, ev, name, rule, st_c[k], day)
+            self._check_recorded(key, ev, name, dose, day, rule)
             if ev in ("assessment", "evaluation", "maintenance_visit") and pn_c[k] is not None:  # issue 10 visits
                 t.last_nrs = float(pn_c[k])
             if ev in DECISION_EVENTS:

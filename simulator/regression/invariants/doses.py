@@ -11,10 +11,13 @@ from .base import CheckerBase
 from .rules import (
     CARDIAC_DISEASE,
     EPS,
+    NAMED_DOSE_EVENTS,
     RENAL_IMPAIRMENT_BELOW,
     STRONG_OPIOID_RENAL,
     TCA_OLDER_CARDIAC_BELOW,
     TOL,
+    UNDOSED_EVENTS,
+    VISIT_EVENTS,
     Facts,
     earliest_offset,
     fastest_dose,
@@ -31,6 +34,28 @@ from .trajectory import Line, Trajectory
 
 class DoseChecks(CheckerBase):
     """Every dose against the catalogue's caps, floors and schedules, re-derived by :mod:`.rules`."""
+
+    def _check_recorded(self, key: tuple[int, int], ev: str | None, name: str | None, dose: float | None,
+                        day: float, rule: str | None) -> None:
+        """``dose_recorded``: a row that names a dose besides the doses given (a stop, a taper start, a limit, an
+        adverse event, an evaluation, a visit on a drug) carries a finite one above 0; a kind outside the
+        catalogues of rules.py is flagged (a new event kind must say whether it carries a dose)."""
+        if dose is not None and math.isnan(dose):
+            dose = None  # the log's empty dose
+        if ev in ("drug_start", "dose_change") or (ev in UNDOSED_EVENTS and dose is None):
+            return  # the doses given: dose_finite
+        self._touch("dose_recorded", key)
+        if ev in NAMED_DOSE_EVENTS or (ev in VISIT_EVENTS and name is not None):
+            if dose is None or math.isinf(dose) or dose <= 0:
+                self._flag("dose_recorded", key, day, str(ev), name, rule, f"{name} {ev} with dose {dose!r}")
+        elif ev in UNDOSED_EVENTS or ev in VISIT_EVENTS:
+            if dose is not None:
+                self._flag("dose_recorded", key, day, str(ev), name, rule,
+                           f"{ev} row with dose {dose!r} (its kind carries no dose)" if ev in UNDOSED_EVENTS
+                           else f"{ev} row with dose {dose!r} but no drug")
+        else:
+            self._flag("dose_recorded", key, day, str(ev), name, rule,
+                       f"event kind {ev!r} is in no catalogue of rules.py (with or without a dose)")
 
     def _check_caps(self, key: tuple[int, int], f: Facts, d: Drug, name: str, dose: float, day: float,
                     ev: str, rule: str | None) -> None:

@@ -24,6 +24,13 @@ INVARIANTS: tuple[Invariant, ...] = (
     Invariant("dose_finite", "P2", "S000-S004",
               "every drug start and dose change carries a finite dose above 0 (NaN never reaches a dose)",
               "events: dose of drug_start/dose_change rows"),
+    Invariant("dose_recorded", "P5", "S000-S004",
+              "every other row about a drug names its dose, finite and above 0: a stop the dose the patient was on "
+              "(a taper cut short: its current step), a taper start the dose before it, a limit, an adverse event, "
+              "an evaluation and a maintenance visit on a drug theirs; the event kinds that carry no dose are listed "
+              "(assessment, transition, excluded, safety_check, referral_queued, consult, dropout, queue_left) and "
+              "a row of any other kind is flagged",
+              "events: event, drug and dose of every row"),
     Invariant("max_dose", "P2.max_dose_cap", "S000, S001, S004",
               "no dose above the catalogue maximum adjusted for age, renal band and cautions",
               "events: doses; patients: age, CrCl, flags; drugs.yaml: max_dose, older_adult, renal_caps, cautions; "

@@ -76,6 +76,15 @@ RENAL_IMPAIRMENT_BELOW = 60.0  # mL/min: CKD stage 3 and below (calibration.md 9
 
 DOSE_EVENTS: tuple[str, ...] = ("drug_start", "dose_change", "drug_stop", "evaluation", "adverse_event",
                                  "taper_start")
+NAMED_DOSE_EVENTS: tuple[str, ...] = ("taper_start", "drug_stop", "dose_limit", "adverse_event", "evaluation")
+"""Rows that name a drug and a dose besides the doses given (drug_start, dose_change: ``dose_finite``): a stop
+names the dose the patient was on (a cut taper: its current step), a taper start the dose before it, a limit its
+value, an adverse event and an evaluation the dose they happened on (docs/event-log.md)."""
+VISIT_EVENTS: tuple[str, ...] = ("maintenance_visit",)
+"""Rows that name a dose when they name a drug (a visit with no drug running names neither)."""
+UNDOSED_EVENTS: tuple[str, ...] = ("assessment", "transition", "excluded", "safety_check", "referral_queued",
+                                   "consult", "dropout", "queue_left")
+"""The event kinds that carry no dose (docs/event-log.md); any kind in none of these catalogues is flagged."""
 DECISION_EVENTS: tuple[str, ...] = ("transition", "drug_start", "drug_stop", "evaluation", "dose_change", "taper_start",
                                      "dose_limit", "excluded", "safety_check")  # rows that must cite a rule
 RISE_RULES: tuple[str, ...] = ("P2", "P3", "P8", "X.protocol_step")  # titration, optimisation, to response
