@@ -337,3 +337,26 @@ def test_an_opioid_as_the_first_drug_is_not_told_as_a_step_up() -> None:
         assert "step up" not in step.text and "as the first drug" in step.text, step.line()
         firsts += 1
     assert firsts >= 3
+
+
+@pytest.mark.parametrize("scenario,patients", [("guideline.yaml", (2588, 965)), ("escalation-s002.yaml", (14, 118))])
+def test_a_restart_decided_with_the_relapse_is_told(scenario: str, patients: tuple[int, ...]) -> None:
+    """Protects: a drug restarted at a relapse with no transition of its own (P4.reoffer_own_stop: the relapse
+    goes straight back to an opioid or add-on state) is told, with its rule, after the relapse line (the trace
+    used to drop it: review rev13, guideline 3,000 seed 11 patient 2588 day 308, nortriptyline restarted)."""
+    sc = load_scenario(ROOT / "scenarios" / scenario).with_overrides(patients=3000)
+    told = 0
+    for k in patients:
+        j = trace(setup_from_scenario(sc, k, seed=11))
+        ev = j.events
+        relapses = set(ev[(ev["event"] == "transition") & (ev["trigger"] == "relapse")]["day"].round(6))
+        restarts = ev[(ev["event"] == "drug_start") & (ev["rule"] == "P4.reoffer_own_stop")
+                      & ev["day"].round(6).isin(relapses)]
+        for r in restarts.itertuples():
+            lines = [s for s in j.steps if abs(s.day - r.day) < 1e-6 and s.rule == "P4.reoffer_own_stop"
+                     and _name(str(r.drug)) in s.text]
+            assert lines, (k, r.day, r.drug, [s.text for s in j.steps if abs(s.day - r.day) < 1e-6])
+            relapse_line = next(n for n, s in enumerate(j.steps) if abs(s.day - r.day) < 1e-6 and s.rule == "P4.relapse")
+            assert j.steps.index(lines[0]) > relapse_line
+            told += 1
+    assert told >= len(patients)  # each named patient has such a restart

@@ -31,6 +31,7 @@ from .words import (
     LEFT_AFTER,
     LIMIT_WORDS,
     RELAPSE_INTOLERANCE,
+    RELAPSE_RESTART,
     SPECIALIST_RELIEF,
     VISIT_AFTER,
     VISIT_AFTER_NO_DRUG,
@@ -278,19 +279,25 @@ class Narrator:
         trig = str(r["trigger"])
         j = i + 1
         starts: list[str] = []
+        start_rule = ""
         alongside: list[Step] = []  # topicals added at the same visit, with their own rule (P6.topical_add)
+        checks: list[Step] = []  # told after a relapse's own line (the relapse comes first, then its restart)
         while j < len(rows) and str(rows[j]["event"]) in ("drug_start", "safety_check") \
                 and float(rows[j]["day"]) <= day + 1e-9:
             rj = rows[j]
             if str(rj["event"]) == "safety_check":
-                self.add(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}", str(rj["rule"]))
+                checks.append(_step(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}",
+                                    str(rj["rule"])))
             elif str(rj["rule"]) == "P6.topical_add" and rule != "P6.topical_add":
                 alongside.append(_step(day, "decision", f"and {self.dose(rj['drug'], rj['dose'])} added "
                                        "alongside for the localized pain", "P6.topical_add"))
             else:
                 starts.append(self.dose(rj["drug"], rj["dose"]))
+                start_rule = start_rule or str(rj["rule"])
             self.regimen.apply(rj)
             j += 1
+        if trig != "relapse":
+            self.steps.extend(checks)
         context = ""
         pe, pa = self.pending_eval, self.pending_ae
         if pe is not None and _same(float(pe["day"]), day):
@@ -328,6 +335,11 @@ class Narrator:
             action += f" ({', '.join(gone)})"
         self.stopped.clear()
         self.steps.append(_step(day, "decision", context + action, rule))
+        if trig == "relapse":  # a restart decided with the relapse, with no transition of its own (P4.reoffer_own_stop)
+            self.steps.extend(checks)
+            if starts:
+                self.steps.append(_step(day, "decision", RELAPSE_RESTART.format(drugs=" + ".join(starts)),
+                                        start_rule))
         self.steps.extend(alongside)
         return j
 

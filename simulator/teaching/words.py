@@ -65,6 +65,7 @@ from a drug that never ran."""
 # P4.relapse without a visit: the patient stopped the drug that relieved (X.patient_stop), not a failure (P7)
 # P4.relapse without a visit: the drug that relieved was stopped for an adverse event (P4.intolerance_stop,
 # X.serious_event on the stop row)
+RELAPSE_RESTART = "{drugs} started again: what relieved him, stopped by himself, comes back first"
 RELAPSE_INTOLERANCE = "relief ended: the drug that gave it was stopped as not tolerated; back into the pathway"
 DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway option is left (specialist's plan)"
 """P9.discharge_plan when every drug has stopped (the narration must not speak of a current regimen)."""
