@@ -359,14 +359,18 @@ class Narrator:
                 return [f"{self.dose(rk['drug'], rk['dose'])} once the taper ends (day {float(rk['day']):.0f})"]
         return [f"{_STARTING[trigger]} once the taper ends (not started: follow-up ends first)"]
 
-    def _deferred_regimen(self, j: int, day: float) -> str:
-        """P9.re_referral_deferred: what goes on in primary care once the same day's stops are done."""
+    def _after_stops(self, j: int, day: float) -> tuple[list[str], list[str]]:
+        """The drugs that go on and those tapering off once the same day's stops (rows from ``j``) are done."""
         after = self.regimen.copy()
         while j < len(self.rows) and float(self.rows[j]["day"]) <= day + 1e-9:
             if str(self.rows[j]["event"]) in ("drug_stop", "taper_start"):
                 after.apply(self.rows[j])
             j += 1
-        kept, tapering = after.continuing, after.tapering_off
+        return after.continuing, after.tapering_off
+
+    def _deferred_regimen(self, j: int, day: float) -> str:
+        """P9.re_referral_deferred: what goes on in primary care once the same day's stops are done."""
+        kept, tapering = self._after_stops(j, day)
         off = f"{' and '.join(map(drug_name, tapering))} tapering off" if tapering else ""
         if kept:
             return f"on {' + '.join(map(drug_name, kept))}" + (f", with {off}" if off else "")
@@ -376,12 +380,7 @@ class Narrator:
         """P9.discharge_plan: the regimen that goes on once the stops of the day (rows from ``j``; a discharge
         stops the opioids without relief just after its transition row, P8.stop_ineffective) are done; a drug
         being tapered off still runs but does not go on. Returns (the words, the drugs tapering off)."""
-        after = self.regimen.copy()
-        while j < len(self.rows) and float(self.rows[j]["day"]) <= day + 1e-9:
-            if str(self.rows[j]["event"]) in ("drug_stop", "taper_start"):
-                after.apply(self.rows[j])
-            j += 1
-        kept, tapering = after.continuing, after.tapering_off
+        kept, tapering = self._after_stops(j, day)
         if kept:
             off = f", with {' and '.join(map(drug_name, tapering))} tapering off" if tapering else ""
             return ACTION_WORDS["discharge"].format(drugs=" + ".join(map(drug_name, kept)) + off), tapering
