@@ -210,6 +210,15 @@ class Policy(Strict):
         "stopped for an adverse event) stays open once more: restarted first on a relapse when it had relieved him, "
         "otherwise offered after the untried alternatives of its step (it has not failed; assumption, as "
         "tramadol_reoffer); false closes it (v0.2)")
+    restart_dose: Literal["retitrate", "relieving_dose"] = Field(
+        "retitrate", description="P4.restart_dose: how a drug that relieved the patient is dosed when it is restarted "
+        "after his own stop (P4.reoffer_own_stop, P7.tramadol_reoffer). The seeds are silent on it (assumption). "
+        "'retitrate' (default): from its usual first dose (or, in a taper, the taper step he is on) by its usual "
+        "schedule up to the dose that relieved him, not beyond until an evaluation there finds no relief; after a "
+        "break tolerance to the start-up effects (dizziness, somnolence, nausea; respiratory depression for "
+        "opioids) is lost, so the seeds' rule for any start applies (S000 'too rapid titration: start low and go slow, "
+        "especially with gabapentin and TCAs'; S002 TCAs 'start with low doses and titrate slowly'). "
+        "'relieving_dose': straight back at the dose that relieved him")
     cipn_exclusions: bool = Field(
         True, description="P11.cipn_no_efficacy: no tricyclic or gabapentinoid in chemotherapy-induced neuropathy (S000, S001)")
     order: list[str] = Field(
