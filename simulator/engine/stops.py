@@ -49,6 +49,8 @@ class Stopping:
                 p.reopen_next = p.reopen_next | {j}
                 if p.state == "relieved":  # it was relieving him: restarted first on a relapse
                     p.reopen_first_next = p.reopen_first_next | {j}
+            if p.state == "relieved":  # P4.restart_dose: a restart aims at the dose that relieved him
+                p.relief_dose[j] = dose
         x = self.extras[j]
         i = p.idx
         steps: tuple[float, ...] = ()

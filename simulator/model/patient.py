@@ -28,7 +28,7 @@ class PatientModel:
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
                  "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit", "stopped_now",
                  "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs", "last_consult", "last_relief_stop",
-                 "failure_marks", "deferred_until")
+                 "failure_marks", "deferred_until", "relief_dose")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -99,6 +99,9 @@ class PatientModel:
         # it first marked the combination failed). A later relief with those drugs running clears it (P4).
         self.failure_marks: tuple[tuple[frozenset[int], frozenset[str], bool], ...] = ()
         self.last_relief_stop = -1  # the drug he last stopped himself while it relieved him: restarted first (P4)
+        # P4.restart_dose: drug -> the daily dose he was on when he stopped it himself while relieved (the dose
+        # that relieved him): a restart aims at it (policy restart_dose); used up by the restart
+        self.relief_dose: dict[int, float] = {}
         self.n_consults = 0  # specialist consults so far (P9.re_referral)
         self.last_consult = -math.inf  # day the last consult started (P9.re_referral: referral.re_referral_after_days)
         # while refractory again too soon after a consult: the day the re-referral interval ends (P9.re_referral_deferred)
