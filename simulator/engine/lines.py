@@ -136,9 +136,9 @@ class Dosing:
         pl = self._plan(p, j, goal)
         relief = 0.0  # P4.restart_dose: the dose that relieved him, when this start restarts it after his own stop
         if p.relief_dose and (j in p.reopen or rule == "P7.tramadol_reoffer"):
-            relief = p.relief_dose.pop(j, 0.0)
+            relief, back = p.relief_dose.pop(j, (0.0, 0.0))
             if relief > 0:
-                pl = self._restart_plan(p, j, pl, relief, 0.0)
+                pl = self._restart_plan(p, j, pl, relief, back)
         persist = self.persist  # .item(row, column): no numpy row view per drug start
         nd = len(t.drugs)
         if self.under[j] > 0 and persist.item(i, 2 + nd + j) < self.under[j]:  # usual care: X.under_titration
