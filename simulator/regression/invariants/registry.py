@@ -196,13 +196,23 @@ CARE = (
     Invariant("relapse_restarts_own_stop", "P4.reoffer_own_stop", "S000, S004",
               "at the first decision after a relapse that follows the patient's own stop of a drug of a relieving "
               "regimen (the latest evaluation or maintenance visit found relief with it running), that drug is "
-              "started again, before the step is judged, he is referred or leaves care; unless excluded by a rule "
-              "logged at that decision, still tapering off it, already offered once more, a strong opioid "
+              "started again, before the step is judged, he is referred or leaves care (a taper still under way is "
+              "reversed, P4.taper_reversed); unless excluded by a rule logged at that decision, already offered "
+              "once more, a strong opioid "
               "(time-limited trial), serotonergic under serotonin: avoid, or the policy turns the re-offer off "
               "(reoffer_own_stop / tramadol_reoffer false, protocols)",
               "events: drug starts, stops and taper starts (rule, state), evaluation and maintenance_visit outcomes, "
               "transitions, excluded rows, referral_queued, consults, drop-outs; drugs.yaml: class, serotonergic; "
               "policy: reoffer_own_stop, tramadol_reoffer, protocol, serotonin"),
+    Invariant("restart_dose", "P4.restart_dose", "S000, S002",
+              "a drug restarted once more (P4.reoffer_own_stop, P7.tramadol_reoffer) after the patient stopped it "
+              "himself while relieved aims at the dose he stopped at: a P4.restart_dose dose_limit row at that dose "
+              "follows its drug_start; its first dose is, under restart_dose 'retitrate', its first dose at the "
+              "patient's earlier start of it (or the taper step a P4.taper_reversed stop left him on, or the "
+              "relieving dose if lower), under 'relieving_dose' the relieving dose; no dose of it goes above the "
+              "relieving dose before a judgement after the restart finds no relief",
+              "events: drug starts, stops and taper starts (rule, state, dose), dose_limit and dose_change rows, "
+              "evaluation and maintenance_visit outcomes; policy: restart_dose"),
     Invariant("referral_accounting", "P9.re_referral", "S002, S004",
               "at most referral.max_consults consults; a referral is queued only after the previous one ended "
               "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only in "
