@@ -39,8 +39,8 @@ CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "capsaicin_benefit", 
                                     "re_referral_interval", "criteria_referral_on_treatment", "re_referral_deferral")
 RE_REFERRAL_AFTER_DAYS = 91.0  # the policy default of referral.re_referral_after_days, for a policy without it
 DEFERRED = "P9.re_referral_deferred"
-VISIT_DAYS = 91.0  # the policy defaults of maintenance.visit_interval_days and opioid_visit_interval_days,
-OPIOID_VISIT_DAYS = 56.0  # for a policy without them
+DEFERRAL_REVIEW_DAYS = 28.0  # the policy defaults of referral.deferral_review_days and
+OPIOID_VISIT_DAYS = 56.0  # maintenance.opioid_visit_interval_days, for a policy without them
 
 
 def _policy(policy: Any, path: str, default: Any) -> Any:
@@ -86,7 +86,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       interval ends waits in primary care, not on the clinic's list: the transition citing the rule leads to
       ``discharged`` while a consult's interval runs; until the deferral ends no row is in ``specialist_referral``
       and none is a ``referral_queued``; he is reviewed (``maintenance_visit`` citing the rule) no more than
-      ``maintenance.visit_interval_days`` apart (``opioid_visit_interval_days`` while an opioid runs) from the
+      ``referral.deferral_review_days`` apart (or ``maintenance.opioid_visit_interval_days`` while an opioid runs,
+      when shorter) from the
       deferral to its end (drop-out, horizon, or the next transition); that transition is relief found at a
       review that day, or, once the interval is over, the referral (``specialist_referral``) after a review that
       day without relief; he is never still deferred after the interval has ended.
@@ -105,8 +106,9 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     max_consults = int(_policy(policy, "referral.max_consults", 2))
     re_referral_days = float(_policy(policy, "referral.re_referral_after_days", RE_REFERRAL_AFTER_DAYS))
     waiting_stop = _policy(policy, "referral.while_waiting", "continue") == "stop"
-    visit_days = float(_policy(policy, "maintenance.visit_interval_days", VISIT_DAYS))
-    opioid_visit_days = float(_policy(policy, "maintenance.opioid_visit_interval_days", OPIOID_VISIT_DAYS))
+    visit_days = float(_policy(policy, "referral.deferral_review_days", DEFERRAL_REVIEW_DAYS))
+    opioid_visit_days = min(float(_policy(policy, "maintenance.opioid_visit_interval_days", OPIOID_VISIT_DAYS)),
+                            visit_days)
     if not len(events):
         return list(res.values())
 

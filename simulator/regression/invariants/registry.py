@@ -226,12 +226,13 @@ CARE = (
               "referral.re_referral_after_days"),
     Invariant("re_referral_deferral", "P9.re_referral_deferred", "S002, S004",
               "refractory again before the re-referral interval ends, the patient waits in primary care "
-              "(discharged), not on the clinic's list: reviewed at the maintenance visit interval (the opioid "
-              "interval while an opioid runs), relief at a review ends the wait, and the referral comes once the "
+              "(discharged), not on the clinic's list: reviewed every referral.deferral_review_days (the opioid "
+              "visit interval while an opioid runs, when shorter), relief at a review ends the wait, and the referral comes once the "
               "interval is over after a review without relief (assumption)",
               "events: P9.re_referral_deferred transitions and maintenance_visit rows, transitions, "
               "referral_queued, consult rows, drug starts and stops, dropout; policy: "
-              "referral.re_referral_after_days, maintenance.visit_interval_days, opioid_visit_interval_days"),
+              "referral.re_referral_after_days, referral.deferral_review_days, "
+              "maintenance.opioid_visit_interval_days"),
     Invariant("criteria_referral_on_treatment", "P9.care_while_waiting", "S002, S004",
               "a referral by the policy's criteria (P9.referral_criteria) is made on a regimen: a drug runs (not "
               "tapering) when it is queued, so the wait is not a treatment gap (unless referral.while_waiting: stop)",
