@@ -464,6 +464,8 @@ CASES = [
       {**row(241, "referral_queued", rule="P9.re_referral"), "state": "specialist_referral"}],
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"),
       {**row(200, "transition", rule="P9.re_referral_deferred"), "state": "discharged"},
+      {**row(228, "maintenance_visit", "pregabalin", 300, "P9.re_referral_deferred", "none", pain=7),
+       "state": "discharged"},  # reviewed every referral.deferral_review_days (28)
       {**row(241, "maintenance_visit", "pregabalin", 300, "P9.re_referral_deferred", "none", pain=7),
        "state": "discharged"},
       {**row(241, "transition", rule="P9.re_referral"), "state": "specialist_referral"},
