@@ -135,9 +135,10 @@ class Dosing:
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
         relief = 0.0  # P4.restart_dose: the dose that relieved him, when this start restarts it after his own stop
-        if p.relief_dose and (j in p.reopen or rule == "P7.tramadol_reoffer"):
-            relief, back = p.relief_dose.pop(j, (0.0, 0.0))
-            if relief > 0:
+        if p.relief_dose:
+            stopped = p.relief_dose.pop(j, None)  # any start of the drug uses up its own stop's dose
+            if stopped is not None and (j in p.reopen or rule == "P7.tramadol_reoffer"):
+                relief, back = stopped
                 pl = self._restart_plan(p, j, pl, relief, back)
         persist = self.persist  # .item(row, column): no numpy row view per drug start
         nd = len(t.drugs)
