@@ -131,8 +131,8 @@ class Referral:
         """P9.re_referral_deferred (assumption): discharged to primary care while the re-referral interval runs.
         What runs continues (adverse events, his own stops, tapers); he is reviewed every
         ``referral.deferral_review_days`` (no later than ``maintenance.opioid_visit_interval_days`` while an opioid
-        runs; with or without a drug running; a named assumption) and on the day the interval ends, each review a ``maintenance_visit`` row citing
-        P9.re_referral_deferred. Relief at a review ends the deferral (transition to relieved: maintenance
+        runs; with or without a drug running; a named assumption) and on the day the interval ends, each review a
+        ``maintenance_visit`` row citing P9.re_referral_deferred. Relief at a review ends the deferral (transition to relieved: maintenance
         follows); still refractory when the interval ends, he is referred again (transition to
         specialist_referral, P9.re_referral); loss to follow-up as anywhere. Not on the clinic's list meanwhile.
 
