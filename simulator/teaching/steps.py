@@ -36,6 +36,8 @@ from .words import (
     REOFFER_ALONGSIDE,
     REOFFER_WORDS,
     SPECIALIST_RELIEF,
+    TAPER_REVERSED,
+    TAPER_REVERSED_WORDS,
     VISIT_AFTER,
     VISIT_AFTER_NO_DRUG,
     VISIT_WORDS,
@@ -284,10 +286,14 @@ class Narrator:
         starts: list[str] = []  # the decision's own starts: their rows cite its rule
         others: dict[str, list[str]] = {}  # starts whose rows cite another rule (a re-offer, a topical alongside)
         checks: list[Step] = []  # told after a relapse's own line (the relapse comes first, then its restart)
-        while j < len(rows) and str(rows[j]["event"]) in ("drug_start", "safety_check") \
+        while j < len(rows) and (str(rows[j]["event"]) in ("drug_start", "safety_check") or (
+                str(rows[j]["event"]) == "drug_stop" and str(rows[j]["rule"]) == TAPER_REVERSED)) \
                 and float(rows[j]["day"]) <= day + 1e-9:
             rj = rows[j]
-            if str(rj["event"]) == "safety_check":
+            if str(rj["event"]) == "drug_stop":  # the taper of the drug restarted is stopped at its step (P4)
+                checks.append(_step(day, "stop", TAPER_REVERSED_WORDS.format(
+                    drug=drug_name(str(rj["drug"])), dose=self.dose(rj["drug"], rj["dose"])), TAPER_REVERSED))
+            elif str(rj["event"]) == "safety_check":
                 checks.append(_step(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}",
                                     str(rj["rule"])))
             elif str(rj["rule"]) == rule:
