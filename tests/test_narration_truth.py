@@ -14,7 +14,10 @@ narrated journeys):
   for a patient on nortriptyline);
 * a specialist wait says plainly that it depends on the whole cohort's demand against capacity;
 * a relapse says what ended relief (a stop for intolerance was told as "relief lost at the maintenance visit"),
-  and a decision taken on the patient's own stop says no pain was measured that day.
+  and a decision taken on the patient's own stop says no pain was measured that day;
+* every drug start is told under the rule its start row cites: a drug the patient stopped himself, offered once
+  more inside a switch, an add-on, a topical or a tramadol step (P4.reoffer_own_stop), was told under that
+  decision's rule, in the trace and in the tutor (question and debrief).
 """
 
 from __future__ import annotations
@@ -360,3 +363,70 @@ def test_a_restart_decided_with_the_relapse_is_told(scenario: str, patients: tup
             assert j.steps.index(lines[0]) > relapse_line
             told += 1
     assert told >= len(patients)  # each named patient has such a restart
+
+
+# ---- each start under the rule its row cites -------------------------------------------------------------------
+
+# Patients of the 3,000-patient runs with seed 11 (one replication) whose log has a start citing
+# P4.reoffer_own_stop inside a decision with another rule: a switch (guideline 260, day 59.7), an add-on (107, day
+# 280), tramadol offered once more (452, day 371), a topical added (2171, day 448; escalation-s002 126, day 497),
+# tramadol again with a first-line drug (escalation-s002 189, day 525).
+REOFFERS_INSIDE = [("guideline.yaml", (260, 107, 452, 2171)), ("escalation-s002.yaml", (126, 189))]
+
+
+def _told(steps, r) -> list:
+    """The decision steps of a start row's day that name its drug with its dose (this file's own words)."""
+    named = f"{_name(str(r['drug']))} {float(r['dose']):g} "
+    return [s for s in steps if s.kind == "decision" and abs(s.day - float(r["day"])) < 1e-6 and named in s.text]
+
+
+@pytest.mark.parametrize("scenario,patients", REOFFERS_INSIDE)
+def test_every_start_is_told_under_the_rule_its_row_cites(scenario: str, patients: tuple[int, ...]) -> None:
+    """Protects: each drug start of the log is told, on its day, only under the rule its start row cites. A drug
+    the patient stopped himself and offered once more inside a switch or an add-on (its row cites
+    P4.reoffer_own_stop) was told under the switch's or add-on's rule ("switch to lidocaine 5% 1 plaster/day +
+    duloxetine 30 mg/day [P4.no_response_switch]", guideline 3,000 seed 11 patient 260 day 59.7; patient 107
+    day 280 under P4.partial_add); the decision's own drug stays under the decision's rule."""
+    sc = load_scenario(ROOT / "scenarios" / scenario).with_overrides(patients=3000, replications=1)
+    reoffers_inside = 0
+    for k in patients:
+        j = trace(setup_from_scenario(sc, k, seed=11))
+        ev = j.events
+        moves = ev[ev["event"] == "transition"]
+        for r in ev[ev["event"] == "drug_start"].to_dict("records"):
+            told = _told(j.steps, r)
+            assert told and all(s.rule == r["rule"] for s in told), (k, r["day"], r["drug"], r["rule"],
+                                                                       [s.line() for s in told])
+            decided = moves[(moves["day"] - r["day"]).abs() < 1e-6]
+            if r["rule"] == "P4.reoffer_own_stop" and len(decided) and \
+                    str(decided["rule"].iloc[-1]) not in ("P4.reoffer_own_stop", "P4.relapse"):
+                reoffers_inside += 1
+                own = ev[(ev["event"] == "drug_start") & ((ev["day"] - r["day"]).abs() < 1e-6)
+                         & (ev["rule"] == decided["rule"].iloc[-1])]
+                for o in own.to_dict("records"):  # the decision's own drug: under the decision's rule
+                    assert all(s.rule == decided["rule"].iloc[-1] for s in _told(j.steps, o)), (k, o["drug"])
+    assert reoffers_inside >= len(patients)  # each named patient has such a re-offer
+
+
+def test_the_tutor_tells_a_reoffer_inside_a_decision_under_its_own_rule() -> None:
+    """Protects the same in the tutor: the guideline's course in the debrief listed "Switch to duloxetine;
+    lidocaine 5% added alongside" under P4.no_response_switch (guideline 3,000 seed 11 patient 260, day 59.7)
+    and the question's guideline option named lidocaine under the switch's rule alone; the re-offered drug now has
+    its own debrief entry citing P4.reoffer_own_stop, and the option says so."""
+    from simulator.teaching.tutor.session import Session
+
+    sc = load_scenario(GUIDELINE).with_overrides(patients=3000, replications=1)
+    for k, drug, day in ((260, "lidocaine_5pct", 60), (107, "capsaicin_8pct", 280)):
+        s = Session(setup_from_scenario(sc, k, seed=11))
+        labels = {}
+        while not s.finished:
+            labels[round(s.point.day)] = s.point.guideline_option.label
+            s.answer(s.point.guideline)
+        assert "P4.reoffer_own_stop" in labels[day] and _name(drug) in labels[day], labels[day]
+        ev = s.events
+        starts = ev[(ev["event"] == "drug_start") & (ev["day"].round() == day)]
+        steps = [g for g in s.debrief()["guideline_steps"] if round(g["day"]) == day]
+        for r in starts.to_dict("records"):
+            naming = [g for g in steps if _name(str(r["drug"])).lower() in g["step"].lower()]
+            assert naming and all(g["rule"] == r["rule"] for g in naming), (k, r["drug"], r["rule"], steps)
+        assert any(g["rule"] == "P4.reoffer_own_stop" for g in steps), steps

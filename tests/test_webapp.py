@@ -88,43 +88,87 @@ def server() -> Iterator[str]:
         t.join(10)
 
 
+# The page that answers the trainee's k-th decision: fully parsed, with a question or the debrief, and the
+# trainee's k decisions marked in its timeline (Session.timeline: one "YOUR DECISION" line, li.you, per answer).
+PAGE_AFTER = """return document.readyState === 'complete'
+    && (document.getElementById('question') !== null || document.getElementById('score') !== null)
+    && document.querySelectorAll('#timeline li.you').length === arguments[0];"""
+PAGE_WAIT = 300.0
+"""Seconds a step may take before the test fails: only a failing run waits this long. A loaded machine (two other
+suites beside this one) slows the server's pages (a simulation, charts) tenfold and more."""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
 def test_whole_case_in_headless_chromium(server: str) -> None:
     """Slow (starts a real browser; run with `python -m pytest -m slow tests/test_webapp.py`). Protects: a
     trainee in Chromium loads a case, answers every step by clicking, reaches the debrief; the score is shown
-    and the non-guideline first choice (a strong opioid at the first evaluation) gave a different course."""
+    and the non-guideline first choice (a strong opioid at the first evaluation) gave a different course.
+
+    Robust under load: the browser does not block on page loads (page load strategy "none"), and each step waits
+    explicitly for the condition it needs (:data:`PAGE_AFTER`: the page answering the k-th decision, complete).
+    The former waits (the old page stale, then readyState) failed now and then on a loaded machine (the error
+    was not kept); they left two load-sensitive points, both gone: the click blocked in chromedriver for the
+    whole post-redirect-get under Selenium's 120 s HTTP command timeout, and the staleness poll ran commands in a
+    document being replaced, whose transient errors (WebDriverException) the wait did not ignore; a timeout
+    now names the page awaited and where the browser is."""
     pytest.importorskip("selenium")
     from selenium import webdriver
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+        WebDriverException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def click_and_wait(element) -> None:  # a click posts a form: wait for the next page (the suite may be loaded)
-        page = driver.find_element(By.TAG_NAME, "html")
-        element.click()
-        WebDriverWait(driver, 60).until(ec.staleness_of(page))
-        WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    def wait_for(what: str, condition) -> None:
+        """Poll ``condition(driver)`` until true; errors of a page being replaced meanwhile are polled through."""
+        try:
+            WebDriverWait(driver, PAGE_WAIT, poll_frequency=0.2,
+                          ignored_exceptions=(WebDriverException,)).until(condition)
+        except TimeoutException as err:
+            raise AssertionError(f"after {PAGE_WAIT:.0f} s, still waiting for {what}; the browser is at "
+                                 f"{driver.current_url} ({driver.title!r}); last error: {err.msg}") from err
+
+    def answer(selector: str, answered: int) -> None:
+        """Click the button and wait for the page that shows the ``answered``-th decision."""
+        button = driver.find_element(By.CSS_SELECTOR, selector)
+        try:
+            button.click()
+        except (ElementClickInterceptedException, ElementNotInteractableException, NoSuchElementException,
+                StaleElementReferenceException):
+            raise  # the click did not happen
+        except WebDriverException:
+            pass  # the click was dispatched and the page is being replaced: the wait below decides
+        wait_for(f"the page after decision {answered}",
+                 lambda d: d.execute_script(PAGE_AFTER, answered))
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
+    opts.page_load_strategy = "none"  # no command blocks on a page load: the explicit waits do the waiting
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1200"):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     mirror = Session(setup_from_case(load_case("strong-opioid-gate")))
     try:
         driver.get(server)
-        click_and_wait(driver.find_element(By.ID, "case-strong-opioid-gate"))
+        wait_for("the start page", lambda d: d.execute_script(
+            "return document.readyState === 'complete' && !!document.getElementById('case-strong-opioid-gate');"))
+        answer("#case-strong-opioid-gate", 0)
         steps = 0
         while not driver.find_elements(By.ID, "score"):
             assert mirror.point is not None
             assert driver.find_element(By.ID, "chart").find_elements(By.TAG_NAME, "svg")
             assert driver.find_element(By.ID, "flowchart").find_elements(By.TAG_NAME, "svg")
             key = "strong_opioid" if steps == 1 else mirror.point.guideline_option.key
-            click_and_wait(driver.find_element(By.CSS_SELECTOR, f'button[name="key"][value="{key}"]'))
             mirror.answer(key)
+            answer(f'button[name="key"][value="{key}"]', len(mirror.labels))
             if steps == 1:
                 assert "Declared departure" in driver.find_element(By.ID, "feedback").text
             steps += 1

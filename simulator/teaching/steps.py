@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..model.decisions import REOFFER
 from ..model.rules import load_rules
 from .one_patient import Setup
 from .regimen import SAME_DAY, Leaving, Regimen, leaving_reason
@@ -32,6 +33,8 @@ from .words import (
     LIMIT_WORDS,
     RELAPSE_INTOLERANCE,
     RELAPSE_RESTART,
+    REOFFER_ALONGSIDE,
+    REOFFER_WORDS,
     SPECIALIST_RELIEF,
     TAPER_REVERSED,
     TAPER_REVERSED_WORDS,
@@ -280,9 +283,8 @@ class Narrator:
         rows = self.rows
         trig = str(r["trigger"])
         j = i + 1
-        starts: list[str] = []
-        start_rule = ""
-        alongside: list[Step] = []  # topicals added at the same visit, with their own rule (P6.topical_add)
+        starts: list[str] = []  # the decision's own starts: their rows cite its rule
+        others: dict[str, list[str]] = {}  # starts whose rows cite another rule (a re-offer, a topical alongside)
         checks: list[Step] = []  # told after a relapse's own line (the relapse comes first, then its restart)
         while j < len(rows) and (str(rows[j]["event"]) in ("drug_start", "safety_check") or (
                 str(rows[j]["event"]) == "drug_stop" and str(rows[j]["rule"]) == TAPER_REVERSED)) \
@@ -294,12 +296,10 @@ class Narrator:
             elif str(rj["event"]) == "safety_check":
                 checks.append(_step(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}",
                                     str(rj["rule"])))
-            elif str(rj["rule"]) == "P6.topical_add" and rule != "P6.topical_add":
-                alongside.append(_step(day, "decision", f"and {self.dose(rj['drug'], rj['dose'])} added "
-                                       "alongside for the localized pain", "P6.topical_add"))
-            else:
+            elif str(rj["rule"]) == rule:
                 starts.append(self.dose(rj["drug"], rj["dose"]))
-                start_rule = start_rule or str(rj["rule"])
+            else:  # told under the rule its row cites, not the decision's (P4.reoffer_own_stop inside a switch)
+                others.setdefault(str(rj["rule"]), []).append(self.dose(rj["drug"], rj["dose"]))
             self.regimen.apply(rj)
             j += 1
         if trig != "relapse":
@@ -319,8 +319,9 @@ class Narrator:
             context = (f"after the patient's own stop, with no pain measured since day {self.last_pain[0]:.0f} "
                        f"({self.last_pain[1]}): ")
         self.pending_ae = None
+        own_now = bool(starts)
         if not starts:  # a start deferred by a taper (P5, P7.tramadol_reoffer): named with its day
-            starts = self._deferred_start(j, rule, trig)
+            starts = self._deferred_start(j, rule, trig, started_now=bool(others))
         action = ACTION_WORDS.get(trig, trig).format(drugs=" + ".join(starts) or "-")
         if trig in FIRST_OPIOID_WORDS and not any(x.kind == "decision" for x in self.steps):
             action = FIRST_OPIOID_WORDS[trig].format(drugs=" + ".join(starts))  # nothing to step up from
@@ -343,27 +344,33 @@ class Narrator:
         self.steps.append(_step(day, "decision", context + action, rule))
         if trig == "relapse":  # a restart decided with the relapse, with no transition of its own (P4.reoffer_own_stop)
             self.steps.extend(checks)
-            if starts:
-                self.steps.append(_step(day, "decision", RELAPSE_RESTART.format(drugs=" + ".join(starts)),
-                                        start_rule))
-        self.steps.extend(alongside)
+        for other, drugs in others.items():  # each start under the rule its row cites
+            self.steps.append(_step(day, "decision", other_start_words(other, drugs, trig == "relapse",
+                                                                             alongside=own_now), other))
         return j
 
-    def _deferred_start(self, j: int, rule: str, trigger: str) -> list[str]:
+    def _deferred_start(self, j: int, rule: str, trigger: str, started_now: bool = False) -> list[str]:
         """The drug a decision (``rule``) starts later, once a taper ends, named with its day (rows from ``j``
         up to the next transition). When it never starts, why: the patient leaves care first, or follow-up ends
-        (the drug is named only when the trigger names it); empty for a decision that starts nothing."""
+        (the drug is named only when the trigger names it); empty for a decision that starts nothing.
+        ``started_now``: the decision's drugs started at once under another rule (a drug the patient stopped
+        himself offered once more, P4.reoffer_own_stop): with no later start of its own, the decision is named by
+        its kind of drug ("add a topical alongside") and those starts are told on their own lines."""
         if trigger not in _STARTING:
             return []
+        why = "follow-up ends first"
         for rk in self.rows[j:]:
             if str(rk["event"]) == "transition":
                 break
             if str(rk["event"]) == "dropout":
-                return [f"{_STARTING[trigger]} once the taper ends (not started: the patient leaves care first)"]
+                why = "the patient leaves care first"
+                break
             if str(rk["event"]) == "drug_start" and str(rk["rule"]) == rule:
                 self.deferred.add(rule)
                 return [f"{self.dose(rk['drug'], rk['dose'])} once the taper ends (day {float(rk['day']):.0f})"]
-        return [f"{_STARTING[trigger]} once the taper ends (not started: follow-up ends first)"]
+        if started_now:
+            return [_STARTING[trigger]]
+        return [f"{_STARTING[trigger]} once the taper ends (not started: {why})"]
 
     def _after_stops(self, j: int, day: float) -> tuple[list[str], list[str]]:
         """The drugs that go on and those tapering off once the same day's stops (rows from ``j``) are done."""
@@ -393,6 +400,21 @@ class Narrator:
         if tapering:
             return DISCHARGE_TAPERING.format(drugs=" and ".join(map(drug_name, tapering))), tapering
         return DISCHARGE_NO_DRUG, tapering
+
+
+def other_start_words(rule: str, drugs: list[str], relapse: bool, alongside: bool) -> str:
+    """The words of starts a decision made under another rule than its own (their rows cite ``rule``): a
+    restart decided with a relapse, a drug the patient stopped himself offered once more inside a switch or
+    an add-on (P4.reoffer_own_stop), a topical added alongside (P6.topical_add)."""
+    named = " + ".join(drugs)
+    if rule == "P6.topical_add":
+        return f"and {named} added alongside for the localized pain"
+    if relapse and rule == REOFFER:
+        return RELAPSE_RESTART.format(drugs=named)
+    if rule == REOFFER:
+        return (REOFFER_ALONGSIDE if alongside else REOFFER_WORDS).format(
+            drugs=named, it="them" if len(drugs) > 1 else "it")
+    return f"and {named} started" if alongside else f"{named} started"
 
 
 def narrate(setup: Setup, events: pd.DataFrame) -> list[Step]:

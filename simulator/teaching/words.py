@@ -72,6 +72,10 @@ from a drug that never ran."""
 # P4.relapse without a visit: the drug that relieved was stopped for an adverse event (P4.intolerance_stop,
 # X.serious_event on the stop row)
 RELAPSE_RESTART = "{drugs} started again: what relieved him, stopped by himself, comes back first"
+# P4.reoffer_own_stop inside another decision (a switch, an add-on, a topical or tramadol step): the start row cites
+# the re-offer, so it is told on its own line under that rule, after the decision's own line
+REOFFER_ALONGSIDE = "and {drugs} offered once more alongside: the patient had stopped {it} himself before {it} failed"
+REOFFER_WORDS = "{drugs} offered once more: the patient had stopped {it} himself before {it} failed"
 RELAPSE_INTOLERANCE = "relief ended: the drug that gave it was stopped as not tolerated; back into the pathway"
 DISCHARGE_NO_DRUG = "back to primary care with no drug running: no pathway option is left (specialist's plan)"
 """P9.discharge_plan when every drug has stopped (the narration must not speak of a current regimen)."""

@@ -9,7 +9,7 @@ debrief. How options are built and judged: :mod:`simulator.teaching.tutor.option
 
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -17,11 +17,13 @@ import pandas as pd
 from ...analysis.outcomes import events_frame
 from ...engine.simulation import NCOL, Simulation
 from ...inputs.errors import InputError
+from ...model.decisions import REOFFER
 from ...model.pathway import compile_table
 from ...model.patient import PatientModel
 from ...model.policy_context import Decision
 from ..narrate import Setup, drug_name, narrate, unit_for
 from ..regimen import Regimen
+from ..steps import other_start_words
 from .options import GOOD, Option, Point, build_options, cite, describe, same_step, seeds_of
 from .verdicts import judge_all
 
@@ -224,6 +226,10 @@ class Session:
             options.append(Option("policy", "continue", "The policy's step: " + describe(self, snap.proposed),
                                   snap.proposed, "guideline", snap.proposed.rule, cite(snap.proposed.rule)))
             guideline = len(options) - 1
+        again = [drug_name(self.drugs[j].name) for j in (*snap.proposed.start, *snap.proposed.also)
+                 if j in p.reopen] if snap.proposed.rule != REOFFER else []
+        if again:  # their starts cite P4.reoffer_own_stop, not the step's rule (the one the feedback cites)
+            options[guideline].label += f" ({other_start_words(REOFFER, again, False, False)}; {REOFFER})"
         return Point(len(self.labels), snap.day, snap.outcome, snap.pain, p.state, regimen, snap.proposed,
                      options, guideline)
 
@@ -277,14 +283,37 @@ class Session:
         return {"score": ok, "total": total, "parted_on_day": first_difference(mine.events, guide.events),
                 "yours": mine.summary(self.base), "guideline": guide.summary(self.base),
                 "your_decisions": mine.decisions, "guideline_decisions": guide.decisions,
-                "guideline_steps": [{"day": day, "step": describe(self, d), "rule": d.rule, "seeds": seeds_of(d.rule)}
-                                    for day, d in proposals],
+                "guideline_steps": self._guideline_steps(g_events, proposals),
                 "answers": [{"day": a.point.day, "choice": a.option.label, "verdict": a.option.verdict,
                              "guideline": a.point.guideline_option.label, "rule": a.option.rule or
                              a.point.proposed.rule, "seeds": seeds_of(a.option.rule or a.point.proposed.rule),
                              "feedback": a.feedback()} for a in self.answers],
                 "teaching_points": [tp.text for tp in self.setup.case.teaching_points]
                 if self.setup.case is not None else []}
+
+    def _guideline_steps(self, events: pd.DataFrame, proposals: list[tuple[float, Decision]]) -> list[dict[str, Any]]:
+        """The guideline's course, one entry per decision (its words, rule and seeds), and after it one per rule
+        that other drugs it started cite on their start rows in ``events`` (a drug the patient stopped himself
+        offered once more, P4.reoffer_own_stop; a topical alongside, P6.topical_add): each start is told under
+        the rule its row cites. A drug the log shows no start for on the decision's day (a start deferred by a
+        taper) stays with the decision."""
+        starts = events[events["event"] == "drug_start"]
+        out: list[dict[str, Any]] = []
+        for day, d in proposals:
+            today = starts[(starts["day"] - day).abs() < 1e-3]  # the log's days are rounded to 1e-3 d
+            cited = {self.ctx.by_name[str(x)]: str(r) for x, r in zip(today["drug"], today["rule"], strict=True)}
+            others: dict[str, list[str]] = {}
+            for j in (*d.start, *d.also):
+                if cited.get(j, d.rule) != d.rule:
+                    others.setdefault(cited[j], []).append(drug_name(self.drugs[j].name))
+            moved = {j for j in (*d.start, *d.also) if cited.get(j, d.rule) != d.rule}
+            own = replace(d, start=tuple(j for j in d.start if j not in moved),
+                          also=tuple(j for j in d.also if j not in moved))
+            out.append({"day": day, "step": describe(self, own), "rule": d.rule, "seeds": seeds_of(d.rule)})
+            for rule, names in others.items():
+                words = other_start_words(rule, names, False, False).removeprefix("and ")
+                out.append({"day": day, "step": words[:1].upper() + words[1:], "rule": rule, "seeds": seeds_of(rule)})
+        return out
 
     def situation(self) -> str:
         pt = self.point
