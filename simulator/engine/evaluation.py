@@ -274,7 +274,9 @@ class Evaluation:
                 if terms is None or terms[0] != dose:
                     terms = ln.terms = (dose, *effect_terms(d, dose, p.etiology, drug_z.item(d.index),
                                                             p.facts.localized))
-                e = ((terms[2] if lat.u_scalar(i, d.index, now) < terms[1] else terms[3])
+                # a responder probability of 0 (an etiology modifier of 0): the latent uniform, >= 0, cannot be
+                # below it, so it is not computed (the same effect: the non-responder's)
+                e = ((terms[2] if terms[1] > 0.0 and lat.u_scalar(i, d.index, now) < terms[1] else terms[3])
                      * (1.0 - math.exp(-days_on / d.onset_days))) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         since = now - entry
