@@ -173,12 +173,17 @@ class Evaluation:
         p.close_own_stops(now)  # a stop on an earlier day: this decision is a later one (P4.reoffer_own_stop)
         if outcome in FAILED_OUTCOMES and not by_patient:
             self._judge_failure(p, lines)
-        newest_line = lines[-1] if lines else None
         # P3: one oral drug judged on its own (a topical alongside does not count)
-        p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
-                         and sum(1 for ln in lines if not ln.topical_addon) == 1
-                         and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
-                         and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        optimisable = False
+        if lines and not lines[-1].topical_addon and not lines[-1].reduced and not lines[-1].optimised:
+            newest_line = lines[-1]
+            oral = 0
+            for ln in lines:  # a loop, not sum(generator): at every decision
+                if not ln.topical_addon:
+                    oral += 1
+            optimisable = (oral == 1 and newest_line.dose_at(now) < newest_line.maximum - 1e-9
+                           and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        p.optimisable = optimisable
         if outcome != "relief":
             p.n_failed += 1
         decision = next_step(p, self.ctx, outcome, now - entry, pain)
@@ -208,10 +213,10 @@ class Evaluation:
         tramadol has failed (P8: "strong opioids only if tramadol fails", S004). What it marks is recorded in
         ``p.failure_marks``: a later relief with these drugs running clears it (:meth:`_relief_clears`)."""
         drugs = self.tables.drugs
-        judged = frozenset(ln.drug for ln in lines)
+        judged = frozenset([ln.drug for ln in lines])
         p.failed_drugs = p.failed_drugs | judged  # judged inadequate: no re-offer (P4)
         classes = {drugs[j].drug_class for j in judged}
-        new_classes = frozenset(c for c in classes if c in FIRST_LINE_CLASSES) - p.failed_agent_classes
+        new_classes = frozenset(classes.intersection(FIRST_LINE_CLASSES)) - p.failed_agent_classes
         p.failed_agent_classes = p.failed_agent_classes | new_classes
         combination = "gabapentinoid" in classes and ("snri" in classes or "tca" in classes)
         p.failure_marks = (*p.failure_marks, (judged, new_classes, combination and not p.combination_failed))
@@ -285,8 +290,8 @@ class Evaluation:
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""
-        resp = self.ctx.policy.response
+        relief_min, relief_max, partial_min = self.response_rule
         red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
-        if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
+        if red >= relief_min and pain < relief_max:
             return "relief"
-        return "partial" if red >= resp.partial_min_reduction else "none"
+        return "partial" if red >= partial_min else "none"

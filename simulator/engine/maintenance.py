@@ -61,9 +61,9 @@ class Maintenance:
         discharge = mt.discharge_after_days  # P4.stable_discharge: days of relief held at every visit
         held_since = now
         own_stop = False  # the patient stopped a drug himself: nothing is decided until a visit (P4.reoffer_own_stop)
+        classes = [t.drugs[ln.drug].drug_class for ln in lines]  # again when a drug stops (lines change only then)
+        opioid = "weak_opioid" in classes or "strong_opioid" in classes
         while True:
-            classes = [t.drugs[ln.drug].drug_class for ln in lines]
-            opioid = "weak_opioid" in classes or "strong_opioid" in classes
             if confirming:
                 visit_day = last_visit + self.ctx.policy.visit_interval_days
             else:
@@ -89,6 +89,8 @@ class Maintenance:
                     p.last_relief_stop = line.drug  # restarted first on a relapse (P4.reoffer_own_stop)
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
+                classes = [t.drugs[ln.drug].drug_class for ln in lines]
+                opioid = "weak_opioid" in classes or "strong_opioid" in classes
                 if (lines and held != "managed") or held == "intervention":  # judged at the next visit
                     continue
                 if kind == "stop":  # his own stop of what relieved him decides nothing: the next visit measures his

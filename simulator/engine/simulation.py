@@ -140,6 +140,8 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         # (a time-limited trial, S004: the patient's own stop ends it)
         self.reofferable = tuple(d.drug_class not in ("weak_opioid", "strong_opioid") for d in self.tables.drugs)
         self.reoffer_on = ctx.policy.reoffer_own_stop and ctx.policy.protocol is None  # a protocol decides itself
+        resp = ctx.policy.response  # P4's thresholds, read at every visit (Evaluation._judge)
+        self.response_rule = (resp.relief_min_reduction, resp.relief_max_nrs, resp.partial_min_reduction)
         self.renal_bands = tuple(tuple(sorted({b for b, _ in x.renal_exposure} | {b for b, _ in d.renal_caps}))
                                  for x, d in zip(self.extras, self.tables.drugs, strict=True))
         n = cohort.n
