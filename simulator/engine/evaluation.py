@@ -147,8 +147,7 @@ class Evaluation:
             else:
                 rule = "P3.adequate_trial"
             judged = titrated if interim else newest
-            log(i, now, E_EVAL, p.state, drug=judged.drug, dose=judged.dose_at(now), pain=pain,
-                detail=OUTCOME_CODE[outcome], rule=rule)
+            log(i, now, E_EVAL, p.state, judged.drug, judged.dose_at(now), pain, OUTCOME_CODE[outcome], rule)
             if interim:
                 if outcome == "relief":  # the smallest effective dose: titration stops here
                     titrated.held = ()

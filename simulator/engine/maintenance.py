@@ -111,8 +111,8 @@ class Maintenance:
                 leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
                          and now - held_since >= discharge)
                 on, on_dose = self._newest_taken(p, lines, now)  # a drug being tapered still runs (event-log.md)
-                self._log(i, now, E_MAINT, p.state, drug=on, dose=on_dose, pain=pain, detail=OUTCOME_CODE[outcome],
-                          rule="P8.reassessment" if "strong_opioid" in classes else
+                self._log(i, now, E_MAINT, p.state, on, on_dose, pain, OUTCOME_CODE[outcome],
+                          "P8.reassessment" if "strong_opioid" in classes else
                           "P4.stable_discharge" if leave else "P4.maintenance_visit")
                 if leave:  # discharged from scheduled follow-up: the regimen continues, no visit follows
                     yield from self._regimen_continues(p, lines, obs)
