@@ -107,3 +107,11 @@ def test_engine_observed_pain_equals_the_plain_functions() -> None:
     sim.run()
     assert sum(1 for c in sim.checked if c[2] > 1) > 100 and sum(1 for c in sim.checked if c[3]) > 20
     assert [_bits(c[0]) for c in sim.checked] == [_bits(c[1]) for c in sim.checked]
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_patient_streams_are_the_patient_streams(key: int) -> None:
+    """The per-patient parts of keyed draws mixed once for the cohort (numpy uint64, wrapping) are
+    ``patient_stream`` of each patient (Python integers masked to 64 bits), so the drop-out draw is unchanged."""
+    streams_ = streams.patient_streams(key, 300)
+    assert [streams_.item(i) for i in range(300)] == [streams.patient_stream(key, i) for i in range(300)]

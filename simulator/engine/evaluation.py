@@ -193,7 +193,7 @@ class Evaluation:
             # P4: a failed line or the patient's own stop may end care (named assumption:
             # dropout_after_failed_line), whatever drug stopped and whether a taper follows: a taper under
             # way then completes as prescribed (Stopping._drop_out, taper_completes).
-            u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
+            u = streams.slot_uniform(self.dropout_streams.item(p.idx), streams.day_slot(now - entry))  # keyed_uniform
             if u < t.follow_up["dropout_after_failed_line"]:
                 self._drop_out(p, lines, now, taper_completes=True)
                 return None

@@ -168,6 +168,7 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
+        self.dropout_streams = streams.patient_streams(self.dropout_key, n)  # each patient's part, mixed once
         self.consult_key = streams.stream_key(seed, replication, streams.SPECIALIST)  # consults after the first
         self.reapply_key = streams.stream_key(seed, replication, streams.ADVERSE)  # capsaicin 8% re-applications
         self.buf = array("d")
