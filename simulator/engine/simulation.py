@@ -167,6 +167,7 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.relapse_rate = self.tables.persistence["relapse_per_year"] if ctx.policy.maintenance.relapse else 0.0
         # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
+        self.noise_streams = streams.patient_streams(self.noise_key, n)  # each patient's part, mixed once
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
         self.dropout_streams = streams.patient_streams(self.dropout_key, n)  # each patient's part, mixed once
         self.consult_key = streams.stream_key(seed, replication, streams.SPECIALIST)  # consults after the first
