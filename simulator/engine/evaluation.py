@@ -232,7 +232,7 @@ class Evaluation:
         the agent classes it marked failed when the same oral drugs relieved (a dose then optimised, P3, or a
         topical added). A drug judged inadequate alone and relieving only with another oral drug added stays a
         documented failure of its class (P7, P8); marks of regimens with a drug no longer running stay."""
-        running = frozenset(ln.drug for ln in lines)
+        running = frozenset([ln.drug for ln in lines])
         if not running:
             return
         p.failed_drugs = p.failed_drugs - running

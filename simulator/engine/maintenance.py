@@ -181,9 +181,9 @@ class Maintenance:
         its last documented assessment plus the trial period (``strong_opioid.max_trial_days``), or with
         ``visits`` plus the reassessment interval (``maintenance.opioid_visit_interval_days``); inf when no
         strong opioid runs. Every loop of the engine that lets a regimen run waits at most until this day."""
-        drugs = self.tables.drugs
+        strong = self.strong_opioid
         for ln in lines:  # a loop, not any(generator): called at every visit of every patient
-            if drugs[ln.drug].drug_class == "strong_opioid":
+            if strong[ln.drug]:
                 pol = self.ctx.policy
                 return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits
                                      else pol.strong_opioid.max_trial_days)

@@ -136,6 +136,7 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
+        self.strong_opioid = tuple(d.drug_class == "strong_opioid" for d in self.tables.drugs)
         # P4.reoffer_own_stop: every class but tramadol (its own rule, P7.tramadol_reoffer) and the strong opioid
         # (a time-limited trial, S004: the patient's own stop ends it)
         self.reofferable = tuple(d.drug_class not in ("weak_opioid", "strong_opioid") for d in self.tables.drugs)
