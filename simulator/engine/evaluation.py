@@ -147,8 +147,7 @@ class Evaluation:
             else:
                 rule = "P3.adequate_trial"
             judged = titrated if interim else newest
-            log(i, now, E_EVAL, p.state, drug=judged.drug, dose=judged.dose_at(now), pain=pain,
-                detail=OUTCOME_CODE[outcome], rule=rule)
+            log(i, now, E_EVAL, p.state, judged.drug, judged.dose_at(now), pain, OUTCOME_CODE[outcome], rule)
             if interim:
                 if outcome == "relief":  # the smallest effective dose: titration stops here
                     titrated.held = ()
@@ -173,12 +172,17 @@ class Evaluation:
         p.close_own_stops(now)  # a stop on an earlier day: this decision is a later one (P4.reoffer_own_stop)
         if outcome in FAILED_OUTCOMES and not by_patient:
             self._judge_failure(p, lines)
-        newest_line = lines[-1] if lines else None
         # P3: one oral drug judged on its own (a topical alongside does not count)
-        p.optimisable = (newest_line is not None and not newest_line.topical_addon and not newest_line.reduced
-                         and sum(1 for ln in lines if not ln.topical_addon) == 1
-                         and not newest_line.optimised and newest_line.dose_at(now) < newest_line.maximum - 1e-9
-                         and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        optimisable = False
+        if lines and not lines[-1].topical_addon and not lines[-1].reduced and not lines[-1].optimised:
+            newest_line = lines[-1]
+            oral = 0
+            for ln in lines:  # a loop, not sum(generator): at every decision
+                if not ln.topical_addon:
+                    oral += 1
+            optimisable = (oral == 1 and newest_line.dose_at(now) < newest_line.maximum - 1e-9
+                           and t.drugs[newest_line.drug].drug_class in _OPTIMISABLE)
+        p.optimisable = optimisable
         if outcome != "relief":
             p.n_failed += 1
         decision = next_step(p, self.ctx, outcome, now - entry, pain)
@@ -189,7 +193,7 @@ class Evaluation:
             # P4: a failed line or the patient's own stop may end care (named assumption:
             # dropout_after_failed_line), whatever drug stopped and whether a taper follows: a taper under
             # way then completes as prescribed (Stopping._drop_out, taper_completes).
-            u = streams.keyed_uniform(self.dropout_key, p.idx, streams.day_slot(now - entry))
+            u = streams.slot_uniform(self.dropout_streams.item(p.idx), streams.day_slot(now - entry))  # keyed_uniform
             if u < t.follow_up["dropout_after_failed_line"]:
                 self._drop_out(p, lines, now, taper_completes=True)
                 return None
@@ -208,10 +212,10 @@ class Evaluation:
         tramadol has failed (P8: "strong opioids only if tramadol fails", S004). What it marks is recorded in
         ``p.failure_marks``: a later relief with these drugs running clears it (:meth:`_relief_clears`)."""
         drugs = self.tables.drugs
-        judged = frozenset(ln.drug for ln in lines)
+        judged = frozenset([ln.drug for ln in lines])
         p.failed_drugs = p.failed_drugs | judged  # judged inadequate: no re-offer (P4)
         classes = {drugs[j].drug_class for j in judged}
-        new_classes = frozenset(c for c in classes if c in FIRST_LINE_CLASSES) - p.failed_agent_classes
+        new_classes = frozenset(classes.intersection(FIRST_LINE_CLASSES)) - p.failed_agent_classes
         p.failed_agent_classes = p.failed_agent_classes | new_classes
         combination = "gabapentinoid" in classes and ("snri" in classes or "tca" in classes)
         p.failure_marks = (*p.failure_marks, (judged, new_classes, combination and not p.combination_failed))
@@ -228,7 +232,7 @@ class Evaluation:
         the agent classes it marked failed when the same oral drugs relieved (a dose then optimised, P3, or a
         topical added). A drug judged inadequate alone and relieving only with another oral drug added stays a
         documented failure of its class (P7, P8); marks of regimens with a drug no longer running stay."""
-        running = frozenset(ln.drug for ln in lines)
+        running = frozenset([ln.drug for ln in lines])
         if not running:
             return
         p.failed_drugs = p.failed_drugs - running
@@ -274,7 +278,9 @@ class Evaluation:
                 if terms is None or terms[0] != dose:
                     terms = ln.terms = (dose, *effect_terms(d, dose, p.etiology, drug_z.item(d.index),
                                                             p.facts.localized))
-                e = ((terms[2] if lat.u_scalar(i, d.index, now) < terms[1] else terms[3])
+                # a responder probability of 0 (an etiology modifier of 0): the latent uniform, >= 0, cannot be
+                # below it, so it is not computed (the same effect: the non-responder's)
+                e = ((terms[2] if terms[1] > 0.0 and lat.u_scalar(i, d.index, now) < terms[1] else terms[3])
                      * (1.0 - math.exp(-days_on / d.onset_days))) * scale
             effects.append(e * t.combination_factor if n_line > 0 else e)
         since = now - entry
@@ -283,8 +289,8 @@ class Evaluation:
 
     def _judge(self, p: PatientModel, pain: float) -> str:
         """P4: relief, partial or none, by the policy's response rule."""
-        resp = self.ctx.policy.response
+        relief_min, relief_max, partial_min = self.response_rule
         red = (p.baseline - pain) / p.baseline if p.baseline > 0 else 0.0
-        if red >= resp.relief_min_reduction and pain < resp.relief_max_nrs:
+        if red >= relief_min and pain < relief_max:
             return "relief"
-        return "partial" if red >= resp.partial_min_reduction else "none"
+        return "partial" if red >= partial_min else "none"

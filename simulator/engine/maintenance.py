@@ -61,9 +61,9 @@ class Maintenance:
         discharge = mt.discharge_after_days  # P4.stable_discharge: days of relief held at every visit
         held_since = now
         own_stop = False  # the patient stopped a drug himself: nothing is decided until a visit (P4.reoffer_own_stop)
+        classes = [t.drugs[ln.drug].drug_class for ln in lines]  # again when a drug stops (lines change only then)
+        opioid = "weak_opioid" in classes or "strong_opioid" in classes
         while True:
-            classes = [t.drugs[ln.drug].drug_class for ln in lines]
-            opioid = "weak_opioid" in classes or "strong_opioid" in classes
             if confirming:
                 visit_day = last_visit + self.ctx.policy.visit_interval_days
             else:
@@ -89,6 +89,8 @@ class Maintenance:
                     p.last_relief_stop = line.drug  # restarted first on a relapse (P4.reoffer_own_stop)
                 lines.remove(line)
                 p.active = [ln.drug for ln in lines]
+                classes = [t.drugs[ln.drug].drug_class for ln in lines]
+                opioid = "weak_opioid" in classes or "strong_opioid" in classes
                 if (lines and held != "managed") or held == "intervention":  # judged at the next visit
                     continue
                 if kind == "stop":  # his own stop of what relieved him decides nothing: the next visit measures his
@@ -109,8 +111,8 @@ class Maintenance:
                 leave = (outcome == "relief" and not confirming and not opioid and discharge is not None
                          and now - held_since >= discharge)
                 on, on_dose = self._newest_taken(p, lines, now)  # a drug being tapered still runs (event-log.md)
-                self._log(i, now, E_MAINT, p.state, drug=on, dose=on_dose, pain=pain, detail=OUTCOME_CODE[outcome],
-                          rule="P8.reassessment" if "strong_opioid" in classes else
+                self._log(i, now, E_MAINT, p.state, on, on_dose, pain, OUTCOME_CODE[outcome],
+                          "P8.reassessment" if "strong_opioid" in classes else
                           "P4.stable_discharge" if leave else "P4.maintenance_visit")
                 if leave:  # discharged from scheduled follow-up: the regimen continues, no visit follows
                     yield from self._regimen_continues(p, lines, obs)
@@ -179,9 +181,9 @@ class Maintenance:
         its last documented assessment plus the trial period (``strong_opioid.max_trial_days``), or with
         ``visits`` plus the reassessment interval (``maintenance.opioid_visit_interval_days``); inf when no
         strong opioid runs. Every loop of the engine that lets a regimen run waits at most until this day."""
-        drugs = self.tables.drugs
+        strong = self.strong_opioid
         for ln in lines:  # a loop, not any(generator): called at every visit of every patient
-            if drugs[ln.drug].drug_class == "strong_opioid":
+            if strong[ln.drug]:
                 pol = self.ctx.policy
                 return p.assessed + (pol.maintenance.opioid_visit_interval_days if visits
                                      else pol.strong_opioid.max_trial_days)

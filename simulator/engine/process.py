@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 
-from ..model import streams
 from ..model.decisions import first_choice, next_step, serotonin_blocked
 from ..model.pathway import TRANSITIONS, TREATING, can_fire, fire
 from ..model.patient import PatientModel
@@ -95,7 +94,7 @@ class PatientProcess:
         pe = t.persistence
         # Non-adherent patients get a fraction of each drug's effect (clinical persistence block).
         adherence = pe["non_adherent_effect"] if float(pu[0]) < pe["non_adherence_share"] else 1.0
-        obs = (drug_z, ns_onset, adherence, entry, streams.patient_stream(self.noise_key, i))
+        obs = (drug_z, ns_onset, adherence, entry, self.noise_streams.item(i))
 
         self._log(i, entry, E_ASSESS, "assessment", pain=p.baseline, rule="P1")
         for j, why in p.excluded:

@@ -136,10 +136,13 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.extras = tuple(drug_rules(d.name) for d in self.tables.drugs)
         self.serotonergic = tuple(d.serotonergic for d in self.tables.drugs)
         self.weak_opioid = tuple(d.drug_class == "weak_opioid" for d in self.tables.drugs)
+        self.strong_opioid = tuple(d.drug_class == "strong_opioid" for d in self.tables.drugs)
         # P4.reoffer_own_stop: every class but tramadol (its own rule, P7.tramadol_reoffer) and the strong opioid
         # (a time-limited trial, S004: the patient's own stop ends it)
         self.reofferable = tuple(d.drug_class not in ("weak_opioid", "strong_opioid") for d in self.tables.drugs)
         self.reoffer_on = ctx.policy.reoffer_own_stop and ctx.policy.protocol is None  # a protocol decides itself
+        resp = ctx.policy.response  # P4's thresholds, read at every visit (Evaluation._judge)
+        self.response_rule = (resp.relief_min_reduction, resp.relief_max_nrs, resp.partial_min_reduction)
         self.renal_bands = tuple(tuple(sorted({b for b, _ in x.renal_exposure} | {b for b, _ in d.renal_caps}))
                                  for x, d in zip(self.extras, self.tables.drugs, strict=True))
         n = cohort.n
@@ -165,7 +168,9 @@ class Simulation(PatientProcess, Evaluation, Dosing, Stopping, AdverseEvents, Ma
         self.relapse_rate = self.tables.persistence["relapse_per_year"] if ctx.policy.maintenance.relapse else 0.0
         # Per-visit draws are keyed by (patient, visit day), so an added visit leaves the others unchanged.
         self.noise_key = streams.stream_key(seed, replication, streams.VISIT_NOISE)
+        self.noise_streams = streams.patient_streams(self.noise_key, n)  # each patient's part, mixed once
         self.dropout_key = streams.stream_key(seed, replication, streams.VISIT_DROPOUT)
+        self.dropout_streams = streams.patient_streams(self.dropout_key, n)  # each patient's part, mixed once
         self.consult_key = streams.stream_key(seed, replication, streams.SPECIALIST)  # consults after the first
         self.reapply_key = streams.stream_key(seed, replication, streams.ADVERSE)  # capsaicin 8% re-applications
         self.buf = array("d")

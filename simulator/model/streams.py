@@ -105,6 +105,16 @@ def patient_stream(key: int, patient: int) -> int:
     return _mix(key ^ (patient & _MASK))
 
 
+def patient_streams(key: int, n: int) -> np.ndarray:
+    """:func:`patient_stream` of patients ``0..n-1`` as uint64 (numpy's uint64 arithmetic wraps modulo 2^64, as the
+    masks of :func:`_mix` do): the engine reads a patient's with ``.item(i)`` instead of mixing at every draw."""
+    z = np.arange(n, dtype=np.uint64) ^ np.uint64(key)
+    z = z + np.uint64(_GOLDEN)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 def slot_uniform(stream: int, slot: int) -> float:
     """:func:`keyed_uniform` from the patient's :func:`patient_stream` (the mix written out: a draw per visit)."""
     z = ((stream ^ (slot & _MASK)) + _GOLDEN) & _MASK
