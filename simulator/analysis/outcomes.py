@@ -20,6 +20,7 @@ from ..engine.simulation import (
     E_AE,
     E_CHECK,
     E_CONSULT,
+    E_DOSE,
     E_EVAL,
     E_MAINT,
     E_STOP,
@@ -49,8 +50,16 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
     # Chronological per patient (tapers and titration steps are logged ahead of or after their day; same-day
     # rows keep the engine's order; docs/event-log.md).
     df = df.sort_values(["replication", "patient", "day"], kind="stable").reset_index(drop=True)
-    rule_ids, _ = rule_codes()
+    rule_ids, codes = rule_codes()
     ev = df["event"].to_numpy(dtype=np.int64)
+    # A taper's rows are logged when it starts, with their own later days and the state of that moment; each
+    # gets the patient's state on its day instead: the state of the row before it in this order (its taper_start
+    # row comes first, so a patient's first row is never a taper row).
+    rule = df["rule"].to_numpy()
+    taper = (((ev == E_DOSE) & (rule == codes["P5.taper_step"]))
+             | ((ev == E_STOP) & (rule == codes["P5.taper_complete"])))
+    if taper.any():
+        df["state"] = df["state"].mask(taper).ffill()
     detail = df["detail"].to_numpy(dtype=np.int64)
     out = pd.DataFrame({
         "replication": df["replication"].astype(np.int32),
