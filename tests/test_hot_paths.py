@@ -103,6 +103,9 @@ def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> No
         if k == cut:
             line.set_steps(line.steps[:line.next_step], line.next_step)
         sim._log_doses(0, _P(), [line], start + now)
+        # Line.due, the day _log_doses tests, is the day of the first step not logged yet (inf when none is left)
+        assert line.due == (line.start + line.steps[line.next_step][0] if line.next_step < len(line.steps)
+                            else math.inf)
     last = days[min(cut, len(days)) - 1] if cut > 0 else -math.inf  # the last call before the cut
     expected = [(start + off, d) for off, d in steps[1:] if start + off <= (start + last) + 1e-9]
     assert sim.rows == expected

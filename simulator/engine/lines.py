@@ -31,7 +31,7 @@ class Line:
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
                  "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms", "held", "last_day", "last_dose")
+                 "next_apply", "n_applied", "terms", "held", "last_day", "last_dose", "due")
 
     def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
                  to_response: bool = False) -> None:
@@ -65,10 +65,13 @@ class Line:
         self.held: tuple = ()  # P8.titrate_to_response: steps given only once an evaluation asks (Evaluation._trial)
 
     def set_steps(self, steps: tuple[tuple[float, float], ...], next_step: int) -> None:
-        """Set the schedule (``(day offset, dose)`` steps), the index of its first step not logged yet, and the
-        last step's day and dose, :meth:`dose_at`'s common answer. Every change of ``steps`` goes through here."""
+        """Set the schedule (``(day offset, dose)`` steps), the index of its first step not logged yet (and its
+        day, ``due``), and the last step's day and dose, :meth:`dose_at`'s common answer. Every change of ``steps``
+        goes through here."""
         self.steps = steps
         self.next_step = next_step
+        # the day of the first step not logged yet: Dosing._log_doses's test at each wake-up (inf: none left)
+        self.due = self.start + steps[next_step][0] if next_step < len(steps) else math.inf
         last_off, self.last_dose = steps[-1]  # the schedule's last step, its day: dose_at's common answer
         self.last_day = self.start + last_off
 
@@ -323,11 +326,15 @@ class Dosing:
         strictly before ``now`` (the horizon: the run simulates days < horizon)."""
         limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
-                off, dose = ln.steps[ln.next_step]
-                if ln.next_step >= ln.opt_from:
+            while ln.due <= limit:  # (most calls: no step reached since the last)
+                k = ln.next_step
+                steps = ln.steps
+                off, dose = steps[k]
+                if k >= ln.opt_from:
                     rule = "P3.dose_optimisation"
                 else:
                     rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
-                self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
-                ln.next_step += 1
+                self._log(i, ln.due, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
+                k += 1
+                ln.next_step = k
+                ln.due = ln.start + steps[k][0] if k < len(steps) else math.inf
