@@ -116,24 +116,25 @@ class Dosing:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day stops
-        # after starts).
-        sero, weak = self.serotonergic, self.weak_opioid
-        serotonergic_with = "ssri_use" in p.facts.flags
-        tramadol_with = False
-        for ln in lines:
-            serotonergic_with = serotonergic_with or sero[ln.drug]
-            tramadol_with = tramadol_with or weak[ln.drug]
-        for k, end in p.tapering:
-            if end >= now - 1e-9:
-                serotonergic_with = serotonergic_with or sero[k]
-                tramadol_with = tramadol_with or weak[k]
-        skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
-        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
-                                                 tramadol_with and d.serotonergic):
-            if check in skipped:
-                continue
-            self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
+        serotonergic_with = tramadol_with = False
+        if d.serotonergic:  # only a serotonergic drug's checks and serious events look at what else is taken
+            # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day
+            # stops after starts).
+            sero, weak = self.serotonergic, self.weak_opioid
+            serotonergic_with = "ssri_use" in p.facts.flags
+            for ln in lines:
+                serotonergic_with = serotonergic_with or sero[ln.drug]
+                tramadol_with = tramadol_with or weak[ln.drug]
+            for k, end in p.tapering:
+                if end >= now - 1e-9:
+                    serotonergic_with = serotonergic_with or sero[k]
+                    tramadol_with = tramadol_with or weak[k]
+        if d.safety_checks:  # (most starts need no check)
+            skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
+            for check, check_rule in required_checks(d, p.facts, serotonergic_with, tramadol_with):
+                if check in skipped:
+                    continue
+                self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
         persist = self.persist  # .item(row, column): no numpy row view per drug start
