@@ -11,6 +11,7 @@ P4.addon_not_tolerated, X.serious_event) with the trial's withdrawal rate. A mix
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 
@@ -43,13 +44,15 @@ class AdverseEvents:
         for k, rate in rates:
             if rate > 0:
                 day = line.start - math.log1p(-adv.item(base + k)) / rate * 365.0
-                line.aes.append((day, self._ae_code(SERIOUS_TYPES[k]), 0.0, k))
+                line.aes.append((day, self._serious_codes[k], 0.0, k))
         if serotonergic_with and cls == "weak_opioid" and d.serotonergic:
             if adv.item(base + 1) < s["serotonin_per_exposure"]:
-                line.aes.append((line.start + s["serotonin_onset_days"], self._ae_code("serotonin_syndrome"), 0.0, 1))
+                line.aes.append((line.start + s["serotonin_onset_days"], self._serious_codes[1], 0.0, 1))
 
-    def _ae_code(self, name: str) -> int:
-        return self.tables.ae_types.index(name)
+    @cached_property
+    def _serious_codes(self) -> tuple[int, ...]:
+        """The adverse-event type code of each of :data:`SERIOUS_TYPES` (found once: a drug start needs them)."""
+        return tuple(self.tables.ae_types.index(name) for name in SERIOUS_TYPES)
 
     def _adverse_event(self, p: PatientModel, line: Line, ae: tuple, now: float, lines: list[Line]) -> bool:
         """Log an adverse event; lower the dose or stop the drug when it is dose-limiting (P4).

@@ -30,31 +30,30 @@ class Line:
     """One drug being taken: its schedule and pending adverse events."""
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
-                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
+                 "target_day", "reduced", "optimised", "opt_from", "topical_addon", "seen", "to_response", "stop_at",
                  "next_apply", "n_applied", "terms", "held", "last_day", "last_dose", "due")
 
-    def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
+    def __init__(self, drug: int, start: float, plan: Plan, topical_addon: bool = False,
                  to_response: bool = False) -> None:
         self.drug = drug
         self.start = start
-        self.steps = plan.steps
-        self.target = plan.target
+        steps = plan.steps
+        target = self.target = plan.target
         self.maximum = plan.maximum
         self.factor = plan.factor  # renal exposure: a dose x acts like x / factor (P5.renal_dose)
         self.inc = plan.increment
         self.interval = plan.interval
-        self.set_steps(self.steps, 1)
+        self.set_steps(steps, 1)
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
-        target_off = self.steps[-1][0]
-        for off, d in self.steps:  # the first step at the target dose (a loop: no generator per drug start)
-            if d >= self.target:
+        target_off = steps[-1][0]
+        for off, d in steps:  # the first step at the target dose (a loop: no generator per drug start)
+            if d >= target:
                 target_off = off
                 break
         self.target_day = start + target_off
         self.reduced = False
         self.optimised = False
         self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
-        self.added = added
         self.topical_addon = topical_addon
         self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
         self.to_response = to_response
@@ -88,6 +87,8 @@ class Line:
 
 
 
+_CHECK_CODE = {check: k for k, check in enumerate(CHECKS)}  # a check's code in the log (CHECKS.index, looked up once)
+
 # Checks a declared departure skips (teaching: the trainee meets the consequence of skipping them).
 _NO_SKIP: frozenset[str] = frozenset()
 SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"serotonin_check"}),
@@ -111,8 +112,8 @@ class Dosing:
         return cached
 
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
-                    lines: list[Line], target: float = 0.0, added: bool = False,
-                    topical_addon: bool = False, departure: str = "") -> Line:
+                    lines: list[Line], target: float = 0.0, topical_addon: bool = False,
+                    departure: str = "") -> Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
@@ -134,14 +135,14 @@ class Dosing:
             for check, check_rule in required_checks(d, p.facts, serotonergic_with, tramadol_with):
                 if check in skipped:
                     continue
-                self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
+                self._log(i, now, E_CHECK, p.state, drug=j, detail=_CHECK_CODE[check], rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
         persist = self.persist  # .item(row, column): no numpy row view per drug start
         nd = len(t.drugs)
         if self.under[j] > 0 and persist.item(i, 2 + nd + j) < self.under[j]:  # usual care: X.under_titration
             pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
-        line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
+        line = Line(j, now, pl, topical_addon, self.extras[j].to_response)
         line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, persist.item(i, 2 + j))
         if self.extras[j].reapply > 0:
             line.next_apply = now + self.extras[j].reapply
@@ -169,11 +170,15 @@ class Dosing:
             self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
         # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
         # follows exposure (dose / renal factor).
-        for k, slot in enumerate(d.ae_slots):
-            u_inc = adv.item(2 * slot)  # .item: the float32 draw as a Python float (exact), no numpy scalar
-            if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
+        # The drug's slots are consecutive columns: its (incidence, onset) draw pairs read in one slice, as Python
+        # floats (exact: tolist converts each float32 draw as .item does), not one .item call per draw.
+        first = 2 * d.ae_slots[0] if d.ae_slots else 0
+        draws = adv[first:first + 2 * len(d.ae_slots)].tolist()
+        for k, top in enumerate(d.ae_max_incidence):
+            u_inc = draws[2 * k]
+            if u_inc >= top:  # cannot occur at any dose: skip the onset draw
                 continue
-            day = now + onset_days(d.ae_onset_median, adv.item(2 * slot + 1))
+            day = now + onset_days(d.ae_onset_median, draws[2 * k + 1])
             if u_inc < interp(d.ae_incidence[k], line.dose_at(day) / line.factor):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
                 line.seen |= 1 << k
@@ -193,8 +198,7 @@ class Dosing:
             if why is not None:
                 self._log(p.idx, now, E_EXCLUDE, p.state, drug=j, rule=why)
                 continue
-            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, True,
-                                              decision.departure))
+            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, decision.departure))
             at += 1
         if decision.also:
             p.active = [ln.drug for ln in lines]
