@@ -124,3 +124,37 @@ def test_a_drug_start_reads_its_adverse_event_draws_from_its_own_columns() -> No
             first = 2 * d.ae_slots[0]
             draws = row[first:first + 2 * len(d.ae_slots)].tolist()
             assert draws == [row.item(2 * s + c) for s in d.ae_slots for c in (0, 1)]
+
+
+def test_the_plan_cache_gives_each_patient_the_plan_computed_for_him() -> None:
+    """``Dosing._plan`` keys its cache by what a plan depends on (age band, CrCl band, the flags of the drug's
+    cautions, goal, start dose): for every patient of a cohort, drug and goal, the cached plan is the one
+    :func:`~simulator.model.safety.plan` computes from the patient's own facts."""
+    from pathlib import Path
+
+    from simulator.analysis.runner import replication_setup
+    from simulator.engine.simulation import EngineConfig, Simulation
+    from simulator.model.policy_context import PolicyContext
+    from simulator.model.safety import PatientFacts, plan
+    from simulator.population.cohort import generate_cohort
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(Path(__file__).parent.parent / "scenarios" / "guideline.yaml").with_overrides(patients=400,
+                                                                                                   seed=3)
+    tables = model_tables(sc.clinical_overrides)
+    ctx = PolicyContext.build(sc.policy, tables)
+    n, entry, clinic = replication_setup(sc, 0, tables.specialist["consult_days"])
+    c = generate_cohort(sc.cohort_spec, n, sc.seed, 0)
+    sim = Simulation(ctx, c, EngineConfig(float(sc.horizon_days), clinic.consults_per_week, sc.seed, clinic=clinic,
+                                          entry_days=entry), 0)
+    speed = ctx.policy.titration_speed
+    cautioned = 0
+    for i in range(c.n):
+        facts = PatientFacts(age=float(c.age[i]), etiology=int(c.etiology[i]), localized=bool(c.localized[i]),
+                             crcl=float(c.crcl[i]), flags=sim.flags[i])
+        patient = type("P", (), {"facts": facts})()
+        for d in tables.drugs:
+            cautioned += any(flag in facts.flags for flag, *_ in sim.extras[d.index].cautions)
+            for goal in (None, d.target_dose * 0.5, d.max_dose * 2):
+                assert sim._plan(patient, d.index, goal) == plan(d, facts, speed, goal, ctx.start_doses.get(d.index))
+    assert cautioned > 20  # the cohort exercises the flags the key keeps

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from functools import cached_property
 
 import numpy as np
 
@@ -98,6 +99,11 @@ SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"s
 class Dosing:
     """Mixin: planning, starting and re-dosing drug lines, and the next event of a running regimen."""
 
+    @cached_property
+    def _caution_flags(self) -> tuple[frozenset[str], ...]:
+        """Per drug, the patient flags its plan depends on (its catalogue cautions, :func:`~simulator.model.safety.plan`)."""
+        return tuple(frozenset(c[0] for c in x.cautions) for x in self.extras)
+
     def _plan(self, p: PatientModel, j: int, goal: float | None) -> Plan:
         d = self.tables.drugs[j]
         f = p.facts
@@ -105,7 +111,9 @@ class Dosing:
         # The renal exposure factor and caps depend on CrCl only through how many of the drug's CrCl thresholds
         # it is below (the thresholds, ascending: Simulation.renal_bands).
         bands = self.renal_bands[j]
-        key = (j, f.age >= d.older_min_age, len(bands) - bisect_right(bands, f.crcl), f.flags, goal, start)
+        # ... and on the flags only through the drug's cautions (few keys: the cache fills within small runs too).
+        key = (j, f.age >= d.older_min_age, len(bands) - bisect_right(bands, f.crcl), f.flags & self._caution_flags[j],
+               goal, start)
         cached = self._plan_cache.get(key)
         if cached is None:  # few distinct combinations: compute each once
             cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
