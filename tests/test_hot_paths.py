@@ -114,18 +114,6 @@ def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> No
         assert line.dose_at(start + now) == (reached_doses[-1] if reached_doses else line.steps[0][1])
 
 
-def test_a_drug_start_reads_its_adverse_event_draws_from_its_own_columns() -> None:
-    """``_start_drug`` reads a drug's (incidence, onset) draws as one slice from its first slot's column: the same
-    Python floats as ``.item`` on each slot's two columns (the slots of a drug are consecutive)."""
-    tables = model_tables(None)
-    adv = streams.block(5, 0, streams.ADVERSE, 3, 2 * tables.n_ae_slots + 40, dtype=np.float32)
-    for d in tables.drugs:
-        for row in adv:
-            first = 2 * d.ae_slots[0]
-            draws = row[first:first + 2 * len(d.ae_slots)].tolist()
-            assert draws == [row.item(2 * s + c) for s in d.ae_slots for c in (0, 1)]
-
-
 def test_the_plan_cache_gives_each_patient_the_plan_computed_for_him() -> None:
     """``Dosing._plan`` keys its cache by what a plan depends on (age band, CrCl band, the flags of the drug's
     cautions, goal, start dose): for every patient of a cohort, drug and goal, the cached plan is the one

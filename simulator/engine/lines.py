@@ -178,15 +178,11 @@ class Dosing:
             self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
         # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
         # follows exposure (dose / renal factor).
-        # The drug's slots are consecutive columns: its (incidence, onset) draw pairs read in one slice, as Python
-        # floats (exact: tolist converts each float32 draw as .item does), not one .item call per draw.
-        first = 2 * d.ae_slots[0] if d.ae_slots else 0
-        draws = adv[first:first + 2 * len(d.ae_slots)].tolist()
-        for k, top in enumerate(d.ae_max_incidence):
-            u_inc = draws[2 * k]
-            if u_inc >= top:  # cannot occur at any dose: skip the onset draw
+        for k, slot in enumerate(d.ae_slots):
+            u_inc = adv.item(2 * slot)  # .item: the float32 draw as a Python float (exact), no numpy scalar
+            if u_inc >= d.ae_max_incidence[k]:  # cannot occur at any dose: skip the onset draw
                 continue
-            day = now + onset_days(d.ae_onset_median, draws[2 * k + 1])
+            day = now + onset_days(d.ae_onset_median, adv.item(2 * slot + 1))
             if u_inc < interp(d.ae_incidence[k], line.dose_at(day) / line.factor):
                 line.aes.append((day, d.ae_types[k], u_inc, -1))
                 line.seen |= 1 << k
