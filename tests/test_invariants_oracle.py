@@ -106,6 +106,7 @@ def own_stop_then(refer: bool, restart: bool):
     if restart:
         rows += [row(140, "transition", rule="P4.reoffer_own_stop"),
                  row(140, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
+                 row(140, "dose_limit", "pregabalin", 300, "P4.restart_dose"),
                  row(147, "dose_change", "pregabalin", 300, "P2.target_reached"),
                  row(182, "evaluation", "pregabalin", 300, outcome="none", pain=7),
                  *pregabalin_stop(182, "P9.refractory_referral")]
@@ -114,10 +115,12 @@ def own_stop_then(refer: bool, restart: bool):
     return rows
 
 
-def optimised_relief_then_own_stop(restart: bool):
+def optimised_relief_then_own_stop(restart: bool, restart_rows=None):
     """Pregabalin judged inadequate at 300 mg (day 42), optimised to 600 mg, relieves on day 84; the patient stops
     it himself in maintenance and relapses: the drug that relieved him (the earlier inadequate evaluation is no
-    failure: relief followed it) is restarted at the relapse's decision, or duloxetine is started in its place."""
+    failure: relief followed it) is restarted at the relapse's decision (by default retitrated up to the 600 mg that
+    relieved him, P4.restart_dose; ``restart_rows`` replace the restart's rows after its transition), or duloxetine
+    is started in its place."""
     rows = [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="none", pain=7),
             row(42, "dose_change", "pregabalin", 450, "P3.dose_optimisation"),
             row(49, "dose_change", "pregabalin", 600, "P3.dose_optimisation"),
@@ -128,13 +131,29 @@ def optimised_relief_then_own_stop(restart: bool):
             {**row(200, "transition", rule="P4.relapse"), "state": "first_line"}]
     if restart:
         return rows + [{**row(200, "transition", rule="P4.reoffer_own_stop"), "state": "switch"},
-                       row(200, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
-                       row(207, "dose_change", "pregabalin", 300, "P2.target_reached"),
-                       row(242, "evaluation", "pregabalin", 300, outcome="relief", pain=3)]
+                       *(RETITRATED_TO_600 if restart_rows is None else restart_rows)]
     return rows + [{**row(200, "transition", rule="P4.no_response_switch"), "state": "switch"},
                    row(200, "drug_start", "duloxetine", 30, "P4.no_response_switch"),
                    row(207, "dose_change", "duloxetine", 60, "P2.target_reached"),
                    row(242, "evaluation", "duloxetine", 60, outcome="relief", pain=3)]
+
+
+RETITRATED_TO_600 = [row(200, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
+                     row(200, "dose_limit", "pregabalin", 600, "P4.restart_dose"),
+                     row(207, "dose_change", "pregabalin", 300), row(214, "dose_change", "pregabalin", 450),
+                     row(221, "dose_change", "pregabalin", 600, "P2.target_reached"),
+                     row(263, "evaluation", "pregabalin", 600, outcome="relief", pain=3)]
+# today's (v0.2) restart: from the first dose to the catalogue target, no P4.restart_dose, then optimised again
+RESTART_FROM_SCRATCH = [row(200, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
+                        row(207, "dose_change", "pregabalin", 300, "P2.target_reached"),
+                        row(242, "evaluation", "pregabalin", 300, outcome="partial", pain=5),
+                        row(242, "dose_change", "pregabalin", 450, "P3.dose_optimisation"),
+                        row(249, "dose_change", "pregabalin", 600, "P3.dose_optimisation")]
+AT_RELIEF = [row(200, "drug_start", "pregabalin", 600, "P4.reoffer_own_stop"),
+             row(200, "dose_limit", "pregabalin", 600, "P4.restart_dose"),
+             row(242, "evaluation", "pregabalin", 600, outcome="relief", pain=3)]
+RESTART_ROW_AT_300 = [RETITRATED_TO_600[0], row(200, "dose_limit", "pregabalin", 300, "P4.restart_dose"),
+                      *RETITRATED_TO_600[2:]]
 
 
 NORTRIPTYLINE_OK = [row(0, "transition", rule="P1.tca_first"), row(0, "safety_check", "nortriptyline", check="ecg"),
@@ -377,6 +396,18 @@ CASES = [
      own_stop_then(refer=True, restart=True)),
     ("relapse_restarts_own_stop", {}, {}, optimised_relief_then_own_stop(restart=False),
      optimised_relief_then_own_stop(restart=True)),
+    # P4.restart_dose: the restart aims at the 600 mg that relieved him (retitrated by default)
+    ("restart_dose", {}, {}, optimised_relief_then_own_stop(True, RESTART_FROM_SCRATCH),
+     optimised_relief_then_own_stop(restart=True)),
+    ("restart_dose", {}, {}, optimised_relief_then_own_stop(True, RESTART_ROW_AT_300),  # the row names another dose
+     optimised_relief_then_own_stop(restart=True)),
+    ("restart_dose", {}, {}, optimised_relief_then_own_stop(True, AT_RELIEF),  # 'retitrate': not straight at 600
+     optimised_relief_then_own_stop(restart=True)),
+    ("restart_dose", {}, {"restart_dose": "relieving_dose"}, optimised_relief_then_own_stop(restart=True),
+     optimised_relief_then_own_stop(True, AT_RELIEF)),
+    ("restart_dose", {}, {},  # above the relieving dose before a judgement found no relief
+     own_stop_then(refer=False, restart=True)[:-3] + [row(154, "dose_change", "pregabalin", 450, "P3.dose_optimisation")],
+     own_stop_then(refer=False, restart=True)),
     # the patient's own stop while relieved decides nothing until a visit measures his pain
     ("own_stop_waits_for_visit", {}, {},  # moved on to duloxetine at the stop itself
      [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="relief", pain=3),
@@ -433,6 +464,8 @@ CASES = [
       {**row(241, "referral_queued", rule="P9.re_referral"), "state": "specialist_referral"}],
      [*PREGABALIN_OK, *referral(100, 150, "conservative_no_relief"),
       {**row(200, "transition", rule="P9.re_referral_deferred"), "state": "discharged"},
+      {**row(228, "maintenance_visit", "pregabalin", 300, "P9.re_referral_deferred", "none", pain=7),
+       "state": "discharged"},  # reviewed every referral.deferral_review_days (28)
       {**row(241, "maintenance_visit", "pregabalin", 300, "P9.re_referral_deferred", "none", pain=7),
        "state": "discharged"},
       {**row(241, "transition", rule="P9.re_referral"), "state": "specialist_referral"},
@@ -776,13 +809,24 @@ def test_restart_owed_whatever_an_earlier_evaluation_judged_and_exempt_when_turn
     """P4.reoffer_own_stop (README: "the drug that relieved him is restarted first"): the restart is owed at the
     relapse's decision itself, not merely before a referral, and an inadequate evaluation that dose optimisation then
     turned into relief does not exempt it (the engine's failed-drug record did, on main); a policy turning the
-    re-offer off, or a relapse still within the taper of the drug stopped, owes none."""
+    re-offer off owes none. A relapse still within the taper of the drug stopped owes it too (exempt on v0.2): the
+    taper is reversed (P4.taper_reversed) and the drug climbs back from the step he is on."""
     bad = optimised_relief_then_own_stop(restart=False)
     assert "relapse_restarts_own_stop" in violated(run(bad))
     assert "reoffer_own_stop" not in violated(run(bad))  # the referral-only reading did not see it
     assert "relapse_restarts_own_stop" not in violated(run(bad, Policy(reoffer_own_stop=False)))
     tapering = [{**r, "day": 204.0} if r["event"] == "drug_stop" and r["drug"] == "pregabalin" else r for r in bad]
     tapering = [{**r, "day": 153.0} if r.get("rule") == "X.patient_stop" else r for r in tapering]
-    tapering = [{**r, "day": 203.0} if r.get("rule") == "P4.maintenance_visit" or r.get("rule") == "P4.relapse"
-                else r for r in tapering]
-    assert "relapse_restarts_own_stop" not in violated(run(tapering))
+    tapering = [{**r, "day": r["day"] + 3.0} if r["day"] >= 200.0 and r["event"] != "drug_stop" else r
+                for r in tapering]  # the visit finding pain back, the relapse and its decision on day 203
+    assert "relapse_restarts_own_stop" in violated(run(tapering))
+    on_step = [{**r, "day": 153.0} if r.get("rule") == "P5.taper_step" else r for r in tapering
+               if not (r["event"] == "drug_stop" and r["drug"] == "pregabalin")]  # its taper: 600 -> 300 on day 153
+    reversed_ = [*on_step, row(203, "drug_stop", "pregabalin", 300, "P4.taper_reversed"),
+                 row(203, "drug_start", "pregabalin", 300, "P4.reoffer_own_stop"),
+                 row(203, "dose_limit", "pregabalin", 600, "P4.restart_dose"),
+                 row(210, "dose_change", "pregabalin", 450), row(217, "dose_change", "pregabalin", 600),
+                 row(259, "evaluation", "pregabalin", 600, outcome="relief", pain=3)]
+    assert run(reversed_).ok, [(v.invariant, v.detail) for v in run(reversed_).violations()]
+    from_first = [*reversed_[:-5], row(203, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"), *reversed_[-4:]]
+    assert "restart_dose" in violated(run(from_first))  # not from the taper step he was on

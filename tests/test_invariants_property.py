@@ -82,9 +82,11 @@ def policies(draw):
         # the gaps of the issue 9/10 review: re-offers after the patient's own stop, re-referral, early referral
         reoffer_own_stop=draw(st.booleans()),
         tramadol_reoffer=draw(st.booleans()),
+        restart_dose=draw(st.sampled_from(["retitrate", "relieving_dose"])),  # P4.restart_dose
         referral=Referral(max_consults=draw(st.integers(1, 3)),
                           after_failed_lines=draw(st.one_of(st.none(), st.integers(1, 3))),
-                          while_waiting=draw(st.sampled_from(["continue", "stop"]))),
+                          while_waiting=draw(st.sampled_from(["continue", "stop"])),
+                          deferral_review_days=draw(st.sampled_from([14, 28, 91]))),  # P9.re_referral_deferred
     )
 
 

@@ -297,7 +297,8 @@ def test_duloxetine_is_tapered_and_next_drug_overlaps_or_waits(cross: bool) -> N
                                                                          cross_taper=cross))
     taper = CAT["duloxetine"].taper
     abrupt = rows(ev, "drug_stop", "duloxetine")
-    abrupt = abrupt[~abrupt["rule"].isin(["P5.taper_complete", "X.dropout", "X.serious_event"])]
+    # (P4.taper_reversed: a taper stopped at its step for the restart on a relapse, P4.restart_dose)
+    abrupt = abrupt[~abrupt["rule"].isin(["P5.taper_complete", "X.dropout", "X.serious_event", "P4.taper_reversed"])]
     # a stop at once is explained by its dose_limit row: taken under taper.after_days, or at the smallest dose
     why = rows(ev, "dose_limit", "duloxetine")
     why = set(zip(why.loc[why["rule"].isin(["P5.taper_short_use", "P5.taper_smallest_dose"]), "patient"],
@@ -318,6 +319,10 @@ def test_duloxetine_is_tapered_and_next_drug_overlaps_or_waits(cross: bool) -> N
                     break
         end = s["day"] + taper.interval_days * len(want)
         done = g[g["rule"] == "P5.taper_complete"]
+        cut = g[(g["rule"] == "P4.taper_reversed") & (g["day"] < end)]  # reversed for a restart (P4.restart_dose)
+        if len(cut):
+            assert (steps[steps["day"] <= cut["day"].iloc[0]]["dose"] > cut["dose"].iloc[0] - 1e-9).all()
+            continue
         if end < 700 and not len(ev[(ev["patient"] == s["patient"]) & (ev["event"] == "dropout")]):
             assert np.allclose(steps["dose"].to_numpy()[:len(want)], want)
             # (a later exposure after a relapse has its own taper: the first completion is this one's)
@@ -603,7 +608,7 @@ def test_every_dose_limit_stop_and_taper_row_has_its_rule() -> None:
     assert set(rows(ev, "dose_limit")["rule"].astype(str)) <= {
         "P2.older_adult_start", "P2.older_renal_start", "P2.min_dose", "P2.start_dose_policy", "P5.renal_dose",
         "P5.renal_cap", "P5.older_adult_cap", "P5.tca_cardiac_cap", "P5.tca_glaucoma", "P5.tca_orthostatic", "P2.max_dose_cap",
-        "P2.givable_dose", "P5.taper_short_use", "P5.taper_smallest_dose"}
+        "P2.givable_dose", "P5.taper_short_use", "P5.taper_smallest_dose", "P4.restart_dose"}
     assert "150 mg/day (75" not in book.text_of("P1.pregabalin_first")
 
 

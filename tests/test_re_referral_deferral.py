@@ -1,5 +1,5 @@
 """P9.re_referral_deferred: refractory again before referral.re_referral_after_days after the last consult, the
-patient waits in primary care (discharged), not on the clinic's list, reviewed at the maintenance visit interval;
+patient waits in primary care (discharged), not on the clinic's list, reviewed every referral.deferral_review_days;
 relief at a review ends the wait, and still refractory when the interval ends he is referred again.
 
 Protects the engine (simulator/engine/referral.py, process.py), the outcome tables (analysis: such a patient at the
@@ -79,6 +79,31 @@ def test_refractory_again_after_a_consult_he_is_reviewed_at_the_visit_interval(r
     assert max(gaps) <= VISIT + 1e-6, sorted(gaps)[-5:]
 
 
+def test_a_deferral_is_reviewed_monthly_with_the_default_intervals():
+    """referral.deferral_review_days (default 28, a named assumption: uncontrolled pain, S004 "every 1-3 months"):
+    with the default 91-day maintenance and re-referral intervals a deferred patient is reviewed every 28 days, not
+    once at the deferral's end (v0.2 reviewed at the maintenance interval: one review per deferral)."""
+    sc = load_scenario(EARLY)
+    assert sc.policy.maintenance.visit_interval_days == 91 and sc.policy.referral.re_referral_after_days == 91
+    ev = simulate(sc, patients=700, seed=3, replications=1).events
+    gaps, deferrals, reviews = [], 0, 0
+    for _, rows in _patients(ev):
+        last = None
+        for day, kind, state, rule in rows:
+            if kind == "transition" and rule == "P9.re_referral_deferred" and state == "discharged":
+                deferrals += 1
+                last = day
+            elif last is not None and kind == "maintenance_visit" and rule == "P9.re_referral_deferred":
+                reviews += 1
+                gaps.append(day - last)
+                last = day
+            elif last is not None and kind in ("transition", "dropout"):
+                last = None
+    assert deferrals >= 5
+    assert max(gaps) <= 28 + 1e-6, sorted(gaps)[-5:]
+    assert reviews >= 2 * deferrals  # the 91-day deferrals: reviews on days 28, 56, 84 and at the end
+
+
 def test_deferred_patients_wait_in_primary_care_not_on_the_list(run):
     """The deferral is a discharge to primary care: its transition leads to discharged, no row of it is in
     specialist_referral, a patient still deferred at the horizon counts as awaiting re-referral (outcomes) and
@@ -110,8 +135,9 @@ def _log(*rows):
 
 
 def _flags(events, horizon=400.0, visit=28):
-    pol = SimpleNamespace(referral=SimpleNamespace(re_referral_after_days=91, max_consults=2),
-                          maintenance=SimpleNamespace(visit_interval_days=visit, opioid_visit_interval_days=56))
+    pol = SimpleNamespace(referral=SimpleNamespace(re_referral_after_days=91, max_consults=2,
+                                                   deferral_review_days=visit),
+                          maintenance=SimpleNamespace(visit_interval_days=91, opioid_visit_interval_days=56))
     patients = pd.DataFrame({"replication": [0], "patient": [0], "followup_days": [horizon]})
     res = next(r for r in care_checks(events, patients, pol, 1) if r.invariant.name == "re_referral_deferral")
     return [v.detail for v in res.violations]

@@ -39,6 +39,9 @@ def events_frame(raw: list[np.ndarray], tables: ModelTables) -> pd.DataFrame:
     """The long event table with readable categorical columns, one frame for all replications."""
     parts = []
     for rep, arr in enumerate(raw):
+        withdrawn = arr[:, 2] < 0  # rows logged ahead and withdrawn (a taper reversed, P4.taper_reversed)
+        if withdrawn.any():
+            arr = arr[~withdrawn]
         df = pd.DataFrame(arr, columns=list(COLUMNS))
         df.insert(0, "replication", rep)
         parts.append(df)

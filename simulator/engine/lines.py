@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
@@ -146,6 +147,12 @@ class Dosing:
                 self._log(i, now, E_CHECK, p.state, drug=j, detail=_CHECK_CODE[check], rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
+        relief = 0.0  # P4.restart_dose: the dose that relieved him, when this start restarts it after his own stop
+        if p.relief_dose:
+            stopped = p.relief_dose.pop(j, None)  # any start of the drug uses up its own stop's dose
+            if stopped is not None and (j in p.reopen or rule == "P7.tramadol_reoffer"):
+                relief, back = stopped
+                pl = self._restart_plan(p, j, pl, relief, back)
         persist = self.persist  # .item(row, column): no numpy row view per drug start
         nd = len(t.drugs)
         if self.under[j] > 0 and persist.item(i, 2 + nd + j) < self.under[j]:  # usual care: X.under_titration
@@ -176,6 +183,8 @@ class Dosing:
         self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
         for lim_rule, lim_dose in pl.limits:
             self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
+        if relief > 0:  # what the restart aims at and why (policy restart_dose)
+            self._log(i, now, E_LIMIT, p.state, drug=j, dose=relief, rule="P4.restart_dose")
         # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
         # follows exposure (dose / renal factor).
         for k, slot in enumerate(d.ae_slots):
@@ -192,6 +201,21 @@ class Dosing:
             line.held = line.steps[1:]
             line.set_steps(line.steps[:1], line.next_step)
         return line
+
+    def _restart_plan(self, p: PatientModel, j: int, pl: Plan, relief: float, taper_dose: float) -> Plan:
+        """P4.restart_dose: the schedule of drug ``j`` restarted after the patient's own stop, aiming at ``relief``
+        (the daily dose he was on when he stopped it while relieved, as given): policy ``restart_dose``
+        'retitrate' climbs by the usual schedule from ``pl``'s first dose, or from ``taper_dose`` (> 0: the taper
+        step he is on, P4.taper_reversed), up to ``relief``; 'relieving_dose' starts at ``relief``. Assumption
+        (the seeds are silent on restarts; policy.py names its source). ``pl``: the drug's usual plan for him."""
+        if self.ctx.policy.restart_dose == "relieving_dose":
+            first = relief
+        elif taper_dose > 0:
+            first = min(taper_dose, relief)
+        else:
+            return self._plan(p, j, relief / pl.factor)
+        new = plan(self.tables.drugs[j], p.facts, self.ctx.policy.titration_speed, relief / pl.factor, first / pl.factor)
+        return replace(new, limits=tuple(lim for lim in new.limits if lim[0] != "P2.start_dose_policy"))
 
     def _add_alongside(self, p: PatientModel, decision: Decision, lines: list[Line], now: float, adv: np.ndarray,
                        at: int) -> None:

@@ -129,10 +129,10 @@ class Referral:
 
     def _primary_care_until_re_referral(self, p: PatientModel, lines: list[Line], ltfu_day: float, obs: tuple):
         """P9.re_referral_deferred (assumption): discharged to primary care while the re-referral interval runs.
-        What runs continues (adverse events, his own stops, tapers); he is reviewed at the maintenance intervals
-        (``maintenance.visit_interval_days``, ``opioid_visit_interval_days`` while an opioid runs; with or
-        without a drug running) and on the day the interval ends, each review a ``maintenance_visit`` row citing
-        P9.re_referral_deferred. Relief at a review ends the deferral (transition to relieved: maintenance
+        What runs continues (adverse events, his own stops, tapers); he is reviewed every
+        ``referral.deferral_review_days`` (no later than ``maintenance.opioid_visit_interval_days`` while an opioid
+        runs; with or without a drug running; a named assumption) and on the day the interval ends, each review a
+        ``maintenance_visit`` row citing P9.re_referral_deferred. Relief at a review ends the deferral (transition to relieved: maintenance
         follows); still refractory when the interval ends, he is referred again (transition to
         specialist_referral, P9.re_referral); loss to follow-up as anywhere. Not on the clinic's list meanwhile.
 
@@ -146,7 +146,8 @@ class Referral:
         last = env.now
         while True:
             opioid = any(drugs[ln.drug].drug_class in OPIOID_TRIGGER for ln in lines)
-            review = min(last + (mt.opioid_visit_interval_days if opioid else mt.visit_interval_days), end)
+            every = self.ctx.policy.referral.deferral_review_days  # P9.re_referral_deferred: reviews while deferred
+            review = min(last + (min(every, mt.opioid_visit_interval_days) if opioid else every), end)
             why = yield from self._carry_on(p, lines, review, ltfu_day)
             if why != "until":
                 if why == "dropout":

@@ -15,7 +15,7 @@ import math
 from ..model.pathway import fire
 from ..model.patient import PatientModel
 from ..model.safety import taper_doses
-from .events import E_DOSE, E_DROPOUT, E_LIMIT, E_STOP, E_TAPER
+from .events import E_DOSE, E_DROPOUT, E_LIMIT, E_STOP, E_TAPER, NCOL
 from .lines import Line
 
 OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
@@ -49,6 +49,8 @@ class Stopping:
                 p.reopen_next = p.reopen_next | {j}
                 if p.state == "relieved":  # it was relieving him: restarted first on a relapse
                     p.reopen_first_next = p.reopen_first_next | {j}
+            if p.state == "relieved":  # P4.restart_dose: a restart aims at the dose that relieved him
+                p.relief_dose[j] = (dose, 0.0)
         x = self.extras[j]
         i = p.idx
         steps: tuple[float, ...] = ()
@@ -60,7 +62,8 @@ class Stopping:
                 steps = taper_doses(dose, x.taper, x.givable)
                 why = "" if steps else "P5.taper_smallest_dose"  # no lower marketed dose to step down to
         if steps:
-            self.taper_plans[(i, j)] = (line.start, now, steps, x.taper_interval)  # for the visits (_newest_taken)
+            # for the visits (_newest_taken) and a reversal (_reverse_taper: the taper_start row's position)
+            self.taper_plans[(i, j)] = (line.start, now, steps, x.taper_interval, len(self.buf) // NCOL)
             self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
             limit = p.until
             day = now
@@ -157,9 +160,37 @@ class Stopping:
         for j, end in p.tapering:
             plan = self.taper_plans.get((p.idx, j))
             if end > now + 1e-9 and plan is not None and plan[0] > best[0]:
-                start, began, steps, interval = plan
+                start, began, steps, interval, _row = plan
                 best = (start, j, steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)])
         return best[1], best[2]
+
+    def _reverse_taper(self, p: PatientModel, j: int, now: float) -> None:
+        """P4.taper_reversed: drug ``j``, which relieved the patient and which he stopped himself, is restarted on a
+        relapse while it is still being tapered: the taper stops at the step he is on (a ``drug_stop`` citing
+        P4.taper_reversed, at that step's dose, before the restart's ``drug_start``), its rows logged ahead for later
+        days are withdrawn (their event code set to -1 in the buffer: ``events_frame`` drops them), and the restart
+        climbs from that step (``p.relief_dose``, P4.restart_dose). Nothing is done when ``j`` is not tapering."""
+        i = p.idx
+        plan = self.taper_plans.get((i, j))
+        end = next((e for k, e in p.tapering if k == j and e > now + 1e-9), None)
+        if plan is None or end is None:
+            return
+        _start, began, steps, interval, row = plan
+        on = steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)]
+        buf = self.buf
+        n = len(buf) // NCOL
+        for r in range(row + 1, min(row + 2 + len(steps), n)):  # its steps, then its P5.taper_complete row
+            base = r * NCOL
+            if buf[base] == i and buf[base + 4] == j and buf[base + 1] > now + 1e-9 \
+                    and buf[base + 2] in (E_DOSE, E_STOP):
+                buf[base + 2] = -1.0  # withdrawn: logged ahead for a day the taper no longer reaches
+        p.tapering = [(k, e) for k, e in p.tapering if k != j]
+        p.taper_end = max((e for _k, e in p.tapering), default=0.0)
+        p.taper_rest = [t for t in p.taper_rest if t[0] != j]
+        del self.taper_plans[(i, j)]
+        self._log(i, now, E_STOP, p.state, drug=j, dose=on, rule="P4.taper_reversed")
+        relief, _back = p.relief_dose.get(j, (on, 0.0))
+        p.relief_dose[j] = (relief, on)
 
     def _finish_tapers(self, p: PatientModel) -> None:
         """Log the rest of tapers that were cut at the loss-to-follow-up day, for a patient who no longer

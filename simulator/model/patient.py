@@ -28,7 +28,7 @@ class PatientModel:
                  "optimisable", "consulted", "relieved_from", "n_relapses", "assessed", "referred_from", "bridge_judged",
                  "reopen", "reopen_first", "reoffered", "n_consults", "judged_day", "judged_benefit", "stopped_now",
                  "stopped_day", "reopen_next", "reopen_first_next", "failed_drugs", "last_consult", "last_relief_stop",
-                 "failure_marks", "deferred_until")
+                 "failure_marks", "deferred_until", "relief_dose")
 
     def __init__(self, idx: int, facts: PatientFacts, baseline: float, misuse_high: bool,
                  ctx: PolicyContext) -> None:
@@ -99,6 +99,10 @@ class PatientModel:
         # it first marked the combination failed). A later relief with those drugs running clears it (P4).
         self.failure_marks: tuple[tuple[frozenset[int], frozenset[str], bool], ...] = ()
         self.last_relief_stop = -1  # the drug he last stopped himself while it relieved him: restarted first (P4)
+        # P4.restart_dose: drug -> (the daily dose he was on when he stopped it himself while relieved, the dose
+        # that relieved him; the taper step the restart climbs from, 0 for its usual first dose, P4.taper_reversed):
+        # a restart aims at it (policy restart_dose); used up by the restart
+        self.relief_dose: dict[int, tuple[float, float]] = {}
         self.n_consults = 0  # specialist consults so far (P9.re_referral)
         self.last_consult = -math.inf  # day the last consult started (P9.re_referral: referral.re_referral_after_days)
         # while refractory again too soon after a consult: the day the re-referral interval ends (P9.re_referral_deferred)
@@ -218,10 +222,12 @@ class PatientModel:
         """P4.reoffer_own_stop, P7.tramadol_reoffer: at a decision on day ``before``, the drugs the patient
         stopped himself on an earlier day become open to it, each once its own taper has ended (a re-offer
         answers a relapse after the stop, never the decision at the stop nor one while he is still tapering
-        off the drug he chose to stop); a decision on the stop's own day is the decision at the stop."""
+        off the drug he chose to stop, unless it relieved him: P4.taper_reversed); a decision on the stop's own
+        day is the decision at the stop."""
         if not self.stopped_now or self.stopped_day >= before - 1e-9:
             return
-        held = frozenset(j for j, end in self.tapering if end > before + 1e-9) & self.stopped_now
+        held = frozenset(j for j, end in self.tapering if end > before + 1e-9 and j not in self.relief_dose) \
+            & self.stopped_now
         self.reopen = self.reopen | (self.reopen_next - held)
         self.reopen_first = self.reopen_first | (self.reopen_first_next - held)
         self.reopen_next = self.reopen_next & held

@@ -96,11 +96,18 @@ class Referral(Strict):
         "is found; 2 keeps one re-referral; 1 is v0.2's single consult)")
     re_referral_after_days: int = Field(
         91, ge=0, le=3650, description="P9.re_referral: a patient is referred again no sooner than this many days "
-        "after his last consult started; refractory again before that, he goes on with his regimen (no review) and is "
-        "queued when the interval ends. Assumption: the specialist's plan and the pathway's remaining options get "
+        "after his last consult started; refractory again before that, he goes on with his regimen in primary care, "
+        "reviewed every deferral_review_days (P9.re_referral_deferred), and is queued when the interval ends. Assumption: the specialist's plan and the pathway's remaining options get "
         "three months before the clinic is asked again (one maintenance interval, P4.maintenance_visit's 91 days; "
         "S004 reassesses every 1-3 months; SCS relief is judged at 3 months in SENZA-PDN, calibration.md 6); no "
         "source gives a re-referral interval (calibration.md 6: referral [NF]). 0: referred again at once (v0.2)")
+    deferral_review_days: int = Field(
+        28, ge=1, le=365, description="P9.re_referral_deferred: while a re-referral is deferred, the refractory "
+        "patient is reviewed in primary care every this many days (no later than "
+        "maintenance.opioid_visit_interval_days while an opioid runs) and on the day the interval ends. Assumption: "
+        "his pain is uncontrolled, so the frequent end of S004's 'regular monitoring (every 1-3 months)', monthly, "
+        "not the 91-day interval of a relieved patient's maintenance visits (v0.2 used that one: with the default "
+        "intervals a deferral had a single review, at its end)")
 
     @model_validator(mode="after")
     def _pair(self) -> Referral:
@@ -210,6 +217,15 @@ class Policy(Strict):
         "stopped for an adverse event) stays open once more: restarted first on a relapse when it had relieved him, "
         "otherwise offered after the untried alternatives of its step (it has not failed; assumption, as "
         "tramadol_reoffer); false closes it (v0.2)")
+    restart_dose: Literal["retitrate", "relieving_dose"] = Field(
+        "retitrate", description="P4.restart_dose: how a drug that relieved the patient is dosed when it is restarted "
+        "after his own stop (P4.reoffer_own_stop, P7.tramadol_reoffer). The seeds are silent on it (assumption). "
+        "'retitrate' (default): from its usual first dose (or, in a taper, the taper step he is on) by its usual "
+        "schedule up to the dose that relieved him, not beyond until an evaluation there finds no relief; after a "
+        "break tolerance to the start-up effects (dizziness, somnolence, nausea; respiratory depression for "
+        "opioids) is lost, so the seeds' rule for any start applies (S000 'too rapid titration: start low and go slow, "
+        "especially with gabapentin and TCAs'; S002 TCAs 'start with low doses and titrate slowly'). "
+        "'relieving_dose': straight back at the dose that relieved him")
     cipn_exclusions: bool = Field(
         True, description="P11.cipn_no_efficacy: no tricyclic or gabapentinoid in chemotherapy-induced neuropathy (S000, S001)")
     order: list[str] = Field(

@@ -33,6 +33,8 @@ from .words import (
     RELAPSE_INTOLERANCE,
     RELAPSE_RESTART,
     SPECIALIST_RELIEF,
+    TAPER_REVERSED,
+    TAPER_REVERSED_WORDS,
     VISIT_AFTER,
     VISIT_AFTER_NO_DRUG,
     VISIT_WORDS,
@@ -282,10 +284,14 @@ class Narrator:
         start_rule = ""
         alongside: list[Step] = []  # topicals added at the same visit, with their own rule (P6.topical_add)
         checks: list[Step] = []  # told after a relapse's own line (the relapse comes first, then its restart)
-        while j < len(rows) and str(rows[j]["event"]) in ("drug_start", "safety_check") \
+        while j < len(rows) and (str(rows[j]["event"]) in ("drug_start", "safety_check") or (
+                str(rows[j]["event"]) == "drug_stop" and str(rows[j]["rule"]) == TAPER_REVERSED)) \
                 and float(rows[j]["day"]) <= day + 1e-9:
             rj = rows[j]
-            if str(rj["event"]) == "safety_check":
+            if str(rj["event"]) == "drug_stop":  # the taper of the drug restarted is stopped at its step (P4)
+                checks.append(_step(day, "stop", TAPER_REVERSED_WORDS.format(
+                    drug=drug_name(str(rj["drug"])), dose=self.dose(rj["drug"], rj["dose"])), TAPER_REVERSED))
+            elif str(rj["event"]) == "safety_check":
                 checks.append(_step(day, "check", f"{str(rj['check']).replace('_', ' ')} before {rj['drug']}",
                                     str(rj["rule"])))
             elif str(rj["rule"]) == "P6.topical_add" and rule != "P6.topical_add":

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ...model.catalog import Catalog, load_catalog
-from .care import care_checks, restart_checks
+from .care import care_checks, restart_checks, restart_dose_checks
 from .checker import Checker
 from .registry import BY_NAME, DEPARTURE_BY_RULE, INVARIANTS, OPIOID_REASSESSED, Invariant
 from .report import CheckReport, InvariantResult, Violation
@@ -165,6 +165,8 @@ def check_events(events: pd.DataFrame, patients: pd.DataFrame, policy: Any = Non
     after.update({r.invariant.name: r for r in care_checks(events, patients, policy, n)})
     restart = restart_checks(events, policy, n)
     after[restart.invariant.name] = restart
+    dose = restart_dose_checks(events, policy, n)
+    after[dose.invariant.name] = dose
     results = [after.get(r.invariant.name, r) for r in results]
     return CheckReport(scenario=scenario, trajectories=n,
                        declared_departures=tuple(sorted(checker.pol.declared)), results=results)

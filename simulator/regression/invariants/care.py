@@ -39,8 +39,8 @@ CARE_INVARIANTS: tuple[str, ...] = ("capsaicin_reapplied", "capsaicin_benefit", 
                                     "re_referral_interval", "criteria_referral_on_treatment", "re_referral_deferral")
 RE_REFERRAL_AFTER_DAYS = 91.0  # the policy default of referral.re_referral_after_days, for a policy without it
 DEFERRED = "P9.re_referral_deferred"
-VISIT_DAYS = 91.0  # the policy defaults of maintenance.visit_interval_days and opioid_visit_interval_days,
-OPIOID_VISIT_DAYS = 56.0  # for a policy without them
+DEFERRAL_REVIEW_DAYS = 28.0  # the policy defaults of referral.deferral_review_days and
+OPIOID_VISIT_DAYS = 56.0  # maintenance.opioid_visit_interval_days, for a policy without them
 
 
 def _policy(policy: Any, path: str, default: Any) -> Any:
@@ -86,7 +86,8 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
       interval ends waits in primary care, not on the clinic's list: the transition citing the rule leads to
       ``discharged`` while a consult's interval runs; until the deferral ends no row is in ``specialist_referral``
       and none is a ``referral_queued``; he is reviewed (``maintenance_visit`` citing the rule) no more than
-      ``maintenance.visit_interval_days`` apart (``opioid_visit_interval_days`` while an opioid runs) from the
+      ``referral.deferral_review_days`` apart (or ``maintenance.opioid_visit_interval_days`` while an opioid runs,
+      when shorter) from the
       deferral to its end (drop-out, horizon, or the next transition); that transition is relief found at a
       review that day, or, once the interval is over, the referral (``specialist_referral``) after a review that
       day without relief; he is never still deferred after the interval has ended.
@@ -105,8 +106,9 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     max_consults = int(_policy(policy, "referral.max_consults", 2))
     re_referral_days = float(_policy(policy, "referral.re_referral_after_days", RE_REFERRAL_AFTER_DAYS))
     waiting_stop = _policy(policy, "referral.while_waiting", "continue") == "stop"
-    visit_days = float(_policy(policy, "maintenance.visit_interval_days", VISIT_DAYS))
-    opioid_visit_days = float(_policy(policy, "maintenance.opioid_visit_interval_days", OPIOID_VISIT_DAYS))
+    visit_days = float(_policy(policy, "referral.deferral_review_days", DEFERRAL_REVIEW_DAYS))
+    opioid_visit_days = min(float(_policy(policy, "maintenance.opioid_visit_interval_days", OPIOID_VISIT_DAYS)),
+                            visit_days)
     if not len(events):
         return list(res.values())
 
@@ -372,6 +374,104 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
     return list(res.values())
 
 
+RESTART_DOSE_INVARIANT = "restart_dose"
+RESTART_DOSE_RULE = "P4.restart_dose"
+TAPER_REVERSED = "P4.taper_reversed"
+DOSE_TOL = 1e-6  # mg/day: doses are logged as given
+
+
+def restart_dose_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult:
+    """``restart_dose`` (P4.restart_dose, P4.taper_reversed; policy ``restart_dose``, an assumption), read from the
+    event log and the policy only.
+
+    A drug is *stopped while relieved* when its latest end row since its latest start (``taper_start`` or
+    ``drug_stop`` citing ``X.patient_stop``) has state ``relieved``; the dose on that row is the *relieving dose*
+    R. When such a drug starts again citing a re-offer rule (``P4.reoffer_own_stop``, ``P7.tramadol_reoffer``):
+
+    * a ``dose_limit`` row ``P4.restart_dose`` for it follows the start on the same day, with dose R;
+    * its first dose is, under ``retitrate`` (default), the smaller of R and the first dose of the patient's first
+      start of that drug, or, when a ``drug_stop`` citing ``P4.taper_reversed`` ended its taper at this decision,
+      the smaller of R and the dose of that row; under ``relieving_dose``, R;
+    * no ``dose_change`` of it goes above R before an ``evaluation`` or ``maintenance_visit`` after the restart finds
+      no relief (partial or none: then optimisation may follow, P3).
+    """
+    res = InvariantResult(BY_NAME[RESTART_DOSE_INVARIANT], checked=n)
+    mode = str(_policy(policy, "restart_dose", "retitrate"))
+    seen: set[tuple[int, int]] = set()
+    if not len(events):
+        res.applicable = 0
+        return res
+    ev = events
+    rows = zip(ev["replication"].astype(int), ev["patient"].astype(int), ev["day"].astype(float),
+               ev["event"].astype(str), column(ev, "state"), column(ev, "drug"), ev["dose"].astype(float),
+               column(ev, "rule"), column(ev, "outcome"), strict=True)
+    key: tuple[int, int] | None = None
+    first_dose: dict[str, float] = {}  # drug -> first dose of the patient's first start of it
+    relieved_stop: dict[str, float] = {}  # drug -> R, stopped by the patient while relieved, since its last start
+    reversed_at: dict[str, tuple[float, float]] = {}  # drug -> (day, dose) of its P4.taper_reversed stop
+    capped: dict[str, float] = {}  # restarted drug -> R, until a judgement without relief
+    pending: tuple[str, float, float] | None = None  # (drug, R, day): a restart whose P4.restart_dose row is due
+
+    def flag(k: tuple[int, int], day: float, event: str, drug: str, rule: str | None, msg: str) -> None:
+        res.violations.append(Violation(RESTART_DOSE_INVARIANT, k[0], k[1], round(day, 3), event, drug, rule, msg,
+                                        False))
+
+    def settle(k: tuple[int, int] | None) -> None:
+        nonlocal pending
+        if pending is not None and k is not None:
+            flag(k, pending[2], "drug_start", pending[0], None, f"{pending[0]} restarted after the patient's own stop "
+                 f"while relieved (at {pending[1]:g}) without a P4.restart_dose row at that dose")
+        pending = None
+
+    for rep, pat, day, kind, state, drug, dose, rule, outcome in rows:
+        if (rep, pat) != key:
+            settle(key)
+            key = (rep, pat)
+            first_dose, relieved_stop, reversed_at, capped = {}, {}, {}, {}
+        name = str(drug) if drug is not None else ""
+        if pending is not None and not (kind == "dose_limit" and name == pending[0] and abs(day - pending[2]) < TOL):
+            settle(key)
+        if kind == "dose_limit" and rule == RESTART_DOSE_RULE and pending is not None:
+            if abs(dose - pending[1]) > DOSE_TOL:
+                flag(key, day, kind, name, rule, f"P4.restart_dose row at {dose:g}, but {name} relieved him at "
+                     f"{pending[1]:g}")
+            pending = None
+        elif kind == "drug_start" and name:
+            relief = relieved_stop.pop(name, None)
+            back = reversed_at.pop(name, None)
+            if relief is not None and rule in REOFFER_RULES:
+                seen.add(key)
+                pending = (name, relief, day)
+                capped[name] = relief
+                if mode == "relieving_dose":
+                    want = relief
+                elif back is not None and abs(back[0] - day) < TOL:
+                    want = min(back[1], relief)
+                else:
+                    want = min(first_dose.get(name, relief), relief)
+                if abs(dose - want) > DOSE_TOL:
+                    flag(key, day, kind, name, rule, f"{name} restarted at {dose:g}, not at {want:g} (restart_dose "
+                         f"'{mode}', relieved at {relief:g})")
+            else:
+                capped.pop(name, None)
+            first_dose.setdefault(name, dose)
+        elif kind in ("taper_start", "drug_stop") and name:
+            capped.pop(name, None)
+            if rule == OWN_STOP and state == "relieved":
+                relieved_stop[name] = dose
+            elif kind == "drug_stop" and rule == TAPER_REVERSED:
+                reversed_at[name] = (day, dose)
+        elif kind == "dose_change" and name in capped and dose > capped[name] + DOSE_TOL:
+            flag(key, day, kind, name, rule, f"{name} raised to {dose:g} above the dose that relieved him "
+                 f"({capped[name]:g}) before a judgement after its restart found no relief")
+            capped.pop(name)
+        elif kind in JUDGEMENTS and outcome is not None and str(outcome) != "relief":
+            capped = {}
+    settle(key)
+    res.applicable = len(seen)
+    return res
+
+
 RESTART_INVARIANT = "relapse_restarts_own_stop"
 JUDGEMENTS: tuple[str, ...] = ("evaluation", "maintenance_visit")
 WINDOW_ENDS: tuple[str, ...] = ("evaluation", "maintenance_visit", "referral_queued", "consult", "dropout")
@@ -386,9 +486,9 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
     ran (started and not stopped). When the patient stops a relieving drug himself (``X.patient_stop`` in state
     ``relieved``) and the next transition is a relapse (``P4.relapse``), every such drug is started again at the
     relapse's decision: a ``drug_start`` of it after the relapse row and before the step is judged (the next
-    evaluation or maintenance visit), the patient is referred or leaves care. Exempt: a drug with an ``excluded``
-    row at that decision (contraindication, failed check); a relapse while he still tapers off it (its
-    ``drug_stop`` row after the relapse: the re-offer waits until he is off it); a drug already restarted once after
+    evaluation or maintenance visit), the patient is referred or leaves care; a relapse while he still tapers off it
+    too (the taper is reversed, P4.taper_reversed). Exempt: a drug with an ``excluded`` row at that decision
+    (contraindication, failed check); a drug already restarted once after
     an own stop (``P4.reoffer_own_stop`` / ``P7.tramadol_reoffer``: offered once more); a strong opioid (a
     time-limited trial, P8); a serotonergic drug under ``serotonin: avoid``; policies turning the re-offer off
     (``reoffer_own_stop`` / ``tramadol_reoffer`` false) or governed by a protocol; a drop-out in the window, or the
@@ -430,7 +530,7 @@ def restart_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantResult
         nonlocal window
         if window is not None and k is not None and ended_by not in ("dropout", ""):  # "": the log ends first
             for drug, stop_day in sorted(window.items()):
-                if drug in started or drug in excluded or off.get(drug, -1.0) > relapse_day + TOL:
+                if drug in started or drug in excluded:
                     continue
                 res.violations.append(Violation(
                     RESTART_INVARIANT, k[0], k[1], round(relapse_day, 3), "transition", drug, RELAPSE,

@@ -24,8 +24,12 @@ from .rules import (
     FAILED_OUTCOMES,
     FALL_RULES,
     INTOLERANCE_RULES,
+    OWN_STOP_RULE,
     RELAPSE_RULE,
+    REOFFER_RULES,
     RISE_RULES,
+    TAPER_REVERSED_RULE,
+    TOL,
     Facts,
 )
 from .trajectory import Line, Trajectory, column, patient_facts
@@ -109,9 +113,25 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
             if ev in ("taper_start", "drug_stop") and d.drug_class == "weak_opioid" and name in t.active \
                     and rule in INTOLERANCE_RULES:
                 t.tramadol_failed = True  # tramadol (or a bridge) not tolerated has failed (P8 gate)
+            if ev in ("taper_start", "drug_stop") and dose is not None:  # P4.restart_dose, P4.taper_reversed
+                if rule == OWN_STOP_RULE and st_c[k] == "relieved":
+                    t.relieved_stop[name] = dose
+                elif rule == TAPER_REVERSED_RULE:
+                    t.reversed_stop[name] = (day, dose)
             if ev == "drug_start":
+                relief = t.relieved_stop.pop(name, None)
+                back = t.reversed_stop.pop(name, None)
+                t.restart_from = None  # P4.restart_dose: its exact first dose is the restart_dose invariant's
+                if relief is not None and rule in REOFFER_RULES:
+                    if self.pol.restart_at_relief:
+                        t.restart_from = relief
+                    elif back is not None and abs(back[0] - day) < TOL:
+                        t.restart_from = min(back[1], relief)
                 self._on_start(key, f, t, d, name, day, rule, dose)
                 line = Line(name, d, day, dose if dose is not None else 0.0)
+                if relief is not None and rule in REOFFER_RULES:
+                    line.aim = relief
+                    line.restart_from = t.restart_from
                 t.active[name] = line
                 if rule == BRIDGE_RULE:
                     t.bridge = line

@@ -17,6 +17,7 @@ from .rules import (
     NO_BENEFIT_RULE,
     NO_TAPER_RULES,
     OWN_STOP_RULE,
+    TAPER_REVERSED_RULE,
     TAPERED,
     TOL,
     Facts,
@@ -172,6 +173,8 @@ class CourseChecks(CheckerBase):
                            f"{name} taper step after {sday - prev_day:g} days, faster than its interval "
                            f"({taper.interval_days} days)")
             prev, prev_day = sdose, sday
+        if rule == TAPER_REVERSED_RULE:  # stopped at the step he is on: the drug goes back up (P4.taper_reversed)
+            return
         if day - prev_day < taper.interval_days - TOL:
             self._flag("taper", key, day, "drug_stop", name, rule,
                        f"{name} stopped {day - prev_day:g} days after its last taper step, faster than its interval "
@@ -188,7 +191,7 @@ class CourseChecks(CheckerBase):
         if line is None:
             self._flag("adequate_trial", key, day, "evaluation", name, rule, f"{name} judged while not running")
             return
-        need = min(judged_target(d, f, self.pol, name), line.ceiling)
+        need = min(judged_target(d, f, self.pol, name), line.ceiling, line.aim)  # a restart: P4.restart_dose
         if line.dose < need * (1 - EPS):
             self._flag("adequate_trial", key, day, "evaluation", name, rule,
                        f"{name} judged failed at {line.dose:g} {d.unit}, below its target {need:g}")

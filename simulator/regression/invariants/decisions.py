@@ -48,7 +48,8 @@ class DecisionChecks(CheckerBase):
             self._flag("contraindication", key, day, "drug_start", name, rule,
                        f"{name} started although excluded at CrCl {f.crcl:.0f}")
         lower = older_start(d)
-        if is_older(d, f) and dose is not None and lower is not None:
+        # a restart from a reversed taper's step or at the relieving dose is not a first start (P4.restart_dose)
+        if is_older(d, f) and dose is not None and lower is not None and t.restart_from is None:
             self._touch("older_adult_start", key)
             factor = renal_factor(d, f)
             # P2.older_renal_start: in a renal band, the lower of the two first doses, not their product

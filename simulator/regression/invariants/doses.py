@@ -101,7 +101,10 @@ class DoseChecks(CheckerBase):
         """P13 from the start of the line, and P5.renal_dose; True when the titration was too fast."""
         d = line.drug
         offset = day - line.start
-        allowed = fastest_dose(d, f, offset, legal_start(line.name, d, self.pol.start_doses.get(line.name)))
+        # a restart's first dose (P4.restart_dose), as given: in normal-clearance terms like the schedule's
+        start = line.restart_from / renal_factor(d, f) if line.restart_from is not None else \
+            legal_start(line.name, d, self.pol.start_doses.get(line.name))
+        allowed = fastest_dose(d, f, offset, start)
         self._touch("titration_schedule", key)
         fast = dose > allowed * (1 + EPS)
         if fast:

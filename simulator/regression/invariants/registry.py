@@ -196,13 +196,23 @@ CARE = (
     Invariant("relapse_restarts_own_stop", "P4.reoffer_own_stop", "S000, S004",
               "at the first decision after a relapse that follows the patient's own stop of a drug of a relieving "
               "regimen (the latest evaluation or maintenance visit found relief with it running), that drug is "
-              "started again, before the step is judged, he is referred or leaves care; unless excluded by a rule "
-              "logged at that decision, still tapering off it, already offered once more, a strong opioid "
+              "started again, before the step is judged, he is referred or leaves care (a taper still under way is "
+              "reversed, P4.taper_reversed); unless excluded by a rule logged at that decision, already offered "
+              "once more, a strong opioid "
               "(time-limited trial), serotonergic under serotonin: avoid, or the policy turns the re-offer off "
               "(reoffer_own_stop / tramadol_reoffer false, protocols)",
               "events: drug starts, stops and taper starts (rule, state), evaluation and maintenance_visit outcomes, "
               "transitions, excluded rows, referral_queued, consults, drop-outs; drugs.yaml: class, serotonergic; "
               "policy: reoffer_own_stop, tramadol_reoffer, protocol, serotonin"),
+    Invariant("restart_dose", "P4.restart_dose", "S000, S002",
+              "a drug restarted once more (P4.reoffer_own_stop, P7.tramadol_reoffer) after the patient stopped it "
+              "himself while relieved aims at the dose he stopped at: a P4.restart_dose dose_limit row at that dose "
+              "follows its drug_start; its first dose is, under restart_dose 'retitrate', its first dose at the "
+              "patient's earlier start of it (or the taper step a P4.taper_reversed stop left him on, or the "
+              "relieving dose if lower), under 'relieving_dose' the relieving dose; no dose of it goes above the "
+              "relieving dose before a judgement after the restart finds no relief",
+              "events: drug starts, stops and taper starts (rule, state, dose), dose_limit and dose_change rows, "
+              "evaluation and maintenance_visit outcomes; policy: restart_dose"),
     Invariant("referral_accounting", "P9.re_referral", "S002, S004",
               "at most referral.max_consults consults; a referral is queued only after the previous one ended "
               "(consult, queue left, drop-out); a discharge after fewer consults than the maximum only in "
@@ -216,12 +226,13 @@ CARE = (
               "referral.re_referral_after_days"),
     Invariant("re_referral_deferral", "P9.re_referral_deferred", "S002, S004",
               "refractory again before the re-referral interval ends, the patient waits in primary care "
-              "(discharged), not on the clinic's list: reviewed at the maintenance visit interval (the opioid "
-              "interval while an opioid runs), relief at a review ends the wait, and the referral comes once the "
+              "(discharged), not on the clinic's list: reviewed every referral.deferral_review_days (the opioid "
+              "visit interval while an opioid runs, when shorter), relief at a review ends the wait, and the referral comes once the "
               "interval is over after a review without relief (assumption)",
               "events: P9.re_referral_deferred transitions and maintenance_visit rows, transitions, "
               "referral_queued, consult rows, drug starts and stops, dropout; policy: "
-              "referral.re_referral_after_days, maintenance.visit_interval_days, opioid_visit_interval_days"),
+              "referral.re_referral_after_days, referral.deferral_review_days, "
+              "maintenance.opioid_visit_interval_days"),
     Invariant("criteria_referral_on_treatment", "P9.care_while_waiting", "S002, S004",
               "a referral by the policy's criteria (P9.referral_criteria) is made on a regimen: a drug runs (not "
               "tapering) when it is queued, so the wait is not a treatment gap (unless referral.while_waiting: stop)",

@@ -43,6 +43,7 @@ CIPN_NOT_OFFERED: tuple[str, ...] = ("tca", "gabapentinoid")  # S000 "nortriptyl
 SEED_START: dict[str, float] = {"duloxetine": 60.0}  # S000, S001, S004: duloxetine may start at 60 mg once
 # daily; every other drug starts at the catalogue's first step (the seeds' starting doses)
 HIV_ETIOLOGY = "hiv_neuropathy"  # S004 "in HIV-related neuropathy, opioids may paradoxically worsen pain"
+TAPER_REVERSED_RULE = "P4.taper_reversed"  # a taper stopped at its current step: the drug goes back up (P4)
 NO_TAPER_RULES: tuple[str, ...] = ("X.dropout", "X.serious_event")  # a drop-out or a serious event ends
 # the drug at once: the clinician cannot taper (reading choice)
 PROTOCOL_RULE = "X.protocol_step"
@@ -124,6 +125,7 @@ class PolicyView:
     order: tuple[str, ...] = ()  # the first-line drugs the policy offers (empty: all)
     hiv_strong_opioid_allowed: bool = False  # P8.hiv_caution: strong_opioid.hiv 'caution' allows it
     strong_opioid_trial_days: float | None = None  # P8.time_limited: judged by the end of the trial period
+    restart_at_relief: bool = False  # P4.restart_dose: restart_dose 'relieving_dose' (default 'retitrate')
 
     @classmethod
     def of(cls, policy: Any) -> PolicyView:
@@ -145,7 +147,8 @@ class PolicyView:
                    serotonin_avoid=getattr(policy, "serotonin", "monitor") == "avoid",
                    order=tuple(getattr(policy, "order", ()) or ()),
                    hiv_strong_opioid_allowed=getattr(gate, "hiv", "avoid") == "caution",
-                   strong_opioid_trial_days=getattr(gate, "max_trial_days", None))
+                   strong_opioid_trial_days=getattr(gate, "max_trial_days", None),
+                   restart_at_relief=getattr(policy, "restart_dose", "retitrate") == "relieving_dose")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ class Line:
 
     __slots__ = ("name", "drug", "start", "doses", "peak", "ceiling", "last_outcome", "relieved", "taper_day",
                  "tapered", "stop_rule", "level_day", "failed", "taper_from",
-                 "step_judged")
+                 "step_judged", "aim", "restart_from")
 
     def __init__(self, name: str, drug: Drug, start: float, dose: float) -> None:
         self.name = name
@@ -70,6 +70,11 @@ class Line:
         self.stop_rule: str | None = None  # why it is stopped (taper_start or drug_stop rule)
         self.level_day = start  # the day the current dose level was reached (titration pace)
         self.step_judged = False  # a titration-to-response evaluation without relief since the last rise (P8)
+        # P4.restart_dose: a drug restarted after the patient's own stop while relieved aims at the dose he stopped
+        # at (its adequate trial is judged there) and may start from a reversed taper's step or, under
+        # restart_dose 'relieving_dose', at that dose (its titration counts from there)
+        self.aim = math.inf
+        self.restart_from: float | None = None
 
     @property
     def dose(self) -> float:
@@ -90,3 +95,8 @@ class Trajectory:
         self.visit_outcome: str | None = None  # of the last maintenance visit (issue 10)
         self.bridge: Line | None = None  # a tramadol bridge running (P9.tramadol_bridge)
         self.own_stop: tuple[float, str] | None = None  # (day, drug) of an own stop in relief, until a visit
+        # P4.restart_dose: drug -> the dose of its own stop while relieved (until it starts again), and drug ->
+        # (day, dose) of its taper stopped for the restart (P4.taper_reversed)
+        self.relieved_stop: dict[str, float] = {}
+        self.reversed_stop: dict[str, tuple[float, float]] = {}
+        self.restart_from: float | None = None  # the drug starting now is restarted from this dose (or None)
