@@ -103,9 +103,46 @@ def test_titration_steps_logged_are_those_reached(steps, start, days, cut) -> No
         if k == cut:
             line.set_steps(line.steps[:line.next_step], line.next_step)
         sim._log_doses(0, _P(), [line], start + now)
+        # Line.due, the day _log_doses tests, is the day of the first step not logged yet (inf when none is left)
+        assert line.due == (line.start + line.steps[line.next_step][0] if line.next_step < len(line.steps)
+                            else math.inf)
     last = days[min(cut, len(days)) - 1] if cut > 0 else -math.inf  # the last call before the cut
     expected = [(start + off, d) for off, d in steps[1:] if start + off <= (start + last) + 1e-9]
     assert sim.rows == expected
     for now in days:  # dose_at (its last step kept by set_steps): the dose of the last step reached, else the first
         reached_doses = [d for off, d in line.steps if line.start + off <= (start + now) + 1e-9]
         assert line.dose_at(start + now) == (reached_doses[-1] if reached_doses else line.steps[0][1])
+
+
+def test_the_plan_cache_gives_each_patient_the_plan_computed_for_him() -> None:
+    """``Dosing._plan`` keys its cache by what a plan depends on (age band, CrCl band, the flags of the drug's
+    cautions, goal, start dose): for every patient of a cohort, drug and goal, the cached plan is the one
+    :func:`~simulator.model.safety.plan` computes from the patient's own facts."""
+    from pathlib import Path
+
+    from simulator.analysis.runner import replication_setup
+    from simulator.engine.simulation import EngineConfig, Simulation
+    from simulator.model.policy_context import PolicyContext
+    from simulator.model.safety import PatientFacts, plan
+    from simulator.population.cohort import generate_cohort
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(Path(__file__).parent.parent / "scenarios" / "guideline.yaml").with_overrides(patients=400,
+                                                                                                   seed=3)
+    tables = model_tables(sc.clinical_overrides)
+    ctx = PolicyContext.build(sc.policy, tables)
+    n, entry, clinic = replication_setup(sc, 0, tables.specialist["consult_days"])
+    c = generate_cohort(sc.cohort_spec, n, sc.seed, 0)
+    sim = Simulation(ctx, c, EngineConfig(float(sc.horizon_days), clinic.consults_per_week, sc.seed, clinic=clinic,
+                                          entry_days=entry), 0)
+    speed = ctx.policy.titration_speed
+    cautioned = 0
+    for i in range(c.n):
+        facts = PatientFacts(age=float(c.age[i]), etiology=int(c.etiology[i]), localized=bool(c.localized[i]),
+                             crcl=float(c.crcl[i]), flags=sim.flags[i])
+        patient = type("P", (), {"facts": facts})()
+        for d in tables.drugs:
+            cautioned += any(flag in facts.flags for flag, *_ in sim.extras[d.index].cautions)
+            for goal in (None, d.target_dose * 0.5, d.max_dose * 2):
+                assert sim._plan(patient, d.index, goal) == plan(d, facts, speed, goal, ctx.start_doses.get(d.index))
+    assert cautioned > 20  # the cohort exercises the flags the key keeps

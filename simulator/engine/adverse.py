@@ -11,6 +11,7 @@ P4.addon_not_tolerated, X.serious_event) with the trial's withdrawal rate. A mix
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 
@@ -30,26 +31,28 @@ class AdverseEvents:
     def _serious_events(self, p: PatientModel, d, line: Line, adv: np.ndarray, serotonergic_with: bool) -> None:
         t = self.tables
         s = t.serious
-        base = 2 * t.n_ae_slots + N_SERIOUS * d.index
-        rates = [0.0] * N_SERIOUS  # per year
+        cls = d.drug_class
+        rates: tuple[tuple[int, float], ...] = ()  # (serious index, rate per year); none for most starts
         if d.sedating and p.facts.age >= s["falls_min_age"]:
-            rates[0] = s["falls_per_year"]
-        if d.drug_class == "strong_opioid":
+            rates = ((0, s["falls_per_year"]),)
+        if cls == "strong_opioid":
             mult = s["misuse_high_mult"] if p.misuse_high else 1.0
-            rates[2] = t.misuse_per_year[p.etiology] * mult
-            rates[3] = s["resp_depression_per_year"]
-        if d.drug_class == "tca" and "cardiovascular_disease" in p.facts.flags:
-            rates[4] = s["tca_cardiac_per_year"]
-        for k, rate in enumerate(rates):
+            rates += ((2, t.misuse_per_year[p.etiology] * mult), (3, s["resp_depression_per_year"]))
+        elif cls == "tca" and "cardiovascular_disease" in p.facts.flags:
+            rates += ((4, s["tca_cardiac_per_year"]),)
+        base = 2 * t.n_ae_slots + N_SERIOUS * d.index
+        for k, rate in rates:
             if rate > 0:
                 day = line.start - math.log1p(-adv.item(base + k)) / rate * 365.0
-                line.aes.append((day, self._ae_code(SERIOUS_TYPES[k]), 0.0, k))
-        if d.serotonergic and serotonergic_with and d.drug_class == "weak_opioid":
+                line.aes.append((day, self._serious_codes[k], 0.0, k))
+        if serotonergic_with and cls == "weak_opioid" and d.serotonergic:
             if adv.item(base + 1) < s["serotonin_per_exposure"]:
-                line.aes.append((line.start + s["serotonin_onset_days"], self._ae_code("serotonin_syndrome"), 0.0, 1))
+                line.aes.append((line.start + s["serotonin_onset_days"], self._serious_codes[1], 0.0, 1))
 
-    def _ae_code(self, name: str) -> int:
-        return self.tables.ae_types.index(name)
+    @cached_property
+    def _serious_codes(self) -> tuple[int, ...]:
+        """The adverse-event type code of each of :data:`SERIOUS_TYPES` (found once: a drug start needs them)."""
+        return tuple(self.tables.ae_types.index(name) for name in SERIOUS_TYPES)
 
     def _adverse_event(self, p: PatientModel, line: Line, ae: tuple, now: float, lines: list[Line]) -> bool:
         """Log an adverse event; lower the dose or stop the drug when it is dose-limiting (P4).

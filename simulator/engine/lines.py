@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import replace
+from functools import cached_property
 
 import numpy as np
 
@@ -31,31 +32,30 @@ class Line:
     """One drug being taken: its schedule and pending adverse events."""
 
     __slots__ = ("drug", "start", "steps", "target", "maximum", "factor", "inc", "interval", "next_step", "aes",
-                 "target_day", "reduced", "optimised", "opt_from", "added", "topical_addon", "seen", "to_response", "stop_at",
-                 "next_apply", "n_applied", "terms", "held", "last_day", "last_dose")
+                 "target_day", "reduced", "optimised", "opt_from", "topical_addon", "seen", "to_response", "stop_at",
+                 "next_apply", "n_applied", "terms", "held", "last_day", "last_dose", "due")
 
-    def __init__(self, drug: int, start: float, plan: Plan, added: bool = False, topical_addon: bool = False,
+    def __init__(self, drug: int, start: float, plan: Plan, topical_addon: bool = False,
                  to_response: bool = False) -> None:
         self.drug = drug
         self.start = start
-        self.steps = plan.steps
-        self.target = plan.target
+        steps = plan.steps
+        target = self.target = plan.target
         self.maximum = plan.maximum
         self.factor = plan.factor  # renal exposure: a dose x acts like x / factor (P5.renal_dose)
         self.inc = plan.increment
         self.interval = plan.interval
-        self.set_steps(self.steps, 1)
+        self.set_steps(steps, 1)
         self.aes: list[tuple[float, int, float, int]] = []  # (day, ae type code, inc uniform, serious index)
-        target_off = self.steps[-1][0]
-        for off, d in self.steps:  # the first step at the target dose (a loop: no generator per drug start)
-            if d >= self.target:
+        target_off = steps[-1][0]
+        for off, d in steps:  # the first step at the target dose (a loop: no generator per drug start)
+            if d >= target:
                 target_off = off
                 break
         self.target_day = start + target_off
         self.reduced = False
         self.optimised = False
         self.opt_from = 1 << 30  # index of the first P3.dose_optimisation step
-        self.added = added
         self.topical_addon = topical_addon
         self.seen = 0  # bit k: adverse-event type k of the drug is scheduled or has occurred
         self.to_response = to_response
@@ -66,10 +66,13 @@ class Line:
         self.held: tuple = ()  # P8.titrate_to_response: steps given only once an evaluation asks (Evaluation._trial)
 
     def set_steps(self, steps: tuple[tuple[float, float], ...], next_step: int) -> None:
-        """Set the schedule (``(day offset, dose)`` steps), the index of its first step not logged yet, and the
-        last step's day and dose, :meth:`dose_at`'s common answer. Every change of ``steps`` goes through here."""
+        """Set the schedule (``(day offset, dose)`` steps), the index of its first step not logged yet (and its
+        day, ``due``), and the last step's day and dose, :meth:`dose_at`'s common answer. Every change of ``steps``
+        goes through here."""
         self.steps = steps
         self.next_step = next_step
+        # the day of the first step not logged yet: Dosing._log_doses's test at each wake-up (inf: none left)
+        self.due = self.start + steps[next_step][0] if next_step < len(steps) else math.inf
         last_off, self.last_dose = steps[-1]  # the schedule's last step, its day: dose_at's common answer
         self.last_day = self.start + last_off
 
@@ -86,6 +89,8 @@ class Line:
 
 
 
+_CHECK_CODE = {check: k for k, check in enumerate(CHECKS)}  # a check's code in the log (CHECKS.index, looked up once)
+
 # Checks a declared departure skips (teaching: the trainee meets the consequence of skipping them).
 _NO_SKIP: frozenset[str] = frozenset()
 SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"serotonin_check"}),
@@ -95,6 +100,11 @@ SKIPPED_CHECKS: dict[str, frozenset[str]] = {"no_serotonin_check": frozenset({"s
 class Dosing:
     """Mixin: planning, starting and re-dosing drug lines, and the next event of a running regimen."""
 
+    @cached_property
+    def _caution_flags(self) -> tuple[frozenset[str], ...]:
+        """Per drug, the patient flags its plan depends on (its catalogue cautions, :func:`~simulator.model.safety.plan`)."""
+        return tuple(frozenset(c[0] for c in x.cautions) for x in self.extras)
+
     def _plan(self, p: PatientModel, j: int, goal: float | None) -> Plan:
         d = self.tables.drugs[j]
         f = p.facts
@@ -102,36 +112,39 @@ class Dosing:
         # The renal exposure factor and caps depend on CrCl only through how many of the drug's CrCl thresholds
         # it is below (the thresholds, ascending: Simulation.renal_bands).
         bands = self.renal_bands[j]
-        key = (j, f.age >= d.older_min_age, len(bands) - bisect_right(bands, f.crcl), f.flags, goal, start)
+        # ... and on the flags only through the drug's cautions (few keys: the cache fills within small runs too).
+        key = (j, f.age >= d.older_min_age, len(bands) - bisect_right(bands, f.crcl), f.flags & self._caution_flags[j],
+               goal, start)
         cached = self._plan_cache.get(key)
         if cached is None:  # few distinct combinations: compute each once
             cached = self._plan_cache[key] = plan(d, f, self.ctx.policy.titration_speed, goal, start)
         return cached
 
     def _start_drug(self, p: PatientModel, j: int, now: float, rule: str, adv: np.ndarray,
-                    lines: list[Line], target: float = 0.0, added: bool = False,
-                    topical_addon: bool = False, departure: str = "") -> Line:
+                    lines: list[Line], target: float = 0.0, topical_addon: bool = False,
+                    departure: str = "") -> Line:
         t = self.tables
         d = t.drugs[j]
         i = p.idx
-        # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day stops
-        # after starts).
-        sero, weak = self.serotonergic, self.weak_opioid
-        serotonergic_with = "ssri_use" in p.facts.flags
-        tramadol_with = False
-        for ln in lines:
-            serotonergic_with = serotonergic_with or sero[ln.drug]
-            tramadol_with = tramadol_with or weak[ln.drug]
-        for k, end in p.tapering:
-            if end >= now - 1e-9:
-                serotonergic_with = serotonergic_with or sero[k]
-                tramadol_with = tramadol_with or weak[k]
-        skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
-        for check, check_rule in required_checks(d, p.facts, serotonergic_with and d.serotonergic,
-                                                 tramadol_with and d.serotonergic):
-            if check in skipped:
-                continue
-            self._log(i, now, E_CHECK, p.state, drug=j, detail=CHECKS.index(check), rule=check_rule)
+        serotonergic_with = tramadol_with = False
+        if d.serotonergic:  # only a serotonergic drug's checks and serious events look at what else is taken
+            # Drugs taken or tapering: a taper that ends this very day still counts (the oracle orders same-day
+            # stops after starts).
+            sero, weak = self.serotonergic, self.weak_opioid
+            serotonergic_with = "ssri_use" in p.facts.flags
+            for ln in lines:
+                serotonergic_with = serotonergic_with or sero[ln.drug]
+                tramadol_with = tramadol_with or weak[ln.drug]
+            for k, end in p.tapering:
+                if end >= now - 1e-9:
+                    serotonergic_with = serotonergic_with or sero[k]
+                    tramadol_with = tramadol_with or weak[k]
+        if d.safety_checks:  # (most starts need no check)
+            skipped = SKIPPED_CHECKS.get(departure, _NO_SKIP)
+            for check, check_rule in required_checks(d, p.facts, serotonergic_with, tramadol_with):
+                if check in skipped:
+                    continue
+                self._log(i, now, E_CHECK, p.state, drug=j, detail=_CHECK_CODE[check], rule=check_rule)
         goal = target if target > 0 else self.ctx.target_doses.get(j)
         pl = self._plan(p, j, goal)
         relief = 0.0  # P4.restart_dose: the dose that relieved him, when this start restarts it after his own stop
@@ -144,7 +157,7 @@ class Dosing:
         nd = len(t.drugs)
         if self.under[j] > 0 and persist.item(i, 2 + nd + j) < self.under[j]:  # usual care: X.under_titration
             pl = self._plan(p, j, pl.steps[0][1] / pl.factor)  # stays at its first dose
-        line = Line(j, now, pl, added, topical_addon, self.extras[j].to_response)
+        line = Line(j, now, pl, topical_addon, self.extras[j].to_response)
         line.stop_at = stop_day(now, self.non_ae_stop[j], self.early_stop_mult, self.early_days, persist.item(i, 2 + j))
         if self.extras[j].reapply > 0:
             line.next_apply = now + self.extras[j].reapply
@@ -213,8 +226,7 @@ class Dosing:
             if why is not None:
                 self._log(p.idx, now, E_EXCLUDE, p.state, drug=j, rule=why)
                 continue
-            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, True,
-                                              decision.departure))
+            lines.insert(at, self._start_drug(p, j, now, "P6.topical_add", adv, lines, 0.0, True, decision.departure))
             at += 1
         if decision.also:
             p.active = [ln.drug for ln in lines]
@@ -347,11 +359,15 @@ class Dosing:
         strictly before ``now`` (the horizon: the run simulates days < horizon)."""
         limit = now - 1e-9 if before else now + 1e-9
         for ln in lines:
-            while ln.next_step < len(ln.steps) and ln.start + ln.steps[ln.next_step][0] <= limit:
-                off, dose = ln.steps[ln.next_step]
-                if ln.next_step >= ln.opt_from:
+            while ln.due <= limit:  # (most calls: no step reached since the last)
+                k = ln.next_step
+                steps = ln.steps
+                off, dose = steps[k]
+                if k >= ln.opt_from:
                     rule = "P3.dose_optimisation"
                 else:
                     rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
-                self._log(i, ln.start + off, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
-                ln.next_step += 1
+                self._log(i, ln.due, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
+                k += 1
+                ln.next_step = k
+                ln.due = ln.start + steps[k][0] if k < len(steps) else math.inf

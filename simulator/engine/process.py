@@ -271,7 +271,6 @@ class PatientProcess:
             now = yield until - env.now
         if decision.also:
             self._add_alongside(p, decision, lines, now, adv, len(lines))
-        added = bool(lines) and not decision.stop_all
         for j in decision.start:
             why = contraindication(t.drugs[j], p.facts)
             if why is None and serotonin_blocked(p, self.ctx, j):
@@ -279,7 +278,7 @@ class PatientProcess:
             if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
                 self._log(i, now, E_EXCLUDE, p.state, drug=j, rule=why)
                 continue
-            lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target, added,
+            lines.append(self._start_drug(p, j, now, decision.rule, adv, lines, decision.target,
                                           decision.trigger == "add_topical", decision.departure))
             p.active = [ln.drug for ln in lines]
         if not lines:  # nothing left to take (e.g. a protocol continuing after an intolerable drug)

@@ -323,11 +323,9 @@ WITH_TOPICAL: tuple[str, ...] = ("optimise", "add_on", "switch", "start_first_li
 
 
 def _oral_step(p, ctx: PolicyContext, outcome: str, state: str, inadequate: bool, add_possible: bool) -> Decision:
-    """The decision after an inadequate or intolerable evaluation, topicals at any stage aside (P3, P4, P7-P9)."""
+    """The decision after an inadequate or intolerable evaluation, topicals at any stage aside (P3, P4, P7-P9),
+    when no restart comes first (:func:`next_step` asks :func:`_reoffer_first` before)."""
     pol = ctx.policy
-    reoffer = _reoffer_first(p, ctx, state)  # what relieved him, stopped by himself, comes back first (P4)
-    if reoffer is not None:
-        return reoffer
     # P3: ensure the dose is optimised before judging failure (S000, S001, S002, S004).
     if inadequate and p.optimisable and state in ("first_line", "switch", "tramadol"):
         mode = pol.dose_optimisation
