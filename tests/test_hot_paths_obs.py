@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import struct
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 from hypothesis import example, given
@@ -115,3 +116,13 @@ def test_patient_streams_are_the_patient_streams(key: int) -> None:
     ``patient_stream`` of each patient (Python integers masked to 64 bits), so the drop-out draw is unchanged."""
     streams_ = streams.patient_streams(key, 300)
     assert [streams_.item(i) for i in range(300)] == [streams.patient_stream(key, i) for i in range(300)]
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1),
+       st.one_of(st.floats(min_value=0.0, max_value=5000.0), st.integers(0, 10**7).map(lambda k: k / 2000.0)))
+def test_visit_normal_is_the_inverse_cdf_of_the_rounded_day_slot(stream: int, day: float) -> None:
+    """``visit_normal`` (``slot_uniform`` written out, ``float.__round__`` called directly) and ``day_slot`` give what
+    the builtin ``round`` and the plain functions give, half-thousandths (ties to even) included."""
+    slot = round(day * 1000.0)
+    assert streams.day_slot(day) == slot and type(streams.day_slot(day)) is int
+    assert _bits(streams.visit_normal(stream, day)) == _bits(NormalDist().inv_cdf(streams.slot_uniform(stream, slot)))

@@ -28,6 +28,7 @@ DRIFT_FEATURES = 3  # random Fourier features per drifting latent (Latents.u_sca
 LATENT_RECORD = np.dtype([("x", "<f8"), ("f", "<f4", (2 * DRIFT_FEATURES,))])
 _RECORD = struct.Struct(f"<d{2 * DRIFT_FEATURES}f")
 _unpack, _RECORD_SIZE, _cos, _erfc = _RECORD.unpack_from, _RECORD.size, math.cos, math.erfc  # hot path: no lookups
+_round = float.__round__  # round(x) of a float without the builtin's lookup of __round__ (observed_pain, per visit)
 _unpack_ns = struct.Struct("<3d").unpack_from  # Latents.ns_scalar: share, reduction as responder, as not
 N_LATENT = 2 + N_CLASSES + MAX_DRUGS  # drifting latents: nonspecific membership, patient factor, classes, drugs
 _PATIENT_SIZE = N_LATENT * _RECORD_SIZE  # bytes of one patient's records
@@ -248,7 +249,7 @@ def observed_pain(baseline: float, ns_reduction: float, ns_onset: float, day: fl
     # round(pain, 1) goes through a decimal string (~2,500 instructions, once per visit). The nearest tenth from an
     # integer rounding is the same double unless ten times pain is within rounding error of a half tenth (or 0:
     # keeps the sign of -0.0); then round() itself (tests/test_hot_paths_obs.py).
-    tenths = round(pain * 10.0)
+    tenths = _round(pain * 10.0)
     if tenths and abs(pain * 10.0 - tenths) < 0.4999:
         return tenths / 10.0
     return round(pain, 1)
