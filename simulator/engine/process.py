@@ -33,7 +33,7 @@ class PatientProcess:
     def _patient(self, i: int):
         """Patient ``i``'s process: the first visit, then until care ends a decision applied and the new
         line's trial run to its evaluation, whose outcome the policy decides on."""
-        env = self.env
+        env = self.env  # its clock read as env._now below: no property call (Simulation._run sets it)
         if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
             yield float(self.entry[i])
         p, lines, obs, ltfu_day, adv, decision = self._first_visit(i)
@@ -49,7 +49,7 @@ class PatientProcess:
                     if res is None:
                         return
                     outcome, pain = res
-                    decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient=True)
+                    decision = self._decide_after(p, lines, outcome, env._now, pain, obs[3], by_patient=True)
                     if decision is None:
                         return
                     continue
@@ -62,7 +62,7 @@ class PatientProcess:
             if judged is None:
                 return
             outcome, pain, by_patient = judged
-            decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient)
+            decision = self._decide_after(p, lines, outcome, env._now, pain, obs[3], by_patient)
             if decision is None:
                 return
 
@@ -114,7 +114,7 @@ class PatientProcess:
         Returns None when the process ends, the state left (a str) when :meth:`_after_move` follows, else
         ``(decision, outcome, pain, decided)``: with ``decided`` a new decision to apply, otherwise the step
         whose trial runs next."""
-        now = self.env.now
+        now = self.env._now  # env._now: SimPy's clock read without its property call (Simulation._run sets it)
         i = p.idx
         t = self.tables
         log = self._log
@@ -184,7 +184,7 @@ class PatientProcess:
         specialist brought ("" for the regimen's own; a str) for the :meth:`_maintenance` that
         :meth:`_patient` runs next."""
         env = self.env
-        now = env.now
+        now = env._now  # env._now: SimPy's clock read without its property call (Simulation._run sets it)
         entry = obs[3]
         log = self._log
         held = ""  # relief the specialist brought (_maintenance)
@@ -245,7 +245,7 @@ class PatientProcess:
 
         Returns True when a regimen runs (its trial follows), False when the process ends."""
         env = self.env
-        now = env.now
+        now = env._now  # env._now: SimPy's clock read without its property call (Simulation._run sets it)
         i = p.idx
         t = self.tables
         horizon = self.config.horizon_days
