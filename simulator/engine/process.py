@@ -171,7 +171,8 @@ class PatientProcess:
             elif moving:
                 fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
         if decision.trigger != "continue":
-            log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+            # positional (see _log)
+            log(i, now, E_TRANSITION, p.state, -1.0, -1.0, -1.0, TRIGGER_CODE[decision.trigger], decision.rule)
         if p.state in ("relieved", "discharged", "specialist_referral"):
             return before  # _patient runs _after_move itself: one generator level less while a regimen runs on
         started = yield from self._start_step(p, lines, decision, ltfu_day, adv)
