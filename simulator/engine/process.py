@@ -273,7 +273,8 @@ class PatientProcess:
         if decision.also:
             self._add_alongside(p, decision, lines, now, adv, len(lines))
         for j in decision.start:
-            why = contraindication(t.drugs[j], p.facts)
+            # an eligible drug or the patient's topical passed contraindication at the first visit (same facts)
+            why = None if j in p.eligible or j == p.topical else contraindication(t.drugs[j], p.facts)
             if why is None and serotonin_blocked(p, self.ctx, j):
                 why = "P5.serotonin_avoid"
             if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given
