@@ -113,3 +113,45 @@ def test_relapse_during_the_taper_reverses_it():
             assert ahead.empty, (name, r.patient, ahead[["day", "event", "rule"]].to_dict("records"))
         assert not restart_checks(ev, res.scenario.policy, 600).violations
         assert not restart_dose_checks(ev, res.scenario.policy, 600).violations
+
+
+def test_drugs_restarted_together_each_have_their_adequate_trial():
+    """A regimen of two oral drugs restarted together is judged once each has had its adequate trial at the dose it
+    aims at (review rev14: guideline 3,000 seed 11 patient 237, pregabalin judged 14 days after reaching 300 mg/day
+    against its 28-day trial, because the evaluation was timed from the other drug). Reads the log and the catalogue:
+    the day each restarted drug reaches its last dose before the judgement, plus its adequate_trial_days."""
+    res = _run("guideline", 3000, 11)
+    ev = res.events
+    cat = load_catalog().drugs
+    starts = ev[(ev["event"] == "drug_start") & ev["rule"].isin(REOFFER)]
+    checked = 0
+    for (pat, day), g in starts.groupby(["patient", "day"], observed=True):
+        oral = [d for d in g["drug"].astype(str) if cat[d].drug_class != "topical"]
+        if len(oral) < 2:
+            continue
+        rows = ev[(ev["patient"] == pat) & (ev["day"] >= day)]
+        judged = rows[(rows["event"] == "evaluation") & (rows["day"] > day)]
+        if judged.empty:
+            continue
+        when = judged["day"].iloc[0]
+        before = rows[rows["day"] < when]
+        if before["event"].isin(["drug_stop", "taper_start", "dropout"]).any():
+            continue  # the trial was cut (a stop decides earlier)
+        for d in oral:
+            doses = before[(before["drug"] == d) & before["event"].isin(["drug_start", "dose_change"])]
+            reached = doses["day"].iloc[-1]
+            assert when >= reached + cat[d].adequate_trial_days - 1e-6, (pat, day, d, reached, when)
+        checked += 1
+    assert checked >= 3
+
+
+def test_a_restart_comes_alone_without_a_new_topical():
+    """The restart comes first, alone (README): no topical is added (P6.topical_add) at the decision that restarts
+    what relieved him (review rev14: 29 of 363 guideline restart decisions, 3,000 seed 11, patients 8, 41, 202);
+    a topical still due is added once the restart has been judged."""
+    ev = _run("guideline", 3000, 11).events
+    starts = ev[ev["event"] == "drug_start"]
+    restart_days = set(map(tuple, starts.loc[starts["rule"].isin(REOFFER), ["patient", "day"]].to_numpy()))
+    added = set(map(tuple, starts.loc[starts["rule"] == "P6.topical_add", ["patient", "day"]].to_numpy()))
+    assert len(restart_days) > 100
+    assert not restart_days & added, sorted(restart_days & added)[:5]

@@ -49,14 +49,11 @@ class Evaluation:
         if decision.eval_after > 0:  # protocols fix the step's length
             eval_day = now + decision.eval_after
         else:  # P3: adequate trial at target dose, at the next scheduled visit
-            trial = ctx.trial_days[drug.name]
-            if drug.drug_class == "strong_opioid":
-                trial = min(trial, policy.strong_opioid.max_trial_days)
-            due = max(newest.target_day + trial, newest.start + drug.min_trial_days)
-            k = math.ceil((due - newest.start) / visit - 1e-9)
-            eval_day = newest.start + max(k, 1) * visit
-            if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
-                eval_day = min(eval_day, newest.start + policy.strong_opioid.max_trial_days)
+            eval_day = self._trial_end(newest, visit)
+            for ln in lines:  # drugs started together (a regimen restarted, P4.reoffer_own_stop): judged once each
+                # has had its own adequate trial (a topical added alongside has its own trial: not waited for)
+                if ln is not newest and ln.start == newest.start and not ln.topical_addon:
+                    eval_day = max(eval_day, self._trial_end(ln, visit))
         # P8.reassessment: whatever the newest drug, a strong opioid still running is reassessed in time.
         eval_day = min(eval_day, self._reassess_by(p, lines))
         outcome = None
@@ -257,6 +254,22 @@ class Evaluation:
             if "gabapentinoid" in cls and ("snri" in cls or "tca" in cls):
                 p.combination_failed = True
         p.failure_marks = tuple(kept)
+
+    def _trial_end(self, line: Line, visit: float) -> float:
+        """P3: the visit (every ``visit`` days from the line's start) that ends the line's adequate trial at its
+        target dose (days, ``ctx.trial_days``; at least the drug's ``min_trial_days``); a strong opioid's trial is
+        time-limited (P8.time_limited, policy ``strong_opioid.max_trial_days``)."""
+        drug = self.tables.drugs[line.drug]
+        opioid = self.ctx.policy.strong_opioid
+        trial = self.ctx.trial_days[drug.name]
+        if drug.drug_class == "strong_opioid":
+            trial = min(trial, opioid.max_trial_days)
+        due = max(line.target_day + trial, line.start + drug.min_trial_days)
+        k = math.ceil((due - line.start) / visit - 1e-9)
+        end = line.start + max(k, 1) * visit
+        if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
+            end = min(end, line.start + opioid.max_trial_days)
+        return end
 
     def _pain(self, p: PatientModel, lines: list[Line], now: float, obs: tuple, retained: float) -> float:
         """Observed NRS at a visit: drug effects at their exposure, times adherence and, after a relapse, the

@@ -305,10 +305,10 @@ def next_step(p, ctx: PolicyContext, outcome: str, day: float, pain: float) -> D
         # at this visit (optimise, add, switch, escalate), never in its place; with no such step left
         # (refer, stay), the topical is the step. S002 step 3 (after_combination): the topical is the step after
         # the combination. Either way, what relieved him and he stopped himself is restarted (P4.reoffer_own_stop).
+        if oral.rule in RESTART_RULES:  # the restart comes first, alone: a topical, if still due, once it is judged
+            return oral
         if oral.trigger in WITH_TOPICAL and pol.topical_add != "after_combination":
             return revised(oral, also=(p.topical,))
-        if oral.rule in RESTART_RULES:
-            return oral
         return decision("add_topical", (p.topical,), rule="P6.topical_add")
     return oral
 

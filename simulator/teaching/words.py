@@ -43,8 +43,8 @@ LIMIT_WORDS = {"P2.older_adult_start": "older adult, lower first dose", "P2.star
                "P4.restart_dose": "restarted after his own stop: aims at the dose that relieved him (policy "
                "restart_dose),"}
 TAPER_REVERSED = "P4.taper_reversed"
-TAPER_REVERSED_WORDS = ("{drug}: pain back while he still tapers off it, the taper stops at {dose} and the drug goes "
-                        "back up from there")
+TAPER_REVERSED_WORDS = ("{drug}: pain back while he still tapers off it, the taper stops at {dose} and the drug is "
+                        "restarted (its dose: policy restart_dose)")
 """A relapse during the taper of the drug the patient stopped himself while relieved (P4.taper_reversed)."""
 VISIT_WORDS = {"P4.maintenance_visit": "maintenance visit", "P4.stable_discharge": "maintenance visit",
                "P8.reassessment": "strong-opioid reassessment", "P9.care_while_waiting": "review while waiting "
