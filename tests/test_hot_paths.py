@@ -146,3 +146,32 @@ def test_the_plan_cache_gives_each_patient_the_plan_computed_for_him() -> None:
             for goal in (None, d.target_dose * 0.5, d.max_dose * 2):
                 assert sim._plan(patient, d.index, goal) == plan(d, facts, speed, goal, ctx.start_doses.get(d.index))
     assert cautioned > 20  # the cohort exercises the flags the key keeps
+
+
+def test_every_eligible_drug_and_topical_of_a_patient_has_no_contraindication() -> None:
+    """``_start_step`` skips ``contraindication`` for a drug in ``p.eligible`` or the patient's topical (both
+    passed it at the first visit, from the same facts): for every patient of a cohort, ``contraindication``
+    indeed finds none for them; and it finds some for the other drugs (the check is not vacuous)."""
+    from pathlib import Path
+
+    from simulator.engine.events import flag_sets
+    from simulator.model.patient import PatientModel
+    from simulator.model.policy_context import PolicyContext
+    from simulator.model.safety import PatientFacts, contraindication
+    from simulator.population.cohort import generate_cohort
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(Path(__file__).parent.parent / "scenarios" / "guideline.yaml")
+    tables = model_tables(sc.clinical_overrides)
+    ctx = PolicyContext.build(sc.policy, tables)
+    c = generate_cohort(sc.cohort_spec, 400, 3, 0)
+    flags = flag_sets(c)
+    excluded = 0
+    for i in range(c.n):
+        facts = PatientFacts(age=float(c.age[i]), etiology=int(c.etiology[i]), localized=bool(c.localized[i]),
+                             crcl=float(c.crcl[i]), flags=flags[i])
+        p = PatientModel(i, facts, 6.0, False, ctx)
+        for j in (*p.eligible, *([p.topical] if p.topical >= 0 else [])):
+            assert contraindication(tables.drugs[j], facts) is None
+        excluded += sum(contraindication(d, facts) is not None for d in tables.drugs)
+    assert excluded > 20

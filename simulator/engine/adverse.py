@@ -64,8 +64,8 @@ class AdverseEvents:
         _, code, u_inc, serious = ae
         dose = line.dose_at(now)
         exposure = dose / line.factor
-        self._log(p.idx, now, E_AE, p.state, drug=line.drug, dose=dose, detail=code,
-                  rule="X.serious_event" if serious >= 0 else "X.adverse_event")
+        self._log(p.idx, now, E_AE, p.state, line.drug, dose, -1.0, code,  # positional (see _log)
+                  "X.serious_event" if serious >= 0 else "X.adverse_event")
         if serious >= 0:
             self._stop_line(p, line, now, "X.serious_event", code, abrupt=True)
             p.failed_agent_classes = p.failed_agent_classes | {d.drug_class}

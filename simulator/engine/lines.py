@@ -180,9 +180,9 @@ class Dosing:
             p.assessed = now  # its start is the trial's first documented assessment (P8)
         elif cls == "topical":
             p.topical_tried = True
-        self._log(i, now, E_START, p.state, drug=j, dose=pl.steps[0][1], rule=rule)
+        self._log(i, now, E_START, p.state, j, pl.steps[0][1], -1.0, -1.0, rule)  # positional (see _log)
         for lim_rule, lim_dose in pl.limits:
-            self._log(i, now, E_LIMIT, p.state, drug=j, dose=lim_dose, rule=lim_rule)
+            self._log(i, now, E_LIMIT, p.state, j, lim_dose, -1.0, -1.0, lim_rule)  # positional (see _log)
         if relief > 0:  # what the restart aims at and why (policy restart_dose)
             self._log(i, now, E_LIMIT, p.state, drug=j, dose=relief, rule="P4.restart_dose")
         # Potential adverse events of this exposure, from the patient's fixed draws for this drug; incidence
@@ -367,7 +367,7 @@ class Dosing:
                     rule = "P3.dose_optimisation"
                 else:
                     rule = "P2.target_reached" if dose >= ln.target else "P2.titration_step"
-                self._log(i, ln.due, E_DOSE, p.state, drug=ln.drug, dose=dose, rule=rule)
+                self._log(i, ln.due, E_DOSE, p.state, ln.drug, dose, -1.0, -1.0, rule)  # positional (see _log)
                 k += 1
                 ln.next_step = k
                 ln.due = ln.start + steps[k][0] if k < len(steps) else math.inf

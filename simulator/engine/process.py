@@ -33,7 +33,7 @@ class PatientProcess:
     def _patient(self, i: int):
         """Patient ``i``'s process: the first visit, then until care ends a decision applied and the new
         line's trial run to its evaluation, whose outcome the policy decides on."""
-        env = self.env
+        env = self.env  # its clock read as env._now below: no property call (Simulation._run sets it)
         if self.entry is not None and self.entry[i] > 0:  # open population: the patient enters later
             yield float(self.entry[i])
         p, lines, obs, ltfu_day, adv, decision = self._first_visit(i)
@@ -49,7 +49,7 @@ class PatientProcess:
                     if res is None:
                         return
                     outcome, pain = res
-                    decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient=True)
+                    decision = self._decide_after(p, lines, outcome, env._now, pain, obs[3], by_patient=True)
                     if decision is None:
                         return
                     continue
@@ -62,7 +62,7 @@ class PatientProcess:
             if judged is None:
                 return
             outcome, pain, by_patient = judged
-            decision = self._decide_after(p, lines, outcome, env.now, pain, obs[3], by_patient)
+            decision = self._decide_after(p, lines, outcome, env._now, pain, obs[3], by_patient)
             if decision is None:
                 return
 
@@ -114,7 +114,7 @@ class PatientProcess:
         Returns None when the process ends, the state left (a str) when :meth:`_after_move` follows, else
         ``(decision, outcome, pain, decided)``: with ``decided`` a new decision to apply, otherwise the step
         whose trial runs next."""
-        now = self.env.now
+        now = self.env._now  # env._now: SimPy's clock read without its property call (Simulation._run sets it)
         i = p.idx
         t = self.tables
         log = self._log
@@ -171,7 +171,8 @@ class PatientProcess:
             elif moving:
                 fire(self.table, p, decision.trigger)  # passes: checked by can_fire above
         if decision.trigger != "continue":
-            log(i, now, E_TRANSITION, p.state, detail=TRIGGER_CODE[decision.trigger], rule=decision.rule)
+            # positional (see _log)
+            log(i, now, E_TRANSITION, p.state, -1.0, -1.0, -1.0, TRIGGER_CODE[decision.trigger], decision.rule)
         if p.state in ("relieved", "discharged", "specialist_referral"):
             return before  # _patient runs _after_move itself: one generator level less while a regimen runs on
         started = yield from self._start_step(p, lines, decision, ltfu_day, adv)
@@ -184,7 +185,7 @@ class PatientProcess:
         specialist brought ("" for the regimen's own; a str) for the :meth:`_maintenance` that
         :meth:`_patient` runs next."""
         env = self.env
-        now = env.now
+        now = env._now  # env._now: SimPy's clock read without its property call (Simulation._run sets it)
         entry = obs[3]
         log = self._log
         held = ""  # relief the specialist brought (_maintenance)
@@ -245,7 +246,7 @@ class PatientProcess:
 
         Returns True when a regimen runs (its trial follows), False when the process ends."""
         env = self.env
-        now = env.now
+        now = env._now  # env._now: SimPy's clock read without its property call (Simulation._run sets it)
         i = p.idx
         t = self.tables
         horizon = self.config.horizon_days
@@ -272,7 +273,8 @@ class PatientProcess:
         if decision.also:
             self._add_alongside(p, decision, lines, now, adv, len(lines))
         for j in decision.start:
-            why = contraindication(t.drugs[j], p.facts)
+            # an eligible drug or the patient's topical passed contraindication at the first visit (same facts)
+            why = None if j in p.eligible or j == p.topical else contraindication(t.drugs[j], p.facts)
             if why is None and serotonin_blocked(p, self.ctx, j):
                 why = "P5.serotonin_avoid"
             if why is not None:  # P5 holds whoever decided (protocol, trainee): the drug is not given

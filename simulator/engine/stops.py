@@ -64,14 +64,14 @@ class Stopping:
         if steps:
             # for the visits (_newest_taken) and a reversal (_reverse_taper: the taper_start row's position)
             self.taper_plans[(i, j)] = (line.start, now, steps, x.taper_interval, len(self.buf) // NCOL)
-            self._log(i, now, E_TAPER, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            self._log(i, now, E_TAPER, p.state, j, dose, -1.0, code, rule)  # positional (see _log)
             limit = p.until
             day = now
             for k, td in enumerate(steps):
                 if day >= limit:  # loss to follow-up first: the rest is logged only if the patient stays in care
                     p.taper_rest.append((j, dose, k, day))
                     break
-                self._log(i, day, E_DOSE, p.state, drug=j, dose=td, rule="P5.taper_step")
+                self._log(i, day, E_DOSE, p.state, j, td, -1.0, -1.0, "P5.taper_step")  # positional (see _log)
                 day += x.taper_interval
             else:
                 if day < limit:
@@ -83,7 +83,7 @@ class Stopping:
             if end > p.taper_end:
                 p.taper_end = end
         else:
-            self._log(i, now, E_STOP, p.state, drug=j, dose=dose, detail=code, rule=rule)
+            self._log(i, now, E_STOP, p.state, j, dose, -1.0, code, rule)  # positional (see _log)
             if why:  # why a drug with a taper schedule stopped without one (its own rule id)
                 self._log(i, now, E_LIMIT, p.state, drug=j, dose=dose, rule=why)
 
