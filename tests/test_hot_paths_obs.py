@@ -16,9 +16,10 @@ from simulator.engine.simulation import EngineConfig, Simulation
 from simulator.model import streams
 from simulator.model.overrides import model_tables
 from simulator.model.policy_context import PolicyContext
-from simulator.model.response import DRIFT_FEATURES, drug_effect, observed_pain
+from simulator.model.response import drug_effect, observed_pain
 from simulator.population.cohort import generate_cohort
 from simulator.scenario import load_scenario
+from tests.test_hot_paths import _reference_latent  # the latent formula, written once for both files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,17 +47,6 @@ def test_observed_pain_rounds_like_round_to_one_digit(x: float) -> None:
     """With no reduction and no noise the observed NRS is the baseline rounded to a tenth: bit for bit what
     ``round(x, 1)`` gives (the engine rounds by an integer rounding of tenths, round() only near a half tenth)."""
     assert _bits(observed_pain(x, 0.0, 1.0, 0.0, [], 0.0, 0.0)) == _bits(round(x + 0.0, 1))
-
-
-def _reference_latent(lat, i: int, j: int, day: float) -> float:
-    """Latent normal j of patient i on ``day`` from the record fields (the formula of Latents' docstring)."""
-    x = float(lat.static[i, j])
-    s = lat.drift_share
-    if s <= 0.0:
-        return x
-    om, ph = lat.omega[i, j], lat.phase[i, j]
-    f = sum(math.cos(float(om[k]) * day + float(ph[k])) for k in range(DRIFT_FEATURES))
-    return math.sqrt(1.0 - s) * x + math.sqrt(s * 2.0 / DRIFT_FEATURES) * f
 
 
 def _reference_pain(sim: Simulation, p, lines, now: float, obs: tuple, retained: float) -> float:
