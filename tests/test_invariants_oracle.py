@@ -403,6 +403,11 @@ CASES = [
      optimised_relief_then_own_stop(restart=True)),
     ("restart_dose", {}, {}, optimised_relief_then_own_stop(True, AT_RELIEF),  # 'retitrate': not straight at 600
      optimised_relief_then_own_stop(restart=True)),
+    ("restart_dose", {"localized": True}, {},  # a topical added at the restart's own decision (review rev14)
+     optimised_relief_then_own_stop(True, [*RETITRATED_TO_600[:2],
+                                           row(200, "drug_start", "capsaicin_8pct", 1, "P6.topical_add"),
+                                           *RETITRATED_TO_600[2:]]),
+     optimised_relief_then_own_stop(restart=True)),
     ("restart_dose", {}, {"restart_dose": "relieving_dose"}, optimised_relief_then_own_stop(restart=True),
      optimised_relief_then_own_stop(True, AT_RELIEF)),
     ("restart_dose", {}, {},  # above the relieving dose before a judgement found no relief

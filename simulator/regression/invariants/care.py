@@ -393,7 +393,9 @@ def restart_dose_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantR
       start of that drug, or, when a ``drug_stop`` citing ``P4.taper_reversed`` ended its taper at this decision,
       the smaller of R and the dose of that row; under ``relieving_dose``, R;
     * no ``dose_change`` of it goes above R before an ``evaluation`` or ``maintenance_visit`` after the restart finds
-      no relief (partial or none: then optimisation may follow, P3).
+      no relief (partial or none: then optimisation may follow, P3);
+    * the restart comes alone: no ``drug_start`` citing ``P6.topical_add`` on the day of a re-offer start (a topical
+      still due follows the restart's judgement).
     """
     res = InvariantResult(BY_NAME[RESTART_DOSE_INVARIANT], checked=n)
     mode = str(_policy(policy, "restart_dose", "retitrate"))
@@ -406,6 +408,7 @@ def restart_dose_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantR
                ev["event"].astype(str), column(ev, "state"), column(ev, "drug"), ev["dose"].astype(float),
                column(ev, "rule"), column(ev, "outcome"), strict=True)
     key: tuple[int, int] | None = None
+    restart_day = topical_day = -1.0  # days of the patient's latest re-offer start and P6.topical_add start
     first_dose: dict[str, float] = {}  # drug -> first dose of the patient's first start of it
     relieved_stop: dict[str, float] = {}  # drug -> R, stopped by the patient while relieved, since its last start
     reversed_at: dict[str, tuple[float, float]] = {}  # drug -> (day, dose) of its P4.taper_reversed stop
@@ -428,7 +431,16 @@ def restart_dose_checks(events: pd.DataFrame, policy: Any, n: int) -> InvariantR
             settle(key)
             key = (rep, pat)
             first_dose, relieved_stop, reversed_at, capped = {}, {}, {}, {}
+            restart_day = topical_day = -1.0
         name = str(drug) if drug is not None else ""
+        if kind == "drug_start" and rule in REOFFER_RULES:
+            restart_day = day
+        if kind == "drug_start" and rule == "P6.topical_add":
+            topical_day = day
+        if kind == "drug_start" and restart_day >= 0 and abs(restart_day - topical_day) < TOL:
+            flag(key, day, kind, name, rule, "a topical added (P6.topical_add) at the decision that restarts what "
+                 "relieved him: the restart comes alone")
+            topical_day = -1.0
         if pending is not None and not (kind == "dose_limit" and name == pending[0] and abs(day - pending[2]) < TOL):
             settle(key)
         if kind == "dose_limit" and rule == RESTART_DOSE_RULE and pending is not None:

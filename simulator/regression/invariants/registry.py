@@ -210,7 +210,8 @@ CARE = (
               "follows its drug_start; its first dose is, under restart_dose 'retitrate', its first dose at the "
               "patient's earlier start of it (or the taper step a P4.taper_reversed stop left him on, or the "
               "relieving dose if lower), under 'relieving_dose' the relieving dose; no dose of it goes above the "
-              "relieving dose before a judgement after the restart finds no relief",
+              "relieving dose before a judgement after the restart finds no relief; the restart comes alone (no "
+              "P6.topical_add start at its decision)",
               "events: drug starts, stops and taper starts (rule, state, dose), dose_limit and dose_change rows, "
               "evaluation and maintenance_visit outcomes; policy: restart_dose"),
     Invariant("referral_accounting", "P9.re_referral", "S002, S004",
