@@ -835,3 +835,24 @@ def test_restart_owed_whatever_an_earlier_evaluation_judged_and_exempt_when_turn
     assert run(reversed_).ok, [(v.invariant, v.detail) for v in run(reversed_).violations()]
     from_first = [*reversed_[:-5], row(203, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"), *reversed_[-4:]]
     assert "restart_dose" in violated(run(from_first))  # not from the taper step he was on
+
+
+def test_a_visit_minutes_after_the_own_stop_is_its_own_decision():
+    """``reoffer_own_stop``: a re-offer is never decided at the stop itself, but a maintenance visit 0.005 days after
+    the patient's own stop is another decision (six-week-trials 800 seed 13, patient 281: stop 503.995, relapse at
+    the visit of day 504.000, tramadol restarted: flagged before SAME_MOMENT); at the very moment it is flagged."""
+    def course(stop_day):
+        rows = [*PREGABALIN_OK, row(42, "evaluation", "pregabalin", 300, outcome="relief", pain=3),
+                {**row(42, "transition", rule="P4.relief"), "state": "relieved"},
+                {**row(stop_day, "taper_start", "pregabalin", 300, "X.patient_stop"), "state": "relieved"},
+                {**row(stop_day, "dose_change", "pregabalin", 150, "P5.taper_step"), "state": "relieved"},
+                {**row(140, "maintenance_visit", rule="P4.maintenance_visit", outcome="none", pain=7),
+                 "state": "relieved"},
+                {**row(140, "transition", rule="P4.relapse"), "state": "first_line"},
+                row(140, "transition", rule="P4.reoffer_own_stop"),
+                row(140, "drug_stop", "pregabalin", 150, "P4.taper_reversed"),
+                row(140, "drug_start", "pregabalin", 150, "P4.reoffer_own_stop"),
+                row(140, "dose_limit", "pregabalin", 300, "P4.restart_dose")]
+        return [(v.invariant, v.detail) for v in run(rows).violations() if v.invariant == "reoffer_own_stop"]
+    assert course(139.995) == []
+    assert course(140.0)

@@ -22,6 +22,7 @@ from .rules import (
     INTOLERANCE_RULES,
     REFRACTORY_REFERRAL_RULES,
     REOFFER_RULES,
+    SAME_MOMENT,
     SINGLE_APPLICATION_DAYS,
     TOL,
 )
@@ -224,7 +225,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
                 if drug in inadequate:
                     flag("reoffer_own_stop", key, day, kind, drug, rule, f"{drug} offered once more although an "
                          "evaluation had judged it inadequate (it had failed)")
-                if drug in own_stop and decided - own_stop[drug] <= TOL:
+                if drug in own_stop and decided - own_stop[drug] <= SAME_MOMENT:
                     flag("reoffer_own_stop", key, day, kind, drug, rule, f"{drug} offered once more at the decision "
                          f"taken at the patient's own stop of it (day {own_stop[drug]:g})")
                 elif drug in own_stop and own_end.get(drug, -1.0) >= own_stop[drug] - TOL \
@@ -269,7 +270,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
         elif kind == "transition" and state in TREATING_STATES:
             for drug_a, stopped in list(pending.items()):  # a decision at the stop itself, or while he still
                 da = cat.get(drug_a)  # tapered off it, moved on to a step that does not offer it: nothing to re-offer
-                held = day - stopped <= TOL or own_end.get(drug_a, -1.0) < stopped - TOL
+                held = day - stopped <= SAME_MOMENT or own_end.get(drug_a, -1.0) < stopped - TOL
                 if held and (da is None or state not in RESUMED_IN.get(da.drug_class,
                                                                                        FIRST_LINE_STATES)):
                     pending.pop(drug_a, None)
@@ -280,7 +281,7 @@ def care_checks(events: pd.DataFrame, patients: pd.DataFrame, policy: Any, n: in
             (kind == "transition" and rule == DISCHARGE)
         if refractory:
             for drug_p, stopped in pending.items():
-                if day - stopped <= TOL or own_end.get(drug_p, -1.0) < stopped - TOL:
+                if day - stopped <= SAME_MOMENT or own_end.get(drug_p, -1.0) < stopped - TOL:
                     continue  # the decision at the stop itself, or while he still tapered off it: not yet open
                 dp = cat.get(drug_p)
                 if dp is not None and any(cat.get(x) is not None and cat[x].drug_class == dp.drug_class

@@ -20,6 +20,8 @@ from typing import Any
 from ...model.catalog import Drug
 
 TOL = 0.005  # days: event days are rounded to 3 decimals, schedule offsets too
+SAME_MOMENT = 0.0015  # days: two rows of one moment differ by at most the last rounded digit (0.001); a visit
+# minutes after a stop (six-week-trials 800 seed 13, patient 281: stop 503.995, visit 504.000) is another moment
 EPS = 1e-6  # doses: relative tolerance for comparisons of daily doses
 
 # ---- the oracle's own reading of the seeds (../shared/PATHWAY.md; seeds S000-S004) ------------------
