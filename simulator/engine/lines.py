@@ -150,7 +150,7 @@ class Dosing:
         relief = 0.0  # P4.restart_dose: the dose that relieved him, when this start restarts it after his own stop
         if p.relief_dose:
             stopped = p.relief_dose.pop(j, None)  # any start of the drug uses up its own stop's dose
-            if stopped is not None and (j in p.reopen or rule == "P7.tramadol_reoffer"):
+            if stopped is not None and p.restarts_own_stop(j, rule):
                 relief, back = stopped
                 pl = self._restart_plan(p, j, pl, relief, back)
         persist = self.persist  # .item(row, column): no numpy row view per drug start

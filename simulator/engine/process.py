@@ -252,7 +252,7 @@ class PatientProcess:
         horizon = self.config.horizon_days
         if p.relief_dose and p.taper_end > now:  # P4.taper_reversed: what relieved him, still being tapered
             for j in decision.start:
-                if j in p.relief_dose and (j in p.reopen or decision.rule == "P7.tramadol_reoffer"):
+                if j in p.relief_dose and p.restarts_own_stop(j, decision.rule):
                     self._reverse_taper(p, j, now)
         if decision.start and p.taper_end > now and self._wait_for_taper(p, decision.start):
             # P5: no cross-taper (policy), or a serotonergic drug must be gone first (serotonin: avoid).

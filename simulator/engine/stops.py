@@ -18,6 +18,14 @@ from ..model.safety import taper_doses
 from .events import E_DOSE, E_DROPOUT, E_LIMIT, E_STOP, E_TAPER, NCOL
 from .lines import Line
 
+
+def _taper_step_at(plan: tuple, now: float) -> float:
+    """The dose of the taper step the patient is on at day ``now``, from a ``taper_plans`` entry ``(line start,
+    taper start day, step doses, interval in days, row of its taper_start)``."""
+    _start, began, steps, interval, _row = plan
+    return steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)]
+
+
 OPIOID_TRIGGER = {"weak_opioid": "escalate_tramadol", "strong_opioid": "escalate_strong_opioid"}
 """The opioid classes and the trigger that starts each (P7, P8)."""
 
@@ -160,8 +168,7 @@ class Stopping:
         for j, end in p.tapering:
             plan = self.taper_plans.get((p.idx, j))
             if end > now + 1e-9 and plan is not None and plan[0] > best[0]:
-                start, began, steps, interval, _row = plan
-                best = (start, j, steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)])
+                best = (plan[0], j, _taper_step_at(plan, now))
         return best[1], best[2]
 
     def _reverse_taper(self, p: PatientModel, j: int, now: float) -> None:
@@ -175,8 +182,8 @@ class Stopping:
         end = next((e for k, e in p.tapering if k == j and e > now + 1e-9), None)
         if plan is None or end is None:
             return
-        _start, began, steps, interval, row = plan
-        on = steps[min(int((now - began) / interval + 1e-9), len(steps) - 1)]
+        steps, row = plan[2], plan[4]
+        on = _taper_step_at(plan, now)
         buf = self.buf
         n = len(buf) // NCOL
         for r in range(row + 1, min(row + 2 + len(steps), n)):  # its steps, then its P5.taper_complete row

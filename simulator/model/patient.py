@@ -252,6 +252,12 @@ class PatientModel:
             return self.restart_available()
         return self.first_line_available()
 
+    def restarts_own_stop(self, j: int, rule: str) -> bool:
+        """Whether starting drug ``j`` under ``rule`` offers once more a drug he stopped himself (P4.reoffer_own_stop,
+        or tramadol by P7.tramadol_reoffer): such a start aims at ``relief_dose[j]`` when he stopped it while
+        relieved (P4.restart_dose)."""
+        return j in self.reopen or rule == "P7.tramadol_reoffer"
+
     def tramadol_allowed(self) -> bool:
         """P7: tramadol only after documented failure of a first-line agent, if the policy uses it; P5: not
         with a serotonergic drug under the policy ``serotonin: avoid``."""
