@@ -37,8 +37,7 @@ class Evaluation:
         ends (horizon, drop-out). ``by_patient``: the line ended because the patient stopped (not judged)."""
         env = self.env
         t = self.tables
-        ctx = self.ctx
-        policy = ctx.policy
+        policy = self.ctx.policy
         visit = float(policy.visit_interval_days)
         horizon = self.config.horizon_days
         i = p.idx
@@ -128,8 +127,7 @@ class Evaluation:
                     newest = next((ln for ln in reversed(lines) if not ln.topical_addon), lines[-1])
                     drug = t.drugs[newest.drug]
                     if newest.topical_addon:  # only the topical is left: judged after its own trial (P3)
-                        k = math.ceil((newest.target_day + ctx.trial_days[drug.name] - newest.start) / visit - 1e-9)
-                        eval_day = max(eval_day, newest.start + max(k, 1) * visit)
+                        eval_day = max(eval_day, self._trial_end(newest, visit))
                 continue
             # evaluation visit (P3 adequate trial reached, or a strong-opioid titration step)
             pain = self._pain(p, lines, now, obs, 1.0)
@@ -255,20 +253,26 @@ class Evaluation:
                 p.combination_failed = True
         p.failure_marks = tuple(kept)
 
-    def _trial_end(self, line: Line, visit: float) -> float:
-        """P3: the visit (every ``visit`` days from the line's start) that ends the line's adequate trial at its
-        target dose (days, ``ctx.trial_days``; at least the drug's ``min_trial_days``); a strong opioid's trial is
-        time-limited (P8.time_limited, policy ``strong_opioid.max_trial_days``)."""
+    def _trial_due(self, line: Line) -> float:
+        """P3: the day (simulation days) the line's adequate trial is complete: ``ctx.trial_days`` at its target
+        dose, at least the drug's ``min_trial_days`` from its start (drugs.yaml; TCAs 6-8 weeks, S000, S002); a
+        strong opioid's trial days at most the policy's ``strong_opioid.max_trial_days`` (P8.time_limited, S004).
+        The one formula of the rule: the evaluation visit (:meth:`_trial_end`) and the tramadol bridge's
+        judgement (:meth:`simulator.engine.referral.Referral._judge_bridge`) both read it."""
         drug = self.tables.drugs[line.drug]
-        opioid = self.ctx.policy.strong_opioid
         trial = self.ctx.trial_days[drug.name]
         if drug.drug_class == "strong_opioid":
-            trial = min(trial, opioid.max_trial_days)
-        due = max(line.target_day + trial, line.start + drug.min_trial_days)
-        k = math.ceil((due - line.start) / visit - 1e-9)
+            trial = min(trial, self.ctx.policy.strong_opioid.max_trial_days)
+        return max(line.target_day + trial, line.start + drug.min_trial_days)
+
+    def _trial_end(self, line: Line, visit: float) -> float:
+        """P3: the visit (every ``visit`` days from the line's start) that ends the line's adequate trial
+        (:meth:`_trial_due`); a strong opioid is judged by the end of its trial period (P8.time_limited, policy
+        ``strong_opioid.max_trial_days``)."""
+        k = math.ceil((self._trial_due(line) - line.start) / visit - 1e-9)
         end = line.start + max(k, 1) * visit
-        if drug.drug_class == "strong_opioid":  # P8.time_limited: judged by the end of the trial period
-            end = min(end, line.start + opioid.max_trial_days)
+        if self.strong_opioid[line.drug]:  # P8.time_limited: judged by the end of the trial period
+            end = min(end, line.start + self.ctx.policy.strong_opioid.max_trial_days)
         return end
 
     def _pain(self, p: PatientModel, lines: list[Line], now: float, obs: tuple, retained: float) -> float:

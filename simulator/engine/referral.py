@@ -216,9 +216,10 @@ class Referral:
 
     def _judge_bridge(self, p: PatientModel, bridge: Line, now: float) -> None:
         """P7, P8 gate: the tramadol bridge counts as tramadol tried only once it has had an adequate trial
-        (its target dose plus the policy's tramadol trial days, P3) and a review still finds no relief; a
-        bridge cut short by the consult is not a failed tramadol trial (NICE CG173 allows tramadol only as
-        rescue while waiting; S004 requires tramadol to fail before a strong opioid)."""
-        if now + 1e-9 >= bridge.target_day + self.ctx.trial_days[self.tables.drugs[bridge.drug].name]:
+        (P3, :meth:`simulator.engine.evaluation.Evaluation._trial_due`: its target dose plus the policy's tramadol
+        trial days) and a review still finds no relief; a bridge cut short by the consult is not a failed
+        tramadol trial (NICE CG173 allows tramadol only as rescue while waiting; S004 requires tramadol to fail
+        before a strong opioid)."""
+        if now + 1e-9 >= self._trial_due(bridge):
             p.tramadol_tried = p.tramadol_failed = True
             p.bridge_judged = True
