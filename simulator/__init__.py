@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .analysis.runner import RunResult, register_writers, simulate
-from .inputs.errors import InputError
-from .scenario import Scenario, load_scenario
+from .inputs import compiled
+
+compiled.install()  # before any engine module is imported: a compiled module runs only if built from its source
+
+from .analysis.runner import RunResult, register_writers, simulate  # noqa: E402
+from .inputs.errors import InputError  # noqa: E402
+from .scenario import Scenario, load_scenario  # noqa: E402
 
 __all__ = ["InputError", "RunResult", "Scenario", "load_scenario", "simulate"]
 

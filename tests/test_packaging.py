@@ -37,6 +37,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
                  "simulator/scenarios/guideline.yaml", "simulator/data/clinical.yaml",
                  "simulator/templates/report.html.j2"):
         assert must in names, must
+    # the compiled engine ships beside its sources, with the record of what it was built from (setup.py)
+    assert "simulator/_compiled.json" in names and "simulator/engine/simulation.py" in names
+    assert any(n.startswith("simulator/engine/simulation.") and n.endswith(".so") for n in names)
     venv = tmp_path / "venv"
     assert _sh([sys.executable, "-m", "venv", venv], cwd=tmp_path).returncode == 0
     r = _sh([venv / "bin" / "pip", "install", "-q", wheel], cwd=tmp_path)
@@ -45,6 +48,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
 
+    probe = "import simulator.engine.simulation as m; print(m.__file__)"
+    r = _sh([venv / "bin" / "python", "-W", "error", "-c", probe], cwd=work)
+    assert r.returncode == 0 and r.stdout.strip().endswith(".so"), r.stdout + r.stderr  # installed, fresh: compiled
     r = _sh([painpath, "run", "guideline", "--patients", 300, "--out", "r1", "--quiet"], cwd=work)
     assert r.returncode == 0, r.stderr
     assert (work / "r1" / "report.html").exists()

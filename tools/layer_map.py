@@ -36,6 +36,7 @@ MODULES: dict[str, str] = {
     "errors": "inputs.errors",
     "schema": "inputs.schema",
     "packaged": "inputs.packaged",
+    "compiled": "inputs.compiled",
     # model: the clinical knowledge (pathway, rules, drugs, clinical model, policy, safety) and its chance
     "pathway": "model.pathway",
     "rules": "model.rules",

@@ -13,13 +13,13 @@ guard (opioid gate, misuse screen, trial length, titration speed) that are not d
 from __future__ import annotations
 
 import ast
-import inspect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
+from ..inputs.compiled import source_of
 from ..model.pathway import OUTCOMES, STATES, TERMINAL, TRANSITIONS, TREATING, Edge
 from ..model.rules import load_rules
 
@@ -160,7 +160,7 @@ def lint_pathway(states: Sequence[str] = STATES, transitions: Sequence[Edge] = T
         engine = (simulation, process, evaluation, lines, stops, adverse, maintenance, referral)
         rule_modules = (policy, *engine, safety, patient)
     for mod in rule_modules:
-        for rid, line in rule_ids_in_source(inspect.getsource(mod)):
+        for rid, line in rule_ids_in_source(source_of(mod)):
             if not rules.is_resolvable(rid):
                 found.append(Finding("rule_ids", ERROR, f"{mod.__name__}:{line}",
                                      f"rule id '{rid}' used in {mod.__name__} line {line} is not in rules.yaml"))

@@ -1,0 +1,135 @@
+"""The compiled engine (setup.py, ``simulator.inputs.compiled``): the engine's hot modules compiled with Cython give
+the same results as their Python sources, and a compiled module runs only while its source is the one it was built
+from (an edited or newly checked-out source runs as Python, with a warning), so a stale build never runs old code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+import pytest
+
+import simulator.engine.lines
+from simulator.inputs.compiled import PURE_ENV, FreshBuildFinder, StaleBuildWarning, is_compiled, source_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One process per build: the event table and summary of three scenarios (CRN: same seed, same patients), and
+# which file each engine module was imported from.
+_RUN = """
+import hashlib, json, sys
+import pandas as pd
+import simulator
+from simulator.analysis.runner import simulate
+from simulator.scenario import load_scenario
+out = {}
+for name, n in (("guideline", 600), ("escalation-s002", 400), ("usual-care", 400)):
+    r = simulate(load_scenario(f"scenarios/{name}.yaml").with_overrides(patients=n, seed=5))
+    rows = pd.util.hash_pandas_object(r.events, index=True).to_numpy()
+    out[name] = [len(r.events), hashlib.sha256(rows.tobytes()).hexdigest(),
+                 json.dumps(r.summary, sort_keys=True, default=str)]
+out["files"] = {m: sys.modules[m].__file__ for m in sorted(sys.modules) if m.startswith("simulator.engine.")}
+print(json.dumps(out))
+"""
+
+
+def _run(pure: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+    if pure:
+        env[PURE_ENV] = "1"
+    r = subprocess.run([sys.executable, "-c", _RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_compiled_and_python_builds_give_identical_results() -> None:
+    """Protects: the compiled engine is the same engine (event tables and summaries byte-identical on three
+    scenarios), and PAINPATH_PURE_PYTHON=1 really runs the sources."""
+    if not is_compiled(simulator.engine.lines):
+        pytest.skip("no compiled build in this checkout (pip install -e . builds it; the sources run)")
+    compiled, pure = _run(False), _run(True)
+    assert any(not f.endswith(".py") for f in compiled["files"].values())
+    assert all(f.endswith(".py") for f in pure["files"].values())
+    for name in ("guideline", "escalation-s002", "usual-care"):
+        assert compiled[name] == pure[name], name
+
+
+def _package(tmp_path: Path, compiled_marker: bool = True) -> tuple[Path, str]:
+    """A package ``pkgx`` with ``mod.py`` and, beside it, a file named as its extension module that cannot be
+    imported (if the finder let Python's import take it, the import would fail)."""
+    pkg = tmp_path / "pkgx"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text("WHO = 'source'\n")
+    if compiled_marker:
+        (pkg / ("mod" + EXTENSION_SUFFIXES[0])).write_bytes(b"not an extension")
+    return pkg, hashlib.sha256((pkg / "mod.py").read_bytes()).hexdigest()
+
+
+def _import_with(finder: FreshBuildFinder, tmp_path: Path):
+    sys.path.insert(0, str(tmp_path))
+    sys.meta_path.insert(0, finder)
+    try:
+        import pkgx.mod
+
+        return pkgx.mod
+    finally:
+        sys.meta_path.remove(finder)
+        sys.path.remove(str(tmp_path))
+        for m in ("pkgx.mod", "pkgx"):
+            sys.modules.pop(m, None)
+
+
+def test_an_edited_source_runs_instead_of_its_stale_build(tmp_path: Path) -> None:
+    """Protects: a source changed since the build (digest not the recorded one) is imported as Python, with a
+    StaleBuildWarning naming the module and the rebuild."""
+    _package(tmp_path)
+    finder = FreshBuildFinder("pkgx", {"pkgx.mod": "0" * 64})
+    with pytest.warns(StaleBuildWarning, match=r"pkgx\.mod changed since it was compiled.*pip install -e \."):
+        mod = _import_with(finder, tmp_path)
+    assert mod.WHO == "source" and mod.__file__.endswith("mod.py")
+    assert finder.stale == ["pkgx.mod"]
+
+
+def test_a_fresh_build_is_left_to_python_import(tmp_path: Path) -> None:
+    """Protects: when the recorded digest is the source's, the finder steps aside (Python imports the extension);
+    asked to run pure Python, or for a module with no extension, it never picks the extension."""
+    pkg, digest = _package(tmp_path)
+    fresh = FreshBuildFinder("pkgx", {"pkgx.mod": digest})
+    assert fresh.find_spec("pkgx.mod", [str(pkg)]) is None
+    pure = FreshBuildFinder("pkgx", {"pkgx.mod": digest}, pure=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _import_with(pure, tmp_path).__file__.endswith("mod.py")
+    assert pure.stale == []
+    other = tmp_path / "other"
+    other.mkdir()
+    pkg2, _ = _package(other, compiled_marker=False)
+    assert FreshBuildFinder("pkgx", {}).find_spec("pkgx.mod", [str(pkg2)]) is None  # not compiled: Python's own
+    assert FreshBuildFinder("pkgx", {}).find_spec("json.decoder", [str(pkg)]) is None  # another package
+
+
+def test_manifest_lists_the_sources_that_were_compiled() -> None:
+    """Protects: every compiled engine module beside its source was built from that source (a build left stale by
+    an edit would run as Python and warn: this says which were compiled and current in this checkout)."""
+    manifest_path = ROOT / "simulator" / "_compiled.json"
+    if not manifest_path.exists():
+        pytest.skip("no compiled build in this checkout")
+    manifest = json.loads(manifest_path.read_text())
+    assert "simulator.engine.simulation" in manifest and "simulator.model.clinical" not in manifest
+    for name in manifest:
+        src = ROOT.joinpath(*name.split(".")).with_suffix(".py")
+        assert src.exists(), name
+
+
+def test_source_of_reads_a_compiled_module() -> None:
+    """Protects: `painpath lint` reads rule ids from engine sources whether or not they are compiled."""
+    text = source_of(simulator.engine.lines)
+    assert text == (ROOT / "simulator" / "engine" / "lines.py").read_text()
