@@ -19,6 +19,7 @@ import simulator.engine.simulation as engine
 import simulator.model.patient as patient
 import simulator.model.safety as safety
 from simulator.analysis.runner import simulate
+from simulator.engine.evaluation import Evaluation
 from simulator.regression.invariants import check_run
 from simulator.scenario import load_scenario
 
@@ -136,3 +137,38 @@ def test_policy_option_outside_the_guideline_is_declared_not_failed():
     report = check_run(simulate(load_scenario(DATA / "cipn-no-exclusions.yaml")))
     res = report.by_invariant()["cipn_no_tca_gabapentinoid"]
     assert not res.violations and res.declared and res.status == "declared departure"
+
+
+def _judged_on_the_newest_drug_only(monkeypatch) -> None:
+    """Break the engine's wait for drugs started together (``Evaluation._trial``: a regimen restarted after the
+    patient's own stop is judged once each drug has had its adequate trial): the trial end of every other oral drug
+    started with the newest counts for nothing, so the regimen is judged on the newest drug's timing only."""
+    trial, trial_end = Evaluation._trial, Evaluation._trial_end
+    newest = []  # the newest line of the trial being set up (its evaluation day is computed before its first wait)
+
+    def broken_trial(self, p, lines, decision, obs, ltfu_day):
+        newest[:] = [lines[-1]]
+        return (yield from trial(self, p, lines, decision, obs, ltfu_day))
+
+    def broken_trial_end(self, line, visit):
+        if newest and line is not newest[0] and line.start == newest[0].start and not line.topical_addon:
+            return -1.0  # not waited for
+        return trial_end(self, line, visit)
+
+    monkeypatch.setattr(Evaluation, "_trial", broken_trial)
+    monkeypatch.setattr(Evaluation, "_trial_end", broken_trial_end)
+
+
+def test_check_catches_drugs_restarted_together_judged_on_the_newest_only(monkeypatch):
+    """Protects P3 for a regimen restarted together (P4.reoffer_own_stop): with the engine judging it on its newest
+    drug's trial only, ``check`` reports ``adequate_trial`` for the other drug (guideline, 240 patients, seed 11:
+    patient 237, pregabalin and duloxetine restarted together on day 231 and judged on day 273, 14 days after
+    pregabalin reached 300 mg/day against its 28-day trial); the unbroken run is clean. Before the oracle read
+    each drug's trial, only the drug the evaluation row names was checked and this passed."""
+    sc = MIXED.model_copy(update={"patients": 240, "replications": 1, "seed": 11})
+    clean = check_run(simulate(sc)).by_invariant()["adequate_trial"]
+    assert clean.applicable > 0 and not clean.violations, clean.violations[:3]
+    _judged_on_the_newest_drug_only(monkeypatch)
+    broken = check_run(simulate(sc)).by_invariant()["adequate_trial"]
+    together = [v for v in broken.violations if "started together" in v.detail]
+    assert together, [(v.patient, v.drug, v.day, v.detail) for v in broken.violations]

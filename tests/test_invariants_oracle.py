@@ -856,3 +856,54 @@ def test_a_visit_minutes_after_the_own_stop_is_its_own_decision():
         return [(v.invariant, v.detail) for v in run(rows).violations() if v.invariant == "reoffer_own_stop"]
     assert course(139.995) == []
     assert course(140.0)
+
+
+def _restarted_together(judged_on: float) -> list[dict]:
+    """Gabapentin (target 1800 mg/day on day 14) and duloxetine added to it (60 mg/day on day 49) relieve; the patient
+    stops both himself, relapses at the visit of day 140 and both are restarted together (P4.reoffer_own_stop),
+    retitrated to the doses that relieved him (P4.restart_dose): duloxetine back at 60 on day 147 (its 28-day trial
+    ends on day 175), gabapentin at 1800 on day 154 (its trial ends on day 182). The regimen is judged (on the
+    newest drug, duloxetine) on day ``judged_on``."""
+    relieved = [*start(0, "gabapentin", 300, "P1.gabapentin_cost"), row(1, "dose_change", "gabapentin", 600),
+                row(2, "dose_change", "gabapentin", 900), row(7, "dose_change", "gabapentin", 1200),
+                row(14, "dose_change", "gabapentin", 1800, "P2.target_reached"),
+                row(42, "evaluation", "gabapentin", 1800, outcome="partial", pain=5),
+                row(42, "transition", rule="P4.partial_add"), row(42, "drug_start", "duloxetine", 30, "P4.partial_add"),
+                row(49, "dose_change", "duloxetine", 60, "P2.target_reached"),
+                row(77, "evaluation", "duloxetine", 60, outcome="relief", pain=2),
+                {**row(77, "transition", rule="P4.relief"), "state": "relieved"}]
+    own_stops = [row(100, "taper_start", "duloxetine", 60, "X.patient_stop"),
+                 row(100, "dose_change", "duloxetine", 30, "P5.taper_step"),
+                 row(107, "dose_change", "duloxetine", 20, "P5.taper_step"),
+                 row(114, "drug_stop", "duloxetine", 20, "P5.taper_complete"),
+                 row(120, "taper_start", "gabapentin", 1800, "X.patient_stop"),
+                 row(120, "dose_change", "gabapentin", 900, "P5.taper_step"),
+                 row(127, "drug_stop", "gabapentin", 900, "P5.taper_complete"),
+                 row(140, "maintenance_visit", rule="P4.maintenance_visit", outcome="none", pain=7)]
+    restart = [{**row(140, "transition", rule="P4.relapse"), "state": "add_on"},
+               {**row(140, "transition", rule="P4.reoffer_own_stop"), "state": "switch"},
+               row(140, "drug_start", "gabapentin", 300, "P4.reoffer_own_stop"),
+               row(140, "dose_limit", "gabapentin", 1800, "P4.restart_dose"),
+               row(140, "drug_start", "duloxetine", 30, "P4.reoffer_own_stop"),
+               row(140, "dose_limit", "duloxetine", 60, "P4.restart_dose"),
+               row(141, "dose_change", "gabapentin", 600), row(142, "dose_change", "gabapentin", 900),
+               row(147, "dose_change", "gabapentin", 1200), row(147, "dose_change", "duloxetine", 60, "P2.target_reached"),
+               row(154, "dose_change", "gabapentin", 1800, "P2.target_reached"),
+               row(judged_on, "evaluation", "duloxetine", 60, outcome="none", pain=7)]
+    return [*relieved, *[{**r, "state": "relieved"} for r in own_stops], *restart]
+
+
+def test_drugs_restarted_together_are_each_judged_after_their_own_adequate_trial():
+    """P3 (S000 "ensure target doses are reached before switching"): a regimen of oral drugs started together (a
+    restart, P4.reoffer_own_stop) is judged failed only once each of them has had its own adequate trial, not only
+    the newest drug the evaluation row names. Judged on day 175, after duloxetine's trial but before gabapentin's
+    (day 182), it is reported under ``adequate_trial`` naming gabapentin; judged on day 182 the trajectory is clean
+    (before: the oracle read the newest drug's trial only, and day 175 passed)."""
+    early = run(_restarted_together(175))
+    found = [v for v in early.violations() if v.invariant == "adequate_trial"]
+    assert [(v.drug, v.day) for v in found] == [("gabapentin", 175.0)], [(v.invariant, v.detail) for v in found]
+    assert "duloxetine" in found[0].detail and "182" in found[0].detail
+    legal = run(_restarted_together(182))
+    assert legal.ok, [(v.invariant, v.detail) for v in legal.violations()]
+    alone = [r for r in _restarted_together(175) if not (r["drug"] == "gabapentin" and r["day"] >= 140)]
+    assert "adequate_trial" not in violated(run(alone))  # duloxetine restarted alone: its own trial only

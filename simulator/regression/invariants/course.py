@@ -17,6 +17,7 @@ from .rules import (
     NO_BENEFIT_RULE,
     NO_TAPER_RULES,
     OWN_STOP_RULE,
+    SAME_MOMENT,
     TAPER_REVERSED_RULE,
     TAPERED,
     TOL,
@@ -186,15 +187,35 @@ class CourseChecks(CheckerBase):
 
     def _check_trial(self, key: tuple[int, int], f: Facts, t: Trajectory, d: Drug, name: str, day: float,
                      rule: str | None) -> None:
+        """P3 (S000 "ensure target doses are reached before switching"; S002, S004), P8.time_limited: a failed
+        judgement of drug ``name`` on ``day`` comes after its adequate trial, and after that of every other oral drug
+        started at the same moment and still taken (not tapering): a regimen restarted together
+        (P4.reoffer_own_stop) is judged once each of its drugs has had its own trial, whichever the evaluation row
+        names (the newest). A topical is not waited for (it has its own trial, P6.topical_add)."""
         self._touch("adequate_trial", key)
         line = t.active.get(name)
         if line is None:
             self._flag("adequate_trial", key, day, "evaluation", name, rule, f"{name} judged while not running")
             return
+        self._check_line_trial(key, f, line, day, rule, "")
+        for other in t.active.values():
+            if (other is not line and other.taper_day is None and other.drug.drug_class != "topical"
+                    and abs(other.start - line.start) <= SAME_MOMENT):
+                self._check_line_trial(key, f, other, day, rule,
+                                       f" (started together with {name} on day {line.start:g}, judged with it)")
+
+    def _check_line_trial(self, key: tuple[int, int], f: Facts, line: Line, day: float, rule: str | None,
+                          together: str) -> None:
+        """The adequate trial of one running ``line`` judged failed on ``day``: at its judged target (or the highest
+        tolerated dose, or a restart's relieving dose, P4.restart_dose), held ``adequate_trial_days`` and at least
+        ``min_trial_days`` from its start (drugs.yaml); a strong opioid judged by the end of its time-limited trial
+        (policy ``strong_opioid.max_trial_days``, P8.time_limited, S004). ``together``: said in the detail when the
+        line is not the drug the evaluation row names."""
+        d, name = line.drug, line.name
         need = min(judged_target(d, f, self.pol, name), line.ceiling, line.aim)  # a restart: P4.restart_dose
         if line.dose < need * (1 - EPS):
             self._flag("adequate_trial", key, day, "evaluation", name, rule,
-                       f"{name} judged failed at {line.dose:g} {d.unit}, below its target {need:g}")
+                       f"{name} judged failed at {line.dose:g} {d.unit}, below its target {need:g}{together}")
             return
         since: float | None = None  # the start of the latest run of doses at or above the target
         for dd, dose in line.doses:
@@ -211,4 +232,4 @@ class CourseChecks(CheckerBase):
             self._flag("adequate_trial", key, day, "evaluation", name, rule,
                        f"{name} judged failed on day {day:g}, before the adequate trial ends on day {due:g} "
                        f"(at {need:g} {d.unit} since day {since:g} + {d.adequate_trial_days} d, "
-                       f"min {d.min_trial_days} d from the start)")
+                       f"min {d.min_trial_days} d from the start){together}")

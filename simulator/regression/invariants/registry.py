@@ -71,9 +71,11 @@ INVARIANTS: tuple[Invariant, ...] = (
               "a dose lowered for intolerance stays at or above the drug's lowest effective dose (else it stops)",
               "events: dose changes with an intolerance rule; patients: CrCl; drugs.yaml: min_effective_dose"),
     Invariant("adequate_trial", "P3", "S000, S002, S004",
-              "no drug judged failed before an adequate trial at the target dose (or the highest tolerated)",
-              "events: evaluations, doses, dose reductions; drugs.yaml: target_dose, adequate_trial_days, "
-              "min_trial_days; policy: target_doses", "short_trial"),
+              "no drug judged failed before an adequate trial at the target dose (or the highest tolerated); oral "
+              "drugs started together (a regimen restarted, P4.reoffer_own_stop) are judged only once each has had "
+              "its own, whichever the evaluation names",
+              "events: evaluations, drug starts, doses, dose reductions, taper starts; drugs.yaml: class, "
+              "target_dose, adequate_trial_days, min_trial_days; policy: target_doses", "short_trial"),
     # --- checks and contraindications ------------------------------------------------------------
     Invariant("tca_ecg", "P5.tca_ecg", "S000, S002, S004",
               "an ECG is logged before a tricyclic starts in a patient over 40",
