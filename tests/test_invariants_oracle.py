@@ -907,3 +907,16 @@ def test_drugs_restarted_together_are_each_judged_after_their_own_adequate_trial
     assert legal.ok, [(v.invariant, v.detail) for v in legal.violations()]
     alone = [r for r in _restarted_together(175) if not (r["drug"] == "gabapentin" and r["day"] >= 140)]
     assert "adequate_trial" not in violated(run(alone))  # duloxetine restarted alone: its own trial only
+
+
+def test_a_bridge_counts_as_failed_only_after_its_adequate_trial_at_target():
+    """P8 gate, P3: a tramadol bridge judged without relief counts as tramadol tried once it has had its adequate
+    trial at its target dose (28 days at 200 mg/day, reached a week after its start), as the engine judges it
+    (Evaluation._trial_due); the oracle used to count 28 days from its start. Judged 30 days after its start (23
+    at target), the morphine that follows is flagged; judged at 42 days, it is clean."""
+    rows = _bridged_escalation(judged=True)
+    t0 = next(r["day"] for r in rows if r["event"] == "drug_start" and r["drug"] == "tramadol")
+    early = [{**r, "day": r["day"] - 12} if r["day"] >= t0 + 42 else r for r in rows]
+    assert any(r["event"] == "maintenance_visit" and r["day"] == t0 + 30 for r in early)
+    assert "strong_opioid_prerequisites" in violated(run(early))
+    assert "strong_opioid_prerequisites" not in violated(run(rows))

@@ -87,8 +87,8 @@ class Checker(DoseChecks, DecisionChecks, CourseChecks):
                 t.visit_outcome = out_c[k]
                 b = t.bridge
                 if b is not None and out_c[k] in FAILED_OUTCOMES and b.name in t.active \
-                        and day - b.start >= b.drug.adequate_trial_days - EPS:
-                    t.tramadol_failed = True  # the bridge had its trial and did not relieve (P8 gate)
+                        and day >= self._trial_due(f, b)[2] - EPS:
+                    t.tramadol_failed = True  # the bridge had its adequate trial (P3) and did not relieve (P8 gate)
             elif ev == "transition" and rule == RELAPSE_RULE:
                 self._on_relapse(t)
             if ev == "dose_change" and rule is not None and name in t.active and dose is not None:

@@ -4,6 +4,8 @@ relapses (P4.relapse) that open tramadol and the strong-opioid gate (P7, P8), an
 
 from __future__ import annotations
 
+import math
+
 from ...model.catalog import Drug
 from .base import CheckerBase
 from .rules import (
@@ -204,19 +206,16 @@ class CourseChecks(CheckerBase):
                 self._check_line_trial(key, f, other, day, rule,
                                        f" (started together with {name} on day {line.start:g}, judged with it)")
 
-    def _check_line_trial(self, key: tuple[int, int], f: Facts, line: Line, day: float, rule: str | None,
-                          together: str) -> None:
-        """The adequate trial of one running ``line`` judged failed on ``day``: at its judged target (or the highest
-        tolerated dose, or a restart's relieving dose, P4.restart_dose), held ``adequate_trial_days`` and at least
-        ``min_trial_days`` from its start (drugs.yaml); a strong opioid judged by the end of its time-limited trial
-        (policy ``strong_opioid.max_trial_days``, P8.time_limited, S004). ``together``: said in the detail when the
-        line is not the drug the evaluation row names."""
-        d, name = line.drug, line.name
-        need = min(judged_target(d, f, self.pol, name), line.ceiling, line.aim)  # a restart: P4.restart_dose
+    def _trial_due(self, f: Facts, line: Line) -> tuple[float, float | None, float]:
+        """P3: the adequate trial of a running ``line``: ``(target, since, due)``: the dose it is judged at (its
+        judged target, or the highest tolerated dose, or a restart's relieving dose, P4.restart_dose), the day its
+        latest run of doses at or above that target began (None: it is below it now) and the day the trial is
+        complete (``since`` + ``adequate_trial_days``, at least ``min_trial_days`` from the start; a strong opioid by
+        the end of its time-limited trial, policy ``strong_opioid.max_trial_days``, P8.time_limited, S004)."""
+        d = line.drug
+        need = min(judged_target(d, f, self.pol, line.name), line.ceiling, line.aim)
         if line.dose < need * (1 - EPS):
-            self._flag("adequate_trial", key, day, "evaluation", name, rule,
-                       f"{name} judged failed at {line.dose:g} {d.unit}, below its target {need:g}{together}")
-            return
+            return need, None, math.inf
         since: float | None = None  # the start of the latest run of doses at or above the target
         for dd, dose in line.doses:
             if dose < need * (1 - EPS):
@@ -228,6 +227,21 @@ class CourseChecks(CheckerBase):
         limit = self.pol.strong_opioid_trial_days
         if d.drug_class == "strong_opioid" and limit is not None:  # P8.time_limited (S004): judged by its end
             due = min(due, line.start + float(limit))
+        return need, since, due
+
+    def _check_line_trial(self, key: tuple[int, int], f: Facts, line: Line, day: float, rule: str | None,
+                          together: str) -> None:
+        """The adequate trial of one running ``line`` judged failed on ``day``: at its judged target (or the highest
+        tolerated dose, or a restart's relieving dose, P4.restart_dose), held ``adequate_trial_days`` and at least
+        ``min_trial_days`` from its start (drugs.yaml); a strong opioid judged by the end of its time-limited trial
+        (policy ``strong_opioid.max_trial_days``, P8.time_limited, S004). ``together``: said in the detail when the
+        line is not the drug the evaluation row names."""
+        d, name = line.drug, line.name
+        need, since, due = self._trial_due(f, line)
+        if since is None:
+            self._flag("adequate_trial", key, day, "evaluation", name, rule,
+                       f"{name} judged failed at {line.dose:g} {d.unit}, below its target {need:g}{together}")
+            return
         if day < due - TOL:
             self._flag("adequate_trial", key, day, "evaluation", name, rule,
                        f"{name} judged failed on day {day:g}, before the adequate trial ends on day {due:g} "
