@@ -9,7 +9,8 @@
 Targets: issue #2: 100k patients in at most 10 s and under 1 GB; >= 1.8x speed-up on 2 workers. Issue #9: the
 engine's events/s at least v0.1's on the same machine in the same run (run v0.1's benchmark just before or after).
 The engine runs as installed: its hot modules compiled (setup.py; ``"engine_build": "compiled"``) or, with
-PAINPATH_PURE_PYTHON=1 or no compiled build, from their Python sources (``"python"``); the output says which.
+PAINPATH_PURE_PYTHON=1 or no compiled build, from their Python sources (``"python"``), or partly (sources edited
+since the build run as Python: ``"partly compiled (from source: ...)"``); the output says which.
 Usage: .venv/bin/python benchmarks/bench_engine.py [--patients 100000] [--skip-parallel] [--part engine|e2e]
 """
 
@@ -28,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simulator.analysis.runner import replication_setup, simulate  # noqa: E402
-from simulator.engine import simulation  # noqa: E402
 from simulator.engine.simulation import EngineConfig, Simulation  # noqa: E402
-from simulator.inputs.compiled import is_compiled  # noqa: E402
+from simulator.inputs.compiled import build_in_use  # noqa: E402
 from simulator.model.overrides import model_tables  # noqa: E402
 from simulator.model.policy_context import PolicyContext  # noqa: E402
 from simulator.population.cohort import generate_cohort  # noqa: E402
@@ -55,7 +55,7 @@ def engine_only(patients: int) -> dict:
     ev = sim.run()
     engine_s = time.perf_counter() - t0
     return {
-        "engine_build": "compiled" if is_compiled(simulation) else "python",
+        "engine_build": build_in_use(),
         "patients": patients,
         "setup_s": round(t1 - t0, 2),
         "engine_s": round(engine_s, 2),

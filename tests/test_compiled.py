@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import warnings
-from importlib.machinery import EXTENSION_SUFFIXES
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
 from pathlib import Path
 
 import pytest
@@ -62,16 +63,18 @@ def test_compiled_and_python_builds_give_identical_results() -> None:
         assert compiled[name] == pure[name], name
 
 
-def _package(tmp_path: Path, compiled_marker: bool = True) -> tuple[Path, str]:
-    """A package ``pkgx`` with ``mod.py`` and, beside it, a file named as its extension module that cannot be
-    imported (if the finder let Python's import take it, the import would fail)."""
+def _package(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A package ``pkgx`` with ``mod.py``, beside it an "extension" named as the build names it and a leftover
+    named as Python's own import would take it, neither importable (if either were imported, the import would
+    fail); and the build's record of ``mod`` (its source's digest and extension file)."""
     pkg = tmp_path / "pkgx"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "mod.py").write_text("WHO = 'source'\n")
-    if compiled_marker:
-        (pkg / ("mod" + EXTENSION_SUFFIXES[0])).write_bytes(b"not an extension")
-    return pkg, hashlib.sha256((pkg / "mod.py").read_bytes()).hexdigest()
+    (pkg / ("mod.compiled" + EXTENSION_SUFFIXES[0])).write_bytes(b"not an extension")
+    (pkg / ("mod" + EXTENSION_SUFFIXES[0])).write_bytes(b"not an extension either")
+    return pkg, {"sha256": hashlib.sha256((pkg / "mod.py").read_bytes()).hexdigest(),
+                 "file": "mod.compiled" + EXTENSION_SUFFIXES[0]}
 
 
 def _import_with(finder: FreshBuildFinder, tmp_path: Path):
@@ -90,31 +93,48 @@ def _import_with(finder: FreshBuildFinder, tmp_path: Path):
 
 def test_an_edited_source_runs_instead_of_its_stale_build(tmp_path: Path) -> None:
     """Protects: a source changed since the build (digest not the recorded one) is imported as Python, with a
-    StaleBuildWarning naming the module and the rebuild."""
-    _package(tmp_path)
-    finder = FreshBuildFinder("pkgx", {"pkgx.mod": "0" * 64})
+    StaleBuildWarning naming the module and the rebuild; no extension beside it is imported."""
+    _, built = _package(tmp_path)
+    finder = FreshBuildFinder("pkgx", {"pkgx.mod": {**built, "sha256": "0" * 64}})
     with pytest.warns(StaleBuildWarning, match=r"pkgx\.mod changed since it was compiled.*pip install -e \."):
         mod = _import_with(finder, tmp_path)
     assert mod.WHO == "source" and mod.__file__.endswith("mod.py")
     assert finder.stale == ["pkgx.mod"]
 
 
-def test_a_fresh_build_is_left_to_python_import(tmp_path: Path) -> None:
-    """Protects: when the recorded digest is the source's, the finder steps aside (Python imports the extension);
-    asked to run pure Python, or for a module with no extension, it never picks the extension."""
-    pkg, digest = _package(tmp_path)
-    fresh = FreshBuildFinder("pkgx", {"pkgx.mod": digest})
-    assert fresh.find_spec("pkgx.mod", [str(pkg)]) is None
-    pure = FreshBuildFinder("pkgx", {"pkgx.mod": digest}, pure=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert _import_with(pure, tmp_path).__file__.endswith("mod.py")
-    assert pure.stale == []
-    other = tmp_path / "other"
-    other.mkdir()
-    pkg2, _ = _package(other, compiled_marker=False)
-    assert FreshBuildFinder("pkgx", {}).find_spec("pkgx.mod", [str(pkg2)]) is None  # not compiled: Python's own
+def test_a_fresh_build_loads_its_extension_and_nothing_else_does(tmp_path: Path) -> None:
+    """Protects: the recorded extension is loaded when the source is the one it was built from; asked to run pure
+    Python, without a record (no build, or a failed compilation), or for an unrecorded module, the source runs and
+    a leftover extension named as Python's import would take it is never imported."""
+    pkg, built = _package(tmp_path)
+    spec = FreshBuildFinder("pkgx", {"pkgx.mod": built}).find_spec("pkgx.mod", [str(pkg)])
+    assert spec.origin == str(pkg / built["file"]) and isinstance(spec.loader, ExtensionFileLoader)
+    for finder in (FreshBuildFinder("pkgx", {"pkgx.mod": built}, pure=True), FreshBuildFinder("pkgx", {})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert _import_with(finder, tmp_path).__file__.endswith("mod.py")
+        assert finder.stale == []
+    (pkg / built["file"]).unlink()  # recorded but not there: the source
+    assert FreshBuildFinder("pkgx", {"pkgx.mod": built}).find_spec("pkgx.mod", [str(pkg)]).origin.endswith("mod.py")
     assert FreshBuildFinder("pkgx", {}).find_spec("json.decoder", [str(pkg)]) is None  # another package
+
+
+def test_setup_keeps_every_extension_optional_and_regenerated(tmp_path: Path) -> None:
+    """Protects the no-compiler install (review rev15: cythonize returns new Extension objects, and the optional
+    flag set on its input was lost, so a machine without gcc failed to install) and builds from the current
+    sources whatever their file times (force): checked on setup.py's extensions() when Cython is importable."""
+    pytest.importorskip("Cython")
+    spec = importlib.util.spec_from_file_location("painpath_setup", ROOT / "setup.py")
+    setup_mod = importlib.util.module_from_spec(spec)
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        spec.loader.exec_module(setup_mod)  # (its setup() runs only as __main__)
+        exts = setup_mod.extensions(str(tmp_path / "cython"))
+    finally:
+        os.chdir(cwd)
+    assert {e.name for e in exts} == set(setup_mod.COMPILED)
+    assert all(e.optional for e in exts)
 
 
 def _compiled_names() -> tuple[str, ...]:
@@ -136,7 +156,9 @@ def test_compiled_modules_define_no_pydantic_model() -> None:
         assert not bases & {"BaseModel", "Strict"}, name
     manifest_path = ROOT / "simulator" / "_compiled.json"
     if manifest_path.exists():
-        assert set(json.loads(manifest_path.read_text())) <= set(names)
+        manifest = json.loads(manifest_path.read_text())
+        assert set(manifest) <= set(names)
+        assert all(v["file"].startswith(k.rpartition(".")[2] + ".compiled.") for k, v in manifest.items())
 
 
 def test_source_of_reads_a_compiled_module() -> None:

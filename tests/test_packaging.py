@@ -11,6 +11,7 @@ is marked slow: ``python -m pytest -m slow tests/test_packaging.py``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -66,3 +67,18 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     r = _sh([painpath, "trace", "--case", "arrhythmia-no-tca"], cwd=work)
     assert r.returncode == 0, r.stderr
     assert "not for treating patients" in r.stdout
+
+
+@pytest.mark.slow
+def test_without_a_c_compiler_the_wheel_builds_from_sources(tmp_path: Path) -> None:
+    """Protects the install on a machine without a C compiler (review rev15: it failed): every compiled module is
+    optional, so the build succeeds with no extension and an empty record, and the package runs from its sources."""
+    dist = tmp_path / "dist"
+    env = {**os.environ, "CC": "/bin/false"}
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(dist)],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wheel = zipfile.ZipFile(next(dist.glob("painpath-*.whl")))
+    assert not [n for n in wheel.namelist() if n.endswith(".so")]
+    assert json.loads(wheel.read("simulator/_compiled.json")) == {}
+    assert "simulator/engine/simulation.py" in wheel.namelist()
