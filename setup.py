@@ -52,10 +52,14 @@ class BuildExt(build_ext):
         return os.path.join(folder, module + TAG + name[len(module):])
 
     def run(self) -> None:
+        built_path = {ext.name: os.path.join(self.build_lib, self.get_ext_filename(ext.name)) for ext in self.extensions}
+        for path in built_path.values():  # an extension left by an earlier build is not this build's
+            if os.path.exists(path):
+                os.remove(path)
         super().run()
         built = {}
         for ext in self.extensions:
-            path = self.get_ext_fullpath(ext.name)
+            path = built_path[ext.name]
             if os.path.exists(path):  # (an optional extension that failed to compile is left out)
                 with open(source(ext.name), "rb") as f:
                     built[ext.name] = {"sha256": hashlib.sha256(f.read()).hexdigest(), "file": os.path.basename(path)}

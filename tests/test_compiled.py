@@ -145,9 +145,10 @@ def _compiled_names() -> tuple[str, ...]:
 
 
 def test_compiled_modules_define_no_pydantic_model() -> None:
-    """Protects the build: a module compiled by Cython cannot define a pydantic model (its methods become compiled
-    functions that pydantic takes for fields: the import fails), so none of setup.py's COMPILED may; and the build's
-    record, when there is one, names only those modules, each by an existing source."""
+    """Protects the build: a pydantic model with methods cannot be compiled by Cython (its methods become compiled
+    functions that pydantic takes for fields: the import fails; seen with model.care), so none of setup.py's
+    COMPILED defines a pydantic model; and the build's record, when there is one, names only those modules, each
+    with an extension named as the build names it."""
     names = _compiled_names()
     assert "simulator.engine.simulation" in names
     for name in names:
