@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -53,7 +54,12 @@ class BuildExt(build_ext):
 
     def run(self) -> None:
         built_path = {ext.name: os.path.join(self.build_lib, self.get_ext_filename(ext.name)) for ext in self.extensions}
-        for path in built_path.values():  # an extension left by an earlier build is not this build's
+        stale = list(built_path.values())  # an extension left by an earlier build is not this build's
+        if self.inplace:  # ... nor one beside its source under Python's own name (the first compiled build's
+            # naming): an older checkout, which has no finder, would import it
+            stale += [os.path.splitext(source(ext.name))[0] + sysconfig.get_config_var("EXT_SUFFIX")
+                      for ext in self.extensions]
+        for path in stale:
             if os.path.exists(path):
                 os.remove(path)
         super().run()
@@ -61,8 +67,7 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             path = built_path[ext.name]
             if os.path.exists(path):  # (an optional extension that failed to compile is left out)
-                with open(source(ext.name), "rb") as f:
-                    built[ext.name] = {"sha256": hashlib.sha256(f.read()).hexdigest(), "file": os.path.basename(path)}
+                built[ext.name] = {"sha256": ext.source_sha256, "file": os.path.basename(path)}
         folders = [os.path.join(self.build_lib, "simulator")]
         if self.inplace:  # editable install (pip install -e): the extensions are copied beside their sources
             folders.append("simulator")
@@ -82,10 +87,15 @@ def extensions(build_dir: str = "build/cython") -> list[Extension]:
     except ImportError:
         print("painpath: Cython is not installed; the engine runs from its Python sources")
         return []
+    digests = {}
+    for m in COMPILED:  # read before translation: an edit made while the build runs is not recorded as compiled
+        with open(source(m), "rb") as f:
+            digests[m] = hashlib.sha256(f.read()).hexdigest()
     exts = cythonize([Extension(m, [source(m)]) for m in COMPILED], language_level=3, nthreads=os.cpu_count() or 1,
                      quiet=True, force=True, build_dir=build_dir)
     for ext in exts:  # (cythonize returns new Extension objects: optional set on its input would be lost)
         ext.optional = True
+        ext.source_sha256 = digests[ext.name]  # what BuildExt records
     return exts
 
 

@@ -119,22 +119,38 @@ def test_a_fresh_build_loads_its_extension_and_nothing_else_does(tmp_path: Path)
     assert FreshBuildFinder("pkgx", {}).find_spec("json.decoder", [str(pkg)]) is None  # another package
 
 
-def test_setup_keeps_every_extension_optional_and_regenerated(tmp_path: Path) -> None:
+def test_setup_keeps_every_extension_optional_and_regenerated(tmp_path: Path, monkeypatch) -> None:
     """Protects the no-compiler install (review rev15: cythonize returns new Extension objects, and the optional
-    flag set on its input was lost, so a machine without gcc failed to install) and builds from the current
-    sources whatever their file times (force): checked on setup.py's extensions() when Cython is importable."""
-    pytest.importorskip("Cython")
+    flag set on its input was lost, so a machine without gcc failed to install), builds from the current sources
+    whatever their file times (cythonize's own cache goes by file times: ``force``, review rev15) and records the
+    digest of each source as read before translation (review rev16): checked on setup.py's extensions()."""
+    cython_build = pytest.importorskip("Cython.Build")
+    calls = []
+    real = cython_build.cythonize
+    monkeypatch.setattr(cython_build, "cythonize", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
     spec = importlib.util.spec_from_file_location("painpath_setup", ROOT / "setup.py")
     setup_mod = importlib.util.module_from_spec(spec)
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        spec.loader.exec_module(setup_mod)  # (its setup() runs only as __main__)
-        exts = setup_mod.extensions(str(tmp_path / "cython"))
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(ROOT)
+    spec.loader.exec_module(setup_mod)  # (its setup() runs only as __main__)
+    exts = setup_mod.extensions(str(tmp_path / "cython"))
     assert {e.name for e in exts} == set(setup_mod.COMPILED)
     assert all(e.optional for e in exts)
+    assert calls and calls[0].get("force") is True
+    for e in exts:
+        src = ROOT.joinpath(*e.name.split(".")).with_suffix(".py")
+        assert e.source_sha256 == hashlib.sha256(src.read_bytes()).hexdigest(), e.name
+
+
+def test_a_stale_build_under_warnings_as_errors_is_said_not_raised(tmp_path: Path, capsys) -> None:
+    """Protects `-W error` / PYTHONWARNINGS=error with a stale module (review rev15: a traceback from inside the
+    import): the source runs and the warning's text goes to stderr."""
+    _, built = _package(tmp_path)
+    finder = FreshBuildFinder("pkgx", {"pkgx.mod": {**built, "sha256": "0" * 64}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mod = _import_with(finder, tmp_path)
+    assert mod.WHO == "source"
+    assert "pkgx.mod changed since it was compiled" in capsys.readouterr().err
 
 
 def _compiled_names() -> tuple[str, ...]:

@@ -261,7 +261,7 @@ class Evaluation:
         judgement (:meth:`simulator.engine.referral.Referral._judge_bridge`) both read it."""
         drug = self.tables.drugs[line.drug]
         trial = self.ctx.trial_days[drug.name]
-        if drug.drug_class == "strong_opioid":
+        if self.strong_opioid[line.drug]:
             trial = min(trial, self.ctx.policy.strong_opioid.max_trial_days)
         return max(line.target_day + trial, line.start + drug.min_trial_days)
 

@@ -231,11 +231,9 @@ class CourseChecks(CheckerBase):
 
     def _check_line_trial(self, key: tuple[int, int], f: Facts, line: Line, day: float, rule: str | None,
                           together: str) -> None:
-        """The adequate trial of one running ``line`` judged failed on ``day``: at its judged target (or the highest
-        tolerated dose, or a restart's relieving dose, P4.restart_dose), held ``adequate_trial_days`` and at least
-        ``min_trial_days`` from its start (drugs.yaml); a strong opioid judged by the end of its time-limited trial
-        (policy ``strong_opioid.max_trial_days``, P8.time_limited, S004). ``together``: said in the detail when the
-        line is not the drug the evaluation row names."""
+        """One running ``line`` judged failed on ``day`` must be at its target and past its adequate trial
+        (:meth:`_trial_due`). ``together``: said in the detail when the line is not the drug the evaluation row
+        names."""
         d, name = line.drug, line.name
         need, since, due = self._trial_due(f, line)
         if since is None:
